@@ -1,0 +1,38 @@
+# eifbake: see README.md. Every target works on a fresh Debian machine after
+# `scripts/deps.sh` (which `make demo` and `.ci/run` call themselves).
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build test lint fmt demo bench golden deps
+
+all: build
+
+deps:
+	bash scripts/deps.sh
+
+build:
+	$(CARGO) build --release --locked
+
+# The whole test suite: unit, integration, golden, cross-checks against
+# independent implementations, then lints.
+test: deps
+	$(CARGO) test --locked --all-targets
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+# Recompute the checked-in golden values from real runs (then review the diff).
+golden:
+	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test golden
+
+demo: deps build
+	bash scripts/demo.sh
+
+bench: deps build
+	bash bench/run.sh

@@ -1,0 +1,201 @@
+//! The command line, as clap derive types. Nothing here does any work: every
+//! subcommand is turned into a call in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Hermetic, reproducible builds of AWS Nitro Enclave images.
+///
+/// eifbake pins StageX OCI images by digest, builds in a sandbox with no
+/// network, and writes bit-for-bit identical EIFs with their PCRs and a
+/// manifest anyone can rebuild from.
+///
+/// Exit codes: 0 ok / same, 1 differs / not reproducible, 2 error.
+/// SOURCE_DATE_EPOCH (integer seconds) fixes every timestamp written;
+/// a malformed value is an error.
+#[derive(Debug, Parser)]
+#[command(name = "eifbake", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Content-addressed store (an OCI image layout). Default: $EIFBAKE_STORE,
+    /// else the user cache directory (~/.cache/eifbake/store).
+    #[arg(long, global = true, env = "EIFBAKE_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Never touch the network; fail naming any blob missing from the store.
+    #[arg(long, global = true)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pack a directory into a normalised newc cpio ramdisk (low level).
+    ///
+    /// Entries are sorted bytewise by path, parents first; owners are 0:0,
+    /// inodes sequential, mtimes SOURCE_DATE_EPOCH (default 0), modes
+    /// canonical (0755 for directories and executables, 0644 otherwise).
+    Ramdisk(RamdiskArgs),
+    /// Write an EIF from a kernel, a command line and ramdisks (low level, like eif_build).
+    Eif(EifArgs),
+    /// Show an EIF's header, sections, CRC, PCRs, metadata and embedded manifest.
+    Describe(DescribeArgs),
+    /// Show what differs between two EIFs: header, sections, ramdisk entries.
+    ///
+    /// Exit 0 when identical, 1 when they differ, 2 on error.
+    Diff(DiffArgs),
+    /// Resolve every image of a recipe to digests and write lockfiles/NAME.lock.
+    Lock(LockArgs),
+    /// Pull every pinned manifest, config and layer into the store, verifying digests.
+    Fetch(FetchArgs),
+    /// Move images in and out of the store (OCI layouts, oci-archive tarballs).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+#[derive(Debug, Args)]
+pub struct RamdiskArgs {
+    /// Directory to pack.
+    pub dir: PathBuf,
+    /// Where to write the ramdisk (written atomically).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Compress with deterministic gzip (same bytes for any thread count).
+    #[arg(long)]
+    pub gzip: bool,
+    /// Prefix every entry with this directory (e.g. `rootfs` for nitro-cli's user ramdisk).
+    #[arg(long, value_name = "DIR")]
+    pub prefix: Option<String>,
+    /// Print a summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EifArgs {
+    /// Kernel image (bzImage for x86_64, Image for aarch64).
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// Kernel config; the OS and kernel version in the metadata are read from it.
+    #[arg(long, value_name = "FILE")]
+    pub kernel_config: Option<PathBuf>,
+    /// Kernel command line (written without a trailing NUL).
+    #[arg(long)]
+    pub cmdline: String,
+    /// Ramdisks, in order; give the flag once per ramdisk.
+    #[arg(long, required = true)]
+    pub ramdisk: Vec<PathBuf>,
+    /// Where to write the EIF (written atomically).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[arg(long, value_enum, default_value = "x86_64")]
+    pub arch: Arch,
+    /// Image name for the metadata (default: the output file's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Image version for the metadata.
+    #[arg(long, default_value = "0.0.0")]
+    pub version: String,
+    /// A JSON object stored as the metadata's CustomMetadata.
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+    /// Also write the PCRs to this file, lines `<hex> PCRn`.
+    #[arg(long, value_name = "FILE")]
+    pub pcrs: Option<PathBuf>,
+    /// Print the result as JSON (nitro-cli's Measurements shape included).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    pub eif: PathBuf,
+    /// Machine-readable output, with nitro-cli's `Measurements` object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// recipes/NAME.toml or recipes/NAME/recipe.toml.
+    pub recipe: PathBuf,
+    /// Re-resolve tags even when the lock already pins them.
+    #[arg(long)]
+    pub update: bool,
+    /// Registries reachable over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Where to write the lock (default: lockfiles/NAME.lock beside recipes/).
+    #[arg(long, value_name = "FILE")]
+    pub lockfile: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    pub recipe: PathBuf,
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    pub lockfile: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Import an OCI image layout directory or an oci-archive tarball.
+    Import {
+        /// Directory (OCI layout) or .tar (oci-archive).
+        path: PathBuf,
+        /// Only this reference name (org.opencontainers.image.ref.name); default all.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Export an image from the store as an OCI layout directory or oci-archive tarball.
+    Export {
+        /// Reference or digest of the image in the store.
+        image: String,
+        /// Destination: a directory, or a path ending in .tar for an oci-archive.
+        output: PathBuf,
+    },
+    /// List the images in the store.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove blobs that no index entry or given lockfile references.
+    Gc {
+        /// Lockfiles whose images must be kept.
+        #[arg(long = "keep-lock", value_name = "FILE")]
+        keep: Vec<PathBuf>,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,15 @@
+//! One function per subcommand: turn parsed arguments into library calls and
+//! print the result. No format or policy logic lives here.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::args::Cli;
+
+/// Run a parsed command line; `Ok` carries the exit code (0 same/ok, 1 differs).
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        _ => anyhow::bail!("this command is not available yet"),
+    }
+}

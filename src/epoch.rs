@@ -1,0 +1,91 @@
+//! `SOURCE_DATE_EPOCH` as a type.
+//!
+//! Per the reproducible-builds.org specification the value is a decimal count
+//! of seconds since 1970-01-01 UTC; anything else is a hard error rather than
+//! a silent fallback to the wall clock. Where several places give a value, the
+//! command line (the environment) wins over the recipe.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch, UTC; the one timestamp eifbake writes anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("SOURCE_DATE_EPOCH={0:?} is not a non-negative integer number of seconds (see https://reproducible-builds.org/specs/source-date-epoch/)")]
+pub struct EpochError(pub String);
+
+impl FromStr for Epoch {
+    type Err = EpochError;
+    fn from_str(s: &str) -> Result<Self, EpochError> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EpochError(s.to_string()));
+        }
+        s.parse::<u64>().map(Epoch).map_err(|_| EpochError(s.to_string()))
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Epoch {
+    /// `SOURCE_DATE_EPOCH` from the environment: `Ok(None)` when unset,
+    /// an error when set but malformed (an empty value counts as unset, as the spec allows).
+    pub fn from_env() -> Result<Option<Epoch>, EpochError> {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => v.parse().map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(v)) => Err(EpochError(v.to_string_lossy().into())),
+        }
+    }
+
+    /// The epoch as an RFC 3339 UTC timestamp (`1970-01-01T00:00:01Z`), computed
+    /// without consulting the host's time zone database.
+    pub fn rfc3339(&self) -> String {
+        let secs = self.0;
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+        // Civil-from-days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = if mo <= 2 { y + 1 } else { y };
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_strictly() {
+        assert_eq!("1".parse::<Epoch>().unwrap(), Epoch(1));
+        for bad in ["", "-1", "1.5", " 1", "1e9", "0x10", "99999999999999999999999"] {
+            assert!(bad.parse::<Epoch>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(Epoch(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(Epoch(1).rfc3339(), "1970-01-01T00:00:01Z");
+        assert_eq!(Epoch(951_782_400).rfc3339(), "2000-02-29T00:00:00Z");
+        assert_eq!(Epoch(1_774_569_600).rfc3339(), "2026-03-27T00:00:00Z");
+    }
+}

@@ -1,0 +1,494 @@
+//! Recipes: what to build, as a TOML file (`recipes/NAME.toml` or
+//! `recipes/NAME/recipe.toml`).
+//!
+//! This module parses and validates a recipe once, at the edge: unknown keys,
+//! wrong types and dangling names (a step naming an image that `[images]`
+//! does not define, an enclave output no step produces) are errors that name
+//! the file, the line where the TOML parser can tell, and the key. Nothing
+//! here touches the network or the store; pinning is [`crate::lock`]'s job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::epoch::Epoch;
+
+/// A parsed, validated recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Image name; outputs are `out/NAME.eif` and the lock is `lockfiles/NAME.lock`.
+    pub name: String,
+    /// Written to the EIF metadata's ImageVersion.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// SOURCE_DATE_EPOCH for the build, unless the environment sets one.
+    #[serde(default)]
+    pub source_date_epoch: Option<Epoch>,
+    /// Target architecture of the enclave and of the images pulled.
+    #[serde(default)]
+    pub arch: Arch,
+    /// Image name -> OCI reference (`stagex/core-busybox:sx2026.03.0`, `…@sha256:…`).
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
+    /// Source name -> where it comes from.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Source>,
+    /// Build steps, run in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// The enclave image.
+    pub enclave: Enclave,
+}
+
+fn default_version() -> String {
+    "0.0.0".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Arch {
+    #[default]
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "aarch64")]
+    Aarch64,
+}
+
+impl Arch {
+    /// The OCI platform architecture name (`amd64`, `arm64`).
+    pub fn oci(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        })
+    }
+}
+
+/// Where a source comes from: exactly one of `git`, `path` or `url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// A git repository URL; `rev` names the branch, tag or commit to lock.
+    pub git: Option<String>,
+    pub rev: Option<String>,
+    /// A local directory, relative to the recipe file.
+    pub path: Option<PathBuf>,
+    /// Glob-free names ignored under `path` (`target`, `.git`, …): any path
+    /// component equal to one of these is skipped.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// A file or tarball by URL, with its expected sha256.
+    pub url: Option<String>,
+    pub sha256: Option<Digest>,
+    /// Unpack a tarball `url` (`.tar`, `.tar.gz`) instead of mounting the file.
+    #[serde(default)]
+    pub unpack: bool,
+    /// Listed in the manifest's `app_sources` (Procfile semantics).
+    #[serde(default)]
+    pub app_source: bool,
+}
+
+/// What kind of source a [`Source`] is, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind<'a> {
+    Git { url: &'a str, rev: &'a str },
+    Path { path: &'a Path, ignore: &'a [String] },
+    Url { url: &'a str, sha256: Digest, unpack: bool },
+}
+
+impl Source {
+    /// The validated kind; the recipe loader has already checked it is well formed.
+    pub fn kind(&self) -> SourceKind<'_> {
+        match (&self.git, &self.path, &self.url) {
+            (Some(url), None, None) => SourceKind::Git { url, rev: self.rev.as_deref().unwrap_or("HEAD") },
+            (None, Some(path), None) => SourceKind::Path { path, ignore: &self.ignore },
+            (None, None, Some(url)) => SourceKind::Url {
+                url,
+                sha256: self.sha256.expect("validated: url sources carry sha256"),
+                unpack: self.unpack,
+            },
+            _ => unreachable!("validated: exactly one of git, path, url"),
+        }
+    }
+}
+
+/// One build step, run in a sandbox made from `image`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    /// A key of `[images]`.
+    pub image: String,
+    /// Mount point in the sandbox -> source name (read-only), or `step:NAME`
+    /// for the `/out` of an earlier step.
+    #[serde(default)]
+    pub mounts: BTreeMap<String, String>,
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    /// Shell script run with `/bin/sh -euc`.
+    pub run: String,
+    /// Extra environment, on top of the fixed one (SOURCE_DATE_EPOCH, TZ=UTC, LC_ALL=C, …).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Path under `/out` -> path in the enclave root filesystem.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+fn default_workdir() -> String {
+    "/".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One ramdisk, init at `/init`, the root filesystem at `/` (nit, QuorumOS).
+    #[default]
+    Single,
+    /// nitro-cli's two ramdisks: boot (`init`, `nsm.ko`, `dev/`) and user (`rootfs/`, `cmd`, `env`).
+    NitroCli,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
+/// A file taken from a pinned image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFile {
+    /// A key of `[images]`.
+    pub image: String,
+    /// Absolute path inside that image.
+    pub path: String,
+    /// The kernel's config (e.g. StageX's `/linux.config`), for the EIF metadata.
+    #[serde(default)]
+    pub config: Option<String>,
+}
+
+/// The enclave image to assemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enclave {
+    #[serde(default)]
+    pub layout: Layout,
+    /// A key of `[images]` whose filesystem becomes the enclave's root (optional).
+    #[serde(default)]
+    pub rootfs: Option<String>,
+    pub kernel: ImageFile,
+    pub init: ImageFile,
+    /// nitro-cli layout only: the NSM driver module for the boot ramdisk.
+    #[serde(default)]
+    pub nsm: Option<ImageFile>,
+    pub cmdline: String,
+    /// The program the init runs, as argv.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_cpus")]
+    pub cpus: u64,
+    #[serde(default = "default_memory")]
+    pub memory_mib: u64,
+    /// vsock ports the application listens on (recorded in the manifest).
+    #[serde(default)]
+    pub ports: Vec<u32>,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Enclave path -> octal mode (`"4755"`), overriding the canonical 0755/0644.
+    #[serde(default)]
+    pub modes: BTreeMap<String, String>,
+    /// Extra `app_sources` URLs for the manifest, beyond sources marked `app_source`.
+    #[serde(default)]
+    pub app_sources: Vec<String>,
+}
+
+fn default_cpus() -> u64 {
+    2
+}
+
+fn default_memory() -> u64 {
+    512
+}
+
+impl Recipe {
+    /// Find the recipe file for a path: a `.toml` file, or a directory holding `recipe.toml`.
+    pub fn resolve_path(path: &Path) -> PathBuf {
+        if path.is_dir() {
+            path.join("recipe.toml")
+        } else {
+            path.to_path_buf()
+        }
+    }
+
+    /// Read, parse and validate a recipe file; returns it with the sha256 of its bytes.
+    pub fn load(path: &Path) -> Result<(Recipe, Digest)> {
+        let path = Self::resolve_path(path);
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read recipe {}", path.display()))?;
+        let text = std::str::from_utf8(&bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
+        let recipe = Self::parse(text).with_context(|| format!("invalid recipe {}", path.display()))?;
+        Ok((recipe, Digest::of(&bytes)))
+    }
+
+    /// Parse and validate recipe text.
+    pub fn parse(text: &str) -> Result<Recipe> {
+        let recipe: Recipe =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// The directory relative paths in the recipe are resolved against.
+    pub fn base_dir(recipe_path: &Path) -> PathBuf {
+        let p = Self::resolve_path(recipe_path);
+        p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The SOURCE_DATE_EPOCH to build with: the environment wins, then the recipe, then 0.
+    pub fn epoch(&self) -> Result<Epoch> {
+        Ok(Epoch::from_env()?.or(self.source_date_epoch).unwrap_or(Epoch(0)))
+    }
+
+    /// Mode overrides parsed to numbers.
+    pub fn mode_overrides(&self) -> BTreeMap<String, u32> {
+        self.enclave
+            .modes
+            .iter()
+            .map(|(p, m)| (p.clone(), u32::from_str_radix(m, 8).expect("validated octal mode")))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.name.is_empty()
+            || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            || self.name.starts_with('.')
+        {
+            bail!("name = {:?}: use letters, digits, '-', '_' and '.' (it names output files)", self.name);
+        }
+        for (key, reference) in &self.images {
+            if reference.trim().is_empty() || reference.contains(char::is_whitespace) {
+                bail!("images.{key} = {reference:?}: expected an OCI reference such as \"stagex/core-busybox:sx2026.03.0\"");
+            }
+        }
+        let image = |field: &str, name: &str| -> Result<()> {
+            if !self.images.contains_key(name) {
+                bail!(
+                    "{field} = {name:?}: no image of that name in [images] (defined: {})",
+                    names(self.images.keys())
+                );
+            }
+            Ok(())
+        };
+        for (key, src) in &self.sources {
+            let set =
+                [src.git.is_some(), src.path.is_some(), src.url.is_some()].iter().filter(|b| **b).count();
+            if set != 1 {
+                bail!("sources.{key}: give exactly one of `git`, `path` or `url`");
+            }
+            if src.rev.is_some() && src.git.is_none() {
+                bail!("sources.{key}.rev: only git sources take a rev");
+            }
+            if src.url.is_some() && src.sha256.is_none() {
+                bail!("sources.{key}: a url source needs `sha256 = \"sha256:…\"` so the download is pinned");
+            }
+            if src.url.is_none() && (src.sha256.is_some() || src.unpack) {
+                bail!("sources.{key}: `sha256` and `unpack` belong to url sources");
+            }
+            if !src.ignore.is_empty() && src.path.is_none() {
+                bail!("sources.{key}.ignore: only path sources take an ignore list");
+            }
+        }
+        let mut step_names: Vec<&str> = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = format!("steps[{i}] ({:?})", step.name);
+            if step.name.is_empty() || step_names.contains(&step.name.as_str()) {
+                bail!("{at}.name: step names must be non-empty and unique");
+            }
+            image(&format!("{at}.image"), &step.image)?;
+            for (mount, what) in &step.mounts {
+                abs(&format!("{at}.mounts key"), mount)?;
+                if mount == "/out" || mount.starts_with("/out/") {
+                    bail!("{at}.mounts.{mount:?}: /out is the step's fresh output directory and cannot be mounted over");
+                }
+                if let Some(prev) = what.strip_prefix("step:") {
+                    if !step_names.contains(&prev) {
+                        bail!("{at}.mounts.{mount:?} = {what:?}: no earlier step named {prev:?}");
+                    }
+                } else if !self.sources.contains_key(what) {
+                    bail!(
+                        "{at}.mounts.{mount:?} = {what:?}: no source of that name in [sources] (defined: {})",
+                        names(self.sources.keys())
+                    );
+                }
+            }
+            abs(&format!("{at}.workdir"), &step.workdir)?;
+            for (from, to) in &step.outputs {
+                if from != "/out" && !from.starts_with("/out/") {
+                    bail!("{at}.outputs key {from:?}: outputs are paths under /out");
+                }
+                abs(&format!("{at}.outputs.{from:?}"), to)?;
+            }
+            step_names.push(&step.name);
+        }
+        let e = &self.enclave;
+        image("enclave.kernel.image", &e.kernel.image)?;
+        abs("enclave.kernel.path", &e.kernel.path)?;
+        if let Some(c) = &e.kernel.config {
+            abs("enclave.kernel.config", c)?;
+        }
+        image("enclave.init.image", &e.init.image)?;
+        abs("enclave.init.path", &e.init.path)?;
+        if let Some(r) = &e.rootfs {
+            image("enclave.rootfs", r)?;
+        }
+        match (&e.nsm, e.layout) {
+            (Some(nsm), Layout::NitroCli) => {
+                image("enclave.nsm.image", &nsm.image)?;
+                abs("enclave.nsm.path", &nsm.path)?;
+            }
+            (Some(_), Layout::Single) => {
+                bail!("enclave.nsm: only the nitro-cli layout has a boot ramdisk for nsm.ko")
+            }
+            (None, _) => {}
+        }
+        if e.command.is_empty() {
+            bail!("enclave.command: give the program to run, e.g. command = [\"/usr/bin/hello\"]");
+        }
+        if e.cmdline.contains('\0') || e.cmdline.contains('\n') {
+            bail!("enclave.cmdline: must be one line without NUL bytes");
+        }
+        if e.cpus == 0 || e.memory_mib == 0 {
+            bail!("enclave.cpus and enclave.memory_mib must be positive");
+        }
+        for (k, v) in &e.env {
+            if k.is_empty() || k.contains('=') || k.contains('\n') || v.contains('\n') {
+                bail!("enclave.env.{k}: names cannot be empty or contain '=' or newlines; values cannot contain newlines");
+            }
+        }
+        for (path, mode) in &e.modes {
+            abs(&format!("enclave.modes key {path:?}"), path)?;
+            match u32::from_str_radix(mode, 8) {
+                Ok(m) if m <= 0o7777 && !mode.is_empty() => {}
+                _ => bail!("enclave.modes.{path:?} = {mode:?}: expected an octal mode such as \"0755\""),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = keys.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn abs(field: &str, path: &str) -> Result<()> {
+    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        bail!("{field} = {path:?}: expected an absolute path without '..'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const HELLO: &str = r#"
+name = "hello"
+version = "0.1.0"
+source_date_epoch = 1
+
+[images]
+busybox = "stagex/core-busybox:sx2026.03.0"
+kernel  = "stagex/user-linux-nitro:sx2026.03.0"
+init    = "stagex/user-nit:sx2026.03.0"
+
+[sources.app]
+path = "app"
+app_source = true
+
+[[steps]]
+name = "compile"
+image = "busybox"
+mounts = { "/src/app" = "app" }
+workdir = "/src/app"
+run = "cp hello.sh /out/hello"
+outputs = { "/out/hello" = "/usr/bin/hello" }
+
+[enclave]
+rootfs = "busybox"
+kernel = { image = "kernel", path = "/bzImage", config = "/linux.config" }
+init = { image = "init", path = "/usr/bin/init" }
+cmdline = "console=ttyS0"
+command = ["/usr/bin/hello"]
+env = { RUST_LOG = "info" }
+"#;
+
+    #[test]
+    fn parses_the_sketch() {
+        let r = Recipe::parse(HELLO).unwrap();
+        assert_eq!(r.name, "hello");
+        assert_eq!(r.source_date_epoch, Some(Epoch(1)));
+        assert_eq!(r.enclave.layout, Layout::Single);
+        assert_eq!(r.steps[0].outputs["/out/hello"], "/usr/bin/hello");
+        assert!(matches!(r.sources["app"].kind(), SourceKind::Path { .. }));
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Recipe::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = err(&HELLO.replace("cpus_typo", "").replace("cmdline = ", "cpu = 2\ncmdline = "));
+        assert!(e.contains("unknown field `cpu`"), "{e}");
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_mistyped_keys() {
+        let e = err(&HELLO.replace("command = [\"/usr/bin/hello\"]\n", ""));
+        assert!(e.contains("missing field `command`"), "{e}");
+        let e = err(&HELLO.replace("source_date_epoch = 1", "source_date_epoch = \"yesterday\""));
+        assert!(e.contains("source_date_epoch"), "{e}");
+    }
+
+    #[test]
+    fn dangling_names() {
+        let e = err(&HELLO.replace("image = \"busybox\"", "image = \"rustc\""));
+        assert!(e.contains("steps[0] (\"compile\").image = \"rustc\""), "{e}");
+        let e = err(&HELLO.replace("\"/src/app\" = \"app\"", "\"/src/app\" = \"nope\""));
+        assert!(e.contains("no source of that name"), "{e}");
+        let e =
+            err(&HELLO.replace("\"/out/hello\" = \"/usr/bin/hello\"", "\"/tmp/hello\" = \"/usr/bin/hello\""));
+        assert!(e.contains("outputs are paths under /out"), "{e}");
+    }
+
+    #[test]
+    fn bad_modes_and_sources() {
+        let e =
+            err(&HELLO.replace("env = { RUST_LOG = \"info\" }", "modes = { \"/usr/bin/hello\" = \"rwx\" }"));
+        assert!(e.contains("octal mode"), "{e}");
+        let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ngit = \"https://x\""));
+        assert!(e.contains("exactly one of"), "{e}");
+    }
+}
