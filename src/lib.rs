@@ -17,3 +17,4 @@ pub mod epoch;
 pub mod fsutil;
 pub mod progress;
 pub mod recipe;
+pub mod sandbox;
