@@ -18,3 +18,4 @@ pub mod fsutil;
 pub mod progress;
 pub mod recipe;
 pub mod sandbox;
+pub mod sources;
