@@ -29,7 +29,7 @@ dpkg-deb -x "$deb" "$work/x"
 vmlinuz=$(ls "$work"/x/boot/vmlinuz-* | head -n1)
 config=$(ls "$work"/x/boot/config-* | head -n1)
 # Write under temporary names and rename, so an interrupted run leaves no half file.
-cp "$vmlinuz" "$dest/.vmlinuz.tmp" && mv "$dest/.vmlinuz.tmp" "$dest/vmlinuz"
-cp "$config" "$dest/.config.tmp" && mv "$dest/.config.tmp" "$dest/config"
-echo "$pkg" > "$dest/package"
+cp "$vmlinuz" "$dest/.vmlinuz.$$" && mv "$dest/.vmlinuz.$$" "$dest/vmlinuz"
+cp "$config" "$dest/.config.$$" && mv "$dest/.config.$$" "$dest/config"
+echo "$pkg" > "$dest/.package.$$" && mv "$dest/.package.$$" "$dest/package"
 echo "fetch-kernel: $pkg -> $dest/vmlinuz" >&2
