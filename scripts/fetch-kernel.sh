@@ -22,6 +22,7 @@ if [ -z "$pkg" ]; then
 fi
 
 work=$(mktemp -d)
+chmod 0755 "$work" # apt-get download drops privileges to _apt, which must read it
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get download -q "$pkg" >&2)
 deb=$(ls "$work"/*.deb)

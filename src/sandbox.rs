@@ -77,14 +77,23 @@ impl Runtime {
             Runtime::Runc => "runc",
         }
     }
+}
 
-    /// Parse `crun` or `runc` (the command line's `--runtime`).
-    pub fn parse(s: &str) -> Result<Runtime> {
+/// Parses `crun` or `runc` (for a command line's `--runtime`).
+impl std::str::FromStr for Runtime {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Runtime> {
         match s {
             "crun" => Ok(Runtime::Crun),
             "runc" => Ok(Runtime::Runc),
             _ => bail!("runtime {s:?}: expected \"crun\" or \"runc\""),
         }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.program())
     }
 }
 
@@ -541,6 +550,18 @@ fn spawn_reader<R: Read + Send + 'static>(r: R, log: Arc<Mutex<LogSink>>) -> thr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_names_round_trip() {
+        for r in [Runtime::Crun, Runtime::Runc] {
+            assert_eq!(r.to_string().parse::<Runtime>().unwrap(), r);
+        }
+        assert!("docker"
+            .parse::<Runtime>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected \"crun\" or \"runc\""));
+    }
 
     #[test]
     fn fixed_env_is_the_documented_set() {
