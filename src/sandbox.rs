@@ -10,6 +10,8 @@
 //!   reachable, loopback servers of the host included;
 //! - exactly the fixed environment of DESIGN.md ([`fixed_env`]) plus the
 //!   step's own variables, which may not redefine the fixed ones;
+//! - the usual container capabilities of root ([`step_capabilities`]: chown,
+//!   mknod, setuid, chroot, …; no admin, no raw network), no new privileges;
 //! - hostname `eifbake`, user 0:0, umask 022 (the spec's `process.user.umask`,
 //!   honoured by crun and runc ≥ 1.1; the tests check it inside the step);
 //! - the sources bound read-only at their mount points, a fresh empty host
@@ -43,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount as OciMount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    Mount as OciMount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 
 use crate::epoch::Epoch;
@@ -199,6 +201,7 @@ impl Sandbox {
             .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
             .cwd(&step.workdir)
             .no_new_privileges(true)
+            .capabilities(step_capabilities()?)
             .build()?;
 
         let mut mounts: Vec<OciMount> = Vec::new();
@@ -388,6 +391,35 @@ impl Sandbox {
         }
         cmd
     }
+}
+
+/// The capabilities of a step's root user: the usual container default set
+/// (what Docker and Podman grant), so builds can chown, mknod, setuid and
+/// chroot inside their own root filesystem; no raw network, no admin.
+fn step_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities> {
+    use Capability::*;
+    let set: oci_spec::runtime::Capabilities = [
+        AuditWrite,
+        Chown,
+        DacOverride,
+        Fowner,
+        Fsetid,
+        Kill,
+        Mknod,
+        NetBindService,
+        Setfcap,
+        Setgid,
+        Setpcap,
+        Setuid,
+        SysChroot,
+    ]
+    .into_iter()
+    .collect();
+    Ok(LinuxCapabilitiesBuilder::default()
+        .bounding(set.clone())
+        .effective(set.clone())
+        .permitted(set)
+        .build()?)
 }
 
 /// Where a hybrid (v1 + v2) cgroup setup mounts its cgroup2 hierarchy.

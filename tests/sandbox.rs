@@ -215,3 +215,19 @@ fn runc_gives_the_same_sandbox() {
     assert_eq!(fs::read_to_string(f.path("out/umask")).unwrap(), "0022\n");
     assert_eq!(listing(&f.path("out")), ["env", "host", "umask"]);
 }
+
+#[test]
+fn root_in_a_step_can_chown_and_mknod_but_not_mount() {
+    let f = Fixture::new();
+    let s = f.step(
+        "echo x > /out/f; chown 1000:1000 /out/f; chmod 0444 /out/f; echo y >> /out/f; \
+         mknod /tmp/null c 1 3; test -c /tmp/null; \
+         if mount -t tmpfs tmpfs /mnt 2>/dev/null; then echo mounted > /out/mounted; fi",
+    );
+    run(&s).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(f.path("out/f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+    assert_eq!(fs::read_to_string(f.path("out/f")).unwrap(), "x\ny\n");
+    assert!(!f.path("out/mounted").exists(), "a step could mount (CAP_SYS_ADMIN)");
+}
