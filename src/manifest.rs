@@ -116,6 +116,20 @@ pub struct SourceInput {
     pub sha256: Option<Digest>,
 }
 
+impl SourceInput {
+    /// The manifest entry of a source pinned as `pin`.
+    pub fn from_pin(name: &str, pin: &crate::sources::Pin) -> SourceInput {
+        SourceInput {
+            name: name.to_string(),
+            kind: pin.kind.clone(),
+            url: pin.url.clone(),
+            commit: pin.commit.clone(),
+            tree: pin.tree,
+            sha256: pin.sha256,
+        }
+    }
+}
+
 /// A file taken from an image (kernel, init, nsm.ko).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -632,6 +646,19 @@ mod tests {
         b.inputs.sources.reverse();
         assert_eq!(a.to_json().unwrap(), b.to_json().unwrap());
         assert_eq!(a.provenance().to_json().unwrap(), b.provenance().to_json().unwrap());
+    }
+
+    #[test]
+    fn source_entries_come_from_pins() {
+        let pin = crate::sources::Pin {
+            kind: "git".into(),
+            url: Some("https://github.com/example/hello-enclave".into()),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            tree: Digest::of(b"app tree"),
+            sha256: None,
+        };
+        let app = sample().inputs.sources.into_iter().find(|s| s.name == "app").unwrap();
+        assert_eq!(SourceInput::from_pin("app", &pin), app);
     }
 
     #[test]

@@ -189,7 +189,8 @@ impl Sandbox {
         guest_path(&at, "workdir", &step.workdir)?;
         let rootfs = fs::canonicalize(&step.rootfs)
             .with_context(|| format!("{at}: rootfs {} is not accessible", step.rootfs.display()))?;
-        if !rootfs.join("bin/sh").exists() {
+        // Not followed: an absolute link such as /bin/sh -> /bin/busybox means the rootfs's file.
+        if rootfs.join("bin/sh").symlink_metadata().is_err() {
             bail!("{at}: rootfs {} has no /bin/sh to run the step's script", rootfs.display());
         }
 

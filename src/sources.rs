@@ -343,8 +343,8 @@ fn fetch_git(name: &str, url: &str, commit: &str, dest: &Path) -> Result<Digest>
         )?;
         if !have(&repo) {
             bail!(
-                "sources.{name}: commit {commit} is no longer available from {url} \
-                 (rewritten history?); run `eifbake lock --update` to pin a commit that exists"
+                "sources.{name}: commit {commit} is not available from {url} \
+                 (rewritten history, or a wrong commit id?); run `eifbake lock --update` to pin a commit that exists"
             );
         }
     }

@@ -231,3 +231,20 @@ fn root_in_a_step_can_chown_and_mknod_but_not_mount() {
     assert_eq!(fs::read_to_string(f.path("out/f")).unwrap(), "x\ny\n");
     assert!(!f.path("out/mounted").exists(), "a step could mount (CAP_SYS_ADMIN)");
 }
+
+#[test]
+fn absolute_symlinks_resolve_inside_the_rootfs() {
+    // Real images link /bin/sh -> /bin/busybox; the link means the rootfs's busybox.
+    let f = Fixture::new();
+    let sh = f.path("rootfs/bin/sh");
+    fs::remove_file(&sh).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", &sh).unwrap();
+    run(&f.step("readlink /bin/sh > /out/link")).unwrap();
+    assert_eq!(fs::read_to_string(f.path("out/link")).unwrap(), "/bin/busybox\n");
+
+    let g = Fixture::new();
+    fs::remove_file(g.path("rootfs/bin/sh")).unwrap();
+    let err = run(&g.step("true")).unwrap_err().to_string();
+    assert!(err.contains("has no /bin/sh"), "{err}");
+    assert!(!g.path("out").exists());
+}

@@ -132,8 +132,8 @@ fn git_commit_gone_from_the_server_is_refused() {
     assert_eq!(
         err,
         format!(
-            "sources.lib: commit {gone} is no longer available from {url} (rewritten history?); \
-             run `eifbake lock --update` to pin a commit that exists"
+            "sources.lib: commit {gone} is not available from {url} (rewritten history, or a wrong \
+             commit id?); run `eifbake lock --update` to pin a commit that exists"
         )
     );
     assert!(!dest.exists(), "a failed materialisation left its directory behind");
