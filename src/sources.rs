@@ -14,8 +14,14 @@
 //!   whose bytes changed. [`check_rev`] tells `lock --update` whether a
 //!   branch moved.
 //!
+//! [`SourceCache`] keeps materialised trees by tree hash, so builds reuse
+//! them and `--offline` builds need no network.
+//!
 //! What it is not for: reading or writing the lockfile (`crate::lock`),
-//! mounting sources into steps (`crate::sandbox`), caching downloads.
+//! mounting sources into steps (`crate::sandbox`).
+//!
+//! Limits: git submodules and LFS objects are not fetched; `git archive`
+//! applies the commit's own `export-ignore`/`export-subst` attributes.
 //!
 //! # Tree hash (`eifbake-tree-v1`)
 //!
@@ -246,6 +252,66 @@ fn materialize_inner(name: &str, source: &Source, base_dir: &Path, pin: &Pin, de
         bail!("sources.{name}: tree hash differs from the lock: expected {}, found {found}", pin.tree);
     }
     Ok(found)
+}
+
+/// Materialised source trees kept under one directory, `DIR/<tree hex>/`,
+/// so a build reuses them and can run with `--offline`.
+///
+/// An entry is only ever created complete (built under a temporary name and
+/// renamed) and is re-hashed every time it is used: a damaged or edited entry
+/// is removed and rebuilt (or, offline, reported).
+#[derive(Debug, Clone)]
+pub struct SourceCache {
+    dir: PathBuf,
+}
+
+impl SourceCache {
+    pub fn new(dir: impl Into<PathBuf>) -> SourceCache {
+        SourceCache { dir: dir.into() }
+    }
+
+    /// The directory holding the pinned tree of `source`, verified against
+    /// `pin`; fetched (git, url) or copied (path) when not cached yet. With
+    /// `offline`, git and url sources must already be cached.
+    pub fn get(
+        &self,
+        name: &str,
+        source: &Source,
+        base_dir: &Path,
+        pin: &Pin,
+        offline: bool,
+    ) -> Result<PathBuf> {
+        let entry = self.dir.join(pin.tree.hex());
+        if entry.is_dir() {
+            match tree_hash(&entry, &[]) {
+                Ok(found) if found == pin.tree => return Ok(entry),
+                _ => {
+                    fs::remove_dir_all(&entry)
+                        .with_context(|| format!("cannot remove damaged cache entry {}", entry.display()))?;
+                }
+            }
+        }
+        if offline && !matches!(source.kind(), SourceKind::Path { .. }) {
+            bail!(
+                "sources.{name}: tree {} is not in the source cache {} and --offline forbids fetching it",
+                pin.tree,
+                self.dir.display()
+            );
+        }
+        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".incoming.")
+            .tempdir_in(&self.dir)
+            .with_context(|| format!("cannot create a temporary directory in {}", self.dir.display()))?;
+        let tmp = scratch.path().join("tree");
+        materialize(name, source, base_dir, pin, &tmp)?;
+        match fs::rename(&tmp, &entry) {
+            Ok(()) => Ok(entry),
+            // Another build cached the same tree meanwhile: use that one if it is sound.
+            Err(_) if tree_hash(&entry, &[]).ok() == Some(pin.tree) => Ok(entry),
+            Err(e) => Err(e).with_context(|| format!("cannot move a source tree into {}", entry.display())),
+        }
+    }
 }
 
 /// For `lock --update` semantics: fail, naming the source, when `rev` no

@@ -350,3 +350,33 @@ fn url_tarball_is_unpacked() {
     fs::set_permissions(manual.join("pkg/bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(pin.tree, tree_hash(&manual, &[]).unwrap());
 }
+
+#[test]
+fn source_cache_serves_offline_and_repairs_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = make_repo(tmp.path());
+    let url = format!("file://{}", repo.display());
+    let src = source(&format!("git = {url:?}"));
+    let pin = resolve("app", &src, tmp.path()).unwrap();
+    let cache = eifbake::sources::SourceCache::new(tmp.path().join("cache"));
+
+    // Offline with an empty cache: refused, naming the source.
+    let err = cache.get("app", &src, tmp.path(), &pin, true).unwrap_err().to_string();
+    assert!(err.starts_with("sources.app: tree sha256:") && err.contains("--offline"), "{err}");
+
+    let dir = cache.get("app", &src, tmp.path(), &pin, false).unwrap();
+    assert_eq!(dir, tmp.path().join("cache").join(pin.tree.hex()));
+    assert_eq!(tree_hash(&dir, &[]).unwrap(), pin.tree);
+
+    // The server goes away: the cached tree still serves, offline.
+    fs::remove_dir_all(&repo).unwrap();
+    assert_eq!(cache.get("app", &src, tmp.path(), &pin, true).unwrap(), dir);
+
+    // A damaged entry is not trusted.
+    fs::write(dir.join("README"), "tampered\n").unwrap();
+    let err = cache.get("app", &src, tmp.path(), &pin, true).unwrap_err().to_string();
+    assert!(err.contains("is not in the source cache"), "{err}");
+    assert!(!dir.exists(), "the damaged entry was kept");
+    let leftovers: Vec<_> = fs::read_dir(tmp.path().join("cache")).unwrap().collect();
+    assert!(leftovers.is_empty(), "temporary directories left in the cache");
+}
