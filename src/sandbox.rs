@@ -6,8 +6,8 @@
 //! directory and run it with `crun` (default) or `runc`. The step sees:
 //!
 //! - fresh mount, pid, ipc, uts and network namespaces: the network namespace
-//!   holds only `lo` (left down), so nothing inside or outside the host is
-//!   reachable, loopback servers of the host included;
+//!   holds only its own `lo` (the runtime brings it up), so nothing outside
+//!   the step is reachable, loopback servers of the host included;
 //! - exactly the fixed environment of DESIGN.md ([`fixed_env`]) plus the
 //!   step's own variables, which may not redefine the fixed ones;
 //! - the usual container capabilities of root ([`step_capabilities`]: chown,
@@ -29,6 +29,12 @@
 //! kept in memory for the error message. A failing, timed-out or unstartable
 //! step returns an error naming the step, the command, the exit status and
 //! the tail of its output, and its `/out` directory is removed.
+//!
+//! Hosts: crun runs with `--cgroup-manager=disabled` (steps need no resource
+//! control and CI containers rarely delegate cgroups). crun 1.8 still refuses
+//! hybrid cgroup hosts whose cgroup2 hierarchy has controllers; there it is
+//! started in a private mount namespace with that hierarchy detached (see
+//! `hide_unified_cgroup`). runc needs the cgroups it finds usable.
 //!
 //! What it is not for: building root filesystems (the layer extractor),
 //! deciding which outputs go into the enclave (the build command), resource
