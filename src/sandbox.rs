@@ -10,7 +10,7 @@
 //!   the step is reachable, loopback servers of the host included;
 //! - exactly the fixed environment of DESIGN.md ([`fixed_env`]) plus the
 //!   step's own variables, which may not redefine the fixed ones;
-//! - the usual container capabilities of root ([`step_capabilities`]: chown,
+//! - the usual container capabilities of root (`step_capabilities`: chown,
 //!   mknod, setuid, chroot, …; no admin, no raw network), no new privileges;
 //! - hostname `eifbake`, user 0:0, umask 022 (the spec's `process.user.umask`,
 //!   honoured by crun and runc ≥ 1.1; the tests check it inside the step);
