@@ -74,4 +74,16 @@ fn concatenated_ramdisks_are_merged_like_nitro_cli_layout() {
         boot.console
     );
     assert!(boot.finished);
+
+    // The demo's shell harness boots the same ramdisks the same way.
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/boot-qemu.sh"))
+        .arg(&kernel)
+        .arg("quiet")
+        .arg(&r0)
+        .arg(&r1)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "boot-qemu.sh: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EIFBAKE-USER-RAMDISK from /usr/bin/hello"));
 }
