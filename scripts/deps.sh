@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential pkg-config libssl-dev git ca-certificates
+  # sources: url downloads (src/sources.rs)
+  curl
   # formats' independent readers and writers
   cpio gzip pigz
   # OCI: registry, reference clients, runtimes

@@ -15,5 +15,8 @@ pub mod commands;
 pub mod digest;
 pub mod epoch;
 pub mod fsutil;
+pub mod manifest;
 pub mod progress;
 pub mod recipe;
+pub mod sandbox;
+pub mod sources;

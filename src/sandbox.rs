@@ -1,0 +1,686 @@
+//! Run one build step inside an OCI runtime bundle, with no network.
+//!
+//! What this module is for: given a root filesystem directory, the sources
+//! to mount read-only, a shell script and the step's extra environment, write
+//! a `config.json` (with `oci-spec`'s runtime types) into a private bundle
+//! directory and run it with `crun` (default) or `runc`. The step sees:
+//!
+//! - fresh mount, pid, ipc, uts and network namespaces: the network namespace
+//!   holds only its own `lo` (the runtime brings it up), so nothing outside
+//!   the step is reachable, loopback servers of the host included;
+//! - exactly the fixed environment of DESIGN.md ([`fixed_env`]) plus the
+//!   step's own variables, which may not redefine the fixed ones;
+//! - the usual container capabilities of root (`step_capabilities`: chown,
+//!   mknod, setuid, chroot, …; no admin, no raw network), no new privileges;
+//! - hostname `eifbake`, user 0:0, umask 022 (the spec's `process.user.umask`,
+//!   honoured by crun and runc ≥ 1.1; the tests check it inside the step);
+//! - the sources bound read-only at their mount points, a fresh empty host
+//!   directory bound read-write at `/out`, `/proc`, a tmpfs `/dev` with the
+//!   runtime's standard device nodes, a read-only `/sys` and a tmpfs `/tmp`.
+//!
+//! The root filesystem is used read-write in place: the caller makes a fresh
+//! copy per step (the layer extractor does), so a step may write anywhere,
+//! but only `/out` is collected. The script runs as `/bin/sh -euc SCRIPT`,
+//! as process 1 of the step, so its environment is exactly the one given
+//! (the shell itself then adds `PWD` and `SHLVL` for its children).
+//!
+//! Output of the step (stdout and stderr, interleaved by line) is streamed to
+//! a log file capped at [`LOG_LIMIT`] bytes; the last [`TAIL_LINES`] lines are
+//! kept in memory for the error message. A failing, timed-out or unstartable
+//! step returns an error naming the step, the command, the exit status and
+//! the tail of its output, and its `/out` directory is removed.
+//!
+//! Hosts: crun runs with `--cgroup-manager=disabled` (steps need no resource
+//! control and CI containers rarely delegate cgroups). crun 1.8 still refuses
+//! hybrid cgroup hosts whose cgroup2 hierarchy has controllers; there it is
+//! started in a private mount namespace with that hierarchy detached (see
+//! `hide_unified_cgroup`). runc needs the cgroups it finds usable.
+//!
+//! What it is not for: building root filesystems (the layer extractor),
+//! deciding which outputs go into the enclave (the build command), resource
+//! limits (none are set), or caching steps.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    Mount as OciMount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+
+use crate::epoch::Epoch;
+
+/// The fixed `PATH` inside every step.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The fixed hostname inside every step.
+pub const HOSTNAME: &str = "eifbake";
+/// The umask every step runs with.
+pub const UMASK: u32 = 0o022;
+/// The most bytes of step output kept in the log file; the rest is counted and dropped.
+pub const LOG_LIMIT: u64 = 16 << 20;
+/// How many trailing lines of output an error message shows.
+pub const TAIL_LINES: usize = 30;
+/// The default time limit of one step.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Which OCI runtime runs the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runtime {
+    #[default]
+    Crun,
+    Runc,
+}
+
+impl Runtime {
+    pub fn program(self) -> &'static str {
+        match self {
+            Runtime::Crun => "crun",
+            Runtime::Runc => "runc",
+        }
+    }
+}
+
+/// Parses `crun` or `runc` (for a command line's `--runtime`).
+impl std::str::FromStr for Runtime {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Runtime> {
+        match s {
+            "crun" => Ok(Runtime::Crun),
+            "runc" => Ok(Runtime::Runc),
+            _ => bail!("runtime {s:?}: expected \"crun\" or \"runc\""),
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.program())
+    }
+}
+
+/// A host path bound into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub host: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub guest: String,
+    pub readonly: bool,
+}
+
+/// Everything one step run needs.
+#[derive(Debug, Clone)]
+pub struct StepRun {
+    /// The step's name, for messages.
+    pub name: String,
+    /// The root filesystem directory, fresh for this step (it is written to).
+    pub rootfs: PathBuf,
+    /// Sources and earlier steps' outputs (normally read-only).
+    pub mounts: Vec<Bind>,
+    /// Absolute working directory inside the sandbox.
+    pub workdir: String,
+    /// Shell script, run with `/bin/sh -euc`.
+    pub script: String,
+    /// Extra environment on top of [`fixed_env`].
+    pub env: BTreeMap<String, String>,
+    pub epoch: Epoch,
+    /// Host directory that becomes `/out`; must not exist yet, and is removed on failure.
+    pub out_dir: PathBuf,
+    /// Where the step's output goes (created or truncated).
+    pub log: PathBuf,
+    pub timeout: Duration,
+}
+
+/// What a successful step run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    pub out_dir: PathBuf,
+    pub log: PathBuf,
+    /// Bytes of output the step wrote (including any beyond the log limit).
+    pub output_bytes: u64,
+    pub duration: Duration,
+}
+
+/// The environment every step starts from, sorted by name.
+pub fn fixed_env(epoch: Epoch) -> BTreeMap<String, String> {
+    [
+        ("HOME", "/root".to_string()),
+        ("LANG", "C".to_string()),
+        ("LC_ALL", "C".to_string()),
+        ("PATH", PATH.to_string()),
+        ("SOURCE_DATE_EPOCH", epoch.to_string()),
+        ("TZ", "UTC".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Runs steps with one OCI runtime.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    runtime: Runtime,
+}
+
+impl Sandbox {
+    pub fn new(runtime: Runtime) -> Sandbox {
+        Sandbox { runtime }
+    }
+
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
+    /// The OCI runtime spec for a step, with `bundle_rootfs` as the root path.
+    pub fn spec(&self, step: &StepRun) -> Result<Spec> {
+        let at = format!("step {:?}", step.name);
+        let mut env = fixed_env(step.epoch);
+        for (k, v) in &step.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                bail!(
+                    "{at}: env {k:?}: names cannot be empty or contain '=' or NUL; values cannot contain NUL"
+                );
+            }
+            if env.contains_key(k) {
+                bail!("{at}: env {k:?} is fixed by eifbake and cannot be redefined by a step");
+            }
+            env.insert(k.clone(), v.clone());
+        }
+        guest_path(&at, "workdir", &step.workdir)?;
+        let rootfs = fs::canonicalize(&step.rootfs)
+            .with_context(|| format!("{at}: rootfs {} is not accessible", step.rootfs.display()))?;
+        // Not followed: an absolute link such as /bin/sh -> /bin/busybox means the rootfs's file.
+        if rootfs.join("bin/sh").symlink_metadata().is_err() {
+            bail!("{at}: rootfs {} has no /bin/sh to run the step's script", rootfs.display());
+        }
+
+        let user = UserBuilder::default().uid(0u32).gid(0u32).umask(UMASK).build()?;
+        let process = ProcessBuilder::default()
+            .terminal(false)
+            .user(user)
+            .args(vec!["/bin/sh".to_string(), "-euc".to_string(), step.script.clone()])
+            .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+            .cwd(&step.workdir)
+            .no_new_privileges(true)
+            .capabilities(step_capabilities()?)
+            .build()?;
+
+        let mut mounts: Vec<OciMount> = Vec::new();
+        let m = |dest: &str, typ: &str, src: &str, opts: &[&str]| -> Result<OciMount> {
+            Ok(MountBuilder::default()
+                .destination(dest)
+                .typ(typ)
+                .source(src)
+                .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .build()?)
+        };
+        mounts.push(m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?);
+        mounts.push(m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?);
+        mounts.push(m(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        )?);
+        mounts.push(m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?);
+        mounts.push(m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?);
+        mounts.push(m("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?);
+        for b in &step.mounts {
+            guest_path(&at, "mount point", &b.guest)?;
+            if b.guest == "/out" || b.guest.starts_with("/out/") {
+                bail!("{at}: mount point {:?}: /out is the step's own output directory", b.guest);
+            }
+            let host = fs::canonicalize(&b.host).with_context(|| {
+                format!("{at}: mount {}: {} is not accessible", b.guest, b.host.display())
+            })?;
+            let host = host.to_str().with_context(|| format!("{at}: {} is not UTF-8", host.display()))?;
+            let mut opts = vec!["rbind", "nosuid", "nodev"];
+            opts.push(if b.readonly { "ro" } else { "rw" });
+            mounts.push(m(&b.guest, "bind", host, &opts)?);
+        }
+        let out = step
+            .out_dir
+            .to_str()
+            .with_context(|| format!("{at}: {} is not UTF-8", step.out_dir.display()))?;
+        mounts.push(m("/out", "bind", out, &["rbind", "nosuid", "nodev", "rw"])?);
+
+        let namespaces = [
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Network,
+        ]
+        .into_iter()
+        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+        .collect::<Result<Vec<_>, _>>()?;
+        let linux = LinuxBuilder::default()
+            .namespaces(namespaces)
+            .masked_paths(oci_spec::runtime::get_default_maskedpaths())
+            .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
+            .build()?;
+
+        let mut spec = Spec::default();
+        spec.set_version("1.0.2".to_string())
+            .set_hostname(Some(HOSTNAME.to_string()))
+            .set_process(Some(process))
+            .set_root(Some(RootBuilder::default().path(rootfs).readonly(false).build()?))
+            .set_mounts(Some(mounts))
+            .set_annotations(None)
+            .set_linux(Some(linux));
+        Ok(spec)
+    }
+
+    /// Run one step; on success `/out` holds what it wrote, on failure nothing is left there.
+    pub fn run(&self, step: &StepRun) -> Result<StepReport> {
+        if step.out_dir.symlink_metadata().is_ok() {
+            bail!(
+                "step {:?}: output directory {} already exists; each run needs a fresh one",
+                step.name,
+                step.out_dir.display()
+            );
+        }
+        fs::create_dir_all(&step.out_dir)
+            .with_context(|| format!("step {:?}: cannot create {}", step.name, step.out_dir.display()))?;
+        let out_dir = fs::canonicalize(&step.out_dir)?;
+        let step_abs = StepRun { out_dir: out_dir.clone(), ..step.clone() };
+        match self.run_inner(&step_abs) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&out_dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn run_inner(&self, step: &StepRun) -> Result<StepReport> {
+        let spec = self.spec(step)?;
+        let bundle = tempfile::Builder::new()
+            .prefix("eifbake-bundle.")
+            .tempdir()
+            .context("cannot create a bundle directory")?;
+        let config = bundle.path().join("config.json");
+        let json = serde_json::to_vec_pretty(&spec)?;
+        fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
+        let state = bundle.path().join("state");
+        fs::create_dir(&state)?;
+        let id = format!("eifbake-{}", std::process::id());
+
+        let started = Instant::now();
+        let mut cmd = self.runtime_cmd(&state);
+        cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(&id);
+        // One pipe for stdout and stderr, so the log keeps the order the step wrote in.
+        let (reader, writer) = pipe()?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(writer.try_clone()?)).stderr(Stdio::from(writer));
+        let shown = format!("{} run --bundle {} {id}", self.runtime.program(), bundle.path().display());
+        let log = Arc::new(Mutex::new(LogSink::create(&step.log)?));
+        let mut child = cmd.spawn().with_context(|| {
+            format!("step {:?}: cannot start {} (is it installed?)", step.name, self.runtime.program())
+        })?;
+        // The child holds the write end now; ours must go or the reader never sees EOF.
+        drop(cmd);
+        let readers = [spawn_reader(File::from(reader), Arc::clone(&log))];
+        let status = wait_with_timeout(&mut child, step.timeout);
+        let timed_out = status.is_none();
+        if timed_out {
+            let _ = self.runtime_cmd(&state).args(["kill", &id, "KILL"]).stderr(Stdio::null()).status();
+            let _ = child.kill();
+        }
+        let status = match status {
+            Some(s) => s,
+            None => child.wait()?,
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let _ = self
+            .runtime_cmd(&state)
+            .args(["delete", "--force", &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let sink =
+            Arc::try_unwrap(log).map_err(|_| anyhow::anyhow!("log still shared"))?.into_inner().unwrap();
+        let (tail, total) = sink.finish()?;
+
+        if timed_out || !status.success() {
+            let how = if timed_out {
+                format!("timed out after {} s", step.timeout.as_secs())
+            } else {
+                describe_status(status)
+            };
+            let mut msg = format!(
+                "step {:?} failed: {how}\n  command: /bin/sh -euc {:?}\n  runtime: {shown}\n  log: {}",
+                step.name,
+                step.script,
+                step.log.display()
+            );
+            if tail.is_empty() {
+                msg.push_str("\n  (no output)");
+            } else {
+                msg.push_str(&format!("\n  last {} lines of output:", tail.len()));
+                for l in &tail {
+                    msg.push_str("\n  | ");
+                    msg.push_str(l);
+                }
+            }
+            bail!(msg);
+        }
+        Ok(StepReport {
+            out_dir: step.out_dir.clone(),
+            log: step.log.clone(),
+            output_bytes: total,
+            duration: started.elapsed(),
+        })
+    }
+
+    fn runtime_cmd(&self, state: &Path) -> Command {
+        let mut cmd = Command::new(self.runtime.program());
+        cmd.arg("--root").arg(state);
+        if self.runtime == Runtime::Crun {
+            // Steps need no resource control, and cgroups are often not
+            // delegated to us (CI containers): never touch them.
+            cmd.arg("--cgroup-manager=disabled");
+            if hybrid_cgroups_with_v2_controllers() {
+                hide_unified_cgroup(&mut cmd);
+            }
+        }
+        cmd
+    }
+}
+
+/// The capabilities of a step's root user: the usual container default set
+/// (what Docker and Podman grant), so builds can chown, mknod, setuid and
+/// chroot inside their own root filesystem; no raw network, no admin.
+fn step_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities> {
+    use Capability::*;
+    let set: oci_spec::runtime::Capabilities = [
+        AuditWrite,
+        Chown,
+        DacOverride,
+        Fowner,
+        Fsetid,
+        Kill,
+        Mknod,
+        NetBindService,
+        Setfcap,
+        Setgid,
+        Setpcap,
+        Setuid,
+        SysChroot,
+    ]
+    .into_iter()
+    .collect();
+    Ok(LinuxCapabilitiesBuilder::default()
+        .bounding(set.clone())
+        .effective(set.clone())
+        .permitted(set)
+        .build()?)
+}
+
+/// Where a hybrid (v1 + v2) cgroup setup mounts its cgroup2 hierarchy.
+const UNIFIED: &str = "/sys/fs/cgroup/unified";
+
+/// True on hosts with a hybrid cgroup setup whose cgroup2 hierarchy has
+/// controllers (here: `hugetlb`). crun 1.8 refuses to start there ("cgroups
+/// in hybrid mode not supported, drop all controllers from cgroupv2") even
+/// with `--cgroup-manager=disabled`.
+fn hybrid_cgroups_with_v2_controllers() -> bool {
+    fs::read_to_string(Path::new(UNIFIED).join("cgroup.controllers"))
+        .map(|c| !c.trim().is_empty())
+        .unwrap_or(false)
+}
+
+/// Run the command in a private mount namespace where the cgroup2
+/// hierarchy is detached, so crun sees a plain cgroup v1 host. Only the
+/// runtime process's view changes; the host's mounts are untouched.
+fn hide_unified_cgroup(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe system calls (unshare, mount, umount2) on constant strings.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let root = c"/";
+            let unified = c"/sys/fs/cgroup/unified";
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The exit code the step's shell returned, as a phrase.
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".to_string(),
+    }
+}
+
+fn guest_path(at: &str, what: &str, p: &str) -> Result<()> {
+    if !p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") || p.contains('\0') {
+        bail!("{at}: {what} {p:?}: expected an absolute path without '.' or '..' components");
+    }
+    Ok(())
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() >= deadline => return None,
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The step's log: a file capped at [`LOG_LIMIT`] bytes plus the last lines in memory.
+struct LogSink {
+    path: PathBuf,
+    file: File,
+    written: u64,
+    total: u64,
+    tail: VecDeque<String>,
+    error: Option<std::io::Error>,
+}
+
+impl LogSink {
+    fn create(path: &Path) -> Result<LogSink> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create step log {}", path.display()))?;
+        Ok(LogSink {
+            path: path.to_path_buf(),
+            file,
+            written: 0,
+            total: 0,
+            tail: VecDeque::new(),
+            error: None,
+        })
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        self.total += line.len() as u64;
+        if self.written < LOG_LIMIT && self.error.is_none() {
+            let take = (LOG_LIMIT - self.written).min(line.len() as u64) as usize;
+            match self.file.write_all(&line[..take]) {
+                Ok(()) => self.written += take as u64,
+                Err(e) => self.error = Some(e),
+            }
+        }
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        // Keep a line short enough for an error message.
+        let text: String = text.chars().take(400).collect();
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(text);
+    }
+
+    fn finish(mut self) -> Result<(Vec<String>, u64)> {
+        if self.total > self.written && self.error.is_none() {
+            let note =
+                format!("\n[eifbake: output truncated: {} of {} bytes kept]\n", self.written, self.total);
+            let _ = self.file.write_all(note.as_bytes());
+        }
+        if let Some(e) = self.error {
+            return Err(e).with_context(|| format!("writing step log {}", self.path.display()));
+        }
+        Ok((self.tail.into_iter().collect(), self.total))
+    }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array; we own them from here on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot create a pipe for the step's output");
+    }
+    // SAFETY: both descriptors were just created and are not owned elsewhere.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn spawn_reader<R: Read + Send + 'static>(r: R, log: Arc<Mutex<LogSink>>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            // Lines are bounded so one endless line cannot grow memory without limit.
+            match r.by_ref().take(64 * 1024).read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => log.lock().unwrap().line(&buf),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_names_round_trip() {
+        for r in [Runtime::Crun, Runtime::Runc] {
+            assert_eq!(r.to_string().parse::<Runtime>().unwrap(), r);
+        }
+        assert!("docker"
+            .parse::<Runtime>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected \"crun\" or \"runc\""));
+    }
+
+    #[test]
+    fn fixed_env_is_the_documented_set() {
+        let env = fixed_env(Epoch(7));
+        let lines: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            lines,
+            [
+                "HOME=/root",
+                "LANG=C",
+                "LC_ALL=C",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "SOURCE_DATE_EPOCH=7",
+                "TZ=UTC"
+            ]
+        );
+    }
+
+    fn step(root: &Path) -> StepRun {
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::write(root.join("bin/sh"), b"").unwrap();
+        StepRun {
+            name: "s".into(),
+            rootfs: root.to_path_buf(),
+            mounts: vec![],
+            workdir: "/".into(),
+            script: "true".into(),
+            env: BTreeMap::new(),
+            epoch: Epoch(1),
+            out_dir: root.join("out"),
+            log: root.join("log"),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    #[test]
+    fn spec_has_no_network_and_fixed_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = step(dir.path());
+        let spec = Sandbox::new(Runtime::Crun).spec(&s).unwrap();
+        assert_eq!(spec.hostname().as_deref(), Some(HOSTNAME));
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.user().uid(), 0);
+        assert_eq!(p.user().umask(), Some(0o022));
+        let ns: Vec<_> =
+            spec.linux().as_ref().unwrap().namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+        assert!(ns.contains(&LinuxNamespaceType::Network));
+        let json = serde_json::to_value(&spec).unwrap();
+        let out = json["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/out").unwrap();
+        assert!(out["options"].as_array().unwrap().contains(&"rw".into()));
+    }
+
+    #[test]
+    fn step_env_cannot_override_fixed_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = step(dir.path());
+        s.env.insert("TZ".into(), "Europe/Paris".into());
+        let e = Sandbox::new(Runtime::Crun).spec(&s).unwrap_err().to_string();
+        assert!(e.contains("\"TZ\" is fixed"), "{e}");
+        s.env.clear();
+        s.workdir = "relative".into();
+        assert!(Sandbox::new(Runtime::Crun).spec(&s).is_err());
+    }
+
+    #[test]
+    fn log_is_capped_and_tail_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = LogSink::create(&dir.path().join("log")).unwrap();
+        let line = vec![b'x'; 1 << 20];
+        for _ in 0..20 {
+            sink.line(&line);
+        }
+        for i in 0..40 {
+            sink.line(format!("line {i}\n").as_bytes());
+        }
+        let (tail, total) = sink.finish().unwrap();
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(tail.last().unwrap(), "line 39");
+        assert!(total > LOG_LIMIT);
+        let len = fs::metadata(dir.path().join("log")).unwrap().len();
+        assert!(len < LOG_LIMIT + 200, "log grew to {len}");
+    }
+}

@@ -1,0 +1,616 @@
+//! Sources: the recipe's git repositories, local directories and downloads,
+//! pinned by `lock` and turned into plain directories by `build`.
+//!
+//! What this module is for:
+//!
+//! - **Resolution** ([`resolve`], used by `lock`): a git `rev` becomes a
+//!   commit (with `git ls-remote`) and the tree at that commit is hashed; a
+//!   local directory is hashed; a URL is downloaded and its declared sha256
+//!   checked. The result, a [`Pin`], is what the lockfile records.
+//! - **Materialisation** ([`materialize`], used by `build`): given a
+//!   [`Pin`], produce a directory holding exactly the pinned tree (no
+//!   `.git`), or refuse with a message naming the source: a commit the
+//!   server no longer has, a local tree edited since the lock, a download
+//!   whose bytes changed. [`check_rev`] tells `lock --update` whether a
+//!   branch moved.
+//!
+//! [`SourceCache`] keeps materialised trees by tree hash, so builds reuse
+//! them and `--offline` builds need no network.
+//!
+//! What it is not for: reading or writing the lockfile (`crate::lock`),
+//! mounting sources into steps (`crate::sandbox`).
+//!
+//! Limits: git submodules and LFS objects are not fetched; `git archive`
+//! applies the commit's own `export-ignore`/`export-subst` attributes.
+//!
+//! # Tree hash (`eifbake-tree-v1`)
+//!
+//! The tree hash is a sha256 [`Digest`] that depends only on the names,
+//! kinds, executable bits and contents of what is under a directory, never
+//! on mtimes, owners, the umask, inode order or the directory-listing order
+//! of the host:
+//!
+//! 1. Walk the directory (not following symbolic links) and list every entry
+//!    below it except the root itself. Its *path* is the relative path, its
+//!    components joined by `/`, as raw bytes. Entries of a path source whose
+//!    path has a component equal to a name in its ignore list are skipped,
+//!    with everything below them.
+//! 2. Each entry gives one record:
+//!    - directory: `d <path>\0`
+//!    - regular file: `f <hex> <path>\0` or, when the owner-executable bit
+//!      (0o100) is set, `x <hex> <path>\0`, where `<hex>` is the lowercase
+//!      sha256 of the file's bytes;
+//!    - symbolic link: `l <hex> <path>\0` where `<hex>` is the sha256 of the
+//!      link target's bytes (the target is not followed).
+//!
+//!    Any other kind (device, FIFO, socket) is an error.
+//! 3. Sort the records by path, bytewise, and hash
+//!    `eifbake-tree-v1\0` followed by the records in that order.
+//!
+//! An empty directory therefore hashes to `sha256("eifbake-tree-v1\0")`.
+//! Hard links are hashed as independent files.
+//!
+//! # How sources are fetched
+//!
+//! Git goes through the git CLI with the host's and the user's git
+//! configuration switched off (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`,
+//! `core.autocrlf=false`), so nothing on the host changes the checked-out
+//! bytes: a shallow `git fetch --depth=1 URL COMMIT`, falling back to a full
+//! fetch when the server refuses fetching a commit by id, then
+//! `git archive COMMIT` unpacked into the destination.
+//!
+//! Downloads shell out to `curl` (`-fsSL`, http and https only): the
+//! crate's HTTP stack (reqwest inside oci-client) is async and not a direct
+//! dependency, and curl is on every Debian machine; the sha256 is computed
+//! by eifbake while streaming the downloaded file, not trusted from anyone.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+use crate::recipe::{Source, SourceKind};
+
+/// The first bytes hashed into every tree hash; changes if the definition does.
+pub const TREE_HASH_DOMAIN: &[u8] = b"eifbake-tree-v1\0";
+
+/// What the lock records about one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// `git`, `path` or `url`.
+    pub kind: String,
+    /// The git or download URL (absent for path sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The git commit `rev` resolved to (git sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The tree hash of the materialised directory.
+    pub tree: Digest,
+    /// The sha256 of the downloaded file (url sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Digest>,
+}
+
+/// The tree hash of `dir`, skipping paths with a component in `ignore`.
+pub fn tree_hash(dir: &Path, ignore: &[String]) -> Result<Digest> {
+    let ignore: BTreeSet<&OsStr> = ignore.iter().map(|s| OsStr::new(s.as_str())).collect();
+    let meta = fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{}: expected a directory", dir.display());
+    }
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| !ignore.contains(e.file_name()));
+    for entry in walker {
+        let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
+        let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
+        let path = rel.as_os_str().as_bytes().to_vec();
+        let ft = entry.file_type();
+        let record = if ft.is_dir() {
+            let mut r = b"d ".to_vec();
+            r.extend_from_slice(&path);
+            r
+        } else if ft.is_file() {
+            let f = File::open(entry.path())
+                .with_context(|| format!("cannot open {}", entry.path().display()))?;
+            let exec = f.metadata()?.permissions().mode() & 0o100 != 0;
+            let (d, _) = Digest::of_reader(BufReader::with_capacity(1 << 16, f))
+                .with_context(|| format!("cannot read {}", entry.path().display()))?;
+            let mut r = if exec { b"x ".to_vec() } else { b"f ".to_vec() };
+            r.extend_from_slice(d.hex().as_bytes());
+            r.push(b' ');
+            r.extend_from_slice(&path);
+            r
+        } else if ft.is_symlink() {
+            let target = fs::read_link(entry.path())
+                .with_context(|| format!("cannot read link {}", entry.path().display()))?;
+            let mut r = b"l ".to_vec();
+            r.extend_from_slice(Digest::of(target.as_os_str().as_bytes()).hex().as_bytes());
+            r.push(b' ');
+            r.extend_from_slice(&path);
+            r
+        } else {
+            bail!(
+                "{}: only directories, regular files and symbolic links can be part of a source",
+                entry.path().display()
+            );
+        };
+        records.push((path, record));
+    }
+    records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut h = Sha256::new();
+    h.update(TREE_HASH_DOMAIN);
+    for (_, r) in &records {
+        h.update(r);
+        h.update([0u8]);
+    }
+    Ok(Digest::from_bytes(h.finalize().into()))
+}
+
+/// Pin a source for the lock: resolve a git rev to a commit, hash trees,
+/// check downloads. `base_dir` is the recipe's directory (for path sources).
+pub fn resolve(name: &str, source: &Source, base_dir: &Path) -> Result<Pin> {
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let dest = scratch.path().join("tree");
+    match source.kind() {
+        SourceKind::Git { url, rev } => {
+            let commit = ls_remote(name, url, rev)?;
+            let tree = fetch_git(name, url, &commit, &dest)?;
+            Ok(Pin { kind: "git".into(), url: Some(url.into()), commit: Some(commit), tree, sha256: None })
+        }
+        SourceKind::Path { path, ignore } => {
+            let dir = base_dir.join(path);
+            let tree =
+                tree_hash(&dir, ignore).with_context(|| format!("sources.{name}: path {}", dir.display()))?;
+            Ok(Pin { kind: "path".into(), url: None, commit: None, tree, sha256: None })
+        }
+        SourceKind::Url { url, sha256, unpack } => {
+            let tree = fetch_url(name, url, sha256, unpack, &dest)?;
+            Ok(Pin { kind: "url".into(), url: Some(url.into()), commit: None, tree, sha256: Some(sha256) })
+        }
+    }
+}
+
+/// Produce the pinned tree of a source in `dest` (which must not exist) and
+/// return its tree hash; refuse, naming the source, when it differs from the pin.
+/// On error `dest` is removed.
+pub fn materialize(name: &str, source: &Source, base_dir: &Path, pin: &Pin, dest: &Path) -> Result<Digest> {
+    if dest.symlink_metadata().is_ok() {
+        bail!("sources.{name}: destination {} already exists", dest.display());
+    }
+    let r = materialize_inner(name, source, base_dir, pin, dest);
+    if r.is_err() {
+        let _ = fs::remove_dir_all(dest);
+    }
+    r
+}
+
+fn materialize_inner(name: &str, source: &Source, base_dir: &Path, pin: &Pin, dest: &Path) -> Result<Digest> {
+    let kind = match source.kind() {
+        SourceKind::Git { .. } => "git",
+        SourceKind::Path { .. } => "path",
+        SourceKind::Url { .. } => "url",
+    };
+    if pin.kind != kind {
+        bail!(
+            "sources.{name}: the recipe says {kind} but the lock pins a {} source; run `eifbake lock`",
+            pin.kind
+        );
+    }
+    let found = match source.kind() {
+        SourceKind::Git { url, .. } => {
+            if pin.url.as_deref() != Some(url) {
+                bail!(
+                    "sources.{name}: the recipe's URL {url} differs from the lock's {}; run `eifbake lock`",
+                    pin.url.as_deref().unwrap_or("(none)")
+                );
+            }
+            let commit = pin
+                .commit
+                .as_deref()
+                .with_context(|| format!("sources.{name}: the lock has no commit for this git source"))?;
+            check_commit_id(name, commit)?;
+            fetch_git(name, url, commit, dest)?
+        }
+        SourceKind::Path { path, ignore } => {
+            let dir = base_dir.join(path);
+            copy_tree(&dir, dest, ignore)
+                .with_context(|| format!("sources.{name}: copying {}", dir.display()))?;
+            let found = tree_hash(dest, &[])?;
+            if found != pin.tree {
+                bail!(
+                    "sources.{name}: local tree changed since lock: expected {}, found {found} (in {}); \
+                     run `eifbake lock` if the change is intended",
+                    pin.tree,
+                    dir.display()
+                );
+            }
+            found
+        }
+        SourceKind::Url { url, sha256, unpack } => {
+            if pin.url.as_deref() != Some(url) || pin.sha256 != Some(sha256) {
+                bail!("sources.{name}: the recipe's url or sha256 differs from the lock; run `eifbake lock`");
+            }
+            fetch_url(name, url, sha256, unpack, dest)?
+        }
+    };
+    if found != pin.tree {
+        bail!("sources.{name}: tree hash differs from the lock: expected {}, found {found}", pin.tree);
+    }
+    Ok(found)
+}
+
+/// Materialised source trees kept under one directory, `DIR/<tree hex>/`,
+/// so a build reuses them and can run with `--offline`.
+///
+/// An entry is only ever created complete (built under a temporary name and
+/// renamed) and is re-hashed every time it is used: a damaged or edited entry
+/// is removed and rebuilt (or, offline, reported).
+#[derive(Debug, Clone)]
+pub struct SourceCache {
+    dir: PathBuf,
+}
+
+impl SourceCache {
+    pub fn new(dir: impl Into<PathBuf>) -> SourceCache {
+        SourceCache { dir: dir.into() }
+    }
+
+    /// The directory holding the pinned tree of `source`, verified against
+    /// `pin`; fetched (git, url) or copied (path) when not cached yet. With
+    /// `offline`, git and url sources must already be cached.
+    pub fn get(
+        &self,
+        name: &str,
+        source: &Source,
+        base_dir: &Path,
+        pin: &Pin,
+        offline: bool,
+    ) -> Result<PathBuf> {
+        let entry = self.dir.join(pin.tree.hex());
+        if entry.is_dir() {
+            match tree_hash(&entry, &[]) {
+                Ok(found) if found == pin.tree => return Ok(entry),
+                _ => {
+                    fs::remove_dir_all(&entry)
+                        .with_context(|| format!("cannot remove damaged cache entry {}", entry.display()))?;
+                }
+            }
+        }
+        if offline && !matches!(source.kind(), SourceKind::Path { .. }) {
+            bail!(
+                "sources.{name}: tree {} is not in the source cache {} and --offline forbids fetching it",
+                pin.tree,
+                self.dir.display()
+            );
+        }
+        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".incoming.")
+            .tempdir_in(&self.dir)
+            .with_context(|| format!("cannot create a temporary directory in {}", self.dir.display()))?;
+        let tmp = scratch.path().join("tree");
+        materialize(name, source, base_dir, pin, &tmp)?;
+        match fs::rename(&tmp, &entry) {
+            Ok(()) => Ok(entry),
+            // Another build cached the same tree meanwhile: use that one if it is sound.
+            Err(_) if tree_hash(&entry, &[]).ok() == Some(pin.tree) => Ok(entry),
+            Err(e) => Err(e).with_context(|| format!("cannot move a source tree into {}", entry.display())),
+        }
+    }
+}
+
+/// For `lock --update` semantics: fail, naming the source, when `rev` no
+/// longer points at `locked_commit`.
+pub fn check_rev(name: &str, url: &str, rev: &str, locked_commit: &str) -> Result<()> {
+    let now = ls_remote(name, url, rev)?;
+    if now != locked_commit {
+        bail!(
+            "sources.{name}: rev {rev:?} of {url} moved: locked {locked_commit}, now {now}; \
+             run `eifbake lock --update` to take the new commit"
+        );
+    }
+    Ok(())
+}
+
+/// A git command that ignores the host's and the user's configuration.
+fn git() -> Command {
+    let mut cmd = Command::new("git");
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .args(["-c", "core.autocrlf=false", "-c", "core.eol=lf", "-c", "advice.detachedHead=false"])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Run a git command, returning stdout, or an error with its stderr.
+fn run_git(name: &str, what: &str, cmd: &mut Command) -> Result<Vec<u8>> {
+    let out = cmd.output().with_context(|| format!("sources.{name}: cannot run git (is it installed?)"))?;
+    if !out.status.success() {
+        bail!("sources.{name}: {what} failed: {}", String::from_utf8_lossy(&out.stderr).trim_end());
+    }
+    Ok(out.stdout)
+}
+
+fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check_commit_id(name: &str, s: &str) -> Result<()> {
+    if !is_commit_id(s) {
+        bail!("sources.{name}: commit {s:?} is not a full lowercase hex commit id");
+    }
+    Ok(())
+}
+
+/// Resolve `rev` (a branch, a tag, `HEAD`, a full ref or a full commit id) to a commit.
+fn ls_remote(name: &str, url: &str, rev: &str) -> Result<String> {
+    if is_commit_id(rev) {
+        return Ok(rev.to_string());
+    }
+    let out = run_git(name, &format!("git ls-remote {url}"), git().args(["ls-remote", "--", url]))?;
+    let text = String::from_utf8_lossy(&out);
+    let refs: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
+    let find = |r: &str| refs.iter().find(|(_, name)| *name == r).map(|(c, _)| c.to_string());
+    let candidates = if rev == "HEAD" || rev.starts_with("refs/") {
+        vec![format!("{rev}^{{}}"), rev.to_string()]
+    } else {
+        vec![format!("refs/heads/{rev}"), format!("refs/tags/{rev}^{{}}"), format!("refs/tags/{rev}")]
+    };
+    for c in &candidates {
+        if let Some(commit) = find(c) {
+            check_commit_id(name, &commit)?;
+            return Ok(commit);
+        }
+    }
+    bail!("sources.{name}: rev {rev:?} not found in {url} (branches, tags and HEAD were searched)")
+}
+
+/// Fetch `commit` from `url` and export its tree into `dest`; returns the tree hash.
+fn fetch_git(name: &str, url: &str, commit: &str, dest: &Path) -> Result<Digest> {
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let repo = scratch.path().join("repo.git");
+    run_git(name, "git init", git().args(["init", "-q", "--bare"]).arg(&repo))?;
+    let shallow = git().arg("-C").arg(&repo).args(["fetch", "-q", "--depth=1", "--", url, commit]).output();
+    let have = |repo: &Path| {
+        git()
+            .arg("-C")
+            .arg(repo)
+            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !matches!(shallow, Ok(ref o) if o.status.success()) || !have(&repo) {
+        // Some servers refuse to serve a commit by id: fetch every ref and look.
+        run_git(
+            name,
+            &format!("git fetch {url}"),
+            git().arg("-C").arg(&repo).args(["fetch", "-q", "--", url, "+refs/*:refs/remotes/origin/*"]),
+        )?;
+        if !have(&repo) {
+            bail!(
+                "sources.{name}: commit {commit} is not available from {url} \
+                 (rewritten history, or a wrong commit id?); run `eifbake lock --update` to pin a commit that exists"
+            );
+        }
+    }
+    fs::create_dir(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut child = git()
+        .arg("-C")
+        .arg(&repo)
+        .args(["archive", "--format=tar", commit])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("sources.{name}: cannot run git archive"))?;
+    let unpacked = unpack_tar(child.stdout.take().expect("piped"), dest);
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "sources.{name}: git archive {commit} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    unpacked.with_context(|| format!("sources.{name}: unpacking commit {commit}"))?;
+    tree_hash(dest, &[])
+}
+
+/// Unpack a tar stream into `dest`, refusing entries that would land outside it.
+fn unpack_tar<R: Read>(r: R, dest: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(r);
+    archive.set_preserve_permissions(false);
+    archive.set_preserve_mtime(false);
+    archive.set_unpack_xattrs(false);
+    archive.set_overwrite(true);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        use tar::EntryType::*;
+        match entry.header().entry_type() {
+            XGlobalHeader | XHeader | GNULongName | GNULongLink => continue,
+            Regular | Continuous | Directory | Symlink | Link => {}
+            other => bail!(
+                "{}: unsupported tar entry type {other:?}",
+                String::from_utf8_lossy(&entry.path_bytes())
+            ),
+        }
+        let path = entry.path()?.into_owned();
+        if !entry.unpack_in(dest)? {
+            bail!("{}: tar entry points outside the destination", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Download `url` into `dest` (a directory it creates): the file itself, named
+/// after the URL's last path segment, or its unpacked contents. Returns the tree hash.
+fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -> Result<Digest> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        bail!("sources.{name}.url = {url:?}: expected an http:// or https:// URL");
+    }
+    let file_name = url
+        .split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+        .unwrap_or("download")
+        .to_string();
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let tmp = scratch.path().join("download");
+    let out = Command::new("curl")
+        .args(["-fsSL", "--proto", "=http,https", "--retry", "2", "-o"])
+        .arg(&tmp)
+        .arg("--")
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("sources.{name}: cannot run curl (is it installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "sources.{name}: download of {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    let (found, _) = Digest::of_reader(File::open(&tmp)?)?;
+    if found != sha256 {
+        bail!("sources.{name}: download of {url} has sha256 {found}, but the recipe pins {sha256}");
+    }
+    fs::create_dir(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    if unpack {
+        let mut f = BufReader::new(File::open(&tmp)?);
+        let mut magic = [0u8; 2];
+        let n = f.read(&mut magic)?;
+        let f = io::Cursor::new(magic[..n].to_vec()).chain(f);
+        let r = if magic == [0x1f, 0x8b] {
+            unpack_tar(flate2::read::MultiGzDecoder::new(f), dest)
+        } else {
+            unpack_tar(f, dest)
+        };
+        r.with_context(|| format!("sources.{name}: unpacking {url} (expected .tar or .tar.gz)"))?;
+    } else {
+        let target = dest.join(&file_name);
+        fs::copy(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
+    }
+    tree_hash(dest, &[])
+}
+
+/// Copy a local tree into `dest` (created), skipping ignored names. Files get
+/// mode 0755 or 0644 after their owner-executable bit, directories 0755, so
+/// the host's umask does not leak into the copy.
+fn copy_tree(src: &Path, dest: &Path, ignore: &[String]) -> Result<()> {
+    let meta = fs::symlink_metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
+    if !meta.is_dir() {
+        bail!("{}: expected a directory", src.display());
+    }
+    fs::create_dir(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let ignore: BTreeSet<&OsStr> = ignore.iter().map(|s| OsStr::new(s.as_str())).collect();
+    let walker = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !ignore.contains(e.file_name()));
+    for entry in walker {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(src).expect("under root");
+        let to: PathBuf = dest.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&to)?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o755))?;
+        } else if ft.is_file() {
+            let exec = entry.metadata()?.permissions().mode() & 0o100 != 0;
+            fs::copy(entry.path(), &to).with_context(|| format!("cannot copy {}", entry.path().display()))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }))?;
+        } else if ft.is_symlink() {
+            symlink(fs::read_link(entry.path())?, &to)?;
+        } else {
+            bail!(
+                "{}: only directories, regular files and symbolic links can be part of a source",
+                entry.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_tree_hash_is_the_domain_hash() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(tree_hash(d.path(), &[]).unwrap(), Digest::of(TREE_HASH_DOMAIN));
+    }
+
+    #[test]
+    fn tree_hash_matches_its_definition() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::create_dir(p.join("b")).unwrap();
+        fs::write(p.join("b/run.sh"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(p.join("b/run.sh"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(p.join("a.txt"), "hi\n").unwrap();
+        symlink("a.txt", p.join("link")).unwrap();
+        let mut expected = TREE_HASH_DOMAIN.to_vec();
+        let rec = |v: &mut Vec<u8>, s: String| {
+            v.extend_from_slice(s.as_bytes());
+            v.push(0)
+        };
+        rec(&mut expected, format!("f {} a.txt", Digest::of(b"hi\n").hex()));
+        rec(&mut expected, "d b".to_string());
+        rec(&mut expected, format!("x {} b/run.sh", Digest::of(b"#!/bin/sh\n").hex()));
+        rec(&mut expected, format!("l {} link", Digest::of(b"a.txt").hex()));
+        assert_eq!(tree_hash(p, &[]).unwrap(), Digest::of(&expected));
+    }
+
+    #[test]
+    fn tree_hash_ignores_metadata_but_not_content_or_exec_bit() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::write(p.join("f"), "x").unwrap();
+        let h0 = tree_hash(p, &[]).unwrap();
+        fs::set_permissions(p.join("f"), fs::Permissions::from_mode(0o600)).unwrap();
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(12345);
+        File::options().write(true).open(p.join("f")).unwrap().set_modified(t).unwrap();
+        assert_eq!(tree_hash(p, &[]).unwrap(), h0, "mode bits other than u+x or mtime changed the hash");
+        fs::set_permissions(p.join("f"), fs::Permissions::from_mode(0o744)).unwrap();
+        assert_ne!(tree_hash(p, &[]).unwrap(), h0, "exec bit ignored");
+        fs::set_permissions(p.join("f"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(p.join("f"), "y").unwrap();
+        assert_ne!(tree_hash(p, &[]).unwrap(), h0, "content ignored");
+        fs::write(p.join("f"), "x").unwrap();
+        fs::create_dir_all(p.join("target/debug")).unwrap();
+        fs::write(p.join("target/debug/junk"), "junk").unwrap();
+        assert_ne!(tree_hash(p, &[]).unwrap(), h0);
+        assert_eq!(tree_hash(p, &["target".into()]).unwrap(), h0, "ignore list not honoured");
+    }
+
+    #[test]
+    fn rev_lookup_rejects_short_ids() {
+        assert!(is_commit_id(&"a".repeat(40)));
+        assert!(!is_commit_id("abc123"));
+        assert!(!is_commit_id(&"A".repeat(40)));
+    }
+}

@@ -1,0 +1,382 @@
+//! Sources end to end: git repositories over file:// and git://
+//! (`git daemon` on loopback), a local directory edited after locking, and
+//! URL downloads from a loopback HTTP server started by the test.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eifbake::digest::Digest;
+use eifbake::recipe::Source;
+use eifbake::sources::{check_rev, materialize, resolve, tree_hash, Pin};
+
+fn source(toml_text: &str) -> Source {
+    toml::from_str(toml_text).unwrap()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A repository with a main branch (two files, an executable, a symlink), a
+/// side branch and an annotated tag `v1` on the first commit.
+fn make_repo(root: &Path) -> PathBuf {
+    let repo = root.join("repo");
+    fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    fs::write(repo.join("README"), "hello\n").unwrap();
+    fs::create_dir(repo.join("bin")).unwrap();
+    fs::write(repo.join("bin/run"), "#!/bin/sh\necho run\n").unwrap();
+    fs::set_permissions(repo.join("bin/run"), fs::Permissions::from_mode(0o755)).unwrap();
+    symlink("README", repo.join("link")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    git(&repo, &["tag", "-a", "v1", "-m", "v1"]);
+    repo
+}
+
+/// The tree hash of a working tree, not counting `.git`.
+fn worktree_hash(repo: &Path) -> Digest {
+    tree_hash(repo, &[".git".into()]).unwrap()
+}
+
+#[test]
+fn git_over_file_url_resolves_materialises_and_detects_moves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = make_repo(tmp.path());
+    let url = format!("file://{}", repo.display());
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    let src = source(&format!("git = {url:?}\nrev = \"main\""));
+
+    let pin = resolve("app", &src, tmp.path()).unwrap();
+    assert_eq!(pin.kind, "git");
+    assert_eq!(pin.commit.as_deref(), Some(first.as_str()));
+    assert_eq!(pin.tree, worktree_hash(&repo));
+
+    // The tag resolves to the same (peeled) commit.
+    let tagged = resolve("app", &source(&format!("git = {url:?}\nrev = \"v1\"")), tmp.path()).unwrap();
+    assert_eq!(tagged, pin);
+
+    let dest = tmp.path().join("tree");
+    assert_eq!(materialize("app", &src, tmp.path(), &pin, &dest).unwrap(), pin.tree);
+    assert!(!dest.join(".git").exists());
+    assert_eq!(fs::read_to_string(dest.join("README")).unwrap(), "hello\n");
+    assert_eq!(fs::metadata(dest.join("bin/run")).unwrap().permissions().mode() & 0o100, 0o100);
+    assert_eq!(fs::read_link(dest.join("link")).unwrap(), Path::new("README"));
+
+    // The branch moves: lock --update semantics see it, build still uses the locked commit.
+    fs::write(repo.join("README"), "changed\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "two"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    let err = check_rev("app", &url, "main", &first).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "sources.app: rev \"main\" of {url} moved: locked {first}, now {second}; \
+             run `eifbake lock --update` to take the new commit"
+        )
+    );
+    check_rev("app", &url, "main", &second).unwrap();
+    let dest2 = tmp.path().join("tree2");
+    materialize("app", &src, tmp.path(), &pin, &dest2).unwrap();
+    assert_eq!(fs::read_to_string(dest2.join("README")).unwrap(), "hello\n");
+
+    // A lock whose tree hash does not match what the commit holds is refused.
+    let wrong = Pin { tree: Digest::of(b"not this tree"), ..pin.clone() };
+    let err =
+        materialize("app", &src, tmp.path(), &wrong, &tmp.path().join("tree3")).unwrap_err().to_string();
+    assert!(err.starts_with("sources.app: tree hash differs from the lock"), "{err}");
+    assert!(!tmp.path().join("tree3").exists());
+}
+
+#[test]
+fn git_commit_gone_from_the_server_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = make_repo(tmp.path());
+    git(&repo, &["checkout", "-q", "-b", "side"]);
+    fs::write(repo.join("side.txt"), "side\n").unwrap();
+    git(&repo, &["add", "side.txt"]);
+    git(&repo, &["commit", "-q", "-m", "side"]);
+    let url = format!("file://{}", repo.display());
+    let src = source(&format!("git = {url:?}\nrev = \"side\""));
+    let pin = resolve("lib", &src, tmp.path()).unwrap();
+    let gone = pin.commit.clone().unwrap();
+
+    // Rewrite history: the side branch and its commit disappear.
+    git(&repo, &["checkout", "-q", "main"]);
+    git(&repo, &["branch", "-q", "-D", "side"]);
+    git(&repo, &["reflog", "expire", "--expire=now", "--all"]);
+    git(&repo, &["gc", "-q", "--prune=now"]);
+
+    let dest = tmp.path().join("tree");
+    let err = materialize("lib", &src, tmp.path(), &pin, &dest).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "sources.lib: commit {gone} is not available from {url} (rewritten history, or a wrong \
+             commit id?); run `eifbake lock --update` to pin a commit that exists"
+        )
+    );
+    assert!(!dest.exists(), "a failed materialisation left its directory behind");
+    let err = resolve("lib", &src, tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("rev \"side\" not found"), "{err}");
+}
+
+/// `git daemon` serving a base directory on a free loopback port.
+struct GitDaemon {
+    child: Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("git")
+            .args(["daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn git_over_git_daemon_on_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = make_repo(tmp.path());
+    let daemon = GitDaemon::start(tmp.path());
+    let url = format!("git://127.0.0.1:{}/repo", daemon.port);
+    let src = source(&format!("git = {url:?}"));
+    let pin = resolve("app", &src, tmp.path()).unwrap();
+    assert_eq!(pin.commit.as_deref(), Some(git(&repo, &["rev-parse", "HEAD"]).as_str()));
+    assert_eq!(pin.tree, worktree_hash(&repo));
+    materialize("app", &src, tmp.path(), &pin, &tmp.path().join("tree")).unwrap();
+    assert_eq!(fs::read_to_string(tmp.path().join("tree/README")).unwrap(), "hello\n");
+}
+
+#[test]
+fn local_directory_edited_after_lock_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    fs::create_dir_all(app.join("src")).unwrap();
+    fs::write(app.join("src/main.sh"), "echo hi\n").unwrap();
+    fs::create_dir_all(app.join("target")).unwrap();
+    fs::write(app.join("target/build.log"), "noise\n").unwrap();
+    let src = source("path = \"app\"\nignore = [\"target\"]");
+    let pin = resolve("app", &src, tmp.path()).unwrap();
+    assert_eq!(pin, Pin { kind: "path".into(), url: None, commit: None, tree: pin.tree, sha256: None });
+
+    // Ignored paths may change; the copy leaves them out.
+    fs::write(app.join("target/build.log"), "more noise\n").unwrap();
+    let dest = tmp.path().join("m1");
+    assert_eq!(materialize("app", &src, tmp.path(), &pin, &dest).unwrap(), pin.tree);
+    assert!(!dest.join("target").exists());
+    assert_eq!(fs::read_to_string(dest.join("src/main.sh")).unwrap(), "echo hi\n");
+
+    fs::write(app.join("src/main.sh"), "echo edited\n").unwrap();
+    let now = tree_hash(&app, &["target".into()]).unwrap();
+    let dest = tmp.path().join("m2");
+    let err = materialize("app", &src, tmp.path(), &pin, &dest).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "sources.app: local tree changed since lock: expected {}, found {now}",
+            pin.tree
+        )),
+        "{err}"
+    );
+    assert!(!dest.exists());
+}
+
+/// A loopback HTTP/1.0 server answering GET with the bytes registered for a path.
+struct HttpServer {
+    port: u16,
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    fn start() -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, r, s) = (files.clone(), requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                r.fetch_add(1, Ordering::SeqCst);
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let body = f.lock().unwrap().get(&path).cloned();
+                let _ = match body {
+                    Some(b) => conn
+                        .write_all(
+                            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes(),
+                        )
+                        .and_then(|_| conn.write_all(&b)),
+                    None => conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+                };
+            }
+        });
+        HttpServer { port, files, requests, stop, thread: Some(thread) }
+    }
+
+    fn serve(&self, path: &str, body: &[u8]) -> String {
+        self.files.lock().unwrap().insert(path.to_string(), body.to_vec());
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn url_source_is_checked_against_its_sha256() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HttpServer::start();
+    let body = b"#!/bin/sh\necho downloaded\n";
+    let url = server.serve("/files/tool.sh?x=1", body);
+    let sha = Digest::of(body);
+    let src = source(&format!("url = {url:?}\nsha256 = \"{sha}\""));
+    let pin = resolve("tool", &src, tmp.path()).unwrap();
+    assert_eq!(pin.sha256, Some(sha));
+    let dest = tmp.path().join("t1");
+    materialize("tool", &src, tmp.path(), &pin, &dest).unwrap();
+    assert_eq!(fs::read(dest.join("tool.sh")).unwrap(), body);
+    assert!(server.requests.load(Ordering::SeqCst) >= 2);
+
+    // The server now serves other bytes under the same URL.
+    server.serve("/files/tool.sh?x=1", b"#!/bin/sh\necho tampered\n");
+    let dest = tmp.path().join("t2");
+    let err = materialize("tool", &src, tmp.path(), &pin, &dest).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "sources.tool: download of {url} has sha256 {}, but the recipe pins {sha}",
+            Digest::of(b"#!/bin/sh\necho tampered\n")
+        )
+    );
+    assert!(!dest.exists());
+
+    let missing = format!("http://127.0.0.1:{}/nope", server.port);
+    let src = source(&format!("url = {missing:?}\nsha256 = \"{sha}\""));
+    let err = resolve("tool", &src, tmp.path()).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("sources.tool: download of {missing} failed")), "{err}");
+}
+
+#[test]
+fn url_tarball_is_unpacked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HttpServer::start();
+    let mut builder =
+        tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    for (path, mode, data) in [("pkg/a.txt", 0o644, &b"a\n"[..]), ("pkg/bin/tool", 0o755, &b"tool\n"[..])] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        builder.append_data(&mut h, path, data).unwrap();
+    }
+    let tgz = builder.into_inner().unwrap().finish().unwrap();
+    let sha = Digest::of(&tgz);
+    let url = server.serve("/pkg.tar.gz", &tgz);
+    let src = source(&format!("url = {url:?}\nsha256 = \"{sha}\"\nunpack = true"));
+    let pin = resolve("pkg", &src, tmp.path()).unwrap();
+    let dest = tmp.path().join("pkg");
+    materialize("pkg", &src, tmp.path(), &pin, &dest).unwrap();
+    assert_eq!(fs::read(dest.join("pkg/a.txt")).unwrap(), b"a\n");
+    assert_eq!(fs::metadata(dest.join("pkg/bin/tool")).unwrap().permissions().mode() & 0o100, 0o100);
+    // The same tree made by hand hashes the same.
+    let manual = tmp.path().join("manual");
+    fs::create_dir_all(manual.join("pkg/bin")).unwrap();
+    fs::write(manual.join("pkg/a.txt"), "a\n").unwrap();
+    fs::write(manual.join("pkg/bin/tool"), "tool\n").unwrap();
+    fs::set_permissions(manual.join("pkg/bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(pin.tree, tree_hash(&manual, &[]).unwrap());
+}
+
+#[test]
+fn source_cache_serves_offline_and_repairs_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = make_repo(tmp.path());
+    let url = format!("file://{}", repo.display());
+    let src = source(&format!("git = {url:?}"));
+    let pin = resolve("app", &src, tmp.path()).unwrap();
+    let cache = eifbake::sources::SourceCache::new(tmp.path().join("cache"));
+
+    // Offline with an empty cache: refused, naming the source.
+    let err = cache.get("app", &src, tmp.path(), &pin, true).unwrap_err().to_string();
+    assert!(err.starts_with("sources.app: tree sha256:") && err.contains("--offline"), "{err}");
+
+    let dir = cache.get("app", &src, tmp.path(), &pin, false).unwrap();
+    assert_eq!(dir, tmp.path().join("cache").join(pin.tree.hex()));
+    assert_eq!(tree_hash(&dir, &[]).unwrap(), pin.tree);
+
+    // The server goes away: the cached tree still serves, offline.
+    fs::remove_dir_all(&repo).unwrap();
+    assert_eq!(cache.get("app", &src, tmp.path(), &pin, true).unwrap(), dir);
+
+    // A damaged entry is not trusted.
+    fs::write(dir.join("README"), "tampered\n").unwrap();
+    let err = cache.get("app", &src, tmp.path(), &pin, true).unwrap_err().to_string();
+    assert!(err.contains("is not in the source cache"), "{err}");
+    assert!(!dir.exists(), "the damaged entry was kept");
+    let leftovers: Vec<_> = fs::read_dir(tmp.path().join("cache")).unwrap().collect();
+    assert!(leftovers.is_empty(), "temporary directories left in the cache");
+}
