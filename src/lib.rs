@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod cpio;
 pub mod digest;
 pub mod epoch;
 pub mod fsutil;
