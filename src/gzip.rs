@@ -48,10 +48,12 @@ use std::io::{self, Read, Write};
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
 
-/// Compression level, fixed. Chosen by measurement on the 2-core build
-/// machines (see the report in `tests/gzip.rs`): level 6 with the zlib-rs
-/// backend gives zlib's usual ratio at well over twice GNU gzip's speed per
-/// core.
+/// Compression level, fixed. Measured on the 2-core build machine (shared,
+/// load ~1.5) packing `/usr/bin` (320 MB of cpio): level 6 here took 4.1 s
+/// and gave 120.8 MB, where `gzip -n -6` took 15.5 s for 117.5 MB, `gzip -n
+/// -1` 5.5 s for 129.2 MB and `pigz -6 -p 2` 7.3 s for 117.3 MB: 3.8 times
+/// GNU gzip's speed for a ratio within 3% of it. Changing it changes every
+/// compressed output.
 pub const LEVEL: u32 = 6;
 
 /// Size of the independently compressed blocks. Fixed: changing it changes
