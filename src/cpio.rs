@@ -14,8 +14,8 @@
 //!   directory under a prefix such as `rootfs`), [`Tree::add_dir`],
 //!   [`Tree::add_file_bytes`], [`Tree::add_file_host`], [`Tree::add_symlink`],
 //!   [`Tree::add_char_device`], [`Tree::add_block_device`], [`Tree::add_fifo`],
-//!   [`Tree::add_hard_link`]; change it with [`Tree::remove`] and
-//!   [`Tree::set_mode`]; write it with [`Tree::write`] (or
+//!   [`Tree::add_hard_link`], [`Tree::merge`] (one tree on top of another);
+//!   change it with [`Tree::remove`] and [`Tree::set_mode`]; write it with [`Tree::write`] (or
 //!   [`Tree::write_with_progress`]), which returns a [`WriteSummary`].
 //! - [`Reader`]: iterate a newc archive (plain or gzip) entry by entry
 //!   ([`Reader::next_entry`] gives an [`Entry`]), reading each entry's content
@@ -477,6 +477,22 @@ impl Tree {
             };
             self.insert(&key, node)?;
         }
+        Ok(())
+    }
+
+    /// Add every entry of `other` (and its mode overrides) on top of this
+    /// tree, in `other`'s order, with the same replacement rules as the
+    /// `add_*` methods. Hard links within `other` stay links.
+    pub fn merge(&mut self, other: Tree) -> Result<()> {
+        let base = self.next_link;
+        for (key, mut node) in other.nodes {
+            if let Node::File { link: Some(LinkKey::Added(n)), .. } = &mut node {
+                *n += base;
+            }
+            self.insert(&key, node)?;
+        }
+        self.next_link += other.next_link;
+        self.modes.extend(other.modes);
         Ok(())
     }
 
@@ -1257,6 +1273,48 @@ mod tests {
         assert_eq!(l[0].0.check, 2000);
         out[102..110].copy_from_slice(b"00000001");
         assert!(matches!(list(&out[..]).unwrap_err(), CpioError::Checksum { expected: 1, actual: 2000, .. }));
+    }
+
+    #[test]
+    fn merge_overlays_and_keeps_links_apart() {
+        let mut base = Tree::new();
+        base.add_file_bytes("etc/a", "base", false).unwrap();
+        base.add_hard_link("etc/a2", "etc/a").unwrap();
+        let mut top = Tree::new();
+        top.add_file_bytes("etc/b", "top", true).unwrap();
+        top.add_hard_link("etc/b2", "etc/b").unwrap();
+        top.add_file_bytes("etc/a", "replaced", false).unwrap();
+        top.set_mode("etc/b", 0o700).unwrap();
+        top.set_mode("etc/b2", 0o700).unwrap();
+        base.merge(top).unwrap();
+        let entries = list(&pack(&base, 0)[..]).unwrap();
+        let get = |n: &str| entries.iter().find(|(e, _)| e.name == n.as_bytes()).unwrap().clone();
+        assert_eq!(get("etc/a").1, Digest::of(b"replaced"));
+        assert_eq!(get("etc/a").0.nlink, 1, "etc/a was replaced: it is no longer linked to etc/a2");
+        assert_eq!(get("etc/a2").0.size, 4);
+        let (b, b2) = (get("etc/b").0, get("etc/b2").0);
+        assert_eq!((b.ino, b.nlink, b.mode), (b2.ino, 2, 0o100700));
+    }
+
+    #[test]
+    fn host_files_over_4_gib_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("sparse");
+        File::create(&big).unwrap().set_len(1 << 32).unwrap();
+        let t = Tree::from_dir(dir.path()).unwrap();
+        let err = t.write(io::sink(), Epoch(0)).unwrap_err();
+        assert!(matches!(err, CpioError::TooLarge { size: 4294967296, .. }), "{err}");
+        assert!(err.to_string().contains("sparse"), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_names_are_kept_as_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        std::fs::write(dir.path().join(name), "x").unwrap();
+        let t = Tree::from_dir(dir.path()).unwrap();
+        let entries = list(&pack(&t, 0)[..]).unwrap();
+        assert_eq!(entries[0].0.name, b"caf\xe9");
     }
 
     #[test]
