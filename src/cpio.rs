@@ -413,8 +413,10 @@ impl Tree {
     /// and permission bits other than "executable" are ignored.
     pub fn add_host_dir(&mut self, prefix: impl AsRef<[u8]>, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        // A trailing '/' on the prefix is harmless here (`--prefix rootfs/`).
         let prefix = prefix.as_ref();
-        let prefix: Vec<u8> = if prefix.is_empty() || prefix == b"/" {
+        let prefix = prefix.strip_suffix(b"/").unwrap_or(prefix);
+        let prefix: Vec<u8> = if prefix.is_empty() {
             Vec::new()
         } else {
             let p = normalize(prefix)?;
@@ -1110,6 +1112,19 @@ mod tests {
         }
         t.add_dir("/ok").unwrap();
         assert!(t.get("ok").is_some());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        for prefix in ["rootfs/", "/rootfs", "rootfs"] {
+            let mut t = Tree::new();
+            t.add_host_dir(prefix, dir.path()).unwrap();
+            assert!(t.get("rootfs/f").is_some(), "{prefix}");
+        }
+        for root in ["", "/"] {
+            let mut t = Tree::new();
+            t.add_host_dir(root, dir.path()).unwrap();
+            assert_eq!(t.len(), 1);
+        }
+        assert!(Tree::new().add_host_dir("a//b", dir.path()).is_err());
     }
 
     #[test]
