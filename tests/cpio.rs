@@ -364,3 +364,40 @@ fn golden_ramdisk_digests() {
     .unwrap();
     assert_eq!(got, want, "ramdisk bytes changed; if intended, run `make golden` and review the diff");
 }
+
+#[test]
+fn memory_stays_flat_for_a_huge_file() {
+    // A 512 MiB sparse file: no disk used, but every byte is read, archived and compressed.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let size: u64 = 1 << 29;
+    fs::File::create(src.join("huge")).unwrap().set_len(size).unwrap();
+    let out = tmp.path().join("r.gz");
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kb=%M", EIFBAKE, "ramdisk"])
+        .arg(&src)
+        .arg("--output")
+        .arg(&out)
+        .arg("--gzip")
+        .output()
+        .expect("run /usr/bin/time (Debian package `time`)");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"));
+    // The gzip writer holds at most max(4, 2 x threads) 1 MiB blocks plus their output.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let limit_kb = (64 + 4 * threads.max(2)) * 1024;
+    assert!(kb < limit_kb, "peak RSS {kb} KiB (limit {limit_kb}) packing a 512 MiB file: memory is not flat");
+
+    let mut r = cpio::Reader::open(&out).unwrap();
+    let e = r.next_entry().unwrap().unwrap();
+    assert_eq!((e.name.as_slice(), e.size as u64), (&b"huge"[..], size));
+    let (zeros, _) = Digest::of_reader(std::io::Read::take(std::io::repeat(0), size)).unwrap();
+    assert_eq!(r.data_sha256().unwrap(), zeros);
+    assert!(r.next_entry().unwrap().is_none());
+}
