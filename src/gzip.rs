@@ -41,7 +41,11 @@
 //!
 //! One caveat, stated plainly: identical bytes across *machines* also rely on
 //! the deflate implementation (flate2's zlib-rs backend, pinned by
-//! Cargo.lock) choosing the same matches on every CPU.
+//! Cargo.lock) choosing the same matches on every CPU. In zlib-rs 0.6 the
+//! hash function depends only on the level; CPU features (AVX2, NEON) only
+//! select faster code for match-length comparison and window sliding, which
+//! compute the same values. The golden digests in `tests/golden/ramdisk.json`
+//! check this on every machine that runs the tests.
 
 use std::io::{self, Read, Write};
 
