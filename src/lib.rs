@@ -12,9 +12,11 @@
 
 pub mod args;
 pub mod commands;
+pub mod cpio;
 pub mod digest;
 pub mod epoch;
 pub mod fsutil;
+pub mod gzip;
 pub mod manifest;
 pub mod progress;
 pub mod recipe;
