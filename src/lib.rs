@@ -13,7 +13,9 @@
 pub mod args;
 pub mod commands;
 pub mod digest;
+pub mod eif;
 pub mod epoch;
 pub mod fsutil;
+pub mod pcr;
 pub mod progress;
 pub mod recipe;
