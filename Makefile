@@ -29,6 +29,7 @@ fmt:
 
 # Recompute the checked-in golden values from real runs (then review the diff).
 golden:
+	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test cpio golden
 	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test golden
 
 demo: deps build

@@ -1,6 +1,8 @@
 //! One function per subcommand: turn parsed arguments into library calls and
 //! print the result. No format or policy logic lives here.
 
+pub mod ramdisk;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -11,6 +13,7 @@ use crate::args::Cli;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     #[allow(clippy::match_single_binding)] // until the first commands land
     match cli.command {
+        crate::args::Command::Ramdisk(args) => ramdisk::run(args, &cli.global),
         _ => anyhow::bail!("this command is not available yet"),
     }
 }
