@@ -142,7 +142,9 @@ impl Measurements {
                 "PCR1" => 1,
                 "PCR2" => 2,
                 "PCR8" => 3,
-                other => bail!("line {lineno}: unknown register {other:?} (expected PCR0, PCR1, PCR2 or PCR8)"),
+                other => {
+                    bail!("line {lineno}: unknown register {other:?} (expected PCR0, PCR1, PCR2 or PCR8)")
+                }
             };
             if regs[slot].is_some() {
                 bail!("line {lineno}: {name} given twice");
@@ -150,7 +152,12 @@ impl Measurements {
             regs[slot] = Some(value.parse().with_context(|| format!("line {lineno}: {name}"))?);
         }
         let need = |i: usize, name: &str| regs[i].with_context(|| format!("{name} is missing"));
-        Ok(Measurements { pcr0: need(0, "PCR0")?, pcr1: need(1, "PCR1")?, pcr2: need(2, "PCR2")?, pcr8: regs[3] })
+        Ok(Measurements {
+            pcr0: need(0, "PCR0")?,
+            pcr1: need(1, "PCR1")?,
+            pcr2: need(2, "PCR2")?,
+            pcr8: regs[3],
+        })
     }
 
     /// The registers present, as (index, value), in index order.

@@ -19,6 +19,7 @@
 //! Not for: building ramdisks (see the cpio module), signing, or deciding
 //! what goes into an image (the build command does that).
 
+pub mod diff;
 mod metadata;
 mod reader;
 mod signature;
@@ -85,7 +86,8 @@ impl fmt::Display for Arch {
 }
 
 /// Section types (the `type` field of a section header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SectionKind {
     Kernel = 1,
     Cmdline = 2,

@@ -139,7 +139,10 @@ impl Eif {
             expected = end;
         }
         if expected != len {
-            bail!("{p}: {} unexpected bytes after the last section (ends at {expected}, file is {len})", len - expected);
+            bail!(
+                "{p}: {} unexpected bytes after the last section (ends at {expected}, file is {len})",
+                len - expected
+            );
         }
         check_structure(&p.to_string(), &sections)?;
         Ok(Eif { path: path.to_path_buf(), file, header, sections, len })
@@ -236,7 +239,11 @@ impl Eif {
                 }
             }
         }
-        Ok(Verification { stored_crc: self.header.crc32, computed_crc: crc.finalize(), measurements: m.finish()? })
+        Ok(Verification {
+            stored_crc: self.header.crc32,
+            computed_crc: crc.finalize(),
+            measurements: m.finish()?,
+        })
     }
 }
 

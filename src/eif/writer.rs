@@ -43,7 +43,8 @@ pub struct Written {
 /// Write `inputs` as an EIF at `output`, atomically: on any error the target is untouched.
 pub fn write_eif(inputs: &EifInputs, output: &Path, progress: &Progress) -> Result<Written> {
     let mut out = AtomicFile::create(output)?;
-    let written = write_to(inputs, &mut out, progress).with_context(|| format!("writing {}", output.display()))?;
+    let written =
+        write_to(inputs, &mut out, progress).with_context(|| format!("writing {}", output.display()))?;
     out.commit()?;
     Ok(written)
 }
@@ -147,9 +148,13 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
                 let mut buf = measurer.buffer();
                 while left > 0 {
                     let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = file.read(&mut buf[..want]).with_context(|| format!("reading {}", path.display()))?;
+                    let n =
+                        file.read(&mut buf[..want]).with_context(|| format!("reading {}", path.display()))?;
                     if n == 0 {
-                        bail!("{} shrank while being written into the EIF (expected {size} bytes)", path.display());
+                        bail!(
+                            "{} shrank while being written into the EIF (expected {size} bytes)",
+                            path.display()
+                        );
                     }
                     crc.update(&buf[..n]);
                     w.write_all(&buf[..n])?;
