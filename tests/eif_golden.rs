@@ -55,7 +55,8 @@ fn golden_eif() {
         fs::write(GOLDEN, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
     }
     let expected: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(GOLDEN).expect("tests/golden/eif.json (make golden)")).unwrap();
+        serde_json::from_str(&fs::read_to_string(GOLDEN).expect("tests/golden/eif.json (make golden)"))
+            .unwrap();
     assert_eq!(actual, expected, "EIF bytes or PCRs changed; if intended, run `make golden` and review");
     // The .pcrs file says the same as the JSON.
     for n in 0..3 {
