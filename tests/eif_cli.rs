@@ -238,3 +238,82 @@ fn diff_reports_ramdisk_entries_and_exit_codes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("nope.eif"));
 }
+
+#[test]
+fn signed_image_shows_pcr8() {
+    // A signature section in AWS's encoding (the vector AWS's crate tests its
+    // CBOR with): one entry whose certificate is PEM "MIIB", i.e. DER 30 82 01.
+    const SIGNATURE: &str = "81a2737369676e696e675f6365727469666963617465983b182d182d182d182d182d1842184518471849184e182018431845185218541849184618491843184118541845182d182d182d182d182d0a184d1849184918420a182d182d182d182d182d1845184e1844182018431845185218541849184618491843184118541845182d182d182d182d182d0a697369676e61747572658a18d21884184418a1011838182218a018401840";
+    let root = tempfile::tempdir().unwrap();
+    let good = build(root.path(), "a", b"hello\n", 0o100644);
+    let mut b = fs::read(&good).unwrap();
+    let sig = hex::decode(SIGNATURE).unwrap();
+    let end = b.len() as u64;
+    put_u16(&mut b, 26, 6);
+    put_u64(&mut b, 28 + 8 * 5, end);
+    put_u64(&mut b, 284 + 8 * 5, sig.len() as u64);
+    b.extend_from_slice(&4u16.to_be_bytes());
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b.extend_from_slice(&(sig.len() as u64).to_be_bytes());
+    b.extend_from_slice(&sig);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&b[..544]);
+    crc.update(&b[548..]);
+    let crc = crc.finalize();
+    b[544..548].copy_from_slice(&crc.to_be_bytes());
+    let signed = good.with_file_name("signed.eif");
+    fs::write(&signed, &b).unwrap();
+
+    let o = run(eifbake().arg("describe").arg("--json").arg(&signed));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["Measurements"]["PCR8"], eifbake::pcr::Pcr::of(&[0x30, 0x82, 0x01]).hex());
+    // Signing does not change PCR0..2.
+    let o = run(eifbake().arg("describe").arg("--json").arg(&good));
+    let g: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["Measurements"]["PCR0"], g["Measurements"]["PCR0"]);
+    assert!(g["Measurements"].get("PCR8").is_none());
+    let o = diff(&good, &signed, false);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stdout).contains("PCR8: (unsigned) ->"), "{}", text(&o.stdout));
+}
+
+/// Run a command and return (exit code, peak RSS in KiB) of that child alone.
+fn peak_rss(c: &mut std::process::Command) -> (i32, i64) {
+    let child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: plain FFI call with valid pointers; `child` is our own, not yet waited for.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    (libc::WEXITSTATUS(status), ru.ru_maxrss)
+}
+
+#[test]
+fn memory_stays_flat_with_large_ramdisks() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    write_inputs(dir, b"x", 0o100644);
+    // Sparse inputs: large, cheap to make, read back as zeros.
+    for (name, size) in [("big0", 24u64 << 20), ("big1", 200 << 20)] {
+        fs::File::create(dir.join(name)).unwrap().set_len(size).unwrap();
+    }
+    let out = dir.join("big.eif");
+    let (code, rss) = peak_rss(
+        eifbake()
+            .arg("eif")
+            .arg("--kernel")
+            .arg(dir.join("bzImage"))
+            .args(["--cmdline", "console=ttyS0", "--ramdisk"])
+            .arg(dir.join("big0"))
+            .arg("--ramdisk")
+            .arg(dir.join("big1"))
+            .arg("--output")
+            .arg(&out),
+    );
+    assert_eq!(code, 0);
+    assert!(rss < 48 * 1024, "eif peak RSS {rss} KiB for a 224 MiB image");
+    let (code, rss) = peak_rss(eifbake().arg("describe").arg(&out));
+    assert_eq!(code, 0);
+    assert!(rss < 48 * 1024, "describe peak RSS {rss} KiB for a 224 MiB image");
+}
