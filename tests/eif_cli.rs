@@ -280,6 +280,7 @@ fn signed_image_shows_pcr8() {
 
 /// Run a command and return (exit code, peak RSS in KiB) of that child alone.
 fn peak_rss(c: &mut std::process::Command) -> (i32, i64) {
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
     let child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let mut status = 0;
     // SAFETY: plain FFI call with valid pointers; `child` is our own, not yet waited for.
