@@ -269,7 +269,9 @@ impl Measurer {
 
     /// Ramdisk bytes: `buf[..len]` is measured. Returns a buffer to fill next.
     pub fn ramdisk(&mut self, mut buf: Vec<u8>, len: usize) -> Result<Vec<u8>> {
-        assert!(self.phase != Phase::Boot, "start_ramdisk must be called before ramdisk data");
+        if self.phase == Phase::Boot {
+            bail!("ramdisk data given before start_ramdisk");
+        }
         self.image.update(&buf[..len]);
         if self.phase == Phase::FirstRamdisk || len == 0 {
             return Ok(buf);
