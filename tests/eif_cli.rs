@@ -318,3 +318,50 @@ fn memory_stays_flat_with_large_ramdisks() {
     assert_eq!(code, 0);
     assert!(rss < 48 * 1024, "describe peak RSS {rss} KiB for a 224 MiB image");
 }
+
+#[test]
+fn eif_errors_leave_no_output() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    write_inputs(dir, b"x", 0o100644);
+    let listing = || {
+        let mut v: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    let base = |c: &mut std::process::Command| {
+        c.arg("eif")
+            .arg("--kernel")
+            .arg(dir.join("bzImage"))
+            .args(["--cmdline", "x"])
+            .arg("--output")
+            .arg(dir.join("out.eif"));
+    };
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir.join("boot.cpio")).arg("--ramdisk").arg(dir.join("absent.cpio")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("absent.cpio"), "{}", text(&o.stderr));
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir.join("boot.cpio")).args(["--metadata", "[1, 2]"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("must be a JSON object, found an array"), "{}", text(&o.stderr));
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir.join("boot.cpio")).env("SOURCE_DATE_EPOCH", "yesterday"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("SOURCE_DATE_EPOCH"), "{}", text(&o.stderr));
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("is not a regular file"), "{}", text(&o.stderr));
+
+    assert_eq!(listing(), before, "a failed eif run left files behind");
+}
