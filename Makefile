@@ -31,6 +31,7 @@ fmt:
 golden:
 	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test cpio golden
 	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test golden
+	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test eif_golden
 
 demo: deps build
 	bash scripts/demo.sh

@@ -1,6 +1,9 @@
 //! One function per subcommand: turn parsed arguments into library calls and
 //! print the result. No format or policy logic lives here.
 
+pub mod describe;
+pub mod diff;
+pub mod eif;
 pub mod ramdisk;
 
 use std::process::ExitCode;
@@ -14,6 +17,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     #[allow(clippy::match_single_binding)] // until the first commands land
     match cli.command {
         crate::args::Command::Ramdisk(args) => ramdisk::run(args, &cli.global),
+        crate::args::Command::Eif(args) => eif::run(args, &cli.global),
+        crate::args::Command::Describe(args) => describe::run(args, &cli.global),
+        crate::args::Command::Diff(args) => diff::run(args, &cli.global),
         _ => anyhow::bail!("this command is not available yet"),
     }
 }
