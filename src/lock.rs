@@ -55,9 +55,9 @@ pub struct Lock {
     pub recipe: String,
     /// sha256 of the recipe file's bytes when the lock was written.
     pub recipe_sha256: Digest,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, LockedImage>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, LockedSource>,
 }
 
@@ -384,5 +384,116 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
             Lock::default_path(Path::new("elsewhere/a.toml"), "a"),
             Path::new("elsewhere/lockfiles/a.lock")
         );
+    }
+
+    fn example() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["recipes", "lockfiles"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let recipe = dir.path().join("recipes/stagex-hello.toml");
+        let lock = dir.path().join("lockfiles/stagex-hello.lock");
+        std::fs::copy(root.join("recipes/stagex-hello.toml"), &recipe).unwrap();
+        std::fs::copy(root.join("lockfiles/stagex-hello.lock"), &lock).unwrap();
+        (dir, recipe, lock)
+    }
+
+    #[test]
+    fn stagex_example_is_accepted_and_drift_is_refused() {
+        let (_dir, recipe, lock_path) = example();
+        let text = std::fs::read_to_string(&lock_path).unwrap();
+        let (r, lock) = Lock::load_checked(&recipe).unwrap();
+        assert_eq!(r.name, "stagex-hello");
+        // Exactly the bytes eifbake would write for this lock.
+        assert_eq!(lock.to_toml(), text);
+        assert_eq!(
+            lock.images["busybox"].manifest.to_string(),
+            "sha256:d608daa946e4799cf28b105aba461db00187657bd55ea7c2935ff11dac237e27"
+        );
+        assert!(lock.images.values().all(|i| i.index.is_none()));
+
+        let mut bytes = std::fs::read(&recipe).unwrap();
+        let at = bytes.iter().position(|&b| b == b'2').unwrap(); // "cpus = 2" or a version digit
+        bytes[at] = b'3';
+        std::fs::write(&recipe, &bytes).unwrap();
+        let e = format!("{:#}", Lock::load_checked(&recipe).unwrap_err());
+        assert!(
+            e.contains("stagex-hello.toml") && e.contains("stagex-hello.lock") && e.contains("changed"),
+            "{e}"
+        );
+    }
+
+    fn relock_with_sha(lock_text: &str, recipe: &Path, lock_path: &Path) {
+        let (_, sha) = Recipe::load(recipe).unwrap();
+        let old = Lock::parse(lock_text, lock_path).unwrap();
+        std::fs::write(lock_path, Lock { recipe_sha256: sha, ..old }.to_toml()).unwrap();
+    }
+
+    #[test]
+    fn load_checked_names_missing_and_changed_images() {
+        let (_dir, recipe, lock_path) = example();
+        let text = std::fs::read_to_string(&lock_path).unwrap();
+        let edited =
+            std::fs::read_to_string(&recipe).unwrap().replace("user-nit:sx2026.03.0", "user-nit:sx2026.04.0");
+        std::fs::write(&recipe, edited).unwrap();
+        relock_with_sha(&text, &recipe, &lock_path);
+        let e = format!("{:#}", Lock::load_checked(&recipe).unwrap_err());
+        assert!(
+            e.contains("image \"init\"") && e.contains("sx2026.04.0") && e.contains("stagex-hello.lock"),
+            "{e}"
+        );
+
+        let edited = std::fs::read_to_string(&recipe).unwrap().replace("init = \"stagex", "init2 = \"stagex");
+        std::fs::write(&recipe, edited.replace("image = \"init\"", "image = \"init2\"")).unwrap();
+        relock_with_sha(&text, &recipe, &lock_path);
+        let e = format!("{:#}", Lock::load_checked(&recipe).unwrap_err());
+        assert!(e.contains("image \"init2\"") && e.contains("is not in"), "{e}");
+    }
+
+    #[test]
+    fn relock_keeps_updates_and_checks_digests() {
+        let (_dir, recipe, lock_path) = example();
+        let old = Lock::load(&lock_path).unwrap();
+        let fake = |d: u8| Digest::from_bytes([d; 32]);
+        let mut calls = Vec::new();
+        // Nothing changed: every entry is kept, the resolver is never called.
+        let (same, changes) = relock(&recipe, &lock_path, Some(&old), false, |n, _| {
+            calls.push(n.to_string());
+            bail!("unexpected")
+        })
+        .unwrap();
+        assert!(calls.is_empty());
+        assert_eq!(same, old);
+        assert!(changes.iter().all(|c| c.action == "kept"));
+        // --update re-resolves everything.
+        let (new, changes) = relock(&recipe, &lock_path, Some(&old), true, |_, r| {
+            Ok(Resolved {
+                index: fake(1),
+                manifest: fake(2),
+                platform: format!("linux/amd64 {}", r.repository()),
+            })
+        })
+        .unwrap();
+        assert!(changes.iter().all(|c| c.action == "updated"));
+        assert_eq!(new.images["init"].index, Some(fake(1)));
+        // A reference with a digest must resolve to that digest.
+        let pinned = std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("user-nit:sx2026.03.0", &format!("user-nit@{}", fake(7)));
+        std::fs::write(&recipe, pinned).unwrap();
+        let e = relock(&recipe, &lock_path, Some(&old), false, |_, _| {
+            Ok(Resolved { index: fake(1), manifest: fake(2), platform: "linux/amd64".into() })
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("not to its own digest"), "{e:#}");
+        let (l, changes) = relock(&recipe, &lock_path, Some(&old), false, |_, r| {
+            assert_eq!(r.digest(), Some(fake(7)));
+            Ok(Resolved { index: fake(7), manifest: fake(8), platform: "linux/amd64".into() })
+        })
+        .unwrap();
+        assert_eq!(l.images["init"].manifest, fake(8));
+        assert_eq!(changes.iter().filter(|c| c.action == "updated").count(), 1);
+        assert_eq!(l.recipe, "recipes/stagex-hello.toml");
     }
 }
