@@ -88,6 +88,10 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
         assert_eq!((d, n), (l.digest, l.size));
     }
     assert_eq!(store.image_config(&fx.busybox.digest).unwrap().architecture().to_string(), "amd64");
+    // The busybox layer is shared by fx/busybox and fx/multi's amd64 image: downloaded once.
+    let shared = store.layers(&fx.busybox.digest).unwrap()[0].digest;
+    assert_eq!(store.layers(&fx.multi_amd64.digest).unwrap()[0].digest, shared);
+    assert_eq!(reg.gets(&format!("/blobs/{shared}")), 1, "{}", reg.log());
 
     // Re-fetch downloads nothing: no blob or manifest request reaches the registry.
     let (blobs, manifests) = (reg.gets("/blobs/"), reg.gets("/manifests/"));
@@ -291,4 +295,52 @@ fn oci_archive_written_by_skopeo_imports() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("broken.tar"), "{err}");
     assert!(Store::open(&store3).unwrap().index().unwrap().manifests.is_empty());
+}
+
+#[test]
+fn concurrent_fetches_share_one_store() {
+    let reg = TestRegistry::start();
+    let fx = push_fixtures(&reg);
+    let proj = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(
+        proj.path(),
+        "t",
+        "x86_64",
+        &[
+            ("busybox", reg.image("fx/busybox:1")),
+            ("multi", reg.image("fx/multi:1")),
+            ("layers", reg.image("fx/layers:1")),
+        ],
+    );
+    eifbake_ok(&["lock", s(&recipe)]);
+    let store_dir = proj.path().join("store");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_eifbake"))
+                .args(["--store", s(&store_dir), "fetch", s(&recipe)])
+                .env("EIFBAKE_NO_PROGRESS", "1")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let store = Store::open(&store_dir).unwrap();
+    assert_eq!(store.index().unwrap().manifests.len(), 3);
+    let mut n = 0;
+    for e in std::fs::read_dir(store_dir.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let (d, _) = Digest::of_reader(std::fs::File::open(e.path()).unwrap()).unwrap();
+        assert_eq!(d.hex(), e.file_name().to_str().unwrap(), "blob file does not hash to its name");
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} blobs");
+    assert_eq!(std::fs::read_dir(store_dir.join("ingest")).unwrap().count(), 0);
+    for d in [fx.busybox.digest, fx.multi_amd64.digest, fx.layers.digest] {
+        assert!(store.closure(&d).unwrap().1.is_empty(), "{d} incomplete");
+    }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::args::{FetchArgs, Global};
 use crate::lock::Lock;
-use crate::oci::registry::{PullStats, Registry};
+use crate::oci::registry::{PullRequest, PullStats, Registry};
 use crate::oci::store::{self, Descriptor, Platform, Store};
 use crate::oci::Reference;
 use crate::progress::Progress;
@@ -21,20 +21,18 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let progress = Progress::bytes("fetch", 0);
-    let mut report = BTreeMap::new();
+    let mut requests = Vec::new();
     for (name, img) in &lock.images {
         let reference: Reference =
             img.reference.parse().with_context(|| format!("lock image {name:?}: reference"))?;
-        let stats: PullStats = rt
-            .block_on(registry.pull_image(
-                &store,
-                &reference,
-                img.index,
-                img.manifest,
-                global.offline,
-                &progress,
-            ))
-            .with_context(|| format!("fetching image {name:?} ({})", img.reference))?;
+        requests.push(PullRequest { reference, index: img.index, manifest: img.manifest });
+    }
+    let stats: Vec<PullStats> = rt
+        .block_on(registry.pull_images(&store, &requests, global.offline, &progress))
+        .context("fetching the recipe's images")?;
+    let mut report = BTreeMap::new();
+    for (((name, img), req), stats) in lock.images.iter().zip(&requests).zip(stats) {
+        let reference = &req.reference;
         let m = store.manifest_any(&img.manifest)?;
         let (os, arch) = img.platform.split_once('/').unwrap_or(("linux", img.platform.as_str()));
         let mut desc = Descriptor {

@@ -95,11 +95,20 @@ impl Registry {
         Registry { insecure: insecure.to_vec() }
     }
 
+    /// Whether requests for `reference` go over plain HTTP: only for loopback
+    /// registries and those named with `--insecure-registry`.
+    pub fn plain_http(&self, reference: &Reference) -> bool {
+        reference.is_loopback()
+            || self.insecure.iter().any(|h| h == reference.registry() || h == reference.http_host())
+    }
+
     fn target(&self, reference: &Reference) -> Result<Target> {
         let host = reference.http_host().to_string();
-        let plain =
-            reference.is_loopback() || self.insecure.iter().any(|h| h == reference.registry() || *h == host);
-        let protocol = if plain { ClientProtocol::HttpsExcept(vec![host]) } else { ClientProtocol::Https };
+        let protocol = if self.plain_http(reference) {
+            ClientProtocol::HttpsExcept(vec![host])
+        } else {
+            ClientProtocol::Https
+        };
         let config = ClientConfig {
             protocol,
             platform_resolver: None,
@@ -162,11 +171,9 @@ impl Registry {
         Ok(Resolved { index: top, manifest: top, platform })
     }
 
-    /// Make sure the manifest `digest` of `reference` (and, when `index` differs
-    /// from it, that index) plus its config and layers are all in `store`,
-    /// downloading what is missing, `MAX_CONCURRENT_DOWNLOADS` at a time.
-    /// Returns the number of bytes downloaded. With `offline`, nothing is
-    /// downloaded and the first missing blob is an error.
+    /// Make sure the manifest `manifest` of `reference` (and, when `index`
+    /// differs from it, that index) plus its config and layers are all in
+    /// `store`. See [`Registry::pull_images`].
     pub async fn pull_image(
         &self,
         store: &Store,
@@ -176,53 +183,96 @@ impl Registry {
         offline: bool,
         progress: &Progress,
     ) -> Result<PullStats> {
-        let mut stats = PullStats::default();
-        let target = if offline { None } else { Some(self.target(reference)?) };
-        let missing = |d: &Digest, what: &str| -> anyhow::Error {
+        let image = PullRequest { reference: reference.clone(), index, manifest };
+        Ok(self.pull_images(store, std::slice::from_ref(&image), offline, progress).await?[0])
+    }
+
+    /// Pull several pinned images into `store`: first each missing index and
+    /// platform manifest, then every missing config and layer of all images
+    /// together (a blob shared by two images is downloaded once),
+    /// [`MAX_CONCURRENT_DOWNLOADS`] at a time. Returns what was downloaded per
+    /// image, in order. With `offline`, nothing is downloaded and the first
+    /// missing blob is an error naming it.
+    pub async fn pull_images(
+        &self,
+        store: &Store,
+        images: &[PullRequest],
+        offline: bool,
+        progress: &Progress,
+    ) -> Result<Vec<PullStats>> {
+        let mut stats = vec![PullStats::default(); images.len()];
+        let mut targets = Vec::with_capacity(images.len());
+        for img in images {
+            targets.push(if offline { None } else { Some(self.target(&img.reference)?) });
+        }
+        let missing = |d: &Digest, what: &str, r: &Reference| -> anyhow::Error {
             anyhow::anyhow!(
-                "{what} {d} of {reference} is not in the store {} and --offline forbids downloading it",
+                "{what} {d} of {r} is not in the store {} and --offline forbids downloading it",
                 store.root().display()
             )
         };
-        let mut manifests = vec![manifest];
-        if let Some(i) = index.filter(|i| *i != manifest) {
-            manifests.insert(0, i);
-        }
-        for d in &manifests {
-            if store.has_blob(d) {
-                continue;
+        // (image number, descriptor) for every blob to download, each digest once.
+        let mut todo: Vec<(usize, Descriptor)> = Vec::new();
+        for (i, img) in images.iter().enumerate() {
+            let r = &img.reference;
+            let mut manifests = vec![img.manifest];
+            if let Some(x) = img.index.filter(|x| *x != img.manifest) {
+                manifests.insert(0, x);
             }
-            let t = target.as_ref().ok_or_else(|| missing(d, "manifest"))?;
-            let (bytes, _) = pull_manifest(t, &t.pinned(d), Some(*d), None).await?;
-            store.put_blob_verified(&bytes[..], d, bytes.len() as u64)?;
-            stats.manifests += 1;
-            stats.bytes += bytes.len() as u64;
-        }
-        let m = store.manifest_any(&manifest)?;
-        if m.is_index() {
-            bail!("{reference}: {manifest} is an image index, but the lock pins it as the platform manifest");
-        }
-        let mut todo: Vec<Descriptor> = Vec::new();
-        for d in m.children() {
-            if !store.has_blob(&d.digest) && !todo.iter().any(|x| x.digest == d.digest) {
-                todo.push(d.clone());
+            for d in &manifests {
+                if store.has_blob(d) {
+                    continue;
+                }
+                let t = targets[i].as_ref().ok_or_else(|| missing(d, "manifest", r))?;
+                let (bytes, _) = pull_manifest(t, &t.pinned(d), Some(*d), None)
+                    .await
+                    .with_context(|| format!("fetching {r}"))?;
+                store.put_blob_verified(&bytes[..], d, bytes.len() as u64)?;
+                stats[i].manifests += 1;
+                stats[i].bytes += bytes.len() as u64;
+            }
+            let m = store.manifest_any(&img.manifest)?;
+            if m.is_index() {
+                bail!(
+                    "{r}: {} is an image index, but the lock pins it as the platform manifest",
+                    img.manifest
+                );
+            }
+            for d in m.children() {
+                if !store.has_blob(&d.digest) && !todo.iter().any(|(_, x)| x.digest == d.digest) {
+                    if offline {
+                        return Err(missing(&d.digest, "blob", r));
+                    }
+                    todo.push((i, d.clone()));
+                }
             }
         }
-        if let Some(first) = todo.first() {
-            let Some(t) = target.as_ref() else { return Err(missing(&first.digest, "blob")) };
-            progress.inc_length(todo.iter().map(|d| d.size).sum());
-            let results: Vec<Result<u64>> = futures_util::stream::iter(todo.iter())
-                .map(|d| download_blob(t, store, d, progress))
-                .buffer_unordered(MAX_CONCURRENT_DOWNLOADS)
-                .collect()
-                .await;
-            for r in results {
-                stats.bytes += r?;
-                stats.blobs += 1;
-            }
+        progress.inc_length(todo.iter().map(|(_, d)| d.size).sum());
+        let targets = &targets;
+        let results: Vec<(usize, Result<u64>)> = futures_util::stream::iter(todo.iter())
+            .map(|(i, d)| async move {
+                let t = targets[*i].as_ref().expect("online when downloading");
+                (*i, download_blob(t, store, d, progress).await)
+            })
+            .buffer_unordered(MAX_CONCURRENT_DOWNLOADS)
+            .collect()
+            .await;
+        for (i, r) in results {
+            stats[i].bytes += r?;
+            stats[i].blobs += 1;
         }
         Ok(stats)
     }
+}
+
+/// One pinned image to pull: see [`Registry::pull_images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub reference: Reference,
+    /// The index the manifest was chosen from, if known (pulled too, so gc and
+    /// offline re-locks can see it).
+    pub index: Option<Digest>,
+    pub manifest: Digest,
 }
 
 /// What a pull downloaded.
@@ -377,6 +427,19 @@ pub fn credentials_in(files: &[PathBuf], registry: &str) -> Result<RegistryAuth>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_named_registries() {
+        let r = |s: &str| s.parse::<Reference>().unwrap();
+        let reg = Registry::new(&["registry.lan:5000".to_string()]);
+        assert!(reg.plain_http(&r("127.0.0.1:5000/x:y")));
+        assert!(reg.plain_http(&r("localhost:5000/x:y")));
+        assert!(reg.plain_http(&r("[::1]:5000/x:y")));
+        assert!(reg.plain_http(&r("registry.lan:5000/x:y")));
+        assert!(!reg.plain_http(&r("registry.lan/x:y")));
+        assert!(!reg.plain_http(&r("stagex/core-busybox:sx2026.03.0")));
+        assert!(!Registry::new(&[]).plain_http(&r("quay.io/stagex/user-nit:1")));
+    }
 
     #[test]
     fn credentials_from_auth_files() {

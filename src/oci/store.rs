@@ -439,7 +439,31 @@ impl Store {
             }
             removed.push((d, size));
         }
+        if !dry_run {
+            self.clean_ingest(std::time::Duration::from_secs(3600))?;
+        }
         Ok(removed)
+    }
+
+    /// Remove temporary files older than `age` from `ingest/` (left by killed
+    /// processes; younger ones may belong to a fetch still running).
+    pub fn clean_ingest(&self, age: std::time::Duration) -> Result<()> {
+        let dir = self.root.join("ingest");
+        let now = std::time::SystemTime::now();
+        for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let e = e?;
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > age)
+                .unwrap_or(false);
+            if old {
+                let p = e.path();
+                let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                r.with_context(|| format!("cannot remove stale {}", p.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Import every image (or the one named `only`) of an OCI layout directory.

@@ -241,7 +241,15 @@ pub fn write_index(store: &Store, manifests: &[Descriptor]) -> Descriptor {
 pub fn push(store: &Store, name: &str, desc: Descriptor, dest: &str) {
     store.add_image(name, desc).unwrap();
     let src = format!("oci:{}:{name}", store.root().display());
-    skopeo(&["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false", &src, &format!("docker://{dest}")]);
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{dest}"),
+    ]);
 }
 
 /// The three fixture images the tests use, pushed to `reg`:
