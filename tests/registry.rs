@@ -344,3 +344,37 @@ fn concurrent_fetches_share_one_store() {
         assert!(store.closure(&d).unwrap().1.is_empty(), "{d} incomplete");
     }
 }
+
+/// `tester:s3cret`, bcrypt cost 4, made with
+/// `python3 -c "import crypt; print('tester:'+crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"`.
+const HTPASSWD: &str = "tester:$2b$04$OATPRXNlogEudCL5LayDPue3piz66RIRRWbA1cpBrvImAsxxXg05.";
+
+#[test]
+fn credentials_from_registry_auth_file() {
+    use base64::Engine as _;
+    let reg = TestRegistry::start_with_htpasswd(HTPASSWD);
+    let fx = push_fixtures_with(&reg, Some("tester:s3cret"));
+    let proj = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(proj.path(), "t", "x86_64", &[("busybox", reg.image("fx/busybox:1"))]);
+    // No credentials anywhere (HOME and XDG_RUNTIME_DIR point at empty dirs): refused.
+    let empty = proj.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let nofile = empty.join("auth.json");
+    let isolated =
+        [("HOME", empty.as_path()), ("XDG_RUNTIME_DIR", empty.as_path()), ("REGISTRY_AUTH_FILE", &nofile)];
+    let (code, _, err) = eifbake_env(&["lock", s(&recipe)], &isolated);
+    assert_eq!(code, 2);
+    assert!(err.contains("Not authorized") && err.contains("fx/busybox"), "{err}");
+
+    let auth = proj.path().join("auth.json");
+    let b64 = base64::engine::general_purpose::STANDARD.encode("tester:s3cret");
+    std::fs::write(&auth, format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.addr)).unwrap();
+    let with_auth =
+        [("HOME", empty.as_path()), ("XDG_RUNTIME_DIR", empty.as_path()), ("REGISTRY_AUTH_FILE", &auth)];
+    let (code, out, err) = eifbake_env(&["lock", s(&recipe)], &with_auth);
+    assert_eq!(code, 0, "{out}{err}");
+    let store_dir = proj.path().join("store");
+    let (code, out, err) = eifbake_env(&["--store", s(&store_dir), "fetch", s(&recipe)], &with_auth);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(Store::open(&store_dir).unwrap().closure(&fx.busybox.digest).unwrap().1.is_empty());
+}

@@ -43,7 +43,9 @@ fn wait_ready(child: &mut Child, addr: &str, timeout: Duration) -> bool {
             if s.write_all(req.as_bytes()).is_ok() {
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
-                if buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200") {
+                // 401 is a live registry too (one that wants credentials).
+                let status = buf.lines().next().unwrap_or("");
+                if status.starts_with("HTTP/1.") && (status.contains(" 200 ") || status.contains(" 401 ")) {
                     return true;
                 }
             }
@@ -55,7 +57,25 @@ fn wait_ready(child: &mut Child, addr: &str, timeout: Duration) -> bool {
 
 impl TestRegistry {
     pub fn start() -> TestRegistry {
+        TestRegistry::start_with(None)
+    }
+
+    /// A registry requiring HTTP basic auth, `htpasswd` being one bcrypt
+    /// `user:hash` line (distribution accepts only bcrypt).
+    pub fn start_with_htpasswd(htpasswd: &str) -> TestRegistry {
+        TestRegistry::start_with(Some(htpasswd))
+    }
+
+    fn start_with(htpasswd: Option<&str>) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
+        let auth = match htpasswd {
+            Some(line) => {
+                let p = dir.path().join("htpasswd");
+                std::fs::write(&p, format!("{line}\n")).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: eifbake-test\n    path: {}\n", p.display())
+            }
+            None => String::new(),
+        };
         let data = dir.path().join("data");
         let log = dir.path().join("registry.log");
         let config = dir.path().join("config.yml");
@@ -66,7 +86,7 @@ impl TestRegistry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                    "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth}http:\n  addr: {addr}\n",
                     data.display()
                 ),
             )
@@ -238,18 +258,16 @@ pub fn write_index(store: &Store, manifests: &[Descriptor]) -> Descriptor {
 
 /// Name `desc` as `name` in the layout `store` and push it to `dest`
 /// (`127.0.0.1:PORT/repo:tag`) with skopeo (`--all` keeps indexes whole).
-pub fn push(store: &Store, name: &str, desc: Descriptor, dest: &str) {
+pub fn push(store: &Store, name: &str, desc: Descriptor, dest: &str, creds: Option<&str>) {
     store.add_image(name, desc).unwrap();
     let src = format!("oci:{}:{name}", store.root().display());
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--all",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &src,
-        &format!("docker://{dest}"),
-    ]);
+    let dst = format!("docker://{dest}");
+    let mut args = vec!["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"];
+    if let Some(c) = creds {
+        args.extend(["--dest-creds", c]);
+    }
+    args.extend([src.as_str(), dst.as_str()]);
+    skopeo(&args);
 }
 
 /// The three fixture images the tests use, pushed to `reg`:
@@ -265,10 +283,15 @@ pub struct Fixtures {
 }
 
 pub fn push_fixtures(reg: &TestRegistry) -> Fixtures {
+    push_fixtures_with(reg, None)
+}
+
+/// [`push_fixtures`] to a registry that wants `user:password`.
+pub fn push_fixtures_with(reg: &TestRegistry, creds: Option<&str>) -> Fixtures {
     let layout = tempfile::tempdir().unwrap();
     let s = Store::open(layout.path()).unwrap();
     let busybox = write_image(&s, "amd64", &[busybox_layer()]);
-    push(&s, "busybox", busybox.clone(), &reg.image("fx/busybox:1"));
+    push(&s, "busybox", busybox.clone(), &reg.image("fx/busybox:1"), creds);
 
     let amd =
         write_image(&s, "amd64", &[busybox_layer(), layer_tar(&[Entry::File("arch", b"amd64\n", 0o644)])]);
@@ -276,7 +299,7 @@ pub fn push_fixtures(reg: &TestRegistry) -> Fixtures {
     let mut arm_desc = arm.clone();
     arm_desc.platform.as_mut().unwrap().variant = Some("v8".into());
     let multi = write_index(&s, &[amd.clone(), arm_desc]);
-    push(&s, "multi", multi.clone(), &reg.image("fx/multi:1"));
+    push(&s, "multi", multi.clone(), &reg.image("fx/multi:1"), creds);
 
     let l1 = layer_tar(&[
         Entry::Dir("etc"),
@@ -294,7 +317,7 @@ pub fn push_fixtures(reg: &TestRegistry) -> Fixtures {
     ]);
     let l3 = layer_tar(&[Entry::File("etc/c", b"c\n", 0o600), Entry::Symlink("etc/d", "c")]);
     let layers = write_image(&s, "amd64", &[l1, l2, l3]);
-    push(&s, "layers", layers.clone(), &reg.image("fx/layers:1"));
+    push(&s, "layers", layers.clone(), &reg.image("fx/layers:1"), creds);
 
     Fixtures { busybox, multi, multi_amd64: amd, multi_arm64: arm, layers, layout }
 }
@@ -317,8 +340,14 @@ pub fn write_recipe(root: &Path, name: &str, arch: &str, images: &[(&str, String
 
 /// Run the eifbake binary; returns (exit code, stdout, stderr).
 pub fn eifbake(args: &[&str]) -> (i32, String, String) {
+    eifbake_env(args, &[])
+}
+
+/// [`eifbake`] with extra environment variables.
+pub fn eifbake_env(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_eifbake"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .env_remove("EIFBAKE_STORE")
         .env("EIFBAKE_NO_PROGRESS", "1")
         .output()
