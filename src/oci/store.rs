@@ -557,25 +557,25 @@ impl Store {
         let layout = b"{\"imageLayoutVersion\":\"1.0.0\"}";
         if out.extension().is_some_and(|e| e == "tar") {
             let mut ar = tar::Builder::new(fsutil::AtomicFile::create(out)?);
-            let header = |path: &str, size: u64, dir: bool| {
+            // Fixed owners, modes and mtime 0, blobs in digest order: the same image exports to the same bytes.
+            let header = |size: u64, dir: bool| {
                 let mut h = tar::Header::new_ustar();
                 h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
                 h.set_mode(if dir { 0o755 } else { 0o644 });
                 h.set_size(size);
                 h.set_mtime(0);
-                let _ = path;
                 h
             };
             for d in ["blobs/", "blobs/sha256/"] {
-                ar.append_data(&mut header(d, 0, true), d, io::empty())?;
+                ar.append_data(&mut header(0, true), d, io::empty())?;
             }
             for d in &blobs {
                 let f = self.open_blob(d)?;
                 let len = f.metadata()?.len();
-                ar.append_data(&mut header("", len, false), format!("blobs/sha256/{}", d.hex()), f)?;
+                ar.append_data(&mut header(len, false), format!("blobs/sha256/{}", d.hex()), f)?;
             }
-            ar.append_data(&mut header("", layout.len() as u64, false), "oci-layout", &layout[..])?;
-            ar.append_data(&mut header("", index_bytes.len() as u64, false), "index.json", &index_bytes[..])?;
+            ar.append_data(&mut header(layout.len() as u64, false), "oci-layout", &layout[..])?;
+            ar.append_data(&mut header(index_bytes.len() as u64, false), "index.json", &index_bytes[..])?;
             ar.into_inner().with_context(|| format!("writing {}", out.display()))?.commit()?;
         } else {
             if out.join("index.json").exists() {
@@ -706,6 +706,8 @@ mod tests {
 
         let out = tempfile::tempdir().unwrap();
         s.export("a", &out.path().join("x.tar")).unwrap();
+        s.export("a", &out.path().join("y.tar")).unwrap();
+        assert_eq!(fs::read(out.path().join("x.tar")).unwrap(), fs::read(out.path().join("y.tar")).unwrap());
         s.export("a", &out.path().join("dir")).unwrap();
         for src in ["x.tar", "dir"] {
             let d2 = tempfile::tempdir().unwrap();
