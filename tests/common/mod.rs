@@ -189,10 +189,10 @@ pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
 /// A layer with Debian's static busybox at /bin/busybox and a few applet links.
 pub fn busybox_layer() -> Vec<u8> {
     let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian package busybox-static)");
+    let links: Vec<String> =
+        ["sh", "ls", "cat", "echo", "cp", "mkdir"].iter().map(|a| format!("bin/{a}")).collect();
     let mut entries = vec![Entry::Dir("bin"), Entry::File("bin/busybox", &bb, 0o755)];
-    for applet in ["sh", "ls", "cat", "echo", "cp", "mkdir"] {
-        entries.push(Entry::Symlink(Box::leak(format!("bin/{applet}").into_boxed_str()), "busybox"));
-    }
+    entries.extend(links.iter().map(|l| Entry::Symlink(l, "busybox")));
     layer_tar(&entries)
 }
 
