@@ -20,6 +20,8 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // Keeps `store gc` from deleting blobs before the images are named in index.json.
+    let _writing = store.writing()?;
     let progress = Progress::bytes("fetch", 0);
     let mut requests = Vec::new();
     for (name, img) in &lock.images {

@@ -1,8 +1,10 @@
 //! The content-addressed store: an OCI image layout directory.
 //!
 //! Layout: `oci-layout`, `index.json`, `blobs/sha256/<hex>`, plus eifbake's
-//! own `ingest/` (temporary files being verified) and `index.lock` (the
-//! flock that serialises `index.json` updates). Every blob is streamed into
+//! own `ingest/` (temporary files being verified), `index.lock` (the flock
+//! that serialises `index.json` updates) and `gc.lock` (fetches hold it
+//! shared, `gc` exclusively, so gc never removes blobs of an image still
+//! being fetched). Every blob is streamed into
 //! a temporary file in `ingest/`, hashed and counted while written, compared
 //! with the expected digest and size, and only then renamed to its final
 //! name: a blob under `blobs/` is always complete and verified, and several
@@ -357,8 +359,20 @@ impl Store {
         fsutil::write_atomic(self.root.join("index.json"), &b)
     }
 
-    fn lock_index(&self) -> Result<IndexLock> {
-        let p = self.root.join("index.lock");
+    fn lock_index(&self) -> Result<StoreLock> {
+        self.flock("index.lock", libc::LOCK_EX)
+    }
+
+    /// Hold this while adding blobs that are not yet named in `index.json`
+    /// (a fetch or an import): [`Store::gc`] waits for every holder, so it
+    /// never deletes blobs of an image still being assembled. Shared: any
+    /// number of fetches run together.
+    pub fn writing(&self) -> Result<StoreLock> {
+        self.flock("gc.lock", libc::LOCK_SH)
+    }
+
+    fn flock(&self, name: &str, how: libc::c_int) -> Result<StoreLock> {
+        let p = self.root.join(name);
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -366,10 +380,10 @@ impl Store {
             .open(&p)
             .with_context(|| format!("cannot open {}", p.display()))?;
         // SAFETY: flock on a file descriptor we own; released when `f` is closed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
             return Err(io::Error::last_os_error()).with_context(|| format!("cannot lock {}", p.display()));
         }
-        Ok(IndexLock(f))
+        Ok(StoreLock(f))
     }
 
     /// Add or replace the `index.json` entry named `ref_name`, under the store lock.
@@ -406,6 +420,7 @@ impl Store {
     /// Remove blobs not reachable from `index.json` (and its `io.eifbake.index-digest`
     /// annotations) or from `extra_roots`; returns what was (or would be) removed.
     pub fn gc(&self, extra_roots: &[Digest], dry_run: bool) -> Result<Vec<(Digest, u64)>> {
+        let _writers = self.flock("gc.lock", libc::LOCK_EX)?;
         let _lock = self.lock_index()?;
         let index = self.index()?;
         let mut roots: Vec<Digest> = extra_roots.to_vec();
@@ -469,6 +484,7 @@ impl Store {
     /// Import every image (or the one named `only`) of an OCI layout directory.
     /// Returns the ref names imported.
     pub fn import_layout(&self, dir: &Path, only: Option<&str>) -> Result<Vec<String>> {
+        let _writing = self.writing()?;
         let src = Store { root: dir.to_path_buf() };
         let layout = dir.join("oci-layout");
         if !layout.is_file() {
@@ -596,7 +612,8 @@ impl Store {
     }
 }
 
-struct IndexLock(#[allow(dead_code)] File);
+/// An flock on a file in the store, released when dropped.
+pub struct StoreLock(#[allow(dead_code)] File);
 
 /// A blob being written; becomes visible in the store only through [`BlobWriter::finish`].
 pub struct BlobWriter {
@@ -718,6 +735,22 @@ mod tests {
             assert_eq!(names, ["a"]);
             assert_eq!(s2.layers(&a.digest).unwrap().len(), 1);
         }
+    }
+
+    #[test]
+    fn gc_waits_for_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let w = s.writing().unwrap();
+        let w2 = s.writing().unwrap(); // shared: a second writer is not blocked
+        let unnamed = s.put_blob_bytes(b"not yet named").unwrap();
+        let s2 = s.clone();
+        let gc = std::thread::spawn(move || s2.gc(&[], false).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!gc.is_finished(), "gc ran while a fetch was writing");
+        assert!(s.has_blob(&unnamed));
+        drop((w, w2));
+        assert_eq!(gc.join().unwrap(), vec![(unnamed, 13)]);
     }
 
     #[test]
