@@ -43,6 +43,7 @@ pub enum Command {
     /// canonical (0755 for directories and executables, 0644 otherwise).
     Ramdisk(RamdiskArgs),
     /// Write an EIF from a kernel, a command line and ramdisks (low level, like eif_build).
+    #[command(disable_version_flag = true)] // `--version` is the image version here
     Eif(EifArgs),
     /// Show an EIF's header, sections, CRC, PCRs, metadata and embedded manifest.
     Describe(DescribeArgs),

@@ -12,10 +12,16 @@
 
 pub mod args;
 pub mod commands;
+pub mod cpio;
 pub mod digest;
+pub mod eif;
 pub mod epoch;
 pub mod fsutil;
+pub mod gzip;
+pub mod lock;
 pub mod manifest;
+pub mod oci;
+pub mod pcr;
 pub mod progress;
 pub mod recipe;
 pub mod sandbox;

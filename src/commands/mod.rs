@@ -1,16 +1,29 @@
 //! One function per subcommand: turn parsed arguments into library calls and
 //! print the result. No format or policy logic lives here.
 
+pub mod describe;
+pub mod diff;
+pub mod eif;
+pub mod fetch;
+pub mod lock;
+pub mod ramdisk;
+pub mod store;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::args::Cli;
+use crate::args::{Cli, Command};
 
 /// Run a parsed command line; `Ok` carries the exit code (0 same/ok, 1 differs).
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    #[allow(clippy::match_single_binding)] // until the first commands land
     match cli.command {
-        _ => anyhow::bail!("this command is not available yet"),
+        Command::Ramdisk(args) => ramdisk::run(args, &cli.global),
+        Command::Eif(args) => eif::run(args, &cli.global),
+        Command::Describe(args) => describe::run(args, &cli.global),
+        Command::Diff(args) => diff::run(args, &cli.global),
+        Command::Lock(a) => lock::run(a, &cli.global),
+        Command::Fetch(a) => fetch::run(a, &cli.global),
+        Command::Store(c) => store::run(c, &cli.global),
     }
 }

@@ -1,0 +1,129 @@
+//! `eifbake describe EIF [--json]`: header, sections, CRC check, PCRs,
+//! metadata and the embedded manifest (CustomMetadata) of an EIF.
+//!
+//! A structurally invalid file is an error (exit 2). A CRC mismatch or
+//! unreadable metadata is shown with everything else, then exits 2.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::args::{DescribeArgs, Global};
+use crate::eif::{Eif, SectionKind};
+use crate::progress::Progress;
+
+pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
+    let eif = Eif::open(&args.eif)?;
+    let progress = Progress::bytes("measuring", 0);
+    let v = eif.verify(&progress)?;
+    progress.finish();
+    let h = &eif.header;
+    let mut problems = Vec::new();
+    if !v.crc_ok() {
+        problems.push(format!(
+            "{}: CRC-32 mismatch: the header says {:08x}, the contents give {:08x} (the file is corrupt)",
+            args.eif.display(),
+            v.stored_crc,
+            v.computed_crc
+        ));
+    }
+    let metadata = match eif.metadata_json() {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    let cmdline = match eif.section(SectionKind::Cmdline).map(|s| eif.read_small(s)).transpose() {
+        Ok(c) => c.map(|c| String::from_utf8_lossy(&c).into_owned()),
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    let custom = metadata.as_ref().and_then(|m| m.get("CustomMetadata")).filter(|c| !c.is_null()).cloned();
+
+    if args.json {
+        let sections: Vec<_> = eif
+            .sections
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "index": s.index, "type": s.kind.name(), "flags": s.flags,
+                    "offset": s.offset, "data_offset": s.data_offset(), "size": s.size,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "path": args.eif.display().to_string(),
+            "version": h.version,
+            "arch": h.arch().to_string(),
+            "flags": h.flags,
+            "default_mem": h.default_mem,
+            "default_cpus": h.default_cpus,
+            "size": eif.len,
+            "sections": sections,
+            "cmdline": cmdline,
+            "crc32": {
+                "stored": format!("{:08x}", v.stored_crc),
+                "computed": format!("{:08x}", v.computed_crc),
+                "ok": v.crc_ok(),
+            },
+            "Measurements": v.measurements.nitro_cli_json(),
+            "Metadata": metadata,
+            "problems": problems,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("EIF {}", args.eif.display());
+        println!("  version       {}", h.version);
+        println!("  arch          {} (flags {:#06x})", h.arch(), h.flags);
+        println!("  default mem   {} bytes ({} MiB)", h.default_mem, h.default_mem >> 20);
+        println!("  default cpus  {}", h.default_cpus);
+        println!("  size          {} bytes", eif.len);
+        println!("  sections      {}", eif.sections.len());
+        println!("    {:>2}  {:<10} {:>12} {:>12}", "#", "type", "offset", "size");
+        for s in &eif.sections {
+            println!("    {:>2}  {:<10} {:>12} {:>12}", s.index, s.kind.name(), s.offset, s.size);
+        }
+        if let Some(c) = &cmdline {
+            println!("  cmdline       {c:?}");
+        }
+        if v.crc_ok() {
+            println!("  CRC-32        {:08x} OK", v.stored_crc);
+        } else {
+            println!(
+                "  CRC-32        MISMATCH: header {:08x}, computed {:08x}",
+                v.stored_crc, v.computed_crc
+            );
+        }
+        println!("Measurements (SHA-384)");
+        for (n, p) in v.measurements.registers() {
+            println!("  PCR{n}  {p}");
+        }
+        if let Some(m) = &metadata {
+            let mut shown = m.clone();
+            if let Some(o) = shown.as_object_mut() {
+                o.remove("CustomMetadata");
+            }
+            println!("Metadata");
+            for line in serde_json::to_string_pretty(&shown)?.lines() {
+                println!("  {line}");
+            }
+        }
+        if let Some(c) = &custom {
+            println!("Embedded manifest (CustomMetadata)");
+            for line in serde_json::to_string_pretty(c)?.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("eifbake: error: {p}");
+        }
+        Ok(ExitCode::from(2))
+    }
+}

@@ -1,0 +1,87 @@
+//! `eifbake diff A.eif B.eif [--json]`: what differs between two EIFs
+//! (see [`crate::eif::diff`]). Exit 0 same, 1 different, 2 error.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::args::{DiffArgs, Global};
+use crate::eif::diff::{compare, Change, EifDiff, SectionSummary};
+use crate::eif::Eif;
+use crate::progress::Progress;
+
+pub fn run(args: DiffArgs, _global: &Global) -> Result<ExitCode> {
+    let a = Eif::open(&args.a)?;
+    let b = Eif::open(&args.b)?;
+    let progress = Progress::bytes("comparing", 0);
+    let d = compare(&a, &b, &progress)?;
+    progress.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print_text(&d);
+    }
+    Ok(if d.same { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_changes(title: &str, changes: &[Change], indent: &str) {
+    if changes.is_empty() {
+        return;
+    }
+    println!("{indent}{title}");
+    for c in changes {
+        println!("{indent}  {}: {} -> {}", c.field, c.a, c.b);
+    }
+}
+
+fn summary(s: &Option<SectionSummary>) -> String {
+    match s {
+        Some(s) => format!("{} {} bytes {}", s.kind, s.size, s.sha256),
+        None => "(none)".into(),
+    }
+}
+
+fn print_text(d: &EifDiff) {
+    println!("--- {}", d.a);
+    println!("+++ {}", d.b);
+    for (side, c) in [(&d.a, &d.crc_a), (&d.b, &d.crc_b)] {
+        if !c.ok {
+            println!("CRC-32 MISMATCH in {side}: header {}, computed {}", c.stored, c.computed);
+        }
+    }
+    if d.same {
+        println!("identical");
+        return;
+    }
+    print_changes("header", &d.header, "");
+    print_changes("measurements", &d.pcrs, "");
+    for s in &d.sections {
+        println!("section {}", s.index);
+        println!("  - {}", summary(&s.a));
+        println!("  + {}", summary(&s.b));
+        if let Some(e) = &s.entries_error {
+            println!("  entries not compared: {e}");
+        }
+        if let Some(e) = &s.entries {
+            for x in &e.removed {
+                println!("  removed {} ({:?}, mode {}, {} bytes)", x.path, x.kind, x.mode, x.size);
+            }
+            for x in &e.added {
+                println!("  added   {} ({:?}, mode {}, {} bytes)", x.path, x.kind, x.mode, x.size);
+            }
+            for c in &e.changed {
+                println!("  changed {}", c.path);
+                for f in &c.changes {
+                    println!("    {}: {} -> {}", f.field, f.a, f.b);
+                }
+            }
+            if e.order_differs {
+                println!("  same entries in a different order");
+            }
+            if e.is_empty() {
+                println!("  same entries, fields and contents: the archive encoding differs (compression?)");
+            }
+        }
+    }
+    print_changes("metadata", &d.metadata, "");
+}

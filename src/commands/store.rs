@@ -1,0 +1,92 @@
+//! `eifbake store import|export|ls|gc`: move images in and out of the store.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::args::{Global, StoreCommand};
+use crate::digest::Digest;
+use crate::lock::Lock;
+use crate::oci::store::{self, Store};
+
+pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
+    let store = Store::open(Store::default_path(global.store.as_deref())?)?;
+    match cmd {
+        StoreCommand::Import { path, name } => {
+            let names = if path.is_dir() {
+                store.import_layout(&path, name.as_deref())?
+            } else {
+                store.import_archive(&path, name.as_deref())?
+            };
+            for n in names {
+                println!("imported {n}");
+            }
+        }
+        StoreCommand::Export { image, output } => {
+            store.export(&image, &output)?;
+            println!("exported {image} to {}", output.display());
+        }
+        StoreCommand::Ls { json } => {
+            let index = store.index()?;
+            let mut rows = Vec::new();
+            for d in &index.manifests {
+                let (present, missing) = store.closure(&d.digest)?;
+                let bytes: u64 = present
+                    .iter()
+                    .map(|b| std::fs::metadata(store.blob_path(b)).map(|m| m.len()).unwrap_or(0))
+                    .sum();
+                rows.push(serde_json::json!({
+                    "name": d.annotations.get(store::REF_NAME),
+                    "reference": d.annotations.get(store::ANN_REFERENCE),
+                    "digest": d.digest,
+                    "media_type": d.media_type,
+                    "platform": d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)),
+                    "bytes": bytes,
+                    "complete": missing.is_empty(),
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "{}  {}  {}  {} bytes{}",
+                        r["name"].as_str().unwrap_or("-"),
+                        r["digest"].as_str().unwrap_or("-"),
+                        r["platform"].as_str().unwrap_or("-"),
+                        r["bytes"],
+                        if r["complete"] == true { "" } else { "  (incomplete)" }
+                    );
+                }
+            }
+        }
+        StoreCommand::Gc { keep, dry_run, json } => {
+            let mut roots: Vec<Digest> = Vec::new();
+            for path in &keep {
+                let lock = Lock::load(path)?;
+                for img in lock.images.values() {
+                    roots.push(img.manifest);
+                    roots.extend(img.index);
+                }
+            }
+            let removed = store.gc(&roots, dry_run)?;
+            let bytes: u64 = removed.iter().map(|(_, n)| n).sum();
+            if json {
+                let list: Vec<_> =
+                    removed.iter().map(|(d, n)| serde_json::json!({"digest": d, "bytes": n})).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"dry_run": dry_run, "removed": list, "bytes": bytes})
+                    )?
+                );
+            } else {
+                for (d, n) in &removed {
+                    println!("{} {d} ({n} bytes)", if dry_run { "would remove" } else { "removed" });
+                }
+                println!("{} blobs, {bytes} bytes{}", removed.len(), if dry_run { " (dry run)" } else { "" });
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

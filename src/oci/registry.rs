@@ -1,0 +1,466 @@
+//! The registry client: resolve references to digests and download manifests
+//! and blobs, verified, into the [`Store`].
+//!
+//! Built on `oci-client` for the HTTP distribution protocol (token
+//! handshakes, redirects, accept headers). eifbake adds its policy on top:
+//!
+//! - HTTPS everywhere except loopback registries (`localhost`, `127.0.0.0/8`,
+//!   `[::1]`) and registries the user names with `--insecure-registry`;
+//! - credentials from `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`
+//!   or `~/.docker/config.json` (`auths.<host>.auth` = base64 `user:pass`,
+//!   or `registrytoken` for a bearer token), else anonymous;
+//! - every manifest and blob is checked against the digest and size it was
+//!   asked for before anything uses it; blobs go through
+//!   [`Store::blob_writer`] so a bad download never becomes visible.
+//!
+//! Not for: choosing what to pin (that is [`crate::lock`]) or any store
+//! layout policy beyond "put verified blobs in".
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+
+use super::reference::Reference;
+use super::store::{self, Descriptor, ManifestAny, Store, MAX_MANIFEST_SIZE};
+use crate::digest::Digest;
+use crate::progress::Progress;
+
+const ACCEPT: &[&str] = &[
+    store::MEDIA_OCI_INDEX,
+    store::MEDIA_DOCKER_LIST,
+    store::MEDIA_OCI_MANIFEST,
+    store::MEDIA_DOCKER_MANIFEST,
+];
+
+/// How many blobs are downloaded at once.
+pub const MAX_CONCURRENT_DOWNLOADS: usize = 4;
+
+/// What a reference resolves to for one platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The digest the reference itself points at: an image index / manifest
+    /// list, or (for single-platform images) the platform manifest itself.
+    pub index: Digest,
+    /// The platform manifest for `platform`.
+    pub manifest: Digest,
+    /// `linux/amd64` or `linux/arm64`.
+    pub platform: String,
+}
+
+/// A registry client with eifbake's transport and credential policy.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    insecure: Vec<String>,
+}
+
+struct Target {
+    client: oci_client::Client,
+    auth: RegistryAuth,
+    reference: Reference,
+}
+
+impl Target {
+    fn pinned(&self, digest: &Digest) -> oci_client::Reference {
+        let mut r = oci_client::Reference::with_digest(
+            self.reference.registry().to_string(),
+            self.reference.repository().to_string(),
+            digest.to_string(),
+        );
+        r.set_mirror_registry(self.reference.http_host().to_string());
+        r
+    }
+
+    fn as_given(&self) -> oci_client::Reference {
+        if let Some(d) = self.reference.digest() {
+            return self.pinned(&d);
+        }
+        let mut r = oci_client::Reference::with_tag(
+            self.reference.registry().to_string(),
+            self.reference.repository().to_string(),
+            self.reference.tag().unwrap_or("latest").to_string(),
+        );
+        r.set_mirror_registry(self.reference.http_host().to_string());
+        r
+    }
+}
+
+impl Registry {
+    /// `insecure`: extra `host[:port]` registries reachable over plain HTTP.
+    pub fn new(insecure: &[String]) -> Self {
+        Registry { insecure: insecure.to_vec() }
+    }
+
+    /// Whether requests for `reference` go over plain HTTP: only for loopback
+    /// registries and those named with `--insecure-registry`.
+    pub fn plain_http(&self, reference: &Reference) -> bool {
+        reference.is_loopback()
+            || self.insecure.iter().any(|h| h == reference.registry() || h == reference.http_host())
+    }
+
+    fn target(&self, reference: &Reference) -> Result<Target> {
+        let host = reference.http_host().to_string();
+        let protocol = if self.plain_http(reference) {
+            ClientProtocol::HttpsExcept(vec![host])
+        } else {
+            ClientProtocol::Https
+        };
+        let config = ClientConfig {
+            protocol,
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            ..ClientConfig::default()
+        };
+        Ok(Target {
+            client: oci_client::Client::new(config),
+            auth: credentials_for(reference.registry())?,
+            reference: reference.clone(),
+        })
+    }
+
+    /// Resolve `reference` (by its digest if it has one, else by tag) to the
+    /// manifest for `linux/<arch>` (`arch` in OCI terms: `amd64`, `arm64`).
+    pub async fn resolve(&self, reference: &Reference, arch: &str) -> Result<Resolved> {
+        let t = self.target(reference)?;
+        let (bytes, top) = pull_manifest(&t, &t.as_given(), reference.digest(), None)
+            .await
+            .with_context(|| format!("resolving {reference}"))?;
+        let what = format!("manifest {top} of {reference}");
+        let m = ManifestAny::parse(&bytes, &what)?;
+        let platform = format!("linux/{arch}");
+        if let Some(list) = &m.manifests {
+            let hit = list.iter().find(|d| {
+                d.platform.as_ref().is_some_and(|p| {
+                    p.os == "linux"
+                        && p.architecture == arch
+                        && (arch != "arm64" || matches!(p.variant.as_deref(), None | Some("v8")))
+                })
+            });
+            let Some(hit) = hit else {
+                let have: Vec<String> = list
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref())
+                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                    .collect();
+                bail!(
+                    "{reference}: the index {top} has no {platform} manifest (it has: {})",
+                    have.join(", ")
+                );
+            };
+            return Ok(Resolved { index: top, manifest: hit.digest, platform });
+        }
+        // A single manifest: check its config says it is for the platform asked for.
+        let config = m.config.as_ref().expect("parse checked: manifests have a config");
+        let cfg = fetch_small_blob(&t, config).await.with_context(|| format!("config of {what}"))?;
+        #[derive(serde::Deserialize)]
+        struct Cfg {
+            architecture: Option<String>,
+            os: Option<String>,
+        }
+        let c: Cfg = serde_json::from_slice(&cfg)
+            .with_context(|| format!("config {} of {what}: not an image configuration", config.digest))?;
+        let have = format!("{}/{}", c.os.as_deref().unwrap_or("?"), c.architecture.as_deref().unwrap_or("?"));
+        if have != platform {
+            bail!("{reference}: single-platform image for {have}, but the recipe wants {platform}");
+        }
+        Ok(Resolved { index: top, manifest: top, platform })
+    }
+
+    /// Make sure the manifest `manifest` of `reference` (and, when `index`
+    /// differs from it, that index) plus its config and layers are all in
+    /// `store`. See [`Registry::pull_images`].
+    pub async fn pull_image(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        index: Option<Digest>,
+        manifest: Digest,
+        offline: bool,
+        progress: &Progress,
+    ) -> Result<PullStats> {
+        let image = PullRequest { reference: reference.clone(), index, manifest };
+        Ok(self.pull_images(store, std::slice::from_ref(&image), offline, progress).await?[0])
+    }
+
+    /// Pull several pinned images into `store`: first each missing index and
+    /// platform manifest, then every missing config and layer of all images
+    /// together (a blob shared by two images is downloaded once),
+    /// [`MAX_CONCURRENT_DOWNLOADS`] at a time. Returns what was downloaded per
+    /// image, in order. With `offline`, nothing is downloaded and the first
+    /// missing blob is an error naming it.
+    pub async fn pull_images(
+        &self,
+        store: &Store,
+        images: &[PullRequest],
+        offline: bool,
+        progress: &Progress,
+    ) -> Result<Vec<PullStats>> {
+        let mut stats = vec![PullStats::default(); images.len()];
+        let mut targets = Vec::with_capacity(images.len());
+        for img in images {
+            targets.push(if offline { None } else { Some(self.target(&img.reference)?) });
+        }
+        let missing = |d: &Digest, what: &str, r: &Reference| -> anyhow::Error {
+            anyhow::anyhow!(
+                "{what} {d} of {r} is not in the store {} and --offline forbids downloading it",
+                store.root().display()
+            )
+        };
+        // (image number, descriptor) for every blob to download, each digest once.
+        let mut todo: Vec<(usize, Descriptor)> = Vec::new();
+        for (i, img) in images.iter().enumerate() {
+            let r = &img.reference;
+            let mut manifests = vec![img.manifest];
+            if let Some(x) = img.index.filter(|x| *x != img.manifest) {
+                manifests.insert(0, x);
+            }
+            for d in &manifests {
+                if store.has_blob(d) {
+                    continue;
+                }
+                let t = targets[i].as_ref().ok_or_else(|| missing(d, "manifest", r))?;
+                let (bytes, _) = pull_manifest(t, &t.pinned(d), Some(*d), None)
+                    .await
+                    .with_context(|| format!("fetching {r}"))?;
+                store.put_blob_verified(&bytes[..], d, bytes.len() as u64)?;
+                stats[i].manifests += 1;
+                stats[i].bytes += bytes.len() as u64;
+            }
+            let m = store.manifest_any(&img.manifest)?;
+            if m.is_index() {
+                bail!(
+                    "{r}: {} is an image index, but the lock pins it as the platform manifest",
+                    img.manifest
+                );
+            }
+            for d in m.children() {
+                if !store.has_blob(&d.digest) && !todo.iter().any(|(_, x)| x.digest == d.digest) {
+                    if offline {
+                        return Err(missing(&d.digest, "blob", r));
+                    }
+                    todo.push((i, d.clone()));
+                }
+            }
+        }
+        progress.inc_length(todo.iter().map(|(_, d)| d.size).sum());
+        let targets = &targets;
+        let results: Vec<(usize, Result<u64>)> = futures_util::stream::iter(todo.iter())
+            .map(|(i, d)| async move {
+                let t = targets[*i].as_ref().expect("online when downloading");
+                (*i, download_blob(t, store, d, progress).await)
+            })
+            .buffer_unordered(MAX_CONCURRENT_DOWNLOADS)
+            .collect()
+            .await;
+        for (i, r) in results {
+            stats[i].bytes += r?;
+            stats[i].blobs += 1;
+        }
+        Ok(stats)
+    }
+}
+
+/// One pinned image to pull: see [`Registry::pull_images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub reference: Reference,
+    /// The index the manifest was chosen from, if known (pulled too, so gc and
+    /// offline re-locks can see it).
+    pub index: Option<Digest>,
+    pub manifest: Digest,
+}
+
+/// What a pull downloaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PullStats {
+    pub manifests: u64,
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+async fn pull_manifest(
+    t: &Target,
+    r: &oci_client::Reference,
+    expect: Option<Digest>,
+    expect_size: Option<u64>,
+) -> Result<(Vec<u8>, Digest)> {
+    let (bytes, _claimed) =
+        t.client.pull_manifest_raw(r, &t.auth, ACCEPT).await.with_context(|| {
+            format!("cannot fetch the manifest {} from {}", r.whole(), r.resolve_registry())
+        })?;
+    if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+        bail!("manifest {} is larger than {MAX_MANIFEST_SIZE} bytes", r.whole());
+    }
+    let actual = Digest::of(&bytes);
+    if let Some(e) = expect {
+        if actual != e {
+            bail!("manifest {}: the registry served content hashing to {actual}; refusing it", r.whole());
+        }
+    }
+    if let Some(s) = expect_size {
+        if bytes.len() as u64 != s {
+            bail!("manifest {}: {} bytes served, {s} expected", r.whole(), bytes.len());
+        }
+    }
+    Ok((bytes, actual))
+}
+
+fn oci_desc(d: &Descriptor) -> OciDescriptor {
+    OciDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: d.size as i64,
+        ..OciDescriptor::default()
+    }
+}
+
+async fn fetch_small_blob(t: &Target, d: &Descriptor) -> Result<Vec<u8>> {
+    if d.size > MAX_MANIFEST_SIZE {
+        bail!("blob {} declares {} bytes: too large for a config", d.digest, d.size);
+    }
+    let r = t.pinned(&d.digest);
+    let mut s = t.client.pull_blob_stream(&r, &oci_desc(d)).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = s.try_next().await? {
+        if (out.len() + chunk.len()) as u64 > d.size {
+            bail!("blob {}: longer than the {} bytes declared", d.digest, d.size);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    if out.len() as u64 != d.size || Digest::of(&out) != d.digest {
+        bail!("blob {}: the registry served different content; refusing it", d.digest);
+    }
+    Ok(out)
+}
+
+async fn download_blob(t: &Target, store: &Store, d: &Descriptor, progress: &Progress) -> Result<u64> {
+    use std::io::Write as _;
+    let what = || format!("blob {} of {}", d.digest, t.reference);
+    let r = t.pinned(&d.digest);
+    let mut s = t.client.pull_blob_stream(&r, &oci_desc(d)).await.with_context(what)?;
+    let mut w = store.blob_writer(d.digest, d.size)?;
+    let mut n = 0u64;
+    while let Some(chunk) = s.try_next().await.with_context(what)? {
+        w.write_all(&chunk).with_context(what)?;
+        n += chunk.len() as u64;
+        progress.inc(chunk.len() as u64);
+    }
+    w.finish().with_context(what)?;
+    Ok(n)
+}
+
+/// The auth files consulted, in order.
+pub fn auth_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        v.push(PathBuf::from(p));
+    }
+    if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR") {
+        v.push(PathBuf::from(p).join("containers/auth.json"));
+    }
+    if let Some(h) = dirs::home_dir() {
+        v.push(h.join(".docker/config.json"));
+    }
+    v
+}
+
+fn normalise_key(key: &str) -> &str {
+    let k = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    k.split('/').next().unwrap_or(k)
+}
+
+/// Credentials for `registry` from the first auth file that has an entry for it.
+pub fn credentials_for(registry: &str) -> Result<RegistryAuth> {
+    credentials_in(&auth_files(), registry)
+}
+
+/// Credentials for `registry` from the first of `files` that has an entry for it.
+pub fn credentials_in(files: &[PathBuf], registry: &str) -> Result<RegistryAuth> {
+    let aliases: &[&str] = if registry == "docker.io" {
+        &["docker.io", "index.docker.io", "registry-1.docker.io"]
+    } else {
+        &[registry]
+    };
+    for f in files {
+        let bytes = match std::fs::read(f) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read auth file {}", f.display())),
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).with_context(|| format!("auth file {}: not JSON", f.display()))?;
+        let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else { continue };
+        for (key, entry) in auths {
+            if !aliases.contains(&normalise_key(key)) {
+                continue;
+            }
+            let field = |name: &str| entry.get(name).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
+            if let Some(tok) = field("registrytoken") {
+                return Ok(RegistryAuth::Bearer(tok.to_string()));
+            }
+            if let Some(b64) = field("auth") {
+                let raw =
+                    base64::engine::general_purpose::STANDARD.decode(b64.trim()).with_context(|| {
+                        format!(
+                            "auth file {}: auths.{key:?}.auth is not base64 of user:password",
+                            f.display()
+                        )
+                    })?;
+                let s = String::from_utf8(raw).with_context(|| {
+                    format!("auth file {}: auths.{key:?}.auth does not decode to UTF-8", f.display())
+                })?;
+                let (user, pass) = s.split_once(':').with_context(|| {
+                    format!("auth file {}: auths.{key:?}.auth does not decode to user:password", f.display())
+                })?;
+                return Ok(RegistryAuth::Basic(user.to_string(), pass.to_string()));
+            }
+        }
+    }
+    Ok(RegistryAuth::Anonymous)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_named_registries() {
+        let r = |s: &str| s.parse::<Reference>().unwrap();
+        let reg = Registry::new(&["registry.lan:5000".to_string()]);
+        assert!(reg.plain_http(&r("127.0.0.1:5000/x:y")));
+        assert!(reg.plain_http(&r("localhost:5000/x:y")));
+        assert!(reg.plain_http(&r("[::1]:5000/x:y")));
+        assert!(reg.plain_http(&r("registry.lan:5000/x:y")));
+        assert!(!reg.plain_http(&r("registry.lan/x:y")));
+        assert!(!reg.plain_http(&r("stagex/core-busybox:sx2026.03.0")));
+        assert!(!Registry::new(&[]).plain_http(&r("quay.io/stagex/user-nit:1")));
+    }
+
+    #[test]
+    fn credentials_from_auth_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        let b = dir.path().join("b.json");
+        std::fs::write(&a, r#"{"auths":{"quay.io":{"registrytoken":"tok"}}}"#).unwrap();
+        let basic = base64::engine::general_purpose::STANDARD.encode("me:se:cret");
+        std::fs::write(
+            &b,
+            format!(
+                r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{basic}"}},"quay.io":{{"auth":"{basic}"}},"bad.io":{{"auth":"!!"}}}}}}"#
+            ),
+        )
+        .unwrap();
+        let files = vec![dir.path().join("missing.json"), a, b];
+        assert!(matches!(credentials_in(&files, "quay.io").unwrap(), RegistryAuth::Bearer(t) if t == "tok"));
+        assert!(matches!(credentials_in(&files, "docker.io").unwrap(),
+            RegistryAuth::Basic(u, p) if u == "me" && p == "se:cret"));
+        assert!(matches!(credentials_in(&files, "127.0.0.1:5000").unwrap(), RegistryAuth::Anonymous));
+        let e = format!("{:#}", credentials_in(&files, "bad.io").unwrap_err());
+        assert!(e.contains("b.json") && e.contains("bad.io"), "{e}");
+    }
+}

@@ -1,0 +1,760 @@
+//! The content-addressed store: an OCI image layout directory.
+//!
+//! Layout: `oci-layout`, `index.json`, `blobs/sha256/<hex>`, plus eifbake's
+//! own `ingest/` (temporary files being verified), `index.lock` (the flock
+//! that serialises `index.json` updates) and `gc.lock` (fetches hold it
+//! shared, `gc` exclusively, so gc never removes blobs of an image still
+//! being fetched). Every blob is streamed into
+//! a temporary file in `ingest/`, hashed and counted while written, compared
+//! with the expected digest and size, and only then renamed to its final
+//! name: a blob under `blobs/` is always complete and verified, and several
+//! eifbake processes sharing one store never see or make a partial blob.
+//!
+//! `index.json` names each image with an `org.opencontainers.image.ref.name`
+//! annotation that skopeo's and umoci's `oci:` transports accept (see
+//! [`ref_name_for`]); the full reference and the index digest the image came
+//! from are kept in `io.eifbake.*` annotations.
+//!
+//! Not for: talking to registries ([`super::registry`]), unpacking layers
+//! into a root filesystem (the layer module), deciding what to pin ([`crate::lock`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, HashingWriter};
+use crate::fsutil;
+
+/// Annotation skopeo and umoci use to name an image in a layout.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The full reference an image was fetched as.
+pub const ANN_REFERENCE: &str = "io.eifbake.reference";
+/// The image index (or manifest list) digest the platform manifest was chosen from.
+pub const ANN_INDEX: &str = "io.eifbake.index-digest";
+
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Manifests and configs are read into memory; anything larger is refused.
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// A content descriptor as it appears in manifests and `index.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// Just enough of a manifest or index (OCI or docker schema 2) to walk what it references.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestAny {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    pub manifests: Option<Vec<Descriptor>>,
+}
+
+impl ManifestAny {
+    /// Parse manifest bytes; `what` names them in errors.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<ManifestAny> {
+        let m: ManifestAny = serde_json::from_slice(bytes)
+            .with_context(|| format!("{what}: not an OCI/docker manifest or index"))?;
+        if m.schema_version != 2 {
+            bail!("{what}: schemaVersion {} (expected 2)", m.schema_version);
+        }
+        if m.manifests.is_none() && (m.config.is_none() || m.layers.is_none()) {
+            bail!("{what}: neither an index (no `manifests`) nor an image manifest (no `config`/`layers`)");
+        }
+        Ok(m)
+    }
+
+    pub fn is_index(&self) -> bool {
+        self.manifests.is_some()
+    }
+
+    /// Every blob this manifest references directly.
+    pub fn children(&self) -> Vec<&Descriptor> {
+        let mut v: Vec<&Descriptor> = Vec::new();
+        if let Some(ms) = &self.manifests {
+            v.extend(ms);
+        }
+        if let Some(c) = &self.config {
+            v.push(c);
+        }
+        if let Some(ls) = &self.layers {
+            v.extend(ls);
+        }
+        v
+    }
+}
+
+/// The store's `index.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayoutIndex {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+impl Default for LayoutIndex {
+    fn default() -> Self {
+        LayoutIndex {
+            schema_version: 2,
+            media_type: Some(MEDIA_OCI_INDEX.to_string()),
+            manifests: Vec::new(),
+        }
+    }
+}
+
+/// A layer of a pinned image, in application order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// An OCI image layout directory used as eifbake's blob store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// The `index.json` name for an image fetched as `reference`: skopeo's and
+/// umoci's `oci:DIR:NAME` split at the first `:` and accept only
+/// `[A-Za-z0-9._/-]`-ish names, so `/` stays and `:` and `@` become `_`
+/// (`127.0.0.1:5000/x:y` → `127.0.0.1_5000/x_y`).
+pub fn ref_name_for(reference: &str) -> String {
+    reference.chars().map(|c| if c.is_ascii_alphanumeric() || "._-/".contains(c) { c } else { '_' }).collect()
+}
+
+impl Store {
+    /// The store directory: `--store`/`$EIFBAKE_STORE` if given, else `<cache dir>/eifbake/store`.
+    pub fn default_path(explicit: Option<&Path>) -> Result<PathBuf> {
+        match explicit {
+            Some(p) => Ok(p.to_path_buf()),
+            None => Ok(dirs::cache_dir()
+                .context("no user cache directory ($XDG_CACHE_HOME / $HOME unset); pass --store DIR")?
+                .join("eifbake")
+                .join("store")),
+        }
+    }
+
+    /// Open a store, creating an empty layout if the directory does not hold one.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        for d in [root.join("blobs/sha256"), root.join("ingest")] {
+            fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create store directory {}", d.display()))?;
+        }
+        let layout = root.join("oci-layout");
+        match fs::read(&layout) {
+            Ok(b) => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&b).with_context(|| format!("{}: not JSON", layout.display()))?;
+                if v.get("imageLayoutVersion").and_then(|x| x.as_str()) != Some("1.0.0") {
+                    bail!("{}: imageLayoutVersion must be \"1.0.0\"", layout.display());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fsutil::write_atomic(&layout, b"{\"imageLayoutVersion\":\"1.0.0\"}")?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", layout.display())),
+        }
+        let store = Store { root };
+        if !store.root.join("index.json").exists() {
+            let _lock = store.lock_index()?;
+            if !store.root.join("index.json").exists() {
+                store.write_index(&LayoutIndex::default())?;
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob lives (whether or not it is present).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Open a present blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let p = self.blob_path(digest);
+        File::open(&p).with_context(|| format!("blob {digest} is not in the store {}", self.root.display()))
+    }
+
+    /// Start writing a blob that must turn out to be `expected` with `size` bytes.
+    pub fn blob_writer(&self, expected: Digest, size: u64) -> Result<BlobWriter> {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{}.", expected.hex()))
+            .tempfile_in(self.root.join("ingest"))
+            .with_context(|| format!("cannot create a temporary file in {}/ingest", self.root.display()))?;
+        let file = tmp.reopen().with_context(|| format!("cannot open {}", tmp.path().display()))?;
+        Ok(BlobWriter {
+            target: self.blob_path(&expected),
+            tmp,
+            w: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            expected,
+            size,
+        })
+    }
+
+    /// Stream a blob in, verify digest and size, and only then make it visible.
+    pub fn put_blob_verified(&self, mut reader: impl Read, expected: &Digest, size: u64) -> Result<()> {
+        if self.has_blob(expected) {
+            return Ok(());
+        }
+        let mut w = self.blob_writer(*expected, size)?;
+        io::copy(&mut reader, &mut w).with_context(|| format!("writing blob {expected}"))?;
+        w.finish()
+    }
+
+    /// Store bytes as a blob and return their descriptor digest.
+    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let d = Digest::of(bytes);
+        self.put_blob_verified(bytes, &d, bytes.len() as u64)?;
+        Ok(d)
+    }
+
+    /// Read a small blob (manifest, index, config) and check it still hashes to its name.
+    pub fn read_blob_bytes(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let f = self.open_blob(digest)?;
+        let mut bytes = Vec::new();
+        f.take(MAX_MANIFEST_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading blob {digest}"))?;
+        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            bail!("blob {digest} is larger than {MAX_MANIFEST_SIZE} bytes: not a manifest or config");
+        }
+        if Digest::of(&bytes) != *digest {
+            bail!(
+                "blob {} in the store is corrupt (its content hashes differently); delete it and fetch again",
+                self.blob_path(digest).display()
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// A manifest or index by digest, in the generic form.
+    pub fn manifest_any(&self, digest: &Digest) -> Result<ManifestAny> {
+        ManifestAny::parse(&self.read_blob_bytes(digest)?, &format!("manifest {digest}"))
+    }
+
+    /// An image manifest by digest, as oci-spec's type.
+    pub fn image_manifest(&self, digest: &Digest) -> Result<oci_spec::image::ImageManifest> {
+        let b = self.read_blob_bytes(digest)?;
+        oci_spec::image::ImageManifest::from_reader(&b[..])
+            .with_context(|| format!("blob {digest}: not an image manifest"))
+    }
+
+    /// An image index by digest, as oci-spec's type.
+    pub fn image_index(&self, digest: &Digest) -> Result<oci_spec::image::ImageIndex> {
+        let b = self.read_blob_bytes(digest)?;
+        oci_spec::image::ImageIndex::from_reader(&b[..])
+            .with_context(|| format!("blob {digest}: not an image index"))
+    }
+
+    /// The image configuration of a platform manifest, as oci-spec's type.
+    pub fn image_config(&self, manifest: &Digest) -> Result<oci_spec::image::ImageConfiguration> {
+        let m = self.manifest_any(manifest)?;
+        let c =
+            m.config.with_context(|| format!("manifest {manifest} is an index, not an image manifest"))?;
+        let b = self.read_blob_bytes(&c.digest)?;
+        oci_spec::image::ImageConfiguration::from_reader(&b[..]).with_context(|| {
+            format!("config {} of manifest {manifest}: not an image configuration", c.digest)
+        })
+    }
+
+    /// The layers of a platform manifest, in order; errors if any is missing from the store.
+    pub fn layers(&self, manifest: &Digest) -> Result<Vec<Layer>> {
+        let m = self.manifest_any(manifest)?;
+        let layers =
+            m.layers.with_context(|| format!("manifest {manifest} is an index, not an image manifest"))?;
+        let mut out = Vec::with_capacity(layers.len());
+        for l in layers {
+            if !self.has_blob(&l.digest) {
+                bail!("layer {} of manifest {manifest} is not in the store; run `eifbake fetch`", l.digest);
+            }
+            out.push(Layer { digest: l.digest, size: l.size, media_type: l.media_type });
+        }
+        Ok(out)
+    }
+
+    /// The digests of `root` and everything it references that is present, recursively.
+    /// Blobs referenced but absent are returned in the second set.
+    pub fn closure(&self, root: &Digest) -> Result<(BTreeSet<Digest>, BTreeSet<Digest>)> {
+        let mut seen = BTreeSet::new();
+        let mut missing = BTreeSet::new();
+        let mut todo = vec![(*root, true)];
+        while let Some((d, is_manifest)) = todo.pop() {
+            if !self.has_blob(&d) {
+                missing.insert(d);
+                continue;
+            }
+            if !seen.insert(d) || !is_manifest {
+                continue;
+            }
+            let m = self.manifest_any(&d)?;
+            if let Some(ms) = &m.manifests {
+                todo.extend(ms.iter().map(|x| (x.digest, true)));
+            }
+            if let Some(c) = &m.config {
+                todo.push((c.digest, false));
+            }
+            if let Some(ls) = &m.layers {
+                todo.extend(ls.iter().map(|x| (x.digest, false)));
+            }
+        }
+        Ok((seen, missing))
+    }
+
+    /// Read `index.json`.
+    pub fn index(&self) -> Result<LayoutIndex> {
+        let p = self.root.join("index.json");
+        let b = fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        serde_json::from_slice(&b).with_context(|| format!("{}: not an OCI image index", p.display()))
+    }
+
+    fn write_index(&self, index: &LayoutIndex) -> Result<()> {
+        let mut b = serde_json::to_vec_pretty(index).expect("index serialises");
+        b.push(b'\n');
+        fsutil::write_atomic(self.root.join("index.json"), &b)
+    }
+
+    fn lock_index(&self) -> Result<StoreLock> {
+        self.flock("index.lock", libc::LOCK_EX)
+    }
+
+    /// Hold this while adding blobs that are not yet named in `index.json`
+    /// (a fetch or an import): [`Store::gc`] waits for every holder, so it
+    /// never deletes blobs of an image still being assembled. Shared: any
+    /// number of fetches run together.
+    pub fn writing(&self) -> Result<StoreLock> {
+        self.flock("gc.lock", libc::LOCK_SH)
+    }
+
+    fn flock(&self, name: &str, how: libc::c_int) -> Result<StoreLock> {
+        let p = self.root.join(name);
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .with_context(|| format!("cannot open {}", p.display()))?;
+        // SAFETY: flock on a file descriptor we own; released when `f` is closed.
+        if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
+            return Err(io::Error::last_os_error()).with_context(|| format!("cannot lock {}", p.display()));
+        }
+        Ok(StoreLock(f))
+    }
+
+    /// Add or replace the `index.json` entry named `ref_name`, under the store lock.
+    pub fn add_image(&self, ref_name: &str, mut desc: Descriptor) -> Result<()> {
+        if !self.has_blob(&desc.digest) {
+            bail!("cannot name image {ref_name}: its manifest {} is not in the store", desc.digest);
+        }
+        desc.annotations.insert(REF_NAME.to_string(), ref_name.to_string());
+        let _lock = self.lock_index()?;
+        let mut index = self.index()?;
+        index.manifests.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(ref_name));
+        index.manifests.push(desc);
+        index.manifests.sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
+        self.write_index(&index)
+    }
+
+    /// Find an image by ref name, full reference annotation or manifest digest.
+    pub fn find_image(&self, what: &str) -> Result<Descriptor> {
+        let index = self.index()?;
+        let by_digest = what.parse::<Digest>().ok();
+        index
+            .manifests
+            .into_iter()
+            .find(|d| {
+                d.annotations.get(REF_NAME).map(String::as_str) == Some(what)
+                    || d.annotations.get(ANN_REFERENCE).map(String::as_str) == Some(what)
+                    || Some(d.digest) == by_digest
+            })
+            .with_context(|| {
+                format!("no image {what:?} in the store {} (see `eifbake store ls`)", self.root.display())
+            })
+    }
+
+    /// Remove blobs not reachable from `index.json` (and its `io.eifbake.index-digest`
+    /// annotations) or from `extra_roots`; returns what was (or would be) removed.
+    pub fn gc(&self, extra_roots: &[Digest], dry_run: bool) -> Result<Vec<(Digest, u64)>> {
+        let _writers = self.flock("gc.lock", libc::LOCK_EX)?;
+        let _lock = self.lock_index()?;
+        let index = self.index()?;
+        let mut roots: Vec<Digest> = extra_roots.to_vec();
+        for d in &index.manifests {
+            roots.push(d.digest);
+            if let Some(i) = d.annotations.get(ANN_INDEX) {
+                roots.push(
+                    i.parse().with_context(|| format!("index.json: bad {ANN_INDEX} annotation {i:?}"))?,
+                );
+            }
+        }
+        let mut keep = BTreeSet::new();
+        for r in roots {
+            keep.extend(self.closure(&r)?.0);
+        }
+        let dir = self.root.join("blobs/sha256");
+        let mut removed = Vec::new();
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .collect::<io::Result<Vec<_>>>()?;
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(d) = Digest::from_hex(&name) else { continue };
+            if keep.contains(&d) {
+                continue;
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if !dry_run {
+                fs::remove_file(e.path()).with_context(|| format!("cannot remove {}", e.path().display()))?;
+            }
+            removed.push((d, size));
+        }
+        if !dry_run {
+            self.clean_ingest(std::time::Duration::from_secs(3600))?;
+        }
+        Ok(removed)
+    }
+
+    /// Remove temporary files older than `age` from `ingest/` (left by killed
+    /// processes; younger ones may belong to a fetch still running).
+    pub fn clean_ingest(&self, age: std::time::Duration) -> Result<()> {
+        let dir = self.root.join("ingest");
+        let now = std::time::SystemTime::now();
+        for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let e = e?;
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > age)
+                .unwrap_or(false);
+            if old {
+                let p = e.path();
+                let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                r.with_context(|| format!("cannot remove stale {}", p.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Import every image (or the one named `only`) of an OCI layout directory.
+    /// Returns the ref names imported.
+    pub fn import_layout(&self, dir: &Path, only: Option<&str>) -> Result<Vec<String>> {
+        let _writing = self.writing()?;
+        let src = Store { root: dir.to_path_buf() };
+        let layout = dir.join("oci-layout");
+        if !layout.is_file() {
+            bail!("{}: not an OCI image layout (no oci-layout file)", dir.display());
+        }
+        let index = src.index()?;
+        let mut imported = Vec::new();
+        for desc in index.manifests {
+            let name = desc.annotations.get(REF_NAME).cloned().unwrap_or_else(|| desc.digest.to_string());
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            self.copy_closure(&src, &desc)?;
+            let name = ref_name_for(&name);
+            self.add_image(&name, desc)?;
+            imported.push(name);
+        }
+        if imported.is_empty() {
+            match only {
+                Some(o) => bail!("{}: no image named {o:?} in its index.json", dir.display()),
+                None => bail!("{}: index.json lists no images", dir.display()),
+            }
+        }
+        Ok(imported)
+    }
+
+    /// Import an oci-archive tarball (an OCI layout in a tar, as `skopeo copy … oci-archive:` writes).
+    pub fn import_archive(&self, tar_path: &Path, only: Option<&str>) -> Result<Vec<String>> {
+        let tmp = tempfile::Builder::new()
+            .prefix("archive.")
+            .tempdir_in(self.root.join("ingest"))
+            .context("cannot create a temporary directory in the store")?;
+        let f = File::open(tar_path).with_context(|| format!("cannot open {}", tar_path.display()))?;
+        let mut ar = tar::Archive::new(io::BufReader::new(f));
+        for entry in ar.entries().with_context(|| format!("{}: not a tar archive", tar_path.display()))? {
+            let mut entry = entry.with_context(|| format!("{}: corrupt tar archive", tar_path.display()))?;
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind.is_dir()) {
+                bail!("{}: entry {:?} is not a file or directory", tar_path.display(), entry.path()?);
+            }
+            // unpack_in refuses paths that would escape the directory.
+            if !entry
+                .unpack_in(tmp.path())
+                .with_context(|| format!("{}: cannot unpack", tar_path.display()))?
+            {
+                bail!("{}: entry {:?} escapes the archive root", tar_path.display(), entry.path()?);
+            }
+        }
+        self.import_layout(tmp.path(), only).with_context(|| format!("importing {}", tar_path.display()))
+    }
+
+    fn copy_closure(&self, src: &Store, root: &Descriptor) -> Result<()> {
+        let mut todo = vec![(root.digest, root.size, true)];
+        while let Some((d, size, is_manifest)) = todo.pop() {
+            if !self.has_blob(&d) {
+                let f = src.open_blob(&d)?;
+                self.put_blob_verified(f, &d, size)
+                    .with_context(|| format!("blob {d} of {}", src.root.display()))?;
+            }
+            if is_manifest {
+                let m = self.manifest_any(&d)?;
+                if let Some(ms) = &m.manifests {
+                    todo.extend(ms.iter().map(|x| (x.digest, x.size, true)));
+                }
+                if let Some(c) = &m.config {
+                    todo.push((c.digest, c.size, false));
+                }
+                if let Some(ls) = &m.layers {
+                    todo.extend(ls.iter().map(|x| (x.digest, x.size, false)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Export one image as an OCI layout directory, or an oci-archive when `out` ends in `.tar`.
+    pub fn export(&self, image: &str, out: &Path) -> Result<()> {
+        let desc = self.find_image(image)?;
+        let (blobs, missing) = self.closure(&desc.digest)?;
+        if let Some(m) = missing.iter().next() {
+            bail!("image {image}: blob {m} is not in the store; run `eifbake fetch` first");
+        }
+        let index = LayoutIndex { manifests: vec![desc], ..LayoutIndex::default() };
+        let mut index_bytes = serde_json::to_vec_pretty(&index).expect("index serialises");
+        index_bytes.push(b'\n');
+        let layout = b"{\"imageLayoutVersion\":\"1.0.0\"}";
+        if out.extension().is_some_and(|e| e == "tar") {
+            let mut ar = tar::Builder::new(fsutil::AtomicFile::create(out)?);
+            // Fixed owners, modes and mtime 0, blobs in digest order: the same image exports to the same bytes.
+            let header = |size: u64, dir: bool| {
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+                h.set_mode(if dir { 0o755 } else { 0o644 });
+                h.set_size(size);
+                h.set_mtime(0);
+                h
+            };
+            for d in ["blobs/", "blobs/sha256/"] {
+                ar.append_data(&mut header(0, true), d, io::empty())?;
+            }
+            for d in &blobs {
+                let f = self.open_blob(d)?;
+                let len = f.metadata()?.len();
+                ar.append_data(&mut header(len, false), format!("blobs/sha256/{}", d.hex()), f)?;
+            }
+            ar.append_data(&mut header(layout.len() as u64, false), "oci-layout", &layout[..])?;
+            ar.append_data(&mut header(index_bytes.len() as u64, false), "index.json", &index_bytes[..])?;
+            ar.into_inner().with_context(|| format!("writing {}", out.display()))?.commit()?;
+        } else {
+            if out.join("index.json").exists() {
+                bail!(
+                    "{}: already holds an OCI layout; import into it with skopeo or choose a new directory",
+                    out.display()
+                );
+            }
+            let dst = Store::open(out)?;
+            for d in &blobs {
+                dst.put_blob_verified(self.open_blob(d)?, d, fs::metadata(self.blob_path(d))?.len())?;
+            }
+            fsutil::write_atomic(out.join("index.json"), &index_bytes)?;
+            let _ = fs::remove_dir(out.join("ingest"));
+            let _ = fs::remove_file(out.join("index.lock"));
+        }
+        Ok(())
+    }
+}
+
+/// An flock on a file in the store, released when dropped.
+pub struct StoreLock(#[allow(dead_code)] File);
+
+/// A blob being written; becomes visible in the store only through [`BlobWriter::finish`].
+pub struct BlobWriter {
+    target: PathBuf,
+    tmp: tempfile::NamedTempFile,
+    w: HashingWriter<BufWriter<File>>,
+    expected: Digest,
+    size: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.w.len() + buf.len() as u64 > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {} is longer than the {} bytes its descriptor declares",
+                    self.expected, self.size
+                ),
+            ));
+        }
+        self.w.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Check digest and size; on success rename the blob into place, else delete it.
+    pub fn finish(self) -> Result<()> {
+        let (buf, digest, len) = self.w.finish();
+        let file = buf.into_inner().map_err(|e| e.into_error()).context("flushing a blob")?;
+        if len != self.size {
+            bail!("blob {}: received {len} bytes, its descriptor declares {}", self.expected, self.size);
+        }
+        if digest != self.expected {
+            bail!("blob {}: content hashes to {digest}; refusing it", self.expected);
+        }
+        file.sync_all().context("syncing a blob")?;
+        drop(file);
+        fsutil::set_mode(self.tmp.path(), 0o644)?;
+        self.tmp
+            .persist(&self.target)
+            .with_context(|| format!("cannot rename a verified blob to {}", self.target.display()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_verified_before_they_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let good = Digest::of(b"hello");
+        let e = s.put_blob_verified(&b"hellp"[..], &good, 5).unwrap_err().to_string();
+        assert!(e.contains("hashes to"), "{e}");
+        let e = s.put_blob_verified(&b"hello!"[..], &good, 5).unwrap_err();
+        assert!(format!("{e:#}").contains("longer than"), "{e:#}");
+        let e = s.put_blob_verified(&b"hell"[..], &good, 5).unwrap_err().to_string();
+        assert!(e.contains("received 4 bytes"), "{e}");
+        assert!(!s.has_blob(&good));
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0, "temp files left");
+        s.put_blob_verified(&b"hello"[..], &good, 5).unwrap();
+        assert_eq!(fs::read(s.blob_path(&good)).unwrap(), b"hello");
+        assert_eq!(s.read_blob_bytes(&good).unwrap(), b"hello");
+    }
+
+    fn image(s: &Store, layer: &[u8]) -> Descriptor {
+        let l = s.put_blob_bytes(layer).unwrap();
+        let c = s.put_blob_bytes(b"{}").unwrap();
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.to_string(), "size": layer.len()}],
+        });
+        let b = serde_json::to_vec(&m).unwrap();
+        let d = s.put_blob_bytes(&b).unwrap();
+        Descriptor {
+            media_type: MEDIA_OCI_MANIFEST.into(),
+            digest: d,
+            size: b.len() as u64,
+            annotations: BTreeMap::new(),
+            platform: None,
+        }
+    }
+
+    #[test]
+    fn index_layers_gc_export_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = image(&s, b"layer a");
+        let b = image(&s, b"layer b");
+        s.add_image("a", a.clone()).unwrap();
+        assert_eq!(s.layers(&a.digest).unwrap()[0].digest, Digest::of(b"layer a"));
+        assert_eq!(s.find_image("a").unwrap().digest, a.digest);
+        // b is not named: gc drops its manifest and layer, keeps the shared config.
+        let gone = s.gc(&[], true).unwrap();
+        assert_eq!(gone.len(), 2);
+        assert!(s.has_blob(&b.digest), "dry run removed something");
+        assert_eq!(s.gc(&[b.digest], false).unwrap().len(), 0);
+        assert_eq!(s.gc(&[], false).unwrap().len(), 2);
+        assert!(!s.has_blob(&b.digest) && !s.has_blob(&Digest::of(b"layer b")));
+
+        let out = tempfile::tempdir().unwrap();
+        s.export("a", &out.path().join("x.tar")).unwrap();
+        s.export("a", &out.path().join("y.tar")).unwrap();
+        assert_eq!(fs::read(out.path().join("x.tar")).unwrap(), fs::read(out.path().join("y.tar")).unwrap());
+        s.export("a", &out.path().join("dir")).unwrap();
+        for src in ["x.tar", "dir"] {
+            let d2 = tempfile::tempdir().unwrap();
+            let s2 = Store::open(d2.path()).unwrap();
+            let p = out.path().join(src);
+            let names =
+                if src == "dir" { s2.import_layout(&p, None) } else { s2.import_archive(&p, None) }.unwrap();
+            assert_eq!(names, ["a"]);
+            assert_eq!(s2.layers(&a.digest).unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn gc_waits_for_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let w = s.writing().unwrap();
+        let w2 = s.writing().unwrap(); // shared: a second writer is not blocked
+        let unnamed = s.put_blob_bytes(b"not yet named").unwrap();
+        let s2 = s.clone();
+        let gc = std::thread::spawn(move || s2.gc(&[], false).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!gc.is_finished(), "gc ran while a fetch was writing");
+        assert!(s.has_blob(&unnamed));
+        drop((w, w2));
+        assert_eq!(gc.join().unwrap(), vec![(unnamed, 13)]);
+    }
+
+    #[test]
+    fn ref_names_are_tag_like() {
+        assert_eq!(ref_name_for("127.0.0.1:5000/x/y:t"), "127.0.0.1_5000/x/y_t");
+    }
+}

@@ -1,0 +1,367 @@
+//! `eifbake describe` and `eifbake diff` on good and bad EIFs: exit codes
+//! (0 same/ok, 1 different, 2 error) and the messages users see.
+
+mod eif_common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use eif_common::*;
+
+/// Build an EIF from the standard inputs in a subdirectory of `root`.
+fn build(root: &Path, name: &str, motd: &[u8], cmd_mode: u32) -> PathBuf {
+    let dir = root.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    write_inputs(&dir, motd, cmd_mode);
+    let o = run(eifbake().args(build_args(&dir, "image.eif")).env("SOURCE_DATE_EPOCH", "1"));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    dir.join("image.eif")
+}
+
+fn describe(p: &Path) -> std::process::Output {
+    run(eifbake().arg("describe").arg(p))
+}
+
+fn diff(a: &Path, b: &Path, json: bool) -> std::process::Output {
+    let mut c = eifbake();
+    c.arg("diff").arg(a).arg(b);
+    if json {
+        c.arg("--json");
+    }
+    run(&mut c)
+}
+
+/// Write a mutated copy of `good` and check describe and diff both fail with `msg`.
+fn rejects(good: &Path, name: &str, msg: &str, mutate: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(good).unwrap();
+    mutate(&mut bytes);
+    let bad = good.with_file_name(name);
+    fs::write(&bad, &bytes).unwrap();
+    for (what, o) in [
+        ("describe", describe(&bad)),
+        ("diff", diff(good, &bad, false)),
+        ("diff b a", diff(&bad, good, true)),
+    ] {
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{what} {name}: stdout {} stderr {}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        let err = text(&o.stderr);
+        assert!(err.contains(msg), "{what} {name}: expected {msg:?} in: {err}");
+        assert!(err.contains(name), "{what} {name}: the error does not name the file: {err}");
+    }
+}
+
+fn put_u16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+fn get_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Offset of section `i`'s header, from the header table.
+fn section_offset(b: &[u8], i: usize) -> usize {
+    get_u64(b, 28 + 8 * i) as usize
+}
+
+#[test]
+fn describe_shows_a_good_eif() {
+    let root = tempfile::tempdir().unwrap();
+    let eif = build(root.path(), "a", b"hello\n", 0o100644);
+    let o = describe(&eif);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for want in [
+        "version       4",
+        "x86_64",
+        "kernel",
+        "metadata",
+        "ramdisk",
+        "OK",
+        "PCR0",
+        "PCR2",
+        "\"BuildTool\": \"eifbake\"",
+        "Embedded manifest",
+        "\"recipe\": \"hello\"",
+        "\"KernelVersion\": \"6.12.20\"",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let o = run(eifbake().arg("describe").arg(&eif).arg("--json"));
+    assert_eq!(o.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["Measurements"]["HashAlgorithm"], "Sha384 { ... }");
+    let pcrs = fs::read_to_string(eif.with_file_name("image.eif.pcrs")).unwrap();
+    assert!(pcrs.starts_with(&format!("{} PCR0\n", j["Measurements"]["PCR0"].as_str().unwrap())));
+    assert_eq!(j["sections"].as_array().unwrap().len(), 5);
+    assert_eq!(j["crc32"]["ok"], true);
+    assert_eq!(j["Metadata"]["ImageVersion"], "0.1.0");
+}
+
+#[test]
+fn bad_input_is_rejected_with_exit_2() {
+    let root = tempfile::tempdir().unwrap();
+    let good = build(root.path(), "a", b"hello\n", 0o100644);
+    let len = fs::metadata(&good).unwrap().len() as usize;
+
+    rejects(&good, "truncated.eif", "truncated", |b| b.truncate(len - 100));
+    rejects(&good, "short.eif", "truncated", |b| b.truncate(300));
+    rejects(&good, "magic.eif", "not an EIF: magic", |b| b[0..4].copy_from_slice(b"EIF."));
+    rejects(&good, "v3.eif", "version is 3, expected 4", |b| put_u16(b, 4, 3));
+    rejects(&good, "n33.eif", "num_sections is 33", |b| put_u16(b, 26, 33));
+    rejects(&good, "n0.eif", "num_sections is 0", |b| put_u16(b, 26, 0));
+    rejects(&good, "past-end.eif", "runs past the end of the file", |b| {
+        // The last ramdisk claims 1 MiB more in both the table and its header.
+        let off = section_offset(b, 4);
+        let size = get_u64(b, 284 + 8 * 4) + (1 << 20);
+        put_u64(b, 284 + 8 * 4, size);
+        put_u64(b, off + 4, size);
+    });
+    rejects(&good, "type9.eif", "unknown section type 9", |b| {
+        let off = section_offset(b, 2);
+        put_u16(b, off, 9);
+    });
+    rejects(&good, "disagree.eif", "its header says", |b| {
+        let off = section_offset(b, 1);
+        let size = get_u64(b, off + 4);
+        put_u64(b, off + 4, size - 1);
+    });
+    rejects(&good, "gap.eif", "section_offsets[1]", |b| {
+        let v = get_u64(b, 36);
+        put_u64(b, 36, v + 4);
+    });
+    rejects(&good, "trailing.eif", "unexpected bytes after the last section", |b| {
+        b.extend_from_slice(b"junk")
+    });
+    rejects(&good, "no-ramdisk.eif", "0 ramdisk sections", |b| {
+        // Retype both ramdisks as metadata: no ramdisk is left.
+        for i in [3, 4] {
+            let off = section_offset(b, i);
+            put_u16(b, off, 5);
+        }
+    });
+
+    let missing = root.path().join("missing.eif");
+    let o = describe(&missing);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("missing.eif"));
+}
+
+#[test]
+fn crc_mismatch_is_reported_not_hidden() {
+    let root = tempfile::tempdir().unwrap();
+    let good = build(root.path(), "a", b"hello\n", 0o100644);
+    let mut bytes = fs::read(&good).unwrap();
+    let kernel_data = section_offset(&bytes, 0) + 12;
+    bytes[kernel_data + 1000] ^= 0x40;
+    let bad = good.with_file_name("flipped.eif");
+    fs::write(&bad, &bytes).unwrap();
+
+    let o = describe(&bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stdout).contains("CRC-32        MISMATCH"), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("PCR0"), "describe still shows the measurements");
+    let err = text(&o.stderr);
+    assert!(err.contains("CRC-32 mismatch") && err.contains("flipped.eif"), "{err}");
+
+    // diff still works: the kernel differs, and the CRC problem is shown.
+    let o = diff(&good, &bad, false);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("CRC-32 MISMATCH in") && out.contains("section 0"), "{out}");
+    assert!(out.contains("PCR0:") && out.contains("PCR1:") && !out.contains("PCR2:"), "{out}");
+}
+
+#[test]
+fn diff_reports_ramdisk_entries_and_exit_codes() {
+    let root = tempfile::tempdir().unwrap();
+    let a = build(root.path(), "a", b"hello\n", 0o100644);
+    let same = build(root.path(), "same", b"hello\n", 0o100644);
+    let b = build(root.path(), "b", b"HELLO\n", 0o100755);
+
+    let o = diff(&a, &same, false);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("identical"));
+
+    let o = diff(&a, &b, false);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for want in [
+        "section 4",
+        "changed cmd",
+        "mode: 100644 -> 100755",
+        "changed rootfs/etc/motd",
+        "content sha256:",
+        "PCR2:",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("section 3"), "the boot ramdisk is the same:\n{out}");
+    assert!(!out.contains("PCR1:"), "PCR1 covers only the unchanged boot ramdisk:\n{out}");
+
+    let o = diff(&a, &b, true);
+    assert_eq!(o.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["same"], false);
+    let sections = j["sections"].as_array().unwrap();
+    assert_eq!(sections.len(), 1);
+    let entries = &sections[0]["entries"];
+    assert!(entries["added"].as_array().unwrap().is_empty());
+    assert!(entries["removed"].as_array().unwrap().is_empty());
+    let changed: Vec<(String, Vec<String>)> = entries["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let fields =
+                c["changes"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap().to_string());
+            (c["path"].as_str().unwrap().to_string(), fields.collect())
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            ("cmd".to_string(), vec!["mode".to_string()]),
+            ("rootfs/etc/motd".to_string(), vec!["content sha256".to_string()])
+        ]
+    );
+
+    let o = diff(&a, &root.path().join("nope.eif"), false);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("nope.eif"));
+}
+
+#[test]
+fn signed_image_shows_pcr8() {
+    // A signature section in AWS's encoding (the vector AWS's crate tests its
+    // CBOR with): one entry whose certificate is PEM "MIIB", i.e. DER 30 82 01.
+    const SIGNATURE: &str = "81a2737369676e696e675f6365727469666963617465983b182d182d182d182d182d1842184518471849184e182018431845185218541849184618491843184118541845182d182d182d182d182d0a184d1849184918420a182d182d182d182d182d1845184e1844182018431845185218541849184618491843184118541845182d182d182d182d182d0a697369676e61747572658a18d21884184418a1011838182218a018401840";
+    let root = tempfile::tempdir().unwrap();
+    let good = build(root.path(), "a", b"hello\n", 0o100644);
+    let mut b = fs::read(&good).unwrap();
+    let sig = hex::decode(SIGNATURE).unwrap();
+    let end = b.len() as u64;
+    put_u16(&mut b, 26, 6);
+    put_u64(&mut b, 28 + 8 * 5, end);
+    put_u64(&mut b, 284 + 8 * 5, sig.len() as u64);
+    b.extend_from_slice(&4u16.to_be_bytes());
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b.extend_from_slice(&(sig.len() as u64).to_be_bytes());
+    b.extend_from_slice(&sig);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&b[..544]);
+    crc.update(&b[548..]);
+    let crc = crc.finalize();
+    b[544..548].copy_from_slice(&crc.to_be_bytes());
+    let signed = good.with_file_name("signed.eif");
+    fs::write(&signed, &b).unwrap();
+
+    let o = run(eifbake().arg("describe").arg("--json").arg(&signed));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["Measurements"]["PCR8"], eifbake::pcr::Pcr::of(&[0x30, 0x82, 0x01]).hex());
+    // Signing does not change PCR0..2.
+    let o = run(eifbake().arg("describe").arg("--json").arg(&good));
+    let g: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["Measurements"]["PCR0"], g["Measurements"]["PCR0"]);
+    assert!(g["Measurements"].get("PCR8").is_none());
+    let o = diff(&good, &signed, false);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stdout).contains("PCR8: (unsigned) ->"), "{}", text(&o.stdout));
+}
+
+/// Run a command and return (exit code, peak RSS in KiB) of that child alone.
+fn peak_rss(c: &mut std::process::Command) -> (i32, i64) {
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
+    let child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: plain FFI call with valid pointers; `child` is our own, not yet waited for.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    (libc::WEXITSTATUS(status), ru.ru_maxrss)
+}
+
+#[test]
+fn memory_stays_flat_with_large_ramdisks() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    write_inputs(dir, b"x", 0o100644);
+    // Sparse inputs: large, cheap to make, read back as zeros.
+    for (name, size) in [("big0", 24u64 << 20), ("big1", 200 << 20)] {
+        fs::File::create(dir.join(name)).unwrap().set_len(size).unwrap();
+    }
+    let out = dir.join("big.eif");
+    let (code, rss) = peak_rss(
+        eifbake()
+            .arg("eif")
+            .arg("--kernel")
+            .arg(dir.join("bzImage"))
+            .args(["--cmdline", "console=ttyS0", "--ramdisk"])
+            .arg(dir.join("big0"))
+            .arg("--ramdisk")
+            .arg(dir.join("big1"))
+            .arg("--output")
+            .arg(&out),
+    );
+    assert_eq!(code, 0);
+    assert!(rss < 48 * 1024, "eif peak RSS {rss} KiB for a 224 MiB image");
+    let (code, rss) = peak_rss(eifbake().arg("describe").arg(&out));
+    assert_eq!(code, 0);
+    assert!(rss < 48 * 1024, "describe peak RSS {rss} KiB for a 224 MiB image");
+}
+
+#[test]
+fn eif_errors_leave_no_output() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    write_inputs(dir, b"x", 0o100644);
+    let listing = || {
+        let mut v: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    let base = |c: &mut std::process::Command| {
+        c.arg("eif")
+            .arg("--kernel")
+            .arg(dir.join("bzImage"))
+            .args(["--cmdline", "x"])
+            .arg("--output")
+            .arg(dir.join("out.eif"));
+    };
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir.join("boot.cpio")).arg("--ramdisk").arg(dir.join("absent.cpio")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("absent.cpio"), "{}", text(&o.stderr));
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir.join("boot.cpio")).args(["--metadata", "[1, 2]"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("must be a JSON object, found an array"), "{}", text(&o.stderr));
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir.join("boot.cpio")).env("SOURCE_DATE_EPOCH", "yesterday"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("SOURCE_DATE_EPOCH"), "{}", text(&o.stderr));
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg(dir));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("is not a regular file"), "{}", text(&o.stderr));
+
+    assert_eq!(listing(), before, "a failed eif run left files behind");
+}
