@@ -573,6 +573,8 @@ start_registry() {
 version: 0.1
 log:
   level: warn
+  accesslog:
+    disabled: true
 storage:
   filesystem:
     rootdirectory: $REG_DIR/data
@@ -637,7 +639,7 @@ else
   pull_ok=0
   if ! make_layout "$PL/layout" >"$RES/layout.log" 2>&1; then
     skip_section "could not write the OCI layout of the layers: $(tail -n 2 "$RES/layout.log" | tr '\n' ' ')"
-  elif ! skopeo copy --quiet --dest-tls-verify=false "oci:$PL/layout:bench" "docker://$IMAGE" >"$RES/push.log" 2>&1; then
+  elif ! skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$PL/layout:bench" "docker://$IMAGE" >"$RES/push.log" 2>&1; then
     skip_section "skopeo could not push the image to the loopback registry: $(tail -n 2 "$RES/push.log" | tr '\n' ' ')"
   else
     # The smallest recipe lock accepts: one image, used for rootfs, kernel and init.
@@ -715,7 +717,7 @@ end_epoch=$(date -u +%s)
   echo "- eifbake: $git_branch $git_rev ($("$EB" --version 2>/dev/null || echo '?')), built with $(rustc --version 2>/dev/null)"
   echo "- machine: $(nproc) CPUs ($cpu_model), $mem_total RAM, Linux $(uname -r); load average at start $load_start"
   echo "  (the machine is shared with other builds: wall times are best of $RUNS, and the rest still carries some noise)"
-  echo "- peers: $(cpio --version | head -n1), $(gzip --version | head -n1), $(pigz --version 2>&1 | head -n1), $(tar --version | head -n1), AWS eif_build ${EIF_BUILD:+$("$EIF_BUILD" --version 2>/dev/null | head -n1)}, aws-nitro-enclaves-image-format 0.8, $(skopeo --version), docker-registry $(docker-registry --version 2>/dev/null | awk '{ print $NF }')"
+  echo "- peers: $(cpio --version | head -n1), $(gzip --version | head -n1), $(pigz --version 2>&1 | head -n1), $(tar --version | head -n1), AWS eif_build ${EIF_BUILD:+$("$EIF_BUILD" --help 2>/dev/null | awk '/--build-tool-version/ { f = 1 } f && /default:/ { gsub(/.*default: |\].*/, ""); print; exit }')}, aws-nitro-enclaves-image-format 0.8, $(skopeo --version), docker-registry $(docker-registry --version 2>/dev/null | awk '{ print $NF }')"
   echo "- synthetic tree ($SIZE MiB, examples/bench_gentree.rs, fixed seed): $tree_files files, $tree_dirs directories, $tree_links symlinks, $(mib_of_bytes "$tree_bytes") MiB of file data; small files (64 B–64 KiB) of text, object-code-like and random data, plus four large files; kernel stand-in: 8 MiB"
   echo "- method: wall time = best of the runs, page cache warm, outputs not fsynced (\`sync\` before each run); peak RSS = GNU time %M, the largest single process of the command, max over the runs"
   echo ""
