@@ -652,6 +652,7 @@ mod tests {
     fn source_entries_come_from_pins() {
         let pin = crate::sources::Pin {
             kind: "git".into(),
+            rev: Some("main".into()),
             url: Some("https://github.com/example/hello-enclave".into()),
             commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
             tree: Digest::of(b"app tree"),
