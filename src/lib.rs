@@ -15,5 +15,6 @@ pub mod commands;
 pub mod digest;
 pub mod epoch;
 pub mod fsutil;
+pub mod oci;
 pub mod progress;
 pub mod recipe;
