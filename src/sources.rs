@@ -190,7 +190,14 @@ pub fn resolve(name: &str, source: &Source, base_dir: &Path) -> Result<Pin> {
         }
         SourceKind::Url { url, sha256, unpack } => {
             let tree = fetch_url(name, url, sha256, unpack, &dest)?;
-            Ok(Pin { kind: "url".into(), rev: None, url: Some(url.into()), commit: None, tree, sha256: Some(sha256) })
+            Ok(Pin {
+                kind: "url".into(),
+                rev: None,
+                url: Some(url.into()),
+                commit: None,
+                tree,
+                sha256: Some(sha256),
+            })
         }
     }
 }
