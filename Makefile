@@ -30,8 +30,8 @@ fmt:
 # Recompute the checked-in golden values from real runs (then review the diff).
 golden:
 	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test cpio golden
-	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test golden
 	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --test eif_golden
+	EIFBAKE_REGEN_GOLDEN=1 $(CARGO) test --locked --lib manifest
 
 demo: deps build
 	bash scripts/demo.sh

@@ -51,6 +51,12 @@ pub enum Command {
     ///
     /// Exit 0 when identical, 1 when they differ, 2 on error.
     Diff(DiffArgs),
+    /// Build a recipe into out/NAME.eif, .pcrs, .manifest.json and .provenance.json.
+    ///
+    /// Refuses inputs that are not pinned by the lock or that drifted from it
+    /// (an edited recipe, a changed source). Steps run in crun (or runc) with
+    /// no network; an unchanged step is taken from the step cache.
+    Build(BuildArgs),
     /// Resolve every image of a recipe to digests and write lockfiles/NAME.lock.
     Lock(LockArgs),
     /// Pull every pinned manifest, config and layer into the store, verifying digests.
@@ -125,6 +131,10 @@ pub struct EifArgs {
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
     pub eif: PathBuf,
+    /// Also write every section to DIR: `kernel`, `cmdline`, `metadata.json`,
+    /// `ramdisk0`, `ramdisk1`, ... (e.g. to boot them under QEMU).
+    #[arg(long, value_name = "DIR")]
+    pub extract: Option<PathBuf>,
     /// Machine-readable output, with nitro-cli's `Measurements` object.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +144,34 @@ pub struct DescribeArgs {
 pub struct DiffArgs {
     pub a: PathBuf,
     pub b: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// recipes/NAME.toml or recipes/NAME/recipe.toml.
+    pub recipe: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// The lockfile (default: lockfiles/NAME.lock beside recipes/).
+    #[arg(long, value_name = "FILE")]
+    pub lockfile: Option<PathBuf>,
+    /// OCI runtime that runs the steps.
+    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
+    pub runtime: String,
+    /// Run every step even when the step cache has its output.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Time limit of one step, in seconds.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub step_timeout: u64,
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Keep the scratch directory (root filesystems, ramdisks, step logs) and print where.
+    #[arg(long)]
+    pub keep_work: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -11,11 +11,13 @@
 //! bytes and do no I/O policy; [`commands`] turns the command line into calls.
 
 pub mod args;
+pub mod build;
 pub mod commands;
 pub mod cpio;
 pub mod digest;
 pub mod eif;
 pub mod epoch;
+pub mod fetch;
 pub mod fsutil;
 pub mod gzip;
 pub mod lock;

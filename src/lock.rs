@@ -15,10 +15,12 @@
 //! manifest = "sha256:…"               # the linux/<arch> platform manifest
 //! platform = "linux/amd64"
 //!
-//! [sources.app]                       # filled in by the source fetcher
-//! git = "https://…"
+//! [sources.app]                       # see crate::sources::Pin
+//! kind = "git"
+//! rev = "main"
+//! url = "https://…"
 //! commit = "…"
-//! tree = "…"
+//! tree = "sha256:…"                   # eifbake's tree hash of the exported tree
 //! ```
 //!
 //! `manifest` is what builds use. `index` is the digest the reference
@@ -40,7 +42,8 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::oci::registry::Resolved;
 use crate::oci::Reference;
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, Source, SourceKind};
+use crate::sources::Pin;
 
 /// The first line of every lockfile.
 pub const HEADER: &str = "# written by eifbake lock; do not edit\n";
@@ -58,7 +61,7 @@ pub struct Lock {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, LockedImage>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub sources: BTreeMap<String, LockedSource>,
+    pub sources: BTreeMap<String, Pin>,
 }
 
 /// One image of the recipe, pinned.
@@ -74,27 +77,6 @@ pub struct LockedImage {
     pub manifest: Digest,
     /// `linux/amd64` or `linux/arm64`.
     pub platform: String,
-}
-
-/// One source of the recipe, pinned. Which fields are set depends on the
-/// source kind: git (`git`, `commit`, `tree`), path (`path`, `tree`), url
-/// (`url`, `sha256`). Written by the source fetcher, kept as is by `lock`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockedSource {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<Digest>,
-    /// A hash of the source tree (git tree id, or eifbake's tree hash for paths).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tree: Option<String>,
 }
 
 /// What `relock` did to one image.
@@ -237,8 +219,9 @@ fn project_root(recipe_path: &Path) -> PathBuf {
 /// Entries of `existing` whose reference and platform still match the recipe
 /// are kept unless `update`; the others (and all, with `update`) are resolved
 /// with `resolve` (which, for references carrying a digest, must resolve that
-/// digest rather than the tag). Source entries are kept for sources the
-/// recipe still has.
+/// digest rather than the tag). Sources are pinned with
+/// [`crate::sources::resolve`]: git and url pins are kept while the recipe
+/// still asks for the same thing (unless `update`), path sources re-hashed.
 pub fn relock(
     recipe_path: &Path,
     lock_path: &Path,
@@ -296,18 +279,36 @@ pub fn relock(
             },
         );
     }
-    let sources = existing
-        .map(|l| {
-            l.sources
-                .iter()
-                .filter(|(k, _)| recipe.sources.contains_key(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let base_dir = Recipe::base_dir(recipe_path);
+    let mut sources = BTreeMap::new();
+    for (name, source) in &recipe.sources {
+        let old = existing.and_then(|l| l.sources.get(name));
+        let pin = match old {
+            Some(old) if !update && pin_still_matches(old, source) => old.clone(),
+            _ => crate::sources::resolve(name, source, &base_dir)
+                .with_context(|| format!("locking source {name:?}"))?,
+        };
+        sources.insert(name.clone(), pin);
+    }
     let lock =
         Lock { version: VERSION, recipe: recipe_label(&rp, lock_path), recipe_sha256: sha, images, sources };
     Ok((lock, changes))
+}
+
+/// Whether a source's existing pin still describes what the recipe asks for
+/// without asking the network: git and url pins are kept while URL, rev and
+/// sha256 are unchanged (`--update` re-resolves a git rev); path sources are
+/// always re-hashed, which is cheap and what an edit to them means.
+fn pin_still_matches(pin: &Pin, source: &Source) -> bool {
+    match source.kind() {
+        SourceKind::Git { url, rev } => {
+            pin.kind == "git" && pin.url.as_deref() == Some(url) && pin.rev.as_deref() == Some(rev)
+        }
+        SourceKind::Url { url, sha256, .. } => {
+            pin.kind == "url" && pin.url.as_deref() == Some(url) && pin.sha256 == Some(sha256)
+        }
+        SourceKind::Path { .. } => false,
+    }
 }
 
 /// The recipe path as recorded in the lock: relative to the directory that
@@ -346,12 +347,16 @@ manifest = "sha256:9a5c6d0832ba0bc8c5ed29d5a064d69b2837eee4bf689a7df60947a181aeb
 platform = "linux/amd64"
 
 [sources.app]
-git = "https://github.com/example/hello-enclave"
+kind = "git"
+rev = "main"
+url = "https://github.com/example/hello-enclave"
 commit = "0123456789abcdef0123456789abcdef01234567"
-tree = "89abcdef0123456789abcdef0123456789abcdef"
+tree = "sha256:89abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234567"
 
 [sources.data]
+kind = "url"
 url = "https://example.com/data.tar.gz"
+tree = "sha256:2fbe7b164dd92edb9c1096152f6d27592d8a69b1b8eb2fc907b5fadea7d11668"
 sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b750"
 "#;
 

@@ -268,6 +268,17 @@ pub struct Pcrs {
     pub pcr8: Option<PcrHex>,
 }
 
+impl From<&crate::pcr::Measurements> for Pcrs {
+    fn from(m: &crate::pcr::Measurements) -> Pcrs {
+        Pcrs {
+            pcr0: PcrHex::from_bytes(&m.pcr0.0),
+            pcr1: PcrHex::from_bytes(&m.pcr1.0),
+            pcr2: PcrHex::from_bytes(&m.pcr2.0),
+            pcr8: m.pcr8.as_ref().map(|p| PcrHex::from_bytes(&p.0)),
+        }
+    }
+}
+
 /// The EIF file written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -652,6 +663,7 @@ mod tests {
     fn source_entries_come_from_pins() {
         let pin = crate::sources::Pin {
             kind: "git".into(),
+            rev: Some("main".into()),
             url: Some("https://github.com/example/hello-enclave".into()),
             commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
             tree: Digest::of(b"app tree"),

@@ -346,6 +346,18 @@ impl Recipe {
             }
             step_names.push(&step.name);
         }
+        for (i, step) in self.steps.iter().enumerate() {
+            let used_later = self.steps[i + 1..]
+                .iter()
+                .any(|s| s.mounts.values().any(|m| m.strip_prefix("step:") == Some(&step.name)));
+            if step.outputs.is_empty() && !used_later {
+                bail!(
+                    "steps[{i}] ({:?}): has no outputs and no later step mounts it, so nothing it builds reaches the enclave; \
+                     add outputs = {{ \"/out/FILE\" = \"/PATH/IN/ENCLAVE\" }}",
+                    step.name
+                );
+            }
+        }
         let e = &self.enclave;
         image("enclave.kernel.image", &e.kernel.image)?;
         abs("enclave.kernel.path", &e.kernel.path)?;
@@ -481,6 +493,17 @@ env = { RUST_LOG = "info" }
         let e =
             err(&HELLO.replace("\"/out/hello\" = \"/usr/bin/hello\"", "\"/tmp/hello\" = \"/usr/bin/hello\""));
         assert!(e.contains("outputs are paths under /out"), "{e}");
+    }
+
+    #[test]
+    fn a_step_whose_work_reaches_nothing_is_refused() {
+        let e = err(&HELLO.replace("outputs = { \"/out/hello\" = \"/usr/bin/hello\" }", ""));
+        assert!(e.contains("steps[0] (\"compile\"): has no outputs"), "{e}");
+        let chained = HELLO.replace(
+            "outputs = { \"/out/hello\" = \"/usr/bin/hello\" }",
+            "\n[[steps]]\nname = \"pack\"\nimage = \"busybox\"\nmounts = { \"/in\" = \"step:compile\" }\nrun = \"cp /in/hello /out/\"\noutputs = { \"/out/hello\" = \"/usr/bin/hello\" }",
+        );
+        Recipe::parse(&chained).unwrap();
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub const TREE_HASH_DOMAIN: &[u8] = b"eifbake-tree-v1\0";
 pub struct Pin {
     /// `git`, `path` or `url`.
     pub kind: String,
+    /// The git `rev` of the recipe that `commit` was resolved from (git sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
     /// The git or download URL (absent for path sources).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -170,17 +173,31 @@ pub fn resolve(name: &str, source: &Source, base_dir: &Path) -> Result<Pin> {
         SourceKind::Git { url, rev } => {
             let commit = ls_remote(name, url, rev)?;
             let tree = fetch_git(name, url, &commit, &dest)?;
-            Ok(Pin { kind: "git".into(), url: Some(url.into()), commit: Some(commit), tree, sha256: None })
+            Ok(Pin {
+                kind: "git".into(),
+                rev: Some(rev.into()),
+                url: Some(url.into()),
+                commit: Some(commit),
+                tree,
+                sha256: None,
+            })
         }
         SourceKind::Path { path, ignore } => {
             let dir = base_dir.join(path);
             let tree =
                 tree_hash(&dir, ignore).with_context(|| format!("sources.{name}: path {}", dir.display()))?;
-            Ok(Pin { kind: "path".into(), url: None, commit: None, tree, sha256: None })
+            Ok(Pin { kind: "path".into(), rev: None, url: None, commit: None, tree, sha256: None })
         }
         SourceKind::Url { url, sha256, unpack } => {
             let tree = fetch_url(name, url, sha256, unpack, &dest)?;
-            Ok(Pin { kind: "url".into(), url: Some(url.into()), commit: None, tree, sha256: Some(sha256) })
+            Ok(Pin {
+                kind: "url".into(),
+                rev: None,
+                url: Some(url.into()),
+                commit: None,
+                tree,
+                sha256: Some(sha256),
+            })
         }
     }
 }

@@ -199,7 +199,10 @@ fn local_directory_edited_after_lock_is_refused() {
     fs::write(app.join("target/build.log"), "noise\n").unwrap();
     let src = source("path = \"app\"\nignore = [\"target\"]");
     let pin = resolve("app", &src, tmp.path()).unwrap();
-    assert_eq!(pin, Pin { kind: "path".into(), url: None, commit: None, tree: pin.tree, sha256: None });
+    assert_eq!(
+        pin,
+        Pin { kind: "path".into(), rev: None, url: None, commit: None, tree: pin.tree, sha256: None }
+    );
 
     // Ignored paths may change; the copy leaves them out.
     fs::write(app.join("target/build.log"), "more noise\n").unwrap();

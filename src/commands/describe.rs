@@ -118,6 +118,13 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             }
         }
     }
+    if let Some(dir) = &args.extract {
+        if problems.is_empty() {
+            extract(&eif, dir)?;
+        } else {
+            problems.push(format!("not extracting into {}: the EIF failed its checks", dir.display()));
+        }
+    }
     if problems.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -126,4 +133,29 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(2))
     }
+}
+
+/// Write every section of `eif` to its own file in `dir`, atomically.
+fn extract(eif: &Eif, dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut ramdisks = 0;
+    for s in &eif.sections {
+        let name = match s.kind {
+            SectionKind::Kernel => "kernel".to_string(),
+            SectionKind::Cmdline => "cmdline".to_string(),
+            SectionKind::Metadata => "metadata.json".to_string(),
+            SectionKind::Signature => "signature".to_string(),
+            SectionKind::Ramdisk => {
+                ramdisks += 1;
+                format!("ramdisk{}", ramdisks - 1)
+            }
+        };
+        let path = dir.join(name);
+        let mut out = crate::fsutil::AtomicFile::create(&path)?;
+        std::io::copy(&mut eif.section_reader(s), &mut out)
+            .with_context(|| format!("writing {}", path.display()))?;
+        out.commit()?;
+    }
+    Ok(())
 }

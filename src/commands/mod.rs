@@ -1,6 +1,7 @@
 //! One function per subcommand: turn parsed arguments into library calls and
 //! print the result. No format or policy logic lives here.
 
+pub mod build;
 pub mod describe;
 pub mod diff;
 pub mod eif;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eif(args) => eif::run(args, &cli.global),
         Command::Describe(args) => describe::run(args, &cli.global),
         Command::Diff(args) => diff::run(args, &cli.global),
+        Command::Build(a) => build::run(a, &cli.global),
         Command::Lock(a) => lock::run(a, &cli.global),
         Command::Fetch(a) => fetch::run(a, &cli.global),
         Command::Store(c) => store::run(c, &cli.global),

@@ -3,10 +3,11 @@
 //! - [`reference`]: parse and print image references (`stagex/core-busybox:sx2026.03.0`).
 //! - [`registry`]: resolve references to digests and download verified blobs.
 //! - [`store`]: the OCI image layout on disk where every verified blob lives.
+//! - [`layer`]: apply an image's layers to a directory, safely (no writes outside it).
 //!
-//! Not for: unpacking layers into a root filesystem (the layer module) or
-//! deciding what a recipe pins ([`crate::lock`]).
+//! Not for: deciding what a recipe pins ([`crate::lock`]).
 
+pub mod layer;
 pub mod reference;
 pub mod registry;
 pub mod store;

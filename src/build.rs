@@ -1,0 +1,550 @@
+//! `build`: a recipe and its lock in, `out/NAME.eif` + `.pcrs` +
+//! `.manifest.json` + `.provenance.json` out, the same bytes on every machine.
+//!
+//! The order of work, each piece delegated to its module:
+//!
+//! 1. [`Lock::load_checked_at`] refuses a drifted recipe or lock.
+//! 2. Images: every pinned blob must be in the store ([`fetch::fetch_lock`]
+//!    pulls missing ones unless `--offline`).
+//! 3. Sources: materialised from their pins ([`crate::sources`]), refused when
+//!    they changed.
+//! 4. Steps: each runs in a fresh root filesystem made from its image's
+//!    layers ([`crate::oci::layer`]) inside the sandbox ([`crate::sandbox`]).
+//!    A step whose inputs (image, mounts, script, env, epoch, tool version)
+//!    hash to a key already in the step cache is not run again.
+//! 5. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout,
+//!    the inputs manifest embedded at [`INPUTS_PATH`], ramdisks written, the
+//!    EIF written ([`crate::eif`]) with the inputs as CustomMetadata.
+//! 6. The manifest, PCRs and provenance are written beside the EIF.
+//!
+//! Every output is written under a temporary name and renamed. Nothing from
+//! the host (build path, clock, user, umask, locale) reaches the outputs:
+//! trees are normalised by the cpio writer, the only time is
+//! SOURCE_DATE_EPOCH, and the recipe and lock are named by paths relative to
+//! the project.
+//!
+//! Not for: the command line (`commands::build`) or comparing builds
+//! (`verify`, `check`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::cpio::Tree;
+use crate::digest::Digest;
+use crate::eif::{write_eif, EifInputs, Metadata};
+use crate::epoch::Epoch;
+use crate::fetch;
+use crate::fsutil::write_atomic;
+use crate::lock::Lock;
+use crate::manifest::{
+    self, EifOutput, EnclaveSettings, FileRef, ImageFileInput, ImageInput, Inputs, Manifest, Outputs,
+    SourceInput,
+};
+use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
+use crate::oci::Store;
+use crate::progress::Progress;
+use crate::recipe::{Compression, ImageFile, Layout, Recipe};
+use crate::sandbox::{Bind, Runtime, Sandbox, StepRun};
+use crate::sources::SourceCache;
+
+/// Where the inputs manifest sits in the enclave root filesystem.
+pub const INPUTS_PATH: &str = "etc/eifbake/inputs.json";
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub store: PathBuf,
+    pub out_dir: PathBuf,
+    /// The lockfile, when not the recipe's default `lockfiles/NAME.lock`.
+    pub lockfile: Option<PathBuf>,
+    pub runtime: Runtime,
+    pub offline: bool,
+    pub no_cache: bool,
+    /// Registries reachable over plain HTTP besides loopback ones.
+    pub insecure: Vec<String>,
+    /// SOURCE_DATE_EPOCH given on the command line / environment (wins over the recipe).
+    pub epoch: Option<Epoch>,
+    pub step_timeout: Duration,
+    /// Keep the scratch directory (for debugging); it is printed.
+    pub keep_work: bool,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildResult {
+    pub eif: PathBuf,
+    pub pcrs: PathBuf,
+    pub manifest_path: PathBuf,
+    pub provenance: PathBuf,
+    pub manifest: Manifest,
+    /// Steps taken from the cache / run.
+    pub steps_cached: Vec<String>,
+    pub steps_run: Vec<String>,
+}
+
+/// Build a recipe. See the module documentation for the order of work.
+pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
+    let (recipe, lock) = Lock::load_checked_at(recipe_path, opts.lockfile.as_deref())?;
+    let (_, recipe_sha) = Recipe::load(recipe_path)?;
+    let lock_path = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
+    let lock_sha =
+        Digest::of(&fs::read(&lock_path).with_context(|| format!("cannot read {}", lock_path.display()))?);
+    let epoch = match opts.epoch {
+        Some(e) => e,
+        None => recipe.source_date_epoch.unwrap_or(Epoch(0)),
+    };
+    let base_dir = Recipe::base_dir(recipe_path);
+    let store = Store::open(&opts.store)?;
+
+    // Images: everything pinned must be in the store.
+    fetch::fetch_lock(&store, &lock, &opts.insecure, opts.offline, &Progress::bytes("fetch", 0))?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix("eifbake-build-")
+        .tempdir()
+        .context("cannot create a scratch directory")?;
+    let work = scratch.path().to_path_buf();
+
+    // Sources.
+    let cache = SourceCache::new(store.root().join("eifbake").join("sources"));
+    let mut source_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut source_inputs = Vec::new();
+    for (name, source) in &recipe.sources {
+        let pin = lock.sources.get(name).with_context(|| {
+            format!("sources.{name} is not pinned in {}; run `eifbake lock`", lock_path.display())
+        })?;
+        let dir = cache.get(name, source, &base_dir, pin, opts.offline)?;
+        source_dirs.insert(name.clone(), dir);
+        source_inputs.push(SourceInput::from_pin(name, pin));
+    }
+
+    // Image root filesystems, extracted on demand.
+    let mut images =
+        ImageTrees { store: &store, lock: &lock, work: work.join("images"), done: BTreeMap::new() };
+
+    // Steps.
+    let sandbox = Sandbox::new(opts.runtime);
+    let step_cache = store.root().join("eifbake").join("steps");
+    let mut step_outs: BTreeMap<String, (PathBuf, Digest)> = BTreeMap::new();
+    let (mut steps_cached, mut steps_run) = (Vec::new(), Vec::new());
+    for step in &recipe.steps {
+        let image_digest = lock.images[&step.image].manifest;
+        let mut mounts = Vec::new();
+        let mut key = KeyHasher::new();
+        key.field("tool", manifest::TOOL_VERSION.as_bytes());
+        key.field("runtime-abi", b"1");
+        key.field("image", image_digest.to_string().as_bytes());
+        key.field("epoch", epoch.to_string().as_bytes());
+        key.field("workdir", step.workdir.as_bytes());
+        key.field("run", step.run.as_bytes());
+        for (k, v) in &step.env {
+            key.field("env", format!("{k}={v}").as_bytes());
+        }
+        for (guest, what) in &step.mounts {
+            let (host, id) = if let Some(prev) = what.strip_prefix("step:") {
+                let (dir, k) = &step_outs[prev];
+                (dir.clone(), k.to_string())
+            } else {
+                let pin = &lock.sources[what];
+                (source_dirs[what].clone(), pin.tree.to_string())
+            };
+            key.field("mount", format!("{guest}={id}").as_bytes());
+            mounts.push(Bind { host, guest: guest.clone(), readonly: true });
+        }
+        let key = key.finish();
+        let cached = step_cache.join(key.hex());
+        if cached.is_dir() && !opts.no_cache {
+            steps_cached.push(step.name.clone());
+        } else {
+            let rootfs = work.join("steps").join(&step.name).join("rootfs");
+            images.extract_fresh(&step.image, &rootfs)?;
+            let out_dir = work.join("steps").join(&step.name).join("out");
+            let log = work.join("steps").join(&step.name).join("log");
+            sandbox
+                .run(&StepRun {
+                    name: step.name.clone(),
+                    rootfs: rootfs.clone(),
+                    mounts,
+                    workdir: step.workdir.clone(),
+                    script: step.run.clone(),
+                    env: step.env.clone(),
+                    epoch,
+                    out_dir: out_dir.clone(),
+                    log,
+                    timeout: opts.step_timeout,
+                })
+                .with_context(|| format!("step {:?} failed", step.name))?;
+            let _ = fs::remove_dir_all(&rootfs);
+            store_dir(&out_dir, &cached)?;
+            steps_run.push(step.name.clone());
+        }
+        step_outs.insert(step.name.clone(), (cached, key));
+    }
+
+    // Inputs manifest.
+    let mut image_inputs = Vec::new();
+    for (name, li) in &lock.images {
+        image_inputs.push(ImageInput {
+            name: name.clone(),
+            reference: li.reference.clone(),
+            index_digest: li.index,
+            manifest_digest: li.manifest,
+        });
+    }
+    let mut app_sources: Vec<String> = recipe.enclave.app_sources.clone();
+    for (name, s) in &recipe.sources {
+        if s.app_source {
+            match (&s.git, &s.url) {
+                (Some(u), _) | (None, Some(u)) => app_sources.push(u.clone()),
+                _ => app_sources.push(format!(
+                    "path:{}",
+                    s.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                )),
+            }
+            let _ = name;
+        }
+    }
+    let e = &recipe.enclave;
+    let file_input = |f: &ImageFile| ImageFileInput {
+        image: f.image.clone(),
+        path: f.path.clone(),
+        config: f.config.clone(),
+    };
+    let mut inputs = Inputs {
+        format: manifest::FORMAT,
+        tool: manifest::Tool::current(),
+        name: recipe.name.clone(),
+        version: recipe.version.clone(),
+        arch: recipe.arch.to_string(),
+        recipe: FileRef {
+            path: relative_name(&Recipe::resolve_path(recipe_path), &base_dir, "recipe"),
+            sha256: recipe_sha,
+        },
+        lock: FileRef { path: format!("lockfiles/{}.lock", recipe.name), sha256: lock_sha },
+        source_date_epoch: epoch,
+        images: image_inputs,
+        sources: source_inputs,
+        app_sources,
+        enclave: EnclaveSettings {
+            layout: e.layout,
+            rootfs: e.rootfs.clone(),
+            kernel: file_input(&e.kernel),
+            init: file_input(&e.init),
+            nsm: e.nsm.as_ref().map(file_input),
+            cmdline: e.cmdline.clone(),
+            command: e.command.clone(),
+            env: e.env.clone(),
+            cpus: e.cpus,
+            memory_mib: e.memory_mib,
+            ports: e.ports.clone(),
+            compression: e.compression,
+        },
+    };
+    inputs.normalize();
+    let inputs_json = inputs.to_json()?;
+
+    // Enclave tree(s).
+    let root_prefix = match e.layout {
+        Layout::Single => "",
+        Layout::NitroCli => "rootfs",
+    };
+    let mut user = Tree::new();
+    if let Some(r) = &e.rootfs {
+        let dir = images.extracted(r)?;
+        user.add_host_dir(root_prefix, &dir)?;
+    } else if !root_prefix.is_empty() {
+        user.add_dir(root_prefix)?;
+    }
+    let under = |p: &str| -> String {
+        let p = p.trim_start_matches('/');
+        if root_prefix.is_empty() {
+            p.to_string()
+        } else {
+            format!("{root_prefix}/{p}")
+        }
+    };
+    for step in &recipe.steps {
+        let (out, _) = &step_outs[&step.name];
+        for (from, to) in &step.outputs {
+            let rel = from.trim_start_matches("/out").trim_start_matches('/');
+            let host = out.join(rel);
+            let md = fs::symlink_metadata(&host).with_context(|| {
+                format!("step {:?} declares output {from:?} but did not write it", step.name)
+            })?;
+            if md.is_dir() {
+                user.add_host_dir(under(to), &host)?;
+            } else if md.file_type().is_symlink() {
+                user.add_symlink(under(to), fs::read_link(&host)?.as_os_str().as_encoded_bytes())?;
+            } else {
+                user.add_file_host(under(to), &host)?;
+            }
+        }
+    }
+    user.add_file_bytes(under(INPUTS_PATH), inputs_json.clone(), false)?;
+    let cmd: String = e.command.iter().map(|a| format!("{a}\n")).collect();
+    let env: String = e.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let init = images.file(&e.init)?;
+    let mut trees = Vec::new();
+    match e.layout {
+        Layout::Single => {
+            user.add_file_host("init", &init)?;
+            user.set_mode("init", 0o755)?;
+            user.add_file_bytes("cmd", cmd, false)?;
+            user.add_file_bytes("env", env, false)?;
+            for d in ["dev", "proc", "sys", "tmp", "run"] {
+                if user.get(d).is_none() {
+                    user.add_dir(d)?;
+                }
+            }
+        }
+        Layout::NitroCli => {
+            let mut boot = Tree::new();
+            boot.add_file_host("init", &init)?;
+            boot.set_mode("init", 0o755)?;
+            if let Some(nsm) = &e.nsm {
+                boot.add_file_host("nsm.ko", images.file(nsm)?)?;
+            }
+            boot.add_dir("dev")?;
+            trees.push(boot);
+            user.add_file_bytes("cmd", cmd, false)?;
+            user.add_file_bytes("env", env, false)?;
+            for d in ["dev", "run", "sys", "var", "proc", "tmp"] {
+                let p = format!("rootfs/{d}");
+                if user.get(&p).is_none() {
+                    user.add_dir(&p)?;
+                }
+            }
+        }
+    }
+    for (path, mode) in recipe.mode_overrides() {
+        user.set_mode(under(&path), mode)?;
+    }
+    trees.push(user);
+
+    let mut ramdisks = Vec::new();
+    for (i, tree) in trees.iter().enumerate() {
+        let path = work.join(format!("ramdisk{i}.cpio"));
+        let f = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let w = std::io::BufWriter::with_capacity(1 << 20, f);
+        match e.compression {
+            Compression::None => {
+                let mut w = w;
+                tree.write(&mut w, epoch)?;
+                w.flush()?;
+            }
+            Compression::Gzip => {
+                let mut gz = crate::gzip::GzipWriter::new(w);
+                tree.write(&mut gz, epoch)?;
+                let (mut w, _) = gz.finish()?;
+                w.flush()?;
+            }
+        }
+        ramdisks.push(path);
+    }
+
+    // The EIF.
+    fs::create_dir_all(&opts.out_dir).with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
+    let kernel = images.file(&e.kernel)?;
+    let kernel_config = match &e.kernel.config {
+        Some(c) => {
+            Some(images.file(&ImageFile { image: e.kernel.image.clone(), path: c.clone(), config: None })?)
+        }
+        None => None,
+    };
+    let metadata = Metadata::new(
+        &recipe.name,
+        &recipe.version,
+        epoch,
+        kernel_config.as_deref(),
+        Some(serde_json::from_slice(&inputs_json)?),
+    )?;
+    let eif_path = opts.out_dir.join(format!("{}.eif", recipe.name));
+    let written = write_eif(
+        &EifInputs {
+            kernel,
+            cmdline: e.cmdline.clone(),
+            ramdisks,
+            arch: match recipe.arch {
+                crate::recipe::Arch::X86_64 => crate::eif::Arch::X86_64,
+                crate::recipe::Arch::Aarch64 => crate::eif::Arch::Aarch64,
+            },
+            default_mem: e.memory_mib << 20,
+            default_cpus: e.cpus,
+            metadata,
+        },
+        &eif_path,
+        &Progress::bytes("eif", 0),
+    )?;
+    let (eif_sha, eif_size) = Digest::of_reader(fs::File::open(&eif_path)?)?;
+    let m = &written.measurements;
+    let manifest = Manifest {
+        inputs,
+        outputs: Outputs {
+            eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
+            pcrs: m.into(),
+        },
+    };
+    let pcrs_path = opts.out_dir.join(format!("{}.pcrs", recipe.name));
+    write_atomic(&pcrs_path, m.to_pcrs_file().as_bytes())?;
+    let manifest_path = opts.out_dir.join(format!("{}.manifest.json", recipe.name));
+    write_atomic(&manifest_path, &manifest.to_json()?)?;
+    let provenance = opts.out_dir.join(format!("{}.provenance.json", recipe.name));
+    write_atomic(&provenance, &manifest.provenance().to_json()?)?;
+    if opts.keep_work {
+        let kept = scratch.keep();
+        eprintln!("eifbake: kept the scratch directory {}", kept.display());
+    }
+    Ok(BuildResult {
+        eif: eif_path,
+        pcrs: pcrs_path,
+        manifest_path,
+        provenance,
+        manifest,
+        steps_cached,
+        steps_run,
+    })
+}
+
+/// The recipe path as recorded in the manifest: relative to the project
+/// (the directory holding `recipes/`), never absolute, so the build path
+/// does not leak.
+fn relative_name(recipe_file: &Path, _base: &Path, _what: &str) -> String {
+    let comps: Vec<String> =
+        recipe_file.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    match comps.iter().rposition(|c| c == "recipes") {
+        Some(i) => comps[i..].join("/"),
+        None => comps.last().cloned().unwrap_or_default(),
+    }
+}
+
+/// Hash of length-prefixed, labelled fields: the step cache key.
+struct KeyHasher(sha2::Sha256);
+
+impl KeyHasher {
+    fn new() -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"eifbake-step-key-v1\0");
+        KeyHasher(h)
+    }
+    fn field(&mut self, label: &str, value: &[u8]) {
+        use sha2::Digest as _;
+        self.0.update((label.len() as u64).to_be_bytes());
+        self.0.update(label.as_bytes());
+        self.0.update((value.len() as u64).to_be_bytes());
+        self.0.update(value);
+    }
+    fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        Digest::from_bytes(self.0.finalize().into())
+    }
+}
+
+/// Move a finished step output into the cache, atomically (rename of a
+/// complete directory; a concurrent build that got there first wins).
+fn store_dir(out: &Path, cached: &Path) -> Result<()> {
+    let parent = cached.parent().expect("cache entries have a parent");
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    if cached.is_dir() {
+        fs::remove_dir_all(cached).with_context(|| format!("cannot replace {}", cached.display()))?;
+    }
+    let tmp = tempfile::Builder::new().prefix(".incoming-").tempdir_in(parent)?;
+    let staged = tmp.path().join("out");
+    copy_dir(out, &staged)?;
+    match fs::rename(&staged, cached) {
+        Ok(()) => Ok(()),
+        Err(_) if cached.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot move a step output into {}", cached.display())),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("cannot run cp")?;
+    if !status.success() {
+        bail!("copying {} to {} failed", from.display(), to.display());
+    }
+    Ok(())
+}
+
+/// Image root filesystems, extracted once per build for reading, or fresh
+/// for a step that writes into its root.
+struct ImageTrees<'a> {
+    store: &'a Store,
+    lock: &'a Lock,
+    work: PathBuf,
+    done: BTreeMap<String, PathBuf>,
+}
+
+impl ImageTrees<'_> {
+    fn layers(&self, image: &str) -> Result<Vec<LayerSource>> {
+        let li =
+            self.lock.images.get(image).with_context(|| format!("image {image:?} is not in the lock"))?;
+        Ok(self
+            .store
+            .layers(&li.manifest)?
+            .into_iter()
+            .map(|l| {
+                LayerSource::new(
+                    self.store.blob_path(&l.digest),
+                    l.media_type,
+                    format!("{image} layer {}", l.digest),
+                )
+            })
+            .collect())
+    }
+
+    fn extract_fresh(&self, image: &str, target: &Path) -> Result<()> {
+        if let Some(p) = target.parent() {
+            fs::create_dir_all(p)?;
+        }
+        apply_layers(&self.layers(image)?, target, &ApplyOptions::default())
+            .with_context(|| format!("unpacking image {image:?}"))?;
+        Ok(())
+    }
+
+    fn extracted(&mut self, image: &str) -> Result<PathBuf> {
+        if let Some(p) = self.done.get(image) {
+            return Ok(p.clone());
+        }
+        let target = self.work.join(image);
+        self.extract_fresh(image, &target)?;
+        self.done.insert(image.to_string(), target.clone());
+        Ok(target)
+    }
+
+    /// A regular file inside an image, refusing paths that leave the image
+    /// through symlinks.
+    fn file(&mut self, f: &ImageFile) -> Result<PathBuf> {
+        let root = self.extracted(&f.image)?;
+        let mut p = root.clone();
+        for c in f.path.trim_start_matches('/').split('/') {
+            p.push(c);
+            let md =
+                fs::symlink_metadata(&p).with_context(|| format!("image {:?} has no {}", f.image, f.path))?;
+            if md.file_type().is_symlink() {
+                bail!(
+                    "image {:?}: {} goes through a symlink ({}); name the real file",
+                    f.image,
+                    f.path,
+                    p.display()
+                );
+            }
+        }
+        if !fs::metadata(&p)?.is_file() {
+            bail!("image {:?}: {} is not a regular file", f.image, f.path);
+        }
+        Ok(p)
+    }
+}

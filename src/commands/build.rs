@@ -1,0 +1,42 @@
+//! `eifbake build RECIPE`: the hermetic build, see [`crate::build`].
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::args::{BuildArgs, Global};
+use crate::build::{build, BuildOptions};
+use crate::epoch::Epoch;
+use crate::oci::store::Store;
+
+pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
+    let opts = BuildOptions {
+        store: Store::default_path(global.store.as_deref())?,
+        out_dir: args.out,
+        lockfile: args.lockfile,
+        runtime: args.runtime.parse()?,
+        offline: global.offline,
+        no_cache: args.no_cache,
+        insecure: args.insecure_registry,
+        epoch: Epoch::from_env()?,
+        step_timeout: Duration::from_secs(args.step_timeout),
+        keep_work: args.keep_work,
+    };
+    let r = build(&args.recipe, &opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        let o = &r.manifest.outputs;
+        for s in &r.steps_cached {
+            println!("step {s}: cached");
+        }
+        for s in &r.steps_run {
+            println!("step {s}: ran");
+        }
+        println!("{}  {}  ({} bytes)", o.eif.sha256, r.eif.display(), o.eif.size);
+        print!("{}", std::fs::read_to_string(&r.pcrs)?);
+        println!("wrote {}, {}", r.manifest_path.display(), r.provenance.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
