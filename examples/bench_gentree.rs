@@ -151,9 +151,11 @@ fn set_mtime(path: &Path) -> Result<()> {
     let ts = libc::timespec { tv_sec: MTIME, tv_nsec: 0 };
     let times = [ts, ts];
     // SAFETY: c is a valid NUL-terminated path and times points at two timespecs.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc =
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     if rc != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("set mtime of {}", path.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("set mtime of {}", path.display()));
     }
     Ok(())
 }
@@ -184,7 +186,8 @@ fn write_file(
         w.write_all(buf).with_context(|| format!("write {}", path.display()))?;
         left -= n as u64;
     }
-    let f = w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("flush {}", path.display()))?;
+    let f =
+        w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("flush {}", path.display()))?;
     f.set_permissions(fs::Permissions::from_mode(mode))?;
     Ok(())
 }
@@ -195,7 +198,8 @@ fn main() -> Result<()> {
         bail!("usage: bench_gentree OUT_DIR SIZE_MIB [KERNEL_FILE]");
     }
     let root = PathBuf::from(&args[0]);
-    let size_mib: u64 = args[1].parse().with_context(|| format!("SIZE_MIB: expected an integer, got {:?}", args[1]))?;
+    let size_mib: u64 =
+        args[1].parse().with_context(|| format!("SIZE_MIB: expected an integer, got {:?}", args[1]))?;
     if size_mib < 16 {
         bail!("SIZE_MIB: expected at least 16, got {size_mib}");
     }
