@@ -1,5 +1,5 @@
 //! Benchmark helper (used by `bench/run.sh`, not part of eifbake): one
-//! SHA-384 pass over a file on one core, reading with 1 MiB buffers. This is
+//! SHA-384 pass over a file on one core, reading with 4 MiB buffers. This is
 //! the floor for measuring an EIF: PCR0 alone needs a SHA-384 over almost
 //! every byte, so no reader can be faster on one core.
 //!
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha384};
 fn main() -> Result<()> {
     let path = std::env::args().nth(1).context("usage: sha384_pass FILE")?;
     let mut f = File::open(&path).with_context(|| format!("open {path}"))?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 4 << 20];
     let mut h = Sha384::new();
     loop {
         let n = f.read(&mut buf).with_context(|| format!("read {path}"))?;
