@@ -112,6 +112,21 @@ impl Tar {
     fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
         self.add(H { link: target, ..h(name, b'1') }, b"")
     }
+    /// A pax extended header applying `records` to the next entry.
+    fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let mut body = Vec::new();
+        for (k, v) in records {
+            let rest = k.len() + v.len() + 3; // ' ', '=', '\n'
+            let mut len = rest + 1;
+            while format!("{len}").len() + rest != len {
+                len += 1;
+            }
+            body.extend_from_slice(format!("{len} {k}=").as_bytes());
+            body.extend_from_slice(v);
+            body.push(b'\n');
+        }
+        self.add(h("PaxHeaders/x", b'x'), &body)
+    }
     fn finish(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.buf);
         out.extend_from_slice(&[0u8; 1024]);
@@ -866,4 +881,29 @@ fn same_tree_as_umoci_unpack() {
     assert!(ours["etc/owned"].contains("owner 1234:5678"));
     assert!(ours["etc/passwd-link"].contains("links 2"));
     assert!(!ours.contains_key("opq/lower1") && !ours.contains_key("gone.txt"));
+}
+
+#[test]
+fn xattrs_from_pax_records() {
+    let mut w = Work::new();
+    let l = w.tar(
+        Tar::default()
+            .pax(&[("SCHILY.xattr.user.eifbake", b"hello"), ("path", b"long/name/from/pax")])
+            .file("ignored-name", b"x")
+            .finish(),
+    );
+    let s = w.apply(&[l]).unwrap();
+    let p = w.target().join("long/name/from/pax");
+    assert_eq!(fs::read(&p).unwrap(), b"x");
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut buf = [0u8; 64];
+    let n =
+        unsafe { libc::lgetxattr(c.as_ptr(), c"user.eifbake".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        // The filesystem refuses user xattrs: then it must have been counted.
+        assert_eq!(s.skipped_xattrs, 1, "{:?}", std::io::Error::last_os_error());
+    } else {
+        assert_eq!(&buf[..n as usize], b"hello");
+        assert_eq!(s.skipped_xattrs, 0);
+    }
 }
