@@ -907,3 +907,32 @@ fn xattrs_from_pax_records() {
         assert_eq!(s.skipped_xattrs, 0);
     }
 }
+
+#[test]
+fn compression_from_media_type_or_magic() {
+    let tar = Tar::default().dir("d").file("d/f", b"contents").symlink("d/s", "f").finish();
+    let cases = [
+        (gzip(&tar), media_type::OCI_TAR_GZIP),
+        (gzip(&tar), media_type::DOCKER_TAR_GZIP),
+        (gzip(&tar), media_type::OCTET_STREAM),
+        (zstd(&tar), media_type::OCI_TAR_ZSTD),
+        (zstd(&tar), media_type::DOCKER_TAR),
+        (tar.clone(), media_type::OCI_TAR),
+        (tar.clone(), media_type::OCTET_STREAM),
+    ];
+    let mut trees = Vec::new();
+    for (blob, mt) in cases {
+        let mut w = Work::new();
+        let l = w.layer(&blob, mt);
+        w.apply(&[l]).unwrap_or_else(|e| panic!("{mt}: {e:#}"));
+        trees.push(snapshot(&w.target(), true));
+    }
+    assert_eq!(trees[0].len(), 3);
+    assert!(trees.iter().all(|t| t == &trees[0]));
+    // Not a layer type at all.
+    let mut w = Work::new();
+    let l = w.layer(&tar, "application/vnd.oci.image.config.v1+json");
+    let le = w.apply(&[l]).unwrap_err().downcast::<LayerError>().unwrap();
+    assert!(matches!(le.kind, ErrorKind::MediaType(_)), "{le}");
+    w.assert_clean();
+}
