@@ -936,3 +936,24 @@ fn compression_from_media_type_or_magic() {
     assert!(matches!(le.kind, ErrorKind::MediaType(_)), "{le}");
     w.assert_clean();
 }
+
+#[test]
+fn directory_metadata_survives_later_writes() {
+    let mut w = Work::new();
+    let l1 = w.tar(
+        Tar::default().add(H { mtime: 1000, mode: 0o750, uid: 5, gid: 6, ..h("d", b'5') }, b"").finish(),
+    );
+    let l2 = w
+        .tar(Tar::default().add(H { mtime: 2000, ..h("d/x", b'0') }, b"x").file("e/implicit", b"y").finish());
+    w.apply(&[l1, l2]).unwrap();
+    let t = w.target();
+    let d = fs::metadata(t.join("d")).unwrap();
+    assert_eq!((d.mtime(), d.permissions().mode() & 0o7777), (1000, 0o750));
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!((d.uid(), d.gid()), (5, 6));
+    }
+    assert_eq!(fs::metadata(t.join("d/x")).unwrap().mtime(), 2000);
+    // Parents no entry names are created 0755, and so is the root.
+    assert_eq!(fs::metadata(t.join("e")).unwrap().permissions().mode() & 0o7777, 0o755);
+    assert_eq!(fs::metadata(&t).unwrap().permissions().mode() & 0o7777, 0o755);
+}
