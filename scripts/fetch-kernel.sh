@@ -15,7 +15,15 @@ fi
 mkdir -p "$dest"
 
 meta=linux-image-cloud-amd64
-pkg=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+resolve() { apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }'; }
+pkg=$(resolve)
+if [ -z "$pkg" ]; then
+  # A fresh machine may have no package lists yet.
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -q >&2
+  pkg=$(resolve)
+fi
 if [ -z "$pkg" ]; then
   echo "fetch-kernel: cannot resolve $meta to a kernel package (run apt-get update?)" >&2
   exit 2

@@ -36,31 +36,31 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pack a directory into a normalised newc cpio ramdisk (low level).
-    ///
-    /// Entries are sorted bytewise by path, parents first; owners are 0:0,
-    /// inodes sequential, mtimes SOURCE_DATE_EPOCH (default 0), modes
-    /// canonical (0755 for directories and executables, 0644 otherwise).
-    Ramdisk(RamdiskArgs),
-    /// Write an EIF from a kernel, a command line and ramdisks (low level, like eif_build).
-    #[command(disable_version_flag = true)] // `--version` is the image version here
-    Eif(EifArgs),
-    /// Show an EIF's header, sections, CRC, PCRs, metadata and embedded manifest.
-    Describe(DescribeArgs),
-    /// Show what differs between two EIFs: header, sections, ramdisk entries.
-    ///
-    /// Exit 0 when identical, 1 when they differ, 2 on error.
-    Diff(DiffArgs),
+    /// Resolve every image of a recipe to digests and write lockfiles/NAME.lock.
+    Lock(LockArgs),
+    /// Pull every pinned manifest, config and layer into the store, verifying digests.
+    Fetch(FetchArgs),
     /// Build a recipe into out/NAME.eif, .pcrs, .manifest.json and .provenance.json.
     ///
     /// Refuses inputs that are not pinned by the lock or that drifted from it
     /// (an edited recipe, a changed source). Steps run in crun (or runc) with
     /// no network; an unchanged step is taken from the step cache.
     Build(BuildArgs),
-    /// Resolve every image of a recipe to digests and write lockfiles/NAME.lock.
-    Lock(LockArgs),
-    /// Pull every pinned manifest, config and layer into the store, verifying digests.
-    Fetch(FetchArgs),
+    /// Show an EIF's header, sections, CRC, PCRs, metadata and embedded manifest.
+    Describe(DescribeArgs),
+    /// Show what differs between two EIFs: header, sections, ramdisk entries.
+    ///
+    /// Exit 0 when identical, 1 when they differ, 2 on error.
+    Diff(DiffArgs),
+    /// Write an EIF from a kernel, a command line and ramdisks (low level, like eif_build).
+    #[command(disable_version_flag = true)] // `--version` is the image version here
+    Eif(EifArgs),
+    /// Pack a directory into a normalised newc cpio ramdisk (low level).
+    ///
+    /// Entries are sorted bytewise by path, parents first; owners are 0:0,
+    /// inodes sequential, mtimes SOURCE_DATE_EPOCH (default 0), modes
+    /// canonical (0755 for directories and executables, 0644 otherwise).
+    Ramdisk(RamdiskArgs),
     /// Move images in and out of the store (OCI layouts, oci-archive tarballs).
     #[command(subcommand)]
     Store(StoreCommand),

@@ -49,7 +49,7 @@ use crate::manifest::{
 use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
-use crate::recipe::{Compression, ImageFile, Layout, Recipe};
+use crate::recipe::{Compression, ImageFile, Layout, Recipe, SourceKind};
 use crate::sandbox::{Bind, Runtime, Sandbox, StepRun};
 use crate::sources::SourceCache;
 
@@ -197,18 +197,15 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             manifest_digest: li.manifest,
         });
     }
+    // Procfile `app_sources` semantics: where the application's own code
+    // comes from. Git and url sources give their URL; a local directory has
+    // none, so it is named `path:DIR` (relative to the recipe).
     let mut app_sources: Vec<String> = recipe.enclave.app_sources.clone();
-    for (name, s) in &recipe.sources {
-        if s.app_source {
-            match (&s.git, &s.url) {
-                (Some(u), _) | (None, Some(u)) => app_sources.push(u.clone()),
-                _ => app_sources.push(format!(
-                    "path:{}",
-                    s.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-                )),
-            }
-            let _ = name;
-        }
+    for s in recipe.sources.values().filter(|s| s.app_source) {
+        app_sources.push(match s.kind() {
+            SourceKind::Git { url, .. } | SourceKind::Url { url, .. } => url.to_string(),
+            SourceKind::Path { path, .. } => format!("path:{}", path.display()),
+        });
     }
     let e = &recipe.enclave;
     let file_input = |f: &ImageFile| ImageFileInput {
@@ -222,10 +219,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         name: recipe.name.clone(),
         version: recipe.version.clone(),
         arch: recipe.arch.to_string(),
-        recipe: FileRef {
-            path: relative_name(&Recipe::resolve_path(recipe_path), &base_dir, "recipe"),
-            sha256: recipe_sha,
-        },
+        recipe: FileRef { path: project_relative(&Recipe::resolve_path(recipe_path)), sha256: recipe_sha },
         lock: FileRef { path: format!("lockfiles/{}.lock", recipe.name), sha256: lock_sha },
         source_date_epoch: epoch,
         images: image_inputs,
@@ -414,7 +408,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
 /// The recipe path as recorded in the manifest: relative to the project
 /// (the directory holding `recipes/`), never absolute, so the build path
 /// does not leak.
-fn relative_name(recipe_file: &Path, _base: &Path, _what: &str) -> String {
+fn project_relative(recipe_file: &Path) -> String {
     let comps: Vec<String> =
         recipe_file.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     match comps.iter().rposition(|c| c == "recipes") {

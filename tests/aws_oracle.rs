@@ -5,6 +5,8 @@
 //! - AWS's `EifBuilder`, given the same inputs and metadata, writes the very
 //!   same bytes, and eifbake's reader measures them as AWS does.
 
+mod eif_common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,24 +14,12 @@ use std::path::{Path, PathBuf};
 use aws_nitro_enclaves_image_format::defs::{EifBuildInfo, EifIdentityInfo};
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
 use aws_nitro_enclaves_image_format::utils::EifBuilder;
+use eif_common::bytes;
 use eifbake::eif::{self, Arch, Eif, EifInputs, Metadata};
 use eifbake::epoch::Epoch;
 use eifbake::pcr::Measurements;
 use eifbake::progress::Progress;
 use sha2::{Digest as _, Sha384};
-
-/// Deterministic pseudo-random bytes (xorshift), so inputs do not compress away.
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Inputs {
     _dir: tempfile::TempDir,

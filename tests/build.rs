@@ -101,6 +101,14 @@ impl Project {
         out
     }
 
+    /// `eifbake build` expected to fail: returns (code, stderr).
+    fn build_fails(&self, store: &Path, out: &Path) -> (i32, String) {
+        let args =
+            ["--store", store.to_str().unwrap(), "build", "recipes/hello", "--out", out.to_str().unwrap()];
+        let (code, _, err) = self.eifbake(&self.project(), &args, &[], 0o022);
+        (code, err)
+    }
+
     fn build(&self, cwd: &Path, store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
         let store = store.to_str().unwrap().to_string();
         let out = out.to_str().unwrap().to_string();
@@ -261,19 +269,13 @@ fn refuses_edited_sources_and_drifted_locks_and_reports_failing_steps() {
     let work = p.dir.path();
     let project = p.project();
     let store = work.join("store");
-    let store_s = store.to_str().unwrap();
 
     // A source edited after locking is refused, naming it.
     let app = project.join("recipes/hello/app/hello.sh");
     let original = fs::read(&app).unwrap();
     fs::write(&app, b"#!/bin/sh\necho tampered\n").unwrap();
     let out = work.join("out");
-    let (code, _, err) = p.eifbake(
-        &project,
-        &["--store", store_s, "build", "recipes/hello", "--out", out.to_str().unwrap()],
-        &[],
-        0o022,
-    );
+    let (code, err) = p.build_fails(&store, &out);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("sources.app") && err.contains("changed since lock"), "{err}");
     assert!(!out.join("hello.eif").exists(), "an EIF was written from an unlocked source");
@@ -283,24 +285,14 @@ fn refuses_edited_sources_and_drifted_locks_and_reports_failing_steps() {
     let recipe = project.join("recipes/hello/recipe.toml");
     let text = fs::read_to_string(&recipe).unwrap();
     fs::write(&recipe, text.replace("memory_mib = 512", "memory_mib = 1024")).unwrap();
-    let (code, _, err) = p.eifbake(
-        &project,
-        &["--store", store_s, "build", "recipes/hello", "--out", out.to_str().unwrap()],
-        &[],
-        0o022,
-    );
+    let (code, err) = p.build_fails(&store, &out);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("changed since") && err.contains("hello.lock"), "{err}");
 
     // A failing step: its command, exit code and output tail, and no EIF.
     fs::write(&recipe, text.replace("chmod 0755 /out/bin/hello", "echo about to fail; exit 3")).unwrap();
     p.eifbake_ok(&project, &["lock", "recipes/hello"], &[]);
-    let (code, _, err) = p.eifbake(
-        &project,
-        &["--store", store_s, "build", "recipes/hello", "--out", out.to_str().unwrap()],
-        &[],
-        0o022,
-    );
+    let (code, err) = p.build_fails(&store, &out);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("compile") && err.contains("3") && err.contains("about to fail"), "{err}");
     assert!(!out.join("hello.eif").exists());
@@ -308,12 +300,7 @@ fn refuses_edited_sources_and_drifted_locks_and_reports_failing_steps() {
     // A declared output the step did not write is named.
     fs::write(&recipe, text.replace("chmod 0755 /out/bin/hello", "rm /out/bin/hello")).unwrap();
     p.eifbake_ok(&project, &["lock", "recipes/hello"], &[]);
-    let (code, _, err) = p.eifbake(
-        &project,
-        &["--store", store_s, "build", "recipes/hello", "--out", out.to_str().unwrap()],
-        &[],
-        0o022,
-    );
+    let (code, err) = p.build_fails(&store, &out);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/out/bin/hello") && err.contains("did not write it"), "{err}");
     assert!(!out.join("hello.eif").exists());

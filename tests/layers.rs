@@ -112,6 +112,21 @@ impl Tar {
     fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
         self.add(H { link: target, ..h(name, b'1') }, b"")
     }
+    /// A pax extended header applying `records` to the next entry.
+    fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let mut body = Vec::new();
+        for (k, v) in records {
+            let rest = k.len() + v.len() + 3; // ' ', '=', '\n'
+            let mut len = rest + 1;
+            while format!("{len}").len() + rest != len {
+                len += 1;
+            }
+            body.extend_from_slice(format!("{len} {k}=").as_bytes());
+            body.extend_from_slice(v);
+            body.push(b'\n');
+        }
+        self.add(h("PaxHeaders/x", b'x'), &body)
+    }
     fn finish(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.buf);
         out.extend_from_slice(&[0u8; 1024]);
@@ -866,4 +881,79 @@ fn same_tree_as_umoci_unpack() {
     assert!(ours["etc/owned"].contains("owner 1234:5678"));
     assert!(ours["etc/passwd-link"].contains("links 2"));
     assert!(!ours.contains_key("opq/lower1") && !ours.contains_key("gone.txt"));
+}
+
+#[test]
+fn xattrs_from_pax_records() {
+    let mut w = Work::new();
+    let l = w.tar(
+        Tar::default()
+            .pax(&[("SCHILY.xattr.user.eifbake", b"hello"), ("path", b"long/name/from/pax")])
+            .file("ignored-name", b"x")
+            .finish(),
+    );
+    let s = w.apply(&[l]).unwrap();
+    let p = w.target().join("long/name/from/pax");
+    assert_eq!(fs::read(&p).unwrap(), b"x");
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut buf = [0u8; 64];
+    let n =
+        unsafe { libc::lgetxattr(c.as_ptr(), c"user.eifbake".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        // The filesystem refuses user xattrs: then it must have been counted.
+        assert_eq!(s.skipped_xattrs, 1, "{:?}", std::io::Error::last_os_error());
+    } else {
+        assert_eq!(&buf[..n as usize], b"hello");
+        assert_eq!(s.skipped_xattrs, 0);
+    }
+}
+
+#[test]
+fn compression_from_media_type_or_magic() {
+    let tar = Tar::default().dir("d").file("d/f", b"contents").symlink("d/s", "f").finish();
+    let cases = [
+        (gzip(&tar), media_type::OCI_TAR_GZIP),
+        (gzip(&tar), media_type::DOCKER_TAR_GZIP),
+        (gzip(&tar), media_type::OCTET_STREAM),
+        (zstd(&tar), media_type::OCI_TAR_ZSTD),
+        (zstd(&tar), media_type::DOCKER_TAR),
+        (tar.clone(), media_type::OCI_TAR),
+        (tar.clone(), media_type::OCTET_STREAM),
+    ];
+    let mut trees = Vec::new();
+    for (blob, mt) in cases {
+        let mut w = Work::new();
+        let l = w.layer(&blob, mt);
+        w.apply(&[l]).unwrap_or_else(|e| panic!("{mt}: {e:#}"));
+        trees.push(snapshot(&w.target(), true));
+    }
+    assert_eq!(trees[0].len(), 3);
+    assert!(trees.iter().all(|t| t == &trees[0]));
+    // Not a layer type at all.
+    let mut w = Work::new();
+    let l = w.layer(&tar, "application/vnd.oci.image.config.v1+json");
+    let le = w.apply(&[l]).unwrap_err().downcast::<LayerError>().unwrap();
+    assert!(matches!(le.kind, ErrorKind::MediaType(_)), "{le}");
+    w.assert_clean();
+}
+
+#[test]
+fn directory_metadata_survives_later_writes() {
+    let mut w = Work::new();
+    let l1 = w.tar(
+        Tar::default().add(H { mtime: 1000, mode: 0o750, uid: 5, gid: 6, ..h("d", b'5') }, b"").finish(),
+    );
+    let l2 = w
+        .tar(Tar::default().add(H { mtime: 2000, ..h("d/x", b'0') }, b"x").file("e/implicit", b"y").finish());
+    w.apply(&[l1, l2]).unwrap();
+    let t = w.target();
+    let d = fs::metadata(t.join("d")).unwrap();
+    assert_eq!((d.mtime(), d.permissions().mode() & 0o7777), (1000, 0o750));
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!((d.uid(), d.gid()), (5, 6));
+    }
+    assert_eq!(fs::metadata(t.join("d/x")).unwrap().mtime(), 2000);
+    // Parents no entry names are created 0755, and so is the root.
+    assert_eq!(fs::metadata(t.join("e")).unwrap().permissions().mode() & 0o7777, 0o755);
+    assert_eq!(fs::metadata(&t).unwrap().permissions().mode() & 0o7777, 0o755);
 }

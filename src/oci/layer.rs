@@ -43,6 +43,12 @@
 //! File and symlink mtimes come from the header; directory metadata is applied
 //! after the last layer so that later writes do not disturb it.
 //!
+//! Known limits: pax and GNU long-name records are held in memory by the
+//! `tar` crate while it parses them, bounded only by the byte limit; a plain
+//! (uncompressed) tar cut exactly at an entry boundary reads as complete, as it
+//! does for GNU tar (compressed layers are read to their trailer, so their
+//! truncation is always caught).
+//!
 //! Not for: fetching or verifying blobs (the store checks digests before a blob
 //! becomes visible), normalising the tree for reproducible ramdisks (the cpio
 //! writer does that), or running anything inside the tree.
