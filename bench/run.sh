@@ -141,11 +141,13 @@ smoke() {
   fi
 }
 
-# A table row: | label | wall s | CPU s | RSS MiB | extra... |
+# A table row: | label | wall s | CPU s | cores (CPU ÷ wall) | RSS MiB | extra... |
 row() {
   local label=$1 name=$2
   shift 2
-  local cols="| $label | $(fmt_s "${WALL[$name]}") | $(fmt_cs "${CPU[$name]}") | $(fmt_mib "${RSSK[$name]}")"
+  local cores
+  cores=$(awk -v c="${CPU[$name]}" -v ns="${WALL[$name]}" 'BEGIN { printf "%.2f", (c / 100) / (ns / 1e9) }')
+  local cols="| $label | $(fmt_s "${WALL[$name]}") | $(fmt_cs "${CPU[$name]}") | $cores | $(fmt_mib "${RSSK[$name]}")"
   for c in "$@"; do cols+=" | $c"; done
   out "$cols |"
 }
@@ -300,8 +302,8 @@ else
 fi
 if ((pack_ok)); then
   out ""
-  out "| command | wall s (best of $RUNS) | CPU s | peak RSS MiB | ramdisk MiB | EIF MiB | shell time ÷ eifbake time |"
-  out "|---|---:|---:|---:|---:|---:|---:|"
+  out "| command | wall s (best of $RUNS) | CPU s | cores | peak RSS MiB | ramdisk MiB | EIF MiB | shell time ÷ eifbake time |"
+  out "|---|---:|---:|---:|---:|---:|---:|---:|"
   row "eifbake, plain" pack_eb_plain "$(mib_of_bytes "$(size_of "$P/eb.cpio")")" "$(mib_of_bytes "$(size_of "$P/eb.eif")")" "1.00"
   row "cpio + eif_build, plain" pack_sh_plain "$(mib_of_bytes "$(size_of "$P/sh.cpio")")" "$(mib_of_bytes "$(size_of "$P/sh.eif")")" "$(ratio "${WALL[pack_sh_plain]}" "${WALL[pack_eb_plain]}")"
   row "eifbake, \`--gzip\`" pack_eb_gz "$(mib_of_bytes "$(size_of "$P/eb.cpio.gz")")" "$(mib_of_bytes "$(size_of "$P/eb-gz.eif")")" "1.00"
@@ -314,7 +316,7 @@ if ((pack_ok)); then
   sp=$(ratio "${WALL[pack_sh_gz]}" "${WALL[pack_eb_gz]}")
   met=no
   le 3 "$sp" && met=yes
-  target "pack with gzip ≥ 3x faster than cpio \| gzip -n + eif_build" "${sp}x" "$met"
+  target "pack with gzip ≥ 3x faster than cpio \| gzip -n + eif_build" "${sp}x (CPU time: $(ratio "${CPU[pack_sh_gz]}" "${CPU[pack_eb_gz]}")x less)" "$met"
   for n in pack_eb_plain pack_eb_gz; do
     m=$(fmt_mib "${RSSK[$n]}")
     met=no
@@ -366,8 +368,8 @@ else
     # The floor is the faster of the two single-core passes.
     floor=m_sha
     ((WALL[m_sha384sum] < WALL[m_sha])) && floor=m_sha384sum
-    out "| command | wall s (best of $MEASURE_RUNS) | CPU s | peak RSS MiB | MiB/s | ÷ floor time |"
-    out "|---|---:|---:|---:|---:|---:|"
+    out "| command | wall s (best of $MEASURE_RUNS) | CPU s | cores | peak RSS MiB | MiB/s | ÷ floor time |"
+    out "|---|---:|---:|---:|---:|---:|---:|"
     mib=$(mib_of_bytes "$(size_of "$MEIF")")
     for pair in "sha384_pass (one core, the floor):m_sha" "sha384sum (coreutils):m_sha384sum" "eifbake describe:m_describe" "eifbake describe --json:m_describe_json" "AWS EifReader (aws_measure):m_aws"; do
       label=${pair%%:*} n=${pair##*:}
@@ -539,8 +541,8 @@ else
     out ""
     out "Same entries (type, mode, owner, size, link target, path) in both trees: $same (listing hashes: tar $lt, eifbake $le_)."
     out ""
-    out "| command | wall s (best of $RUNS) | CPU s | peak RSS MiB | ÷ tar time |"
-    out "|---|---:|---:|---:|---:|"
+    out "| command | wall s (best of $RUNS) | CPU s | cores | peak RSS MiB | ÷ tar time |"
+    out "|---|---:|---:|---:|---:|---:|"
     row "GNU tar -xzf, 3 layers" unpack_tar "1.00"
     row "eifbake apply_layers, 3 layers" unpack_eb "$(ratio "${WALL[unpack_eb]}" "${WALL[unpack_tar]}")"
     r=$(ratio "${WALL[unpack_eb]}" "${WALL[unpack_tar]}")
@@ -699,8 +701,8 @@ EOF
     out ""
     out "Image: 3 layers, $(mib_of_bytes "$total") MiB compressed. Both copies hold every layer blob: $have_all."
     out ""
-    out "| command | wall s (best of $RUNS) | CPU s | peak RSS MiB | MiB/s | ÷ skopeo time |"
-    out "|---|---:|---:|---:|---:|---:|"
+    out "| command | wall s (best of $RUNS) | CPU s | cores | peak RSS MiB | MiB/s | ÷ skopeo time |"
+    out "|---|---:|---:|---:|---:|---:|---:|"
     mbs() { awk -v b="$total" -v ns="${WALL[$1]}" 'BEGIN { printf "%.0f", b / 1048576 / (ns / 1e9) }'; }
     row "skopeo copy" pull_skopeo "$(mbs pull_skopeo)" "1.00"
     row "eifbake fetch" pull_eb "$(mbs pull_eb)" "$(ratio "${WALL[pull_eb]}" "${WALL[pull_skopeo]}")"
@@ -734,7 +736,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "  (the machine is shared with other builds: wall times are best of $RUNS, and the rest still carries some noise)"
   echo "- peers: $(cpio --version | head -n1), $(gzip --version | head -n1), $(pigz --version 2>&1 | head -n1), $(tar --version | head -n1), AWS eif_build ${EIF_BUILD:+$("$EIF_BUILD" --help 2>/dev/null | awk '/--build-tool-version/ { f = 1 } f && /default:/ { gsub(/.*default: |\].*/, ""); print; exit }')}, aws-nitro-enclaves-image-format 0.8, $(skopeo --version), docker-registry $(docker-registry --version 2>/dev/null | awk '{ print $NF }')"
   echo "- synthetic tree ($SIZE MiB, examples/bench_gentree.rs, fixed seed): $tree_files files, $tree_dirs directories, $tree_links symlinks, $(mib_of_bytes "$tree_bytes") MiB of file data; small files (64 B–64 KiB) of text, object-code-like and random data, plus four large files; kernel stand-in: 8 MiB"
-  echo "- method: wall time = best of the runs, page cache warm, outputs not fsynced (\`sync\` before each run); CPU = user + system time of the command and its children (least over the runs); peak RSS = GNU time %M, the largest single process of the command, max over the runs"
+  echo "- method: wall time = best of the runs, page cache warm, outputs not fsynced (\`sync\` before each run); CPU = user + system time of the command and its children (least over the runs); cores = CPU ÷ wall, the parallelism it actually got (at most 2 here, less while other jobs hold a core); peak RSS = GNU time %M, the largest single process of the command, max over the runs"
   echo ""
   echo "## Targets"
   echo ""
