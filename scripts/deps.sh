@@ -18,6 +18,12 @@ PACKAGES=(
   hyperfine time
 )
 
+# AWS's eif_build, the other EIF writer tests/verify.rs compares against
+# (not in Debian; without --locked it does not compile against today's crates).
+if ! command -v eif_build > /dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/eif_build" ]; then
+  cargo install --locked eif_build
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
