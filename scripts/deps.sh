@@ -19,10 +19,17 @@ PACKAGES=(
 )
 
 # AWS's eif_build, the other EIF writer tests/verify.rs compares against
-# (not in Debian; without --locked it does not compile against today's crates).
-if ! command -v eif_build > /dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/eif_build" ]; then
-  cargo install --locked eif_build
-fi
+# (not in Debian; without --locked it does not compile against today's
+# crates). Installed on a successful exit, after the Debian packages it
+# builds with.
+eif_build_after_packages() {
+  local rc=$?
+  [ "$rc" -eq 0 ] || exit "$rc"
+  if ! command -v eif_build > /dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/eif_build" ]; then
+    cargo install --locked eif_build
+  fi
+}
+trap eif_build_after_packages EXIT
 
 missing=()
 for p in "${PACKAGES[@]}"; do
