@@ -107,7 +107,8 @@ fn deterministic_recipe_passes_every_variation() {
 #[test]
 fn the_clock_is_caught_without_any_variation() {
     let (reg, dir) = fixtures();
-    let recipe = project(&reg, dir.path(), "clock", "/bin/busybox date +%s > /out/r\ncat /proc/uptime >> /out/r");
+    let recipe =
+        project(&reg, dir.path(), "clock", "/bin/busybox date +%s > /out/r\ncat /proc/uptime >> /out/r");
     let (code, v, err) = check(dir.path(), &recipe, &["--vary", "umask,tz"]);
     assert_eq!(code, 1, "{v:#}\n{err}");
     assert_eq!(v["reproducible"], false);

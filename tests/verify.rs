@@ -189,10 +189,16 @@ fn round_trip_tampering_and_attestation() {
     assert_eq!(changed.as_array().unwrap().len(), 1, "{v:#}");
     assert_eq!(changed[0]["path"], "r/greeting");
     assert_eq!(changed[0]["changes"][0]["field"], "content sha256");
+    // Text on both sides: a unified diff (rebuild --- / published +++).
+    assert_eq!(
+        changed[0]["detail"],
+        "--- a\n+++ b\n@@ -1,1 +1,1 @@\n-hello-from-the-42\n+hello-from-the-43\n"
+    );
     // The text report says the same.
     let (code, text, _) = eifbake(&["verify", s(&manifest), "--source", &source, "--eif", s(&published)]);
     assert_eq!(code, 1);
     assert!(text.starts_with("BAD v\n") && text.contains("changed r/greeting"), "{text}");
+    assert!(text.contains("\n    -hello-from-the-42\n    +hello-from-the-43\n"), "{text}");
 
     // One character of a .pcrs line: BAD, naming the register.
     let text = fs::read_to_string(&pcrs).unwrap();

@@ -75,6 +75,11 @@ pub fn print_text(d: &EifDiff) {
                 for f in &c.changes {
                     println!("    {}: {} -> {}", f.field, f.a, f.b);
                 }
+                if let Some(detail) = &c.detail {
+                    for line in detail.lines() {
+                        println!("    {line}");
+                    }
+                }
             }
             if e.order_differs {
                 println!("  same entries in a different order");
