@@ -21,8 +21,10 @@
 //! root: primary group 65534 and no supplementary groups; the uid stays 0
 //! because the OCI runtime needs it; skipped when not root), `env` (noise
 //! variables), `cpus` (affinity to CPU 0 vs all), `dirorder` (source trees
-//! created in reverse order; see below), `time` (the run starts at least
-//! 1.5 s later on the wall clock; no faketime).
+//! created in reverse order; see below), `time` (the run starts in a later
+//! wall-clock second than the control, waiting for the next second only
+//! when the control took less than one; no faketime, which static binaries
+//! and the OCI runtime would escape anyway).
 //!
 //! `dirorder`: on ext4 with `dir_index`, `readdir` order is a hash order that
 //! does not depend on creation order, so reversing creation there would vary
@@ -43,7 +45,7 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -275,6 +277,8 @@ struct Ctx<'a> {
     work: PathBuf,
     tmpfs: Option<PathBuf>,
     control_sources: Option<PathBuf>,
+    /// When the control build started (the `time` variation starts later).
+    control_start: Option<SystemTime>,
     count: usize,
 }
 
@@ -388,7 +392,19 @@ impl Ctx<'_> {
             });
         }
         if vary.contains(&Variation::Time) {
-            std::thread::sleep(Duration::from_millis(1500));
+            // Start in a later wall-clock second than the control did (no
+            // wait at all when the control build took a second or more).
+            if let Some(c) = self.control_start {
+                let next =
+                    Duration::from_secs(c.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() + 1);
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                if now < next {
+                    std::thread::sleep(next - now + Duration::from_millis(10));
+                }
+            }
+        }
+        if vary.is_empty() && self.control_start.is_none() {
+            self.control_start = Some(SystemTime::now());
         }
         let log = dir.join("build.log");
         let logf = fs::File::create(&log)?;
@@ -461,6 +477,7 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
         work: scratch.path().join("runs"),
         tmpfs: tmpfs.as_ref().map(|t| t.0.clone()),
         control_sources: None,
+        control_start: None,
         count: 0,
     };
     let control = ctx.run("control", &[])?;

@@ -550,7 +550,11 @@ mod tests {
                     sha256: Digest::of(b"recipe"),
                     text: None,
                 },
-                lock: FileRef { path: "lockfiles/hello.lock".into(), sha256: Digest::of(b"lock"), text: None },
+                lock: FileRef {
+                    path: "lockfiles/hello.lock".into(),
+                    sha256: Digest::of(b"lock"),
+                    text: None,
+                },
                 source_date_epoch: Epoch(1),
                 // Deliberately unsorted: the writer sorts.
                 images: vec![
