@@ -1,12 +1,16 @@
 //! `check`: build a recipe several times under varied host conditions,
 //! compare the EIFs, and when they differ, find the variation that causes it.
 //!
-//! Every run is a separate `eifbake build --no-cache` process (this
-//! executable), in its own copy of the project (`recipes/` and the lock),
-//! with its own store directory whose image blobs are hard links to (or
-//! copies of) one base store that [`check`] fills and verifies first: blobs
-//! are content addressed, so sharing them cannot hide a difference, while
-//! step outputs and source trees are made afresh in every run.
+//! Every run is a separate `eifbake build --no-cache --offline` process
+//! (this executable), in its own copy of the project (`recipes/` and the
+//! lock; a path source outside `recipes/` is not copied, but every source is
+//! pre-materialised anyway, see below), with its own store directory. Before
+//! the runs, [`check`] fetches every pinned blob into one base store and
+//! materialises every pinned source there (both verified by digest / tree
+//! hash); each run's store then gets hard links to (or copies of) those
+//! blobs and its own fresh copy of each source tree, checked against its
+//! tree hash. Blobs and trees are content addressed, so sharing them cannot
+//! hide a difference; step outputs are made afresh in every run.
 //!
 //! Round one runs a control build (no variation) and `runs - 1` builds with
 //! every selected variation at once. When all agree, the recipe passes. When
@@ -30,11 +34,11 @@
 //! does not depend on creation order, so reversing creation there would vary
 //! nothing. On tmpfs, `readdir` lists entries in reverse creation order. So
 //! when running as root, [`check`] mounts a private tmpfs and puts every
-//! run's source cache (`STORE/eifbake/sources`, a symlink) on it; the
-//! `dirorder` run's cache is pre-filled with the control's trees copied in
-//! reverse name order, and verified against their tree hashes (a wrong copy
-//! would be discarded by the build and silently undo the variation). Without
-//! root `dirorder` is skipped with a note. Image root filesystems and step
+//! run's source cache (`STORE/eifbake/sources`, a symlink) on it; the trees
+//! are created in name order, and in reverse name order for the `dirorder`
+//! run, then verified against their tree hashes (a wrong copy would be
+//! discarded by the build and silently undo the variation). Without root
+//! `dirorder` is skipped with a note. Image root filesystems and step
 //! outputs are not reordered.
 //!
 //! Not for: explaining a difference byte by byte (that is
@@ -237,16 +241,19 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Copy `from` to `to` creating, in every directory, the entries in reverse
-/// name order (on tmpfs they then list in name order, the opposite of a
-/// forward copy). Modes, symlinks and contents are kept.
-fn copy_reversed(from: &Path, to: &Path) -> Result<()> {
+/// Copy `from` to `to` creating, in every directory, the entries in name
+/// order, or in reverse name order with `reverse` (on tmpfs, which lists a
+/// directory newest first, the two copies list in opposite orders). Modes,
+/// symlinks and contents are kept.
+fn copy_ordered(from: &Path, to: &Path, reverse: bool) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::create_dir(to).with_context(|| format!("cannot create {}", to.display()))?;
     let mut names: Vec<_> =
         fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     names.sort();
-    names.reverse();
+    if reverse {
+        names.reverse();
+    }
     let mut dirs = Vec::new();
     for n in &names {
         let (src, dst) = (from.join(n), to.join(n));
@@ -262,7 +269,7 @@ fn copy_reversed(from: &Path, to: &Path) -> Result<()> {
     }
     for (src, dst, mode) in dirs {
         fs::remove_dir(&dst)?;
-        copy_reversed(&src, &dst)?;
+        copy_ordered(&src, &dst, reverse)?;
         fs::set_permissions(&dst, fs::Permissions::from_mode(mode))?;
     }
     Ok(())
@@ -276,7 +283,8 @@ struct Ctx<'a> {
     lock_src: PathBuf,
     work: PathBuf,
     tmpfs: Option<PathBuf>,
-    control_sources: Option<PathBuf>,
+    /// The pinned source trees (tree hash, materialised directory in the base store).
+    sources: Vec<(Digest, PathBuf)>,
     /// When the control build started (the `time` variation starts later).
     control_start: Option<SystemTime>,
     count: usize,
@@ -303,8 +311,7 @@ impl Ctx<'_> {
         let store = dir.join("store");
         fs::create_dir_all(store.join("eifbake"))?;
         let base = &self.opts.store;
-        if Command::new("cp").arg("-al").arg(base.join("blobs")).arg(&store).status()?.success() {
-        } else {
+        if !Command::new("cp").arg("-al").arg(base.join("blobs")).arg(&store).status()?.success() {
             run_cmd(Command::new("cp").arg("-a").arg(base.join("blobs")).arg(&store), "cp blobs")?;
         }
         for f in ["oci-layout", "index.json"] {
@@ -312,30 +319,25 @@ impl Ctx<'_> {
                 fs::copy(base.join(f), store.join(f))?;
             }
         }
-        if let Some(t) = &self.tmpfs {
-            let src_cache = t.join(format!("run{i}"));
-            fs::create_dir_all(&src_cache)?;
-            if vary.contains(&Variation::Dirorder) {
-                if let Some(control) = &self.control_sources {
-                    for e in fs::read_dir(control)? {
-                        let e = e?;
-                        let name = e.file_name();
-                        let Some(hex) = name.to_str().filter(|n| n.len() == 64) else { continue };
-                        let dst = src_cache.join(hex);
-                        copy_reversed(&e.path(), &dst)?;
-                        let want = Digest::from_hex(hex)?;
-                        let got = crate::sources::tree_hash(&dst, &[])?;
-                        if got != want {
-                            bail!("dirorder: a reversed copy of source tree {hex} hashes to {got}; cannot vary order");
-                        }
-                    }
-                }
-            }
-            std::os::unix::fs::symlink(&src_cache, store.join("eifbake").join("sources"))?;
-            if vary.is_empty() && self.control_sources.is_none() {
-                self.control_sources = Some(src_cache);
+        // Its source cache: the pinned trees, created in name order (reverse
+        // order for `dirorder`), on the tmpfs when there is one, and checked
+        // against their tree hashes (a wrong copy would be discarded by the
+        // build and silently undo the variation).
+        let src_cache = match &self.tmpfs {
+            Some(t) => t.join(format!("run{i}")),
+            None => dir.join("sources"),
+        };
+        fs::create_dir_all(&src_cache)?;
+        let reverse = vary.contains(&Variation::Dirorder);
+        for (tree, from) in &self.sources {
+            let dst = src_cache.join(tree.hex());
+            copy_ordered(from, &dst, reverse)?;
+            let got = crate::sources::tree_hash(&dst, &[])?;
+            if got != *tree {
+                bail!("a copy of source tree {tree} ({}) hashes to {got}", from.display());
             }
         }
+        std::os::unix::fs::symlink(&src_cache, store.join("eifbake").join("sources"))?;
 
         let out = dir.join("out");
         let mut cmd = Command::new(&self.opts.exe);
@@ -450,6 +452,17 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
     let store = Store::open(&opts.store)?;
     crate::fetch::fetch_lock(&store, &lock, &opts.insecure, opts.offline, &Progress::bytes("fetch", 0))?;
 
+    // The pinned sources, materialised (and verified) once in the base store.
+    let cache = crate::sources::SourceCache::new(store.root().join("eifbake").join("sources"));
+    let base_dir = Recipe::base_dir(recipe_path);
+    let mut sources = Vec::new();
+    for (name, source) in &recipe.sources {
+        let pin = lock.sources.get(name).with_context(|| {
+            format!("sources.{name} is not pinned in {}; run `eifbake lock`", lock_src.display())
+        })?;
+        sources.push((pin.tree, cache.get(name, source, &base_dir, pin, opts.offline)?));
+    }
+
     let scratch =
         tempfile::Builder::new().prefix("eifbake-check-").tempdir().context("cannot create a scratch dir")?;
     let mut skipped = Vec::new();
@@ -476,7 +489,7 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
         lock_src,
         work: scratch.path().join("runs"),
         tmpfs: tmpfs.as_ref().map(|t| t.0.clone()),
-        control_sources: None,
+        sources,
         control_start: None,
         count: 0,
     };
