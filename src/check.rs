@@ -558,3 +558,36 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_lists() {
+        assert_eq!(Variation::parse_list(&[]).unwrap(), Variation::ALL.to_vec());
+        let v = Variation::parse_list(&["tz".into(), "path".into(), "tz".into()]).unwrap();
+        assert_eq!(v, [Variation::Path, Variation::Tz]);
+        let e = Variation::parse_list(&["moon".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown variation \"moon\"") && e.contains("dirorder"), "{e}");
+        assert_eq!(names(&[]), "none");
+        assert_eq!(names(&[Variation::Umask, Variation::Time]), "umask,time");
+    }
+
+    #[test]
+    fn ordered_copies_keep_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("d/e")).unwrap();
+        for f in ["a", "b", "d/c", "d/e/f"] {
+            fs::write(src.join(f), f).unwrap();
+        }
+        std::os::unix::fs::symlink("a", src.join("link")).unwrap();
+        let want = crate::sources::tree_hash(&src, &[]).unwrap();
+        for reverse in [false, true] {
+            let to = dir.path().join(format!("copy-{reverse}"));
+            copy_ordered(&src, &to, reverse).unwrap();
+            assert_eq!(crate::sources::tree_hash(&to, &[]).unwrap(), want);
+        }
+    }
+}

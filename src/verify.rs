@@ -464,3 +464,106 @@ pub fn attestation(subject: &Subject, report: &Report, now: Epoch) -> serde_json
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPE: &str = "name = \"hello\"\nversion = \"0.1.0\"\n\n[images]\nbb = \"r.example/bb:1\"\n\n\
+        [sources.app]\npath = \"app\"\n\n[enclave]\nrootfs = \"bb\"\n\
+        kernel = { image = \"bb\", path = \"/k\" }\ninit = { image = \"bb\", path = \"/init\" }\n\
+        cmdline = \"console=ttyS0\"\ncommand = [\"/bin/sh\"]\n";
+    const LOCK: &str = "# written by eifbake lock; do not edit\nversion = 1\n";
+
+    fn inputs() -> Inputs {
+        let m = Manifest::from_json(include_bytes!("../tests/data/manifest.json")).unwrap();
+        let mut i = m.inputs;
+        i.recipe = crate::manifest::FileRef {
+            path: "recipes/hello/recipe.toml".into(),
+            sha256: Digest::of(RECIPE.as_bytes()),
+            text: Some(RECIPE.into()),
+        };
+        i.lock = crate::manifest::FileRef {
+            path: "lockfiles/hello.lock".into(),
+            sha256: Digest::of(LOCK.as_bytes()),
+            text: Some(LOCK.into()),
+        };
+        i
+    }
+
+    fn err(r: Result<PathBuf>) -> String {
+        format!("{:#}", r.unwrap_err())
+    }
+
+    #[test]
+    fn the_project_is_recreated_only_from_sound_embedded_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = BTreeMap::new();
+        // The path source must be supplied.
+        let e = err(recreate_project(&inputs(), &none, &dir.path().join("a")));
+        assert!(e.contains("sources.app is a local directory") && e.contains("--source app=DIR"), "{e}");
+        // Unknown source names are refused.
+        let mut bad = BTreeMap::new();
+        bad.insert("nope".to_string(), dir.path().to_path_buf());
+        let e = err(recreate_project(&inputs(), &bad, &dir.path().join("b")));
+        assert!(e.contains("no source \"nope\""), "{e}");
+        // Texts must match their digests.
+        let mut i = inputs();
+        i.recipe.text = Some(RECIPE.replace("0.1.0", "0.1.1"));
+        let e = err(recreate_project(&i, &none, &dir.path().join("c")));
+        assert!(e.contains("inputs.recipe.text does not hash to inputs.recipe.sha256"), "{e}");
+        // A manifest without texts cannot be rebuilt alone.
+        let mut i = inputs();
+        i.lock.text = None;
+        let e = err(recreate_project(&i, &none, &dir.path().join("d")));
+        assert!(e.contains("inputs.lock.text is missing"), "{e}");
+        // Paths stay inside the project.
+        let mut i = inputs();
+        i.recipe.path = "../../etc/recipe.toml".into();
+        let e = err(recreate_project(&i, &none, &dir.path().join("e")));
+        assert!(e.contains("inputs.recipe.path") && e.contains("without `..`"), "{e}");
+    }
+
+    #[test]
+    fn attestation_is_a_vsa_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let subject = Subject {
+            path: dir.path().join("hello.manifest.json"),
+            sha256: Digest::of(b"manifest"),
+            inputs: inputs(),
+            outputs: None,
+            is_eif: false,
+        };
+        let mut report = Report {
+            verdict: Verdict::Good,
+            name: "hello".into(),
+            subject: "hello.manifest.json".into(),
+            figures: vec![Figure {
+                what: "sha256".into(),
+                from: "manifest".into(),
+                expected: Digest::of(b"eif").to_string(),
+                rebuilt: Digest::of(b"eif").to_string(),
+                ok: true,
+            }],
+            notes: vec![],
+            rebuilt_sha256: Digest::of(b"eif"),
+            diff: None,
+            kept: None,
+        };
+        let st = attestation(&subject, &report, Epoch(1700000000));
+        assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+        assert_eq!(st["subject"][0]["name"], "hello.eif");
+        assert_eq!(st["subject"][0]["digest"]["sha256"], Digest::of(b"eif").hex());
+        let p = &st["predicate"];
+        assert_eq!(st["predicateType"], VSA_PREDICATE_TYPE);
+        assert_eq!(p["verifier"]["id"], VERIFIER_ID);
+        assert_eq!(p["timeVerified"], "2023-11-14T22:13:20Z");
+        assert_eq!(p["verificationResult"], "PASSED");
+        assert_eq!(p["inputAttestations"][0]["uri"], "file:hello.manifest.json");
+        assert_eq!(p["inputAttestations"][0]["digest"]["sha256"], Digest::of(b"manifest").hex());
+        report.verdict = Verdict::Bad;
+        let st = attestation(&subject, &report, Epoch(0));
+        assert_eq!(st["predicate"]["verificationResult"], "FAILED");
+        assert_eq!(st["predicate"]["verifiedLevels"], serde_json::json!([]));
+    }
+}
