@@ -246,8 +246,12 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
 /// directory newest first, the two copies list in opposite orders). Modes,
 /// symlinks and contents are kept.
 fn copy_ordered(from: &Path, to: &Path, reverse: bool) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     fs::create_dir(to).with_context(|| format!("cannot create {}", to.display()))?;
+    fill_ordered(from, to, reverse)
+}
+
+fn fill_ordered(from: &Path, to: &Path, reverse: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let mut names: Vec<_> =
         fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     names.sort();
@@ -268,8 +272,7 @@ fn copy_ordered(from: &Path, to: &Path, reverse: bool) -> Result<()> {
         }
     }
     for (src, dst, mode) in dirs {
-        fs::remove_dir(&dst)?;
-        copy_ordered(&src, &dst, reverse)?;
+        fill_ordered(&src, &dst, reverse)?;
         fs::set_permissions(&dst, fs::Permissions::from_mode(mode))?;
     }
     Ok(())
