@@ -151,7 +151,7 @@ impl Verdict {
 pub struct Figure {
     /// `sha256`, `PCR0`, `PCR1`, `PCR2`.
     pub what: String,
-    /// Where the expected value comes from (`manifest`, `pcrs file`, `published EIF`).
+    /// Where the expected value comes from (`manifest`, `pcrs file`, `subject EIF`, `published EIF`).
     pub from: String,
     pub expected: String,
     pub rebuilt: String,
@@ -164,6 +164,9 @@ pub struct Report {
     pub verdict: Verdict,
     pub name: String,
     pub subject: String,
+    /// The file name of the EIF the result is about: the published one
+    /// (`--eif`), else the subject EIF, else `NAME.eif` from the manifest.
+    pub eif_name: String,
     pub figures: Vec<Figure>,
     pub notes: Vec<String>,
     /// The rebuilt EIF's sha256.
@@ -297,20 +300,21 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         }
         None => None,
     };
-    let published = match (&opts.published_eif, subject.is_eif) {
-        (Some(p), _) => Some(p.clone()),
-        (None, true) => Some(subject.path.clone()),
-        (None, false) => None,
-    };
-    let published_figures = match &published {
-        Some(p) => {
-            let eif = Eif::open(p)?;
-            let v = eif.verify(&Progress::bytes("measure", 0))?;
-            let (sha, _) = Digest::of_reader(fs::File::open(p)?)?;
-            Some((sha, v.measurements))
-        }
-        None => None,
-    };
+    // EIFs whose own figures are expected: the subject when it is an EIF, and --eif.
+    let mut published: Vec<(&str, PathBuf)> = Vec::new();
+    if subject.is_eif {
+        published.push(("subject EIF", subject.path.clone()));
+    }
+    if let Some(p) = &opts.published_eif {
+        published.push(("published EIF", p.clone()));
+    }
+    let mut published_figures = Vec::new();
+    for (label, p) in &published {
+        let eif = Eif::open(p)?;
+        let v = eif.verify(&Progress::bytes("measure", 0))?;
+        let (sha, _) = Digest::of_reader(fs::File::open(p)?)?;
+        published_figures.push((*label, sha, v.measurements));
+    }
 
     let scratch = tempfile::Builder::new()
         .prefix("eifbake-verify-")
@@ -377,9 +381,9 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
             );
         }
     }
-    if let Some((sha, m)) = &published_figures {
-        figures.push(sha_figure("published EIF", *sha));
-        add_pcrs(&mut figures, "published EIF", [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
+    for (label, sha, m) in &published_figures {
+        figures.push(sha_figure(label, *sha));
+        add_pcrs(&mut figures, label, [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
     }
 
     let pcrs_ok = figures.iter().filter(|f| f.what != "sha256").all(|f| f.ok);
@@ -396,15 +400,17 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
     } else {
         Verdict::Bad
     };
-    let diff = match (&published, verdict) {
-        (Some(p), Verdict::Bad) | (Some(p), Verdict::GoodMeasured) => {
+    // The diff against the first published EIF that does not match the rebuild.
+    let mismatched = published.iter().find(|(label, _)| figures.iter().any(|f| f.from == *label && !f.ok));
+    let diff = match mismatched {
+        Some((_, p)) if verdict != Verdict::Good => {
             let a = Eif::open(&built.eif)?;
             let b = Eif::open(p)?;
             Some(compare(&a, &b, &Progress::bytes("diff", 0))?)
         }
         _ => None,
     };
-    if verdict == Verdict::Bad && published.is_none() {
+    if verdict == Verdict::Bad && published.is_empty() {
         notes
             .push("give the published EIF with --eif to see which section and ramdisk entries differ".into());
     }
@@ -413,6 +419,11 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         verdict,
         name: inputs.name.clone(),
         subject: subject.path.display().to_string(),
+        eif_name: published
+            .last()
+            .and_then(|(_, p)| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{}.eif", inputs.name)),
         figures,
         notes,
         rebuilt_sha256: out.eif.sha256,
@@ -424,8 +435,9 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
 /// The in-toto Statement v1 with an SLSA Verification Summary v1 predicate
 /// recording a verification, ready for a signer.
 ///
-/// The subject is the EIF that was verified: the published file when one was
-/// given, else the file the manifest names with its recorded sha256.
+/// The subject is the EIF that was verified ([`Report::eif_name`]) with the
+/// sha256 expected of it: the published file's, else the subject EIF's, else
+/// the manifest's record.
 /// `timeVerified` is `now` as given by the caller: the command passes
 /// SOURCE_DATE_EPOCH when it is set (reproducible attestations) and the wall
 /// clock otherwise, since the VSA records when the verification happened.
@@ -434,14 +446,11 @@ pub fn attestation(subject: &Subject, report: &Report, now: Epoch) -> serde_json
         .figures
         .iter()
         .find(|f| f.what == "sha256" && f.from == "published EIF")
+        .or_else(|| report.figures.iter().find(|f| f.what == "sha256" && f.from == "subject EIF"))
         .or_else(|| report.figures.iter().find(|f| f.what == "sha256"))
         .map(|f| f.expected.clone())
         .unwrap_or_else(|| report.rebuilt_sha256.to_string());
-    let file = if subject.is_eif {
-        subject.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    } else {
-        format!("{}.eif", report.name)
-    };
+    let file = report.eif_name.clone();
     let sha_hex = expected_sha.trim_start_matches("sha256:").to_string();
     let passed = report.verdict != Verdict::Bad;
     let input_name = subject.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -538,6 +547,7 @@ mod tests {
             verdict: Verdict::Good,
             name: "hello".into(),
             subject: "hello.manifest.json".into(),
+            eif_name: "hello.eif".into(),
             figures: vec![Figure {
                 what: "sha256".into(),
                 from: "manifest".into(),

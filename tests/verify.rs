@@ -200,6 +200,17 @@ fn round_trip_tampering_and_attestation() {
     assert!(text.starts_with("BAD v\n") && text.contains("changed r/greeting"), "{text}");
     assert!(text.contains("\n    -hello-from-the-42\n    +hello-from-the-43\n"), "{text}");
 
+    // The EIF as subject and the tampered one as published: the subject's own
+    // figures hold, the published one's do not; the attestation is about the latter.
+    let (code, v, err) =
+        verify(&[s(&b.eif()), "--source", &source, "--eif", s(&published), "--attest", s(&attest)]);
+    assert_eq!(code, 1, "{v:#}\n{err}");
+    assert_eq!(failed(&v), ["sha256 (published EIF)", "PCR0 (published EIF)", "PCR1 (published EIF)"]);
+    assert_eq!(v["figures"].as_array().unwrap().len(), 8);
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(&attest).unwrap()).unwrap();
+    assert_eq!(st["subject"][0]["name"], "published.eif");
+    assert_eq!(st["predicate"]["verificationResult"], "FAILED");
+
     // One character of a .pcrs line: BAD, naming the register.
     let text = fs::read_to_string(&pcrs).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
