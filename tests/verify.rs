@@ -37,6 +37,12 @@ impl Built {
 /// Lock and build a recipe with a path source and one step, then copy the
 /// app source elsewhere (as a rebuilder would have it).
 fn built() -> Built {
+    built_with(None)
+}
+
+/// [`built`], with the app source from the git repository at `git` (a
+/// `file://` URL) instead of the path source `app`.
+fn built_with(git: Option<&str>) -> Built {
     let reg = TestRegistry::start();
     let _f = common::push_fixtures(&reg);
     let dir = tempfile::tempdir().unwrap();
@@ -44,6 +50,10 @@ fn built() -> Built {
     fs::create_dir_all(rdir.join("app")).unwrap();
     fs::write(rdir.join("app/main.sh"), "echo main\n").unwrap();
     fs::write(rdir.join("app/data.txt"), "some data\n").unwrap();
+    let source = match git {
+        Some(url) => format!("git = \"{url}\"\nrev = \"main\""),
+        None => "path = \"app\"".to_string(),
+    };
     let text = format!(
         r#"name = "v"
 version = "1.2.3"
@@ -53,7 +63,7 @@ source_date_epoch = 1700000000
 bb = "{}"
 
 [sources.app]
-path = "app"
+{source}
 app_source = true
 
 [[steps]]
@@ -295,4 +305,47 @@ fn eif_from_aws_eif_build_has_equal_pcrs() {
             "a measured section differs: {sec:#}"
         );
     }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A git source is fetched again from its pinned URL and commit: the
+/// manifest alone suffices (the project is deleted first); when the
+/// repository is gone, the rebuild cannot happen and says which source.
+#[test]
+fn git_source_rebuilds_from_the_manifest_alone() {
+    let repos = tempfile::tempdir().unwrap();
+    let repo = repos.path().join("app.git-work");
+    fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    fs::write(repo.join("main.sh"), "echo main\n").unwrap();
+    fs::write(repo.join("data.txt"), "some data\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let url = format!("file://{}", repo.display());
+    let b = built_with(Some(&url));
+    fs::remove_dir_all(b.path("recipes")).unwrap();
+    fs::remove_dir_all(b.path("lockfiles")).unwrap();
+    fs::remove_dir_all(b.path("store")).unwrap();
+    let (code, v, err) = verify(&[s(&b.manifest())]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD");
+
+    fs::rename(&repo, repos.path().join("moved")).unwrap();
+    let (code, _, err) = verify(&[s(&b.manifest())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot rebuild") && err.contains("sources.app"), "{err}");
 }
