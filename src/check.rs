@@ -314,7 +314,15 @@ impl Ctx<'_> {
         let store = dir.join("store");
         fs::create_dir_all(store.join("eifbake"))?;
         let base = &self.opts.store;
-        if !Command::new("cp").arg("-al").arg(base.join("blobs")).arg(&store).status()?.success() {
+        // Hard links when the store is on the same file system, else copies.
+        let linked = Command::new("cp")
+            .arg("-al")
+            .arg(base.join("blobs"))
+            .arg(&store)
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if !linked.success() {
+            let _ = fs::remove_dir_all(store.join("blobs"));
             run_cmd(Command::new("cp").arg("-a").arg(base.join("blobs")).arg(&store), "cp blobs")?;
         }
         for f in ["oci-layout", "index.json"] {
