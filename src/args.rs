@@ -70,9 +70,9 @@ pub enum Command {
     /// EIF: PCRs equal), 1 BAD, 2 could not rebuild.
     ///
     /// The rebuild uses a fresh temporary store unless --store (or
-    /// $EIFBAKE_STORE) names one; then its pinned blobs are reused (they are
-    /// content addressed and checked against the manifest's digests). Step
-    /// outputs are never reused. SOURCE_DATE_EPOCH comes from the manifest;
+    /// $EIFBAKE_STORE) names one; then the pinned blobs already in it are
+    /// reused after re-hashing each against its digest. Step outputs are
+    /// never reused. SOURCE_DATE_EPOCH comes from the manifest;
     /// in the environment it only sets the attestation's timeVerified.
     Verify(VerifyArgs),
     /// Build a recipe several times under varied conditions and compare the bytes.

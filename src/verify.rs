@@ -11,10 +11,11 @@
 //!
 //! The store: by default a fresh temporary store, so nothing from earlier
 //! builds is reused. When the caller names a store ([`VerifyOptions::store`])
-//! its image blobs are reused: they are content addressed and their digests
-//! are checked against the manifest's pins, so reuse cannot change what is
-//! built. Step outputs are never reused (`no_cache`), and source trees are
-//! re-hashed against their pins on every use.
+//! the pinned images' blobs already in it are reused after re-hashing each
+//! one against its digest (the images are named by the manifest's digests),
+//! so reuse cannot change what is built. Step outputs are never reused
+//! (`no_cache`), and source trees are re-hashed against their pins on every
+//! use.
 //!
 //! Verdicts ([`Verdict`]): `GOOD` when every figure matches; `GOOD_MEASURED`
 //! when every PCR matches but a published EIF's sha256 does not (an EIF from
@@ -273,6 +274,40 @@ pub fn recreate_project(inputs: &Inputs, sources: &BTreeMap<String, PathBuf>, di
     Ok(recipe_path)
 }
 
+/// Re-hash every blob of the pinned images already present in a reused
+/// store, so a damaged store is reported rather than rebuilt from.
+fn check_reused_blobs(root: &Path, inputs: &Inputs) -> Result<()> {
+    let store = crate::oci::Store::open(root)?;
+    for img in &inputs.images {
+        for top in img.index_digest.iter().chain(std::iter::once(&img.manifest_digest)) {
+            if !store.has_blob(top) {
+                continue;
+            }
+            verify_blob(&store, top)?;
+            let (present, _) = store.closure(top)?;
+            for d in &present {
+                verify_blob(&store, d)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verify_blob(store: &crate::oci::Store, d: &Digest) -> Result<()> {
+    let p = store.blob_path(d);
+    let (found, _) =
+        Digest::of_reader(fs::File::open(&p).with_context(|| format!("cannot read {}", p.display()))?)
+            .with_context(|| format!("cannot read {}", p.display()))?;
+    if found != *d {
+        bail!(
+            "cannot rebuild: the store's blob {} hashes to {found}; the store is damaged \
+             (remove that file, or verify without --store)",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
 /// Rebuild and compare; `Err` means the rebuild could not happen (exit 2).
 pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
     let inputs = &subject.inputs;
@@ -323,7 +358,10 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
     let project = scratch.path().join("project");
     let recipe_path = recreate_project(inputs, &opts.sources, &project)?;
     let store = match &opts.store {
-        Some(s) => s.clone(),
+        Some(s) => {
+            check_reused_blobs(s, inputs)?;
+            s.clone()
+        }
         None => scratch.path().join("store"),
     };
     let lockfile = project.join(safe_relative(&inputs.lock.path, "inputs.lock.path")?);

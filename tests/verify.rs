@@ -253,6 +253,30 @@ fn tool_version_mismatch_is_refused() {
     assert!(v["notes"][0].as_str().unwrap().contains("0.0.0-elsewhere"));
 }
 
+/// `--store` reuses the builder's blobs after re-hashing them: GOOD, and a
+/// damaged blob stops the rebuild (exit 2) naming the file.
+#[test]
+fn a_reused_store_is_rehashed() {
+    let b = built();
+    let store = b.path("store");
+    let source = format!("app={}", s(&b.app));
+    let (code, v, err) = verify(&["--store", s(&store), s(&b.manifest()), "--source", &source]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD");
+    let blobs = store.join("blobs/sha256");
+    let largest = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&largest).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&largest, bytes).unwrap();
+    let (code, _, err) = verify(&["--store", s(&store), s(&b.manifest()), "--source", &source]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the store is damaged") && err.contains(&largest.display().to_string()), "{err}");
+}
+
 fn eif_build() -> PathBuf {
     if let Ok(p) = std::env::var("EIF_BUILD") {
         return p.into();
