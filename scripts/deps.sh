@@ -18,6 +18,19 @@ PACKAGES=(
   hyperfine time
 )
 
+# AWS's eif_build, the other EIF writer tests/verify.rs compares against
+# (not in Debian; without --locked it does not compile against today's
+# crates). Installed on a successful exit, after the Debian packages it
+# builds with.
+eif_build_after_packages() {
+  local rc=$?
+  [ "$rc" -eq 0 ] || exit "$rc"
+  if ! command -v eif_build > /dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/eif_build" ]; then
+    cargo install --locked eif_build
+  fi
+}
+trap eif_build_after_packages EXIT
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
