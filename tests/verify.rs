@@ -284,12 +284,9 @@ fn eif_build() -> PathBuf {
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("eif_build")).collect())
         .unwrap_or_default();
-    candidates.push(PathBuf::from("/work/tools/bin/eif_build"));
-    if let Some(h) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(h).join(".cargo/bin/eif_build"));
-    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/eif_build"));
     candidates.into_iter().find(|p| p.is_file()).expect(
-        "AWS's eif_build is needed (scripts/deps.sh runs `cargo install --locked eif_build`; or set EIF_BUILD)",
+        "AWS's eif_build is needed (`scripts/deps.sh --with-eif-build` puts it in target/tools/bin; or set EIF_BUILD)",
     )
 }
 
