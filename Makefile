@@ -15,7 +15,8 @@ build:
 
 # The whole test suite: unit, integration, golden, cross-checks against
 # independent implementations, then lints.
-test: deps
+test:
+	bash scripts/deps.sh --with-eif-build
 	$(CARGO) test --locked --all-targets
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings

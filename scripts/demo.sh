@@ -7,7 +7,8 @@
 #     recipes/hello/recipe.toml names;
 #  2. eifbake lock, then eifbake build in two directories, with two fresh
 #     stores, different umask, TZ and locale, the second without the step cache;
-#  3. show the two EIF sha256 and PCRs are equal;
+#  3. show the two EIF sha256 and PCRs are equal, and that `eifbake verify`
+#     rebuilds the same from the manifest alone;
 #  4. boot the EIF's own kernel and ramdisks under QEMU (TCG) and print the
 #     line the enclave's program writes to the console.
 #
@@ -93,6 +94,10 @@ if [ "$a" != "$b" ] || ! cmp -s "$work/a/hello.pcrs" "$work/b/hello.pcrs"; then
 fi
 "$bin" diff "$work/a/hello.eif" "$work/b/hello.eif"
 echo "identical: same EIF bytes, same PCRs"
+
+say "eifbake verify: a rebuilder's view, from the manifest alone (fresh store and directory)"
+"$bin" verify "$work/a/hello.manifest.json" --source app=recipes/hello/app --pcrs "$work/a/hello.pcrs" \
+  --eif "$work/a/hello.eif"
 
 say "eifbake describe"
 "$bin" describe "$work/a/hello.eif" --extract "$work/sections"

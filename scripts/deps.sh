@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages eifbake's tests, demo and benchmarks use.
 # Idempotent: installs only what is missing; uses sudo when not root.
+# Usage: scripts/deps.sh [--with-eif-build]
 set -euo pipefail
 
 PACKAGES=(
@@ -25,10 +26,22 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "deps: all Debian packages present"
-  exit 0
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "deps: installing ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "deps: installing ${missing[*]}"
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# --with-eif-build: also AWS's eif_build (crates.io, not Debian), the other
+# EIF writer that tests/verify.rs and the benchmarks compare against. It goes
+# to target/tools/bin; without --locked it does not compile against today's
+# crates.
+if [ "${1:-}" = "--with-eif-build" ]; then
+  root=$(cd "$(dirname "$0")/.." && pwd)/target/tools
+  if [ ! -x "$root/bin/eif_build" ]; then
+    echo "deps: cargo install --locked eif_build --root $root"
+    cargo install --quiet --locked eif_build --root "$root"
+  fi
+fi

@@ -64,6 +64,81 @@ pub enum Command {
     /// Move images in and out of the store (OCI layouts, oci-archive tarballs).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Rebuild from a manifest (or an EIF's embedded inputs) and compare: GOOD or BAD.
+    ///
+    /// Exit 0 GOOD (also when only unmeasured metadata differs from a published
+    /// EIF: PCRs equal), 1 BAD, 2 could not rebuild.
+    ///
+    /// The rebuild uses a fresh temporary store unless --store (or
+    /// $EIFBAKE_STORE) names one; then the pinned blobs already in it are
+    /// reused after re-hashing each against its digest. Step outputs are
+    /// never reused. SOURCE_DATE_EPOCH comes from the manifest;
+    /// in the environment it only sets the attestation's timeVerified.
+    Verify(VerifyArgs),
+    /// Build a recipe several times under varied conditions and compare the bytes.
+    ///
+    /// Exit 0 when all runs agree, 1 with the differences and the variation
+    /// that causes them, 2 on error.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// NAME.manifest.json, or an EIF built by eifbake (its embedded inputs are used
+    /// and its own sha256 and PCRs are expected).
+    pub subject: PathBuf,
+    /// A published .pcrs file (`<hex> PCRn` lines) to compare with.
+    #[arg(long, value_name = "FILE")]
+    pub pcrs: Option<PathBuf>,
+    /// A published EIF to compare with (and diff against on BAD).
+    #[arg(long, value_name = "PUBLISHED.eif")]
+    pub eif: Option<PathBuf>,
+    /// The directory of a path source (checked against its pinned tree hash).
+    #[arg(long = "source", value_name = "NAME=DIR")]
+    pub sources: Vec<String>,
+    /// Rebuild even when the manifest was written by another eifbake version.
+    #[arg(long)]
+    pub allow_tool_mismatch: bool,
+    /// Write an in-toto Statement (SLSA verification summary) of the result here.
+    #[arg(long, value_name = "FILE")]
+    pub attest: Option<PathBuf>,
+    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
+    pub runtime: String,
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub step_timeout: u64,
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Keep the rebuild directory and print where.
+    #[arg(long)]
+    pub keep: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// recipes/NAME.toml or recipes/NAME/recipe.toml.
+    pub recipe: PathBuf,
+    /// Number of runs in the first round: one control, the rest with every variation.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
+    pub runs: u32,
+    /// Comma-separated variations (default all): path, umask, tz, locale, user, env, cpus, dirorder, time.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub vary: Vec<String>,
+    /// Keep the differing outputs and print where.
+    #[arg(long)]
+    pub keep: bool,
+    /// Hand the two differing EIFs to diffoscope when it is installed.
+    #[arg(long)]
+    pub diffoscope: bool,
+    #[arg(long, value_name = "FILE")]
+    pub lockfile: Option<PathBuf>,
+    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
+    pub runtime: String,
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

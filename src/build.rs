@@ -93,8 +93,13 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let (recipe, lock) = Lock::load_checked_at(recipe_path, opts.lockfile.as_deref())?;
     let (_, recipe_sha) = Recipe::load(recipe_path)?;
     let lock_path = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
-    let lock_sha =
-        Digest::of(&fs::read(&lock_path).with_context(|| format!("cannot read {}", lock_path.display()))?);
+    let lock_text = fs::read_to_string(&lock_path)
+        .with_context(|| format!("cannot read {} as UTF-8 text", lock_path.display()))?;
+    let lock_sha = Digest::of(lock_text.as_bytes());
+    // The recipe's own text goes into the inputs so `verify` can rebuild from the manifest alone.
+    let recipe_file = Recipe::resolve_path(recipe_path);
+    let recipe_text = fs::read_to_string(&recipe_file)
+        .with_context(|| format!("cannot read {} as UTF-8 text", recipe_file.display()))?;
     let epoch = match opts.epoch {
         Some(e) => e,
         None => recipe.source_date_epoch.unwrap_or(Epoch(0)),
@@ -219,8 +224,16 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         name: recipe.name.clone(),
         version: recipe.version.clone(),
         arch: recipe.arch.to_string(),
-        recipe: FileRef { path: project_relative(&Recipe::resolve_path(recipe_path)), sha256: recipe_sha },
-        lock: FileRef { path: format!("lockfiles/{}.lock", recipe.name), sha256: lock_sha },
+        recipe: FileRef {
+            path: project_relative(&Recipe::resolve_path(recipe_path)),
+            sha256: recipe_sha,
+            text: Some(recipe_text),
+        },
+        lock: FileRef {
+            path: format!("lockfiles/{}.lock", recipe.name),
+            sha256: lock_sha,
+            text: Some(lock_text),
+        },
         source_date_epoch: epoch,
         images: image_inputs,
         sources: source_inputs,

@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod build;
+pub mod check;
 pub mod commands;
 pub mod cpio;
 pub mod digest;
@@ -28,3 +29,4 @@ pub mod progress;
 pub mod recipe;
 pub mod sandbox;
 pub mod sources;
+pub mod verify;

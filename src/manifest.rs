@@ -82,6 +82,10 @@ impl Tool {
 pub struct FileRef {
     pub path: String,
     pub sha256: Digest,
+    /// The file's text, so a rebuilder can recreate it from the manifest
+    /// alone (`eifbake verify`). Absent in manifests that only name the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// One pinned image.
@@ -541,8 +545,16 @@ mod tests {
                 name: "hello".into(),
                 version: "0.1.0".into(),
                 arch: "x86_64".into(),
-                recipe: FileRef { path: "recipes/hello.toml".into(), sha256: Digest::of(b"recipe") },
-                lock: FileRef { path: "lockfiles/hello.lock".into(), sha256: Digest::of(b"lock") },
+                recipe: FileRef {
+                    path: "recipes/hello.toml".into(),
+                    sha256: Digest::of(b"recipe"),
+                    text: None,
+                },
+                lock: FileRef {
+                    path: "lockfiles/hello.lock".into(),
+                    sha256: Digest::of(b"lock"),
+                    text: None,
+                },
                 source_date_epoch: Epoch(1),
                 // Deliberately unsorted: the writer sorts.
                 images: vec![

@@ -41,7 +41,8 @@ fn summary(s: &Option<SectionSummary>) -> String {
     }
 }
 
-fn print_text(d: &EifDiff) {
+/// Print an [`EifDiff`] for people (also used by `verify` and `check`).
+pub fn print_text(d: &EifDiff) {
     println!("--- {}", d.a);
     println!("+++ {}", d.b);
     for (side, c) in [(&d.a, &d.crc_a), (&d.b, &d.crc_b)] {
@@ -73,6 +74,11 @@ fn print_text(d: &EifDiff) {
                 println!("  changed {}", c.path);
                 for f in &c.changes {
                     println!("    {}: {} -> {}", f.field, f.a, f.b);
+                }
+                if let Some(detail) = &c.detail {
+                    for line in detail.lines() {
+                        println!("    {line}");
+                    }
                 }
             }
             if e.order_differs {

@@ -2,6 +2,7 @@
 //! print the result. No format or policy logic lives here.
 
 pub mod build;
+pub mod check;
 pub mod describe;
 pub mod diff;
 pub mod eif;
@@ -9,6 +10,7 @@ pub mod fetch;
 pub mod lock;
 pub mod ramdisk;
 pub mod store;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -27,5 +29,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lock(a) => lock::run(a, &cli.global),
         Command::Fetch(a) => fetch::run(a, &cli.global),
         Command::Store(c) => store::run(c, &cli.global),
+        Command::Verify(a) => verify::run(a, &cli.global),
+        Command::Check(a) => check::run(a, &cli.global),
     }
 }

@@ -83,6 +83,167 @@ pub struct RamdiskEntry {
 pub struct EntryChange {
     pub path: String,
     pub changes: Vec<Change>,
+    /// For regular files whose contents differ: how (see [`content_detail`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// How much of each side's file [`content_detail`] reads.
+pub const DETAIL_LIMIT: u64 = 64 * 1024;
+
+/// How two versions of a file differ, for a person: a unified line diff
+/// when both are text (UTF-8 without NUL) and at most [`DETAIL_LIMIT`]
+/// bytes, else a hex window around the first differing byte (looked for in
+/// the first [`DETAIL_LIMIT`] bytes of each side; `a_len`/`b_len` are the
+/// full sizes).
+pub fn content_detail(a: &[u8], b: &[u8], a_len: u64, b_len: u64) -> String {
+    let whole = a_len == a.len() as u64 && b_len == b.len() as u64;
+    let text = |x: &[u8]| !x.contains(&0) && std::str::from_utf8(x).is_ok();
+    if whole && text(a) && text(b) {
+        let (ta, tb) = (std::str::from_utf8(a).unwrap_or(""), std::str::from_utf8(b).unwrap_or(""));
+        return unified(ta, tb);
+    }
+    let n = a.len().min(b.len());
+    let Some(first) = (0..n).find(|&i| a[i] != b[i]) else {
+        if a.len() != b.len() && whole {
+            return format!("one is a prefix of the other: equal up to byte {n}, sizes {a_len} and {b_len}");
+        }
+        return format!("the first {n} bytes are equal; the difference lies further on");
+    };
+    let start = first.saturating_sub(16) & !15;
+    let window = |x: &[u8]| -> String {
+        let end = (start + 48).min(x.len());
+        let mut out = String::new();
+        for row in (start..end).step_by(16) {
+            let bytes = &x[row..(row + 16).min(end)];
+            let hexes: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let chars: String =
+                bytes.iter().map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' }).collect();
+            out.push_str(&format!("  {row:08x}  {:<47}  |{chars}|\n", hexes.join(" ")));
+        }
+        out
+    };
+    format!("first differing byte at offset {first} (0x{first:x})\n--- a\n{}+++ b\n{}", window(a), window(b))
+}
+
+/// A unified diff of two texts, three lines of context, one hunk per
+/// group of changes (longest common subsequence; inputs are small).
+fn unified(a: &str, b: &str) -> String {
+    let la: Vec<&str> = a.split_inclusive('\n').collect();
+    let lb: Vec<&str> = b.split_inclusive('\n').collect();
+    let (n, m) = (la.len(), lb.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if la[i] == lb[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    // The edit script: (' '|'-'|'+', line, index in a, index in b).
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && la[i] == lb[j] {
+            ops.push((' ', la[i], i, j));
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', la[i], i, j));
+            i += 1;
+        } else {
+            ops.push(('+', lb[j], i, j));
+            j += 1;
+        }
+    }
+    let mut out = String::from("--- a\n+++ b\n");
+    let mut k = 0;
+    while k < ops.len() {
+        if ops[k].0 == ' ' {
+            k += 1;
+            continue;
+        }
+        let start = k.saturating_sub(3);
+        let mut end = k;
+        while end < ops.len() {
+            if ops[end].0 != ' ' {
+                end += 1;
+                continue;
+            }
+            let run = ops[end..].iter().take_while(|o| o.0 == ' ').count();
+            if end + run >= ops.len() || run > 6 {
+                end = (end + run.min(3)).min(ops.len());
+                break;
+            }
+            end += run;
+        }
+        let hunk = &ops[start..end];
+        let (ca, cb) =
+            (hunk.iter().filter(|o| o.0 != '+').count(), hunk.iter().filter(|o| o.0 != '-').count());
+        let (sa, sb) = (hunk[0].2 + usize::from(ca > 0), hunk[0].3 + usize::from(cb > 0));
+        out.push_str(&format!("@@ -{sa},{ca} +{sb},{cb} @@\n"));
+        for (op, line, _, _) in hunk {
+            out.push(*op);
+            out.push_str(line);
+            if !line.ends_with('\n') {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+        k = end;
+    }
+    out
+}
+
+/// The first `limit` bytes of each regular file in `paths`, read from a
+/// ramdisk section in one pass (path -> bytes).
+fn entry_prefixes(
+    eif: &Eif,
+    s: &Section,
+    paths: &std::collections::BTreeSet<String>,
+    limit: u64,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    let ctx = || format!("{}: section {} (ramdisk) as a cpio archive", eif.path().display(), s.index);
+    let mut r = cpio::Reader::new(eif.section_reader(s)).with_context(ctx)?;
+    let mut out = BTreeMap::new();
+    while let Some(e) = r.next_entry().with_context(ctx)? {
+        let name = e.name_lossy().into_owned();
+        if e.kind() == Kind::File && paths.contains(&name) {
+            let mut buf = Vec::new();
+            r.data().take(limit).read_to_end(&mut buf).with_context(ctx)?;
+            out.insert(name, buf);
+        }
+    }
+    Ok(out)
+}
+
+/// Fill in [`EntryChange::detail`] for regular files whose contents differ.
+fn add_details(
+    a: (&Eif, &Section, &[RamdiskEntry]),
+    b: (&Eif, &Section, &[RamdiskEntry]),
+    d: &mut EntryDiff,
+) -> Result<()> {
+    let size = |list: &[RamdiskEntry], p: &str| {
+        list.iter().find(|e| e.path == p && e.kind == Kind::File).map(|e| e.size as u64)
+    };
+    let files: std::collections::BTreeSet<String> = d
+        .changed
+        .iter()
+        .filter(|c| c.changes.iter().any(|f| f.field == "content sha256"))
+        .filter(|c| size(a.2, &c.path).is_some() && size(b.2, &c.path).is_some())
+        .map(|c| c.path.clone())
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let pa = entry_prefixes(a.0, a.1, &files, DETAIL_LIMIT)?;
+    let pb = entry_prefixes(b.0, b.1, &files, DETAIL_LIMIT)?;
+    for c in &mut d.changed {
+        if let (Some(x), Some(y), Some(la), Some(lb)) =
+            (pa.get(&c.path), pb.get(&c.path), size(a.2, &c.path), size(b.2, &c.path))
+        {
+            c.detail = Some(content_detail(x, y, la, lb));
+        }
+    }
+    Ok(())
 }
 
 /// Entry-level differences of one ramdisk pair.
@@ -171,7 +332,14 @@ pub fn compare(a: &Eif, b: &Eif, progress: &Progress) -> Result<EifDiff> {
                 let listed =
                     list_entries(a, &a.sections[i]).and_then(|ea| Ok((ea, list_entries(b, &b.sections[i])?)));
                 match listed {
-                    Ok((ea, eb)) => d.entries = Some(diff_entries(&ea, &eb)),
+                    Ok((ea, eb)) => {
+                        let mut entries = diff_entries(&ea, &eb);
+                        let sides = ((a, &a.sections[i], &ea[..]), (b, &b.sections[i], &eb[..]));
+                        if let Err(e) = add_details(sides.0, sides.1, &mut entries) {
+                            d.entries_error = Some(format!("contents not compared: {e:#}"));
+                        }
+                        d.entries = Some(entries);
+                    }
                     Err(e) => d.entries_error = Some(format!("{e:#}")),
                 }
             }
@@ -272,7 +440,7 @@ pub fn diff_entries(a: &[RamdiskEntry], b: &[RamdiskEntry]) -> EntryDiff {
                     eb.rdev.clone().unwrap_or_else(none),
                 );
                 if !c.is_empty() {
-                    d.changed.push(EntryChange { path: p.to_string(), changes: c });
+                    d.changed.push(EntryChange { path: p.to_string(), changes: c, detail: None });
                 }
             }
         }
@@ -348,6 +516,42 @@ mod tests {
         let o = diff_entries(&a, &rev);
         assert!(o.order_differs && !o.is_empty());
         assert!(diff_entries(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn text_files_get_a_unified_diff() {
+        let a = "one\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\nten\n";
+        let b = "one\ntwo\nthree\nfour\nFIVE\nsix\nseven\neight\nnine\nten\neleven\n";
+        let d = content_detail(a.as_bytes(), b.as_bytes(), a.len() as u64, b.len() as u64);
+        // Changes 5 lines apart share a hunk (as GNU diff -u merges gaps up to 6).
+        assert_eq!(
+            d,
+            "--- a\n+++ b\n@@ -2,9 +2,10 @@\n two\n three\n four\n-five\n+FIVE\n six\n seven\n eight\n nine\n ten\n\
+             +eleven\n"
+        );
+        let a: String = (1..=20).map(|i| format!("{i}\n")).collect();
+        let b = a.replace("\n2\n", "\nTWO\n").replace("\n19\n", "\n").replace("20\n", "20");
+        let d = content_detail(a.as_bytes(), b.as_bytes(), a.len() as u64, b.len() as u64);
+        assert_eq!(
+            d,
+            "--- a\n+++ b\n@@ -1,5 +1,5 @@\n 1\n-2\n+TWO\n 3\n 4\n 5\n@@ -16,5 +16,4 @@\n 16\n 17\n 18\n-19\n\
+             -20\n+20\n\\ No newline at end of file\n"
+        );
+    }
+
+    #[test]
+    fn binary_files_get_a_hex_window() {
+        let mut a = vec![0u8; 100];
+        let mut b = a.clone();
+        a[40] = 1;
+        b[40] = 2;
+        let d = content_detail(&a, &b, 100, 100);
+        assert!(d.starts_with("first differing byte at offset 40 (0x28)\n--- a\n  00000010  "), "{d}");
+        assert!(d.contains("\n  00000020  00 00 00 00 00 00 00 00 01 00"), "{d}");
+        assert!(d.contains("\n  00000020  00 00 00 00 00 00 00 00 02 00"), "{d}");
+        // Only prefixes read and they agree: say so instead of guessing.
+        let d = content_detail(&a[..10], &b[..10], 100, 100);
+        assert_eq!(d, "the first 10 bytes are equal; the difference lies further on");
     }
 
     #[test]

@@ -1,0 +1,604 @@
+//! `check`: build a recipe several times under varied host conditions,
+//! compare the EIFs, and when they differ, find the variation that causes it.
+//!
+//! Every run is a separate `eifbake build --no-cache --offline` process
+//! (this executable), in its own copy of the project (`recipes/` and the
+//! lock; a path source outside `recipes/` is not copied, but every source is
+//! pre-materialised anyway, see below), with its own store directory. Before
+//! the runs, [`check`] fetches every pinned blob into one base store and
+//! materialises every pinned source there (both verified by digest / tree
+//! hash); each run's store then gets hard links to (or copies of) those
+//! blobs and its own fresh copy of each source tree, checked against its
+//! tree hash. Blobs and trees are content addressed, so sharing them cannot
+//! hide a difference; step outputs are made afresh in every run.
+//!
+//! Round one runs a control build (no variation) and `runs - 1` builds with
+//! every selected variation at once. When all agree, the recipe passes. When
+//! not, the bisect (reprotest's auto-build idea) runs a second control: if
+//! the two controls differ, the build is not reproducible even without
+//! variation (randomness, the clock); otherwise each variation runs alone
+//! against the control and those that change the bytes are named.
+//!
+//! Variations ([`Variation`]), each applied to the child process only:
+//! `path` (the project copied to a much deeper directory), `umask` (077 vs
+//! 022), `tz` (Pacific/Chatham vs UTC), `locale` (C.UTF-8 vs C), `user` (as
+//! root: primary group 65534 and no supplementary groups; the uid stays 0
+//! because the OCI runtime needs it; skipped when not root), `env` (noise
+//! variables), `cpus` (affinity to CPU 0 vs all), `dirorder` (source trees
+//! created in reverse order; see below), `time` (the run starts in a later
+//! wall-clock second than the control, waiting for the next second only
+//! when the control took less than one; no faketime, which static binaries
+//! and the OCI runtime would escape anyway).
+//!
+//! `dirorder`: on ext4 with `dir_index`, `readdir` order is a hash order that
+//! does not depend on creation order, so reversing creation there would vary
+//! nothing. On tmpfs, `readdir` lists entries in reverse creation order. So
+//! when running as root, [`check`] mounts a private tmpfs and puts every
+//! run's source cache (`STORE/eifbake/sources`, a symlink) on it; the trees
+//! are created in name order, and in reverse name order for the `dirorder`
+//! run, then verified against their tree hashes (a wrong copy would be
+//! discarded by the build and silently undo the variation). Without root
+//! `dirorder` is skipped with a note. Image root filesystems and step
+//! outputs are not reordered.
+//!
+//! Not for: explaining a difference byte by byte (that is
+//! [`crate::eif::diff`]) or rebuilding someone else's EIF
+//! ([`crate::verify`]).
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::eif::diff::{compare, EifDiff};
+use crate::eif::Eif;
+use crate::lock::Lock;
+use crate::oci::Store;
+use crate::progress::Progress;
+use crate::recipe::Recipe;
+
+/// One varied condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variation {
+    Path,
+    Umask,
+    Tz,
+    Locale,
+    User,
+    Env,
+    Cpus,
+    Dirorder,
+    Time,
+}
+
+impl Variation {
+    pub const ALL: [Variation; 9] = [
+        Variation::Path,
+        Variation::Umask,
+        Variation::Tz,
+        Variation::Locale,
+        Variation::User,
+        Variation::Env,
+        Variation::Cpus,
+        Variation::Dirorder,
+        Variation::Time,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variation::Path => "path",
+            Variation::Umask => "umask",
+            Variation::Tz => "tz",
+            Variation::Locale => "locale",
+            Variation::User => "user",
+            Variation::Env => "env",
+            Variation::Cpus => "cpus",
+            Variation::Dirorder => "dirorder",
+            Variation::Time => "time",
+        }
+    }
+
+    /// Parse a `--vary` list; empty means all.
+    pub fn parse_list(names: &[String]) -> Result<Vec<Variation>> {
+        if names.is_empty() {
+            return Ok(Variation::ALL.to_vec());
+        }
+        let mut out = Vec::new();
+        for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            let v = Variation::ALL.iter().find(|v| v.name() == n).with_context(|| {
+                format!(
+                    "--vary: unknown variation {n:?}; expected some of {}",
+                    Variation::ALL.map(|v| v.name()).join(", ")
+                )
+            })?;
+            if !out.contains(v) {
+                out.push(*v);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// How to check.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub lockfile: Option<PathBuf>,
+    pub runs: u32,
+    pub vary: Vec<Variation>,
+    pub keep: bool,
+    /// The base store: pinned blobs are fetched into it once and shared.
+    pub store: PathBuf,
+    pub runtime: String,
+    pub insecure: Vec<String>,
+    pub offline: bool,
+    /// The eifbake executable that builds (normally `std::env::current_exe()`).
+    pub exe: PathBuf,
+    /// Run `diffoscope` on the two differing EIFs when it is installed.
+    pub diffoscope: bool,
+}
+
+/// One build of the check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub label: String,
+    pub vary: Vec<Variation>,
+    pub eif: PathBuf,
+    pub sha256: Digest,
+    pub seconds: f64,
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub recipe: String,
+    /// All runs agree.
+    pub reproducible: bool,
+    pub runs: Vec<Run>,
+    /// Variations not applied, and why.
+    pub skipped: Vec<(Variation, String)>,
+    /// Two controls (no variation) differ: randomness or the clock.
+    pub differs_without_variation: bool,
+    /// Variations that alone make the build differ from the control.
+    pub causes: Vec<Variation>,
+    pub notes: Vec<String>,
+    /// The EIF diff between the control and the first differing run.
+    pub diff: Option<EifDiff>,
+    /// The two differing EIFs (control, other), for `--diffoscope`.
+    pub differing: Option<(PathBuf, PathBuf)>,
+    /// Where the outputs were kept.
+    pub kept: Option<PathBuf>,
+    /// What `diffoscope` printed (`--diffoscope`), or why it did not run.
+    pub diffoscope: Option<String>,
+}
+
+/// A tmpfs mounted for the check, unmounted (lazily) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Option<Tmpfs> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        fs::create_dir_all(at).ok()?;
+        let target = CString::new(at.as_os_str().as_bytes()).ok()?;
+        let kind = CString::new("tmpfs").ok()?;
+        let opts = CString::new("mode=0755").ok()?;
+        // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+        let rc = unsafe {
+            libc::mount(
+                kind.as_ptr(),
+                target.as_ptr(),
+                kind.as_ptr(),
+                0,
+                opts.as_ptr() as *const libc::c_void,
+            )
+        };
+        (rc == 0).then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        if let Ok(t) = CString::new(self.0.as_os_str().as_bytes()) {
+            // SAFETY: a valid path string; failure only leaves the mount behind.
+            unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// The directory holding `recipes/` for a recipe path.
+fn project_root(recipe_file: &Path) -> Result<PathBuf> {
+    let abs =
+        fs::canonicalize(recipe_file).with_context(|| format!("cannot find {}", recipe_file.display()))?;
+    for a in abs.ancestors() {
+        if a.file_name().is_some_and(|n| n == "recipes") {
+            return Ok(a.parent().unwrap_or(Path::new("/")).to_path_buf());
+        }
+    }
+    bail!(
+        "{}: check needs the recipe under a recipes/ directory (it copies the project)",
+        recipe_file.display()
+    )
+}
+
+fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    if !st.success() {
+        bail!("{what} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Copy `from` to `to` creating, in every directory, the entries in name
+/// order, or in reverse name order with `reverse` (on tmpfs, which lists a
+/// directory newest first, the two copies list in opposite orders). Modes,
+/// symlinks and contents are kept.
+fn copy_ordered(from: &Path, to: &Path, reverse: bool) -> Result<()> {
+    fs::create_dir(to).with_context(|| format!("cannot create {}", to.display()))?;
+    fill_ordered(from, to, reverse)
+}
+
+fn fill_ordered(from: &Path, to: &Path, reverse: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut names: Vec<_> =
+        fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    names.sort();
+    if reverse {
+        names.reverse();
+    }
+    let mut dirs = Vec::new();
+    for n in &names {
+        let (src, dst) = (from.join(n), to.join(n));
+        let md = fs::symlink_metadata(&src)?;
+        if md.is_dir() {
+            fs::create_dir(&dst)?;
+            dirs.push((src, dst, md.permissions().mode()));
+        } else if md.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else {
+            fs::copy(&src, &dst).with_context(|| format!("cannot copy {}", src.display()))?;
+        }
+    }
+    for (src, dst, mode) in dirs {
+        fill_ordered(&src, &dst, reverse)?;
+        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+struct Ctx<'a> {
+    opts: &'a CheckOptions,
+    name: String,
+    root: PathBuf,
+    recipe_rel: PathBuf,
+    lock_src: PathBuf,
+    work: PathBuf,
+    tmpfs: Option<PathBuf>,
+    /// The pinned source trees (tree hash, materialised directory in the base store).
+    sources: Vec<(Digest, PathBuf)>,
+    /// When the control build started (the `time` variation starts later).
+    control_start: Option<SystemTime>,
+    count: usize,
+}
+
+impl Ctx<'_> {
+    fn run(&mut self, label: &str, vary: &[Variation]) -> Result<Run> {
+        let i = self.count;
+        self.count += 1;
+        let dir = self.work.join(format!("run{i}-{label}"));
+        let project = if vary.contains(&Variation::Path) {
+            dir.join("a/much/deeper/build/directory/than/the/control/uses/project")
+        } else {
+            dir.join("project")
+        };
+        fs::create_dir_all(&project)?;
+        run_cmd(Command::new("cp").arg("-a").arg(self.root.join("recipes")).arg(&project), "cp recipes")?;
+        let lock_rel = PathBuf::from("lockfiles").join(format!("{}.lock", self.name));
+        fs::create_dir_all(project.join("lockfiles"))?;
+        fs::copy(&self.lock_src, project.join(&lock_rel))
+            .with_context(|| format!("cannot copy {}", self.lock_src.display()))?;
+
+        // The run's store: shared blobs, its own source and step caches.
+        let store = dir.join("store");
+        fs::create_dir_all(store.join("eifbake"))?;
+        let base = &self.opts.store;
+        // Hard links when the store is on the same file system, else copies.
+        let linked = Command::new("cp")
+            .arg("-al")
+            .arg(base.join("blobs"))
+            .arg(&store)
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if !linked.success() {
+            let _ = fs::remove_dir_all(store.join("blobs"));
+            run_cmd(Command::new("cp").arg("-a").arg(base.join("blobs")).arg(&store), "cp blobs")?;
+        }
+        for f in ["oci-layout", "index.json"] {
+            if base.join(f).exists() {
+                fs::copy(base.join(f), store.join(f))?;
+            }
+        }
+        // Its source cache: the pinned trees, created in name order (reverse
+        // order for `dirorder`), on the tmpfs when there is one, and checked
+        // against their tree hashes (a wrong copy would be discarded by the
+        // build and silently undo the variation).
+        let src_cache = match &self.tmpfs {
+            Some(t) => t.join(format!("run{i}")),
+            None => dir.join("sources"),
+        };
+        fs::create_dir_all(&src_cache)?;
+        let reverse = vary.contains(&Variation::Dirorder);
+        for (tree, from) in &self.sources {
+            let dst = src_cache.join(tree.hex());
+            copy_ordered(from, &dst, reverse)?;
+            let got = crate::sources::tree_hash(&dst, &[])?;
+            if got != *tree {
+                bail!("a copy of source tree {tree} ({}) hashes to {got}", from.display());
+            }
+        }
+        std::os::unix::fs::symlink(&src_cache, store.join("eifbake").join("sources"))?;
+
+        let out = dir.join("out");
+        let mut cmd = Command::new(&self.opts.exe);
+        cmd.current_dir(&project)
+            .arg("--store")
+            .arg(&store)
+            .arg("build")
+            .arg(&self.recipe_rel)
+            .arg("--lockfile")
+            .arg(&lock_rel)
+            .arg("--out")
+            .arg(&out)
+            .arg("--no-cache")
+            .arg("--runtime")
+            .arg(&self.opts.runtime)
+            .arg("--offline")
+            .env_remove("EIFBAKE_STORE")
+            .env("EIFBAKE_NO_PROGRESS", "1")
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C")
+            .env("LANG", "C");
+        for r in &self.opts.insecure {
+            cmd.arg("--insecure-registry").arg(r);
+        }
+        if vary.contains(&Variation::Tz) {
+            cmd.env("TZ", "Pacific/Chatham");
+        }
+        if vary.contains(&Variation::Locale) {
+            cmd.env("LC_ALL", "C.UTF-8").env("LANG", "C.UTF-8").env("LANGUAGE", "fr");
+        }
+        if vary.contains(&Variation::Env) {
+            cmd.env("EIFBAKE_CHECK_NOISE", "noise")
+                .env("CFLAGS", "-O3 -march=native")
+                .env("BUILD_ID", "4242");
+        }
+        let umask: libc::mode_t = if vary.contains(&Variation::Umask) { 0o077 } else { 0o022 };
+        let one_cpu = vary.contains(&Variation::Cpus);
+        let other_group = vary.contains(&Variation::User);
+        // SAFETY: the closure only makes async-signal-safe system calls.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(umask);
+                if one_cpu {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if other_group && (libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0) {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        if vary.contains(&Variation::Time) {
+            // Start in a later wall-clock second than the control did (no
+            // wait at all when the control build took a second or more).
+            if let Some(c) = self.control_start {
+                let next =
+                    Duration::from_secs(c.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() + 1);
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                if now < next {
+                    std::thread::sleep(next - now + Duration::from_millis(10));
+                }
+            }
+        }
+        if vary.is_empty() && self.control_start.is_none() {
+            self.control_start = Some(SystemTime::now());
+        }
+        let log = dir.join("build.log");
+        let logf = fs::File::create(&log)?;
+        cmd.stdout(logf.try_clone()?).stderr(logf);
+        let start = Instant::now();
+        let st = cmd.status().with_context(|| format!("cannot run {}", self.opts.exe.display()))?;
+        let seconds = start.elapsed().as_secs_f64();
+        if !st.success() {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "build {label} ({}) failed ({st}); its log ({}):\n{}",
+                names(vary),
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        let eif = out.join(format!("{}.eif", self.name));
+        let (sha256, _) = Digest::of_reader(
+            fs::File::open(&eif).with_context(|| format!("cannot open {}", eif.display()))?,
+        )?;
+        Ok(Run { label: label.to_string(), vary: vary.to_vec(), eif, sha256, seconds })
+    }
+}
+
+/// Variation names joined with commas, or `none`.
+pub fn names(v: &[Variation]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.iter().map(|v| v.name()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Build, compare, bisect. See the module documentation.
+pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
+    let recipe_file = Recipe::resolve_path(recipe_path);
+    let (recipe, lock) = Lock::load_checked_at(recipe_path, opts.lockfile.as_deref())?;
+    let root = project_root(&recipe_file)?;
+    let recipe_rel = fs::canonicalize(&recipe_file)?.strip_prefix(&root)?.to_path_buf();
+    let lock_src = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
+    let store = Store::open(&opts.store)?;
+    crate::fetch::fetch_lock(&store, &lock, &opts.insecure, opts.offline, &Progress::bytes("fetch", 0))?;
+
+    // The pinned sources, materialised (and verified) once in the base store.
+    let cache = crate::sources::SourceCache::new(store.root().join("eifbake").join("sources"));
+    let base_dir = Recipe::base_dir(recipe_path);
+    let mut sources = Vec::new();
+    for (name, source) in &recipe.sources {
+        let pin = lock.sources.get(name).with_context(|| {
+            format!("sources.{name} is not pinned in {}; run `eifbake lock`", lock_src.display())
+        })?;
+        sources.push((pin.tree, cache.get(name, source, &base_dir, pin, opts.offline)?));
+    }
+
+    let scratch =
+        tempfile::Builder::new().prefix("eifbake-check-").tempdir().context("cannot create a scratch dir")?;
+    let mut skipped = Vec::new();
+    let mut vary = opts.vary.clone();
+    // SAFETY: geteuid has no preconditions.
+    if vary.contains(&Variation::User) && unsafe { libc::geteuid() } != 0 {
+        skipped.push((Variation::User, "not root: cannot change the group of the build".to_string()));
+    }
+    let tmpfs = Tmpfs::mount(&scratch.path().join("tmpfs"));
+    if vary.contains(&Variation::Dirorder) && tmpfs.is_none() {
+        skipped.push((
+            Variation::Dirorder,
+            "cannot mount a tmpfs (needs root): on this file system readdir order may not follow creation order"
+                .to_string(),
+        ));
+    }
+    vary.retain(|v| !skipped.iter().any(|(s, _)| s == v));
+
+    let mut ctx = Ctx {
+        opts,
+        name: recipe.name.clone(),
+        root,
+        recipe_rel,
+        lock_src,
+        work: scratch.path().join("runs"),
+        tmpfs: tmpfs.as_ref().map(|t| t.0.clone()),
+        sources,
+        control_start: None,
+        count: 0,
+    };
+    let control = ctx.run("control", &[])?;
+    let mut runs = vec![control.clone()];
+    for k in 1..opts.runs {
+        runs.push(ctx.run(&format!("varied{k}"), &vary)?);
+    }
+    let first_bad = runs.iter().find(|r| r.sha256 != control.sha256).cloned();
+    let mut report = CheckReport {
+        recipe: recipe_path.display().to_string(),
+        reproducible: first_bad.is_none(),
+        runs: Vec::new(),
+        skipped,
+        differs_without_variation: false,
+        causes: Vec::new(),
+        notes: Vec::new(),
+        diff: None,
+        differing: None,
+        kept: None,
+        diffoscope: None,
+    };
+    if let Some(bad) = first_bad {
+        let again = ctx.run("control2", &[])?;
+        runs.push(again.clone());
+        let other = if again.sha256 != control.sha256 {
+            report.differs_without_variation = true;
+            report.notes.push(
+                "not reproducible even without variation: e.g. randomness or the clock (a step that writes \
+                 the date); the per-variation bisect is skipped because its results would be noise"
+                    .into(),
+            );
+            again
+        } else {
+            for v in &vary {
+                let r = ctx.run(v.name(), &[*v])?;
+                if r.sha256 != control.sha256 {
+                    report.causes.push(*v);
+                }
+                runs.push(r);
+            }
+            if report.causes.is_empty() {
+                report.notes.push(
+                    "no single variation reproduces the difference: a combination of them (or chance) causes it"
+                        .into(),
+                );
+            }
+            bad
+        };
+        let a = Eif::open(&control.eif)?;
+        let b = Eif::open(&other.eif)?;
+        report.diff = Some(compare(&a, &b, &Progress::bytes("diff", 0))?);
+        report.differing = Some((control.eif.clone(), other.eif.clone()));
+        if opts.diffoscope {
+            report.diffoscope =
+                Some(match Command::new("diffoscope").arg(&control.eif).arg(&other.eif).output() {
+                    Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+                    Err(e) => format!("diffoscope could not run ({e}); install it (Debian: diffoscope)"),
+                });
+        }
+    }
+    report.runs = runs;
+    drop(tmpfs);
+    if opts.keep && !report.reproducible {
+        report.kept = Some(scratch.keep());
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_lists() {
+        assert_eq!(Variation::parse_list(&[]).unwrap(), Variation::ALL.to_vec());
+        let v = Variation::parse_list(&["tz".into(), "path".into(), "tz".into()]).unwrap();
+        assert_eq!(v, [Variation::Path, Variation::Tz]);
+        let e = Variation::parse_list(&["moon".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown variation \"moon\"") && e.contains("dirorder"), "{e}");
+        assert_eq!(names(&[]), "none");
+        assert_eq!(names(&[Variation::Umask, Variation::Time]), "umask,time");
+    }
+
+    #[test]
+    fn ordered_copies_keep_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("d/e")).unwrap();
+        for f in ["a", "b", "d/c", "d/e/f"] {
+            fs::write(src.join(f), f).unwrap();
+        }
+        std::os::unix::fs::symlink("a", src.join("link")).unwrap();
+        let want = crate::sources::tree_hash(&src, &[]).unwrap();
+        for reverse in [false, true] {
+            let to = dir.path().join(format!("copy-{reverse}"));
+            copy_ordered(&src, &to, reverse).unwrap();
+            assert_eq!(crate::sources::tree_hash(&to, &[]).unwrap(), want);
+        }
+    }
+}

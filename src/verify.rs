@@ -1,0 +1,617 @@
+//! `verify`: rebuild an EIF from its manifest alone and say whether the
+//! rebuild matches what was published.
+//!
+//! The manifest's [`Inputs`] carry the recipe and lock texts, the pinned
+//! images and sources, SOURCE_DATE_EPOCH and the tool version. [`verify`]
+//! recreates `recipes/…` and `lockfiles/NAME.lock` in a fresh temporary
+//! project, fetches exactly the pinned blobs and sources, runs
+//! [`crate::build::build`] there with the step cache bypassed, and compares
+//! the rebuilt EIF's sha256 and PCR0/1/2 with every expected figure it was
+//! given: the manifest's outputs, a `.pcrs` file, a published EIF.
+//!
+//! The store: by default a fresh temporary store, so nothing from earlier
+//! builds is reused. When the caller names a store ([`VerifyOptions::store`])
+//! the pinned images' blobs already in it are reused after re-hashing each
+//! one against its digest (the images are named by the manifest's digests),
+//! so reuse cannot change what is built. Step outputs are never reused
+//! (`no_cache`), and source trees are re-hashed against their pins on every
+//! use.
+//!
+//! Verdicts ([`Verdict`]): `GOOD` when every figure matches; `GOOD_MEASURED`
+//! when every PCR matches but a published EIF's sha256 does not (an EIF from
+//! another tool, e.g. AWS's `eif_build`, or a signed copy: the files differ
+//! only in unmeasured metadata or signature; the enclave attests to the same
+//! measurements, so this exits 0 like GOOD, with the explanation printed);
+//! `BAD` otherwise (exit 1). A rebuild that cannot happen (missing path
+//! source, blob gone, tool version mismatch) is an error (exit 2).
+//!
+//! Not for: deciding whether builds are deterministic under varied
+//! conditions (that is [`crate::check`]), or signing attestations (the
+//! statement written by [`attestation`] is handed to a signer).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::build::{build, BuildOptions};
+use crate::digest::Digest;
+use crate::eif::diff::{compare, EifDiff};
+use crate::eif::Eif;
+use crate::epoch::Epoch;
+use crate::manifest::{Inputs, Manifest, TOOL_VERSION};
+use crate::pcr::Measurements;
+use crate::progress::Progress;
+use crate::recipe::{Recipe, SourceKind};
+use crate::sandbox::Runtime;
+
+/// The SLSA Verification Summary predicate type used by `--attest`.
+pub const VSA_PREDICATE_TYPE: &str = "https://slsa.dev/verification_summary/v1";
+/// The verifier id written in attestations.
+pub const VERIFIER_ID: &str = "urn:eifbake:verifier:rebuild";
+/// The policy a GOOD verdict means: rebuilt from the manifest, PCR0/1/2 and sha256 compared.
+pub const POLICY_URI: &str = "urn:eifbake:policy:rebuild-compare-pcrs-sha256:v1";
+
+/// How to verify.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Reuse this store's pinned blobs (see the module docs); `None`: a fresh temporary store.
+    pub store: Option<PathBuf>,
+    /// Directories for path sources, by source name.
+    pub sources: BTreeMap<String, PathBuf>,
+    /// A published `.pcrs` file to compare with.
+    pub pcrs: Option<PathBuf>,
+    /// A published EIF to compare with.
+    pub published_eif: Option<PathBuf>,
+    pub allow_tool_mismatch: bool,
+    pub runtime: Runtime,
+    pub insecure: Vec<String>,
+    pub offline: bool,
+    pub step_timeout: Duration,
+    /// Keep the rebuild directory and print where.
+    pub keep: bool,
+}
+
+/// What the subject of verification was read from.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub path: PathBuf,
+    /// The bytes' sha256 (of the manifest file or of the EIF).
+    pub sha256: Digest,
+    pub inputs: Inputs,
+    /// The manifest's outputs, when the subject is a manifest.
+    pub outputs: Option<crate::manifest::Outputs>,
+    /// True when the subject is an EIF (its own figures are expected).
+    pub is_eif: bool,
+}
+
+/// Read a `NAME.manifest.json`, or the inputs embedded in an EIF's CustomMetadata.
+pub fn load_subject(path: &Path) -> Result<Subject> {
+    let mut magic = [0u8; 4];
+    let is_eif = {
+        use std::io::Read;
+        let mut f = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        f.read(&mut magic).with_context(|| format!("cannot read {}", path.display()))? == 4
+            && &magic == b".eif"
+    };
+    let (sha256, _) = Digest::of_reader(fs::File::open(path)?)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if is_eif {
+        let eif = Eif::open(path)?;
+        let meta = eif.metadata_json()?.with_context(|| {
+            format!("{}: the EIF has no metadata section, so no embedded eifbake inputs", path.display())
+        })?;
+        let custom = meta.get("CustomMetadata").filter(|c| !c.is_null()).with_context(|| {
+            format!(
+                "{}: metadata field CustomMetadata is empty; expected the eifbake inputs manifest \
+                 (was this EIF built by eifbake? verify its NAME.manifest.json instead)",
+                path.display()
+            )
+        })?;
+        let inputs: Inputs = serde_json::from_value(custom.clone()).with_context(|| {
+            format!("{}: metadata field CustomMetadata is not an eifbake inputs manifest", path.display())
+        })?;
+        Ok(Subject { path: path.to_path_buf(), sha256, inputs, outputs: None, is_eif: true })
+    } else {
+        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let m = Manifest::from_json(&bytes).with_context(|| format!("{}", path.display()))?;
+        Ok(Subject {
+            path: path.to_path_buf(),
+            sha256,
+            inputs: m.inputs,
+            outputs: Some(m.outputs),
+            is_eif: false,
+        })
+    }
+}
+
+/// The result of verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    Good,
+    GoodMeasured,
+    Bad,
+}
+
+impl Verdict {
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Good => "GOOD",
+            Verdict::GoodMeasured => "GOOD (measured content identical)",
+            Verdict::Bad => "BAD",
+        }
+    }
+}
+
+/// One comparison: which figure, from where, expected and rebuilt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    /// `sha256`, `PCR0`, `PCR1`, `PCR2`.
+    pub what: String,
+    /// Where the expected value comes from (`manifest`, `pcrs file`, `subject EIF`, `published EIF`).
+    pub from: String,
+    pub expected: String,
+    pub rebuilt: String,
+    pub ok: bool,
+}
+
+/// Everything `verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub name: String,
+    pub subject: String,
+    /// The file name of the EIF the result is about: the published one
+    /// (`--eif`), else the subject EIF, else `NAME.eif` from the manifest.
+    pub eif_name: String,
+    pub figures: Vec<Figure>,
+    pub notes: Vec<String>,
+    /// The rebuilt EIF's sha256.
+    pub rebuilt_sha256: Digest,
+    /// The EIF diff between the rebuild (a) and the published EIF (b), on BAD.
+    pub diff: Option<EifDiff>,
+    /// Where the rebuild was kept (`keep`).
+    pub kept: Option<PathBuf>,
+}
+
+/// A relative path inside the rebuild project, refusing absolute paths and `..`.
+fn safe_relative(p: &str, field: &str) -> Result<PathBuf> {
+    let path = Path::new(p);
+    if p.is_empty() || path.components().any(|c| !matches!(c, Component::Normal(_))) {
+        bail!("manifest field {field}: {p:?} must be a relative path without `..`");
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Copy a directory's contents (`cp -a DIR/. DEST`).
+fn copy_into(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--")
+        .arg(from.join("."))
+        .arg(to)
+        .status()
+        .context("cannot run cp")?;
+    if !st.success() {
+        bail!("copying {} to {} failed", from.display(), to.display());
+    }
+    Ok(())
+}
+
+/// Recreate the project (recipe, lock, path sources) under `dir`; returns the recipe path.
+pub fn recreate_project(inputs: &Inputs, sources: &BTreeMap<String, PathBuf>, dir: &Path) -> Result<PathBuf> {
+    let recipe_text = inputs.recipe.text.as_deref().with_context(|| {
+        "manifest field inputs.recipe.text is missing: this manifest names its recipe but does not \
+         embed it (written by an eifbake before 0.1 embedded inputs), so it cannot be rebuilt alone"
+    })?;
+    let lock_text = inputs.lock.text.as_deref().with_context(|| {
+        "manifest field inputs.lock.text is missing: the lockfile is not embedded, so it cannot be rebuilt alone"
+    })?;
+    if Digest::of(recipe_text.as_bytes()) != inputs.recipe.sha256 {
+        bail!(
+            "manifest field inputs.recipe.text does not hash to inputs.recipe.sha256 {}",
+            inputs.recipe.sha256
+        );
+    }
+    if Digest::of(lock_text.as_bytes()) != inputs.lock.sha256 {
+        bail!("manifest field inputs.lock.text does not hash to inputs.lock.sha256 {}", inputs.lock.sha256);
+    }
+    let recipe_rel = safe_relative(&inputs.recipe.path, "inputs.recipe.path")?;
+    let lock_rel = safe_relative(&inputs.lock.path, "inputs.lock.path")?;
+    let recipe_path = dir.join(&recipe_rel);
+    let lock_path = dir.join(&lock_rel);
+    for (p, text) in [(&recipe_path, recipe_text), (&lock_path, lock_text)] {
+        fs::create_dir_all(p.parent().expect("relative path under dir"))?;
+        fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    let recipe = Recipe::parse(recipe_text).context("manifest field inputs.recipe.text")?;
+    let base = Recipe::base_dir(&recipe_path);
+    for name in sources.keys() {
+        match recipe.sources.get(name) {
+            Some(s) if matches!(s.kind(), SourceKind::Path { .. }) => {}
+            Some(_) => {
+                bail!("--source {name}=…: sources.{name} is not a path source; it is fetched from its pin")
+            }
+            None => bail!(
+                "--source {name}=…: the recipe has no source {name:?} (it has: {})",
+                recipe.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    for (name, s) in &recipe.sources {
+        if let SourceKind::Path { path, ignore } = s.kind() {
+            let given = sources.get(name).with_context(|| {
+                format!(
+                    "cannot rebuild: sources.{name} is a local directory ({}) and a manifest cannot carry it; \
+                     give it with --source {name}=DIR",
+                    path.display()
+                )
+            })?;
+            let pin =
+                inputs.sources.iter().find(|p| &p.name == name).with_context(|| {
+                    format!("manifest field inputs.sources has no entry for source {name:?}")
+                })?;
+            let found = crate::sources::tree_hash(given, ignore)
+                .with_context(|| format!("--source {name}={}", given.display()))?;
+            if found != pin.tree {
+                bail!(
+                    "cannot rebuild: sources.{name}: the directory {} has tree hash {found}, the manifest pins {}; \
+                     it is not the source that was built",
+                    given.display(),
+                    pin.tree
+                );
+            }
+            let rel = path.to_string_lossy();
+            let dest = base.join(safe_relative(&rel, &format!("sources.{name}.path"))?);
+            copy_into(given, &dest)?;
+        }
+    }
+    Ok(recipe_path)
+}
+
+/// Re-hash every blob of the pinned images already present in a reused
+/// store, so a damaged store is reported rather than rebuilt from.
+fn check_reused_blobs(root: &Path, inputs: &Inputs) -> Result<()> {
+    let store = crate::oci::Store::open(root)?;
+    for img in &inputs.images {
+        for top in img.index_digest.iter().chain(std::iter::once(&img.manifest_digest)) {
+            if !store.has_blob(top) {
+                continue;
+            }
+            verify_blob(&store, top)?;
+            let (present, _) = store.closure(top)?;
+            for d in &present {
+                verify_blob(&store, d)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verify_blob(store: &crate::oci::Store, d: &Digest) -> Result<()> {
+    let p = store.blob_path(d);
+    let (found, _) =
+        Digest::of_reader(fs::File::open(&p).with_context(|| format!("cannot read {}", p.display()))?)
+            .with_context(|| format!("cannot read {}", p.display()))?;
+    if found != *d {
+        bail!(
+            "cannot rebuild: the store's blob {} hashes to {found}; the store is damaged \
+             (remove that file, or verify without --store)",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+/// Rebuild and compare; `Err` means the rebuild could not happen (exit 2).
+pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
+    let inputs = &subject.inputs;
+    let mut notes = Vec::new();
+    if inputs.tool.version != TOOL_VERSION {
+        if !opts.allow_tool_mismatch {
+            bail!(
+                "cannot rebuild: {} was built by {} {} but this is eifbake {TOOL_VERSION}; \
+                 use that version, or --allow-tool-mismatch to try anyway",
+                subject.path.display(),
+                inputs.tool.name,
+                inputs.tool.version
+            );
+        }
+        notes.push(format!(
+            "built by {} {}, rebuilt by eifbake {TOOL_VERSION} (--allow-tool-mismatch)",
+            inputs.tool.name, inputs.tool.version
+        ));
+    }
+    // Expected figures, read before the (slow) rebuild so bad inputs fail fast.
+    let pcrs_file = match &opts.pcrs {
+        Some(p) => {
+            let text = fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            Some(Measurements::parse_pcrs_file(&text).with_context(|| format!("{}", p.display()))?)
+        }
+        None => None,
+    };
+    // EIFs whose own figures are expected: the subject when it is an EIF, and --eif.
+    let mut published: Vec<(&str, PathBuf)> = Vec::new();
+    if subject.is_eif {
+        published.push(("subject EIF", subject.path.clone()));
+    }
+    if let Some(p) = &opts.published_eif {
+        published.push(("published EIF", p.clone()));
+    }
+    let mut published_figures = Vec::new();
+    for (label, p) in &published {
+        let eif = Eif::open(p)?;
+        let v = eif.verify(&Progress::bytes("measure", 0))?;
+        let (sha, _) = Digest::of_reader(fs::File::open(p)?)?;
+        published_figures.push((*label, sha, v.measurements));
+    }
+
+    let scratch = tempfile::Builder::new()
+        .prefix("eifbake-verify-")
+        .tempdir()
+        .context("cannot create a scratch directory")?;
+    let project = scratch.path().join("project");
+    let recipe_path = recreate_project(inputs, &opts.sources, &project)?;
+    let store = match &opts.store {
+        Some(s) => {
+            check_reused_blobs(s, inputs)?;
+            s.clone()
+        }
+        None => scratch.path().join("store"),
+    };
+    let lockfile = project.join(safe_relative(&inputs.lock.path, "inputs.lock.path")?);
+    let built = build(
+        &recipe_path,
+        &BuildOptions {
+            store,
+            out_dir: scratch.path().join("out"),
+            lockfile: Some(lockfile),
+            runtime: opts.runtime,
+            offline: opts.offline,
+            no_cache: true,
+            insecure: opts.insecure.clone(),
+            epoch: Some(inputs.source_date_epoch),
+            step_timeout: opts.step_timeout,
+            keep_work: false,
+        },
+    )
+    .context("cannot rebuild")?;
+    let out = &built.manifest.outputs;
+    let rebuilt_pcrs = [out.pcrs.pcr0.to_string(), out.pcrs.pcr1.to_string(), out.pcrs.pcr2.to_string()];
+
+    let mut figures = Vec::new();
+    let add_pcrs = |figures: &mut Vec<Figure>, from: &str, expected: [String; 3]| {
+        for (i, (e, r)) in expected.iter().zip(rebuilt_pcrs.iter()).enumerate() {
+            figures.push(Figure {
+                what: format!("PCR{i}"),
+                from: from.into(),
+                expected: e.clone(),
+                rebuilt: r.clone(),
+                ok: e == r,
+            });
+        }
+    };
+    let sha_figure = |from: &str, expected: Digest| Figure {
+        what: "sha256".into(),
+        from: from.into(),
+        expected: expected.to_string(),
+        rebuilt: out.eif.sha256.to_string(),
+        ok: expected == out.eif.sha256,
+    };
+    if let Some(o) = &subject.outputs {
+        figures.push(sha_figure("manifest", o.eif.sha256));
+        add_pcrs(
+            &mut figures,
+            "manifest",
+            [o.pcrs.pcr0.to_string(), o.pcrs.pcr1.to_string(), o.pcrs.pcr2.to_string()],
+        );
+    }
+    if let Some(m) = &pcrs_file {
+        add_pcrs(&mut figures, "pcrs file", [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
+        if m.pcr8.is_some() {
+            notes.push(
+                "PCR8 (signing certificate) in the pcrs file is not checked: a rebuild is unsigned".into(),
+            );
+        }
+    }
+    for (label, sha, m) in &published_figures {
+        figures.push(sha_figure(label, *sha));
+        add_pcrs(&mut figures, label, [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
+    }
+
+    let pcrs_ok = figures.iter().filter(|f| f.what != "sha256").all(|f| f.ok);
+    let manifest_sha_ok = figures.iter().filter(|f| f.what == "sha256" && f.from == "manifest").all(|f| f.ok);
+    let all_ok = figures.iter().all(|f| f.ok);
+    let verdict = if all_ok {
+        Verdict::Good
+    } else if pcrs_ok && manifest_sha_ok {
+        notes.push(
+            "measured content identical (PCRs equal); the files differ only in unmeasured metadata/signature"
+                .into(),
+        );
+        Verdict::GoodMeasured
+    } else {
+        Verdict::Bad
+    };
+    // The diff against the first published EIF that does not match the rebuild.
+    let mismatched = published.iter().find(|(label, _)| figures.iter().any(|f| f.from == *label && !f.ok));
+    let diff = match mismatched {
+        Some((_, p)) if verdict != Verdict::Good => {
+            let a = Eif::open(&built.eif)?;
+            let b = Eif::open(p)?;
+            Some(compare(&a, &b, &Progress::bytes("diff", 0))?)
+        }
+        _ => None,
+    };
+    if verdict == Verdict::Bad && published.is_empty() {
+        notes
+            .push("give the published EIF with --eif to see which section and ramdisk entries differ".into());
+    }
+    let kept = if opts.keep { Some(scratch.keep()) } else { None };
+    Ok(Report {
+        verdict,
+        name: inputs.name.clone(),
+        subject: subject.path.display().to_string(),
+        eif_name: published
+            .last()
+            .and_then(|(_, p)| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{}.eif", inputs.name)),
+        figures,
+        notes,
+        rebuilt_sha256: out.eif.sha256,
+        diff,
+        kept,
+    })
+}
+
+/// The in-toto Statement v1 with an SLSA Verification Summary v1 predicate
+/// recording a verification, ready for a signer.
+///
+/// The subject is the EIF that was verified ([`Report::eif_name`]) with the
+/// sha256 expected of it: the published file's, else the subject EIF's, else
+/// the manifest's record.
+/// `timeVerified` is `now` as given by the caller: the command passes
+/// SOURCE_DATE_EPOCH when it is set (reproducible attestations) and the wall
+/// clock otherwise, since the VSA records when the verification happened.
+pub fn attestation(subject: &Subject, report: &Report, now: Epoch) -> serde_json::Value {
+    let expected_sha = report
+        .figures
+        .iter()
+        .find(|f| f.what == "sha256" && f.from == "published EIF")
+        .or_else(|| report.figures.iter().find(|f| f.what == "sha256" && f.from == "subject EIF"))
+        .or_else(|| report.figures.iter().find(|f| f.what == "sha256"))
+        .map(|f| f.expected.clone())
+        .unwrap_or_else(|| report.rebuilt_sha256.to_string());
+    let file = report.eif_name.clone();
+    let sha_hex = expected_sha.trim_start_matches("sha256:").to_string();
+    let passed = report.verdict != Verdict::Bad;
+    let input_name = subject.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    serde_json::json!({
+        "_type": crate::manifest::STATEMENT_TYPE,
+        "subject": [{ "name": file, "digest": { "sha256": sha_hex } }],
+        "predicateType": VSA_PREDICATE_TYPE,
+        "predicate": {
+            "verifier": { "id": VERIFIER_ID, "version": { "eifbake": TOOL_VERSION } },
+            "timeVerified": now.rfc3339(),
+            "resourceUri": format!("file:{file}"),
+            "policy": { "uri": POLICY_URI },
+            "inputAttestations": [{
+                "uri": format!("file:{input_name}"),
+                "digest": { "sha256": subject.sha256.hex() },
+            }],
+            "verificationResult": if passed { "PASSED" } else { "FAILED" },
+            "verifiedLevels": if passed { vec!["EIFBAKE_REBUILD_PCRS_MATCH"] } else { Vec::new() },
+            "slsaVersion": "1.0",
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPE: &str = "name = \"hello\"\nversion = \"0.1.0\"\n\n[images]\nbb = \"r.example/bb:1\"\n\n\
+        [sources.app]\npath = \"app\"\n\n[enclave]\nrootfs = \"bb\"\n\
+        kernel = { image = \"bb\", path = \"/k\" }\ninit = { image = \"bb\", path = \"/init\" }\n\
+        cmdline = \"console=ttyS0\"\ncommand = [\"/bin/sh\"]\n";
+    const LOCK: &str = "# written by eifbake lock; do not edit\nversion = 1\n";
+
+    fn inputs() -> Inputs {
+        let m = Manifest::from_json(include_bytes!("../tests/data/manifest.json")).unwrap();
+        let mut i = m.inputs;
+        i.recipe = crate::manifest::FileRef {
+            path: "recipes/hello/recipe.toml".into(),
+            sha256: Digest::of(RECIPE.as_bytes()),
+            text: Some(RECIPE.into()),
+        };
+        i.lock = crate::manifest::FileRef {
+            path: "lockfiles/hello.lock".into(),
+            sha256: Digest::of(LOCK.as_bytes()),
+            text: Some(LOCK.into()),
+        };
+        i
+    }
+
+    fn err(r: Result<PathBuf>) -> String {
+        format!("{:#}", r.unwrap_err())
+    }
+
+    #[test]
+    fn the_project_is_recreated_only_from_sound_embedded_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = BTreeMap::new();
+        // The path source must be supplied.
+        let e = err(recreate_project(&inputs(), &none, &dir.path().join("a")));
+        assert!(e.contains("sources.app is a local directory") && e.contains("--source app=DIR"), "{e}");
+        // Unknown source names are refused.
+        let mut bad = BTreeMap::new();
+        bad.insert("nope".to_string(), dir.path().to_path_buf());
+        let e = err(recreate_project(&inputs(), &bad, &dir.path().join("b")));
+        assert!(e.contains("no source \"nope\""), "{e}");
+        // Texts must match their digests.
+        let mut i = inputs();
+        i.recipe.text = Some(RECIPE.replace("0.1.0", "0.1.1"));
+        let e = err(recreate_project(&i, &none, &dir.path().join("c")));
+        assert!(e.contains("inputs.recipe.text does not hash to inputs.recipe.sha256"), "{e}");
+        // A manifest without texts cannot be rebuilt alone.
+        let mut i = inputs();
+        i.lock.text = None;
+        let e = err(recreate_project(&i, &none, &dir.path().join("d")));
+        assert!(e.contains("inputs.lock.text is missing"), "{e}");
+        // Paths stay inside the project.
+        let mut i = inputs();
+        i.recipe.path = "../../etc/recipe.toml".into();
+        let e = err(recreate_project(&i, &none, &dir.path().join("e")));
+        assert!(e.contains("inputs.recipe.path") && e.contains("without `..`"), "{e}");
+    }
+
+    #[test]
+    fn attestation_is_a_vsa_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let subject = Subject {
+            path: dir.path().join("hello.manifest.json"),
+            sha256: Digest::of(b"manifest"),
+            inputs: inputs(),
+            outputs: None,
+            is_eif: false,
+        };
+        let mut report = Report {
+            verdict: Verdict::Good,
+            name: "hello".into(),
+            subject: "hello.manifest.json".into(),
+            eif_name: "hello.eif".into(),
+            figures: vec![Figure {
+                what: "sha256".into(),
+                from: "manifest".into(),
+                expected: Digest::of(b"eif").to_string(),
+                rebuilt: Digest::of(b"eif").to_string(),
+                ok: true,
+            }],
+            notes: vec![],
+            rebuilt_sha256: Digest::of(b"eif"),
+            diff: None,
+            kept: None,
+        };
+        let st = attestation(&subject, &report, Epoch(1700000000));
+        assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+        assert_eq!(st["subject"][0]["name"], "hello.eif");
+        assert_eq!(st["subject"][0]["digest"]["sha256"], Digest::of(b"eif").hex());
+        let p = &st["predicate"];
+        assert_eq!(st["predicateType"], VSA_PREDICATE_TYPE);
+        assert_eq!(p["verifier"]["id"], VERIFIER_ID);
+        assert_eq!(p["timeVerified"], "2023-11-14T22:13:20Z");
+        assert_eq!(p["verificationResult"], "PASSED");
+        assert_eq!(p["inputAttestations"][0]["uri"], "file:hello.manifest.json");
+        assert_eq!(p["inputAttestations"][0]["digest"]["sha256"], Digest::of(b"manifest").hex());
+        report.verdict = Verdict::Bad;
+        let st = attestation(&subject, &report, Epoch(0));
+        assert_eq!(st["predicate"]["verificationResult"], "FAILED");
+        assert_eq!(st["predicate"]["verifiedLevels"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,372 @@
+//! `eifbake verify`: rebuild from a manifest (or an EIF's embedded inputs)
+//! alone, in a fresh store and directory, against the loopback registry, and
+//! compare with the manifest, a `.pcrs` file and published EIFs, including
+//! one written by AWS's `eif_build`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{eifbake, TestRegistry};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Built {
+    _reg: TestRegistry,
+    dir: tempfile::TempDir,
+    /// The app source as the rebuilder has it (a copy outside the project).
+    app: PathBuf,
+    out: PathBuf,
+}
+
+impl Built {
+    fn manifest(&self) -> PathBuf {
+        self.out.join("v.manifest.json")
+    }
+    fn eif(&self) -> PathBuf {
+        self.out.join("v.eif")
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+/// Lock and build a recipe with a path source and one step, then copy the
+/// app source elsewhere (as a rebuilder would have it).
+fn built() -> Built {
+    built_with(None)
+}
+
+/// [`built`], with the app source from the git repository at `git` (a
+/// `file://` URL) instead of the path source `app`.
+fn built_with(git: Option<&str>) -> Built {
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let rdir = dir.path().join("recipes/v");
+    fs::create_dir_all(rdir.join("app")).unwrap();
+    fs::write(rdir.join("app/main.sh"), "echo main\n").unwrap();
+    fs::write(rdir.join("app/data.txt"), "some data\n").unwrap();
+    let source = match git {
+        Some(url) => format!("git = \"{url}\"\nrev = \"main\""),
+        None => "path = \"app\"".to_string(),
+    };
+    let text = format!(
+        r#"name = "v"
+version = "1.2.3"
+source_date_epoch = 1700000000
+
+[images]
+bb = "{}"
+
+[sources.app]
+{source}
+app_source = true
+
+[[steps]]
+name = "make"
+image = "bb"
+mounts = {{ "/src/app" = "app" }}
+workdir = "/src/app"
+run = """
+mkdir -p /out/r
+echo "hello-from-the-$((6*7))" > /out/r/greeting
+cp main.sh data.txt /out/r/
+"""
+outputs = {{ "/out/r" = "/r" }}
+
+[enclave]
+rootfs = "bb"
+kernel = {{ image = "bb", path = "/bin/busybox" }}
+init = {{ image = "bb", path = "/bin/busybox" }}
+cmdline = "console=ttyS0 quiet"
+command = ["/bin/sh"]
+"#,
+        reg.image("fx/busybox:1")
+    );
+    fs::write(rdir.join("recipe.toml"), text).unwrap();
+    let store = dir.path().join("store");
+    let out = dir.path().join("out");
+    let recipe = rdir.join("recipe.toml");
+    let (c, o, e) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
+    assert_eq!(c, 0, "{o}{e}");
+    let (c, o, e) = eifbake(&["--store", s(&store), "build", s(&recipe), "--out", s(&out)]);
+    assert_eq!(c, 0, "{o}{e}");
+    let app = dir.path().join("rebuilder-app");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rdir.join("app"))
+        .arg(&app)
+        .status()
+        .unwrap()
+        .success());
+    Built { _reg: reg, dir, app, out }
+}
+
+/// `eifbake verify ARGS --json` with no store given (a fresh temporary one).
+fn verify(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut a = vec!["verify", "--json"];
+    a.extend_from_slice(args);
+    let (code, out, err) = eifbake(&a);
+    let v = if code == 2 {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: exit {code}\n{out}\n{err}"))
+    };
+    (code, v, err)
+}
+
+fn failed(v: &serde_json::Value) -> Vec<String> {
+    v["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["ok"] == false)
+        .map(|f| format!("{} ({})", f["what"].as_str().unwrap(), f["from"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn round_trip_tampering_and_attestation() {
+    let b = built();
+    let source = format!("app={}", s(&b.app));
+    let manifest = b.manifest();
+
+    // The manifest alone (plus the path source), a fresh store and directory: GOOD.
+    let attest = b.path("vsa.json");
+    let pcrs = b.out.join("v.pcrs");
+    let (code, v, err) =
+        verify(&[s(&manifest), "--source", &source, "--pcrs", s(&pcrs), "--attest", s(&attest)]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD");
+    assert_eq!(
+        v["figures"].as_array().unwrap().len(),
+        7,
+        "sha256 + 3 PCRs from the manifest, 3 from the pcrs file"
+    );
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(&attest).unwrap()).unwrap();
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["predicateType"], "https://slsa.dev/verification_summary/v1");
+    assert_eq!(st["predicate"]["verificationResult"], "PASSED");
+    assert_eq!(st["subject"][0]["name"], "v.eif");
+    let m: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    let sha = m["outputs"]["eif"]["sha256"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    assert_eq!(st["subject"][0]["digest"]["sha256"], sha.as_str());
+
+    // The EIF's own embedded inputs: its sha256 and PCRs are expected.
+    let (code, v, err) = verify(&[s(&b.eif()), "--source", &source]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD");
+
+    // Without the path source: cannot rebuild, naming it.
+    let (code, _, err) = verify(&[s(&manifest)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("sources.app") && err.contains("--source app=DIR"), "{err}");
+
+    // One byte of a source file changed: cannot rebuild that source, named.
+    let tampered = b.path("tampered-app");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&b.app)
+        .arg(&tampered)
+        .status()
+        .unwrap()
+        .success());
+    fs::write(tampered.join("data.txt"), "some dama\n").unwrap();
+    let (code, _, err) = verify(&[s(&manifest), "--source", &format!("app={}", s(&tampered))]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sources.app") && err.contains("not the source that was built"), "{err}");
+
+    // One byte of the published EIF's ramdisk: BAD, the diff names the entry.
+    let mut bytes = fs::read(b.eif()).unwrap();
+    let needle = b"hello-from-the-42";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("step output in the ramdisk");
+    assert_eq!(bytes.windows(needle.len()).filter(|w| w == needle).count(), 1);
+    bytes[at + needle.len() - 1] = b'3';
+    let published = b.path("published.eif");
+    fs::write(&published, &bytes).unwrap();
+    let (code, v, err) = verify(&[s(&manifest), "--source", &source, "--eif", s(&published)]);
+    assert_eq!(code, 1, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "BAD");
+    let bad = failed(&v);
+    assert_eq!(bad, ["sha256 (published EIF)", "PCR0 (published EIF)", "PCR1 (published EIF)"], "{v:#}");
+    let section = &v["diff"]["sections"][0];
+    assert_eq!(section["a"]["kind"], "ramdisk", "{v:#}");
+    let changed = &section["entries"]["changed"];
+    assert_eq!(changed.as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(changed[0]["path"], "r/greeting");
+    assert_eq!(changed[0]["changes"][0]["field"], "content sha256");
+    // Text on both sides: a unified diff (rebuild --- / published +++).
+    assert_eq!(
+        changed[0]["detail"],
+        "--- a\n+++ b\n@@ -1,1 +1,1 @@\n-hello-from-the-42\n+hello-from-the-43\n"
+    );
+    // The text report says the same.
+    let (code, text, _) = eifbake(&["verify", s(&manifest), "--source", &source, "--eif", s(&published)]);
+    assert_eq!(code, 1);
+    assert!(text.starts_with("BAD v\n") && text.contains("changed r/greeting"), "{text}");
+    assert!(text.contains("\n    -hello-from-the-42\n    +hello-from-the-43\n"), "{text}");
+
+    // The EIF as subject and the tampered one as published: the subject's own
+    // figures hold, the published one's do not; the attestation is about the latter.
+    let (code, v, err) =
+        verify(&[s(&b.eif()), "--source", &source, "--eif", s(&published), "--attest", s(&attest)]);
+    assert_eq!(code, 1, "{v:#}\n{err}");
+    assert_eq!(failed(&v), ["sha256 (published EIF)", "PCR0 (published EIF)", "PCR1 (published EIF)"]);
+    assert_eq!(v["figures"].as_array().unwrap().len(), 8);
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(&attest).unwrap()).unwrap();
+    assert_eq!(st["subject"][0]["name"], "published.eif");
+    assert_eq!(st["predicate"]["verificationResult"], "FAILED");
+
+    // One character of a .pcrs line: BAD, naming the register.
+    let text = fs::read_to_string(&pcrs).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let flipped = if lines[2].starts_with('0') { "1" } else { "0" };
+    lines[2].replace_range(0..1, flipped);
+    let bad_pcrs = b.path("bad.pcrs");
+    fs::write(&bad_pcrs, lines.join("\n") + "\n").unwrap();
+    let (code, v, err) =
+        verify(&[s(&manifest), "--source", &source, "--pcrs", s(&bad_pcrs), "--attest", s(&attest)]);
+    assert_eq!(code, 1, "{v:#}\n{err}");
+    assert_eq!(failed(&v), ["PCR2 (pcrs file)"]);
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(&attest).unwrap()).unwrap();
+    assert_eq!(st["predicate"]["verificationResult"], "FAILED");
+}
+
+#[test]
+fn tool_version_mismatch_is_refused() {
+    let b = built();
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(b.manifest()).unwrap()).unwrap();
+    m["inputs"]["tool"]["version"] = "0.0.0-elsewhere".into();
+    let other = b.path("other.manifest.json");
+    fs::write(&other, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let source = format!("app={}", s(&b.app));
+    let (code, _, err) = verify(&[s(&other), "--source", &source]);
+    assert_eq!(code, 2);
+    assert!(err.contains("0.0.0-elsewhere") && err.contains("--allow-tool-mismatch"), "{err}");
+    // Allowed: the rebuild (by this version) matches the recorded outputs, with a note.
+    let (code, v, err) = verify(&[s(&other), "--source", &source, "--allow-tool-mismatch"]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert!(v["notes"][0].as_str().unwrap().contains("0.0.0-elsewhere"));
+}
+
+/// `--store` reuses the builder's blobs after re-hashing them: GOOD, and a
+/// damaged blob stops the rebuild (exit 2) naming the file.
+#[test]
+fn a_reused_store_is_rehashed() {
+    let b = built();
+    let store = b.path("store");
+    let source = format!("app={}", s(&b.app));
+    let (code, v, err) = verify(&["--store", s(&store), s(&b.manifest()), "--source", &source]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD");
+    let blobs = store.join("blobs/sha256");
+    let largest = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&largest).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&largest, bytes).unwrap();
+    let (code, _, err) = verify(&["--store", s(&store), s(&b.manifest()), "--source", &source]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the store is damaged") && err.contains(&largest.display().to_string()), "{err}");
+}
+
+fn eif_build() -> PathBuf {
+    if let Ok(p) = std::env::var("EIF_BUILD") {
+        return p.into();
+    }
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("eif_build")).collect())
+        .unwrap_or_default();
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/eif_build"));
+    candidates.into_iter().find(|p| p.is_file()).expect(
+        "AWS's eif_build is needed (`scripts/deps.sh --with-eif-build` puts it in target/tools/bin; or set EIF_BUILD)",
+    )
+}
+
+/// AWS's eif_build from the same kernel, cmdline and ramdisk: same PCRs,
+/// another sha256 (its metadata differs), reported as measured-identical.
+#[test]
+fn eif_from_aws_eif_build_has_equal_pcrs() {
+    let b = built();
+    let x = b.path("extract");
+    let (c, o, e) = eifbake(&["describe", s(&b.eif()), "--extract", s(&x)]);
+    assert_eq!(c, 0, "{o}{e}");
+    let aws = b.path("aws.eif");
+    let cmdline = fs::read_to_string(x.join("cmdline")).unwrap();
+    let st = std::process::Command::new(eif_build())
+        .args(["--kernel", s(&x.join("kernel")), "--cmdline", &cmdline, "--ramdisk", s(&x.join("ramdisk0"))])
+        .args(["--output", s(&aws)])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let (code, v, err) =
+        verify(&[s(&b.manifest()), "--source", &format!("app={}", s(&b.app)), "--eif", s(&aws)]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD_MEASURED");
+    assert_eq!(failed(&v), ["sha256 (published EIF)"]);
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains(
+            "measured content identical (PCRs equal); the files differ only in unmeasured metadata/signature"
+        ),
+        "{notes}"
+    );
+    // The diff shows only the metadata differs: other sections merely moved (same sha256).
+    for sec in v["diff"]["sections"].as_array().unwrap() {
+        let (a, b) = (&sec["a"], &sec["b"]);
+        assert!(
+            a["kind"] == "metadata" || (a["kind"] == b["kind"] && a["sha256"] == b["sha256"]),
+            "a measured section differs: {sec:#}"
+        );
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A git source is fetched again from its pinned URL and commit: the
+/// manifest alone suffices (the project is deleted first); when the
+/// repository is gone, the rebuild cannot happen and says which source.
+#[test]
+fn git_source_rebuilds_from_the_manifest_alone() {
+    let repos = tempfile::tempdir().unwrap();
+    let repo = repos.path().join("app.git-work");
+    fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    fs::write(repo.join("main.sh"), "echo main\n").unwrap();
+    fs::write(repo.join("data.txt"), "some data\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let url = format!("file://{}", repo.display());
+    let b = built_with(Some(&url));
+    fs::remove_dir_all(b.path("recipes")).unwrap();
+    fs::remove_dir_all(b.path("lockfiles")).unwrap();
+    fs::remove_dir_all(b.path("store")).unwrap();
+    let (code, v, err) = verify(&[s(&b.manifest())]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD");
+
+    fs::rename(&repo, repos.path().join("moved")).unwrap();
+    let (code, _, err) = verify(&[s(&b.manifest())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot rebuild") && err.contains("sources.app"), "{err}");
+}
