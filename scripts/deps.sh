@@ -17,6 +17,7 @@ PACKAGES=(
   busybox-static qemu-system-x86
   # benchmarks
   hyperfine time
+  jq  # bench/run.sh reads JSON summaries
 )
 
 missing=()
