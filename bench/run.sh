@@ -13,9 +13,9 @@
 #   BENCH_SCALE_MIB  extra tree sizes for the memory-scaling section,
 #                    space separated (default "128 1024"; "" skips them)
 #   BENCH_RESULTS    where to write the report (default bench/RESULTS.md)
-#   EIF_BUILD        AWS eif_build binary (default: PATH, /work/tools/bin,
-#                    bench/work/tools/bin, else `cargo install --locked
-#                    eif_build --root bench/work/tools`)
+#   EIF_BUILD        AWS eif_build binary (default: PATH, target/tools/bin
+#                    (where scripts/deps.sh --with-eif-build puts it), else
+#                    `cargo install --locked eif_build --root target/tools`)
 #
 # Everything it writes lives in bench/work/ (gitignored): trees and layers are
 # kept between runs and regenerated only when the generator changes.
@@ -192,7 +192,7 @@ export SHA384_PASS=${EXAMPLE[sha384_pass]} AWS_MEASURE=${EXAMPLE[aws_measure]} A
 
 find_eif_build() {
   local c
-  for c in "${EIF_BUILD:-}" "$(command -v eif_build 2>/dev/null)" /work/tools/bin/eif_build "$WORK/tools/bin/eif_build"; do
+  for c in "${EIF_BUILD:-}" "$(command -v eif_build 2>/dev/null)" "$ROOT/target/tools/bin/eif_build"; do
     if [ -n "$c" ] && [ -x "$c" ]; then
       echo "$c"
       return 0
@@ -201,9 +201,9 @@ find_eif_build() {
   return 1
 }
 if ! EIF_BUILD=$(find_eif_build); then
-  log "installing AWS eif_build into bench/work/tools (cargo install --locked, a few minutes)"
-  if $CARGO install --locked eif_build --version 0.2.1 --root "$WORK/tools" >"$RES/eif_build-install.log" 2>&1; then
-    EIF_BUILD=$WORK/tools/bin/eif_build
+  log "installing AWS eif_build into target/tools (cargo install --locked, a few minutes)"
+  if $CARGO install --locked eif_build --version 0.2.1 --root "$ROOT/target/tools" >"$RES/eif_build-install.log" 2>&1; then
+    EIF_BUILD=$ROOT/target/tools/bin/eif_build
   else
     log "eif_build install failed; see $RES/eif_build-install.log"
     EIF_BUILD=""

@@ -41,7 +41,7 @@ fi
 if [ "${1:-}" = "--with-eif-build" ]; then
   root=$(cd "$(dirname "$0")/.." && pwd)/target/tools
   if [ ! -x "$root/bin/eif_build" ]; then
-    echo "deps: cargo install --locked eif_build --root $root"
-    cargo install --quiet --locked eif_build --root "$root"
+    echo "deps: cargo install --locked eif_build --version 0.2.1 --root $root"
+    cargo install --quiet --locked eif_build --version 0.2.1 --root "$root"
   fi
 fi
