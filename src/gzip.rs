@@ -34,10 +34,12 @@
 //!
 //! Each block's compressed bytes depend only on its own bytes and its
 //! predecessor's tail, never on scheduling, so the output is identical for
-//! 1, 2 or 64 threads. The work runs in the *current* rayon pool (the global
-//! one, or the pool of an enclosing `ThreadPool::install`). At most
-//! `2 × threads` (at least 4) uncompressed blocks are held at once, so
-//! memory stays flat whatever the input size.
+//! 1, 2 or 64 threads. Each full block is handed to the *current* rayon
+//! pool (the global one, or the pool of an enclosing `ThreadPool::install`)
+//! as soon as it fills, while the caller goes on producing the next one, and
+//! the results are written in input order. At most `2 × threads` (at least
+//! 4) blocks are in flight at once, so memory stays flat whatever the input
+//! size.
 //!
 //! One caveat, stated plainly: identical bytes across *machines* also rely on
 //! the deflate implementation (flate2's zlib-rs backend, pinned by
@@ -47,10 +49,11 @@
 //! compute the same values. The golden digests in `tests/golden/ramdisk.json`
 //! check this on every machine that runs the tests.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::mpsc;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
-use rayon::prelude::*;
 
 /// Compression level, fixed. Measured on the 2-core build machine (shared,
 /// load ~1.5) packing `/usr/bin` (320 MB of cpio): level 6 here took 4.1 s
@@ -81,16 +84,19 @@ pub struct GzipSummary {
     pub crc32: u32,
 }
 
+/// A block being compressed on the rayon pool; its result arrives on the channel.
+type InFlight = mpsc::Receiver<io::Result<(Vec<u8>, crc32fast::Hasher)>>;
+
 /// A streaming deterministic gzip compressor; see the module docs.
 pub struct GzipWriter<W: Write> {
     inner: Option<W>,
-    /// Full blocks waiting to be compressed, in order.
-    pending: Vec<Vec<u8>>,
+    /// Full blocks being compressed, in input order.
+    in_flight: VecDeque<InFlight>,
     /// The block being filled.
     current: Vec<u8>,
-    /// The last `DICT_SIZE` bytes of the block before `pending[0]` (empty at the start).
+    /// The last `DICT_SIZE` bytes of the last full block handed out (empty at the start).
     dict: Vec<u8>,
-    /// How many full blocks to gather before compressing them in parallel.
+    /// How many blocks may be in flight before `write` waits for the oldest.
     batch: usize,
     crc: crc32fast::Hasher,
     input_bytes: u64,
@@ -104,7 +110,7 @@ impl<W: Write> GzipWriter<W> {
         let batch = (2 * rayon::current_num_threads()).max(4);
         GzipWriter {
             inner: Some(inner),
-            pending: Vec::with_capacity(batch),
+            in_flight: VecDeque::with_capacity(batch),
             current: Vec::with_capacity(BLOCK_SIZE),
             dict: Vec::new(),
             batch,
@@ -135,34 +141,39 @@ impl<W: Write> GzipWriter<W> {
         Ok(())
     }
 
-    /// Compress every pending full block in parallel and write them in order.
-    fn flush_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
+    /// Hand a full block to the rayon pool, primed with the previous block's
+    /// tail. The caller goes on filling the next block meanwhile, so reading
+    /// and compressing overlap.
+    fn submit(&mut self, block: Vec<u8>) {
+        let dict = std::mem::replace(&mut self.dict, tail(&block).to_vec());
+        let (tx, rx) = mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            let _ = tx.send(compress_block(&block, &dict, false));
+        });
+        self.in_flight.push_back(rx);
+    }
+
+    /// Write out the oldest block in flight, waiting for it.
+    fn emit_oldest(&mut self) -> io::Result<()> {
+        let rx = self.in_flight.pop_front().expect("a block in flight");
+        let (out, crc) = wait(&rx)?;
         self.write_header()?;
-        let blocks = std::mem::take(&mut self.pending);
-        let dict = std::mem::take(&mut self.dict);
-        let results: Vec<io::Result<(Vec<u8>, crc32fast::Hasher)>> = blocks
-            .par_iter()
-            .enumerate()
-            .map(|(i, block)| {
-                let prev: &[u8] = if i == 0 { &dict } else { tail(&blocks[i - 1]) };
-                compress_block(block, prev, false)
-            })
-            .collect();
-        for r in results {
-            let (out, crc) = r?;
-            self.emit(&out)?;
-            self.crc.combine(&crc);
+        self.emit(&out)?;
+        self.crc.combine(&crc);
+        Ok(())
+    }
+
+    /// Write out every finished block at the front, and wait while too many are in flight.
+    fn drain(&mut self, wait_until: usize) -> io::Result<()> {
+        while self.in_flight.len() > wait_until {
+            self.emit_oldest()?;
         }
-        self.dict = tail(blocks.last().expect("non-empty")).to_vec();
         Ok(())
     }
 
     /// Compress what is left, write the trailer, and return the inner writer.
     pub fn finish(mut self) -> io::Result<(W, GzipSummary)> {
-        self.flush_pending()?;
+        self.drain(0)?;
         self.write_header()?;
         let last = std::mem::take(&mut self.current);
         let (out, crc) = compress_block(&last, &self.dict, true)?;
@@ -192,10 +203,8 @@ impl<W: Write> Write for GzipWriter<W> {
             rest = &rest[n..];
             if self.current.len() == BLOCK_SIZE {
                 let full = std::mem::take(&mut self.current);
-                self.pending.push(full);
-                if self.pending.len() >= self.batch {
-                    self.flush_pending()?;
-                }
+                self.submit(full);
+                self.drain(self.batch - 1)?;
             }
         }
         self.input_bytes += buf.len() as u64;
@@ -206,6 +215,28 @@ impl<W: Write> Write for GzipWriter<W> {
     /// buffered: cutting a block early would change the output bytes.
     fn flush(&mut self) -> io::Result<()> {
         self.inner.as_mut().expect("inner present until finish").flush()
+    }
+}
+
+/// Wait for a block's result. On a rayon worker thread (the caller runs
+/// inside `ThreadPool::install`), help the pool run queued jobs while
+/// waiting, or a one-thread pool would wait for itself forever.
+fn wait(rx: &InFlight) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+    let died = || io::Error::other("a gzip compression task died");
+    loop {
+        match rx.try_recv() {
+            Ok(result) => return result,
+            Err(mpsc::TryRecvError::Disconnected) => return Err(died()),
+            Err(mpsc::TryRecvError::Empty) => match rayon::yield_now() {
+                Some(rayon::Yield::Executed) => {}
+                Some(rayon::Yield::Idle) => match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                    Ok(result) => return result,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(died()),
+                },
+                None => return rx.recv().map_err(|_| died())?,
+            },
+        }
     }
 }
 
