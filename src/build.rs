@@ -91,7 +91,6 @@ pub struct BuildResult {
 /// Build a recipe. See the module documentation for the order of work.
 pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let (recipe, lock) = Lock::load_checked_at(recipe_path, opts.lockfile.as_deref())?;
-    let (_, recipe_sha) = Recipe::load(recipe_path)?;
     let lock_path = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
     let lock_text = fs::read_to_string(&lock_path)
         .with_context(|| format!("cannot read {} as UTF-8 text", lock_path.display()))?;
@@ -100,6 +99,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let recipe_file = Recipe::resolve_path(recipe_path);
     let recipe_text = fs::read_to_string(&recipe_file)
         .with_context(|| format!("cannot read {} as UTF-8 text", recipe_file.display()))?;
+    let recipe_sha = Digest::of(recipe_text.as_bytes());
     let epoch = match opts.epoch {
         Some(e) => e,
         None => recipe.source_date_epoch.unwrap_or(Epoch(0)),
