@@ -21,10 +21,8 @@ fn skopeo_raw(image: &str) -> (Digest, serde_json::Value) {
     (Digest::of(raw.as_bytes()), serde_json::from_str(&raw).unwrap())
 }
 
-#[test]
-fn lock_fetch_refetch_and_reference_tools_read_the_store() {
-    let reg = TestRegistry::start();
-    let fx = push_fixtures(&reg);
+/// A project whose recipe `t` names the three fixture images of `reg`.
+fn three_image_project(reg: &TestRegistry) -> (tempfile::TempDir, std::path::PathBuf) {
     let proj = tempfile::tempdir().unwrap();
     let recipe = write_recipe(
         proj.path(),
@@ -36,6 +34,14 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
             ("layers", reg.image("fx/layers:1")),
         ],
     );
+    (proj, recipe)
+}
+
+#[test]
+fn lock_fetch_refetch_and_reference_tools_read_the_store() {
+    let reg = TestRegistry::start();
+    let fx = push_fixtures(&reg);
+    let (proj, recipe) = three_image_project(&reg);
 
     // lock: digests match what skopeo reports.
     let out = eifbake_ok(&["lock", s(&recipe)]);
@@ -301,17 +307,7 @@ fn oci_archive_written_by_skopeo_imports() {
 fn concurrent_fetches_share_one_store() {
     let reg = TestRegistry::start();
     let fx = push_fixtures(&reg);
-    let proj = tempfile::tempdir().unwrap();
-    let recipe = write_recipe(
-        proj.path(),
-        "t",
-        "x86_64",
-        &[
-            ("busybox", reg.image("fx/busybox:1")),
-            ("multi", reg.image("fx/multi:1")),
-            ("layers", reg.image("fx/layers:1")),
-        ],
-    );
+    let (proj, recipe) = three_image_project(&reg);
     eifbake_ok(&["lock", s(&recipe)]);
     let store_dir = proj.path().join("store");
     let children: Vec<_> = (0..4)
