@@ -22,35 +22,7 @@ pub fn project(reg: &TestRegistry, root: &Path, name: &str, script: &str) -> Pat
     }
     fs::write(dir.join("app/sub/inner"), "inner\n").unwrap();
     let image = reg.image("fx/busybox:1");
-    let text = format!(
-        r#"name = "{name}"
-version = "0.1.0"
-source_date_epoch = 1700000000
-
-[images]
-bb = "{image}"
-
-[sources.app]
-path = "app"
-
-[[steps]]
-name = "make"
-image = "bb"
-mounts = {{ "/src/app" = "app" }}
-workdir = "/src/app"
-run = """
-{script}
-"""
-outputs = {{ "/out/r" = "/r" }}
-
-[enclave]
-rootfs = "bb"
-kernel = {{ image = "bb", path = "/bin/busybox" }}
-init = {{ image = "bb", path = "/bin/busybox" }}
-cmdline = "console=ttyS0"
-command = ["/bin/sh"]
-"#
-    );
+    let text = common::busybox_step_recipe(name, "0.1.0", &image, "path = \"app\"", script);
     let recipe = dir.join("recipe.toml");
     fs::write(&recipe, text).unwrap();
     let store = root.join("store");

@@ -2,6 +2,8 @@
 //! (`git daemon` on loopback), a local directory edited after locking, and
 //! URL downloads from a loopback HTTP server started by the test.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -13,28 +15,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::git::git;
 use eifbake::digest::Digest;
 use eifbake::recipe::Source;
 use eifbake::sources::{check_rev, materialize, resolve, tree_hash, Pin};
 
 fn source(toml_text: &str) -> Source {
     toml::from_str(toml_text).unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A repository with a main branch (two files, an executable, a symlink), a

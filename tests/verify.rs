@@ -8,6 +8,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::git::git;
 use common::{eifbake, TestRegistry};
 
 fn s(p: &Path) -> &str {
@@ -54,39 +55,9 @@ fn built_with(git: Option<&str>) -> Built {
         Some(url) => format!("git = \"{url}\"\nrev = \"main\""),
         None => "path = \"app\"".to_string(),
     };
-    let text = format!(
-        r#"name = "v"
-version = "1.2.3"
-source_date_epoch = 1700000000
-
-[images]
-bb = "{}"
-
-[sources.app]
-{source}
-app_source = true
-
-[[steps]]
-name = "make"
-image = "bb"
-mounts = {{ "/src/app" = "app" }}
-workdir = "/src/app"
-run = """
-mkdir -p /out/r
-echo "hello-from-the-$((6*7))" > /out/r/greeting
-cp main.sh data.txt /out/r/
-"""
-outputs = {{ "/out/r" = "/r" }}
-
-[enclave]
-rootfs = "bb"
-kernel = {{ image = "bb", path = "/bin/busybox" }}
-init = {{ image = "bb", path = "/bin/busybox" }}
-cmdline = "console=ttyS0 quiet"
-command = ["/bin/sh"]
-"#,
-        reg.image("fx/busybox:1")
-    );
+    let script =
+        "mkdir -p /out/r\necho \"hello-from-the-$((6*7))\" > /out/r/greeting\ncp main.sh data.txt /out/r/";
+    let text = common::busybox_step_recipe("v", "1.2.3", &reg.image("fx/busybox:1"), &source, script);
     fs::write(rdir.join("recipe.toml"), text).unwrap();
     let store = dir.path().join("store");
     let out = dir.path().join("out");
@@ -326,21 +297,6 @@ fn eif_from_aws_eif_build_has_equal_pcrs() {
             "a measured section differs: {sec:#}"
         );
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A git source is fetched again from its pinned URL and commit: the

@@ -1,11 +1,12 @@
 //! Test helpers shared by integration tests (each test binary uses a subset):
-//! the QEMU boot harness ([`qemu`]), busybox root filesystems ([`rootfs`]), a real loopback OCI registry
+//! `git` with a fixed identity ([`git`]), the QEMU boot harness ([`qemu`]), busybox root filesystems ([`rootfs`]), a real loopback OCI registry
 //! (Debian's `docker-registry`, CNCF distribution), fixture images built from
 //! scratch into OCI layouts, and `skopeo` to push them.
 //!
 //! Every helper panics with a message saying what failed: these are tests.
 #![allow(dead_code)]
 
+pub mod git;
 pub mod qemu;
 pub mod rootfs;
 
@@ -368,4 +369,42 @@ pub fn eifbake_ok(args: &[&str]) -> String {
     let (code, out, err) = eifbake(args);
     assert_eq!(code, 0, "eifbake {args:?} exited {code}\nstdout:\n{out}\nstderr:\n{err}");
     out
+}
+
+/// The text of a recipe named `name` whose one step, `make`, runs `script` in
+/// the busybox image `image` with the source `app` (its TOML body given as
+/// `source`, e.g. `path = "app"`) at /src/app, and whose `/out/r` becomes
+/// `/r` in a single-ramdisk enclave on busybox. Used by the check and verify
+/// tests, which vary the script and the source.
+pub fn busybox_step_recipe(name: &str, version: &str, image: &str, source: &str, script: &str) -> String {
+    format!(
+        r#"name = "{name}"
+version = "{version}"
+source_date_epoch = 1700000000
+
+[images]
+bb = "{image}"
+
+[sources.app]
+{source}
+app_source = true
+
+[[steps]]
+name = "make"
+image = "bb"
+mounts = {{ "/src/app" = "app" }}
+workdir = "/src/app"
+run = """
+{script}
+"""
+outputs = {{ "/out/r" = "/r" }}
+
+[enclave]
+rootfs = "bb"
+kernel = {{ image = "bb", path = "/bin/busybox" }}
+init = {{ image = "bb", path = "/bin/busybox" }}
+cmdline = "console=ttyS0"
+command = ["/bin/sh"]
+"#
+    )
 }
