@@ -43,6 +43,29 @@ pub struct Recipe {
     pub steps: Vec<Step>,
     /// The enclave image.
     pub enclave: Enclave,
+    /// Sign the EIF (adds PCR8); see [`Signing`].
+    #[serde(default)]
+    pub signing: Option<Signing>,
+}
+
+/// `[signing]`: sign the EIF with an X.509 certificate and its ECDSA P-384
+/// key, as nitro-cli does, but deterministically (RFC 6979), so a rebuild
+/// with the same key gives the same file. PCR8 measures the certificate.
+///
+/// The recipe's text is part of the measured inputs (PCR2), so what is
+/// written here is measured; the key and certificate files' contents are
+/// not (signing never changes PCR0/1/2). Paths are relative to the recipe's
+/// directory. `eifbake build --signing-certificate/--private-key` override
+/// this table, and `$EIFBAKE_SIGNING_KEY` gives the key when `key` is absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// The signing certificate, PEM.
+    pub certificate: PathBuf,
+    /// The private key: a PEM file (PKCS#8 or SEC1). Optional here: release
+    /// keys usually live outside the project and come from the command line.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 fn default_version() -> String {
@@ -275,6 +298,14 @@ impl Recipe {
     }
 
     fn validate(&self) -> Result<()> {
+        if let Some(sg) = &self.signing {
+            if sg.certificate.as_os_str().is_empty() {
+                bail!("signing.certificate: expected the path of a PEM certificate, relative to the recipe");
+            }
+            if sg.key.as_deref().is_some_and(str::is_empty) {
+                bail!("signing.key: expected the path of a PEM private key; leave it out to give it with --private-key");
+            }
+        }
         if self.name.is_empty()
             || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
             || self.name.starts_with('.')
@@ -513,5 +544,20 @@ env = { RUST_LOG = "info" }
         assert!(e.contains("octal mode"), "{e}");
         let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ngit = \"https://x\""));
         assert!(e.contains("exactly one of"), "{e}");
+    }
+
+    #[test]
+    fn signing_table() {
+        let r = Recipe::parse(&format!("{HELLO}\n[signing]\ncertificate = \"keys/cert.pem\"\n")).unwrap();
+        let sg = r.signing.unwrap();
+        assert_eq!(sg.certificate, Path::new("keys/cert.pem"));
+        assert_eq!(sg.key, None);
+        assert!(Recipe::parse(HELLO).unwrap().signing.is_none());
+        let e = err(&format!("{HELLO}\n[signing]\ncertificate = \"c.pem\"\nkey_file = \"k.pem\"\n"));
+        assert!(e.contains("unknown field `key_file`"), "{e}");
+        let e = err(&format!("{HELLO}\n[signing]\ncertificate = \"\"\n"));
+        assert!(e.contains("signing.certificate"), "{e}");
+        let e = err(&format!("{HELLO}\n[signing]\nkey = \"k.pem\"\n"));
+        assert!(e.contains("missing field `certificate`"), "{e}");
     }
 }
