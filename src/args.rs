@@ -302,10 +302,17 @@ pub enum StoreCommand {
         json: bool,
     },
     /// Remove blobs that no index entry or given lockfile references.
+    ///
+    /// Waits for builds and fetches using the store to finish first.
     Gc {
         /// Lockfiles whose images must be kept.
         #[arg(long = "keep-lock", value_name = "FILE")]
         keep: Vec<PathBuf>,
+        /// Also empty the step-output and source caches (STORE/eifbake/steps,
+        /// STORE/eifbake/sources); later builds run their steps and fetch
+        /// their sources again.
+        #[arg(long)]
+        caches: bool,
         /// Only report what would be removed.
         #[arg(long)]
         dry_run: bool,

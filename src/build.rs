@@ -106,6 +106,9 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     };
     let base_dir = Recipe::base_dir(recipe_path);
     let store = Store::open(&opts.store)?;
+    // Held for the whole build: `store gc` waits, so it never removes blobs
+    // or cache entries this build reads.
+    let _using_store = store.writing()?;
 
     // Images: everything pinned must be in the store.
     fetch::fetch_lock(&store, &lock, &opts.insecure, opts.offline, &Progress::bytes("fetch", 0))?;

@@ -208,6 +208,28 @@ fn builds_boots_and_rebuilds_identically_elsewhere() {
     assert!(log_c.contains("step compile: cached"), "{log_c}");
     assert_eq!(fs::read(&eif_a).unwrap(), fs::read(out_c.join("hello.eif")).unwrap());
 
+    // `store gc --caches` empties the step and source caches; the step runs
+    // again and gives the same image.
+    let store_a = work.join("store-a");
+    let gc = |extra: &[&str]| {
+        let mut args = vec!["--store", store_a.to_str().unwrap(), "store", "gc", "--caches", "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str::<serde_json::Value>(&p.eifbake_ok(work, &args, &[])).unwrap()
+    };
+    let dry = gc(&["--dry-run"]);
+    let entries: Vec<&str> =
+        dry["caches"].as_array().unwrap().iter().map(|e| e["entry"].as_str().unwrap()).collect();
+    assert!(entries.iter().any(|e| e.starts_with("steps/")), "{dry}");
+    assert!(dry["caches"].as_array().unwrap().iter().all(|e| e["bytes"].as_u64().unwrap() > 0), "{dry}");
+    assert!(fs::read_dir(store_a.join("eifbake/steps")).unwrap().count() > 0, "a dry run removed entries");
+    let done = gc(&[]);
+    assert_eq!(done["caches"], dry["caches"]);
+    assert_eq!(fs::read_dir(store_a.join("eifbake/steps")).unwrap().count(), 0);
+    let out_d = work.join("out-d");
+    let log_d = p.build(&p.project(), &store_a, &out_d, &[], &[]);
+    assert!(log_d.contains("step compile: ran"), "{log_d}");
+    assert_eq!(fs::read(&eif_a).unwrap(), fs::read(out_d.join("hello.eif")).unwrap());
+
     // It boots: the EIF's own kernel, cmdline and ramdisk under QEMU.
     let sections = work.join("sections");
     p.eifbake_ok(work, &["describe", eif_a.to_str().unwrap(), "--extract", sections.to_str().unwrap()], &[]);

@@ -60,7 +60,7 @@ pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
                 }
             }
         }
-        StoreCommand::Gc { keep, dry_run, json } => {
+        StoreCommand::Gc { keep, caches, dry_run, json } => {
             let mut roots: Vec<Digest> = Vec::new();
             for path in &keep {
                 let lock = Lock::load(path)?;
@@ -70,21 +70,33 @@ pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
                 }
             }
             let removed = store.gc(&roots, dry_run)?;
-            let bytes: u64 = removed.iter().map(|(_, n)| n).sum();
+            let cached = if caches { store.gc_caches(dry_run)? } else { Vec::new() };
+            let bytes: u64 = removed.iter().map(|(_, n)| n).chain(cached.iter().map(|(_, n)| n)).sum();
             if json {
                 let list: Vec<_> =
                     removed.iter().map(|(d, n)| serde_json::json!({"digest": d, "bytes": n})).collect();
+                let cache_list: Vec<_> =
+                    cached.iter().map(|(e, n)| serde_json::json!({"entry": e, "bytes": n})).collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"dry_run": dry_run, "removed": list, "bytes": bytes})
-                    )?
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "dry_run": dry_run, "removed": list, "caches": cache_list, "bytes": bytes
+                    }))?
                 );
             } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
                 for (d, n) in &removed {
-                    println!("{} {d} ({n} bytes)", if dry_run { "would remove" } else { "removed" });
+                    println!("{verb} {d} ({n} bytes)");
                 }
-                println!("{} blobs, {bytes} bytes{}", removed.len(), if dry_run { " (dry run)" } else { "" });
+                for (e, n) in &cached {
+                    println!("{verb} cache {e} ({n} bytes)");
+                }
+                println!(
+                    "{} blobs, {} cache entries, {bytes} bytes{}",
+                    removed.len(),
+                    cached.len(),
+                    if dry_run { " (dry run)" } else { "" }
+                );
             }
         }
     }

@@ -460,6 +460,42 @@ impl Store {
         Ok(removed)
     }
 
+    /// Empty the caches eifbake keeps beside the layout (`eifbake/steps`,
+    /// `eifbake/sources`), under the same exclusive lock as [`Store::gc`], so
+    /// no build that holds [`Store::writing`] is reading them. Each entry is
+    /// first renamed to a `.gc-` name, so an interrupted removal never leaves a
+    /// partial entry under a name a build would use. Returns (entry, bytes).
+    pub fn gc_caches(&self, dry_run: bool) -> Result<Vec<(String, u64)>> {
+        let _writers = self.flock("gc.lock", libc::LOCK_EX)?;
+        let mut removed = Vec::new();
+        for cache in ["steps", "sources"] {
+            let dir = self.root.join("eifbake").join(cache);
+            let mut entries: Vec<_> = match fs::read_dir(&dir) {
+                Ok(rd) => rd.collect::<io::Result<Vec<_>>>()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+            };
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let bytes = tree_bytes(&e.path());
+                if !dry_run {
+                    let doomed =
+                        if name.starts_with(".gc-") { e.path() } else { dir.join(format!(".gc-{name}")) };
+                    if doomed != e.path() {
+                        fs::rename(e.path(), &doomed)
+                            .with_context(|| format!("cannot rename {}", e.path().display()))?;
+                    }
+                    let gone =
+                        if doomed.is_dir() { fs::remove_dir_all(&doomed) } else { fs::remove_file(&doomed) };
+                    gone.with_context(|| format!("cannot remove {}", doomed.display()))?;
+                }
+                removed.push((format!("{cache}/{name}"), bytes));
+            }
+        }
+        Ok(removed)
+    }
+
     /// Remove temporary files older than `age` from `ingest/` (left by killed
     /// processes; younger ones may belong to a fetch still running).
     pub fn clean_ingest(&self, age: std::time::Duration) -> Result<()> {
@@ -661,6 +697,17 @@ impl BlobWriter {
             .with_context(|| format!("cannot rename a verified blob to {}", self.target.display()))?;
         Ok(())
     }
+}
+
+/// Bytes of regular files below `p` (not following symlinks); 0 where unreadable.
+fn tree_bytes(p: &Path) -> u64 {
+    walkdir::WalkDir::new(p)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 #[cfg(test)]
