@@ -17,7 +17,8 @@
 //!    EIF written ([`crate::eif`]) with the inputs as CustomMetadata.
 //! 6. The manifest, PCRs and provenance are written beside the EIF.
 //!
-//! Every output is written under a temporary name and renamed. Nothing from
+//! The four outputs are staged in a directory inside the output directory
+//! and renamed into place together, the manifest last. Nothing from
 //! the host (build path, clock, user, umask, locale) reaches the outputs:
 //! trees are normalised by the cpio writer, the only time is
 //! SOURCE_DATE_EPOCH, and the recipe and lock are named by paths relative to
@@ -374,7 +375,15 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         kernel_config.as_deref(),
         Some(serde_json::from_slice(&inputs_json)?),
     )?;
-    let eif_path = opts.out_dir.join(format!("{}.eif", recipe.name));
+    // The four outputs are written into a staging directory beside their
+    // final place, then renamed in one burst, the manifest (which names the
+    // EIF's sha256) last: an interruption before that leaves the previous
+    // outputs as they were, never a new EIF beside an old manifest.
+    let stage = tempfile::Builder::new()
+        .prefix(".eifbake-out-")
+        .tempdir_in(&opts.out_dir)
+        .with_context(|| format!("cannot create a staging directory in {}", opts.out_dir.display()))?;
+    let staged = |ext: &str| stage.path().join(format!("{}.{ext}", recipe.name));
     let written = write_eif(
         &EifInputs {
             kernel,
@@ -388,10 +397,10 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             default_cpus: e.cpus,
             metadata,
         },
-        &eif_path,
+        &staged("eif"),
         &Progress::bytes("eif", 0),
     )?;
-    let (eif_sha, eif_size) = Digest::of_reader(fs::File::open(&eif_path)?)?;
+    let (eif_sha, eif_size) = Digest::of_reader(fs::File::open(staged("eif"))?)?;
     let m = &written.measurements;
     let manifest = Manifest {
         inputs,
@@ -400,12 +409,19 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             pcrs: m.into(),
         },
     };
-    let pcrs_path = opts.out_dir.join(format!("{}.pcrs", recipe.name));
-    write_atomic(&pcrs_path, m.to_pcrs_file().as_bytes())?;
-    let manifest_path = opts.out_dir.join(format!("{}.manifest.json", recipe.name));
-    write_atomic(&manifest_path, &manifest.to_json()?)?;
-    let provenance = opts.out_dir.join(format!("{}.provenance.json", recipe.name));
-    write_atomic(&provenance, &manifest.provenance().to_json()?)?;
+    write_atomic(staged("pcrs"), m.to_pcrs_file().as_bytes())?;
+    write_atomic(staged("provenance.json"), &manifest.provenance().to_json()?)?;
+    write_atomic(staged("manifest.json"), &manifest.to_json()?)?;
+    let mut finals = Vec::new();
+    for ext in ["eif", "pcrs", "provenance.json", "manifest.json"] {
+        let to = opts.out_dir.join(format!("{}.{ext}", recipe.name));
+        fs::rename(staged(ext), &to)
+            .with_context(|| format!("cannot rename the new output into {}", to.display()))?;
+        finals.push(to);
+    }
+    crate::fsutil::sync_dir(&opts.out_dir)?;
+    let [eif_path, pcrs_path, provenance, manifest_path] =
+        <[PathBuf; 4]>::try_from(finals).expect("four outputs");
     if opts.keep_work {
         let kept = scratch.keep();
         eprintln!("eifbake: kept the scratch directory {}", kept.display());
