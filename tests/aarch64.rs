@@ -10,7 +10,8 @@
 //!   refused before any OCI runtime starts, naming the step, the image's
 //!   platform and what to install;
 //! - a kernel for the other architecture is refused by `build`, both ways,
-//!   before any step runs.
+//!   before any step runs;
+//! - a lock edited to pin another platform's manifest is refused.
 //!
 //! Needs root, docker-registry, skopeo, crun, qemu-system-arm, and Debian's
 //! arm64 kernel and busybox-static:arm64 (downloaded once from the Debian
@@ -285,4 +286,29 @@ fn build_refuses_a_kernel_for_the_other_arch_both_ways() {
         assert!(!err.contains("exit code 7") && !err.contains("step \"greet\""), "a step ran first: {err}");
         assert!(!p.path(&format!("out/k-{arch}.eif")).exists());
     }
+}
+
+#[test]
+fn a_lock_pinning_another_platforms_manifest_is_refused() {
+    let p = Project::new();
+    synthetic_kernels(&p, "fx/synthetic-linux:1", false);
+    let recipe = p.recipe("edited", "aarch64", "fx/synthetic-linux:1", "");
+    let lock = p.lock(&recipe);
+    // A hand edit: the amd64 manifest under the arm64 platform the recipe needs.
+    let (arm, amd) = (p.os.1[1].digest, p.os.1[0].digest);
+    assert_eq!(lock.images["os"].manifest, arm);
+    let lockfile = p.path("lockfiles/edited.lock");
+    fs::write(&lockfile, fs::read_to_string(&lockfile).unwrap().replace(&arm.to_string(), &amd.to_string()))
+        .unwrap();
+    let (code, err) = p.build(&recipe, &host_path());
+    assert_eq!(code, 2, "{err}");
+    let want = format!(
+        "image \"os\" ({}): the lock pins manifest {amd} as linux/arm64, but its config",
+        p.reg.image("fx/os:1")
+    );
+    assert!(
+        err.contains(&want) && err.contains("says architecture \"amd64\""),
+        "expected {want:?} in: {err}"
+    );
+    assert!(err.contains("eifbake lock --update"), "{err}");
 }
