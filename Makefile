@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint fmt demo bench golden deps
+.PHONY: all build test lint fmt demo demo-arm64 bench golden deps
 
 all: build
 
@@ -36,6 +36,11 @@ golden:
 
 demo: deps build
 	bash scripts/demo.sh
+
+# The same for aarch64 (recipes/hello-arm64): multi-platform fixture images,
+# an EIF with the aarch64 flag and an arm64 Image, booted by qemu-system-aarch64.
+demo-arm64: deps build
+	bash scripts/demo.sh arm64
 
 bench: deps build
 	bash bench/run.sh

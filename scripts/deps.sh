@@ -13,24 +13,39 @@ PACKAGES=(
   cpio gzip pigz
   # OCI: registry, reference clients, runtimes
   docker-registry skopeo umoci crun runc
-  # fixtures and boot tests
-  busybox-static qemu-system-x86
+  # fixtures and boot tests (qemu-system-arm has qemu-system-aarch64)
+  busybox-static qemu-system-x86 qemu-system-arm
   # benchmarks
   hyperfine time
   jq  # bench/run.sh reads JSON summaries
 )
 
+# The tests and demos boot both architectures: they download Debian's amd64
+# and arm64 kernels and busybox-static with apt-get download, which needs the
+# package lists of the architecture that is not the host's. Nothing of it is
+# installed.
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+need_update=0
+for arch in amd64 arm64; do
+  if [ "$(dpkg --print-architecture)" != "$arch" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    echo "deps: dpkg --add-architecture $arch"
+    $SUDO dpkg --add-architecture "$arch"
+    need_update=1
+  fi
+done
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ "${#missing[@]}" -gt 0 ] || [ "$need_update" -eq 1 ]; then
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "deps: all Debian packages present"
 else
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   echo "deps: installing ${missing[*]}"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 

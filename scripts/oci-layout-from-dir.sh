@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# oci-layout-from-dir.sh ROOTFS OUTDIR TAG [CMD...]
+# oci-layout-from-dir.sh [--arch ARCH] ROOTFS OUTDIR TAG [CMD...]
 #
 # Write a one-layer OCI image layout to OUTDIR (created; must not exist) whose
 # layer holds the tree ROOTFS, tagged TAG (index annotation
-# org.opencontainers.image.ref.name), for linux/amd64. Deterministic: entries
+# org.opencontainers.image.ref.name), for linux/ARCH (an OCI architecture:
+# amd64, the default, or arm64; the config and the index entry say it). Deterministic: entries
 # sorted by name, mtime 0, owner and group 0, GNU tar format (no pax times),
 # `gzip -n`, JSON written by this script with fixed key order and no creation
 # time, so the same ROOTFS gives the same digests on every run. The modes in
@@ -11,9 +12,22 @@
 set -euo pipefail
 export LC_ALL=C TZ=UTC
 
-rootfs=${1:?usage: oci-layout-from-dir.sh ROOTFS OUTDIR TAG [CMD...]}
-out=${2:?usage: oci-layout-from-dir.sh ROOTFS OUTDIR TAG [CMD...]}
-tag=${3:?usage: oci-layout-from-dir.sh ROOTFS OUTDIR TAG [CMD...]}
+usage="usage: oci-layout-from-dir.sh [--arch ARCH] ROOTFS OUTDIR TAG [CMD...]"
+arch=amd64
+if [ "${1:-}" = --arch ]; then
+  arch=${2:?$usage}
+  shift 2
+fi
+case "$arch" in
+  amd64 | arm64) ;;
+  *)
+    echo "oci-layout-from-dir: --arch $arch: expected amd64 or arm64" >&2
+    exit 2
+    ;;
+esac
+rootfs=${1:?$usage}
+out=${2:?$usage}
+tag=${3:?$usage}
 shift 3
 if [ -e "$out" ]; then
   echo "oci-layout-from-dir: $out already exists" >&2
@@ -52,16 +66,16 @@ if [ "$#" -gt 0 ]; then
   for a in "$@"; do cmd_json+="$sep$(json_str "$a")"; sep=","; done
   cmd_json+="]"
 fi
-printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-  "$cmd_json" "$diff_id" > "$tmp/config.json"
+printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+  "$arch" "$cmd_json" "$diff_id" > "$tmp/config.json"
 read -r config_hex config_size < <(blob "$tmp/config.json")
 
 printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
   "$config_hex" "$config_size" "$layer_hex" "$layer_size" > "$tmp/manifest.json"
 read -r manifest_hex manifest_size < <(blob "$tmp/manifest.json")
 
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"org.opencontainers.image.ref.name":%s}}]}' \
-  "$manifest_hex" "$manifest_size" "$(json_str "$tag")" > "$tmp/index.json"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"%s","os":"linux"},"annotations":{"org.opencontainers.image.ref.name":%s}}]}' \
+  "$manifest_hex" "$manifest_size" "$arch" "$(json_str "$tag")" > "$tmp/index.json"
 printf '{"imageLayoutVersion":"1.0.0"}' > "$tmp/oci-layout"
 
 mv "$tmp" "$out"

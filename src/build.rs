@@ -8,14 +8,21 @@
 //!    pulls missing ones unless `--offline`).
 //! 3. Sources: materialised from their pins ([`crate::sources`]), refused when
 //!    they changed.
-//! 4. Steps: each runs in a fresh root filesystem made from its image's
+//! 4. The kernel is taken from its image and refused when Nitro cannot boot
+//!    it for the recipe's `arch` ([`crate::eif::kernel`]): before any step
+//!    spends time.
+//! 5. Steps: each runs in a fresh root filesystem made from its image's
 //!    layers ([`crate::oci::layer`]) inside the sandbox ([`crate::sandbox`]).
 //!    A step whose inputs (image, mounts, script, env, epoch, tool version)
-//!    hash to a key already in the step cache is not run again.
-//! 5. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout,
+//!    hash to a key already in the step cache is not run again. A step to
+//!    run whose image is for another architecture than the host's is refused
+//!    before its runtime starts unless an emulator can run it
+//!    ([`crate::sandbox::execution_for`]); a recipe with no steps builds for
+//!    any `arch` on any host.
+//! 6. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout,
 //!    the inputs manifest embedded at [`INPUTS_PATH`], ramdisks written, the
 //!    EIF written ([`crate::eif`]) with the inputs as CustomMetadata.
-//! 6. The manifest, PCRs and provenance are written beside the EIF.
+//! 7. The manifest, PCRs and provenance are written beside the EIF.
 //!
 //! The four outputs are staged in a directory inside the output directory
 //! and renamed into place together, the manifest last. Nothing from
@@ -38,6 +45,7 @@ use serde::Serialize;
 
 use crate::cpio::Tree;
 use crate::digest::Digest;
+use crate::eif::kernel::KernelKind;
 use crate::eif::{write_eif, EifInputs, Metadata};
 use crate::epoch::Epoch;
 use crate::fetch;
@@ -51,7 +59,7 @@ use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Compression, ImageFile, Layout, Recipe, SourceKind};
-use crate::sandbox::{Bind, Runtime, Sandbox, StepRun};
+use crate::sandbox::{execution_for, Bind, Runtime, Sandbox, StepRun, BINFMT_MISC};
 use crate::sources::SourceCache;
 
 /// Where the inputs manifest sits in the enclave root filesystem.
@@ -137,6 +145,17 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let mut images =
         ImageTrees { store: &store, lock: &lock, work: work.join("images"), done: BTreeMap::new() };
 
+    // The kernel first: one Nitro cannot boot for the recipe's arch is refused before any step runs.
+    let e = &recipe.enclave;
+    let kernel = images.file(&e.kernel)?;
+    let what = format!(
+        "kernel {} of image {:?} ({})",
+        e.kernel.path, e.kernel.image, lock.images[&e.kernel.image].reference
+    );
+    if let Some(why) = KernelKind::of_file(&kernel)?.refusal(&what, recipe.arch.into()) {
+        bail!("recipe {}: enclave.kernel: {why}", recipe_file.display());
+    }
+
     // Steps.
     let sandbox = Sandbox::new(opts.runtime);
     let step_cache = store.root().join("eifbake").join("steps");
@@ -171,6 +190,22 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         if cached.is_dir() && !opts.no_cache {
             steps_cached.push(step.name.clone());
         } else {
+            let platform = &lock.images[&step.image].platform;
+            if let Err(why) = execution_for(platform, Path::new(BINFMT_MISC)) {
+                bail!(
+                    "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
+                     this host runs linux/{} programs, and {why}. Install an emulator that works in containers \
+                     (Debian: apt-get install qemu-user-static binfmt-support, which registers qemu-{} with the \
+                     F flag), or build on a {platform} host. A recipe whose kernel, init and root filesystem \
+                     all come from images needs no steps and builds anywhere.",
+                    step.name,
+                    step.image,
+                    recipe_file.display(),
+                    recipe.arch,
+                    crate::sandbox::host_arch(),
+                    recipe.arch,
+                );
+            }
             let rootfs = work.join("steps").join(&step.name).join("rootfs");
             images.extract_fresh(&step.image, &rootfs)?;
             let out_dir = work.join("steps").join(&step.name).join("out");
@@ -216,7 +251,6 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             SourceKind::Path { path, .. } => format!("path:{}", path.display()),
         });
     }
-    let e = &recipe.enclave;
     let file_input = |f: &ImageFile| ImageFileInput {
         image: f.image.clone(),
         path: f.path.clone(),
@@ -361,7 +395,6 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
 
     // The EIF.
     fs::create_dir_all(&opts.out_dir).with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
-    let kernel = images.file(&e.kernel)?;
     let kernel_config = match &e.kernel.config {
         Some(c) => {
             Some(images.file(&ImageFile { image: e.kernel.image.clone(), path: c.clone(), config: None })?)
@@ -389,10 +422,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             kernel,
             cmdline: e.cmdline.clone(),
             ramdisks,
-            arch: match recipe.arch {
-                crate::recipe::Arch::X86_64 => crate::eif::Arch::X86_64,
-                crate::recipe::Arch::Aarch64 => crate::eif::Arch::Aarch64,
-            },
+            arch: recipe.arch.into(),
             default_mem: e.memory_mib << 20,
             default_cpus: e.cpus,
             metadata,

@@ -5,11 +5,14 @@
 //! downloaded again; with `offline` nothing is downloaded and the first
 //! missing blob is an error naming it.
 //!
+//! Each image's config must name the architecture its lock entry's
+//! `platform` says (a hand-edited lock or a mislabelled image is refused).
+//!
 //! Not for: resolving tags (that is `lock`) or unpacking layers.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::digest::Digest;
@@ -58,6 +61,23 @@ pub fn fetch_lock(
         let reference = &req.reference;
         let m = store.manifest_any(&img.manifest)?;
         let (os, arch) = img.platform.split_once('/').unwrap_or(("linux", img.platform.as_str()));
+        if let Some(c) = &m.config {
+            // What the image says it is for must be what the lock says: a
+            // hand-edited lock or a mislabelled image would otherwise put
+            // another architecture's programs into the enclave.
+            let config: serde_json::Value =
+                serde_json::from_slice(&store.read_blob_bytes(&c.digest)?).unwrap_or_default();
+            if let Some(have) = config["architecture"].as_str().filter(|a| !a.is_empty() && *a != arch) {
+                bail!(
+                    "image {name:?} ({}): the lock pins manifest {} as {}, but its config {} says \
+                     architecture {have:?}; re-lock with `eifbake lock --update`, or fix the image's platform",
+                    img.reference,
+                    img.manifest,
+                    img.platform,
+                    c.digest
+                );
+            }
+        }
         let mut desc = Descriptor {
             media_type: m.media_type.clone().unwrap_or_else(|| store::MEDIA_OCI_MANIFEST.to_string()),
             digest: img.manifest,

@@ -6,6 +6,28 @@
 //! does not define, an enclave output no step produces) are errors that name
 //! the file, the line where the TOML parser can tell, and the key. Nothing
 //! here touches the network or the store; pinning is [`crate::lock`]'s job.
+//!
+//! `arch` (`x86_64`, the default, or `aarch64`) selects the platform of the
+//! whole build, end to end:
+//!
+//! - `eifbake lock` resolves every image for `linux/amd64` or `linux/arm64`
+//!   (from an image index, the manifest for that platform; a single-platform
+//!   image must be for it) and records each image's `platform` in the lock;
+//! - `fetch` and `build` refuse a lock whose platforms are not the recipe's,
+//!   and an image whose config names another architecture;
+//! - the kernel must be that arch's: an x86 bzImage for `x86_64`, the
+//!   uncompressed arm64 `Image` for `aarch64` (see [`crate::eif::kernel`]);
+//!   a wrong or compressed one is refused before any step runs;
+//! - steps run the images' programs, so on a host of the other architecture
+//!   they need a qemu-user `binfmt_misc` handler (see
+//!   [`crate::sandbox::execution_for`]) and are refused, naming the step,
+//!   without one; a recipe with no steps (kernel, init and root filesystem
+//!   all from images) builds for either arch on any host;
+//! - the EIF header's flags get bit 0 for `aarch64`, and the manifest
+//!   records `arch`.
+//!
+//! One arch per recipe: every image is pinned for it. A step that
+//! cross-compiles in an amd64 image for an aarch64 enclave is not expressible.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,7 +51,8 @@ pub struct Recipe {
     /// SOURCE_DATE_EPOCH for the build, unless the environment sets one.
     #[serde(default)]
     pub source_date_epoch: Option<Epoch>,
-    /// Target architecture of the enclave and of the images pulled.
+    /// Target architecture of the enclave and of every image pulled (see the
+    /// module documentation for what it changes).
     #[serde(default)]
     pub arch: Arch,
     /// Image name -> OCI reference (`stagex/core-busybox:sx2026.03.0`, `…@sha256:…`).
@@ -87,6 +110,15 @@ impl Arch {
         match self {
             Arch::X86_64 => "amd64",
             Arch::Aarch64 => "arm64",
+        }
+    }
+}
+
+impl From<Arch> for crate::eif::Arch {
+    fn from(a: Arch) -> crate::eif::Arch {
+        match a {
+            Arch::X86_64 => crate::eif::Arch::X86_64,
+            Arch::Aarch64 => crate::eif::Arch::Aarch64,
         }
     }
 }

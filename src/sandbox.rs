@@ -36,6 +36,12 @@
 //! started in a private mount namespace with that hierarchy detached (see
 //! `hide_unified_cgroup`). runc needs the cgroups it finds usable.
 //!
+//! Architectures: a step runs its image's programs, so an image for another
+//! architecture (an arm64 image on an x86_64 host) needs an emulator the
+//! kernel starts by itself: a `binfmt_misc` handler (qemu-user) registered
+//! with the F flag. [`execution_for`] tells, before any runtime starts,
+//! whether the host has one; the build refuses the step when it does not.
+//!
 //! What it is not for: building root filesystems (the layer extractor),
 //! deciding which outputs go into the enclave (the build command), resource
 //! limits (none are set), or caching steps.
@@ -400,6 +406,149 @@ impl Sandbox {
     }
 }
 
+/// Where the kernel lists its `binfmt_misc` handlers (one file per handler).
+pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
+
+/// The OCI architecture (`amd64`, `arm64`, …) of the programs this host runs natively.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// How the host runs a step image's programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Execution {
+    /// The image is for the host's own architecture.
+    Native,
+    /// Through this `binfmt_misc` handler (qemu-user), registered with the F
+    /// flag so it works inside the step's root filesystem.
+    Emulated { handler: PathBuf, interpreter: String },
+}
+
+/// Whether programs of an image for `platform` (`linux/arm64`) can run in a
+/// step on this host, and how; `binfmt` is normally [`BINFMT_MISC`].
+///
+/// A foreign architecture needs a `binfmt_misc` handler whose magic matches
+/// that architecture's ELF executables and which was registered with the F
+/// (fix-binary) flag: without it the kernel looks the interpreter up inside
+/// the step's root filesystem, where it is not. Debian's `qemu-user-static`
+/// registers its handlers that way. The error is a phrase saying what is
+/// missing, for the caller to put in a sentence naming the step.
+pub fn execution_for(platform: &str, binfmt: &Path) -> std::result::Result<Execution, String> {
+    let arch = platform.split('/').nth(1).unwrap_or(platform);
+    if arch == host_arch() {
+        return Ok(Execution::Native);
+    }
+    let Some(machine) = elf_machine(arch) else {
+        return Err(format!("eifbake does not know how to recognise {arch} programs"));
+    };
+    let status = fs::read_to_string(binfmt.join("status")).map_err(|_| {
+        format!(
+            "binfmt_misc is not mounted at {} (no emulator can be registered for {arch} programs)",
+            binfmt.display()
+        )
+    })?;
+    if status.trim() != "enabled" {
+        return Err(format!(
+            "binfmt_misc is disabled ({} says {:?})",
+            binfmt.join("status").display(),
+            status.trim()
+        ));
+    }
+    // A static executable's ELF header for `arch`: the bytes a handler's magic is compared with.
+    let mut sample = [0u8; 20];
+    sample[..8].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+    sample[16..18].copy_from_slice(&2u16.to_le_bytes());
+    sample[18..20].copy_from_slice(&machine.to_le_bytes());
+    let mut entries: Vec<PathBuf> = fs::read_dir(binfmt)
+        .map_err(|e| format!("cannot list {}: {e}", binfmt.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !matches!(p.file_name().and_then(|n| n.to_str()), Some("status" | "register")))
+        .collect();
+    entries.sort();
+    let mut unusable = Vec::new();
+    for path in entries {
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        let h = BinfmtHandler::parse(&text);
+        if !h.matches(&sample) {
+            continue;
+        }
+        if !h.enabled {
+            unusable.push(format!("{} is disabled", path.display()));
+        } else if !h.flags.contains('F') {
+            unusable.push(format!(
+                "{} is registered without the F (fix-binary) flag, so its interpreter {} would be looked up \
+                 inside the step's root filesystem",
+                path.display(),
+                h.interpreter
+            ));
+        } else {
+            return Ok(Execution::Emulated { handler: path, interpreter: h.interpreter });
+        }
+    }
+    if unusable.is_empty() {
+        Err(format!("no binfmt_misc handler for {arch} programs is registered in {}", binfmt.display()))
+    } else {
+        Err(unusable.join("; "))
+    }
+}
+
+/// The ELF `e_machine` of an OCI architecture's programs.
+fn elf_machine(arch: &str) -> Option<u16> {
+    Some(match arch {
+        "amd64" => 62,
+        "arm64" => 183,
+        "386" => 3,
+        "arm" => 40,
+        "ppc64le" => 21,
+        "s390x" => 22,
+        "riscv64" => 243,
+        _ => return None,
+    })
+}
+
+/// One `binfmt_misc` handler, as its file under [`BINFMT_MISC`] shows it.
+#[derive(Debug, Default)]
+struct BinfmtHandler {
+    enabled: bool,
+    interpreter: String,
+    flags: String,
+    offset: usize,
+    magic: Vec<u8>,
+    mask: Vec<u8>,
+}
+
+impl BinfmtHandler {
+    fn parse(text: &str) -> BinfmtHandler {
+        let mut h = BinfmtHandler::default();
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "enabled" => h.enabled = true,
+                "interpreter" => h.interpreter = value.to_string(),
+                "flags:" => h.flags = value.to_string(),
+                "offset" => h.offset = value.parse().unwrap_or(0),
+                "magic" => h.magic = hex::decode(value).unwrap_or_default(),
+                "mask" => h.mask = hex::decode(value).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        h
+    }
+
+    /// The kernel's test: every magic byte equals the file's under the mask.
+    fn matches(&self, file: &[u8]) -> bool {
+        !self.magic.is_empty()
+            && self.magic.iter().enumerate().all(|(i, m)| {
+                let mask = self.mask.get(i).copied().unwrap_or(0xff);
+                file.get(self.offset + i).is_some_and(|b| (b ^ m) & mask == 0)
+            })
+    }
+}
+
 /// The capabilities of a step's root user: the usual container default set
 /// (what Docker and Podman grant), so builds can chown, mknod, setuid and
 /// chroot inside their own root filesystem; no raw network, no admin.
@@ -663,6 +812,63 @@ mod tests {
         s.env.clear();
         s.workdir = "relative".into();
         assert!(Sandbox::new(Runtime::Crun).spec(&s).is_err());
+    }
+
+    /// A fake binfmt_misc directory holding `handlers` (name, file text).
+    fn binfmt(handlers: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("status"), "enabled\n").unwrap();
+        fs::write(dir.path().join("register"), "").unwrap();
+        for (name, text) in handlers {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    /// What Debian's qemu-user-static registers for aarch64 (flags given).
+    fn qemu_aarch64(flags: &str) -> String {
+        format!(
+            "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: {flags}\noffset 0\n\
+             magic 7f454c460201010000000000000000000200b700\n\
+             mask ffffffffffffff00fffffffffffffffffeffffff\n"
+        )
+    }
+
+    #[test]
+    fn foreign_images_need_a_fix_binary_binfmt_handler() {
+        let other = if host_arch() == "arm64" { "amd64" } else { "arm64" };
+        let none = binfmt(&[]);
+        assert_eq!(execution_for(&format!("linux/{}", host_arch()), none.path()), Ok(Execution::Native));
+        if other != "arm64" {
+            return; // the handler fixtures below are for aarch64 programs
+        }
+        let e = execution_for("linux/arm64", none.path()).unwrap_err();
+        assert!(e.contains("no binfmt_misc handler for arm64"), "{e}");
+        let e = execution_for("linux/arm64", &none.path().join("unmounted")).unwrap_err();
+        assert!(e.contains("not mounted"), "{e}");
+
+        // A handler for another machine (x86-64 is 0x3e) does not count.
+        let x86 = qemu_aarch64("PF").replace("0200b700", "02003e00");
+        let d = binfmt(&[("qemu-x86_64", &x86)]);
+        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("no binfmt_misc handler"));
+
+        let d = binfmt(&[("qemu-aarch64", &qemu_aarch64("P"))]);
+        let e = execution_for("linux/arm64", d.path()).unwrap_err();
+        assert!(e.contains("qemu-aarch64 is registered without the F (fix-binary) flag"), "{e}");
+        let d = binfmt(&[("qemu-aarch64", &qemu_aarch64("PF").replace("enabled", "disabled"))]);
+        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("qemu-aarch64 is disabled"));
+
+        // Any name will do: the magic decides.
+        let d = binfmt(&[("aarch64-static", &qemu_aarch64("POCF"))]);
+        assert_eq!(
+            execution_for("linux/arm64", d.path()),
+            Ok(Execution::Emulated {
+                handler: d.path().join("aarch64-static"),
+                interpreter: "/usr/libexec/qemu-binfmt/aarch64-binfmt-P".into()
+            })
+        );
+        fs::write(d.path().join("status"), "disabled\n").unwrap();
+        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("binfmt_misc is disabled"));
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! - AWS's `EifReader` accepts the EIFs eifbake writes and agrees on the CRC,
 //!   every PCR, the arch flag and the metadata;
 //! - AWS's `EifBuilder`, given the same inputs and metadata, writes the very
-//!   same bytes, and eifbake's reader measures them as AWS does.
+//!   same bytes, and eifbake's reader measures them as AWS does;
+//! - AWS's `EifReader` confirms the checked-in aarch64 golden EIF
+//!   (`tests/golden/eif-aarch64.json`, rebuilt here by `eifbake eif`): its
+//!   CRC, its PCRs and its aarch64 flag.
 
 mod eif_common;
 
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use aws_nitro_enclaves_image_format::defs::{EifBuildInfo, EifIdentityInfo};
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
 use aws_nitro_enclaves_image_format::utils::EifBuilder;
-use eif_common::bytes;
+use eif_common::{bytes, golden_build, golden_path};
 use eifbake::eif::{self, Arch, Eif, EifInputs, Metadata};
 use eifbake::epoch::Epoch;
 use eifbake::pcr::Measurements;
@@ -155,4 +158,24 @@ fn aws_builder_writes_the_same_bytes() {
         assert!(v.crc_ok());
         assert_eq!(ours_as_map(&v.measurements), aws_pcrs);
     }
+}
+
+#[test]
+fn aws_reader_confirms_the_aarch64_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, eif, _) = golden_build(dir.path(), "aarch64", &[("TZ", "UTC"), ("LC_ALL", "C")], "022");
+    let golden: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(golden_path("aarch64")).unwrap()).unwrap();
+    // The very EIF the golden file describes (tests/eif_golden.rs checks the rest).
+    assert_eq!(eifbake::digest::Digest::of(&eif).to_string(), golden["eif_sha256"]);
+    assert_eq!(json["Measurements"]["PCR0"], golden["PCR0"]);
+
+    let (r, aws) = aws_read(&dir.path().join("hello.eif"));
+    assert!(r.check_crc(), "AWS computes another CRC for the aarch64 golden EIF");
+    assert_eq!(r.get_header().eif_crc32, u32::from_str_radix(json["crc32"].as_str().unwrap(), 16).unwrap());
+    assert_eq!(r.get_header().flags, 1, "AWS does not see the aarch64 flag");
+    for n in ["PCR0", "PCR1", "PCR2"] {
+        assert_eq!(aws[n], golden[n].as_str().unwrap(), "{n}: AWS disagrees with the golden value");
+    }
+    assert_eq!(r.get_metadata().unwrap().build_info.img_kernel, "6.12.20");
 }

@@ -365,3 +365,62 @@ fn eif_errors_leave_no_output() {
 
     assert_eq!(listing(), before, "a failed eif run left files behind");
 }
+
+#[test]
+fn a_kernel_for_the_other_arch_or_compressed_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    write_inputs_aarch64(dir, b"x", 0o100644);
+    fs::write(dir.join("bzImage"), bzimage(7, 200_000)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &fs::read(dir.join("Image")).unwrap()).unwrap();
+    fs::write(dir.join("Image.gz"), gz.finish().unwrap()).unwrap();
+    // `eifbake eif` for `arch`, with `kernel` in place of that arch's own.
+    let eif = |arch: &str, kernel: &str, out: &str| {
+        let own = dir.join(if arch == "x86_64" { "bzImage" } else { "Image" }).display().to_string();
+        let args: Vec<String> = build_args_for(dir, out, arch)
+            .into_iter()
+            .map(|a| if a == own { dir.join(kernel).display().to_string() } else { a })
+            .collect();
+        run(eifbake().args(args).env("SOURCE_DATE_EPOCH", "1"))
+    };
+
+    // Each kernel in an EIF for its own arch: written, and describe names its kind.
+    for (arch, kernel, kind) in [
+        ("x86_64", "bzImage", "an x86 bzImage (boot protocol 2.15)"),
+        ("aarch64", "Image", "an arm64 Image (text_offset 0x0, image_size 200000, little-endian, 4K pages)"),
+    ] {
+        let out = format!("{arch}.eif");
+        let o = eif(arch, kernel, &out);
+        assert!(o.status.success(), "{arch}: {}", text(&o.stderr));
+        let o = describe(&dir.join(&out));
+        assert!(text(&o.stdout).contains(&format!("  kernel        {kind}\n")), "{}", text(&o.stdout));
+        let o = run(eifbake().arg("describe").arg("--json").arg(dir.join(&out)));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!((j["arch"].as_str(), j["kernel"].as_str()), (Some(arch), Some(kind)));
+    }
+
+    // Crossed, both ways, and compressed: exit 2, the file and what to give instead named, nothing written.
+    for (arch, kernel, want) in [
+        (
+            "aarch64",
+            "bzImage",
+            "bzImage is an x86 bzImage (boot protocol 2.15), but the EIF is for aarch64 (`--arch aarch64`, \
+             or `arch = \"aarch64\"` in the recipe); give the uncompressed arm64 `Image`",
+        ),
+        (
+            "x86_64",
+            "Image",
+            "Image is an arm64 Image (text_offset 0x0, image_size 200000, little-endian, 4K pages), but the \
+             EIF is for x86_64 (`--arch x86_64`, or `arch = \"x86_64\"` in the recipe); give the x86 bzImage",
+        ),
+        ("aarch64", "Image.gz", "Image.gz is gzip-compressed, and Nitro boots only an uncompressed kernel"),
+    ] {
+        let o = eif(arch, kernel, "refused.eif");
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{arch} with {kernel}: {err}");
+        assert!(err.contains(want), "{arch} with {kernel}: expected {want:?} in: {err}");
+        assert!(err.contains(&dir.join(kernel).display().to_string()), "the path is not named: {err}");
+        assert!(!dir.join("refused.eif").exists() && !dir.join("refused.eif.pcrs").exists());
+    }
+}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::args::{DescribeArgs, Global};
+use crate::eif::kernel::KernelKind;
 use crate::eif::{Eif, SectionKind};
 use crate::progress::Progress;
 
@@ -18,6 +19,9 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
     let v = eif.verify(&progress)?;
     progress.finish();
     let h = &eif.header;
+    let kernel =
+        eif.section(SectionKind::Kernel).map(|s| KernelKind::read(eif.section_reader(s))).transpose()?;
+    let kernel = kernel.map(|k| k.summary(h.arch()));
     let mut problems = Vec::new();
     if !v.crc_ok() {
         problems.push(format!(
@@ -63,6 +67,7 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             "default_cpus": h.default_cpus,
             "size": eif.len,
             "sections": sections,
+            "kernel": kernel,
             "cmdline": cmdline,
             "crc32": {
                 "stored": format!("{:08x}", v.stored_crc),
@@ -85,6 +90,9 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
         println!("    {:>2}  {:<10} {:>12} {:>12}", "#", "type", "offset", "size");
         for s in &eif.sections {
             println!("    {:>2}  {:<10} {:>12} {:>12}", s.index, s.kind.name(), s.offset, s.size);
+        }
+        if let Some(k) = &kernel {
+            println!("  kernel        {k}");
         }
         if let Some(c) = &cmdline {
             println!("  cmdline       {c:?}");

@@ -16,10 +16,15 @@
 //! section header and its data in file order. The measurements (PCRs) are in
 //! [`crate::pcr`]; this module feeds them while it streams.
 //!
+//! The writer refuses a kernel Nitro cannot boot for the header's
+//! architecture (a bzImage in an aarch64 EIF, an arm64 `Image` in an x86_64
+//! one, a compressed kernel): see [`kernel`].
+//!
 //! Not for: building ramdisks (see the cpio module), signing, or deciding
 //! what goes into an image (the build command does that).
 
 pub mod diff;
+pub mod kernel;
 mod metadata;
 mod reader;
 mod signature;

@@ -78,6 +78,7 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
     if inputs.cmdline.as_bytes().contains(&0) {
         bail!("the kernel command line contains a NUL byte");
     }
+    super::kernel::check(&inputs.kernel, inputs.arch)?;
     if inputs.ramdisks.is_empty() {
         bail!("an EIF needs at least one ramdisk");
     }

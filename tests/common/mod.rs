@@ -193,12 +193,35 @@ pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
 
 /// A layer with Debian's static busybox at /bin/busybox and a few applet links.
 pub fn busybox_layer() -> Vec<u8> {
-    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian package busybox-static)");
-    let links: Vec<String> =
-        ["sh", "ls", "cat", "echo", "cp", "mkdir"].iter().map(|a| format!("bin/{a}")).collect();
+    busybox_layer_from(Path::new(rootfs::BUSYBOX), &["sh", "ls", "cat", "echo", "cp", "mkdir"])
+}
+
+/// A layer with the static busybox `busybox` (e.g. [`rootfs::busybox_for`]
+/// another arch) at /bin/busybox and a link in /bin for each of `applets`.
+pub fn busybox_layer_from(busybox: &Path, applets: &[&str]) -> Vec<u8> {
+    let bb = std::fs::read(busybox)
+        .unwrap_or_else(|e| panic!("{} (Debian package busybox-static): {e}", busybox.display()));
+    let links: Vec<String> = applets.iter().map(|a| format!("bin/{a}")).collect();
     let mut entries = vec![Entry::Dir("bin"), Entry::File("bin/busybox", &bb, 0o755)];
     entries.extend(links.iter().map(|l| Entry::Symlink(l, "busybox")));
     layer_tar(&entries)
+}
+
+/// Write one image per architecture of `archs` (OCI names) into `store`,
+/// each from `layers(arch)`, and an index over them; push the index to
+/// `dest` (`127.0.0.1:PORT/repo:tag`). Returns the index and the manifests,
+/// in the order of `archs`.
+pub fn push_multi_arch(
+    store: &Store,
+    dest: &str,
+    archs: &[&str],
+    layers: impl Fn(&str) -> Vec<Vec<u8>>,
+) -> (Descriptor, Vec<Descriptor>) {
+    let manifests: Vec<Descriptor> = archs.iter().map(|a| write_image(store, a, &layers(a))).collect();
+    let index = write_index(store, &manifests);
+    let name = dest.rsplit('/').next().unwrap().replace(':', "-");
+    push(store, &name, index.clone(), dest, None);
+    (index, manifests)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -1,9 +1,12 @@
 //! Boot a kernel and a ramdisk under QEMU (TCG: KVM stalls on the CI
-//! machines) and return what the serial console printed.
+//! machines) and return what the serial console printed: an x86 bzImage
+//! with `qemu-system-x86_64`, an arm64 `Image` with `qemu-system-aarch64 -M
+//! virt -cpu cortex-a72` ([`boot_arch`]).
 //!
-//! The kernel comes from `scripts/fetch-kernel.sh` (Debian's cloud kernel,
-//! cached in a directory shared by all tests); several ramdisks are booted
-//! by concatenating them, as the Linux initramfs format allows.
+//! The kernels come from `scripts/fetch-kernel.sh` (Debian's cloud kernel for
+//! amd64 or arm64, cached in a directory shared by all tests); several
+//! ramdisks are booted by concatenating them, as the Linux initramfs format
+//! allows.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,12 +21,19 @@ pub fn kernel_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("eifbake-kernel"))
 }
 
-/// Debian's cloud kernel, downloaded once with `scripts/fetch-kernel.sh`.
+/// Debian's amd64 cloud kernel (a bzImage), downloaded once with `scripts/fetch-kernel.sh`.
 pub fn kernel() -> PathBuf {
-    let dir = kernel_dir();
+    kernel_for("amd64")
+}
+
+/// Debian's cloud kernel for `arch` (`amd64`: a bzImage in [`kernel_dir`];
+/// `arm64`: an uncompressed arm64 `Image` in its `arm64/` subdirectory, as
+/// `scripts/make-kernel-image.sh` keeps them), downloaded once.
+pub fn kernel_for(arch: &str) -> PathBuf {
+    let dir = if arch == "amd64" { kernel_dir() } else { kernel_dir().join(arch) };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-kernel.sh");
-    let status = Command::new("bash").arg(&script).arg(&dir).status().expect("run fetch-kernel.sh");
-    assert!(status.success(), "{} {} failed", script.display(), dir.display());
+    let status = Command::new("bash").arg(&script).arg(&dir).arg(arch).status().expect("run fetch-kernel.sh");
+    assert!(status.success(), "{} {} {arch} failed", script.display(), dir.display());
     dir.join("vmlinuz")
 }
 
@@ -37,6 +47,18 @@ pub struct Boot {
 /// Boot `kernel` with the concatenation of `ramdisks` and `cmdline` (to which
 /// `console=ttyS0 panic=-1` is appended), until QEMU exits or `timeout`.
 pub fn boot(kernel: &Path, ramdisks: &[&Path], cmdline: &str, timeout: Duration) -> Boot {
+    boot_arch("amd64", kernel, ramdisks, cmdline, timeout)
+}
+
+/// [`boot`] on an `amd64` or `arm64` machine; the console (`ttyS0` or
+/// `ttyAMA0`) and `panic=-1` are appended to `cmdline`, so a kernel command
+/// line written for Nitro (`console=ttyS0`) boots as it is.
+pub fn boot_arch(arch: &str, kernel: &Path, ramdisks: &[&Path], cmdline: &str, timeout: Duration) -> Boot {
+    let (qemu, machine, console): (&str, &[&str], &str) = match arch {
+        "amd64" => ("qemu-system-x86_64", &[], "ttyS0"),
+        "arm64" => ("qemu-system-aarch64", &["-M", "virt", "-cpu", "cortex-a72"], "ttyAMA0"),
+        _ => panic!("boot_arch: no QEMU machine for {arch}"),
+    };
     let work = tempfile::tempdir().unwrap();
     let initrd = work.path().join("initrd");
     let mut out = std::fs::File::create(&initrd).unwrap();
@@ -45,7 +67,8 @@ pub fn boot(kernel: &Path, ramdisks: &[&Path], cmdline: &str, timeout: Duration)
     }
     drop(out);
     let started = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut child = Command::new(qemu)
+        .args(machine)
         .args(["-accel", "tcg", "-m", "512", "-smp", "1", "-nographic", "-no-reboot", "-nodefaults"])
         .args(["-serial", "stdio", "-monitor", "none"])
         .arg("-kernel")
@@ -53,12 +76,12 @@ pub fn boot(kernel: &Path, ramdisks: &[&Path], cmdline: &str, timeout: Duration)
         .arg("-initrd")
         .arg(&initrd)
         .arg("-append")
-        .arg(format!("{cmdline} console=ttyS0 panic=-1"))
+        .arg(format!("{cmdline} console={console} panic=-1"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("qemu-system-x86_64 is installed (scripts/deps.sh)");
+        .unwrap_or_else(|e| panic!("cannot run {qemu} (scripts/deps.sh installs it): {e}"));
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let mut stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {

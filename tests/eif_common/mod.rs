@@ -47,6 +47,35 @@ pub fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// The 64-byte header of an arm64 `Image` (magic `ARM\x64` at 0x38, 4K
+/// pages, little-endian) for a kernel of `size` bytes.
+pub fn arm64_image_header(size: u64) -> [u8; 64] {
+    let mut h = [0u8; 64];
+    h[0..4].copy_from_slice(&[0x4d, 0x5a, 0x40, 0xfa]); // code0: the EFI stub's "MZ"
+    h[16..24].copy_from_slice(&size.to_le_bytes()); // image_size
+    h[24..32].copy_from_slice(&0xau64.to_le_bytes()); // flags: LE, 4K pages, anywhere
+    h[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    h
+}
+
+/// A synthetic arm64 `Image`: the header, then deterministic bytes (`n` in all).
+pub fn arm64_image(seed: u64, n: usize) -> Vec<u8> {
+    let mut k = arm64_image_header(n as u64).to_vec();
+    k.extend(bytes(seed, n - k.len()));
+    k
+}
+
+/// A synthetic x86 bzImage: a boot sector and setup header speaking boot
+/// protocol 2.15 (0xAA55 at 0x1FE, `HdrS` at 0x202), then deterministic bytes.
+pub fn bzimage(seed: u64, n: usize) -> Vec<u8> {
+    let mut k = bytes(seed, n);
+    k[0..2].copy_from_slice(b"MZ");
+    k[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    k[0x202..0x206].copy_from_slice(b"HdrS");
+    k[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    k
+}
+
 pub fn eifbake() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eifbake"));
     c.env_remove("SOURCE_DATE_EPOCH").env("EIFBAKE_NO_PROGRESS", "1");
@@ -83,13 +112,36 @@ pub fn write_inputs(dir: &Path, user_file_content: &[u8], cmd_mode: u32) {
     std::fs::write(dir.join("user.cpio"), user).unwrap();
 }
 
+/// The aarch64 twin of [`write_inputs`]: the same ramdisks, and an arm64
+/// `Image` (a real header over the same pseudo-random bytes) with an arm64
+/// kernel config instead of the bzImage.
+pub fn write_inputs_aarch64(dir: &Path, user_file_content: &[u8], cmd_mode: u32) {
+    write_inputs(dir, user_file_content, cmd_mode);
+    std::fs::write(dir.join("Image"), arm64_image(7, 200_000)).unwrap();
+    std::fs::write(
+        dir.join("linux.config"),
+        "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/arm64 6.12.20 Kernel Configuration\n#\n",
+    )
+    .unwrap();
+}
+
 /// `eifbake eif` over the inputs in `dir`, writing `out`.
 pub fn build_args(dir: &Path, out: &str) -> Vec<String> {
+    build_args_for(dir, out, "x86_64")
+}
+
+/// [`build_args`] for `arch` (`x86_64`: the `bzImage`; `aarch64`: the `Image`
+/// and `--arch aarch64`).
+pub fn build_args_for(dir: &Path, out: &str, arch: &str) -> Vec<String> {
     let p = |n: &str| dir.join(n).display().to_string();
-    vec![
-        "eif".into(),
+    let mut args: Vec<String> = vec!["eif".into()];
+    if arch != "x86_64" {
+        args.extend(["--arch".into(), arch.into()]);
+    }
+    let kernel = if arch == "x86_64" { "bzImage" } else { "Image" };
+    let rest: Vec<String> = vec![
         "--kernel".into(),
-        p("bzImage"),
+        p(kernel),
         "--kernel-config".into(),
         p("linux.config"),
         "--cmdline".into(),
@@ -109,5 +161,48 @@ pub fn build_args(dir: &Path, out: &str) -> Vec<String> {
         "--pcrs".into(),
         p(&format!("{out}.pcrs")),
         "--json".into(),
-    ]
+    ];
+    args.extend(rest);
+    args
+}
+
+/// Build the golden EIF for `arch` (`x86_64` or `aarch64`) in `dir` from the
+/// standard inputs, as `eifbake eif` run by a shell with only the given
+/// environment and umask; returns its `--json` output, bytes and `.pcrs`.
+pub fn golden_build(
+    dir: &Path,
+    arch: &str,
+    envs: &[(&str, &str)],
+    umask: &str,
+) -> (serde_json::Value, Vec<u8>, String) {
+    if arch == "x86_64" {
+        write_inputs(dir, b"hello\n", 0o100644);
+    } else {
+        write_inputs_aarch64(dir, b"hello\n", 0o100644);
+    }
+    let args = build_args_for(dir, "hello.eif", arch).join("' '");
+    // A shell with only these variables sets the umask, then execs eifbake.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {umask} && exec '{}' '{args}'", env!("CARGO_BIN_EXE_eifbake")))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SOURCE_DATE_EPOCH", "1774569600")
+        .env("EIFBAKE_NO_PROGRESS", "1")
+        .envs(envs.iter().copied())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "eifbake eif failed: {}", text(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let eif = std::fs::read(dir.join("hello.eif")).unwrap();
+    let pcrs = std::fs::read_to_string(dir.join("hello.eif.pcrs")).unwrap();
+    (json, eif, pcrs)
+}
+
+/// The checked-in golden values for `arch`: `tests/golden/eif.json` for
+/// x86_64, `tests/golden/eif-aarch64.json` for aarch64.
+pub fn golden_path(arch: &str) -> std::path::PathBuf {
+    let name = if arch == "x86_64" { "eif.json".to_string() } else { format!("eif-{arch}.json") };
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
 }
