@@ -384,6 +384,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             default_mem: e.memory_mib << 20,
             default_cpus: e.cpus,
             metadata,
+            signing: None,
         },
         &eif_path,
         &Progress::bytes("eif", 0),

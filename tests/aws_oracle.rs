@@ -61,6 +61,7 @@ fn write_ours(inp: &Inputs, arch: Arch, out: &Path) -> Measurements {
         default_mem: eif::DEFAULT_MEM,
         default_cpus: eif::DEFAULT_CPUS,
         metadata: metadata(),
+        signing: None,
     };
     eif::write_eif(&e, out, &Progress::hidden()).unwrap().measurements
 }

@@ -16,18 +16,24 @@
 //! section header and its data in file order. The measurements (PCRs) are in
 //! [`crate::pcr`]; this module feeds them while it streams.
 //!
-//! Not for: building ramdisks (see the cpio module), signing, or deciding
-//! what goes into an image (the build command does that).
+//! A signed image ends with a signature section whose format is in
+//! [`signature`]; the writer appends it once PCR0 is known, the reader checks
+//! it against the PCR0 it measures.
+//!
+//! Not for: building ramdisks (see the cpio module), loading signing keys
+//! (see [`crate::signing`]), or deciding what goes into an image (the build
+//! command does that).
 
 pub mod diff;
 mod metadata;
 mod reader;
-mod signature;
+pub mod signature;
 mod writer;
 
 pub use metadata::{build_time, kernel_info_from_config, parse_custom, BuildInfo, Metadata};
 pub use reader::{Eif, Section, SectionReader, Verification};
-pub use writer::{write_eif, EifInputs, Written};
+pub use signature::{SignatureReport, SIGNATURE_SECTION_LIMIT};
+pub use writer::{write_eif, EifInputs, Signing, Written};
 
 use std::fmt;
 
