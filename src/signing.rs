@@ -41,7 +41,7 @@ use p384::pkcs8::DecodePrivateKey as _;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use x509_cert::der::oid::ObjectIdentifier;
-use x509_cert::der::{Decode as _, Encode as _};
+use x509_cert::der::Decode as _;
 
 use crate::pcr::Pcr;
 
@@ -187,7 +187,8 @@ impl fmt::Debug for Certificate {
 /// The facts about a certificate that people check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CertificateInfo {
-    /// RFC 4514 form, most specific first (`CN=…,O=…`).
+    /// RFC 4514 form: the RDNs in reverse of their DER order (`O=…,CN=…` for a
+    /// certificate that `openssl x509 -noout -subject` prints as `CN = …, O = …`).
     pub subject: String,
     pub issuer: String,
     /// The serial number, lowercase hex.
@@ -236,17 +237,6 @@ impl Certificate {
         }
         Certificate::from_der(certs[0].der.clone())
             .map_err(|e| anyhow::anyhow!("signing certificate {p}: garbled certificate: {e:#}"))
-    }
-
-    /// The certificate of a PEM text as AWS reads it (OpenSSL's `X509::from_pem`):
-    /// the first CERTIFICATE block, whatever else the text holds.
-    pub fn from_first_pem_block(pem: &[u8]) -> Result<Self> {
-        let blocks = pem_blocks(pem).context("the signing certificate is garbled PEM")?;
-        let block = blocks
-            .into_iter()
-            .find(|b| b.label == "CERTIFICATE")
-            .context("the signing certificate has no `-----BEGIN CERTIFICATE-----` PEM block")?;
-        Certificate::from_der(block.der).context("the signing certificate")
     }
 
     /// The DER bytes, as measured into PCR8.
@@ -353,8 +343,10 @@ impl Certificate {
         }
     }
 
-    /// Re-encode the parse (a check that the DER was canonical; used by tests).
-    pub fn reencoded_der(&self) -> Result<Vec<u8>> {
+    /// Re-encode the parse (a check that the DER was canonical).
+    #[cfg(test)]
+    fn reencoded_der(&self) -> Result<Vec<u8>> {
+        use x509_cert::der::Encode as _;
         self.cert.to_der().map_err(|e| anyhow::anyhow!("cannot encode the certificate: {e}"))
     }
 }
@@ -375,6 +367,19 @@ fn algorithm_name(oid: ObjectIdentifier, curve: Option<ObjectIdentifier>) -> Str
         ID_DSA => "DSA".into(),
         other => format!("algorithm {other}"),
     }
+}
+
+/// The DER of the first CERTIFICATE block of a PEM text, as OpenSSL's
+/// `X509::from_pem` (AWS's reader) takes it, without parsing it as X.509:
+/// PCR8 measures these bytes whatever they hold.
+pub fn first_certificate_der(pem: &[u8]) -> Result<Vec<u8>> {
+    let blocks =
+        pem_blocks(pem).map_err(|e| anyhow::anyhow!("the signing certificate is garbled PEM: {e:#}"))?;
+    let block = blocks
+        .into_iter()
+        .find(|b| b.label == "CERTIFICATE")
+        .context("the signing certificate has no `-----BEGIN CERTIFICATE-----` PEM block")?;
+    Ok(block.der)
 }
 
 /// Read a P-384 private key from a PEM file: PKCS#8 or SEC1, unencrypted.

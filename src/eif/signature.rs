@@ -26,7 +26,7 @@ use ciborium::value::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::pcr::Pcr;
-use crate::signing::{verify_es384, Certificate, CertificateInfo, Signer};
+use crate::signing::{first_certificate_der, verify_es384, Certificate, CertificateInfo, Signer};
 
 /// The largest signature section eifbake writes or reads. AWS's are about
 /// 2 KiB (the certificate's PEM dominates); a larger one is refused.
@@ -208,41 +208,13 @@ pub fn decode(section: &[u8]) -> Result<Decoded> {
     )?;
     let n = entries.len();
     let first = entries.into_iter().next().context("the signature section's array of signatures is empty")?;
-    let der = pem_certificate_der(&first.signing_certificate)?;
+    let der = first_certificate_der(&first.signing_certificate)?;
     Ok(Decoded {
         certificate_pem: first.signing_certificate,
         certificate_der: der,
         cose: first.signature,
         entries: n,
     })
-}
-
-/// The DER signing certificate of the first entry (what PCR8 measures).
-pub fn certificate_der(section: &[u8]) -> Result<Vec<u8>> {
-    Ok(decode(section)?.certificate_der)
-}
-
-/// The DER of the first CERTIFICATE block of a PEM text, without parsing it as
-/// X.509 (PCR8 measures the bytes whatever they hold).
-fn pem_certificate_der(pem: &[u8]) -> Result<Vec<u8>> {
-    use base64::Engine as _;
-    let text = std::str::from_utf8(pem).context("the signing certificate is not PEM text")?;
-    let mut lines = text.lines().map(str::trim);
-    if !lines.any(|l| l == "-----BEGIN CERTIFICATE-----") {
-        bail!("the signing certificate has no `-----BEGIN CERTIFICATE-----` PEM block");
-    }
-    let mut body = String::new();
-    for line in lines {
-        if line == "-----END CERTIFICATE-----" {
-            return base64::engine::general_purpose::STANDARD
-                .decode(body.as_bytes())
-                .context("the signing certificate's PEM body is not valid base64");
-        }
-        if !line.contains(':') {
-            body.push_str(line);
-        }
-    }
-    bail!("the signing certificate's PEM block has no `-----END CERTIFICATE-----` line (truncated?)")
 }
 
 /// What a signature section says, and whether it signs a given PCR0.

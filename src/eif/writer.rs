@@ -226,7 +226,10 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
         body_crc.update(&section);
         w.write_all(&sh)?;
         w.write_all(&section)?;
-        total += SECTION_HEADER_SIZE + section.len() as u64;
+        let added = SECTION_HEADER_SIZE + section.len() as u64;
+        progress.inc_length(added);
+        progress.inc(added);
+        total += added;
         measurements.pcr8 = Some(pcr8);
         written_signature = Some(section);
     }
