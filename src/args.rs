@@ -198,6 +198,19 @@ pub struct EifArgs {
     /// Also write the PCRs to this file, lines `<hex> PCRn`.
     #[arg(long, value_name = "FILE")]
     pub pcrs: Option<PathBuf>,
+    /// Sign the image with this certificate (PEM, exactly one certificate, ECDSA P-384);
+    /// adds PCR8. Unlike nitro-cli, the signature is deterministic (RFC 6979): the same
+    /// inputs and key give the same file. Needs --private-key.
+    #[arg(long, value_name = "CERT.pem", requires = "private_key")]
+    pub signing_certificate: Option<PathBuf>,
+    /// The certificate's private key: a PEM file, PKCS#8 (`BEGIN PRIVATE KEY`) or SEC1
+    /// (`BEGIN EC PRIVATE KEY`), unencrypted. (`pkcs11:` URIs are reserved for token support.)
+    #[arg(long, value_name = "KEY.pem", requires = "signing_certificate")]
+    pub private_key: Option<String>,
+    /// Sign even when the signing certificate is expired or not yet valid. Without this
+    /// flag that is an error (checked against the current time, not SOURCE_DATE_EPOCH).
+    #[arg(long, requires = "signing_certificate")]
+    pub ignore_certificate_validity: bool,
     /// Print the result as JSON (nitro-cli's Measurements shape included).
     #[arg(long)]
     pub json: bool,

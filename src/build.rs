@@ -426,6 +426,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             default_mem: e.memory_mib << 20,
             default_cpus: e.cpus,
             metadata,
+            signing: None,
         },
         &staged("eif"),
         &Progress::bytes("eif", 0),

@@ -28,5 +28,6 @@ pub mod pcr;
 pub mod progress;
 pub mod recipe;
 pub mod sandbox;
+pub mod signing;
 pub mod sources;
 pub mod verify;

@@ -264,10 +264,20 @@ fn signed_image_shows_pcr8() {
     let signed = good.with_file_name("signed.eif");
     fs::write(&signed, &b).unwrap();
 
+    // PCR8 measures the certificate's DER whatever it holds; the signature
+    // itself (no real certificate, no real COSE) does not check: exit 2.
     let o = run(eifbake().arg("describe").arg("--json").arg(&signed));
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("signed.eif: section 5 (signature): the signature does not check")
+            && err.contains("not a valid X.509 certificate"),
+        "{err}"
+    );
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["Measurements"]["PCR8"], eifbake::pcr::Pcr::of(&[0x30, 0x82, 0x01]).hex());
+    assert_eq!(j["signature"]["valid"], false);
+    assert_eq!(j["crc32"]["ok"], true);
     // Signing does not change PCR0..2.
     let o = run(eifbake().arg("describe").arg("--json").arg(&good));
     let g: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

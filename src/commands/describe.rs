@@ -1,8 +1,11 @@
 //! `eifbake describe EIF [--json]`: header, sections, CRC check, PCRs,
-//! metadata and the embedded manifest (CustomMetadata) of an EIF.
+//! metadata, the embedded manifest (CustomMetadata) and, for a signed image,
+//! the signing certificate and whether the signature holds.
 //!
-//! A structurally invalid file is an error (exit 2). A CRC mismatch or
-//! unreadable metadata is shown with everything else, then exits 2.
+//! A structurally invalid file is an error (exit 2). A CRC mismatch,
+//! unreadable metadata, or a signature that does not check (garbled, not by
+//! the certificate's key, or not over this image's PCR0) is shown with
+//! everything else, then exits 2.
 
 use std::process::ExitCode;
 
@@ -29,6 +32,14 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             args.eif.display(),
             v.stored_crc,
             v.computed_crc
+        ));
+    }
+    if let Some(r) = v.signature.as_ref().filter(|r| !r.valid) {
+        let index = eif.section(SectionKind::Signature).map(|s| s.index).unwrap_or_default();
+        problems.push(format!(
+            "{}: section {index} (signature): the signature does not check: {}",
+            args.eif.display(),
+            r.problem.as_deref().unwrap_or("unknown reason")
         ));
     }
     let metadata = match eif.metadata_json() {
@@ -75,6 +86,7 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
                 "ok": v.crc_ok(),
             },
             "Measurements": v.measurements.nitro_cli_json(),
+            "signature": v.signature,
             "Metadata": metadata,
             "problems": problems,
         });
@@ -109,6 +121,9 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
         for (n, p) in v.measurements.registers() {
             println!("  PCR{n}  {p}");
         }
+        if let Some(r) = &v.signature {
+            print_signature(r);
+        }
         if let Some(m) = &metadata {
             let mut shown = m.clone();
             if let Some(o) = shown.as_object_mut() {
@@ -140,6 +155,30 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             eprintln!("eifbake: error: {p}");
         }
         Ok(ExitCode::from(2))
+    }
+}
+
+fn print_signature(r: &crate::eif::SignatureReport) {
+    println!("Signature");
+    if let Some(c) = &r.certificate {
+        println!("  subject       {}", c.subject);
+        println!("  issuer        {}", c.issuer);
+        println!("  serial        {}", c.serial);
+        println!("  not before    {}", c.not_before);
+        println!("  not after     {}", c.not_after);
+        println!("  sha256        {}", c.sha256_fingerprint);
+        println!("  key           {}", c.key_algorithm);
+    }
+    if let Some(p) = &r.pcr8 {
+        println!("  PCR8          {p}");
+    }
+    if let Some(a) = &r.algorithm {
+        println!("  algorithm     {a}");
+    }
+    if r.valid {
+        println!("  signature     OK (by the certificate's key, over this image's PCR0)");
+    } else {
+        println!("  signature     INVALID: {}", r.problem.as_deref().unwrap_or("unknown reason"));
     }
 }
 

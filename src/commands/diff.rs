@@ -90,4 +90,5 @@ pub fn print_text(d: &EifDiff) {
         }
     }
     print_changes("metadata", &d.metadata, "");
+    print_changes("signature", &d.signature, "");
 }

@@ -1,16 +1,19 @@
 //! `eifbake eif --kernel K --cmdline S --ramdisk R... --output O`: write an
 //! EIF (see [`crate::eif`]) and print its PCRs; `--pcrs FILE` also writes
-//! them as `<hex> PCRn` lines.
+//! them as `<hex> PCRn` lines. `--signing-certificate C --private-key K`
+//! signs it (PCR8; see [`crate::signing`]), the key checked before any
+//! bytes are written.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
 use crate::args::{Arch, EifArgs, Global};
-use crate::eif::{self, EifInputs, Metadata};
+use crate::eif::{self, EifInputs, Metadata, Signing};
 use crate::epoch::Epoch;
 use crate::fsutil::write_atomic;
 use crate::progress::Progress;
+use crate::signing::{self, Validity};
 
 pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
     let epoch = Epoch::from_env()?.unwrap_or(Epoch(0));
@@ -22,6 +25,14 @@ pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
     };
     let custom = args.metadata.as_deref().map(eif::parse_custom).transpose()?;
     let metadata = Metadata::new(&name, &args.version, epoch, args.kernel_config.as_deref(), custom)?;
+    let signer = match (&args.signing_certificate, &args.private_key) {
+        (Some(cert), Some(key)) => {
+            let validity =
+                if args.ignore_certificate_validity { Validity::Ignore } else { Validity::Enforce };
+            Some(signing::load_signer(cert, key, validity)?)
+        }
+        _ => None,
+    };
     let inputs = EifInputs {
         kernel: args.kernel.clone(),
         cmdline: args.cmdline.clone(),
@@ -33,6 +44,7 @@ pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
         default_mem: eif::DEFAULT_MEM,
         default_cpus: eif::DEFAULT_CPUS,
         metadata,
+        signing: signer.clone().map(Signing::Key),
     };
     let progress = Progress::bytes("eif", 0);
     let written = eif::write_eif(&inputs, &args.output, &progress)?;
@@ -48,6 +60,7 @@ pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
             "crc32": format!("{:08x}", written.header.crc32),
             "arch": inputs.arch.to_string(),
             "Measurements": m.nitro_cli_json(),
+            "signing_certificate": signer.as_ref().map(|s| s.certificate().info()),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

@@ -1,6 +1,7 @@
 //! What differs between two EIFs: header fields, CRC status, PCRs, sections
-//! (by size and SHA-256), metadata keys, and for ramdisks the cpio entries
-//! added, removed or changed (content, mode, owner, mtime, size, link target).
+//! (by size and SHA-256), metadata keys, the signature (signing certificate
+//! and whether it checks), and for ramdisks the cpio entries added, removed
+//! or changed (content, mode, owner, mtime, size, link target).
 //!
 //! Not for: parsing cpio (that is [`crate::cpio`]'s reader) or printing (the
 //! `diff` command renders the [`EifDiff`] this module returns).
@@ -292,6 +293,8 @@ pub struct EifDiff {
     pub pcrs: Vec<Change>,
     pub sections: Vec<SectionDiff>,
     pub metadata: Vec<Change>,
+    /// The signing certificate and the signature check, when they differ.
+    pub signature: Vec<Change>,
 }
 
 /// Compare two opened EIFs (a CRC mismatch on either side is reported, not fatal).
@@ -358,7 +361,27 @@ pub fn compare(a: &Eif, b: &Eif, progress: &Progress) -> Result<EifDiff> {
         }
     };
 
-    let same = header.is_empty() && pcrs.is_empty() && sections.is_empty() && metadata.is_empty();
+    let mut signature = Vec::new();
+    let cert = |v: &Verification| match &v.signature {
+        None => "(unsigned)".to_string(),
+        Some(r) => match &r.certificate {
+            Some(c) => format!("{} (sha256 {})", c.subject, c.sha256_fingerprint),
+            None => "(unreadable)".to_string(),
+        },
+    };
+    let check = |v: &Verification| match &v.signature {
+        None => "(unsigned)".to_string(),
+        Some(r) if r.valid => "valid".to_string(),
+        Some(r) => format!("INVALID: {}", r.problem.as_deref().unwrap_or("unknown reason")),
+    };
+    push_if(&mut signature, "signing certificate", cert(&va), cert(&vb));
+    push_if(&mut signature, "signature check", check(&va), check(&vb));
+
+    let same = header.is_empty()
+        && pcrs.is_empty()
+        && sections.is_empty()
+        && metadata.is_empty()
+        && signature.is_empty();
     Ok(EifDiff {
         a: a.path().display().to_string(),
         b: b.path().display().to_string(),
@@ -369,6 +392,7 @@ pub fn compare(a: &Eif, b: &Eif, progress: &Progress) -> Result<EifDiff> {
         pcrs,
         sections,
         metadata,
+        signature,
     })
 }
 

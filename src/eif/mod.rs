@@ -18,21 +18,25 @@
 //!
 //! The writer refuses a kernel Nitro cannot boot for the header's
 //! architecture (a bzImage in an aarch64 EIF, an arm64 `Image` in an x86_64
-//! one, a compressed kernel): see [`kernel`].
+//! one, a compressed kernel): see [`kernel`]. A signed image ends with a
+//! signature section whose format is in [`signature`]; the writer appends it
+//! once PCR0 is known, the reader checks it against the PCR0 it measures.
 //!
-//! Not for: building ramdisks (see the cpio module), signing, or deciding
-//! what goes into an image (the build command does that).
+//! Not for: building ramdisks (see the cpio module), loading signing keys
+//! (see [`crate::signing`]), or deciding what goes into an image (the build
+//! command does that).
 
 pub mod diff;
 pub mod kernel;
 mod metadata;
 mod reader;
-mod signature;
+pub mod signature;
 mod writer;
 
 pub use metadata::{build_time, kernel_info_from_config, parse_custom, BuildInfo, Metadata};
 pub use reader::{Eif, Section, SectionReader, Verification};
-pub use writer::{write_eif, EifInputs, Written};
+pub use signature::{SignatureReport, SIGNATURE_SECTION_LIMIT};
+pub use writer::{write_eif, EifInputs, Signing, Written};
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
 //! The validating EIF reader: [`Eif::open`] checks the header and every
 //! section header (never loading section data), [`Eif::verify`] streams all
-//! sections once to check the CRC and compute the PCRs, and
-//! [`Eif::section_reader`] streams one section.
+//! sections once to check the CRC, compute the PCRs and check the signature,
+//! and [`Eif::section_reader`] streams one section.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::signature::{self, SignatureReport, SIGNATURE_SECTION_LIMIT};
 use super::{
-    signature, Header, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE, MAGIC, MAX_SECTIONS,
+    Header, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE, MAGIC, MAX_SECTIONS,
     SECTION_HEADER_SIZE,
 };
 use crate::pcr::{Measurements, Measurer};
@@ -53,12 +54,21 @@ pub struct Eif {
 pub struct Verification {
     pub stored_crc: u32,
     pub computed_crc: u32,
+    /// PCR0/1/2, and PCR8 when the signature section yields a certificate.
     pub measurements: Measurements,
+    /// For a signed image: the certificate and whether the signature holds
+    /// for this image's PCR0. A garbled section is reported here, not as an error.
+    pub signature: Option<SignatureReport>,
 }
 
 impl Verification {
     pub fn crc_ok(&self) -> bool {
         self.stored_crc == self.computed_crc
+    }
+
+    /// Unsigned, or signed with a signature that checks.
+    pub fn signature_ok(&self) -> bool {
+        self.signature.as_ref().is_none_or(|s| s.valid)
     }
 }
 
@@ -135,6 +145,14 @@ impl Eif {
                         sh.size
                     )
                 })?;
+            if kind == SectionKind::Signature && sh.size > SIGNATURE_SECTION_LIMIT {
+                bail!(
+                    "{p}: section {i} (signature) is {} bytes, over eifbake's limit of \
+                     {SIGNATURE_SECTION_LIMIT} bytes for a signature section (SIGNATURE_SECTION_LIMIT); \
+                     the file is corrupt or not a Nitro EIF",
+                    sh.size
+                );
+            }
             sections.push(Section { index: i, kind, flags: sh.flags, offset: off, size: sh.size });
             expected = end;
         }
@@ -195,7 +213,14 @@ impl Eif {
         Ok(Some(v))
     }
 
-    /// Stream every section once: check the CRC and compute the PCRs.
+    /// The signature section's bytes, if the image is signed (e.g. to rebuild
+    /// it with [`crate::eif::Signing::Section`]).
+    pub fn signature_section(&self) -> Result<Option<Vec<u8>>> {
+        self.section(SectionKind::Signature).map(|s| self.read_small(s)).transpose()
+    }
+
+    /// Stream every section once: check the CRC, compute the PCRs, and check
+    /// the signature section (if any) against the PCR0 measured.
     pub fn verify(&self, progress: &Progress) -> Result<Verification> {
         let p = self.path.display();
         let mut crc = crc32fast::Hasher::new();
@@ -205,6 +230,7 @@ impl Eif {
         progress.inc(HEADER_SIZE);
         let mut m = Measurer::new(CHUNK);
         let mut buf = m.buffer();
+        let mut signature_data = None;
         for s in &self.sections {
             let sh = SectionHeader { kind: s.kind as u16, flags: s.flags, size: s.size }.to_bytes();
             crc.update(&sh);
@@ -213,10 +239,8 @@ impl Eif {
                 SectionKind::Signature => {
                     let data = self.read_small(s)?;
                     crc.update(&data);
-                    let der = signature::certificate_der(&data)
-                        .with_context(|| format!("{p}: section {} (signature)", s.index))?;
-                    m.certificate(&der);
                     progress.inc(s.size);
+                    signature_data = Some(data);
                     continue;
                 }
                 SectionKind::Ramdisk => m.start_ramdisk(),
@@ -239,10 +263,14 @@ impl Eif {
                 }
             }
         }
+        let mut measurements = m.finish()?;
+        let signature = signature_data.map(|data| signature::check(&data, &measurements.pcr0));
+        measurements.pcr8 = signature.as_ref().and_then(|r| r.pcr8);
         Ok(Verification {
             stored_crc: self.header.crc32,
             computed_crc: crc.finalize(),
-            measurements: m.finish()?,
+            measurements,
+            signature,
         })
     }
 }

@@ -1,20 +1,49 @@
 //! The streaming EIF writer: section sizes come from the input files' sizes,
-//! so the header is written first with a zero CRC, every section is streamed
-//! once (CRC-32 and PCRs computed on the way), and the CRC is patched last.
+//! so the header is written first, every section is streamed once (CRC-32
+//! and PCRs computed on the way), and the header is patched last.
+//!
+//! A signed image's signature section depends on PCR0, which is known only
+//! after the last ramdisk, and its size on the signature bytes. So it is
+//! appended after the ramdisks (where AWS puts it), then the header is
+//! rewritten with its size and the CRC: the CRC of header bytes `[0, 544)`
+//! combined with the CRC of everything after the header, which was computed
+//! while streaming. The data is still read once.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
 use super::{
-    Arch, Header, Metadata, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE, MAGIC,
-    MAX_SECTIONS, SECTION_HEADER_SIZE, VERSION,
+    signature, Arch, Header, Metadata, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE,
+    MAGIC, MAX_SECTIONS, SECTION_HEADER_SIZE, VERSION,
 };
 use crate::fsutil::AtomicFile;
-use crate::pcr::{Measurements, Measurer};
+use crate::pcr::{Measurements, Measurer, Pcr};
 use crate::progress::Progress;
+use crate::signing::Signer;
+
+/// How an image is signed (PCR8 and a signature section after the ramdisks).
+#[derive(Clone)]
+pub enum Signing {
+    /// Sign this image's PCR0 with a key holder (see [`crate::signing::load_signer`]).
+    Key(Arc<dyn Signer>),
+    /// Append a ready-made signature section, e.g. taken from a published EIF
+    /// to rebuild it without the key. It must be a valid signature of this
+    /// image's PCR0, or the write fails.
+    Section(Vec<u8>),
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signing::Key(s) => write!(f, "Signing::Key({s:?})"),
+            Signing::Section(b) => write!(f, "Signing::Section({} bytes)", b.len()),
+        }
+    }
+}
 
 /// Everything an EIF is made of.
 #[derive(Clone, Debug)]
@@ -30,14 +59,19 @@ pub struct EifInputs {
     /// Header default vCPU count (AWS writes 2).
     pub default_cpus: u64,
     pub metadata: Metadata,
+    /// Sign the image (adds PCR8), or not.
+    pub signing: Option<Signing>,
 }
 
 /// What was written.
 #[derive(Clone, Debug)]
 pub struct Written {
     pub header: Header,
+    /// PCR0/1/2, and PCR8 for a signed image.
     pub measurements: Measurements,
     pub size: u64,
+    /// The signature section written, if signed.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// Write `inputs` as an EIF at `output`, atomically: on any error the target is untouched.
@@ -82,12 +116,18 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
     if inputs.ramdisks.is_empty() {
         bail!("an EIF needs at least one ramdisk");
     }
-    if inputs.ramdisks.len() > MAX_SECTIONS - 3 {
+    let fixed = 3 + usize::from(inputs.signing.is_some());
+    if inputs.ramdisks.len() > MAX_SECTIONS - fixed {
         bail!(
-            "{} ramdisks given; an EIF holds at most {} (32 sections minus kernel, cmdline and metadata)",
+            "{} ramdisks given; an EIF holds at most {} (32 sections minus kernel, cmdline, metadata{})",
             inputs.ramdisks.len(),
-            MAX_SECTIONS - 3
+            MAX_SECTIONS - fixed,
+            if inputs.signing.is_some() { " and signature" } else { "" }
         );
+    }
+    // A ready-made section is decoded before the (long) streaming, so a bad one fails fast.
+    if let Some(Signing::Section(bytes)) = &inputs.signing {
+        signature::decode(bytes).context("the signature section given")?;
     }
     let metadata = inputs.metadata.to_bytes();
     let mut sections: Vec<(SectionKind, Source)> = vec![
@@ -118,26 +158,26 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
         header.section_sizes[i] = src.size();
         offset += SECTION_HEADER_SIZE + src.size();
     }
-    let total = offset;
+    let mut total = offset;
     progress.inc_length(total);
 
-    let mut crc = crc32fast::Hasher::new();
-    let head = header.to_bytes();
-    crc.update(&head[..HEADER_CRC_SPAN]);
-    w.write_all(&head)?;
+    // The header is rewritten at the end; its CRC is combined with this one
+    // over everything that follows it.
+    let mut body_crc = crc32fast::Hasher::new();
+    w.write_all(&header.to_bytes())?;
     progress.inc(HEADER_SIZE);
 
     let mut measurer = Measurer::new(CHUNK);
     for (kind, src) in sections {
         let sh = SectionHeader::new(kind, src.size()).to_bytes();
-        crc.update(&sh);
+        body_crc.update(&sh);
         w.write_all(&sh)?;
         if kind == SectionKind::Ramdisk {
             measurer.start_ramdisk();
         }
         match src {
             Source::Bytes(b) => {
-                crc.update(b);
+                body_crc.update(b);
                 w.write_all(b)?;
                 if kind != SectionKind::Metadata {
                     measurer.boot(b)?;
@@ -157,7 +197,7 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
                             path.display()
                         );
                     }
-                    crc.update(&buf[..n]);
+                    body_crc.update(&buf[..n]);
                     w.write_all(&buf[..n])?;
                     left -= n as u64;
                     progress.inc(n as u64);
@@ -173,11 +213,55 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
             }
         }
     }
+    let mut measurements = measurer.finish()?;
+
+    let mut written_signature = None;
+    if let Some(signing) = &inputs.signing {
+        let (section, pcr8) = signature_section(signing, &measurements.pcr0)?;
+        let i = header.num_sections as usize;
+        header.num_sections += 1;
+        header.section_offsets[i] = total;
+        header.section_sizes[i] = section.len() as u64;
+        let sh = SectionHeader::new(SectionKind::Signature, section.len() as u64).to_bytes();
+        body_crc.update(&sh);
+        body_crc.update(&section);
+        w.write_all(&sh)?;
+        w.write_all(&section)?;
+        let added = SECTION_HEADER_SIZE + section.len() as u64;
+        progress.inc_length(added);
+        progress.inc(added);
+        total += added;
+        measurements.pcr8 = Some(pcr8);
+        written_signature = Some(section);
+    }
+
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header.to_bytes()[..HEADER_CRC_SPAN]);
+    crc.combine(&body_crc);
     header.crc32 = crc.finalize();
-    w.seek(SeekFrom::Start(HEADER_CRC_SPAN as u64))?;
-    w.write_all(&header.crc32.to_be_bytes())?;
+    w.seek(SeekFrom::Start(0))?;
+    w.write_all(&header.to_bytes())?;
     w.seek(SeekFrom::Start(total))?;
     w.flush()?;
-    let measurements = measurer.finish()?;
-    Ok(Written { header, measurements, size: total })
+    Ok(Written { header, measurements, size: total, signature: written_signature })
+}
+
+/// The signature section for an image whose PCR0 is `pcr0`, and its PCR8.
+fn signature_section(signing: &Signing, pcr0: &Pcr) -> Result<(Vec<u8>, Pcr)> {
+    match signing {
+        Signing::Key(signer) => {
+            let section = signature::encode(signer.as_ref(), pcr0)?;
+            Ok((section, signer.certificate().pcr8()))
+        }
+        Signing::Section(bytes) => {
+            let report = signature::check(bytes, pcr0);
+            match (report.valid, report.pcr8) {
+                (true, Some(pcr8)) => Ok((bytes.clone(), pcr8)),
+                _ => bail!(
+                    "the signature section given does not sign this image: {}",
+                    report.problem.as_deref().unwrap_or("no certificate")
+                ),
+            }
+        }
+    }
 }

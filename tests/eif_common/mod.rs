@@ -174,13 +174,16 @@ pub fn golden_build(
     arch: &str,
     envs: &[(&str, &str)],
     umask: &str,
+    extra: &[String],
 ) -> (serde_json::Value, Vec<u8>, String) {
     if arch == "x86_64" {
         write_inputs(dir, b"hello\n", 0o100644);
     } else {
         write_inputs_aarch64(dir, b"hello\n", 0o100644);
     }
-    let args = build_args_for(dir, "hello.eif", arch).join("' '");
+    let mut args = build_args_for(dir, "hello.eif", arch);
+    args.extend_from_slice(extra);
+    let args = args.join("' '");
     // A shell with only these variables sets the umask, then execs eifbake.
     let o = Command::new("sh")
         .arg("-c")
