@@ -137,6 +137,9 @@ pub struct CheckArgs {
     pub runtime: String,
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
+    /// Every run signs as `build` would (signed runs must agree byte for byte too).
+    #[command(flatten)]
+    pub signing: BuildSigningArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -260,8 +263,31 @@ pub struct BuildArgs {
     /// Keep the scratch directory (root filesystems, ramdisks, step logs) and print where.
     #[arg(long)]
     pub keep_work: bool,
+    #[command(flatten)]
+    pub signing: BuildSigningArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Signing options of `build` and `check`; they override the recipe's `[signing]` table.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BuildSigningArgs {
+    /// Sign with this certificate (PEM, one ECDSA P-384 certificate) instead of the
+    /// recipe's signing.certificate; adds PCR8, deterministically (RFC 6979).
+    #[arg(long, value_name = "CERT.pem")]
+    pub signing_certificate: Option<PathBuf>,
+    /// The signing key: a PEM file (PKCS#8 or SEC1, unencrypted). Wins over the recipe's
+    /// signing.key and over $EIFBAKE_SIGNING_KEY, which is used when neither names one.
+    #[arg(long, value_name = "KEY.pem")]
+    pub private_key: Option<String>,
+    /// Sign even when the certificate is expired or not yet valid (an error otherwise;
+    /// checked against the current time).
+    #[arg(long)]
+    pub ignore_certificate_validity: bool,
+    /// Do not sign, even when the recipe has a [signing] table (PCR0/1/2 are the same
+    /// either way; PCR8 is absent).
+    #[arg(long, conflicts_with_all = ["signing_certificate", "private_key"])]
+    pub unsigned: bool,
 }
 
 #[derive(Debug, Args)]

@@ -46,20 +46,21 @@ use serde::Serialize;
 use crate::cpio::Tree;
 use crate::digest::Digest;
 use crate::eif::kernel::KernelKind;
-use crate::eif::{write_eif, EifInputs, Metadata};
+use crate::eif::{write_eif, EifInputs, Metadata, Signing};
 use crate::epoch::Epoch;
 use crate::fetch;
 use crate::fsutil::write_atomic;
 use crate::lock::Lock;
 use crate::manifest::{
     self, EifOutput, EnclaveSettings, FileRef, ImageFileInput, ImageInput, Inputs, Manifest, Outputs,
-    SourceInput,
+    SignatureOutput, SourceInput,
 };
 use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Compression, ImageFile, Layout, Recipe, SourceKind};
 use crate::sandbox::{execution_for, Bind, Runtime, Sandbox, StepRun, BINFMT_MISC};
+use crate::signing::Validity;
 use crate::sources::SourceCache;
 
 /// Where the inputs manifest sits in the enclave root filesystem.
@@ -82,6 +83,68 @@ pub struct BuildOptions {
     pub step_timeout: Duration,
     /// Keep the scratch directory (for debugging); it is printed.
     pub keep_work: bool,
+    /// Whether to sign the EIF.
+    pub signing: SignWith,
+}
+
+/// Whether a build signs its EIF.
+#[derive(Debug, Clone)]
+pub enum SignWith {
+    /// As the recipe's `[signing]` table says (unsigned when it has none),
+    /// with these command-line overrides.
+    Recipe(SigningOverrides),
+    /// Never (`build --unsigned`; `verify`'s rebuild, which has no key).
+    Unsigned,
+}
+
+/// Signing settings from the command line, over the recipe's `[signing]` table.
+#[derive(Debug, Clone, Default)]
+pub struct SigningOverrides {
+    /// `--signing-certificate`: wins over `signing.certificate`.
+    pub certificate: Option<PathBuf>,
+    /// `--private-key`: wins over `signing.key`.
+    pub key: Option<String>,
+    /// `$EIFBAKE_SIGNING_KEY`: used when neither the command line nor the recipe names a key.
+    pub fallback_key: Option<String>,
+    pub validity: Validity,
+}
+
+/// The certificate and key a build signs with, or `None` for an unsigned
+/// build: command line over recipe over `$EIFBAKE_SIGNING_KEY` (for the key).
+/// The recipe's paths are relative to its directory.
+pub fn signing_paths(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    o: &SigningOverrides,
+) -> Result<Option<(PathBuf, String)>> {
+    let base = Recipe::base_dir(recipe_path);
+    let table = recipe.signing.as_ref();
+    let certificate = match (&o.certificate, table) {
+        (Some(c), _) => c.clone(),
+        (None, Some(t)) => base.join(&t.certificate),
+        (None, None) => {
+            if o.key.is_some() {
+                bail!(
+                    "--private-key given, but no certificate: the recipe {} has no [signing] table; \
+                     give --signing-certificate too",
+                    Recipe::resolve_path(recipe_path).display()
+                );
+            }
+            return Ok(None);
+        }
+    };
+    let key = match (&o.key, table.and_then(|t| t.key.as_deref()), &o.fallback_key) {
+        (Some(k), _, _) => k.clone(),
+        (None, Some(k), _) if k.starts_with("pkcs11:") => k.to_string(),
+        (None, Some(k), _) => base.join(k).to_string_lossy().into_owned(),
+        (None, None, Some(k)) => k.clone(),
+        (None, None, None) => bail!(
+            "signing with {} but no private key: give --private-key KEY.pem, set EIFBAKE_SIGNING_KEY, \
+             or add key = \"…\" to the recipe's [signing] table (or build --unsigned)",
+            certificate.display()
+        ),
+    };
+    Ok(Some((certificate, key)))
 }
 
 /// What a build produced.
@@ -114,6 +177,14 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         None => recipe.source_date_epoch.unwrap_or(Epoch(0)),
     };
     let base_dir = Recipe::base_dir(recipe_path);
+    // The signing key is loaded and checked first, so a bad one fails before any work.
+    let signer = match &opts.signing {
+        SignWith::Unsigned => None,
+        SignWith::Recipe(o) => match signing_paths(&recipe, recipe_path, o)? {
+            Some((cert, key)) => Some(crate::signing::load_signer(&cert, &key, o.validity)?),
+            None => None,
+        },
+    };
     let store = Store::open(&opts.store)?;
     // Held for the whole build: `store gc` waits, so it never removes blobs
     // or cache entries this build reads.
@@ -426,7 +497,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             default_mem: e.memory_mib << 20,
             default_cpus: e.cpus,
             metadata,
-            signing: None,
+            signing: signer.clone().map(Signing::Key),
         },
         &staged("eif"),
         &Progress::bytes("eif", 0),
@@ -438,6 +509,10 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         outputs: Outputs {
             eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
             pcrs: m.into(),
+            signature: match (&signer, &written.signature) {
+                (Some(s), Some(section)) => Some(SignatureOutput::new(&s.certificate().info(), section)),
+                _ => None,
+            },
         },
     };
     write_atomic(staged("pcrs"), m.to_pcrs_file().as_bytes())?;

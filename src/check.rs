@@ -45,6 +45,7 @@
 //! [`crate::eif::diff`]) or rebuilding someone else's EIF
 //! ([`crate::verify`]).
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::build::{signing_paths, SignWith};
 use crate::digest::Digest;
 use crate::eif::diff::{compare, EifDiff};
 use crate::eif::Eif;
@@ -142,6 +144,8 @@ pub struct CheckOptions {
     pub exe: PathBuf,
     /// Run `diffoscope` on the two differing EIFs when it is installed.
     pub diffoscope: bool,
+    /// Whether every run signs (as `build` would).
+    pub signing: SignWith,
 }
 
 /// One build of the check.
@@ -291,6 +295,8 @@ struct Ctx<'a> {
     /// When the control build started (the `time` variation starts later).
     control_start: Option<SystemTime>,
     count: usize,
+    /// The `build` flags that sign (absolute paths), or `--unsigned`.
+    sign_args: Vec<OsString>,
 }
 
 impl Ctx<'_> {
@@ -365,6 +371,7 @@ impl Ctx<'_> {
             .arg("--runtime")
             .arg(&self.opts.runtime)
             .arg("--offline")
+            .args(&self.sign_args)
             .env_remove("EIFBAKE_STORE")
             .env("EIFBAKE_NO_PROGRESS", "1")
             .env("TZ", "UTC")
@@ -460,6 +467,24 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
     let root = project_root(&recipe_file)?;
     let recipe_rel = fs::canonicalize(&recipe_file)?.strip_prefix(&root)?.to_path_buf();
     let lock_src = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
+    // Every run signs alike: the paths are resolved (and the key checked) once
+    // here, then given to each build as absolute paths.
+    let mut sign_args: Vec<OsString> = vec!["--unsigned".into()];
+    if let SignWith::Recipe(o) = &opts.signing {
+        if let Some((cert, key)) = signing_paths(&recipe, recipe_path, o)? {
+            crate::signing::load_signer(&cert, &key, o.validity)?;
+            let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
+            sign_args = vec!["--signing-certificate".into(), abs(&cert)?.into(), "--private-key".into()];
+            sign_args.push(if key.starts_with("pkcs11:") {
+                key.into()
+            } else {
+                abs(Path::new(&key))?.into()
+            });
+            if o.validity == crate::signing::Validity::Ignore {
+                sign_args.push("--ignore-certificate-validity".into());
+            }
+        }
+    }
     let store = Store::open(&opts.store)?;
     crate::fetch::fetch_lock(&store, &lock, &opts.insecure, opts.offline, &Progress::bytes("fetch", 0))?;
 
@@ -503,6 +528,7 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
         sources,
         control_start: None,
         count: 0,
+        sign_args,
     };
     let control = ctx.run("control", &[])?;
     let mut runs = vec![control.clone()];

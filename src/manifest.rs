@@ -299,6 +299,53 @@ pub struct EifOutput {
 pub struct Outputs {
     pub eif: EifOutput,
     pub pcrs: Pcrs,
+    /// Signed images only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureOutput>,
+}
+
+/// Who signed the EIF, and the signature section itself: with it a
+/// rebuilder who has no key can put the same signature on a rebuild and
+/// compare whole files (`verify`). Not embedded in the image (the inputs
+/// are), so signing never changes PCR0/1/2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureOutput {
+    /// The signing certificate's subject (RFC 4514).
+    pub subject: String,
+    pub issuer: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub not_after: String,
+    /// SHA-256 of the certificate's DER, lowercase hex.
+    pub sha256_fingerprint: String,
+    /// The EIF's signature section (AWS's CBOR), base64.
+    pub section: String,
+}
+
+impl SignatureOutput {
+    pub fn new(cert: &crate::signing::CertificateInfo, section: &[u8]) -> SignatureOutput {
+        use base64::Engine as _;
+        SignatureOutput {
+            subject: cert.subject.clone(),
+            issuer: cert.issuer.clone(),
+            serial: cert.serial.clone(),
+            not_before: cert.not_before.clone(),
+            not_after: cert.not_after.clone(),
+            sha256_fingerprint: cert.sha256_fingerprint.clone(),
+            section: base64::engine::general_purpose::STANDARD.encode(section),
+        }
+    }
+
+    /// The signature section's bytes.
+    pub fn section_bytes(&self) -> Result<Vec<u8>> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.section)
+            .map_err(|e| anyhow::anyhow!("manifest field outputs.signature.section is not base64: {e}"))
+    }
 }
 
 /// `NAME.manifest.json`: the inputs and the outputs of one build.
@@ -615,6 +662,7 @@ mod tests {
                     pcr2: "22".repeat(48).parse().unwrap(),
                     pcr8: None,
                 },
+                signature: None,
             },
         }
     }

@@ -17,11 +17,19 @@
 //! (`no_cache`), and source trees are re-hashed against their pins on every
 //! use.
 //!
+//! Signed images: the rebuild is unsigned (a rebuilder has no key). When
+//! the manifest records a signature section, or a published EIF has one,
+//! that section is checked against the rebuilt PCR0 and, when it signs it,
+//! appended to the rebuild ([`crate::eif::sign_existing`]); the signed
+//! rebuild's sha256 and PCR8 are then compared with the original's. Signing
+//! is deterministic, so a signed image rebuilds bit for bit. A section that
+//! does not sign the rebuilt PCR0 is a failed `signature` figure.
+//!
 //! Verdicts ([`Verdict`]): `GOOD` when every figure matches; `GOOD_MEASURED`
 //! when every PCR matches but a published EIF's sha256 does not (an EIF from
-//! another tool, e.g. AWS's `eif_build`, or a signed copy: the files differ
-//! only in unmeasured metadata or signature; the enclave attests to the same
-//! measurements, so this exits 0 like GOOD, with the explanation printed);
+//! another tool, e.g. AWS's `eif_build`: the files differ only in unmeasured
+//! metadata; the enclave attests to the same measurements, so this exits 0
+//! like GOOD, with the explanation printed);
 //! `BAD` otherwise (exit 1). A rebuild that cannot happen (missing path
 //! source, blob gone, tool version mismatch) is an error (exit 2).
 //!
@@ -348,8 +356,13 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         let eif = Eif::open(p)?;
         let v = eif.verify(&Progress::bytes("measure", 0))?;
         let (sha, _) = Digest::of_reader(fs::File::open(p)?)?;
-        published_figures.push((*label, sha, v.measurements));
+        let section = eif.signature_section()?;
+        published_figures.push((*label, sha, v.measurements, section));
     }
+    let manifest_section = match subject.outputs.as_ref().and_then(|o| o.signature.as_ref()) {
+        Some(sig) => Some(sig.section_bytes()?),
+        None => None,
+    };
 
     let scratch = tempfile::Builder::new()
         .prefix("eifbake-verify-")
@@ -378,6 +391,7 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
             epoch: Some(inputs.source_date_epoch),
             step_timeout: opts.step_timeout,
             keep_work: false,
+            signing: crate::build::SignWith::Unsigned,
         },
     )
     .context("cannot rebuild")?;
@@ -396,32 +410,121 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
             });
         }
     };
-    let sha_figure = |from: &str, expected: Digest| Figure {
-        what: "sha256".into(),
-        from: from.into(),
-        expected: expected.to_string(),
-        rebuilt: out.eif.sha256.to_string(),
-        ok: expected == out.eif.sha256,
+    // A signed original is compared with the rebuild carrying the original's
+    // signature section (no key needed: the section must sign the rebuilt
+    // PCR0), so whole files can still be compared. One signed copy per
+    // distinct section.
+    let mut signed: Vec<(Vec<u8>, SignedRebuild)> = Vec::new();
+    let mut signed_rebuild = |section: &[u8]| -> Result<SignedRebuild> {
+        if let Some((_, r)) = signed.iter().find(|(b, _)| b == section) {
+            return Ok(r.clone());
+        }
+        let pcr0 = built_pcr0(out)?;
+        let report = crate::eif::signature::check(section, &pcr0);
+        let r = if report.valid {
+            let path = scratch.path().join(format!("signed{}.eif", signed.len()));
+            let w = crate::eif::sign_existing(
+                &built.eif,
+                &crate::eif::Signing::Section(section.to_vec()),
+                &path,
+                &Progress::bytes("sign", 0),
+            )?;
+            let (sha, _) = Digest::of_reader(fs::File::open(&path)?)?;
+            Ok((path, sha, w.measurements.pcr8.expect("a signed image has PCR8")))
+        } else {
+            Err(report.problem.unwrap_or_else(|| "invalid".into()))
+        };
+        signed.push((section.to_vec(), r.clone()));
+        Ok(r)
     };
+    // The figures of one expected image: its sha256 against the rebuild
+    // (signed with its section when it has one), its signature, its PCR8.
+    let mut image_figures = |figures: &mut Vec<Figure>,
+                             from: &str,
+                             sha: Digest,
+                             section: Option<&[u8]>,
+                             pcr8: Option<String>|
+     -> Result<PathBuf> {
+        let mut compared = built.eif.clone();
+        let mut rebuilt_sha = out.eif.sha256.to_string();
+        let mut rebuilt_pcr8 = "(unsigned)".to_string();
+        if let Some(section) = section {
+            match signed_rebuild(section)? {
+                Ok((path, signed_sha, p8)) => {
+                    figures.push(Figure {
+                        what: "signature".into(),
+                        from: from.into(),
+                        expected: "signs the rebuilt PCR0".into(),
+                        rebuilt: "valid".into(),
+                        ok: true,
+                    });
+                    compared = path;
+                    rebuilt_sha = signed_sha.to_string();
+                    rebuilt_pcr8 = p8.hex();
+                }
+                Err(problem) => figures.push(Figure {
+                    what: "signature".into(),
+                    from: from.into(),
+                    expected: "signs the rebuilt PCR0".into(),
+                    rebuilt: problem,
+                    ok: false,
+                }),
+            }
+        }
+        figures.push(Figure {
+            what: "sha256".into(),
+            from: from.into(),
+            expected: sha.to_string(),
+            ok: sha.to_string() == rebuilt_sha,
+            rebuilt: rebuilt_sha,
+        });
+        if let Some(p8) = pcr8 {
+            figures.push(Figure {
+                what: "PCR8".into(),
+                from: from.into(),
+                ok: p8 == rebuilt_pcr8,
+                expected: p8,
+                rebuilt: rebuilt_pcr8,
+            });
+        }
+        Ok(compared)
+    };
+    let mut compared_with: BTreeMap<String, PathBuf> = BTreeMap::new();
     if let Some(o) = &subject.outputs {
-        figures.push(sha_figure("manifest", o.eif.sha256));
+        let pcr8 = o.pcrs.pcr8.as_ref().map(|p| p.to_string());
+        let c = image_figures(&mut figures, "manifest", o.eif.sha256, manifest_section.as_deref(), pcr8)?;
+        compared_with.insert("manifest".into(), c);
         add_pcrs(
             &mut figures,
             "manifest",
             [o.pcrs.pcr0.to_string(), o.pcrs.pcr1.to_string(), o.pcrs.pcr2.to_string()],
         );
     }
+    for (label, sha, m, section) in &published_figures {
+        let pcr8 = m.pcr8.as_ref().map(|p| p.hex());
+        let c = image_figures(&mut figures, label, *sha, section.as_deref(), pcr8)?;
+        compared_with.insert(label.to_string(), c);
+        add_pcrs(&mut figures, label, [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
+    }
     if let Some(m) = &pcrs_file {
         add_pcrs(&mut figures, "pcrs file", [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
-        if m.pcr8.is_some() {
-            notes.push(
-                "PCR8 (signing certificate) in the pcrs file is not checked: a rebuild is unsigned".into(),
-            );
+        if let Some(p8) = &m.pcr8 {
+            // PCR8 comes from a signature: the one of the manifest or a published EIF.
+            match signed.iter().find_map(|(_, r)| r.as_ref().ok()) {
+                Some((_, _, rebuilt)) => figures.push(Figure {
+                    what: "PCR8".into(),
+                    from: "pcrs file".into(),
+                    expected: p8.hex(),
+                    rebuilt: rebuilt.hex(),
+                    ok: p8 == rebuilt,
+                }),
+                None => notes.push(
+                    "PCR8 (signing certificate) in the pcrs file is not checked: no signed manifest or \
+                     EIF was given, and a rebuild without the key is unsigned"
+                        .into(),
+                ),
+            }
         }
-    }
-    for (label, sha, m) in &published_figures {
-        figures.push(sha_figure(label, *sha));
-        add_pcrs(&mut figures, label, [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
     }
 
     let pcrs_ok = figures.iter().filter(|f| f.what != "sha256").all(|f| f.ok);
@@ -441,8 +544,8 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
     // The diff against the first published EIF that does not match the rebuild.
     let mismatched = published.iter().find(|(label, _)| figures.iter().any(|f| f.from == *label && !f.ok));
     let diff = match mismatched {
-        Some((_, p)) if verdict != Verdict::Good => {
-            let a = Eif::open(&built.eif)?;
+        Some((label, p)) if verdict != Verdict::Good => {
+            let a = Eif::open(compared_with.get(*label).unwrap_or(&built.eif))?;
             let b = Eif::open(p)?;
             Some(compare(&a, &b, &Progress::bytes("diff", 0))?)
         }
@@ -468,6 +571,16 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         diff,
         kept,
     })
+}
+
+/// The rebuild with a published signature section appended (its path, sha256
+/// and PCR8), or why that section does not sign the rebuild.
+type SignedRebuild = std::result::Result<(PathBuf, Digest, crate::pcr::Pcr), String>;
+
+/// The rebuilt image's PCR0, as a register value.
+fn built_pcr0(out: &crate::manifest::Outputs) -> Result<crate::pcr::Pcr> {
+    let bytes = hex::decode(out.pcrs.pcr0.as_str())?;
+    Ok(crate::pcr::Pcr(bytes.try_into().map_err(|_| anyhow::anyhow!("PCR0 is not 48 bytes"))?))
 }
 
 /// The in-toto Statement v1 with an SLSA Verification Summary v1 predicate

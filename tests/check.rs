@@ -124,3 +124,40 @@ fn keep_and_bad_vary() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown variation \"moon\""), "{err}");
 }
+
+/// A recipe with a `[signing]` table (certificate and key relative to the
+/// recipe): every run signs, so the runs agree on the signed file, which is
+/// the very file `build` writes; `--unsigned` checks the unsigned one.
+#[test]
+fn a_signing_recipe_is_checked_signed() {
+    let (reg, dir) = fixtures();
+    let recipe = project(&reg, dir.path(), "signed", "mkdir -p /out/r\necho signed > /out/r/x");
+    let keys = recipe.parent().unwrap().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/signing");
+    fs::copy(data.join("signer2.pem"), keys.join("cert.pem")).unwrap();
+    fs::copy(data.join("signer2.key"), keys.join("key.pem")).unwrap();
+    let mut text = fs::read_to_string(&recipe).unwrap();
+    text.push_str("\n[signing]\ncertificate = \"keys/cert.pem\"\nkey = \"keys/key.pem\"\n");
+    fs::write(&recipe, text).unwrap();
+    let store = dir.path().join("store");
+    let (code, out, err) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, v, err) = check(dir.path(), &recipe, &["--vary", "umask,path"]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    let out_dir = dir.path().join("out");
+    let (code, out, err) =
+        eifbake(&["--store", s(&store), "build", s(&recipe), "--out", s(&out_dir), "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let built: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let signed_sha = &built["manifest"]["outputs"]["eif"]["sha256"];
+    assert!(built["manifest"]["outputs"]["pcrs"]["PCR8"].is_string(), "{built:#}");
+    for run in v["runs"].as_array().unwrap() {
+        assert_eq!(&run["sha256"], signed_sha, "check's runs are not the signed build: {v:#}");
+    }
+
+    let (code, v, err) = check(dir.path(), &recipe, &["--vary", "umask", "--unsigned"]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_ne!(&v["runs"][0]["sha256"], signed_sha, "--unsigned still signed");
+}

@@ -38,12 +38,19 @@ impl Built {
 /// Lock and build a recipe with a path source and one step, then copy the
 /// app source elsewhere (as a rebuilder would have it).
 fn built() -> Built {
-    built_with(None)
+    built_with(None, false)
+}
+
+/// The checked-in test signing keys and certificates.
+fn signing_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/signing").join(name)
 }
 
 /// [`built`], with the app source from the git repository at `git` (a
-/// `file://` URL) instead of the path source `app`.
-fn built_with(git: Option<&str>) -> Built {
+/// `file://` URL) instead of the path source `app`; when `signed`, the recipe
+/// has `[signing] certificate = "keys/cert.pem"` (no key: the build gets it
+/// from `$EIFBAKE_SIGNING_KEY`, the test key signer1).
+fn built_with(git: Option<&str>, signed: bool) -> Built {
     let reg = TestRegistry::start();
     let _f = common::push_fixtures(&reg);
     let dir = tempfile::tempdir().unwrap();
@@ -57,14 +64,21 @@ fn built_with(git: Option<&str>) -> Built {
     };
     let script =
         "mkdir -p /out/r\necho \"hello-from-the-$((6*7))\" > /out/r/greeting\ncp main.sh data.txt /out/r/";
-    let text = common::busybox_step_recipe("v", "1.2.3", &reg.image("fx/busybox:1"), &source, script);
+    let mut text = common::busybox_step_recipe("v", "1.2.3", &reg.image("fx/busybox:1"), &source, script);
+    if signed {
+        fs::create_dir_all(rdir.join("keys")).unwrap();
+        fs::copy(signing_data("signer1.pem"), rdir.join("keys/cert.pem")).unwrap();
+        text.push_str("\n[signing]\ncertificate = \"keys/cert.pem\"\n");
+    }
     fs::write(rdir.join("recipe.toml"), text).unwrap();
     let store = dir.path().join("store");
     let out = dir.path().join("out");
     let recipe = rdir.join("recipe.toml");
     let (c, o, e) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
     assert_eq!(c, 0, "{o}{e}");
-    let (c, o, e) = eifbake(&["--store", s(&store), "build", s(&recipe), "--out", s(&out)]);
+    let key = signing_data("signer1.key");
+    let env: &[(&str, &Path)] = if signed { &[("EIFBAKE_SIGNING_KEY", &key)] } else { &[] };
+    let (c, o, e) = common::eifbake_env(&["--store", s(&store), "build", s(&recipe), "--out", s(&out)], env);
     assert_eq!(c, 0, "{o}{e}");
     let app = dir.path().join("rebuilder-app");
     assert!(std::process::Command::new("cp")
@@ -313,7 +327,7 @@ fn git_source_rebuilds_from_the_manifest_alone() {
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "one"]);
     let url = format!("file://{}", repo.display());
-    let b = built_with(Some(&url));
+    let b = built_with(Some(&url), false);
     fs::remove_dir_all(b.path("recipes")).unwrap();
     fs::remove_dir_all(b.path("lockfiles")).unwrap();
     fs::remove_dir_all(b.path("store")).unwrap();
@@ -325,4 +339,94 @@ fn git_source_rebuilds_from_the_manifest_alone() {
     let (code, _, err) = verify(&[s(&b.manifest())]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot rebuild") && err.contains("sources.app"), "{err}");
+}
+
+/// A signed build: the manifest records the signature, and a rebuilder with
+/// no key puts that signature on the rebuild and compares whole files
+/// (GOOD, PCR8 and sha256 included); a signature naming another image's PCR0
+/// is BAD; the build is refused before any work without a key.
+#[test]
+fn signed_build_verifies_without_the_key() {
+    let b = built_with(None, true);
+    let source = format!("app={}", s(&b.app));
+    let m: serde_json::Value = serde_json::from_slice(&fs::read(b.manifest()).unwrap()).unwrap();
+    let sig = &m["outputs"]["signature"];
+    assert!(sig["subject"].as_str().unwrap().contains("eifbake test signer 1"), "{sig:#}");
+    assert!(m["outputs"]["pcrs"]["PCR8"].is_string(), "{m:#}");
+    assert!(fs::read_to_string(b.out.join("v.pcrs")).unwrap().contains(" PCR8\n"));
+    let (code, out, err) = eifbake(&["describe", "--json", s(&b.eif())]);
+    assert_eq!(code, 0, "{out}{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["signature"]["valid"], true, "{:#}", d["signature"]);
+    assert_eq!(d["Measurements"]["PCR8"], m["outputs"]["pcrs"]["PCR8"]);
+
+    // The rebuilder has no key (none in the recipe, none in the environment).
+    fs::remove_dir_all(b.path("recipes/v/keys")).unwrap();
+    let pcrs = b.out.join("v.pcrs");
+    let (code, v, err) =
+        verify(&[s(&b.manifest()), "--source", &source, "--pcrs", s(&pcrs), "--eif", s(&b.eif())]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "GOOD", "{v:#}");
+    let whats: Vec<String> = v["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {}", f["what"].as_str().unwrap(), f["from"].as_str().unwrap()))
+        .collect();
+    for w in [
+        "signature manifest",
+        "PCR8 manifest",
+        "sha256 published EIF",
+        "PCR8 published EIF",
+        "PCR8 pcrs file",
+    ] {
+        assert!(whats.iter().any(|x| x == w), "no figure {w:?}: {whats:?}");
+    }
+    assert_eq!(v["rebuilt_sha256"].as_str().unwrap().len(), "sha256:".len() + 64);
+
+    // Another build of other content, signed with the same key: its signature
+    // section names another PCR0. Put into the manifest, the verdict is BAD.
+    fs::write(b.path("recipes/v/app/data.txt"), "other data\n").unwrap();
+    let recipe = b.path("recipes/v/recipe.toml");
+    let store = b.path("store");
+    let other = b.path("out-other");
+    let (c, o, e) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
+    assert_eq!(c, 0, "{o}{e}");
+    let (cert, key) = (signing_data("signer1.pem"), signing_data("signer1.key"));
+    let args = [
+        "--store",
+        s(&store),
+        "build",
+        s(&recipe),
+        "--out",
+        s(&other),
+        "--signing-certificate",
+        s(&cert),
+        "--private-key",
+        s(&key),
+    ];
+    let (c, o, e) = eifbake(&args);
+    assert_eq!(c, 0, "{o}{e}");
+    let om: serde_json::Value =
+        serde_json::from_slice(&fs::read(other.join("v.manifest.json")).unwrap()).unwrap();
+    assert_ne!(om["outputs"]["pcrs"]["PCR0"], m["outputs"]["pcrs"]["PCR0"]);
+    assert_eq!(om["outputs"]["pcrs"]["PCR8"], m["outputs"]["pcrs"]["PCR8"], "same certificate, same PCR8");
+    let mut forged = m.clone();
+    forged["outputs"]["signature"]["section"] = om["outputs"]["signature"]["section"].clone();
+    let forged_path = b.path("forged.manifest.json");
+    fs::write(&forged_path, serde_json::to_vec_pretty(&forged).unwrap()).unwrap();
+    let (code, v, err) = verify(&[s(&forged_path), "--source", &source]);
+    assert_eq!(code, 1, "{v:#}\n{err}");
+    assert_eq!(v["verdict"], "BAD");
+    let bad = failed(&v);
+    assert!(bad.contains(&"signature (manifest)".to_string()), "{bad:?}");
+    let f = v["figures"].as_array().unwrap().iter().find(|f| f["what"] == "signature").unwrap();
+    assert!(f["rebuilt"].as_str().unwrap().contains("PCR0"), "{f:#}");
+
+    // A recipe that signs, with no key anywhere: refused before any work, saying how to give one.
+    let (code, out, err) =
+        eifbake(&["--store", s(&store), "build", s(&recipe), "--out", s(&b.path("out-nokey"))]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("no private key") && err.contains("EIFBAKE_SIGNING_KEY"), "{err}");
+    assert!(!b.path("out-nokey").exists(), "a refused build made its output directory");
 }

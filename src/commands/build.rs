@@ -5,10 +5,24 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::args::{BuildArgs, Global};
-use crate::build::{build, BuildOptions};
+use crate::args::{BuildArgs, BuildSigningArgs, Global};
+use crate::build::{build, BuildOptions, SignWith, SigningOverrides};
 use crate::epoch::Epoch;
 use crate::oci::store::Store;
+use crate::signing::Validity;
+
+/// The signing choice of `build` and `check` from their flags and `$EIFBAKE_SIGNING_KEY`.
+pub fn sign_with(a: &BuildSigningArgs) -> SignWith {
+    if a.unsigned {
+        return SignWith::Unsigned;
+    }
+    SignWith::Recipe(SigningOverrides {
+        certificate: a.signing_certificate.clone(),
+        key: a.private_key.clone(),
+        fallback_key: std::env::var("EIFBAKE_SIGNING_KEY").ok().filter(|k| !k.is_empty()),
+        validity: if a.ignore_certificate_validity { Validity::Ignore } else { Validity::Enforce },
+    })
+}
 
 pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
     let opts = BuildOptions {
@@ -22,6 +36,7 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
         epoch: Epoch::from_env()?,
         step_timeout: Duration::from_secs(args.step_timeout),
         keep_work: args.keep_work,
+        signing: sign_with(&args.signing),
     };
     let r = build(&args.recipe, &opts)?;
     if args.json {
@@ -36,6 +51,9 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
         }
         println!("{}  {}  ({} bytes)", o.eif.sha256, r.eif.display(), o.eif.size);
         print!("{}", std::fs::read_to_string(&r.pcrs)?);
+        if let Some(sig) = &o.signature {
+            println!("signed by {} (certificate sha256 {})", sig.subject, sig.sha256_fingerprint);
+        }
         println!("wrote {}, {}", r.manifest_path.display(), r.provenance.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -21,6 +21,7 @@ pub fn run(args: CheckArgs, global: &Global) -> Result<ExitCode> {
         offline: global.offline,
         exe: std::env::current_exe().context("cannot find the eifbake executable")?,
         diffoscope: args.diffoscope,
+        signing: crate::commands::build::sign_with(&args.signing),
     };
     let r = check(&args.recipe, &opts)?;
     if args.json {

@@ -36,7 +36,7 @@ mod writer;
 pub use metadata::{build_time, kernel_info_from_config, parse_custom, BuildInfo, Metadata};
 pub use reader::{Eif, Section, SectionReader, Verification};
 pub use signature::{SignatureReport, SIGNATURE_SECTION_LIMIT};
-pub use writer::{write_eif, EifInputs, Signing, Written};
+pub use writer::{sign_existing, write_eif, EifInputs, Signing, Written};
 
 use std::fmt;
 

@@ -246,6 +246,67 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
     Ok(Written { header, measurements, size: total, signature: written_signature })
 }
 
+/// Sign an unsigned EIF: the same bytes with a signature section appended and
+/// the header and CRC updated, written atomically to `output` (which may be
+/// `input`). The input is read twice: once to check its CRC and measure PCR0,
+/// once to copy it. `verify` uses this to put a published image's signature
+/// on a rebuild made without the key.
+pub fn sign_existing(input: &Path, signing: &Signing, output: &Path, progress: &Progress) -> Result<Written> {
+    let p = input.display();
+    let eif = super::Eif::open(input)?;
+    if eif.section(SectionKind::Signature).is_some() {
+        bail!("{p} is signed already; sign the unsigned image");
+    }
+    let v = eif.verify(progress)?;
+    if !v.crc_ok() {
+        bail!(
+            "{p}: CRC-32 mismatch (header {:08x}, contents {:08x}); not signing a corrupt image",
+            v.stored_crc,
+            v.computed_crc
+        );
+    }
+    let i = eif.header.num_sections as usize;
+    if i >= MAX_SECTIONS {
+        bail!("{p} has {MAX_SECTIONS} sections already; there is no slot for a signature");
+    }
+    let (section, pcr8) = signature_section(signing, &v.measurements.pcr0)?;
+    let mut header = eif.header.clone();
+    header.num_sections += 1;
+    header.section_offsets[i] = eif.len;
+    header.section_sizes[i] = section.len() as u64;
+
+    let mut out = AtomicFile::create(output)?;
+    let mut body_crc = crc32fast::Hasher::new();
+    out.write_all(&header.to_bytes())?;
+    let mut file = File::open(input).with_context(|| format!("cannot open {p}"))?;
+    file.seek(SeekFrom::Start(HEADER_SIZE))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = eif.len - HEADER_SIZE;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        file.read_exact(&mut buf[..want]).with_context(|| format!("reading {p}"))?;
+        body_crc.update(&buf[..want]);
+        out.write_all(&buf[..want])?;
+        left -= want as u64;
+    }
+    let sh = SectionHeader::new(SectionKind::Signature, section.len() as u64).to_bytes();
+    body_crc.update(&sh);
+    body_crc.update(&section);
+    out.write_all(&sh)?;
+    out.write_all(&section)?;
+    let total = eif.len + SECTION_HEADER_SIZE + section.len() as u64;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header.to_bytes()[..HEADER_CRC_SPAN]);
+    crc.combine(&body_crc);
+    header.crc32 = crc.finalize();
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&header.to_bytes())?;
+    out.commit()?;
+    let mut measurements = v.measurements;
+    measurements.pcr8 = Some(pcr8);
+    Ok(Written { header, measurements, size: total, signature: Some(section) })
+}
+
 /// The signature section for an image whose PCR0 is `pcr0`, and its PCR8.
 fn signature_section(signing: &Signing, pcr0: &Pcr) -> Result<(Vec<u8>, Pcr)> {
     match signing {
