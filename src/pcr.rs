@@ -203,7 +203,6 @@ pub struct Measurer {
     app: Option<AppThread>,
     spare: Vec<Vec<u8>>,
     chunk: usize,
-    cert: Option<Pcr>,
 }
 
 /// The PCR2 hasher on its own thread, fed owned buffers that it returns.
@@ -229,7 +228,6 @@ impl Measurer {
             app: None,
             spare: Vec::new(),
             chunk,
-            cert: None,
         }
     }
 
@@ -303,12 +301,8 @@ impl Measurer {
         Ok(b)
     }
 
-    /// Record the signing certificate (DER) of a signed image: PCR8.
-    pub fn certificate(&mut self, der: &[u8]) {
-        self.cert = Some(Pcr::of(der));
-    }
-
-    /// Finish every register.
+    /// Finish PCR0/1/2. PCR8 (`None` here) is the signature's business: the
+    /// EIF writer and reader set it from the signing certificate.
     pub fn finish(self) -> Result<Measurements> {
         let image = self.image;
         let pcr1 = match self.boot {
@@ -323,7 +317,7 @@ impl Measurer {
             }
             None => Pcr::from_hasher(Sha384::new()),
         };
-        Ok(Measurements { pcr0: Pcr::from_hasher(image), pcr1, pcr2, pcr8: self.cert })
+        Ok(Measurements { pcr0: Pcr::from_hasher(image), pcr1, pcr2, pcr8: None })
     }
 }
 
