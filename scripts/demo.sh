@@ -10,9 +10,11 @@
 #     manifest) and the demo shows that the two recipes lock the same
 #     references to different platforms;
 #  2. eifbake lock, then eifbake build in two directories, with two fresh
-#     stores, different umask, TZ and locale, the second without the step cache;
-#  3. show the two EIF sha256 and PCRs are equal, and that `eifbake verify`
-#     rebuilds the same from the manifest alone;
+#     stores, different umask, TZ and locale, the second without the step
+#     cache, both signed with a throwaway P-384 key (PCR8);
+#  3. show the two EIF sha256 and PCRs are equal (signing is deterministic),
+#     and that `eifbake verify` rebuilds the same from the manifest alone,
+#     with no key;
 #  4. boot the EIF's own kernel and ramdisks under QEMU (TCG;
 #     qemu-system-aarch64 -M virt for arm64) and print the line the enclave's
 #     program writes to the console.
@@ -102,16 +104,22 @@ if [ "$arch" = arm64 ]; then
   grep -E '^\[images|^(index|manifest|platform) =' "$work/hello.lock"
 fi
 
-say "build A (umask 022, TZ=UTC, LC_ALL=C, store $work/store-a)"
-(umask 022; cd "$root" && TZ=UTC LC_ALL=C EIFBAKE_STORE=$work/store-a \
-  "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/a")
+say "a throwaway signing key: ECDSA P-384, a self-signed certificate valid for a day"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$work/demo.key"
+openssl req -x509 -new -key "$work/demo.key" -subj "/CN=eifbake demo signer" -days 1 -sha384 \
+  -addext keyUsage=critical,digitalSignature -out "$work/demo.pem"
+sign=(--signing-certificate "$work/demo.pem" --private-key "$work/demo.key")
 
-say "build B (another directory, umask 077, TZ=Asia/Kathmandu, LC_ALL=C.UTF-8, fresh store, no cache)"
+say "build A, signed (umask 022, TZ=UTC, LC_ALL=C, store $work/store-a)"
+(umask 022; cd "$root" && TZ=UTC LC_ALL=C EIFBAKE_STORE=$work/store-a \
+  "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/a" "${sign[@]}")
+
+say "build B, signed with the same key (another directory, umask 077, TZ=Asia/Kathmandu, LC_ALL=C.UTF-8, fresh store, no cache)"
 other=$work/elsewhere/checkout
 mkdir -p "$other"
 cp -r recipes "$other/recipes"
 (umask 077; cd "$other" && TZ=Asia/Kathmandu LC_ALL=C.UTF-8 LANG=C.UTF-8 EIFBAKE_STORE=$work/store-b \
-  "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/b" --no-cache)
+  "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/b" --no-cache "${sign[@]}")
 
 say "compare"
 a=$(sha256sum < "$work/a/$recipe.eif" | cut -d' ' -f1)
@@ -126,9 +134,9 @@ if [ "$a" != "$b" ] || ! cmp -s "$work/a/$recipe.pcrs" "$work/b/$recipe.pcrs"; t
   exit 1
 fi
 "$bin" diff "$work/a/$recipe.eif" "$work/b/$recipe.eif"
-echo "identical: same EIF bytes, same PCRs"
+echo "identical: same signed EIF bytes, same PCRs (PCR8 included): the signature is deterministic"
 
-say "eifbake verify: a rebuilder's view, from the manifest alone (fresh store and directory)"
+say "eifbake verify: a rebuilder's view, from the manifest alone (fresh store and directory, no key)"
 "$bin" verify "$work/a/$recipe.manifest.json" "${sources[@]}" --pcrs "$work/a/$recipe.pcrs" \
   --eif "$work/a/$recipe.eif"
 

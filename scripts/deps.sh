@@ -15,6 +15,8 @@ PACKAGES=(
   docker-registry skopeo umoci crun runc
   # fixtures and boot tests (qemu-system-arm has qemu-system-aarch64)
   busybox-static qemu-system-x86 qemu-system-arm
+  # the demo's throwaway signing key; scripts/make-test-signing-keys.sh
+  openssl
   # benchmarks
   hyperfine time
   jq  # bench/run.sh reads JSON summaries
