@@ -510,7 +510,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
             pcrs: m.into(),
             signature: match (&signer, &written.signature) {
-                (Some(s), Some(section)) => Some(SignatureOutput::new(&s.certificate().info(), section)),
+                (Some(s), Some(section)) => Some(SignatureOutput::new(s.certificate().info(), section)),
                 _ => None,
             },
         },

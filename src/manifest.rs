@@ -311,32 +311,16 @@ pub struct Outputs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureOutput {
-    /// The signing certificate's subject (RFC 4514).
-    pub subject: String,
-    pub issuer: String,
-    /// Serial number, lowercase hex.
-    pub serial: String,
-    /// RFC 3339, UTC.
-    pub not_before: String,
-    pub not_after: String,
-    /// SHA-256 of the certificate's DER, lowercase hex.
-    pub sha256_fingerprint: String,
+    /// The signing certificate: subject, issuer, serial, dates, fingerprint, PCR8.
+    pub certificate: crate::signing::CertificateInfo,
     /// The EIF's signature section (AWS's CBOR), base64.
     pub section: String,
 }
 
 impl SignatureOutput {
-    pub fn new(cert: &crate::signing::CertificateInfo, section: &[u8]) -> SignatureOutput {
+    pub fn new(certificate: crate::signing::CertificateInfo, section: &[u8]) -> SignatureOutput {
         use base64::Engine as _;
-        SignatureOutput {
-            subject: cert.subject.clone(),
-            issuer: cert.issuer.clone(),
-            serial: cert.serial.clone(),
-            not_before: cert.not_before.clone(),
-            not_after: cert.not_after.clone(),
-            sha256_fingerprint: cert.sha256_fingerprint.clone(),
-            section: base64::engine::general_purpose::STANDARD.encode(section),
-        }
+        SignatureOutput { certificate, section: base64::engine::general_purpose::STANDARD.encode(section) }
     }
 
     /// The signature section's bytes.

@@ -38,7 +38,7 @@ use base64::Engine as _;
 use p384::ecdsa::signature::{Signer as _, Verifier as _};
 use p384::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p384::pkcs8::DecodePrivateKey as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode as _;
@@ -185,7 +185,8 @@ impl fmt::Debug for Certificate {
 }
 
 /// The facts about a certificate that people check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CertificateInfo {
     /// RFC 4514 form: the RDNs in reverse of their DER order (`O=…,CN=…` for a
     /// certificate that `openssl x509 -noout -subject` prints as `CN = …, O = …`).

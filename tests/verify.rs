@@ -351,7 +351,8 @@ fn signed_build_verifies_without_the_key() {
     let source = format!("app={}", s(&b.app));
     let m: serde_json::Value = serde_json::from_slice(&fs::read(b.manifest()).unwrap()).unwrap();
     let sig = &m["outputs"]["signature"];
-    assert!(sig["subject"].as_str().unwrap().contains("eifbake test signer 1"), "{sig:#}");
+    assert!(sig["certificate"]["subject"].as_str().unwrap().contains("eifbake test signer 1"), "{sig:#}");
+    assert_eq!(sig["certificate"]["PCR8"], m["outputs"]["pcrs"]["PCR8"]);
     assert!(m["outputs"]["pcrs"]["PCR8"].is_string(), "{m:#}");
     assert!(fs::read_to_string(b.out.join("v.pcrs")).unwrap().contains(" PCR8\n"));
     let (code, out, err) = eifbake(&["describe", "--json", s(&b.eif())]);

@@ -52,7 +52,8 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
         println!("{}  {}  ({} bytes)", o.eif.sha256, r.eif.display(), o.eif.size);
         print!("{}", std::fs::read_to_string(&r.pcrs)?);
         if let Some(sig) = &o.signature {
-            println!("signed by {} (certificate sha256 {})", sig.subject, sig.sha256_fingerprint);
+            let c = &sig.certificate;
+            println!("signed by {} (certificate sha256 {})", c.subject, c.sha256_fingerprint);
         }
         println!("wrote {}, {}", r.manifest_path.display(), r.provenance.display());
     }

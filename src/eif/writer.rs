@@ -222,12 +222,7 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
         header.num_sections += 1;
         header.section_offsets[i] = total;
         header.section_sizes[i] = section.len() as u64;
-        let sh = SectionHeader::new(SectionKind::Signature, section.len() as u64).to_bytes();
-        body_crc.update(&sh);
-        body_crc.update(&section);
-        w.write_all(&sh)?;
-        w.write_all(&section)?;
-        let added = SECTION_HEADER_SIZE + section.len() as u64;
+        let added = write_signature_section(w, &mut body_crc, &section)?;
         progress.inc_length(added);
         progress.inc(added);
         total += added;
@@ -235,12 +230,7 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
         written_signature = Some(section);
     }
 
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&header.to_bytes()[..HEADER_CRC_SPAN]);
-    crc.combine(&body_crc);
-    header.crc32 = crc.finalize();
-    w.seek(SeekFrom::Start(0))?;
-    w.write_all(&header.to_bytes())?;
+    finish_header(w, &mut header, &body_crc)?;
     w.seek(SeekFrom::Start(total))?;
     w.flush()?;
     Ok(Written { header, measurements, size: total, signature: written_signature })
@@ -289,22 +279,42 @@ pub fn sign_existing(input: &Path, signing: &Signing, output: &Path, progress: &
         out.write_all(&buf[..want])?;
         left -= want as u64;
     }
-    let sh = SectionHeader::new(SectionKind::Signature, section.len() as u64).to_bytes();
-    body_crc.update(&sh);
-    body_crc.update(&section);
-    out.write_all(&sh)?;
-    out.write_all(&section)?;
-    let total = eif.len + SECTION_HEADER_SIZE + section.len() as u64;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&header.to_bytes()[..HEADER_CRC_SPAN]);
-    crc.combine(&body_crc);
-    header.crc32 = crc.finalize();
-    out.seek(SeekFrom::Start(0))?;
-    out.write_all(&header.to_bytes())?;
+    let total = eif.len + write_signature_section(&mut out, &mut body_crc, &section)?;
+    finish_header(&mut out, &mut header, &body_crc)?;
     out.commit()?;
     let mut measurements = v.measurements;
     measurements.pcr8 = Some(pcr8);
     Ok(Written { header, measurements, size: total, signature: Some(section) })
+}
+
+/// Write a signature section (header and data), adding it to `body_crc`; returns the bytes written.
+fn write_signature_section<W: Write>(
+    w: &mut W,
+    body_crc: &mut crc32fast::Hasher,
+    section: &[u8],
+) -> Result<u64> {
+    let sh = SectionHeader::new(SectionKind::Signature, section.len() as u64).to_bytes();
+    body_crc.update(&sh);
+    body_crc.update(section);
+    w.write_all(&sh)?;
+    w.write_all(section)?;
+    Ok(SECTION_HEADER_SIZE + section.len() as u64)
+}
+
+/// Set the header's CRC, crc(header[0..544]) combined with the CRC of
+/// everything after the header (`body_crc`), and write the header at offset 0.
+fn finish_header<W: Write + Seek>(
+    w: &mut W,
+    header: &mut Header,
+    body_crc: &crc32fast::Hasher,
+) -> Result<()> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header.to_bytes()[..HEADER_CRC_SPAN]);
+    crc.combine(body_crc);
+    header.crc32 = crc.finalize();
+    w.seek(SeekFrom::Start(0))?;
+    w.write_all(&header.to_bytes())?;
+    Ok(())
 }
 
 /// The signature section for an image whose PCR0 is `pcr0`, and its PCR8.
