@@ -106,11 +106,13 @@ pub struct VerifyArgs {
     pub runtime: String,
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub step_timeout: u64,
+    /// Registries reachable over plain HTTP (loopback ones always are).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
     /// Keep the rebuild directory and print where.
     #[arg(long)]
     pub keep: bool,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -135,11 +137,13 @@ pub struct CheckArgs {
     pub lockfile: Option<PathBuf>,
     #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
     pub runtime: String,
+    /// Registries reachable over plain HTTP (loopback ones always are).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
     /// Every run signs as `build` would (signed runs must agree byte for byte too).
     #[command(flatten)]
     pub signing: BuildSigningArgs,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -235,6 +239,7 @@ pub struct DescribeArgs {
 pub struct DiffArgs {
     pub a: PathBuf,
     pub b: PathBuf,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -258,6 +263,7 @@ pub struct BuildArgs {
     /// Time limit of one step, in seconds.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub step_timeout: u64,
+    /// Registries reachable over plain HTTP (loopback ones always are).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
     /// Keep the scratch directory (root filesystems, ramdisks, step logs) and print where.
@@ -265,6 +271,7 @@ pub struct BuildArgs {
     pub keep_work: bool,
     #[command(flatten)]
     pub signing: BuildSigningArgs,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -303,6 +310,7 @@ pub struct LockArgs {
     /// Where to write the lock (default: lockfiles/NAME.lock beside recipes/).
     #[arg(long, value_name = "FILE")]
     pub lockfile: Option<PathBuf>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -310,10 +318,12 @@ pub struct LockArgs {
 #[derive(Debug, Args)]
 pub struct FetchArgs {
     pub recipe: PathBuf,
+    /// Registries reachable over plain HTTP (loopback ones always are).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
     #[arg(long, value_name = "FILE")]
     pub lockfile: Option<PathBuf>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
