@@ -325,6 +325,46 @@ if ((pack_ok)); then
   done
 fi
 
+# ================================================================ sign
+
+start_section sign
+out "## sign: the same plain ramdisk packed into a signed EIF"
+out ""
+out "eifbake: \`eifbake eif … --signing-certificate C --private-key K\` (ECDSA P-384, RFC 6979 nonces)."
+out "AWS: \`eif_build … --signing-certificate C --private-key K\` (OpenSSL, random nonce). Key and certificate:"
+out "the test-only pair in \`tests/data/signing/signer1.{pem,key}\`. Each tool runs twice; the last column says"
+out "whether its two outputs are the same bytes."
+SIGN_CERT=$ROOT/tests/data/signing/signer1.pem
+SIGN_KEY=$ROOT/tests/data/signing/signer1.key
+export SIGN_CERT SIGN_KEY
+if ((pack_ok == 0)); then
+  skip_section "the pack section did not run, so there is no ramdisk to sign."
+elif ! smoke '"$EB" eif --kernel "$KERNEL" --cmdline x --ramdisk "$SMOKE/r.cpio" -o "$SMOKE/s.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY"'; then
+  skip_section "\`eifbake eif\` cannot sign in this build ($git_branch $git_rev): $LAST_ERR"
+elif timed sign_eb "$RUNS" '"$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null' &&
+  cp "$P/eb-signed.eif" "$P/eb-signed-1.eif" &&
+  timed sign_eb_unsigned "$RUNS" '"$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-unsigned.eif" >/dev/null' &&
+  timed sign_aws "$RUNS" '"$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" --output "$P/aws-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null' &&
+  cp "$P/aws-signed.eif" "$P/aws-signed-1.eif" &&
+  timed sign_eb_again 1 '"$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null' &&
+  timed sign_aws_again 1 '"$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" --output "$P/aws-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null'; then
+  same() { if cmp -s "$1" "$2"; then echo yes; else echo no; fi; }
+  out ""
+  out "| command | wall s (best of $RUNS) | CPU s | cores | peak RSS MiB | EIF MiB | AWS time ÷ eifbake time | two runs identical |"
+  out "|---|---:|---:|---:|---:|---:|---:|---:|"
+  row "eifbake eif, signed" sign_eb "$(mib_of_bytes "$(size_of "$P/eb-signed.eif")")" "1.00" "$(same "$P/eb-signed.eif" "$P/eb-signed-1.eif")"
+  row "eifbake eif, unsigned (context)" sign_eb_unsigned "$(mib_of_bytes "$(size_of "$P/eb-unsigned.eif")")" "" ""
+  row "eif_build, signed" sign_aws "$(mib_of_bytes "$(size_of "$P/aws-signed.eif")")" "$(ratio "${WALL[sign_aws]}" "${WALL[sign_eb]}")" "$(same "$P/aws-signed.eif" "$P/aws-signed-1.eif")"
+  eb_pcrs=$("$EB" describe --json "$P/eb-signed.eif" | jq -c '.Measurements | {PCR0, PCR8}')
+  aws_pcrs=$("$EB" describe --json "$P/aws-signed.eif" | jq -c '.Measurements | {PCR0, PCR8}')
+  out ""
+  out "PCR0 and PCR8 of the two tools' signed EIFs agree: $([ "$eb_pcrs" = "$aws_pcrs" ] && echo yes || echo no) ($eb_pcrs)."
+  same_eb=$(same "$P/eb-signed.eif" "$P/eb-signed-1.eif")
+  target "a signed EIF is the same bytes when made twice" "eifbake: $same_eb, eif_build: $(same "$P/aws-signed.eif" "$P/aws-signed-1.eif")" "$same_eb"
+else
+  skip_section "a sign command failed: $LAST_ERR"
+fi
+
 # ================================================================ measure
 
 start_section measure
