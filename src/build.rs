@@ -481,8 +481,9 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     )?;
     // The four outputs are written into a staging directory beside their
     // final place, then renamed in one burst, the manifest (which names the
-    // EIF's sha256) last: an interruption before that leaves the previous
-    // outputs as they were, never a new EIF beside an old manifest.
+    // EIF's sha256) last: an interruption while they are written leaves the
+    // previous outputs as they were; only one between the four renames can
+    // leave old and new side by side, and then the manifest is the old one.
     let stage = tempfile::Builder::new()
         .prefix(".eifbake-out-")
         .tempdir_in(&opts.out_dir)
