@@ -650,7 +650,10 @@ env = { RUST_LOG = "info" }
         ))
         .unwrap();
         let o = r.limits.apply_options();
-        assert_eq!((o.max_layer_expansion, o.max_total_bytes, o.max_entries, o.max_path_length), (1000, 2 << 30, 5000, 1024));
+        assert_eq!(
+            (o.max_layer_expansion, o.max_total_bytes, o.max_entries, o.max_path_length),
+            (1000, 2 << 30, 5000, 1024)
+        );
         let d = Limits::default().apply_options();
         assert_eq!(d.max_layer_expansion, crate::oci::layer::DEFAULT_MAX_LAYER_EXPANSION);
         let e = err(&format!("{HELLO}\n[limits]\nmax_layer_expansions = 10\n"));

@@ -46,7 +46,8 @@ impl Work {
     }
     /// Nothing extracted, nothing staged: `out/` is empty.
     fn assert_clean(&self) {
-        let left: Vec<_> = fs::read_dir(self.dir.path().join("out")).unwrap().map(|e| e.unwrap().path()).collect();
+        let left: Vec<_> =
+            fs::read_dir(self.dir.path().join("out")).unwrap().map(|e| e.unwrap().path()).collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
@@ -58,6 +59,8 @@ fn header(path: &str, size: u64) -> tar::Header {
     h.set_mode(0o644);
     h.set_size(size);
     h.set_mtime(1);
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_cksum();
     h
 }
@@ -113,10 +116,14 @@ fn a_tampered_layer_is_refused_and_nothing_is_extracted() {
     let evil = small_tar(&[("etc/evil", b"pwned!")], &[]);
     assert_eq!(good.len(), evil.len());
     fs::write(w.blob("l"), &evil).unwrap();
-    let l = LayerSource::new(w.blob("l"), media_type::OCI_TAR, "img layer").verified(digest, good.len() as u64);
+    let l =
+        LayerSource::new(w.blob("l"), media_type::OCI_TAR, "img layer").verified(digest, good.len() as u64);
     let le = w.apply(&[l.clone()], &ApplyOptions::default()).unwrap_err();
-    assert!(matches!(blob_error(&le), BlobError::Corrupt { digest: d, found, .. }
-        if *d == digest && *found == Digest::of(&evil)), "{le}");
+    assert!(
+        matches!(blob_error(&le), BlobError::Corrupt { digest: d, found, .. }
+        if *d == digest && *found == Digest::of(&evil)),
+        "{le}"
+    );
     let msg = le.to_string();
     assert!(msg.contains(&digest.to_string()) && msg.contains(&w.blob("l").display().to_string()), "{msg}");
     assert!(msg.contains("eifbake fetch"), "{msg}");
@@ -153,7 +160,8 @@ fn bytes_after_the_end_of_the_tar_are_hashed_too() {
     let n = evil.len();
     evil[n - 100..].fill(0xee);
     fs::write(w.blob("l"), &evil).unwrap();
-    let l = LayerSource::new(w.blob("l"), media_type::OCI_TAR, "l").verified(Digest::of(&good), good.len() as u64);
+    let l = LayerSource::new(w.blob("l"), media_type::OCI_TAR, "l")
+        .verified(Digest::of(&good), good.len() as u64);
     let le = w.apply(&[l], &ApplyOptions::default()).unwrap_err();
     assert!(matches!(blob_error(&le), BlobError::Corrupt { .. }), "{le}");
     w.assert_clean();
@@ -162,7 +170,8 @@ fn bytes_after_the_end_of_the_tar_are_hashed_too() {
     let mut longer = good.clone();
     longer.extend_from_slice(b"extra");
     fs::write(w.blob("l2"), &longer).unwrap();
-    let l = LayerSource::new(w.blob("l2"), media_type::OCI_TAR, "l").verified(Digest::of(&good), good.len() as u64);
+    let l = LayerSource::new(w.blob("l2"), media_type::OCI_TAR, "l")
+        .verified(Digest::of(&good), good.len() as u64);
     let le = w.apply(&[l], &ApplyOptions::default()).unwrap_err();
     assert!(
         matches!(blob_error(&le), BlobError::Size { declared, found, .. }
@@ -213,7 +222,10 @@ fn a_raised_limit_lets_a_legitimate_layer_through() {
     let l = LayerSource::new(w.blob("zeros"), media_type::OCI_TAR_GZIP, "zeros");
     let tight = ApplyOptions { layer_floor: 1 << 20, ..ApplyOptions::default() };
     let le = w.apply(std::slice::from_ref(&l), &tight).unwrap_err();
-    assert!(matches!(le.kind, ErrorKind::LayerTooLarge { limit, .. } if limit == (compressed * 100).max(1 << 20)), "{le}");
+    assert!(
+        matches!(le.kind, ErrorKind::LayerTooLarge { limit, .. } if limit == (compressed * 100).max(1 << 20)),
+        "{le}"
+    );
     w.assert_clean();
     let raised = ApplyOptions { max_layer_expansion: 10_000, ..tight };
     w.apply(&[l], &raised).unwrap();
@@ -236,17 +248,12 @@ fn too_many_entries_and_too_long_paths() {
     // symlink whose target is as long.
     let long = format!("{}/x", "d".repeat(4998));
     let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(1);
+    let mut h = header("placeholder", 1);
     b.append_data(&mut h, &long, &b"x"[..]).unwrap();
     fs::write(w.blob("long"), b.into_inner().unwrap()).unwrap();
     let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
+    let mut h = header("placeholder", 0);
     h.set_entry_type(tar::EntryType::Symlink);
-    h.set_mode(0o777);
-    h.set_size(0);
     b.append_link(&mut h, "link", &long).unwrap();
     fs::write(w.blob("longlink"), b.into_inner().unwrap()).unwrap();
     for name in ["long", "longlink"] {
@@ -280,7 +287,8 @@ fn build_refuses_tampered_manifest_config_and_layer() {
     let store_dir = proj.path().join("store");
     let out = proj.path().join("out");
     let build = |extra: &[&str]| {
-        let mut args = vec!["--offline", "--store", s(&store_dir), "build", s(&recipe), "--out", s(&out), "--no-cache"];
+        let mut args =
+            vec!["--offline", "--store", s(&store_dir), "build", s(&recipe), "--out", s(&out), "--no-cache"];
         args.extend_from_slice(extra);
         eifbake(&args)
     };
@@ -316,4 +324,45 @@ fn build_refuses_tampered_manifest_config_and_layer() {
     }
     let (code, o, e) = build(&[]);
     assert_eq!(code, 0, "the restored store builds again: {o}{e}");
+}
+
+/// An image (behind an index, so `lock` never reads its config) whose config
+/// is not JSON: `fetch` used to skip the architecture check for it.
+#[test]
+fn fetch_refuses_an_unparsable_config() {
+    let reg = TestRegistry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let st = Store::open(layout.path()).unwrap();
+    let layer = small_tar(&[("f", b"f\n")], &[]);
+    let ld = st.put_blob_bytes(&layer).unwrap();
+    let config = b"this is not an image configuration";
+    let cd = st.put_blob_bytes(config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": eifbake::oci::store::MEDIA_OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+        "layers": [{"mediaType": media_type::OCI_TAR, "digest": ld.to_string(), "size": layer.len()}],
+    }))
+    .unwrap();
+    let md = st.put_blob_bytes(&manifest).unwrap();
+    let desc = eifbake::oci::store::Descriptor {
+        media_type: eifbake::oci::store::MEDIA_OCI_MANIFEST.into(),
+        digest: md,
+        size: manifest.len() as u64,
+        annotations: Default::default(),
+        platform: Some(eifbake::oci::store::Platform {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            variant: None,
+        }),
+    };
+    let index = common::write_index(&st, &[desc]);
+    common::push(&st, "bad", index, &reg.image("fx/badconfig:1"), None);
+
+    let proj = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(proj.path(), "t", "x86_64", &[("weird", reg.image("fx/badconfig:1"))]);
+    eifbake_ok(&["lock", s(&recipe)]);
+    let (code, _, err) = eifbake(&["--store", s(&proj.path().join("store")), "fetch", s(&recipe)]);
+    assert_eq!(code, 2, "an unparsable config was accepted: {err}");
+    assert!(err.contains("\"weird\"") && err.contains(&cd.to_string()), "{err}");
+    assert!(err.contains("not an OCI image configuration"), "{err}");
 }

@@ -627,12 +627,16 @@ impl<'o> Tree<'o> {
         let compressed = file.metadata().map_err(|e| (None, io_kind("inspecting the blob")(e)))?.len();
         if let Some((digest, size)) = layer.expected.filter(|(_, size)| *size != compressed) {
             let path = layer.path.clone();
-            return Err((None, ErrorKind::Blob(BlobError::Size { digest, path, declared: size, found: compressed })));
+            return Err((
+                None,
+                ErrorKind::Blob(BlobError::Size { digest, path, declared: size, found: compressed }),
+            ));
         }
         let mut src = HashingReader::new(file);
         let mut magic = [0u8; 4];
         let n = read_up_to(&mut src, &mut magic).map_err(|e| (None, io_kind("reading the blob")(e)))?;
-        let compression = pick_compression(declared, &layer.media_type, &magic[..n]).map_err(|k| (None, k))?;
+        let compression =
+            pick_compression(declared, &layer.media_type, &magic[..n]).map_err(|k| (None, k))?;
         let prefix = magic[..n].to_vec();
         let allowance = compressed.saturating_mul(self.opts.max_layer_expansion).max(self.opts.layer_floor);
         self.layer = LayerBudget { compressed, allowance, file_bytes: 0 };
@@ -683,7 +687,10 @@ impl<'o> Tree<'o> {
                 let path = entry.path_bytes().into_owned();
                 let len = path.len().max(entry.link_name_bytes().map_or(0, |l| l.len()));
                 if len > max_path {
-                    return Err((Some(show(&path[..max_path.min(256)])), ErrorKind::PathTooLong { limit: max_path, len }));
+                    return Err((
+                        Some(show(&path[..path.len().min(256)])),
+                        ErrorKind::PathTooLong { limit: max_path, len },
+                    ));
                 }
                 self.entries += 1;
                 summary.entries += 1;
