@@ -38,10 +38,12 @@ impl Work {
     fn target(&self) -> PathBuf {
         self.dir.path().join("out/rootfs")
     }
-    fn apply(&self, layers: &[LayerSource], opts: &ApplyOptions) -> Result<(), LayerError> {
+    fn apply(&self, layers: &[LayerSource], opts: &ApplyOptions) -> Result<(), Box<LayerError>> {
         match apply_layers(layers, &self.target(), opts) {
             Ok(_) => Ok(()),
-            Err(e) => Err(e.downcast::<LayerError>().unwrap_or_else(|e| panic!("not a LayerError: {e:#}"))),
+            Err(e) => Err(Box::new(
+                e.downcast::<LayerError>().unwrap_or_else(|e| panic!("not a LayerError: {e:#}")),
+            )),
         }
     }
     /// Nothing extracted, nothing staged: `out/` is empty.
@@ -118,7 +120,7 @@ fn a_tampered_layer_is_refused_and_nothing_is_extracted() {
     fs::write(w.blob("l"), &evil).unwrap();
     let l =
         LayerSource::new(w.blob("l"), media_type::OCI_TAR, "img layer").verified(digest, good.len() as u64);
-    let le = w.apply(&[l.clone()], &ApplyOptions::default()).unwrap_err();
+    let le = w.apply(std::slice::from_ref(&l), &ApplyOptions::default()).unwrap_err();
     assert!(
         matches!(blob_error(&le), BlobError::Corrupt { digest: d, found, .. }
         if *d == digest && *found == Digest::of(&evil)),
