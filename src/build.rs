@@ -213,8 +213,14 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     }
 
     // Image root filesystems, extracted on demand.
-    let mut images =
-        ImageTrees { store: &store, lock: &lock, work: work.join("images"), done: BTreeMap::new() };
+    let apply_options = recipe.limits.apply_options();
+    let mut images = ImageTrees {
+        store: &store,
+        lock: &lock,
+        work: work.join("images"),
+        done: BTreeMap::new(),
+        limits: &apply_options,
+    };
 
     // The kernel first: one Nitro cannot boot for the recipe's arch is refused before any step runs.
     let e = &recipe.enclave;
@@ -618,6 +624,8 @@ struct ImageTrees<'a> {
     lock: &'a Lock,
     work: PathBuf,
     done: BTreeMap<String, PathBuf>,
+    /// The recipe's `[limits]`.
+    limits: &'a ApplyOptions,
 }
 
 impl ImageTrees<'_> {
@@ -634,6 +642,7 @@ impl ImageTrees<'_> {
                     l.media_type,
                     format!("{image} layer {}", l.digest),
                 )
+                .verified(l.digest, l.size)
             })
             .collect())
     }
@@ -642,7 +651,7 @@ impl ImageTrees<'_> {
         if let Some(p) = target.parent() {
             fs::create_dir_all(p)?;
         }
-        apply_layers(&self.layers(image)?, target, &ApplyOptions::default())
+        apply_layers(&self.layers(image)?, target, self.limits)
             .with_context(|| format!("unpacking image {image:?}"))?;
         Ok(())
     }

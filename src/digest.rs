@@ -141,6 +141,44 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A reader that hashes (SHA-256) and counts everything read through it:
+/// the read-side twin of [`HashingWriter`], for verifying a blob while it is
+/// consumed (a layer is hashed in the same pass that decompresses it).
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: Sha256::new(), len: 0 }
+    }
+
+    /// Bytes read so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The digest and count of what was read (not of what was left unread).
+    pub fn finish(self) -> (Digest, u64) {
+        (Digest(self.hasher.finalize().into()), self.len)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +205,10 @@ mod tests {
         let (d, n) = Digest::of_reader(&b"abc"[..]).unwrap();
         assert_eq!(n, 3);
         assert_eq!(d, Digest::of(b"abc"));
+        let mut r = HashingReader::new(&b"abcdef"[..]);
+        let mut first = [0u8; 3];
+        r.read_exact(&mut first).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.finish(), (Digest::of(b"abc"), 3), "only what was read is hashed");
     }
 }

@@ -5,8 +5,13 @@
 //! downloaded again; with `offline` nothing is downloaded and the first
 //! missing blob is an error naming it.
 //!
-//! Each image's config must name the architecture its lock entry's
-//! `platform` says (a hand-edited lock or a mislabelled image is refused).
+//! Each image's config must parse as an OCI image configuration and name the
+//! architecture its lock entry's `platform` says (a hand-edited lock, a
+//! mislabelled image or an unreadable config is refused, naming the image
+//! and the config's digest). Manifests and configs are re-hashed, and configs
+//! checked against their descriptor's size, each time they are read
+//! ([`Store::read_descriptor_bytes`]); layers are verified as they are
+//! unpacked ([`crate::oci::layer`]).
 //!
 //! Not for: resolving tags (that is `lock`) or unpacking layers.
 
@@ -14,6 +19,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+
+use oci_spec::image::ImageConfiguration;
 
 use crate::digest::Digest;
 use crate::lock::Lock;
@@ -31,6 +38,39 @@ pub struct Fetched {
     /// The name under which `index.json` lists it (`oci:STORE:REF_NAME`).
     pub ref_name: String,
     pub downloaded: PullStats,
+}
+
+/// What the image says it is for must be what the lock says: a hand-edited
+/// lock or a mislabelled image would otherwise put another architecture's
+/// programs into the enclave. A config that is not an OCI image
+/// configuration is refused rather than let through unchecked.
+fn check_config(
+    store: &Store,
+    name: &str,
+    reference: &str,
+    img: &crate::lock::LockedImage,
+    c: &Descriptor,
+    arch: &str,
+) -> Result<()> {
+    let bytes = store.read_descriptor_bytes(c).with_context(|| format!("image {name:?} ({reference})"))?;
+    let config = ImageConfiguration::from_reader(&bytes[..]).with_context(|| {
+        format!(
+            "image {name:?} ({reference}): its config {} (manifest {}) is not an OCI image configuration; \
+             the image is broken: pin another with `eifbake lock --update`",
+            c.digest, img.manifest
+        )
+    })?;
+    let have = config.architecture().to_string();
+    if have != arch {
+        bail!(
+            "image {name:?} ({reference}): the lock pins manifest {} as {}, but its config {} says \
+             architecture {have:?}; re-lock with `eifbake lock --update`, or fix the image's platform",
+            img.manifest,
+            img.platform,
+            c.digest
+        );
+    }
+    Ok(())
 }
 
 /// Pull every image of `lock` into `store` (in parallel, verifying each
@@ -62,21 +102,7 @@ pub fn fetch_lock(
         let m = store.manifest_any(&img.manifest)?;
         let (os, arch) = img.platform.split_once('/').unwrap_or(("linux", img.platform.as_str()));
         if let Some(c) = &m.config {
-            // What the image says it is for must be what the lock says: a
-            // hand-edited lock or a mislabelled image would otherwise put
-            // another architecture's programs into the enclave.
-            let config: serde_json::Value =
-                serde_json::from_slice(&store.read_blob_bytes(&c.digest)?).unwrap_or_default();
-            if let Some(have) = config["architecture"].as_str().filter(|a| !a.is_empty() && *a != arch) {
-                bail!(
-                    "image {name:?} ({}): the lock pins manifest {} as {}, but its config {} says \
-                     architecture {have:?}; re-lock with `eifbake lock --update`, or fix the image's platform",
-                    img.reference,
-                    img.manifest,
-                    img.platform,
-                    c.digest
-                );
-            }
+            check_config(store, name, &img.reference, img, c, arch)?;
         }
         let mut desc = Descriptor {
             media_type: m.media_type.clone().unwrap_or_else(|| store::MEDIA_OCI_MANIFEST.to_string()),

@@ -69,6 +69,68 @@ pub struct Recipe {
     /// Sign the EIF (adds PCR8); see [`Signing`].
     #[serde(default)]
     pub signing: Option<Signing>,
+    /// Bounds on unpacking the images' layers; see [`Limits`].
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
+}
+
+/// `[limits]`: bounds on what unpacking an image's layers may produce, so a
+/// hostile or broken layer (a decompression bomb, millions of entries,
+/// absurd paths) is stopped early rather than filling the disk. Every key is
+/// optional; the defaults ([`crate::oci::layer`]'s `DEFAULT_*`) suit real
+/// images, and a recipe raises one only for an image that needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// What a layer may expand to, as a multiple of its blob's size
+    /// (default 100; any layer may reach 256 MiB), 1 to 100000.
+    pub max_layer_expansion: Option<u64>,
+    /// Bytes all of an image's layers may expand to together (default
+    /// 16 GiB), 1 MiB to 1 TiB.
+    pub max_image_bytes: Option<u64>,
+    /// Entries in all of an image's layers together (default one million), 1 to 100 million.
+    pub max_entries: Option<u64>,
+    /// Bytes of an entry's path or a link's target (default 4096), 64 to 65536.
+    pub max_path_length: Option<u64>,
+}
+
+impl Limits {
+    fn is_default(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// The layer-application options these limits give (the rest default).
+    pub fn apply_options(&self) -> crate::oci::layer::ApplyOptions {
+        let mut o = crate::oci::layer::ApplyOptions::default();
+        if let Some(v) = self.max_layer_expansion {
+            o.max_layer_expansion = v;
+        }
+        if let Some(v) = self.max_image_bytes {
+            o.max_total_bytes = v;
+        }
+        if let Some(v) = self.max_entries {
+            o.max_entries = v;
+        }
+        if let Some(v) = self.max_path_length {
+            o.max_path_length = v as usize;
+        }
+        o
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ranges: [(&str, Option<u64>, u64, u64); 4] = [
+            ("max_layer_expansion", self.max_layer_expansion, 1, 100_000),
+            ("max_image_bytes", self.max_image_bytes, 1 << 20, 1 << 40),
+            ("max_entries", self.max_entries, 1, 100_000_000),
+            ("max_path_length", self.max_path_length, 64, 65_536),
+        ];
+        for (key, value, lo, hi) in ranges {
+            if let Some(v) = value.filter(|v| !(lo..=hi).contains(v)) {
+                bail!("limits.{key} = {v}: expected an integer from {lo} to {hi}");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[signing]`: sign the EIF with an X.509 certificate and its ECDSA P-384
@@ -330,6 +392,7 @@ impl Recipe {
     }
 
     fn validate(&self) -> Result<()> {
+        self.limits.validate()?;
         if let Some(sg) = &self.signing {
             if sg.certificate.as_os_str().is_empty() {
                 bail!("signing.certificate: expected the path of a PEM certificate, relative to the recipe");
@@ -576,6 +639,33 @@ env = { RUST_LOG = "info" }
         assert!(e.contains("octal mode"), "{e}");
         let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ngit = \"https://x\""));
         assert!(e.contains("exactly one of"), "{e}");
+    }
+
+    #[test]
+    fn limits_table() {
+        assert_eq!(Recipe::parse(HELLO).unwrap().limits, Limits::default());
+        let r = Recipe::parse(&format!(
+            "{HELLO}\n[limits]\nmax_layer_expansion = 1000\nmax_image_bytes = 2147483648\n\
+             max_entries = 5000\nmax_path_length = 1024\n"
+        ))
+        .unwrap();
+        let o = r.limits.apply_options();
+        assert_eq!(
+            (o.max_layer_expansion, o.max_total_bytes, o.max_entries, o.max_path_length),
+            (1000, 2 << 30, 5000, 1024)
+        );
+        let d = Limits::default().apply_options();
+        assert_eq!(d.max_layer_expansion, crate::oci::layer::DEFAULT_MAX_LAYER_EXPANSION);
+        let e = err(&format!("{HELLO}\n[limits]\nmax_layer_expansions = 10\n"));
+        assert!(e.contains("unknown field `max_layer_expansions`") && e.contains("line"), "{e}");
+        let e = err(&format!("{HELLO}\n[limits]\nmax_entries = \"lots\"\n"));
+        assert!(e.contains("max_entries"), "{e}");
+        let e = err(&format!("{HELLO}\n[limits]\nmax_image_bytes = -1\n"));
+        assert!(e.contains("max_image_bytes"), "{e}");
+        let e = err(&format!("{HELLO}\n[limits]\nmax_layer_expansion = 0\n"));
+        assert!(e.contains("limits.max_layer_expansion = 0: expected an integer from 1 to 100000"), "{e}");
+        let e = err(&format!("{HELLO}\n[limits]\nmax_image_bytes = 1000\n"));
+        assert!(e.contains("limits.max_image_bytes = 1000"), "{e}");
     }
 
     #[test]

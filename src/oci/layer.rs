@@ -25,16 +25,36 @@
 //! - whiteouts naming `.`, `..` or nothing are rejected;
 //! - device nodes follow [`DevicePolicy`]; fifos are always created;
 //! - the decompressed tar stream and the bytes written to files (larger for
-//!   sparse entries) are each bounded by [`ApplyOptions::max_total_bytes`],
-//!   summed over all layers, and entries by [`ApplyOptions::max_entries`];
+//!   sparse entries) are each bounded per layer by
+//!   `max(blob size * max_layer_expansion, layer_floor)` (defaults 100 times,
+//!   at least 256 MiB) and over all layers by
+//!   [`ApplyOptions::max_total_bytes`] (default 16 GiB); a file whose header
+//!   declares more than what is left is refused before anything is written,
+//!   and the stream is cut at the limit, so a bomb costs at most the limit,
+//!   never its full expansion. Entries are bounded by
+//!   [`ApplyOptions::max_entries`] over all layers (default one million), and
+//!   an entry's path and link target by [`ApplyOptions::max_path_length`]
+//!   (default 4096 bytes). A recipe's `[limits]` table sets them
+//!   ([`crate::recipe::Limits`]); each refusal names the layer, the limit,
+//!   the value reached and the recipe key that raises it;
 //! - a later entry replaces an earlier one at the same path (last wins; a
 //!   directory over a directory keeps the contents and takes the new
 //!   metadata). Files are always created anew, so replacing a file never
 //!   writes through a hard link into another one.
 //!
+//! A layer with [`LayerSource::expected`] (the build always sets it from the
+//! manifest's descriptor) is verified in the same pass that extracts it: its
+//! size is compared with the descriptor's before anything is read, and the
+//! decompression thread hashes the raw blob as it reads it, then reads
+//! whatever the decompressor left (bytes after the compressed stream or the
+//! tar's end) so the digest covers every byte of the file, each read once.
+//! A mismatch is reported (as [`ErrorKind::Blob`], naming the digest, the
+//! file and `eifbake fetch`) in preference to any error the corrupt content
+//! caused.
+//!
 //! Extraction happens in a fresh directory `TARGET.tmp-XXXX` beside the target,
-//! renamed to the target only once every layer applied; on any error the
-//! temporary tree is removed and the target is untouched.
+//! renamed to the target only once every layer applied and verified; on any
+//! error the temporary tree is removed and the target is untouched.
 //!
 //! Owners (numeric uid/gid from the header), set-id bits and device nodes are
 //! kept when [`ApplyOptions::same_owner`] is set (the default when running as
@@ -44,13 +64,14 @@
 //! after the last layer so that later writes do not disturb it.
 //!
 //! Known limits: pax and GNU long-name records are held in memory by the
-//! `tar` crate while it parses them, bounded only by the byte limit; a plain
+//! `tar` crate while it parses them, bounded only by the byte limits (the
+//! path length is checked once they are parsed); a plain
 //! (uncompressed) tar cut exactly at an entry boundary reads as complete, as it
 //! does for GNU tar (compressed layers are read to their trailer, so their
 //! truncation is always caught).
 //!
-//! Not for: fetching or verifying blobs (the store checks digests before a blob
-//! becomes visible), normalising the tree for reproducible ramdisks (the cpio
+//! Not for: fetching blobs or verifying manifests and configs (the store
+//! does: [`crate::oci::store`]), normalising the tree for reproducible ramdisks (the cpio
 //! writer does that), or running anything inside the tree.
 
 use std::collections::{BTreeMap, HashSet};
@@ -66,6 +87,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tar::EntryType;
+
+use crate::digest::{Digest, HashingReader};
+use crate::oci::store::BlobError;
 
 /// How many bytes of compressed input are read at once, and the size of the
 /// decompressed chunks handed from the decompression thread to the extractor.
@@ -144,11 +168,21 @@ pub struct LayerSource {
     pub media_type: String,
     /// How errors name it, e.g. the layer digest.
     pub label: String,
+    /// The digest and size the blob must have (from the manifest's
+    /// descriptor), checked in the same pass that extracts it; `None` for a
+    /// blob with nothing to check it against.
+    pub expected: Option<(Digest, u64)>,
 }
 
 impl LayerSource {
     pub fn new(path: impl Into<PathBuf>, media_type: impl Into<String>, label: impl Into<String>) -> Self {
-        LayerSource { path: path.into(), media_type: media_type.into(), label: label.into() }
+        LayerSource { path: path.into(), media_type: media_type.into(), label: label.into(), expected: None }
+    }
+
+    /// Require the blob to be `size` bytes hashing to `digest`.
+    pub fn verified(mut self, digest: Digest, size: u64) -> Self {
+        self.expected = Some((digest, size));
+        self
     }
 }
 
@@ -164,14 +198,36 @@ pub enum DevicePolicy {
     Reject,
 }
 
+/// Default bound on the bytes of all layers of an image (16 GiB).
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 16 << 30;
+/// Default bound on a layer's expansion: 100 times its blob's size...
+pub const DEFAULT_MAX_LAYER_EXPANSION: u64 = 100;
+/// ...but at least 256 MiB, however small the blob.
+pub const DEFAULT_LAYER_FLOOR: u64 = 256 << 20;
+/// Default bound on the entries of all layers of an image.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+/// Default bound on an entry's path and a link's target, in bytes (Linux's `PATH_MAX`).
+pub const DEFAULT_MAX_PATH_LENGTH: usize = 4096;
+
 /// Limits and privileges for [`apply_layers`].
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// Bound on the decompressed tar bytes of all layers together, and
-    /// separately on the bytes written to files.
+    /// separately on the bytes written to files (a recipe's
+    /// `limits.max_image_bytes`).
     pub max_total_bytes: u64,
+    /// Bound on what one layer may expand to, as a multiple of its blob's
+    /// size (`limits.max_layer_expansion`): its decompressed tar bytes, and
+    /// separately the bytes it writes to files, may each be at most
+    /// `max(blob size * max_layer_expansion, layer_floor)`.
+    pub max_layer_expansion: u64,
+    /// The least any layer may expand to, however small its blob.
+    pub layer_floor: u64,
     /// Bound on the number of tar entries of all layers together.
     pub max_entries: u64,
+    /// Bound on the bytes of an entry's path and of a link's target
+    /// (`limits.max_path_length`).
+    pub max_path_length: usize,
     /// Keep numeric owners and set-id bits from the headers.
     pub same_owner: bool,
     pub devices: DevicePolicy,
@@ -180,13 +236,17 @@ pub struct ApplyOptions {
 }
 
 impl Default for ApplyOptions {
-    /// 16 GiB, ten million entries, and owners and devices kept when the
+    /// The `DEFAULT_*` limits, and owners and devices kept when the
     /// process runs as root (devices skipped otherwise).
     fn default() -> Self {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
         ApplyOptions {
-            max_total_bytes: 16 << 30,
-            max_entries: 10_000_000,
+            max_total_bytes: DEFAULT_MAX_IMAGE_BYTES,
+            max_layer_expansion: DEFAULT_MAX_LAYER_EXPANSION,
+            layer_floor: DEFAULT_LAYER_FLOOR,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_path_length: DEFAULT_MAX_PATH_LENGTH,
             same_owner: root,
             devices: if root { DevicePolicy::Create } else { DevicePolicy::Skip },
             xattrs: true,
@@ -238,6 +298,20 @@ pub enum ErrorKind {
     TooLarge {
         limit: u64,
     },
+    /// One layer expanded past `max(compressed * ratio, floor)` bytes.
+    LayerTooLarge {
+        limit: u64,
+        reached: u64,
+        compressed: u64,
+        ratio: u64,
+    },
+    /// An entry's path or link target is longer than the limit.
+    PathTooLong {
+        limit: usize,
+        len: usize,
+    },
+    /// The blob is not what its descriptor says (digest or size).
+    Blob(BlobError),
     /// Decompression or tar framing failed (truncated, corrupt).
     Malformed(String),
     MediaType(String),
@@ -268,10 +342,27 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::DeviceNotPermitted => f.write_str("device node not permitted by the device policy"),
             ErrorKind::UnsupportedType(t) => write!(f, "unsupported tar entry type {t}"),
-            ErrorKind::TooManyEntries { limit } => write!(f, "more than {limit} entries in all layers"),
-            ErrorKind::TooLarge { limit } => {
-                write!(f, "uncompressed size exceeds the limit of {limit} bytes for all layers")
-            }
+            ErrorKind::TooManyEntries { limit } => write!(
+                f,
+                "more than {limit} entries in all layers (raise `max_entries` in the recipe's [limits] table)"
+            ),
+            ErrorKind::TooLarge { limit } => write!(
+                f,
+                "uncompressed size exceeds the limit of {limit} bytes for all layers (raise \
+                 `max_image_bytes` in the recipe's [limits] table)"
+            ),
+            ErrorKind::LayerTooLarge { limit, reached, compressed, ratio } => write!(
+                f,
+                "expanded to {reached} bytes, past this layer's limit of {limit} ({ratio} times its \
+                 {compressed} compressed bytes, or a fixed minimum): a decompression bomb, or a layer that \
+                 really compresses this well (raise `max_layer_expansion` in the recipe's [limits] table)"
+            ),
+            ErrorKind::PathTooLong { limit, len } => write!(
+                f,
+                "path or link target of {len} bytes is longer than the limit of {limit} (raise \
+                 `max_path_length` in the recipe's [limits] table)"
+            ),
+            ErrorKind::Blob(e) => write!(f, "{e}"),
             ErrorKind::Malformed(m) => write!(f, "malformed layer: {m}"),
             ErrorKind::MediaType(m) => f.write_str(m),
             ErrorKind::Io { op, err } => write!(f, "{op}: {err}"),
@@ -465,10 +556,32 @@ struct Tree<'o> {
     /// Directory metadata by path, applied at the end (children first).
     dirs: BTreeMap<Vec<u8>, DirMeta>,
     entries: u64,
-    tar_bytes_limit_hit: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Which byte limit the stream of the layer being applied ran into.
+    tar_bytes_limit_hit: std::rc::Rc<std::cell::Cell<Option<LimitHit>>>,
     file_bytes: u64,
     tar_bytes: u64,
+    /// The layer being applied: its blob size, its byte allowance
+    /// (`max(compressed * max_layer_expansion, layer_floor)`), and the bytes
+    /// it has written to files.
+    layer: LayerBudget,
     buf: Vec<u8>,
+}
+
+/// The per-layer expansion bound of the layer being applied.
+#[derive(Debug, Clone, Copy, Default)]
+struct LayerBudget {
+    compressed: u64,
+    allowance: u64,
+    file_bytes: u64,
+}
+
+/// Which bound a stream read ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LimitHit {
+    /// `max_total_bytes`, over all layers.
+    Image,
+    /// The layer's allowance, after `reached` decompressed bytes.
+    Layer { reached: u64 },
 }
 
 impl<'o> Tree<'o> {
@@ -490,14 +603,19 @@ impl<'o> Tree<'o> {
             tar_bytes_limit_hit: Default::default(),
             file_bytes: 0,
             tar_bytes: 0,
+            layer: LayerBudget::default(),
             buf: vec![0; COPY_BUF],
         })
     }
 
+    /// Apply one layer: check its size, then decompress (on a thread) and
+    /// extract it in one pass, hashing the blob as it is read. The verdict on
+    /// the digest wins over any extraction error: a tampered blob is named as
+    /// such, not as whatever malformed tar it happens to contain.
     fn apply_layer(&mut self, layer: &LayerSource, summary: &mut ApplySummary) -> EntryResult<()> {
         let declared =
             Compression::from_media_type(&layer.media_type).map_err(|m| (None, ErrorKind::MediaType(m)))?;
-        let mut file = File::open(&layer.path).map_err(|e| {
+        let file = File::open(&layer.path).map_err(|e| {
             (
                 None,
                 ErrorKind::Io {
@@ -506,48 +624,59 @@ impl<'o> Tree<'o> {
                 },
             )
         })?;
+        let compressed = file.metadata().map_err(|e| (None, io_kind("inspecting the blob")(e)))?.len();
+        if let Some((digest, size)) = layer.expected.filter(|(_, size)| *size != compressed) {
+            let path = layer.path.clone();
+            return Err((
+                None,
+                ErrorKind::Blob(BlobError::Size { digest, path, declared: size, found: compressed }),
+            ));
+        }
+        let mut src = HashingReader::new(file);
         let mut magic = [0u8; 4];
-        let n = read_up_to(&mut file, &mut magic).map_err(|e| (None, io_kind("reading the blob")(e)))?;
-        let sniffed = Compression::sniff(&magic[..n]);
-        let compression = match declared {
-            Some(Compression::None) | None => {
-                // A declared plain tar that carries a compression magic is
-                // still decompressed: registries mislabel layers.
-                sniffed
-            }
-            Some(c) if c == sniffed => c,
-            Some(c) => {
-                return Err((
-                    None,
-                    ErrorKind::MediaType(format!(
-                        "media type {} says {c:?} but the blob starts with {:02x?}",
-                        layer.media_type,
-                        &magic[..n]
-                    )),
-                ))
-            }
-        };
+        let n = read_up_to(&mut src, &mut magic).map_err(|e| (None, io_kind("reading the blob")(e)))?;
+        let compression =
+            pick_compression(declared, &layer.media_type, &magic[..n]).map_err(|k| (None, k))?;
         let prefix = magic[..n].to_vec();
+        let allowance = compressed.saturating_mul(self.opts.max_layer_expansion).max(self.opts.layer_floor);
+        self.layer = LayerBudget { compressed, allowance, file_bytes: 0 };
+        self.tar_bytes_limit_hit.set(None);
         self.touched.clear();
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
-        let res = std::thread::scope(|s| {
-            s.spawn(move || decompress(prefix, file, compression, tx));
+        let (res, read) = std::thread::scope(|s| {
+            let pump = s.spawn(move || pump(prefix, src, compression, tx));
             let reader = ChannelReader { rx, cur: Vec::new(), pos: 0 };
             let limited = Budget {
                 inner: reader,
                 remaining: self.opts.max_total_bytes.saturating_sub(self.tar_bytes),
+                layer_remaining: allowance,
                 read: 0,
                 hit: self.tar_bytes_limit_hit.clone(),
             };
-            self.apply_tar(limited, summary)
+            // `apply_tar` owns the channel's receiving end: when it returns,
+            // early or not, the thread stops decompressing.
+            let res = self.apply_tar(limited, summary);
+            (res, pump.join())
         });
         self.touched.clear();
-        res
+        let read = read.unwrap_or_else(|p| std::panic::resume_unwind(p));
+        if let (Some((digest, _)), Ok((found, _))) = (layer.expected, &read) {
+            if *found != digest {
+                let path = layer.path.clone();
+                return Err((None, ErrorKind::Blob(BlobError::Corrupt { digest, path, found: *found })));
+            }
+        }
+        res?;
+        match read {
+            Ok(_) => Ok(()),
+            Err(e) => Err((None, io_kind("reading the blob")(e))),
+        }
     }
 
     fn apply_tar(&mut self, reader: Budget<ChannelReader>, summary: &mut ApplySummary) -> EntryResult<()> {
         let mut archive = tar::Archive::new(reader);
         let mut last_path: Option<String> = None;
+        let max_path = self.opts.max_path_length;
         {
             let entries = archive.entries().map_err(|e| (None, self.malformed(e, None)))?;
             for entry in entries {
@@ -556,6 +685,13 @@ impl<'o> Tree<'o> {
                     (None, self.malformed(e, after))
                 })?;
                 let path = entry.path_bytes().into_owned();
+                let len = path.len().max(entry.link_name_bytes().map_or(0, |l| l.len()));
+                if len > max_path {
+                    return Err((
+                        Some(show(&path[..path.len().min(256)])),
+                        ErrorKind::PathTooLong { limit: max_path, len },
+                    ));
+                }
                 self.entries += 1;
                 summary.entries += 1;
                 if self.entries > self.opts.max_entries {
@@ -582,10 +718,19 @@ impl<'o> Tree<'o> {
     /// Classify an error from reading the stream: the byte limit, or a
     /// corrupt/truncated layer.
     fn malformed(&self, e: io::Error, context: Option<String>) -> ErrorKind {
-        if self.tar_bytes_limit_hit.get() {
-            ErrorKind::TooLarge { limit: self.opts.max_total_bytes }
-        } else {
-            ErrorKind::Malformed(format!("{}{e}", context.unwrap_or_default()))
+        match self.tar_bytes_limit_hit.get() {
+            Some(LimitHit::Image) => ErrorKind::TooLarge { limit: self.opts.max_total_bytes },
+            Some(LimitHit::Layer { reached }) => self.layer_too_large(reached),
+            None => ErrorKind::Malformed(format!("{}{e}", context.unwrap_or_default())),
+        }
+    }
+
+    fn layer_too_large(&self, reached: u64) -> ErrorKind {
+        ErrorKind::LayerTooLarge {
+            limit: self.layer.allowance,
+            reached,
+            compressed: self.layer.compressed,
+            ratio: self.opts.max_layer_expansion,
         }
     }
 
@@ -683,6 +828,9 @@ impl<'o> Tree<'o> {
             let size = entry.size();
             if size > self.opts.max_total_bytes.saturating_sub(self.file_bytes) {
                 return Err(ErrorKind::TooLarge { limit: self.opts.max_total_bytes });
+            }
+            if size > self.layer.allowance.saturating_sub(self.layer.file_bytes) {
+                return Err(self.layer_too_large(self.layer.file_bytes.saturating_add(size)));
             }
         }
 
@@ -869,8 +1017,12 @@ impl<'o> Tree<'o> {
                 Err(e) => return Err(self.malformed(e, Some("reading the file contents: ".into()))),
             };
             self.file_bytes += n as u64;
+            self.layer.file_bytes += n as u64;
             if self.file_bytes > limit {
                 return Err(ErrorKind::TooLarge { limit });
+            }
+            if self.layer.file_bytes > self.layer.allowance {
+                return Err(self.layer_too_large(self.layer.file_bytes));
             }
             file.write_all(&self.buf[..n]).map_err(io_kind("writing the file"))?;
         }
@@ -1156,12 +1308,48 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// The decompression thread: reads the blob (`prefix` already read from its
-/// start), decompresses it and sends chunks until done, an error, or the
-/// extractor hangs up.
-fn decompress(prefix: Vec<u8>, file: File, compression: Compression, tx: SyncSender<io::Result<Vec<u8>>>) {
-    let input = io::Cursor::new(prefix).chain(BufReader::with_capacity(CHUNK, file));
-    let mut reader: Box<dyn Read> = match compression {
+/// The compression to decompress with: what the media type declares, checked
+/// against the magic bytes, or the magic bytes for a generic type.
+fn pick_compression(
+    declared: Option<Compression>,
+    media_type: &str,
+    magic: &[u8],
+) -> std::result::Result<Compression, ErrorKind> {
+    let sniffed = Compression::sniff(magic);
+    match declared {
+        // A declared plain tar that carries a compression magic is still
+        // decompressed: registries mislabel layers.
+        Some(Compression::None) | None => Ok(sniffed),
+        Some(c) if c == sniffed => Ok(c),
+        Some(c) => Err(ErrorKind::MediaType(format!(
+            "media type {media_type} says {c:?} but the blob starts with {magic:02x?}"
+        ))),
+    }
+}
+
+/// The decompression thread: decompresses the blob (`prefix` already read
+/// from `src`) into the channel until done, an error, or the extractor hangs
+/// up; then reads whatever the decompressor left (trailing bytes, or all the
+/// rest after an early stop) so that the digest returned covers the whole
+/// blob, every byte of it read exactly once.
+fn pump(
+    prefix: Vec<u8>,
+    mut src: HashingReader<File>,
+    compression: Compression,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<(Digest, u64)> {
+    {
+        let input = io::Cursor::new(prefix).chain(BufReader::with_capacity(CHUNK, &mut src));
+        decompress(input, compression, &tx);
+    }
+    drop(tx);
+    io::copy(&mut src, &mut io::sink())?;
+    Ok(src.finish())
+}
+
+/// Decompress `input` into `tx` in chunks; errors are sent, not returned.
+fn decompress(input: impl Read, compression: Compression, tx: &SyncSender<io::Result<Vec<u8>>>) {
+    let mut reader: Box<dyn Read + '_> = match compression {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Compression::Zstd => {
@@ -1176,39 +1364,37 @@ fn decompress(prefix: Vec<u8>, file: File, compression: Compression, tx: SyncSen
     };
     loop {
         let mut chunk = vec![0u8; CHUNK];
-        let mut n = 0;
-        let res = loop {
-            match reader.read(&mut chunk[n..]) {
-                Ok(0) => break Ok(true),
-                Ok(k) => {
-                    n += k;
-                    if n == chunk.len() {
-                        break Ok(false);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
+        let (n, res) = fill(&mut reader, &mut chunk);
         chunk.truncate(n);
+        // What was read before an error is still sent: the extractor then
+        // fails at the entry the stream broke in.
+        if n > 0 && tx.send(Ok(chunk)).is_err() {
+            return;
+        }
         match res {
-            Ok(eof) => {
-                if n > 0 && tx.send(Ok(chunk)).is_err() {
-                    return;
-                }
-                if eof {
-                    return;
-                }
-            }
+            Ok(false) => {}
+            Ok(true) => return,
             Err(e) => {
-                if n > 0 && tx.send(Ok(chunk)).is_err() {
-                    return;
-                }
                 let _ = tx.send(Err(e));
                 return;
             }
         }
     }
+}
+
+/// Read into `buf` until it is full (`Ok(false)`), the end (`Ok(true)`) or
+/// an error; returns how many bytes were read either way.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> (usize, io::Result<bool>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => return (n, Ok(true)),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Err(e)),
+        }
+    }
+    (n, Ok(false))
 }
 
 /// The extractor's end of the decompression pipeline.
@@ -1237,25 +1423,31 @@ impl Read for ChannelReader {
     }
 }
 
-/// A reader that fails once more than `remaining` bytes have been read, and
-/// says so through `hit`.
+/// A reader that fails once more than `remaining` (the image's bound) or
+/// `layer_remaining` (this layer's) bytes have been read, and says which
+/// through `hit`.
 struct Budget<R> {
     inner: R,
     remaining: u64,
+    layer_remaining: u64,
     read: u64,
-    hit: std::rc::Rc<std::cell::Cell<bool>>,
+    hit: std::rc::Rc<std::cell::Cell<Option<LimitHit>>>,
 }
 
 impl<R: Read> Read for Budget<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n as u64 > self.remaining {
-            self.hit.set(true);
-            return Err(io::Error::other("decompressed size limit reached"));
+        let n = self.inner.read(buf)? as u64;
+        if n > self.remaining {
+            self.hit.set(Some(LimitHit::Image));
+        } else if n > self.layer_remaining {
+            self.hit.set(Some(LimitHit::Layer { reached: self.read + n }));
+        } else {
+            self.remaining -= n;
+            self.layer_remaining -= n;
+            self.read += n;
+            return Ok(n as usize);
         }
-        self.remaining -= n as u64;
-        self.read += n as u64;
-        Ok(n)
+        Err(io::Error::other("decompressed size limit reached"))
     }
 }
 

@@ -10,6 +10,16 @@
 //! name: a blob under `blobs/` is always complete and verified, and several
 //! eifbake processes sharing one store never see or make a partial blob.
 //!
+//! Verified on write is not trusted on read: a blob file can be changed
+//! after it was stored (disk damage, another user, an attacker with write
+//! access to the cache). So every blob is verified again each time a build
+//! reads it: manifests and configs are re-hashed by
+//! [`Store::read_blob_bytes`] / [`Store::read_descriptor_bytes`] (the latter
+//! also compares the descriptor's size), and layers are hashed and sized in
+//! the same pass that unpacks them (the layer module, given the descriptor's
+//! digest and size). A mismatch is a [`BlobError`] naming the digest, the
+//! file and the fix (remove it; `eifbake fetch` downloads it again).
+//!
 //! `index.json` names each image with an `org.opencontainers.image.ref.name`
 //! annotation that skopeo's and umoci's `oci:` transports accept (see
 //! [`ref_name_for`]); the full reference and the index digest the image came
@@ -44,6 +54,24 @@ pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifes
 
 /// Manifests and configs are read into memory; anything larger is refused.
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// A blob in the store that is not what its name says: changed on disk
+/// after it was verified (the store is only written through verified
+/// renames, so this is damage or tampering).
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error(
+        "blob {digest} in the store is corrupt: {path} hashes to {found}; remove that file and run \
+         `eifbake fetch` to download it again (or `eifbake store gc` if no image needs it)"
+    )]
+    Corrupt { digest: Digest, path: PathBuf, found: Digest },
+    #[error(
+        "blob {digest} in the store is corrupt: {path} has {found} bytes, its descriptor declares \
+         {declared}; remove that file and run `eifbake fetch` to download it again (or `eifbake store gc` \
+         if no image needs it)"
+    )]
+    Size { digest: Digest, path: PathBuf, declared: u64, found: u64 },
+}
 
 /// A content descriptor as it appears in manifests and `index.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,19 +284,34 @@ impl Store {
 
     /// Read a small blob (manifest, index, config) and check it still hashes to its name.
     pub fn read_blob_bytes(&self, digest: &Digest) -> Result<Vec<u8>> {
+        self.read_blob_checked(digest, None)
+    }
+
+    /// [`Store::read_blob_bytes`] for a blob a descriptor names: its size
+    /// must also be the descriptor's `size`.
+    pub fn read_descriptor_bytes(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        self.read_blob_checked(&desc.digest, Some(desc.size))
+    }
+
+    fn read_blob_checked(&self, digest: &Digest, size: Option<u64>) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
         let f = self.open_blob(digest)?;
         let mut bytes = Vec::new();
         f.take(MAX_MANIFEST_SIZE + 1)
             .read_to_end(&mut bytes)
-            .with_context(|| format!("reading blob {digest}"))?;
+            .with_context(|| format!("reading blob {digest} ({})", path.display()))?;
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-            bail!("blob {digest} is larger than {MAX_MANIFEST_SIZE} bytes: not a manifest or config");
-        }
-        if Digest::of(&bytes) != *digest {
             bail!(
-                "blob {} in the store is corrupt (its content hashes differently); delete it and fetch again",
-                self.blob_path(digest).display()
+                "blob {digest} ({}) is larger than {MAX_MANIFEST_SIZE} bytes: not a manifest or config",
+                path.display()
             );
+        }
+        if let Some(declared) = size.filter(|s| *s != bytes.len() as u64) {
+            return Err(BlobError::Size { digest: *digest, path, declared, found: bytes.len() as u64 }.into());
+        }
+        let found = Digest::of(&bytes);
+        if found != *digest {
+            return Err(BlobError::Corrupt { digest: *digest, path, found }.into());
         }
         Ok(bytes)
     }
@@ -297,7 +340,7 @@ impl Store {
         let m = self.manifest_any(manifest)?;
         let c =
             m.config.with_context(|| format!("manifest {manifest} is an index, not an image manifest"))?;
-        let b = self.read_blob_bytes(&c.digest)?;
+        let b = self.read_descriptor_bytes(&c)?;
         oci_spec::image::ImageConfiguration::from_reader(&b[..]).with_context(|| {
             format!("config {} of manifest {manifest}: not an image configuration", c.digest)
         })
