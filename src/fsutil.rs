@@ -202,7 +202,10 @@ fn copy_entry(
             return set_mode(to, if md.mode() & 0o100 != 0 { 0o755 } else { 0o644 });
         }
     } else if !exact {
-        bail!("{}: only directories, regular files and symbolic links can be part of a source", from.display());
+        bail!(
+            "{}: only directories, regular files and symbolic links can be part of a source",
+            from.display()
+        );
     } else if !make_special(md, to)? {
         return Ok(());
     }
@@ -296,7 +299,7 @@ mod tests {
         fs::create_dir(src.join("ignored")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &src.join("fifo"),
+            src.join("fifo"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o640),
             0,
@@ -309,7 +312,9 @@ mod tests {
         assert_eq!(mode(&exact.join("a")), 0o4710);
         assert_eq!(mode(&exact.join("sub")), 0o500);
         assert_eq!(mode(&exact.join("fifo")), 0o640);
-        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fs::symlink_metadata(exact.join("fifo")).unwrap().file_type()));
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &fs::symlink_metadata(exact.join("fifo")).unwrap().file_type()
+        ));
         let (a, a2) = (fs::metadata(exact.join("a")).unwrap(), fs::metadata(exact.join("sub/a2")).unwrap());
         assert_eq!((a.ino(), a.nlink()), (a2.ino(), 2), "hard link not kept");
         assert_eq!(fs::read_link(exact.join("escape")).unwrap(), outside, "symlink target changed");

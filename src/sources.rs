@@ -15,7 +15,20 @@
 //!   branch moved.
 //!
 //! [`SourceCache`] keeps materialised trees by tree hash, so builds reuse
-//! them and `--offline` builds need no network.
+//! them and `--offline` builds need no network. What it checks, on every
+//! [`SourceCache::get`] (so on every build, warm store or not):
+//!
+//! - a local (`path`) source: the directory on disk is hashed and compared
+//!   with the lock's tree hash, never taken on trust from a cached copy; a
+//!   mismatch is refused naming the first changed path (found by comparing
+//!   with the cached copy of the locked tree when the store has one);
+//! - the cache entry: re-hashed and compared with its name (the lock's tree
+//!   hash); one that differs is refused, not repaired, naming the entry and
+//!   `eifbake store gc --caches` (why: [`crate::cache`]).
+//!
+//! Entries are published by a rename that never replaces an existing entry,
+//! and a build never removes one, so builds sharing a store may read the
+//! same entry at once.
 //!
 //! What it is not for: reading or writing the lockfile (`crate::lock`),
 //! mounting sources into steps (`crate::sandbox`).
@@ -49,6 +62,21 @@
 //!
 //! An empty directory therefore hashes to `sha256("eifbake-tree-v1\0")`.
 //! Hard links are hashed as independent files.
+//!
+//! # Output-tree hash (`eifbake-output-tree-v1`)
+//!
+//! What the step cache records for a step's `/out` ([`output_tree_hash`])
+//! covers everything later steps and the ramdisk writer read from it, so
+//! that an edit of any of it is caught. It is the tree hash with these
+//! differences: the domain is `eifbake-output-tree-v1\0`; directories,
+//! files, device nodes and FIFOs carry their permission bits (`mode & 0o7777`
+//! in octal, then a space) after the kind letter, and a file is always `f`;
+//! a device node is `c <mode> <rdev> <path>` or `b …`, a FIFO `p <mode>
+//! <path>`; sockets are skipped; and every path of a multiply-linked inode
+//! after the first (bytewise) is `h <hex> <path>`, `<hex>` being the sha256
+//! of the first path. Owners and times are not covered. Nothing reads these
+//! hashes but the step cache, so the definition can change with the step
+//! key's version.
 //!
 //! # How sources are fetched
 //!
@@ -184,7 +212,13 @@ fn record(host: &Path, path: &[u8], md: &fs::Metadata, rules: Rules) -> Result<O
         let f = File::open(host).with_context(|| format!("cannot open {}", host.display()))?;
         let (d, _) = Digest::of_reader(BufReader::with_capacity(1 << 16, f))
             .with_context(|| format!("cannot read {}", host.display()))?;
-        let kind = if output { "f" } else if md.mode() & 0o100 != 0 { "x" } else { "f" };
+        let kind = if output {
+            "f"
+        } else if md.mode() & 0o100 != 0 {
+            "x"
+        } else {
+            "f"
+        };
         format!("{kind} {mode}{} ", d.hex()).into_bytes()
     } else if ft.is_symlink() {
         let target = fs::read_link(host).with_context(|| format!("cannot read link {}", host.display()))?;
@@ -197,7 +231,10 @@ fn record(host: &Path, path: &[u8], md: &fs::Metadata, rules: Rules) -> Result<O
     } else if output && ft.is_socket() {
         return Ok(None);
     } else {
-        bail!("{}: only directories, regular files and symbolic links can be part of a source", host.display());
+        bail!(
+            "{}: only directories, regular files and symbolic links can be part of a source",
+            host.display()
+        );
     };
     Ok(Some([head, path.to_vec()].concat()))
 }

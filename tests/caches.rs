@@ -44,7 +44,8 @@ impl Project {
             fs::write(app.join(f), format!("{f}\n")).unwrap();
         }
         fs::write(app.join("sub/inner"), "inner\n").unwrap();
-        let text = common::busybox_step_recipe(name, "0.1.0", &reg.image("fx/busybox:1"), "path = \"app\"", SCRIPT);
+        let text =
+            common::busybox_step_recipe(name, "0.1.0", &reg.image("fx/busybox:1"), "path = \"app\"", SCRIPT);
         let recipe = rdir.join("recipe.toml");
         fs::write(&recipe, text).unwrap();
         let p = Project { _reg: reg, dir, recipe, app };
@@ -84,6 +85,9 @@ impl Project {
         only_entry(&self.store().join("eifbake/steps"))
     }
 }
+
+/// An edit of a step-cache entry.
+type Tamper = fn(&Path);
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -150,14 +154,8 @@ fn local_source_edited_after_a_warm_build_is_refused_naming_the_file() {
 
     // With no cached copy to compare with, the refusal says so.
     fs::write(p.app.join("alpha"), "edited\n").unwrap();
-    let (code, _, err) = eifbake(&[
-        "--store",
-        s(&p.dir.path().join("fresh-store")),
-        "build",
-        s(&p.recipe),
-        "--out",
-        s(&out),
-    ]);
+    let (code, _, err) =
+        eifbake(&["--store", s(&p.dir.path().join("fresh-store")), "build", s(&p.recipe), "--out", s(&out)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("changed since lock (no copy of the locked tree in the store"), "{err}");
 }
@@ -177,18 +175,20 @@ fn tampered_step_cache_entry_is_refused() {
     let (code, log) = p.build(&out, &[]);
     assert_eq!((code, eif_sha(&out)), (0, first), "{log}");
 
-    let tampers: [(&str, fn(&Path)); 3] = [
+    let tampers: [(&str, Tamper); 3] = [
         ("content", |e| fs::write(e.join("out/r/alpha"), "evil\n").unwrap()),
-        ("mode", |e| fs::set_permissions(e.join("out/r/charlie"), fs::Permissions::from_mode(0o654)).unwrap()),
+        ("mode", |e| {
+            fs::set_permissions(e.join("out/r/charlie"), fs::Permissions::from_mode(0o654)).unwrap()
+        }),
         ("hard link broken", |e| {
             fs::remove_file(e.join("out/r/hard")).unwrap();
             fs::copy(e.join("out/r/run"), e.join("out/r/hard")).unwrap();
             fs::set_permissions(e.join("out/r/hard"), fs::Permissions::from_mode(0o750)).unwrap();
         }),
     ];
-    for (what, tamper) in tampers {
+    for (i, (what, tamper)) in tampers.into_iter().enumerate() {
         tamper(&p.step_entry());
-        let other = p.dir.path().join("out-tampered");
+        let other = p.dir.path().join(format!("out-tampered-{i}"));
         let (code, log) = p.build(&other, &[]);
         assert_eq!(code, 2, "{what}: {log}");
         assert!(
@@ -234,7 +234,7 @@ fn tampered_source_cache_entry_is_refused() {
     assert_eq!(fs::read_to_string(entry.join("sub/inner")).unwrap(), "inner\n");
 }
 
-/// Four builds of one recipe on one store started 0.1 s apart, three
+/// Four builds of one recipe on one store started 0.1 s apart, four
 /// rounds (a cold store; then half of them with --no-cache, which runs the
 /// step again while the others read its cache entry): every build succeeds
 /// and every EIF is the same.
@@ -242,7 +242,7 @@ fn tampered_source_cache_entry_is_refused() {
 fn concurrent_builds_on_one_store_all_succeed_identically() {
     let p = Project::new("race");
     let mut shas = Vec::new();
-    for round in 0..3 {
+    for round in 0..4 {
         let mut children = Vec::new();
         for i in 0..4 {
             let out = p.dir.path().join(format!("out-{round}-{i}"));
@@ -270,7 +270,11 @@ fn concurrent_builds_on_one_store_all_succeed_identically() {
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             );
-            assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"), "{}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                !String::from_utf8_lossy(&o.stderr).contains("warning"),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             shas.push(eif_sha(&out));
         }
     }
