@@ -14,7 +14,15 @@
 //! 5. Steps: each runs in a fresh root filesystem made from its image's
 //!    layers ([`crate::oci::layer`]) inside the sandbox ([`crate::sandbox`]).
 //!    A step whose inputs (image, mounts, script, env, epoch, tool version)
-//!    hash to a key already in the step cache is not run again. A step to
+//!    hash to a key already in the step cache ([`crate::cache`]) is not run
+//!    again; the cached output is re-hashed and checked against the hash
+//!    recorded when it was stored every time it is taken, and a damaged
+//!    entry stops the build. A step that runs is read from its own scratch
+//!    output for the rest of the build, and a copy is published in the cache
+//!    by an atomic rename that never replaces an entry (other builds on the
+//!    same store may be reading it). Sources (3.) are checked the same way
+//!    on every build: a local directory is hashed on disk, a cached tree is
+//!    re-hashed. A step to
 //!    run whose image is for another architecture than the host's is refused
 //!    before its runtime starts unless an emulator can run it
 //!    ([`crate::sandbox::execution_for`]); a recipe with no steps builds for
@@ -43,6 +51,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::cache::{self, StepCache};
 use crate::cpio::Tree;
 use crate::digest::Digest;
 use crate::eif::kernel::KernelKind;
@@ -200,7 +209,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let work = scratch.path().to_path_buf();
 
     // Sources.
-    let cache = SourceCache::new(store.root().join("eifbake").join("sources"));
+    let cache = SourceCache::new(cache::sources_dir(store.root()));
     let mut source_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut source_inputs = Vec::new();
     for (name, source) in &recipe.sources {
@@ -235,7 +244,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
 
     // Steps.
     let sandbox = Sandbox::new(opts.runtime);
-    let step_cache = store.root().join("eifbake").join("steps");
+    let step_cache = StepCache::new(store.root());
     let mut step_outs: BTreeMap<String, (PathBuf, Digest)> = BTreeMap::new();
     let (mut steps_cached, mut steps_run) = (Vec::new(), Vec::new());
     for step in &recipe.steps {
@@ -263,9 +272,10 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             mounts.push(Bind { host, guest: guest.clone(), readonly: true });
         }
         let key = key.finish();
-        let cached = step_cache.join(key.hex());
-        if cached.is_dir() && !opts.no_cache {
+        let cached = if opts.no_cache { None } else { step_cache.lookup(&step.name, &key)? };
+        let out = if let Some(cached) = cached {
             steps_cached.push(step.name.clone());
+            cached
         } else {
             let platform = &lock.images[&step.image].platform;
             if let Err(why) = execution_for(platform, Path::new(BINFMT_MISC)) {
@@ -302,10 +312,11 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
                 })
                 .with_context(|| format!("step {:?} failed", step.name))?;
             let _ = fs::remove_dir_all(&rootfs);
-            store_dir(&out_dir, &cached)?;
+            step_cache.publish(&step.name, &key, &out_dir)?;
             steps_run.push(step.name.clone());
-        }
-        step_outs.insert(step.name.clone(), (cached, key));
+            out_dir
+        };
+        step_outs.insert(step.name.clone(), (out, key));
     }
 
     // Inputs manifest.
@@ -569,7 +580,8 @@ impl KeyHasher {
     fn new() -> Self {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
-        h.update(b"eifbake-step-key-v1\0");
+        // v2: entries hold `out/` and a `tree` record (v1 entries were the bare output).
+        h.update(b"eifbake-step-key-v2\0");
         KeyHasher(h)
     }
     fn field(&mut self, label: &str, value: &[u8]) {
@@ -583,38 +595,6 @@ impl KeyHasher {
         use sha2::Digest as _;
         Digest::from_bytes(self.0.finalize().into())
     }
-}
-
-/// Move a finished step output into the cache, atomically (rename of a
-/// complete directory; a concurrent build that got there first wins).
-fn store_dir(out: &Path, cached: &Path) -> Result<()> {
-    let parent = cached.parent().expect("cache entries have a parent");
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    if cached.is_dir() {
-        fs::remove_dir_all(cached).with_context(|| format!("cannot replace {}", cached.display()))?;
-    }
-    let tmp = tempfile::Builder::new().prefix(".incoming-").tempdir_in(parent)?;
-    let staged = tmp.path().join("out");
-    copy_dir(out, &staged)?;
-    match fs::rename(&staged, cached) {
-        Ok(()) => Ok(()),
-        Err(_) if cached.is_dir() => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot move a step output into {}", cached.display())),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg("--")
-        .arg(from)
-        .arg(to)
-        .status()
-        .context("cannot run cp")?;
-    if !status.success() {
-        bail!("copying {} to {} failed", from.display(), to.display());
-    }
-    Ok(())
 }
 
 /// Image root filesystems, extracted once per build for reading, or fresh

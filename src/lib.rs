@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod commands;
 pub mod cpio;

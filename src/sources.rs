@@ -15,7 +15,20 @@
 //!   branch moved.
 //!
 //! [`SourceCache`] keeps materialised trees by tree hash, so builds reuse
-//! them and `--offline` builds need no network.
+//! them and `--offline` builds need no network. What it checks, on every
+//! [`SourceCache::get`] (so on every build, warm store or not):
+//!
+//! - a local (`path`) source: the directory on disk is hashed and compared
+//!   with the lock's tree hash, never taken on trust from a cached copy; a
+//!   mismatch is refused naming the first changed path (found by comparing
+//!   with the cached copy of the locked tree when the store has one);
+//! - the cache entry: re-hashed and compared with its name (the lock's tree
+//!   hash); one that differs is refused, not repaired, naming the entry and
+//!   `eifbake store gc --caches` (why: [`crate::cache`]).
+//!
+//! Entries are published by a rename that never replaces an existing entry,
+//! and a build never removes one, so builds sharing a store may read the
+//! same entry at once.
 //!
 //! What it is not for: reading or writing the lockfile (`crate::lock`),
 //! mounting sources into steps (`crate::sandbox`).
@@ -50,6 +63,21 @@
 //! An empty directory therefore hashes to `sha256("eifbake-tree-v1\0")`.
 //! Hard links are hashed as independent files.
 //!
+//! # Output-tree hash (`eifbake-output-tree-v1`)
+//!
+//! What the step cache records for a step's `/out` ([`output_tree_hash`])
+//! covers everything later steps and the ramdisk writer read from it, so
+//! that an edit of any of it is caught. It is the tree hash with these
+//! differences: the domain is `eifbake-output-tree-v1\0`; directories,
+//! files, device nodes and FIFOs carry their permission bits (`mode & 0o7777`
+//! in octal, then a space) after the kind letter, and a file is always `f`;
+//! a device node is `c <mode> <rdev> <path>` or `b …`, a FIFO `p <mode>
+//! <path>`; sockets are skipped; and every path of a multiply-linked inode
+//! after the first (bytewise) is `h <hex> <path>`, `<hex>` being the sha256
+//! of the first path. Owners and times are not covered. Nothing reads these
+//! hashes but the step cache, so the definition can change with the step
+//! key's version.
+//!
 //! # How sources are fetched
 //!
 //! Git goes through the git CLI with the host's and the user's git
@@ -64,12 +92,12 @@
 //! dependency, and curl is on every Debian machine; the sha256 is computed
 //! by eifbake while streaming the downloaded file, not trusted from anyone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -78,10 +106,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
+use crate::fsutil;
 use crate::recipe::{Source, SourceKind};
 
 /// The first bytes hashed into every tree hash; changes if the definition does.
 pub const TREE_HASH_DOMAIN: &[u8] = b"eifbake-tree-v1\0";
+/// The first bytes hashed into every output-tree hash (step outputs).
+pub const OUTPUT_TREE_HASH_DOMAIN: &[u8] = b"eifbake-output-tree-v1\0";
 
 /// What the lock records about one source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,12 +138,36 @@ pub struct Pin {
 
 /// The tree hash of `dir`, skipping paths with a component in `ignore`.
 pub fn tree_hash(dir: &Path, ignore: &[String]) -> Result<Digest> {
+    Ok(hash_records(TREE_HASH_DOMAIN, &tree_records(dir, ignore, Rules::Source)?))
+}
+
+/// The output-tree hash of a step's `/out` (`eifbake-output-tree-v1`, see
+/// the module documentation): what the step cache records and checks.
+pub fn output_tree_hash(dir: &Path) -> Result<Digest> {
+    Ok(hash_records(OUTPUT_TREE_HASH_DOMAIN, &tree_records(dir, &[], Rules::Output)?))
+}
+
+/// Which definition a tree's records follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// `eifbake-tree-v1`: sources.
+    Source,
+    /// `eifbake-output-tree-v1`: step outputs.
+    Output,
+}
+
+/// One record of a tree: its path and its bytes (without the trailing NUL).
+type Record = (Vec<u8>, Vec<u8>);
+
+/// The records of every entry below `dir`, sorted by path.
+fn tree_records(dir: &Path, ignore: &[String], rules: Rules) -> Result<Vec<Record>> {
     let ignore: BTreeSet<&OsStr> = ignore.iter().map(|s| OsStr::new(s.as_str())).collect();
     let meta = fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     if !meta.is_dir() {
         bail!("{}: expected a directory", dir.display());
     }
-    let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut records = Vec::new();
+    let mut linked = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .follow_links(false)
@@ -122,46 +177,98 @@ pub fn tree_hash(dir: &Path, ignore: &[String]) -> Result<Digest> {
         let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
         let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
         let path = rel.as_os_str().as_bytes().to_vec();
-        let ft = entry.file_type();
-        let record = if ft.is_dir() {
-            let mut r = b"d ".to_vec();
-            r.extend_from_slice(&path);
-            r
-        } else if ft.is_file() {
-            let f = File::open(entry.path())
-                .with_context(|| format!("cannot open {}", entry.path().display()))?;
-            let exec = f.metadata()?.permissions().mode() & 0o100 != 0;
-            let (d, _) = Digest::of_reader(BufReader::with_capacity(1 << 16, f))
-                .with_context(|| format!("cannot read {}", entry.path().display()))?;
-            let mut r = if exec { b"x ".to_vec() } else { b"f ".to_vec() };
-            r.extend_from_slice(d.hex().as_bytes());
-            r.push(b' ');
-            r.extend_from_slice(&path);
-            r
-        } else if ft.is_symlink() {
-            let target = fs::read_link(entry.path())
-                .with_context(|| format!("cannot read link {}", entry.path().display()))?;
-            let mut r = b"l ".to_vec();
-            r.extend_from_slice(Digest::of(target.as_os_str().as_bytes()).hex().as_bytes());
-            r.push(b' ');
-            r.extend_from_slice(&path);
-            r
-        } else {
-            bail!(
-                "{}: only directories, regular files and symbolic links can be part of a source",
-                entry.path().display()
-            );
-        };
+        let md = entry.metadata().with_context(|| format!("cannot stat {}", entry.path().display()))?;
+        let Some(record) = record(entry.path(), &path, &md, rules)? else { continue };
+        if rules == Rules::Output && md.nlink() > 1 && !md.is_dir() {
+            linked.push((path.clone(), (md.dev(), md.ino())));
+        }
         records.push((path, record));
     }
     records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Output trees: every link to an inode after the first (in path order)
+    // is recorded as a hard link to the first.
+    linked.sort_unstable();
+    let mut first: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    for (path, id) in linked {
+        if let Some(to) = first.get(&id) {
+            let i = records.binary_search_by(|r| r.0.cmp(&path)).expect("recorded");
+            records[i].1 = [b"h ", Digest::of(to).hex().as_bytes(), b" ", &path].concat();
+        } else {
+            first.insert(id, path);
+        }
+    }
+    Ok(records)
+}
+
+/// The record of one entry at `host` (relative path `path`), `None` for an
+/// entry the rules skip.
+fn record(host: &Path, path: &[u8], md: &fs::Metadata, rules: Rules) -> Result<Option<Vec<u8>>> {
+    let ft = md.file_type();
+    let output = rules == Rules::Output;
+    let mode = if output { format!("{:o} ", md.mode() & 0o7777) } else { String::new() };
+    let head: Vec<u8> = if ft.is_dir() {
+        format!("d {mode}").into_bytes()
+    } else if ft.is_file() {
+        let f = File::open(host).with_context(|| format!("cannot open {}", host.display()))?;
+        let (d, _) = Digest::of_reader(BufReader::with_capacity(1 << 16, f))
+            .with_context(|| format!("cannot read {}", host.display()))?;
+        let kind = if output {
+            "f"
+        } else if md.mode() & 0o100 != 0 {
+            "x"
+        } else {
+            "f"
+        };
+        format!("{kind} {mode}{} ", d.hex()).into_bytes()
+    } else if ft.is_symlink() {
+        let target = fs::read_link(host).with_context(|| format!("cannot read link {}", host.display()))?;
+        format!("l {} ", Digest::of(target.as_os_str().as_bytes()).hex()).into_bytes()
+    } else if output && (ft.is_char_device() || ft.is_block_device()) {
+        let kind = if ft.is_char_device() { "c" } else { "b" };
+        format!("{kind} {mode}{} ", md.rdev()).into_bytes()
+    } else if output && ft.is_fifo() {
+        format!("p {mode}").into_bytes()
+    } else if output && ft.is_socket() {
+        return Ok(None);
+    } else {
+        bail!(
+            "{}: only directories, regular files and symbolic links can be part of a source",
+            host.display()
+        );
+    };
+    Ok(Some([head, path.to_vec()].concat()))
+}
+
+fn hash_records(domain: &[u8], records: &[Record]) -> Digest {
     let mut h = Sha256::new();
-    h.update(TREE_HASH_DOMAIN);
-    for (_, r) in &records {
+    h.update(domain);
+    for (_, r) in records {
         h.update(r);
         h.update([0u8]);
     }
-    Ok(Digest::from_bytes(h.finalize().into()))
+    Digest::from_bytes(h.finalize().into())
+}
+
+/// The first path (bytewise) where two trees' records differ, and how:
+/// `"PATH (changed)"`, `"PATH (added)"` (only in `now`) or `"PATH (removed)"`.
+fn first_difference(was: &[Record], now: &[Record]) -> Option<String> {
+    let (mut i, mut j) = (0, 0);
+    let name = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    while i < was.len() || j < now.len() {
+        match (was.get(i), now.get(j)) {
+            (Some(a), Some(b)) if a.0 == b.0 => {
+                if a.1 != b.1 {
+                    return Some(format!("{} (changed)", name(&a.0)));
+                }
+                (i, j) = (i + 1, j + 1);
+            }
+            (Some(a), Some(b)) if a.0 < b.0 => return Some(format!("{} (removed)", name(&a.0))),
+            (Some(a), None) => return Some(format!("{} (removed)", name(&a.0))),
+            (_, Some(b)) => return Some(format!("{} (added)", name(&b.0))),
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+    None
 }
 
 /// Pin a source for the lock: resolve a git rev to a commit, hash trees,
@@ -245,7 +352,7 @@ fn materialize_inner(name: &str, source: &Source, base_dir: &Path, pin: &Pin, de
         }
         SourceKind::Path { path, ignore } => {
             let dir = base_dir.join(path);
-            copy_tree(&dir, dest, ignore)
+            fsutil::copy_tree(&dir, dest, ignore, fsutil::CopyModes::Canonical)
                 .with_context(|| format!("sources.{name}: copying {}", dir.display()))?;
             let found = tree_hash(dest, &[])?;
             if found != pin.tree {
@@ -274,9 +381,11 @@ fn materialize_inner(name: &str, source: &Source, base_dir: &Path, pin: &Pin, de
 /// Materialised source trees kept under one directory, `DIR/<tree hex>/`,
 /// so a build reuses them and can run with `--offline`.
 ///
-/// An entry is only ever created complete (built under a temporary name and
-/// renamed) and is re-hashed every time it is used: a damaged or edited entry
-/// is removed and rebuilt (or, offline, reported).
+/// An entry is only ever published complete (built under a temporary name
+/// and renamed, never over an existing entry) and is re-hashed every time it
+/// is used; a build never removes or replaces an entry. A local (`path`)
+/// source is hashed on disk on every [`SourceCache::get`] as well, whether
+/// or not its tree is cached.
 #[derive(Debug, Clone)]
 pub struct SourceCache {
     dir: PathBuf,
@@ -289,7 +398,10 @@ impl SourceCache {
 
     /// The directory holding the pinned tree of `source`, verified against
     /// `pin`; fetched (git, url) or copied (path) when not cached yet. With
-    /// `offline`, git and url sources must already be cached.
+    /// `offline`, git and url sources must already be cached. A local
+    /// directory that no longer hashes to the pin is refused, naming the
+    /// first changed path; a cache entry that no longer hashes to its name
+    /// is refused, naming the entry and `eifbake store gc --caches`.
     pub fn get(
         &self,
         name: &str,
@@ -299,14 +411,11 @@ impl SourceCache {
         offline: bool,
     ) -> Result<PathBuf> {
         let entry = self.dir.join(pin.tree.hex());
-        if entry.is_dir() {
-            match tree_hash(&entry, &[]) {
-                Ok(found) if found == pin.tree => return Ok(entry),
-                _ => {
-                    fs::remove_dir_all(&entry)
-                        .with_context(|| format!("cannot remove damaged cache entry {}", entry.display()))?;
-                }
-            }
+        if let SourceKind::Path { path, ignore } = source.kind() {
+            self.check_local(name, &base_dir.join(path), ignore, pin, &entry)?;
+        }
+        if self.verified(name, &entry, pin)? {
+            return Ok(entry);
         }
         if offline && !matches!(source.kind(), SourceKind::Path { .. }) {
             bail!(
@@ -322,12 +431,59 @@ impl SourceCache {
             .with_context(|| format!("cannot create a temporary directory in {}", self.dir.display()))?;
         let tmp = scratch.path().join("tree");
         materialize(name, source, base_dir, pin, &tmp)?;
-        match fs::rename(&tmp, &entry) {
-            Ok(()) => Ok(entry),
-            // Another build cached the same tree meanwhile: use that one if it is sound.
-            Err(_) if tree_hash(&entry, &[]).ok() == Some(pin.tree) => Ok(entry),
-            Err(e) => Err(e).with_context(|| format!("cannot move a source tree into {}", entry.display())),
+        // Another build may have published the same tree meanwhile: then
+        // that one is kept (it may be in use) if it is sound, and ours dropped.
+        if !fsutil::rename_noreplace(&tmp, &entry)? && !self.verified(name, &entry, pin)? {
+            bail!("sources.{name}: cannot publish {}", entry.display());
         }
+        Ok(entry)
+    }
+
+    /// Whether `entry` exists and holds `pin.tree`; an error naming it and
+    /// the way out when it exists but holds anything else.
+    fn verified(&self, name: &str, entry: &Path, pin: &Pin) -> Result<bool> {
+        if entry.symlink_metadata().is_err() {
+            return Ok(false);
+        }
+        let found = tree_hash(entry, &[]);
+        if matches!(found, Ok(ref d) if *d == pin.tree) {
+            return Ok(true);
+        }
+        let found = match found {
+            Ok(d) => format!("it hashes to {d}"),
+            Err(e) => format!("{e:#}"),
+        };
+        bail!(
+            "sources.{name}: source cache entry {} is damaged: it is named after tree {} but {found}; \
+             it was changed after it was cached, so eifbake will not use it. \
+             Remove it with `eifbake store gc --caches` and build again",
+            entry.display(),
+            pin.tree
+        )
+    }
+
+    /// Hash the local directory `dir` as it is now and refuse, naming the
+    /// first changed path when the cached tree `entry` is there to compare
+    /// with, unless it still hashes to the pin.
+    fn check_local(&self, name: &str, dir: &Path, ignore: &[String], pin: &Pin, entry: &Path) -> Result<()> {
+        let now = tree_records(dir, ignore, Rules::Source)
+            .with_context(|| format!("sources.{name}: path {}", dir.display()))?;
+        let found = hash_records(TREE_HASH_DOMAIN, &now);
+        if found == pin.tree {
+            return Ok(());
+        }
+        let what = match tree_records(entry, &[], Rules::Source) {
+            Ok(was) if hash_records(TREE_HASH_DOMAIN, &was) == pin.tree => first_difference(&was, &now)
+                .map(|d| format!("first difference: {d}"))
+                .unwrap_or_else(|| "no single path differs".into()),
+            _ => "no copy of the locked tree in the store to name the changed file".into(),
+        };
+        bail!(
+            "sources.{name}: local tree {} changed since lock ({what}): expected {}, found {found}; \
+             run `eifbake lock` if the change is intended",
+            dir.display(),
+            pin.tree
+        )
     }
 }
 
@@ -531,49 +687,10 @@ fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -
     tree_hash(dest, &[])
 }
 
-/// Copy a local tree into `dest` (created), skipping ignored names. Files get
-/// mode 0755 or 0644 after their owner-executable bit, directories 0755, so
-/// the host's umask does not leak into the copy.
-fn copy_tree(src: &Path, dest: &Path, ignore: &[String]) -> Result<()> {
-    let meta = fs::symlink_metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
-    if !meta.is_dir() {
-        bail!("{}: expected a directory", src.display());
-    }
-    fs::create_dir(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let ignore: BTreeSet<&OsStr> = ignore.iter().map(|s| OsStr::new(s.as_str())).collect();
-    let walker = walkdir::WalkDir::new(src)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| !ignore.contains(e.file_name()));
-    for entry in walker {
-        let entry = entry?;
-        let rel = entry.path().strip_prefix(src).expect("under root");
-        let to: PathBuf = dest.join(rel);
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            fs::create_dir(&to)?;
-            fs::set_permissions(&to, fs::Permissions::from_mode(0o755))?;
-        } else if ft.is_file() {
-            let exec = entry.metadata()?.permissions().mode() & 0o100 != 0;
-            fs::copy(entry.path(), &to).with_context(|| format!("cannot copy {}", entry.path().display()))?;
-            fs::set_permissions(&to, fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }))?;
-        } else if ft.is_symlink() {
-            symlink(fs::read_link(entry.path())?, &to)?;
-        } else {
-            bail!(
-                "{}: only directories, regular files and symbolic links can be part of a source",
-                entry.path().display()
-            );
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn empty_tree_hash_is_the_domain_hash() {

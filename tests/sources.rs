@@ -343,7 +343,7 @@ fn url_tarball_is_unpacked() {
 }
 
 #[test]
-fn source_cache_serves_offline_and_repairs_damage() {
+fn source_cache_serves_offline_and_refuses_damage() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = make_repo(tmp.path());
     let url = format!("file://{}", repo.display());
@@ -360,14 +360,48 @@ fn source_cache_serves_offline_and_repairs_damage() {
     assert_eq!(tree_hash(&dir, &[]).unwrap(), pin.tree);
 
     // The server goes away: the cached tree still serves, offline.
-    fs::remove_dir_all(&repo).unwrap();
+    let moved = tmp.path().join("repo-away");
+    fs::rename(&repo, &moved).unwrap();
     assert_eq!(cache.get("app", &src, tmp.path(), &pin, true).unwrap(), dir);
 
-    // A damaged entry is not trusted.
+    // A damaged entry is not used, online or offline, and not removed
+    // (another build may be reading it): the error names it and the way out.
+    fs::rename(&moved, &repo).unwrap();
     fs::write(dir.join("README"), "tampered\n").unwrap();
-    let err = cache.get("app", &src, tmp.path(), &pin, true).unwrap_err().to_string();
-    assert!(err.contains("is not in the source cache"), "{err}");
-    assert!(!dir.exists(), "the damaged entry was kept");
-    let leftovers: Vec<_> = fs::read_dir(tmp.path().join("cache")).unwrap().collect();
-    assert!(leftovers.is_empty(), "temporary directories left in the cache");
+    for offline in [true, false] {
+        let err = cache.get("app", &src, tmp.path(), &pin, offline).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("sources.app: source cache entry {} is damaged", dir.display()))
+                && err.contains("`eifbake store gc --caches`"),
+            "{err}"
+        );
+    }
+    assert_eq!(fs::read_to_string(dir.join("README")).unwrap(), "tampered\n");
+    let leftovers: Vec<_> =
+        fs::read_dir(tmp.path().join("cache")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(leftovers, vec![dir], "temporary directories left in the cache");
+}
+
+/// Two caches racing to publish one tree: both get the same sound entry,
+/// and neither replaces the other's (each publishes by a rename that never
+/// replaces).
+#[test]
+fn source_cache_concurrent_publishers_share_one_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    fs::create_dir_all(app.join("d")).unwrap();
+    for i in 0..50 {
+        fs::write(app.join("d").join(format!("f{i}")), format!("{i}\n")).unwrap();
+    }
+    let src = source("path = \"app\"");
+    let pin = resolve("app", &src, tmp.path()).unwrap();
+    let cache = eifbake::sources::SourceCache::new(tmp.path().join("cache"));
+    let dirs: Vec<PathBuf> = std::thread::scope(|s| {
+        let hs: Vec<_> =
+            (0..4).map(|_| s.spawn(|| cache.get("app", &src, tmp.path(), &pin, false).unwrap())).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(dirs.iter().all(|d| *d == dirs[0]));
+    assert_eq!(tree_hash(&dirs[0], &[]).unwrap(), pin.tree);
+    assert_eq!(fs::read_dir(tmp.path().join("cache")).unwrap().count(), 1, "temporary directories left");
 }

@@ -1,0 +1,163 @@
+//! The caches eifbake keeps in the store beside the OCI layout, and the one
+//! place that knows their layout:
+//!
+//! - `STORE/eifbake/sources/<tree hex>/`: a materialised source tree, named
+//!   after its tree hash ([`crate::sources::SourceCache`]).
+//! - `STORE/eifbake/steps/<key hex>/`: a step's output ([`StepCache`]),
+//!   `out/` holding the tree and `tree` the output-tree hash
+//!   ([`crate::sources::output_tree_hash`]) it had when it was stored.
+//!
+//! What it is for: finding a cached entry, checking it, publishing a new one.
+//! Not for: computing step keys or running steps (`crate::build`), fetching
+//! sources (`crate::sources`), removing entries (`Store::gc_caches`).
+//!
+//! Invariants, the same for both caches:
+//!
+//! - **Published whole.** An entry is built under a temporary `.incoming`
+//!   name in the cache directory and renamed to its final name with
+//!   `RENAME_NOREPLACE` ([`crate::fsutil::rename_noreplace`]): no build sees
+//!   a partial entry, and no rename ever replaces an entry.
+//! - **Never removed or replaced by a build.** Several builds may share a
+//!   store and read one entry at the same time. When a build finds the entry
+//!   it wanted to publish already there and sound, it keeps that one and
+//!   drops its own copy. Only `eifbake store gc --caches` removes entries,
+//!   under the store's exclusive lock, which waits until no build holds the
+//!   shared one ([`crate::oci::Store::writing`]).
+//! - **Verified on every use.** A source entry is re-hashed and compared
+//!   with its name (the lock's tree hash) every time a build uses it; a step
+//!   entry's `out/` is re-hashed and compared with its `tree` record every
+//!   time a build takes it from the cache instead of running the step.
+//! - **A damaged entry is refused, not repaired.** An entry that fails its
+//!   check was changed after it was published (entries are never written in
+//!   place, so an interrupted build cannot be the cause). The build stops
+//!   with exit 2, naming the entry and `eifbake store gc --caches`. Repairing
+//!   it in place would mean removing an entry another build may be reading,
+//!   and a silent repair would hide that someone wrote into the store. A
+//!   build that does not read the entry (`--no-cache`, which runs every
+//!   step) only warns about it.
+//!
+//! What the check does not catch: a consistent rewrite of both a step
+//! entry's `out/` and its `tree` record (whoever can write the store can do
+//! that; `verify` rebuilds with no step cache), and changes made between the
+//! check and the moment the build reads the entry.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::digest::Digest;
+use crate::fsutil::{self, CopyModes};
+use crate::sources::output_tree_hash;
+
+/// Where the source cache lives in the store at `store_root`.
+pub fn sources_dir(store_root: &Path) -> PathBuf {
+    store_root.join("eifbake").join("sources")
+}
+
+/// Where the step cache lives in the store at `store_root`.
+pub fn steps_dir(store_root: &Path) -> PathBuf {
+    store_root.join("eifbake").join("steps")
+}
+
+/// A step entry's output tree, under the entry.
+const OUT: &str = "out";
+/// A step entry's record of its output-tree hash, under the entry.
+const RECORD: &str = "tree";
+
+/// Step outputs by step key: `STEPS/<key hex>/{out/,tree}`.
+#[derive(Debug, Clone)]
+pub struct StepCache {
+    dir: PathBuf,
+}
+
+impl StepCache {
+    /// The step cache of the store at `store_root`.
+    pub fn new(store_root: &Path) -> StepCache {
+        StepCache { dir: steps_dir(store_root) }
+    }
+
+    /// The entry of `key` (which may not exist).
+    pub fn entry(&self, key: &Digest) -> PathBuf {
+        self.dir.join(key.hex())
+    }
+
+    /// The verified output of the step `step` whose inputs hash to `key`, or
+    /// `None` when it is not cached; an error naming the entry when it is
+    /// cached but no longer holds what was stored.
+    pub fn lookup(&self, step: &str, key: &Digest) -> Result<Option<PathBuf>> {
+        let entry = self.entry(key);
+        if entry.symlink_metadata().is_err() {
+            return Ok(None);
+        }
+        if let Err(why) = check_entry(&entry) {
+            bail!(
+                "step {step:?}: step cache entry {} is damaged: {why:#}; it was changed after it was \
+                 cached, so eifbake will not use it. Remove it with `eifbake store gc --caches` and build \
+                 again (or build with --no-cache)",
+                entry.display()
+            );
+        }
+        Ok(Some(entry.join(OUT)))
+    }
+
+    /// Copy `out`, the output the step `step` just wrote, into the cache
+    /// under `key` with its output-tree hash. When the entry exists already
+    /// (another build published it, or `--no-cache` ran the step again) it
+    /// is kept and this copy dropped, with a warning when it is damaged or
+    /// holds another tree (the step is not reproducible).
+    pub fn publish(&self, step: &str, key: &Digest, out: &Path) -> Result<()> {
+        let hash = output_tree_hash(out).with_context(|| format!("step {step:?}: hashing its output"))?;
+        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .tempdir_in(&self.dir)
+            .with_context(|| format!("cannot create a temporary directory in {}", self.dir.display()))?;
+        let staged = tmp.path().join("entry");
+        fs::create_dir(&staged).with_context(|| format!("cannot create {}", staged.display()))?;
+        fsutil::copy_tree(out, &staged.join(OUT), &[], CopyModes::Exact)
+            .with_context(|| format!("step {step:?}: copying its output into the step cache"))?;
+        let copied = output_tree_hash(&staged.join(OUT))?;
+        if copied != hash {
+            bail!(
+                "step {step:?}: the copy of its output in {} hashes to {copied}, the output to {hash}",
+                staged.display()
+            );
+        }
+        fs::write(staged.join(RECORD), format!("{hash}\n"))
+            .with_context(|| format!("cannot write {}", staged.join(RECORD).display()))?;
+        let entry = self.entry(key);
+        if fsutil::rename_noreplace(&staged, &entry)? {
+            return Ok(());
+        }
+        match check_entry(&entry) {
+            Ok(kept) if kept == hash => {}
+            Ok(kept) => eprintln!(
+                "eifbake: warning: step {step:?} wrote output tree {hash}, but the step cache entry {} for \
+                 the same inputs holds {kept}: the step is not reproducible (`eifbake check` finds why). \
+                 This build uses its own output; the cache keeps the first one.",
+                entry.display()
+            ),
+            Err(why) => eprintln!(
+                "eifbake: warning: step cache entry {} is damaged ({why:#}); this build did not use it. \
+                 Remove it with `eifbake store gc --caches`.",
+                entry.display()
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// The recorded output-tree hash of the step entry `entry`, after checking
+/// that its `out/` still hashes to it.
+fn check_entry(entry: &Path) -> Result<Digest> {
+    let record = entry.join(RECORD);
+    let text = fs::read_to_string(&record).with_context(|| format!("cannot read {}", record.display()))?;
+    let recorded: Digest =
+        text.trim_end().parse().with_context(|| format!("{}: not a sha256 digest", record.display()))?;
+    let found = output_tree_hash(&entry.join(OUT))?;
+    if found != recorded {
+        bail!("{} hashes to {found}, but {} says {recorded}", entry.join(OUT).display(), record.display());
+    }
+    Ok(recorded)
+}
