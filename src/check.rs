@@ -37,7 +37,7 @@
 //! run's source cache (`STORE/eifbake/sources`, a symlink) on it; the trees
 //! are created in name order, and in reverse name order for the `dirorder`
 //! run, then verified against their tree hashes (a wrong copy would be
-//! discarded by the build and silently undo the variation). Without root
+//! refused by the build, failing the run for the wrong reason). Without root
 //! `dirorder` is skipped with a note. Image root filesystems and step
 //! outputs are not reordered.
 //!
@@ -338,8 +338,8 @@ impl Ctx<'_> {
         }
         // Its source cache: the pinned trees, created in name order (reverse
         // order for `dirorder`), on the tmpfs when there is one, and checked
-        // against their tree hashes (a wrong copy would be discarded by the
-        // build and silently undo the variation).
+        // against their tree hashes (the build refuses a wrong copy, which
+        // would fail the run for the wrong reason).
         let src_cache = match &self.tmpfs {
             Some(t) => t.join(format!("run{i}")),
             None => dir.join("sources"),
