@@ -5,6 +5,11 @@
 //! downloaded again; with `offline` nothing is downloaded and the first
 //! missing blob is an error naming it.
 //!
+//! Images come from their registry or its mirrors (the [`Registry`] the
+//! caller configured); either way each blob is checked against its digest.
+//! The image is recorded in `index.json` under the reference the lock
+//! names (not a mirror's), so `lock --offline` can resolve it later.
+//!
 //! Each image's config must name the architecture its lock entry's
 //! `platform` says (a hand-edited lock or a mislabelled image is refused).
 //!
@@ -38,11 +43,10 @@ pub struct Fetched {
 pub fn fetch_lock(
     store: &Store,
     lock: &Lock,
-    insecure: &[String],
+    registry: &Registry,
     offline: bool,
     progress: &Progress,
 ) -> Result<Vec<Fetched>> {
-    let registry = Registry::new(insecure);
     let mut requests = Vec::new();
     for (name, img) in &lock.images {
         let reference: Reference =

@@ -14,6 +14,7 @@ pub mod args;
 pub mod build;
 pub mod check;
 pub mod commands;
+pub mod config;
 pub mod cpio;
 pub mod digest;
 pub mod eif;
