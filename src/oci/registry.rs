@@ -509,6 +509,38 @@ mod tests {
     }
 
     #[test]
+    fn mirrors_are_asked_first_in_order_and_only_for_their_registry() {
+        let r = |s: &str| s.parse::<Reference>().unwrap();
+        let m = |s: &str| s.parse::<Mirror>().unwrap();
+        let reg = Registry::new(&["mirror.lan".to_string()]).with_mirrors(vec![
+            m("docker.io=127.0.0.1:5001"),
+            m("quay.io=localhost:5002"),
+            m("docker.io=mirror.lan/hub/proxy"),
+        ]);
+        let t = reg.targets(&r("stagex/core-busybox:sx2026.03.0")).unwrap();
+        let seen: Vec<(&str, &str, &str)> =
+            t.iter().map(|t| (t.registry.as_str(), t.http_host.as_str(), t.repository.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("127.0.0.1:5001", "127.0.0.1:5001", "stagex/core-busybox"),
+                ("mirror.lan", "mirror.lan", "hub/proxy/stagex/core-busybox"),
+                ("docker.io", "registry-1.docker.io", "stagex/core-busybox"),
+            ]
+        );
+        assert_eq!(
+            t[0].pinned(&Digest::of(b"x")).whole(),
+            format!("127.0.0.1:5001/stagex/core-busybox@{}", Digest::of(b"x"))
+        );
+        assert_eq!(t[1].via, "via mirror mirror.lan");
+        assert!(t[2].via.is_empty());
+        // No mirror for another registry: only the registry itself.
+        let t = reg.targets(&r("ghcr.io/x/y:1")).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].registry, "ghcr.io");
+    }
+
+    #[test]
     fn credentials_from_auth_files() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.json");
