@@ -79,7 +79,7 @@ pub enum Command {
     /// Move images in and out of the store (OCI layouts, oci-archive tarballs).
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Rebuild from a manifest (or an EIF's embedded inputs) and compare: GOOD or BAD.
+    /// Rebuild from a manifest and compare: GOOD or BAD.
     ///
     /// Exit 0 GOOD (also when only unmeasured metadata differs from a published
     /// EIF: PCRs equal), 1 BAD, 2 could not rebuild.
@@ -99,8 +99,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// NAME.manifest.json, or an EIF built by eifbake (its embedded inputs are used
-    /// and its own sha256 and PCRs are expected).
+    /// NAME.manifest.json. (An EIF embeds only its measured inputs, not the recipe and
+    /// lock or where images came from: give its manifest, and the EIF with --eif.)
     pub subject: PathBuf,
     /// A published .pcrs file (`<hex> PCRn` lines) to compare with.
     #[arg(long, value_name = "FILE")]
@@ -316,7 +316,8 @@ pub struct BuildSigningArgs {
 pub struct LockArgs {
     /// recipes/NAME.toml or recipes/NAME/recipe.toml.
     pub recipe: PathBuf,
-    /// Re-resolve tags even when the lock already pins them.
+    /// Re-resolve tags even when the lock already pins them. (With the global --offline,
+    /// references are resolved from the store: see `store import --name`.)
     #[arg(long)]
     pub update: bool,
     /// Registries reachable over plain HTTP (loopback ones always are).

@@ -1,5 +1,5 @@
 //! `eifbake describe EIF [--json]`: header, sections, CRC check, PCRs,
-//! metadata, the embedded manifest (CustomMetadata) and, for a signed image,
+//! metadata, the measured inputs (CustomMetadata) and, for a signed image,
 //! the signing certificate and whether the signature holds.
 //!
 //! Notes on what the measurements mean come with them: an EIF with a single
@@ -145,7 +145,7 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             }
         }
         if let Some(c) = &custom {
-            println!("Embedded manifest (CustomMetadata)");
+            println!("Embedded manifest: the measured inputs (CustomMetadata)");
             for line in serde_json::to_string_pretty(c)?.lines() {
                 println!("  {line}");
             }
