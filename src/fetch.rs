@@ -5,15 +5,16 @@
 //! downloaded again; with `offline` nothing is downloaded and the first
 //! missing blob is an error naming it.
 //!
-//! Images come from their registry or its mirrors (the [`Registry`] the
-//! caller configured); either way each blob is checked against its digest.
-//! The image is recorded in `index.json` under the reference the lock
-//! names (not a mirror's), so `lock --offline` can resolve it later.
-//!
 //! Each image's config must name the architecture its lock entry's
 //! `platform` says (a hand-edited lock or a mislabelled image is refused).
 //!
 //! Not for: resolving tags (that is `lock`) or unpacking layers.
+//!
+//! Mirrors: images come from their registry or its mirrors (the
+//! [`Registry`] the caller configured); either way each blob is checked
+//! against its digest. The image is recorded in `index.json` under the
+//! reference the lock names (not a mirror's), so `lock --offline` can
+//! resolve it later.
 
 use std::collections::BTreeMap;
 
