@@ -30,8 +30,23 @@ pub struct Global {
     #[arg(long, global = true, env = "EIFBAKE_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Never touch the network; fail naming any blob missing from the store.
+    /// `lock --offline` resolves references from the store (see `store import --name`).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Ask registry TO before FROM for images of FROM (e.g. docker.io=127.0.0.1:5000;
+    /// TO may end in /a/repository/prefix). Repeatable; tried in order, before those
+    /// of the config file ($EIFBAKE_CONFIG, else ~/.config/eifbake/config.toml,
+    /// `[[registry.mirror]] from = "…" to = "…"`), then FROM itself. Used by lock,
+    /// fetch, build and verify. Content is verified by digest whoever serves it.
+    #[arg(long, global = true, value_name = "FROM=TO")]
+    pub registry_mirror: Vec<crate::config::Mirror>,
+}
+
+impl Global {
+    /// The registry mirrors: `--registry-mirror` flags, then the config file's.
+    pub fn mirrors(&self) -> anyhow::Result<Vec<crate::config::Mirror>> {
+        crate::config::mirrors(&self.registry_mirror)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,7 +79,7 @@ pub enum Command {
     /// Move images in and out of the store (OCI layouts, oci-archive tarballs).
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Rebuild from a manifest (or an EIF's embedded inputs) and compare: GOOD or BAD.
+    /// Rebuild from a manifest and compare: GOOD or BAD.
     ///
     /// Exit 0 GOOD (also when only unmeasured metadata differs from a published
     /// EIF: PCRs equal), 1 BAD, 2 could not rebuild.
@@ -84,8 +99,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// NAME.manifest.json, or an EIF built by eifbake (its embedded inputs are used
-    /// and its own sha256 and PCRs are expected).
+    /// NAME.manifest.json. (An EIF embeds only its measured inputs, not the recipe and
+    /// lock or where images came from: give its manifest, and the EIF with --eif.)
     pub subject: PathBuf,
     /// A published .pcrs file (`<hex> PCRn` lines) to compare with.
     #[arg(long, value_name = "FILE")]
@@ -301,7 +316,8 @@ pub struct BuildSigningArgs {
 pub struct LockArgs {
     /// recipes/NAME.toml or recipes/NAME/recipe.toml.
     pub recipe: PathBuf,
-    /// Re-resolve tags even when the lock already pins them.
+    /// Re-resolve tags even when the lock already pins them. (With the global --offline,
+    /// references are resolved from the store: see `store import --name`.)
     #[arg(long)]
     pub update: bool,
     /// Registries reachable over plain HTTP (loopback ones always are).
@@ -331,12 +347,21 @@ pub struct FetchArgs {
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Import an OCI image layout directory or an oci-archive tarball.
+    ///
+    /// With --name REF the image is recorded as that reference, so that
+    /// `eifbake lock --offline` resolves REF from the store (no registry needed).
     Import {
         /// Directory (OCI layout) or .tar (oci-archive).
         path: PathBuf,
-        /// Only this reference name (org.opencontainers.image.ref.name); default all.
-        #[arg(long)]
+        /// Record the imported image as this image reference (e.g.
+        /// `stagex/core-busybox:sx2026.03.0`, meaning docker.io's, or `quay.io/x/y:1`);
+        /// the layout must then hold one image, or --image picks it.
+        #[arg(long, value_name = "REF")]
         name: Option<String>,
+        /// Only the image with this ref name in the layout (org.opencontainers.image.ref.name);
+        /// default all.
+        #[arg(long, value_name = "REF_NAME")]
+        image: Option<String>,
     },
     /// Export an image from the store as an OCI layout directory or oci-archive tarball.
     Export {

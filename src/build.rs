@@ -28,16 +28,18 @@
 //!    ([`crate::sandbox::execution_for`]); a recipe with no steps builds for
 //!    any `arch` on any host.
 //! 6. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout,
-//!    the inputs manifest embedded at [`INPUTS_PATH`], ramdisks written, the
-//!    EIF written ([`crate::eif`]) with the inputs as CustomMetadata.
+//!    the measured inputs ([`crate::manifest::Inputs`]: images by digest,
+//!    sources by tree hash, steps, enclave settings; no registry hosts, no
+//!    recipe text) embedded at [`INPUTS_PATH`], ramdisks written, the EIF
+//!    written ([`crate::eif`]) with the same inputs as CustomMetadata.
 //! 7. The manifest, PCRs and provenance are written beside the EIF.
 //!
 //! The four outputs are staged in a directory inside the output directory
 //! and renamed into place together, the manifest last. Nothing from
 //! the host (build path, clock, user, umask, locale) reaches the outputs:
 //! trees are normalised by the cpio writer, the only time is
-//! SOURCE_DATE_EPOCH, and the recipe and lock are named by paths relative to
-//! the project.
+//! SOURCE_DATE_EPOCH, and the recipe and lock are named (in the unmeasured
+//! manifest only) by paths relative to the project.
 //!
 //! Not for: the command line (`commands::build`) or comparing builds
 //! (`verify`, `check`).
@@ -60,14 +62,11 @@ use crate::epoch::Epoch;
 use crate::fetch;
 use crate::fsutil::write_atomic;
 use crate::lock::Lock;
-use crate::manifest::{
-    self, EifOutput, EnclaveSettings, FileRef, ImageFileInput, ImageInput, Inputs, Manifest, Outputs,
-    SignatureOutput, SourceInput,
-};
+use crate::manifest::{self, EifOutput, FileRef, Inputs, Manifest, Origin, Outputs, SignatureOutput};
 use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
-use crate::recipe::{Compression, ImageFile, Layout, Recipe, SourceKind};
+use crate::recipe::{Compression, ImageFile, Layout, Recipe};
 use crate::sandbox::{execution_for, Bind, Runtime, Sandbox, StepRun, BINFMT_MISC};
 use crate::signing::Validity;
 use crate::sources::SourceCache;
@@ -87,6 +86,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Registries reachable over plain HTTP besides loopback ones.
     pub insecure: Vec<String>,
+    /// Registry mirrors, tried in order before an image's own registry.
+    pub mirrors: Vec<crate::config::Mirror>,
     /// SOURCE_DATE_EPOCH given on the command line / environment (wins over the recipe).
     pub epoch: Option<Epoch>,
     pub step_timeout: Duration,
@@ -176,7 +177,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let lock_text = fs::read_to_string(&lock_path)
         .with_context(|| format!("cannot read {} as UTF-8 text", lock_path.display()))?;
     let lock_sha = Digest::of(lock_text.as_bytes());
-    // The recipe's own text goes into the inputs so `verify` can rebuild from the manifest alone.
+    // The recipe's own text goes into the (unmeasured) origin so `verify` can rebuild from the manifest alone.
     let recipe_file = Recipe::resolve_path(recipe_path);
     let recipe_text = fs::read_to_string(&recipe_file)
         .with_context(|| format!("cannot read {} as UTF-8 text", recipe_file.display()))?;
@@ -200,7 +201,8 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let _using_store = store.writing()?;
 
     // Images: everything pinned must be in the store.
-    fetch::fetch_lock(&store, &lock, &opts.insecure, opts.offline, &Progress::bytes("fetch", 0))?;
+    let registry = crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(opts.mirrors.clone());
+    fetch::fetch_lock(&store, &lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
 
     let scratch = tempfile::Builder::new()
         .prefix("eifbake-build-")
@@ -211,14 +213,12 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     // Sources.
     let cache = SourceCache::new(cache::sources_dir(store.root()));
     let mut source_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut source_inputs = Vec::new();
     for (name, source) in &recipe.sources {
         let pin = lock.sources.get(name).with_context(|| {
             format!("sources.{name} is not pinned in {}; run `eifbake lock`", lock_path.display())
         })?;
         let dir = cache.get(name, source, &base_dir, pin, opts.offline)?;
         source_dirs.insert(name.clone(), dir);
-        source_inputs.push(SourceInput::from_pin(name, pin));
     }
 
     // Image root filesystems, extracted on demand.
@@ -319,67 +319,19 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         step_outs.insert(step.name.clone(), (out, key));
     }
 
-    // Inputs manifest.
-    let mut image_inputs = Vec::new();
-    for (name, li) in &lock.images {
-        image_inputs.push(ImageInput {
-            name: name.clone(),
-            reference: li.reference.clone(),
-            index_digest: li.index,
-            manifest_digest: li.manifest,
-        });
-    }
-    // Procfile `app_sources` semantics: where the application's own code
-    // comes from. Git and url sources give their URL; a local directory has
-    // none, so it is named `path:DIR` (relative to the recipe).
-    let mut app_sources: Vec<String> = recipe.enclave.app_sources.clone();
-    for s in recipe.sources.values().filter(|s| s.app_source) {
-        app_sources.push(match s.kind() {
-            SourceKind::Git { url, .. } | SourceKind::Url { url, .. } => url.to_string(),
-            SourceKind::Path { path, .. } => format!("path:{}", path.display()),
-        });
-    }
-    let file_input = |f: &ImageFile| ImageFileInput {
-        image: f.image.clone(),
-        path: f.path.clone(),
-        config: f.config.clone(),
-    };
-    let mut inputs = Inputs {
-        format: manifest::FORMAT,
-        tool: manifest::Tool::current(),
-        name: recipe.name.clone(),
-        version: recipe.version.clone(),
-        arch: recipe.arch.to_string(),
-        recipe: FileRef {
+    // Inputs manifest: the measured inputs (embedded below, so the PCRs
+    // commit to them) and their unmeasured origin (the manifest only).
+    let inputs = Inputs::of_recipe(&recipe, &lock, epoch)?;
+    let origin = Origin::of_recipe(
+        &recipe,
+        &lock,
+        FileRef {
             path: project_relative(&Recipe::resolve_path(recipe_path)),
             sha256: recipe_sha,
             text: Some(recipe_text),
         },
-        lock: FileRef {
-            path: format!("lockfiles/{}.lock", recipe.name),
-            sha256: lock_sha,
-            text: Some(lock_text),
-        },
-        source_date_epoch: epoch,
-        images: image_inputs,
-        sources: source_inputs,
-        app_sources,
-        enclave: EnclaveSettings {
-            layout: e.layout,
-            rootfs: e.rootfs.clone(),
-            kernel: file_input(&e.kernel),
-            init: file_input(&e.init),
-            nsm: e.nsm.as_ref().map(file_input),
-            cmdline: e.cmdline.clone(),
-            command: e.command.clone(),
-            env: e.env.clone(),
-            cpus: e.cpus,
-            memory_mib: e.memory_mib,
-            ports: e.ports.clone(),
-            compression: e.compression,
-        },
-    };
-    inputs.normalize();
+        FileRef { path: format!("lockfiles/{}.lock", recipe.name), sha256: lock_sha, text: Some(lock_text) },
+    );
     let inputs_json = inputs.to_json()?;
 
     // Enclave tree(s).
@@ -524,6 +476,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let m = &written.measurements;
     let manifest = Manifest {
         inputs,
+        origin,
         outputs: Outputs {
             eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
             pcrs: m.into(),

@@ -486,7 +486,9 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
         }
     }
     let store = Store::open(&opts.store)?;
-    crate::fetch::fetch_lock(&store, &lock, &opts.insecure, opts.offline, &Progress::bytes("fetch", 0))?;
+    let registry =
+        crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(crate::config::mirrors(&[])?);
+    crate::fetch::fetch_lock(&store, &lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
 
     // The pinned sources, materialised (and verified) once in the base store.
     let cache = crate::sources::SourceCache::new(store.root().join("eifbake").join("sources"));

@@ -14,6 +14,12 @@
 //! unpacked ([`crate::oci::layer`]).
 //!
 //! Not for: resolving tags (that is `lock`) or unpacking layers.
+//!
+//! Mirrors: images come from their registry or its mirrors (the
+//! [`Registry`] the caller configured); either way each blob is checked
+//! against its digest. The image is recorded in `index.json` under the
+//! reference the lock names (not a mirror's), so `lock --offline` can
+//! resolve it later.
 
 use std::collections::BTreeMap;
 
@@ -78,11 +84,10 @@ fn check_config(
 pub fn fetch_lock(
     store: &Store,
     lock: &Lock,
-    insecure: &[String],
+    registry: &Registry,
     offline: bool,
     progress: &Progress,
 ) -> Result<Vec<Fetched>> {
-    let registry = Registry::new(insecure);
     let mut requests = Vec::new();
     for (name, img) in &lock.images {
         let reference: Reference =

@@ -15,6 +15,7 @@ pub mod build;
 pub mod cache;
 pub mod check;
 pub mod commands;
+pub mod config;
 pub mod cpio;
 pub mod digest;
 pub mod eif;

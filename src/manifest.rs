@@ -2,44 +2,60 @@
 //! `NAME.provenance.json`.
 //!
 //! What this module is for: the serde types of the output manifest and of
-//! its in-toto Statement v1 with an SLSA Provenance v1 predicate, and their
-//! deterministic JSON. The manifest has two parts:
+//! its in-toto Statement v1 with an SLSA Provenance v1 predicate, their
+//! deterministic JSON, and the restatement of a recipe and its lock as
+//! those types. The manifest has three parts:
 //!
-//! - [`Inputs`]: everything that goes into the build (tool, recipe and lock
-//!   digests, SOURCE_DATE_EPOCH, pinned images and sources, the app sources,
-//!   the enclave settings). It is known before the EIF exists, so the build
-//!   embeds it in the EIF's metadata and in the user ramdisk (PCR2 then
-//!   commits to it).
+//! - [`Inputs`], measured: what determines the EIF's bytes, in canonical
+//!   form: tool and version, name, version, arch, SOURCE_DATE_EPOCH, each
+//!   image by its platform manifest digest, each source by its tree hash,
+//!   the steps (name, image, mounts, workdir, run, env, outputs) and the
+//!   enclave settings. The build embeds exactly these bytes in the EIF's
+//!   metadata (CustomMetadata) and in the root filesystem at
+//!   `etc/eifbake/inputs.json`, so the PCRs commit to them (PCR2 in the
+//!   `nitro-cli` layout, PCR1 in `single`, PCR0 in both).
+//! - [`Origin`], unmeasured: the recipe and lock files (path, sha256, text),
+//!   each image's reference (registry host included), index digest and
+//!   platform, each source's kind, URL, commit and archive sha256, and the
+//!   app sources. Where things came from and how the recipe is written
+//!   never change a PCR: pulling the same digests from a mirror, or adding
+//!   a comment to the recipe, gives the same EIF.
 //! - [`Outputs`]: the EIF's sha256 and size and its PCRs, known only after.
 //!
-//! [`Manifest`] is both; [`Manifest::provenance`] restates it as an in-toto
-//! [`Statement`].
+//! [`Manifest`] is all three; [`Manifest::provenance`] restates it as an
+//! in-toto [`Statement`].
+//!
+//! Formats: [`FORMAT`] numbers the inputs' shape. Format 1 (eifbake 0.1.0
+//! before this split) measured the recipe and lock digests and full image
+//! references; its PCRs cannot be reproduced by a format-2 build, so
+//! [`check_format`] refuses it naming the eifbake that wrote it.
 //!
 //! Determinism: JSON key order is the struct field order (maps are
 //! `BTreeMap`s, so sorted), lists of images and sources are sorted by name
-//! and `app_sources` sorted and deduplicated by [`Inputs::normalize`] (which
-//! the JSON writers call), output is pretty-printed with two-space
-//! indentation and a final newline, and the only time in it is
-//! SOURCE_DATE_EPOCH. Unknown keys are errors when reading, so a manifest
-//! from a newer eifbake is refused rather than half-understood.
+//! (steps keep their run order) and `app_sources` sorted and deduplicated
+//! by the `normalize` methods (which the JSON writers call), output is
+//! pretty-printed with two-space indentation and a final newline, and the
+//! only time in it is SOURCE_DATE_EPOCH. Unknown keys are errors when
+//! reading, so a manifest from a newer eifbake is refused rather than
+//! half-understood.
 //!
-//! What it is not for: computing any of these values (the lock, sources,
-//! EIF and PCR modules do), or writing files (callers use
+//! What it is not for: computing digests, tree hashes or PCRs (the lock,
+//! sources, EIF and PCR modules do), or writing files (callers use
 //! [`crate::fsutil::write_atomic`] with [`Manifest::to_json`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::Digest;
 use crate::epoch::Epoch;
-use crate::recipe::{Compression, Layout};
+use crate::recipe::{Compression, Layout, Recipe, SourceKind};
 
 /// The manifest format version written by this eifbake.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// The tool's name, as written in manifests and EIF metadata.
 pub const TOOL_NAME: &str = "eifbake";
 /// The tool's version, as written in manifests and EIF metadata.
@@ -74,9 +90,9 @@ impl Tool {
 
 /// A file identified by its path and its sha256.
 ///
-/// The inputs are embedded in the EIF, so the path must not depend on where
-/// the checkout lives: callers give it relative to the project (e.g.
-/// `recipes/hello.toml`), never absolute.
+/// Unmeasured ([`Origin`]): a rebuilder uses it to recreate the project.
+/// The path must not depend on where the checkout lives: callers give it
+/// relative to the project (e.g. `recipes/hello.toml`), never absolute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRef {
@@ -88,48 +104,55 @@ pub struct FileRef {
     pub text: Option<String>,
 }
 
-/// One pinned image.
+/// One pinned image, as measured: its platform manifest digest, nothing
+/// about where it was pulled from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInput {
     /// The key in the recipe's `[images]`.
     pub name: String,
-    /// The reference as the recipe gives it (`stagex/core-busybox:sx2026.03.0`).
-    pub reference: String,
-    /// The digest of the image index the reference resolved to, when it is one.
-    pub index_digest: Option<Digest>,
-    /// The digest of the platform manifest used.
+    /// The digest of the platform manifest used: it names the config and
+    /// every layer, so it determines the image's bytes.
     pub manifest_digest: Digest,
 }
 
-/// One pinned source.
+/// One pinned source, as measured: the tree hash of its directory (not the
+/// URL, commit or archive it came from).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
     /// The key in the recipe's `[sources]`.
     pub name: String,
-    /// `git`, `path` or `url`.
-    pub kind: String,
-    /// The git or download URL (null for path sources).
-    pub url: Option<String>,
-    /// The git commit (git sources).
-    pub commit: Option<String>,
-    /// The tree hash of the source's directory.
+    /// The tree hash of the source's directory (see `crate::sources`).
     pub tree: Digest,
-    /// The downloaded file's sha256 (url sources).
-    pub sha256: Option<Digest>,
 }
 
-impl SourceInput {
-    /// The manifest entry of a source pinned as `pin`.
-    pub fn from_pin(name: &str, pin: &crate::sources::Pin) -> SourceInput {
-        SourceInput {
-            name: name.to_string(),
-            kind: pin.kind.clone(),
-            url: pin.url.clone(),
-            commit: pin.commit.clone(),
-            tree: pin.tree,
-            sha256: pin.sha256,
+/// One build step, as measured: everything that decides what it writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepInput {
+    pub name: String,
+    /// A key of the recipe's `[images]` (whose digest is in [`Inputs::images`]).
+    pub image: String,
+    /// Guest path -> source name or `step:NAME`.
+    pub mounts: BTreeMap<String, String>,
+    pub workdir: String,
+    pub run: String,
+    pub env: BTreeMap<String, String>,
+    /// Path under `/out` -> path in the enclave.
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StepInput {
+    pub fn from_step(s: &crate::recipe::Step) -> StepInput {
+        StepInput {
+            name: s.name.clone(),
+            image: s.image.clone(),
+            mounts: s.mounts.clone(),
+            workdir: s.workdir.clone(),
+            run: s.run.clone(),
+            env: s.env.clone(),
+            outputs: s.outputs.clone(),
         }
     }
 }
@@ -141,6 +164,12 @@ pub struct ImageFileInput {
     pub image: String,
     pub path: String,
     pub config: Option<String>,
+}
+
+impl ImageFileInput {
+    pub fn from_file(f: &crate::recipe::ImageFile) -> ImageFileInput {
+        ImageFileInput { image: f.image.clone(), path: f.path.clone(), config: f.config.clone() }
+    }
 }
 
 /// The enclave settings the EIF was built with.
@@ -159,9 +188,42 @@ pub struct EnclaveSettings {
     pub memory_mib: u64,
     pub ports: Vec<u32>,
     pub compression: Compression,
+    /// Enclave path (without a leading `/`) -> octal mode, four digits.
+    pub modes: BTreeMap<String, String>,
 }
 
-/// Everything that goes into a build; embedded in the EIF.
+impl EnclaveSettings {
+    pub fn from_recipe(r: &Recipe) -> EnclaveSettings {
+        let e = &r.enclave;
+        EnclaveSettings {
+            layout: e.layout,
+            rootfs: e.rootfs.clone(),
+            kernel: ImageFileInput::from_file(&e.kernel),
+            init: ImageFileInput::from_file(&e.init),
+            nsm: e.nsm.as_ref().map(ImageFileInput::from_file),
+            cmdline: e.cmdline.clone(),
+            command: e.command.clone(),
+            env: e.env.clone(),
+            cpus: e.cpus,
+            memory_mib: e.memory_mib,
+            ports: e.ports.clone(),
+            compression: e.compression,
+            modes: r
+                .mode_overrides()
+                .into_iter()
+                .map(|(p, m)| (p.trim_start_matches('/').to_string(), format!("{m:04o}")))
+                .collect(),
+        }
+    }
+}
+
+/// The measured inputs: what determines the EIF's bytes, in canonical form.
+/// Embedded in the EIF (CustomMetadata) and in its root filesystem at
+/// `etc/eifbake/inputs.json`, so the PCRs commit to them.
+///
+/// Two builds with equal `Inputs` give the same EIF, wherever their images
+/// and sources were fetched from and however their recipe text is
+/// formatted; anything that changes the bytes changes `Inputs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Inputs {
@@ -173,23 +235,56 @@ pub struct Inputs {
     /// The recipe's `version`.
     pub version: String,
     pub arch: String,
-    pub recipe: FileRef,
-    pub lock: FileRef,
     pub source_date_epoch: Epoch,
+    /// Sorted by name.
     pub images: Vec<ImageInput>,
+    /// Sorted by name.
     pub sources: Vec<SourceInput>,
-    /// Git URLs of the application's own sources (Procfile `app_sources`).
-    pub app_sources: Vec<String>,
+    /// In the order they run.
+    pub steps: Vec<StepInput>,
     pub enclave: EnclaveSettings,
 }
 
 impl Inputs {
-    /// Sort images and sources by name and `app_sources` bytewise, deduplicated.
+    /// The measured inputs of `recipe` pinned by `lock`, built at `epoch`.
+    /// Errors name an image or source the lock does not pin.
+    pub fn of_recipe(recipe: &Recipe, lock: &crate::lock::Lock, epoch: Epoch) -> Result<Inputs> {
+        let mut images = Vec::new();
+        for name in recipe.images.keys() {
+            let li = lock
+                .images
+                .get(name)
+                .with_context(|| format!("image {name:?} is not pinned in the lock; run `eifbake lock`"))?;
+            images.push(ImageInput { name: name.clone(), manifest_digest: li.manifest });
+        }
+        let mut sources = Vec::new();
+        for name in recipe.sources.keys() {
+            let pin = lock
+                .sources
+                .get(name)
+                .with_context(|| format!("sources.{name} is not pinned in the lock; run `eifbake lock`"))?;
+            sources.push(SourceInput { name: name.clone(), tree: pin.tree });
+        }
+        let mut inputs = Inputs {
+            format: FORMAT,
+            tool: Tool::current(),
+            name: recipe.name.clone(),
+            version: recipe.version.clone(),
+            arch: recipe.arch.to_string(),
+            source_date_epoch: epoch,
+            images,
+            sources,
+            steps: recipe.steps.iter().map(StepInput::from_step).collect(),
+            enclave: EnclaveSettings::from_recipe(recipe),
+        };
+        inputs.normalize();
+        Ok(inputs)
+    }
+
+    /// Sort images and sources by name (steps keep their order: it is the run order).
     pub fn normalize(&mut self) {
         self.images.sort_by(|a, b| a.name.cmp(&b.name));
         self.sources.sort_by(|a, b| a.name.cmp(&b.name));
-        self.app_sources.sort();
-        self.app_sources.dedup();
     }
 
     /// The canonical JSON bytes (normalised, pretty, final newline).
@@ -199,8 +294,138 @@ impl Inputs {
         to_json(&n)
     }
 
+    /// Parse inputs JSON, refusing (with what to do) inputs of another [`FORMAT`].
     pub fn from_json(bytes: &[u8]) -> Result<Inputs> {
-        serde_json::from_slice(bytes).context("invalid eifbake inputs manifest")
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).context("invalid eifbake inputs manifest")?;
+        Inputs::from_value(v, "inputs")
+    }
+
+    /// [`Inputs::from_json`] from a parsed value; `field` names it in errors.
+    pub fn from_value(v: serde_json::Value, field: &str) -> Result<Inputs> {
+        check_format(&v, field)?;
+        serde_json::from_value(v).with_context(|| format!("{field}: not an eifbake inputs manifest"))
+    }
+}
+
+/// Refuse inputs written in another format than this eifbake's [`FORMAT`],
+/// naming the eifbake that wrote them: their PCRs commit to that format, so
+/// only that version can rebuild them.
+pub fn check_format(inputs: &serde_json::Value, field: &str) -> Result<()> {
+    let Some(format) = inputs.get("format").and_then(|f| f.as_u64()) else {
+        bail!("{field}.format is missing or not a number: not an eifbake inputs manifest");
+    };
+    if format != u64::from(FORMAT) {
+        let tool = inputs.pointer("/tool/version").and_then(|v| v.as_str()).unwrap_or("(unknown version)");
+        bail!(
+            "made by eifbake {tool} with inputs format {format} ({field}.format); this eifbake {TOOL_VERSION} \
+             writes and rebuilds inputs format {FORMAT}, whose measured content differs, so it cannot \
+             reproduce those PCRs: rebuild with eifbake {tool}"
+        );
+    }
+    Ok(())
+}
+
+/// Where an image came from (unmeasured).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageOrigin {
+    /// The key in the recipe's `[images]`.
+    pub name: String,
+    /// The reference as the recipe gives it, registry host included.
+    pub reference: String,
+    /// The digest of the image index the reference resolved to, when known.
+    pub index_digest: Option<Digest>,
+    /// `linux/amd64` or `linux/arm64`.
+    pub platform: String,
+}
+
+/// Where a source came from (unmeasured; see [`crate::sources::Pin`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOrigin {
+    /// The key in the recipe's `[sources]`.
+    pub name: String,
+    /// `git`, `path` or `url`.
+    pub kind: String,
+    /// The git or download URL (null for path sources).
+    pub url: Option<String>,
+    /// The git commit (git sources).
+    pub commit: Option<String>,
+    /// The downloaded file's sha256 (url sources).
+    pub sha256: Option<Digest>,
+}
+
+impl SourceOrigin {
+    /// The manifest entry of a source pinned as `pin`.
+    pub fn from_pin(name: &str, pin: &crate::sources::Pin) -> SourceOrigin {
+        SourceOrigin {
+            name: name.to_string(),
+            kind: pin.kind.clone(),
+            url: pin.url.clone(),
+            commit: pin.commit.clone(),
+            sha256: pin.sha256,
+        }
+    }
+}
+
+/// The unmeasured half of the inputs: the recipe and lock texts (with
+/// which `verify` recreates the project), where each image and source was
+/// fetched from, and the application's source locations. None of it is in
+/// the EIF, so none of it changes a PCR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    pub recipe: FileRef,
+    pub lock: FileRef,
+    /// Sorted by name.
+    pub images: Vec<ImageOrigin>,
+    /// Sorted by name.
+    pub sources: Vec<SourceOrigin>,
+    /// Where the application's own code comes from (Procfile `app_sources`
+    /// semantics): git and url sources marked `app_source` give their URL,
+    /// a local directory `path:DIR`; plus `enclave.app_sources`. Sorted,
+    /// deduplicated.
+    pub app_sources: Vec<String>,
+}
+
+impl Origin {
+    /// The origin of `recipe` pinned by `lock`, whose files are `recipe_file` and `lock_file`.
+    pub fn of_recipe(
+        recipe: &Recipe,
+        lock: &crate::lock::Lock,
+        recipe_file: FileRef,
+        lock_file: FileRef,
+    ) -> Origin {
+        let images = lock
+            .images
+            .iter()
+            .map(|(name, li)| ImageOrigin {
+                name: name.clone(),
+                reference: li.reference.clone(),
+                index_digest: li.index,
+                platform: li.platform.clone(),
+            })
+            .collect();
+        let sources = lock.sources.iter().map(|(n, p)| SourceOrigin::from_pin(n, p)).collect();
+        let mut app_sources: Vec<String> = recipe.enclave.app_sources.clone();
+        for s in recipe.sources.values().filter(|s| s.app_source) {
+            app_sources.push(match s.kind() {
+                SourceKind::Git { url, .. } | SourceKind::Url { url, .. } => url.to_string(),
+                SourceKind::Path { path, .. } => format!("path:{}", path.display()),
+            });
+        }
+        let mut o = Origin { recipe: recipe_file, lock: lock_file, images, sources, app_sources };
+        o.normalize();
+        o
+    }
+
+    /// Sort images and sources by name and `app_sources` bytewise, deduplicated.
+    pub fn normalize(&mut self) {
+        self.images.sort_by(|a, b| a.name.cmp(&b.name));
+        self.sources.sort_by(|a, b| a.name.cmp(&b.name));
+        self.app_sources.sort();
+        self.app_sources.dedup();
     }
 }
 
@@ -332,11 +557,13 @@ impl SignatureOutput {
     }
 }
 
-/// `NAME.manifest.json`: the inputs and the outputs of one build.
+/// `NAME.manifest.json`: the measured inputs, their unmeasured origin, and
+/// the outputs of one build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub inputs: Inputs,
+    pub origin: Origin,
     pub outputs: Outputs,
 }
 
@@ -345,17 +572,24 @@ impl Manifest {
     pub fn to_json(&self) -> Result<Vec<u8>> {
         let mut n = self.clone();
         n.inputs.normalize();
+        n.origin.normalize();
         to_json(&n)
     }
 
+    /// Parse a manifest, refusing one of another inputs [`FORMAT`] with what to do.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest> {
-        serde_json::from_slice(bytes).context("invalid eifbake manifest")
+        let v: serde_json::Value = serde_json::from_slice(bytes).context("invalid eifbake manifest")?;
+        let inputs = v.get("inputs").context("invalid eifbake manifest: no `inputs` object")?;
+        check_format(inputs, "inputs")?;
+        serde_json::from_value(v).context("invalid eifbake manifest")
     }
 
     /// The same facts as an in-toto Statement with an SLSA Provenance v1 predicate.
     pub fn provenance(&self) -> Statement {
         let mut i = self.inputs.clone();
         i.normalize();
+        let mut origin = self.origin.clone();
+        origin.normalize();
         let o = &self.outputs;
         let mut pcrs = BTreeMap::new();
         pcrs.insert("PCR0".to_string(), serde_json::Value::from(o.pcrs.pcr0.as_str()));
@@ -373,30 +607,32 @@ impl Manifest {
 
         let mut deps = Vec::new();
         for img in &i.images {
+            let from = origin.images.iter().find(|x| x.name == img.name);
             let mut ann = BTreeMap::new();
-            if let Some(idx) = img.index_digest {
+            if let Some(idx) = from.and_then(|f| f.index_digest) {
                 ann.insert("indexDigest".to_string(), serde_json::Value::from(idx.to_string()));
             }
             deps.push(ResourceDescriptor {
                 name: Some(format!("images.{}", img.name)),
-                uri: Some(format!("oci:{}", img.reference)),
+                uri: from.map(|f| format!("oci:{}", f.reference)),
                 digest: digest_set([("sha256", img.manifest_digest.hex())]),
                 annotations: (!ann.is_empty()).then_some(ann),
             });
         }
         for s in &i.sources {
+            let from = origin.sources.iter().find(|x| x.name == s.name);
             let mut digest = digest_set([(TREE_DIGEST_KEY, s.tree.hex())]);
-            if let Some(c) = &s.commit {
+            if let Some(c) = from.and_then(|f| f.commit.as_ref()) {
                 digest.insert("gitCommit".to_string(), c.clone());
             }
-            if let Some(d) = s.sha256 {
+            if let Some(d) = from.and_then(|f| f.sha256) {
                 digest.insert("sha256".to_string(), d.hex());
             }
-            let uri = match (s.kind.as_str(), &s.url, &s.commit) {
+            let uri = from.and_then(|f| match (f.kind.as_str(), &f.url, &f.commit) {
                 ("git", Some(u), Some(c)) => Some(format!("git+{u}@{c}")),
                 (_, Some(u), _) => Some(u.clone()),
                 _ => None,
-            };
+            });
             deps.push(ResourceDescriptor {
                 name: Some(format!("sources.{}", s.name)),
                 uri,
@@ -413,11 +649,12 @@ impl Manifest {
                 build_definition: BuildDefinition {
                     build_type: BUILD_TYPE.to_string(),
                     external_parameters: ExternalParameters {
-                        recipe: i.recipe.clone(),
-                        lock: i.lock.clone(),
+                        recipe: origin.recipe.clone(),
+                        lock: origin.lock.clone(),
                         source_date_epoch: i.source_date_epoch,
+                        steps: i.steps.clone(),
                         enclave: i.enclave.clone(),
-                        app_sources: i.app_sources.clone(),
+                        app_sources: origin.app_sources.clone(),
                     },
                     internal_parameters: InternalParameters {
                         format: i.format,
@@ -502,13 +739,14 @@ pub struct BuildDefinition {
     pub resolved_dependencies: Vec<ResourceDescriptor>,
 }
 
-/// What the user controls: the recipe, its lock, the epoch and the enclave settings.
+/// What the user controls: the recipe, its lock, the epoch, the steps and the enclave settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalParameters {
     pub recipe: FileRef,
     pub lock: FileRef,
     pub source_date_epoch: Epoch,
+    pub steps: Vec<StepInput>,
     pub enclave: EnclaveSettings,
     pub app_sources: Vec<String>,
 }
@@ -552,17 +790,17 @@ mod tests {
     /// The manifest of a hypothetical `hello` build with StageX images (real
     /// release 2026.03.0 digests) and made-up source, output and PCR values.
     fn sample() -> Manifest {
-        let img = |name: &str, reference: &str, hex: &str| ImageInput {
+        let img = |name: &str, hex: &str| ImageInput {
+            name: name.into(),
+            manifest_digest: Digest::from_hex(hex).unwrap(),
+        };
+        let from = |name: &str, reference: &str| ImageOrigin {
             name: name.into(),
             reference: reference.into(),
             index_digest: None,
-            manifest_digest: Digest::from_hex(hex).unwrap(),
+            platform: "linux/amd64".into(),
         };
-        let mut busybox = img(
-            "busybox",
-            "stagex/core-busybox:sx2026.03.0",
-            "d608daa946e4799cf28b105aba461db00187657bd55ea7c2935ff11dac237e27",
-        );
+        let mut busybox = from("busybox", "stagex/core-busybox:sx2026.03.0");
         busybox.index_digest = Some(Digest::of(b"example index"));
         let file = |image: &str, path: &str, config: Option<&str>| ImageFileInput {
             image: image.into(),
@@ -576,53 +814,26 @@ mod tests {
                 name: "hello".into(),
                 version: "0.1.0".into(),
                 arch: "x86_64".into(),
-                recipe: FileRef {
-                    path: "recipes/hello.toml".into(),
-                    sha256: Digest::of(b"recipe"),
-                    text: None,
-                },
-                lock: FileRef {
-                    path: "lockfiles/hello.lock".into(),
-                    sha256: Digest::of(b"lock"),
-                    text: None,
-                },
                 source_date_epoch: Epoch(1),
                 // Deliberately unsorted: the writer sorts.
                 images: vec![
-                    img(
-                        "kernel",
-                        "stagex/user-linux-nitro:sx2026.03.0",
-                        "9a5c6d0832ba0bc8c5ed29d5a064d69b2837eee4bf689a7df60947a181aeb6ff",
-                    ),
-                    busybox,
-                    img(
-                        "init",
-                        "stagex/user-nit:sx2026.03.0",
-                        "3d1d534143a4f5612c565c733f2f43985438f5f980f8be98767ba955eae19033",
-                    ),
+                    img("kernel", "9a5c6d0832ba0bc8c5ed29d5a064d69b2837eee4bf689a7df60947a181aeb6ff"),
+                    img("busybox", "d608daa946e4799cf28b105aba461db00187657bd55ea7c2935ff11dac237e27"),
+                    img("init", "3d1d534143a4f5612c565c733f2f43985438f5f980f8be98767ba955eae19033"),
                 ],
                 sources: vec![
-                    SourceInput {
-                        name: "tool".into(),
-                        kind: "url".into(),
-                        url: Some("https://example.com/tool.tar.gz".into()),
-                        commit: None,
-                        tree: Digest::of(b"tool tree"),
-                        sha256: Some(Digest::of(b"tool.tar.gz")),
-                    },
-                    SourceInput {
-                        name: "app".into(),
-                        kind: "git".into(),
-                        url: Some("https://github.com/example/hello-enclave".into()),
-                        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
-                        tree: Digest::of(b"app tree"),
-                        sha256: None,
-                    },
+                    SourceInput { name: "tool".into(), tree: Digest::of(b"tool tree") },
+                    SourceInput { name: "app".into(), tree: Digest::of(b"app tree") },
                 ],
-                app_sources: vec![
-                    "https://github.com/example/hello-enclave".into(),
-                    "https://github.com/example/hello-enclave".into(),
-                ],
+                steps: vec![StepInput {
+                    name: "compile".into(),
+                    image: "busybox".into(),
+                    mounts: [("/src/app".to_string(), "app".to_string())].into_iter().collect(),
+                    workdir: "/src/app".into(),
+                    run: "cp hello /out/hello".into(),
+                    env: BTreeMap::new(),
+                    outputs: [("/out/hello".to_string(), "/usr/bin/hello".to_string())].into_iter().collect(),
+                }],
                 enclave: EnclaveSettings {
                     layout: Layout::Single,
                     rootfs: Some("busybox".into()),
@@ -636,7 +847,45 @@ mod tests {
                     memory_mib: 512,
                     ports: vec![5005],
                     compression: Compression::None,
+                    modes: [("usr/bin/hello".to_string(), "0755".to_string())].into_iter().collect(),
                 },
+            },
+            origin: Origin {
+                recipe: FileRef {
+                    path: "recipes/hello.toml".into(),
+                    sha256: Digest::of(b"recipe"),
+                    text: None,
+                },
+                lock: FileRef {
+                    path: "lockfiles/hello.lock".into(),
+                    sha256: Digest::of(b"lock"),
+                    text: None,
+                },
+                images: vec![
+                    from("kernel", "stagex/user-linux-nitro:sx2026.03.0"),
+                    busybox,
+                    from("init", "stagex/user-nit:sx2026.03.0"),
+                ],
+                sources: vec![
+                    SourceOrigin {
+                        name: "tool".into(),
+                        kind: "url".into(),
+                        url: Some("https://example.com/tool.tar.gz".into()),
+                        commit: None,
+                        sha256: Some(Digest::of(b"tool.tar.gz")),
+                    },
+                    SourceOrigin {
+                        name: "app".into(),
+                        kind: "git".into(),
+                        url: Some("https://github.com/example/hello-enclave".into()),
+                        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                        sha256: None,
+                    },
+                ],
+                app_sources: vec![
+                    "https://github.com/example/hello-enclave".into(),
+                    "https://github.com/example/hello-enclave".into(),
+                ],
             },
             outputs: Outputs {
                 eif: EifOutput { file: "hello.eif".into(), sha256: Digest::of(b"eif"), size: 12345678 },
@@ -671,6 +920,7 @@ mod tests {
         assert_eq!(back.to_json().unwrap(), MANIFEST.as_bytes());
         let mut sorted = m.clone();
         sorted.inputs.normalize();
+        sorted.origin.normalize();
         assert_eq!(back, sorted);
         // The inputs alone are the `inputs` object of the manifest.
         let inputs = Inputs::from_json(&m.inputs.to_json().unwrap()).unwrap();
@@ -699,6 +949,8 @@ mod tests {
         let mut b = sample();
         b.inputs.images.reverse();
         b.inputs.sources.reverse();
+        b.origin.images.reverse();
+        b.origin.sources.reverse();
         assert_eq!(a.to_json().unwrap(), b.to_json().unwrap());
         assert_eq!(a.provenance().to_json().unwrap(), b.provenance().to_json().unwrap());
     }
@@ -713,8 +965,24 @@ mod tests {
             tree: Digest::of(b"app tree"),
             sha256: None,
         };
-        let app = sample().inputs.sources.into_iter().find(|s| s.name == "app").unwrap();
-        assert_eq!(SourceInput::from_pin("app", &pin), app);
+        let app = sample().origin.sources.into_iter().find(|s| s.name == "app").unwrap();
+        assert_eq!(SourceOrigin::from_pin("app", &pin), app);
+    }
+
+    /// A format-1 manifest (what eifbake 0.1.0 wrote before the measured
+    /// inputs became canonical) is refused naming its eifbake and format.
+    #[test]
+    fn older_formats_are_refused_with_the_version_to_use() {
+        let old = include_bytes!("../tests/data/manifest-format1.json");
+        let e = format!("{:#}", Manifest::from_json(old).unwrap_err());
+        assert!(
+            e.contains("made by eifbake 0.1.0 with inputs format 1")
+                && e.contains("rebuild with eifbake 0.1.0"),
+            "{e}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(old).unwrap();
+        let e = format!("{:#}", Inputs::from_json(v["inputs"].to_string().as_bytes()).unwrap_err());
+        assert!(e.contains("inputs format 1"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,17 @@
 //!
 //! One arch per recipe: every image is pinned for it. A step that
 //! cross-compiles in an amd64 image for an aarch64 enclave is not expressible.
+//!
+//! What of a recipe is measured: not its text (comments, key order and
+//! formatting never change a PCR) nor where its images and sources come
+//! from (registry hosts, URLs), but what determines the bytes: each image's
+//! digest, each source's tree hash, the steps, the enclave settings, the
+//! epoch, arch, name and version ([`crate::manifest::Inputs`]), written
+//! into the ramdisk at `etc/eifbake/inputs.json`. Which PCR holds them
+//! depends on `enclave.layout`: `nitro-cli` puts them in the second (user)
+//! ramdisk, so PCR2 commits to them; `single` has one ramdisk, which PCR1
+//! and PCR0 measure, and its PCR2 is the same constant for every
+//! single-ramdisk EIF (the measurement of no data): pin PCR0 or PCR1 there.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -137,9 +148,10 @@ impl Limits {
 /// key, as nitro-cli does, but deterministically (RFC 6979), so a rebuild
 /// with the same key gives the same file. PCR8 measures the certificate.
 ///
-/// The recipe's text is part of the measured inputs (PCR2), so what is
-/// written here is measured; the key and certificate files' contents are
-/// not (signing never changes PCR0/1/2). Paths are relative to the recipe's
+/// Nothing here is measured in PCR0/1/2: the measured inputs hold what
+/// determines the EIF's bytes (see [`crate::manifest::Inputs`]), not the
+/// recipe's text, and signing never changes PCR0/1/2. The certificate is
+/// measured in PCR8. Paths are relative to the recipe's
 /// directory. `eifbake build --signing-certificate/--private-key` override
 /// this table, and `$EIFBAKE_SIGNING_KEY` gives the key when `key` is absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,9 +285,12 @@ fn default_workdir() -> String {
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
     /// One ramdisk, init at `/init`, the root filesystem at `/` (nit, QuorumOS).
+    /// PCR0 and PCR1 measure it; PCR2 (the ramdisks after the first) is then a
+    /// constant, the same for every single-ramdisk EIF: pinning it pins nothing.
     #[default]
     Single,
     /// nitro-cli's two ramdisks: boot (`init`, `nsm.ko`, `dev/`) and user (`rootfs/`, `cmd`, `env`).
+    /// PCR1 measures the boot ramdisk, PCR2 the user ramdisk (with the measured inputs).
     NitroCli,
 }
 

@@ -1,10 +1,11 @@
 //! `verify`: rebuild an EIF from its manifest alone and say whether the
 //! rebuild matches what was published.
 //!
-//! The manifest's [`Inputs`] carry the recipe and lock texts, the pinned
-//! images and sources, SOURCE_DATE_EPOCH and the tool version. [`verify`]
-//! recreates `recipes/…` and `lockfiles/NAME.lock` in a fresh temporary
-//! project, fetches exactly the pinned blobs and sources, runs
+//! The manifest's unmeasured [`Origin`] carries the recipe and lock texts
+//! and where the images and sources came from; its measured [`Inputs`] the
+//! pinned digests and tree hashes, SOURCE_DATE_EPOCH and the tool version.
+//! [`verify`] recreates `recipes/…` and `lockfiles/NAME.lock` in a fresh
+//! temporary project, fetches exactly the pinned blobs and sources, runs
 //! [`crate::build::build`] there with the step cache bypassed, and compares
 //! the rebuilt EIF's sha256 and PCR0/1/2 with every expected figure it was
 //! given: the manifest's outputs, a `.pcrs` file, a published EIF.
@@ -31,7 +32,14 @@
 //! metadata; the enclave attests to the same measurements, so this exits 0
 //! like GOOD, with the explanation printed);
 //! `BAD` otherwise (exit 1). A rebuild that cannot happen (missing path
-//! source, blob gone, tool version mismatch) is an error (exit 2).
+//! source, blob gone, tool version mismatch, a manifest of another inputs
+//! format, an EIF given without its manifest) is an error (exit 2).
+//!
+//! An EIF alone cannot be rebuilt: it embeds only its measured inputs, which
+//! say what went in (digests, tree hashes) but not where to fetch it from;
+//! `verify` says to give its manifest and the EIF with `--eif`. Manifests
+//! and EIFs of another inputs format (see [`crate::manifest::check_format`])
+//! are refused naming the eifbake version that can rebuild them.
 //!
 //! Not for: deciding whether builds are deterministic under varied
 //! conditions (that is [`crate::check`]), or signing attestations (the
@@ -50,7 +58,7 @@ use crate::digest::Digest;
 use crate::eif::diff::{compare, EifDiff};
 use crate::eif::Eif;
 use crate::epoch::Epoch;
-use crate::manifest::{Inputs, Manifest, TOOL_VERSION};
+use crate::manifest::{Inputs, Manifest, Origin, FORMAT, TOOL_VERSION};
 use crate::pcr::Measurements;
 use crate::progress::Progress;
 use crate::recipe::{Recipe, SourceKind};
@@ -77,6 +85,8 @@ pub struct VerifyOptions {
     pub allow_tool_mismatch: bool,
     pub runtime: Runtime,
     pub insecure: Vec<String>,
+    /// Registry mirrors for the rebuild's fetches.
+    pub mirrors: Vec<crate::config::Mirror>,
     pub offline: bool,
     pub step_timeout: Duration,
     /// Keep the rebuild directory and print where.
@@ -90,6 +100,10 @@ pub struct Subject {
     /// The bytes' sha256 (of the manifest file or of the EIF).
     pub sha256: Digest,
     pub inputs: Inputs,
+    /// The manifest's unmeasured origin (recipe and lock texts, image
+    /// references), when the subject is a manifest: an EIF carries only
+    /// its measured inputs.
+    pub origin: Option<Origin>,
     /// The manifest's outputs, when the subject is a manifest.
     pub outputs: Option<crate::manifest::Outputs>,
     /// True when the subject is an EIF (its own figures are expected).
@@ -119,10 +133,9 @@ pub fn load_subject(path: &Path) -> Result<Subject> {
                 path.display()
             )
         })?;
-        let inputs: Inputs = serde_json::from_value(custom.clone()).with_context(|| {
-            format!("{}: metadata field CustomMetadata is not an eifbake inputs manifest", path.display())
-        })?;
-        Ok(Subject { path: path.to_path_buf(), sha256, inputs, outputs: None, is_eif: true })
+        let inputs = Inputs::from_value(custom.clone(), "CustomMetadata")
+            .with_context(|| format!("{}: metadata field CustomMetadata", path.display()))?;
+        Ok(Subject { path: path.to_path_buf(), sha256, inputs, origin: None, outputs: None, is_eif: true })
     } else {
         let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let m = Manifest::from_json(&bytes).with_context(|| format!("{}", path.display()))?;
@@ -130,6 +143,7 @@ pub fn load_subject(path: &Path) -> Result<Subject> {
             path: path.to_path_buf(),
             sha256,
             inputs: m.inputs,
+            origin: Some(m.origin),
             outputs: Some(m.outputs),
             is_eif: false,
         })
@@ -211,33 +225,40 @@ fn copy_into(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Recreate the project (recipe, lock, path sources) under `dir`; returns the recipe path.
-pub fn recreate_project(inputs: &Inputs, sources: &BTreeMap<String, PathBuf>, dir: &Path) -> Result<PathBuf> {
-    let recipe_text = inputs.recipe.text.as_deref().with_context(|| {
-        "manifest field inputs.recipe.text is missing: this manifest names its recipe but does not \
-         embed it (written by an eifbake before 0.1 embedded inputs), so it cannot be rebuilt alone"
+/// Recreate the project (recipe, lock, path sources) under `dir` from a
+/// manifest's origin; path sources are checked against the measured tree
+/// hashes in `inputs`. Returns the recipe path.
+pub fn recreate_project(
+    inputs: &Inputs,
+    origin: &Origin,
+    sources: &BTreeMap<String, PathBuf>,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let recipe_text = origin.recipe.text.as_deref().with_context(|| {
+        "manifest field origin.recipe.text is missing: this manifest names its recipe but does not \
+         embed it, so it cannot be rebuilt alone"
     })?;
-    let lock_text = inputs.lock.text.as_deref().with_context(|| {
-        "manifest field inputs.lock.text is missing: the lockfile is not embedded, so it cannot be rebuilt alone"
+    let lock_text = origin.lock.text.as_deref().with_context(|| {
+        "manifest field origin.lock.text is missing: the lockfile is not embedded, so it cannot be rebuilt alone"
     })?;
-    if Digest::of(recipe_text.as_bytes()) != inputs.recipe.sha256 {
+    if Digest::of(recipe_text.as_bytes()) != origin.recipe.sha256 {
         bail!(
-            "manifest field inputs.recipe.text does not hash to inputs.recipe.sha256 {}",
-            inputs.recipe.sha256
+            "manifest field origin.recipe.text does not hash to origin.recipe.sha256 {}",
+            origin.recipe.sha256
         );
     }
-    if Digest::of(lock_text.as_bytes()) != inputs.lock.sha256 {
-        bail!("manifest field inputs.lock.text does not hash to inputs.lock.sha256 {}", inputs.lock.sha256);
+    if Digest::of(lock_text.as_bytes()) != origin.lock.sha256 {
+        bail!("manifest field origin.lock.text does not hash to origin.lock.sha256 {}", origin.lock.sha256);
     }
-    let recipe_rel = safe_relative(&inputs.recipe.path, "inputs.recipe.path")?;
-    let lock_rel = safe_relative(&inputs.lock.path, "inputs.lock.path")?;
+    let recipe_rel = safe_relative(&origin.recipe.path, "origin.recipe.path")?;
+    let lock_rel = safe_relative(&origin.lock.path, "origin.lock.path")?;
     let recipe_path = dir.join(&recipe_rel);
     let lock_path = dir.join(&lock_rel);
     for (p, text) in [(&recipe_path, recipe_text), (&lock_path, lock_text)] {
         fs::create_dir_all(p.parent().expect("relative path under dir"))?;
         fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
     }
-    let recipe = Recipe::parse(recipe_text).context("manifest field inputs.recipe.text")?;
+    let recipe = Recipe::parse(recipe_text).context("manifest field origin.recipe.text")?;
     let base = Recipe::base_dir(&recipe_path);
     for name in sources.keys() {
         match recipe.sources.get(name) {
@@ -284,10 +305,11 @@ pub fn recreate_project(inputs: &Inputs, sources: &BTreeMap<String, PathBuf>, di
 
 /// Re-hash every blob of the pinned images already present in a reused
 /// store, so a damaged store is reported rather than rebuilt from.
-fn check_reused_blobs(root: &Path, inputs: &Inputs) -> Result<()> {
+fn check_reused_blobs(root: &Path, inputs: &Inputs, origin: &Origin) -> Result<()> {
     let store = crate::oci::Store::open(root)?;
     for img in &inputs.images {
-        for top in img.index_digest.iter().chain(std::iter::once(&img.manifest_digest)) {
+        let index = origin.images.iter().find(|o| o.name == img.name).and_then(|o| o.index_digest);
+        for top in index.iter().chain(std::iter::once(&img.manifest_digest)) {
             if !store.has_blob(top) {
                 continue;
             }
@@ -319,6 +341,16 @@ fn verify_blob(store: &crate::oci::Store, d: &Digest) -> Result<()> {
 /// Rebuild and compare; `Err` means the rebuild could not happen (exit 2).
 pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
     let inputs = &subject.inputs;
+    let origin = subject.origin.as_ref().with_context(|| {
+        format!(
+            "cannot rebuild from {p} alone: an EIF embeds only its measured inputs (inputs format {FORMAT}: \
+             images by digest, sources by tree hash, steps, settings), not the recipe and lock texts or \
+             where its images and sources came from. Verify the manifest published with it and compare \
+             with this EIF: eifbake verify {name}.manifest.json --eif {p}",
+            p = subject.path.display(),
+            name = inputs.name
+        )
+    })?;
     let mut notes = Vec::new();
     if inputs.tool.version != TOOL_VERSION {
         if !opts.allow_tool_mismatch {
@@ -369,15 +401,15 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         .tempdir()
         .context("cannot create a scratch directory")?;
     let project = scratch.path().join("project");
-    let recipe_path = recreate_project(inputs, &opts.sources, &project)?;
+    let recipe_path = recreate_project(inputs, origin, &opts.sources, &project)?;
     let store = match &opts.store {
         Some(s) => {
-            check_reused_blobs(s, inputs)?;
+            check_reused_blobs(s, inputs, origin)?;
             s.clone()
         }
         None => scratch.path().join("store"),
     };
-    let lockfile = project.join(safe_relative(&inputs.lock.path, "inputs.lock.path")?);
+    let lockfile = project.join(safe_relative(&origin.lock.path, "origin.lock.path")?);
     let built = build(
         &recipe_path,
         &BuildOptions {
@@ -388,6 +420,7 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
             offline: opts.offline,
             no_cache: true,
             insecure: opts.insecure.clone(),
+            mirrors: opts.mirrors.clone(),
             epoch: Some(inputs.source_date_epoch),
             step_timeout: opts.step_timeout,
             keep_work: false,
@@ -396,6 +429,13 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
     )
     .context("cannot rebuild")?;
     let out = &built.manifest.outputs;
+    if built.manifest.inputs != *inputs {
+        notes.push(
+            "the manifest's measured inputs differ from those its recipe and lock texts give (the rebuild \
+             embeds the latter; compare the PCRs)"
+                .into(),
+        );
+    }
     let rebuilt_pcrs = [out.pcrs.pcr0.to_string(), out.pcrs.pcr1.to_string(), out.pcrs.pcr2.to_string()];
 
     let mut figures = Vec::new();
@@ -635,20 +675,27 @@ mod tests {
         cmdline = \"console=ttyS0\"\ncommand = [\"/bin/sh\"]\n";
     const LOCK: &str = "# written by eifbake lock; do not edit\nversion = 1\n";
 
-    fn inputs() -> Inputs {
-        let m = Manifest::from_json(include_bytes!("../tests/data/manifest.json")).unwrap();
-        let mut i = m.inputs;
-        i.recipe = crate::manifest::FileRef {
+    fn manifest() -> Manifest {
+        let mut m = Manifest::from_json(include_bytes!("../tests/data/manifest.json")).unwrap();
+        m.origin.recipe = crate::manifest::FileRef {
             path: "recipes/hello/recipe.toml".into(),
             sha256: Digest::of(RECIPE.as_bytes()),
             text: Some(RECIPE.into()),
         };
-        i.lock = crate::manifest::FileRef {
+        m.origin.lock = crate::manifest::FileRef {
             path: "lockfiles/hello.lock".into(),
             sha256: Digest::of(LOCK.as_bytes()),
             text: Some(LOCK.into()),
         };
-        i
+        m
+    }
+
+    fn inputs() -> Inputs {
+        manifest().inputs
+    }
+
+    fn recreate(m: &Manifest, sources: &BTreeMap<String, PathBuf>, dir: &Path) -> Result<PathBuf> {
+        recreate_project(&m.inputs, &m.origin, sources, dir)
     }
 
     fn err(r: Result<PathBuf>) -> String {
@@ -660,28 +707,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let none = BTreeMap::new();
         // The path source must be supplied.
-        let e = err(recreate_project(&inputs(), &none, &dir.path().join("a")));
+        let e = err(recreate(&manifest(), &none, &dir.path().join("a")));
         assert!(e.contains("sources.app is a local directory") && e.contains("--source app=DIR"), "{e}");
         // Unknown source names are refused.
         let mut bad = BTreeMap::new();
         bad.insert("nope".to_string(), dir.path().to_path_buf());
-        let e = err(recreate_project(&inputs(), &bad, &dir.path().join("b")));
+        let e = err(recreate(&manifest(), &bad, &dir.path().join("b")));
         assert!(e.contains("no source \"nope\""), "{e}");
         // Texts must match their digests.
-        let mut i = inputs();
-        i.recipe.text = Some(RECIPE.replace("0.1.0", "0.1.1"));
-        let e = err(recreate_project(&i, &none, &dir.path().join("c")));
-        assert!(e.contains("inputs.recipe.text does not hash to inputs.recipe.sha256"), "{e}");
+        let mut m = manifest();
+        m.origin.recipe.text = Some(RECIPE.replace("0.1.0", "0.1.1"));
+        let e = err(recreate(&m, &none, &dir.path().join("c")));
+        assert!(e.contains("origin.recipe.text does not hash to origin.recipe.sha256"), "{e}");
         // A manifest without texts cannot be rebuilt alone.
-        let mut i = inputs();
-        i.lock.text = None;
-        let e = err(recreate_project(&i, &none, &dir.path().join("d")));
-        assert!(e.contains("inputs.lock.text is missing"), "{e}");
+        let mut m = manifest();
+        m.origin.lock.text = None;
+        let e = err(recreate(&m, &none, &dir.path().join("d")));
+        assert!(e.contains("origin.lock.text is missing"), "{e}");
         // Paths stay inside the project.
-        let mut i = inputs();
-        i.recipe.path = "../../etc/recipe.toml".into();
-        let e = err(recreate_project(&i, &none, &dir.path().join("e")));
-        assert!(e.contains("inputs.recipe.path") && e.contains("without `..`"), "{e}");
+        let mut m = manifest();
+        m.origin.recipe.path = "../../etc/recipe.toml".into();
+        let e = err(recreate(&m, &none, &dir.path().join("e")));
+        assert!(e.contains("origin.recipe.path") && e.contains("without `..`"), "{e}");
     }
 
     #[test]
@@ -691,6 +738,7 @@ mod tests {
             path: dir.path().join("hello.manifest.json"),
             sha256: Digest::of(b"manifest"),
             inputs: inputs(),
+            origin: None,
             outputs: None,
             is_eif: false,
         };

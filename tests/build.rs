@@ -167,16 +167,21 @@ fn builds_boots_and_rebuilds_identically_elsewhere() {
     assert_eq!(manifest["outputs"]["pcrs"]["PCR0"].as_str().unwrap(), ours["PCR0"]);
     let sha = format!("sha256:{}", eifbake::digest::Digest::of(&fs::read(&eif_a).unwrap()).hex());
     assert_eq!(manifest["outputs"]["eif"]["sha256"].as_str().unwrap(), sha);
-    assert_eq!(manifest["inputs"]["recipe"]["path"], "recipes/hello/recipe.toml");
+    assert_eq!(manifest["origin"]["recipe"]["path"], "recipes/hello/recipe.toml");
     let prov: serde_json::Value =
         serde_json::from_slice(&fs::read(out_a.join("hello.provenance.json")).unwrap()).unwrap();
     assert_eq!(prov["subject"][0]["digest"]["sha256"].as_str().unwrap(), &sha["sha256:".len()..]);
 
-    // describe shows the embedded inputs manifest.
+    // describe shows the embedded inputs: the measured ones, without the
+    // recipe's path or the images' registry.
     let d = p.eifbake_ok(work, &["describe", eif_a.to_str().unwrap(), "--json"], &[]);
     let d: serde_json::Value = serde_json::from_str(&d).unwrap();
-    let text = d.to_string();
-    assert!(text.contains("recipes/hello/recipe.toml") && text.contains("eifbake-demo/busybox"), "{text}");
+    assert_eq!(d["Metadata"]["CustomMetadata"], manifest["inputs"]);
+    let text = d["Metadata"]["CustomMetadata"].to_string();
+    assert!(
+        text.contains("\"steps\"") && !text.contains("recipes/hello") && !text.contains("eifbake-demo/"),
+        "{text}"
+    );
 
     // A second build: a copy of the project in another, deeper directory, a
     // fresh store, no step cache, another umask, time zone and locale.

@@ -141,8 +141,8 @@ fn round_trip_tampering_and_attestation() {
     let sha = m["outputs"]["eif"]["sha256"].as_str().unwrap().trim_start_matches("sha256:").to_string();
     assert_eq!(st["subject"][0]["digest"]["sha256"], sha.as_str());
 
-    // The EIF's own embedded inputs: its sha256 and PCRs are expected.
-    let (code, v, err) = verify(&[s(&b.eif()), "--source", &source]);
+    // The manifest and the EIF published with it: the EIF's own sha256 and PCRs are expected too.
+    let (code, v, err) = verify(&[s(&manifest), "--source", &source, "--eif", s(&b.eif())]);
     assert_eq!(code, 0, "{v:#}\n{err}");
     assert_eq!(v["verdict"], "GOOD");
 
@@ -195,10 +195,10 @@ fn round_trip_tampering_and_attestation() {
     assert!(text.starts_with("BAD v\n") && text.contains("changed r/greeting"), "{text}");
     assert!(text.contains("\n    -hello-from-the-42\n    +hello-from-the-43\n"), "{text}");
 
-    // The EIF as subject and the tampered one as published: the subject's own
-    // figures hold, the published one's do not; the attestation is about the latter.
+    // The manifest's own figures hold, the published EIF's do not; the
+    // attestation is about the latter.
     let (code, v, err) =
-        verify(&[s(&b.eif()), "--source", &source, "--eif", s(&published), "--attest", s(&attest)]);
+        verify(&[s(&manifest), "--source", &source, "--eif", s(&published), "--attest", s(&attest)]);
     assert_eq!(code, 1, "{v:#}\n{err}");
     assert_eq!(failed(&v), ["sha256 (published EIF)", "PCR0 (published EIF)", "PCR1 (published EIF)"]);
     assert_eq!(v["figures"].as_array().unwrap().len(), 8);

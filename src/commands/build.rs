@@ -33,6 +33,7 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
         offline: global.offline,
         no_cache: args.no_cache,
         insecure: args.insecure_registry,
+        mirrors: global.mirrors()?,
         epoch: Epoch::from_env()?,
         step_timeout: Duration::from_secs(args.step_timeout),
         keep_work: args.keep_work,

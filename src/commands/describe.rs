@@ -1,6 +1,11 @@
 //! `eifbake describe EIF [--json]`: header, sections, CRC check, PCRs,
-//! metadata, the embedded manifest (CustomMetadata) and, for a signed image,
+//! metadata, the measured inputs (CustomMetadata) and, for a signed image,
 //! the signing certificate and whether the signature holds.
+//!
+//! Notes on what the measurements mean come with them: an EIF with a single
+//! ramdisk (eifbake's `single` layout, QuorumOS, nit) has the same PCR2 as
+//! every other such EIF, the measurement of no data, so pinning PCR2 pins
+//! nothing ([`pcr_notes`]).
 //!
 //! A structurally invalid file is an error (exit 2). A CRC mismatch,
 //! unreadable metadata, or a signature that does not check (garbled, not by
@@ -57,6 +62,7 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
         }
     };
     let custom = metadata.as_ref().and_then(|m| m.get("CustomMetadata")).filter(|c| !c.is_null()).cloned();
+    let notes = pcr_notes(eif.sections.iter().filter(|s| s.kind == SectionKind::Ramdisk).count());
 
     if args.json {
         let sections: Vec<_> = eif
@@ -86,6 +92,7 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
                 "ok": v.crc_ok(),
             },
             "Measurements": v.measurements.nitro_cli_json(),
+            "notes": notes,
             "signature": v.signature,
             "Metadata": metadata,
             "problems": problems,
@@ -121,6 +128,9 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
         for (n, p) in v.measurements.registers() {
             println!("  PCR{n}  {p}");
         }
+        for n in &notes {
+            println!("  note: {n}");
+        }
         if let Some(r) = &v.signature {
             print_signature(r);
         }
@@ -135,7 +145,7 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             }
         }
         if let Some(c) = &custom {
-            println!("Embedded manifest (CustomMetadata)");
+            println!("Embedded manifest: the measured inputs (CustomMetadata)");
             for line in serde_json::to_string_pretty(c)?.lines() {
                 println!("  {line}");
             }
@@ -155,6 +165,21 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             eprintln!("eifbake: error: {p}");
         }
         Ok(ExitCode::from(2))
+    }
+}
+
+/// What the measurements of an EIF with `ramdisks` ramdisks do not say.
+///
+/// PCR2 measures every ramdisk after the first; with one ramdisk it is the
+/// measurement of nothing, `SHA384(0^48 ‖ SHA384(""))`, for every such EIF.
+pub fn pcr_notes(ramdisks: usize) -> Vec<String> {
+    if ramdisks == 1 {
+        vec!["PCR2 is a constant: this EIF has one ramdisk, PCR2 measures the ramdisks after the first, \
+              so it is the same for every single-ramdisk EIF and pinning it pins nothing; pin PCR0 \
+              (everything) or PCR1 (kernel, cmdline and this ramdisk)"
+            .to_string()]
+    } else {
+        Vec::new()
     }
 }
 

@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::args::{FetchArgs, Global};
 use crate::fetch::fetch_lock;
 use crate::lock::Lock;
+use crate::oci::registry::Registry;
 use crate::oci::store::Store;
 use crate::progress::Progress;
 
@@ -14,7 +15,8 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
     let (_recipe, lock) = Lock::load_checked_at(&args.recipe, args.lockfile.as_deref())?;
     let store = Store::open(Store::default_path(global.store.as_deref())?)?;
     let progress = Progress::bytes("fetch", 0);
-    let fetched = fetch_lock(&store, &lock, &args.insecure_registry, global.offline, &progress)?;
+    let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
+    let fetched = fetch_lock(&store, &lock, &registry, global.offline, &progress)?;
     progress.finish();
     if args.json {
         let images: serde_json::Map<String, serde_json::Value> = fetched

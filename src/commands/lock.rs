@@ -1,4 +1,10 @@
 //! `eifbake lock RECIPE [--update]`: pin every image of a recipe by digest.
+//!
+//! Where a reference is resolved: a reference with a digest whose blobs are
+//! in the store is resolved there (no registry needed, online or not); with
+//! `--offline` every reference is resolved from the store, a tag by the
+//! reference recorded for an image at `fetch` or `store import --name`;
+//! otherwise the registry (or its mirrors) says what a tag means now.
 
 use std::process::ExitCode;
 
@@ -7,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use crate::args::{Global, LockArgs};
 use crate::lock::{relock, Lock};
 use crate::oci::registry::Registry;
+use crate::oci::Store;
 use crate::recipe::Recipe;
 
 pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
@@ -19,15 +26,28 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
     } else {
         None
     };
-    let registry = Registry::new(&args.insecure_registry);
+    // The store is only read: a missing one is not created.
+    let store_dir = Store::default_path(global.store.as_deref())?;
+    let store = if store_dir.join("oci-layout").is_file() { Some(Store::open(&store_dir)?) } else { None };
+    let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let arch = recipe.arch.oci();
     let (lock, changes) = relock(&args.recipe, &lock_path, existing.as_ref(), args.update, |name, r| {
+        if r.digest().is_some() || global.offline {
+            if let Some(found) = store.as_ref().map(|s| s.resolve_local(r, arch)).transpose()?.flatten() {
+                return Ok(found);
+            }
+        }
         if global.offline {
-            bail!("image {name:?} ({r}) must be resolved, but --offline forbids network access");
+            bail!(
+                "image {name:?} ({r}) must be resolved, --offline forbids asking a registry, and the store {} \
+                 has no image recorded as {r}; import one with `eifbake store import PATH --name {r}` \
+                 (or fetch it once online)",
+                store_dir.display()
+            );
         }
         rt.block_on(registry.resolve(r, arch))
     })?;

@@ -12,11 +12,13 @@ use crate::oci::store::{self, Store};
 pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
     let store = Store::open(Store::default_path(global.store.as_deref())?)?;
     match cmd {
-        StoreCommand::Import { path, name } => {
+        StoreCommand::Import { path, name, image } => {
+            let name: Option<crate::oci::Reference> =
+                name.map(|n| n.parse().map_err(|e| anyhow::anyhow!("--name: {e}"))).transpose()?;
             let names = if path.is_dir() {
-                store.import_layout(&path, name.as_deref())?
+                store.import_layout(&path, image.as_deref(), name.as_ref())?
             } else {
-                store.import_archive(&path, name.as_deref())?
+                store.import_archive(&path, image.as_deref(), name.as_ref())?
             };
             for n in names {
                 println!("imported {n}");

@@ -32,6 +32,7 @@ pub fn run(args: VerifyArgs, global: &Global) -> Result<ExitCode> {
         allow_tool_mismatch: args.allow_tool_mismatch,
         runtime: args.runtime.parse()?,
         insecure: args.insecure_registry,
+        mirrors: global.mirrors()?,
         offline: global.offline,
         step_timeout: Duration::from_secs(args.step_timeout),
         keep: args.keep,

@@ -4,8 +4,15 @@
 //! Built on `oci-client` for the HTTP distribution protocol (token
 //! handshakes, redirects, accept headers). eifbake adds its policy on top:
 //!
+//! - registry mirrors ([`crate::config`]): an image of registry `R` is asked
+//!   of each mirror of `R` in order, then of `R` itself; the first that
+//!   serves it wins. Mirrors change where bytes come from, never what is
+//!   accepted: pinned manifests and blobs are checked against their digests
+//!   whoever serves them (a tag resolved through a mirror is what that
+//!   mirror says it is, as the user who configured it chose);
 //! - HTTPS everywhere except loopback registries (`localhost`, `127.0.0.0/8`,
-//!   `[::1]`) and registries the user names with `--insecure-registry`;
+//!   `[::1]`) and registries the user names with `--insecure-registry`
+//!   (mirrors included);
 //! - credentials from `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`
 //!   or `~/.docker/config.json` (`auths.<host>.auth` = base64 `user:pass`,
 //!   or `registrytoken` for a bearer token), else anonymous;
@@ -25,8 +32,9 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 
-use super::reference::Reference;
+use super::reference::{host_is_loopback, Reference};
 use super::store::{self, Descriptor, ManifestAny, Store, MAX_MANIFEST_SIZE};
+use crate::config::Mirror;
 use crate::digest::Digest;
 use crate::progress::Progress;
 
@@ -52,26 +60,37 @@ pub struct Resolved {
     pub platform: String,
 }
 
-/// A registry client with eifbake's transport and credential policy.
+/// A registry client with eifbake's transport, credential and mirror policy.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     insecure: Vec<String>,
+    mirrors: Vec<Mirror>,
 }
 
+/// One place an image can be pulled from: a mirror or its own registry.
 struct Target {
     client: oci_client::Client,
     auth: RegistryAuth,
+    /// The image as the lock names it (for messages).
     reference: Reference,
+    /// The registry to ask (`reference`'s own, or a mirror's host).
+    registry: String,
+    /// Where HTTP requests go (`registry-1.docker.io` for `docker.io`).
+    http_host: String,
+    /// The repository there (a mirror's prefix included).
+    repository: String,
+    /// `via mirror HOST` or empty, for messages.
+    via: String,
 }
 
 impl Target {
     fn pinned(&self, digest: &Digest) -> oci_client::Reference {
         let mut r = oci_client::Reference::with_digest(
-            self.reference.registry().to_string(),
-            self.reference.repository().to_string(),
+            self.registry.clone(),
+            self.repository.clone(),
             digest.to_string(),
         );
-        r.set_mirror_registry(self.reference.http_host().to_string());
+        r.set_mirror_registry(self.http_host.clone());
         r
     }
 
@@ -80,35 +99,67 @@ impl Target {
             return self.pinned(&d);
         }
         let mut r = oci_client::Reference::with_tag(
-            self.reference.registry().to_string(),
-            self.reference.repository().to_string(),
+            self.registry.clone(),
+            self.repository.clone(),
             self.reference.tag().unwrap_or("latest").to_string(),
         );
-        r.set_mirror_registry(self.reference.http_host().to_string());
+        r.set_mirror_registry(self.http_host.clone());
         r
     }
+}
+
+/// Run `f` against each target in order until one succeeds; when all fail,
+/// the error names each target's failure.
+async fn first_ok<'a, T, F, Fut>(targets: &'a [Target], f: F) -> Result<T>
+where
+    F: Fn(&'a Target) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut errors = Vec::new();
+    for t in targets {
+        match f(t).await {
+            Ok(v) => return Ok(v),
+            Err(e) => errors.push((t, e)),
+        }
+    }
+    if errors.len() == 1 {
+        return Err(errors.pop().expect("one").1);
+    }
+    let all: Vec<String> = errors
+        .iter()
+        .map(|(t, e)| {
+            let via = if t.via.is_empty() { format!("from {}", t.registry) } else { t.via.clone() };
+            format!("{via}: {e:#}")
+        })
+        .collect();
+    bail!("every registry failed (mirrors first): {}", all.join("; "))
 }
 
 impl Registry {
     /// `insecure`: extra `host[:port]` registries reachable over plain HTTP.
     pub fn new(insecure: &[String]) -> Self {
-        Registry { insecure: insecure.to_vec() }
+        Registry { insecure: insecure.to_vec(), mirrors: Vec::new() }
+    }
+
+    /// The same client, asking `mirrors` (in order) before an image's own registry.
+    pub fn with_mirrors(mut self, mirrors: Vec<Mirror>) -> Self {
+        self.mirrors = mirrors;
+        self
     }
 
     /// Whether requests for `reference` go over plain HTTP: only for loopback
     /// registries and those named with `--insecure-registry`.
     pub fn plain_http(&self, reference: &Reference) -> bool {
-        reference.is_loopback()
-            || self.insecure.iter().any(|h| h == reference.registry() || h == reference.http_host())
+        self.plain_http_host(reference.registry()) || self.plain_http_host(reference.http_host())
     }
 
-    fn target(&self, reference: &Reference) -> Result<Target> {
-        let host = reference.http_host().to_string();
-        let protocol = if self.plain_http(reference) {
-            ClientProtocol::HttpsExcept(vec![host])
-        } else {
-            ClientProtocol::Https
-        };
+    fn plain_http_host(&self, host: &str) -> bool {
+        host_is_loopback(host) || self.insecure.iter().any(|h| h == host)
+    }
+
+    fn client(&self, host: &str, plain: bool) -> oci_client::Client {
+        let protocol =
+            if plain { ClientProtocol::HttpsExcept(vec![host.to_string()]) } else { ClientProtocol::Https };
         let config = ClientConfig {
             protocol,
             platform_resolver: None,
@@ -116,59 +167,47 @@ impl Registry {
             read_timeout: Some(std::time::Duration::from_secs(120)),
             ..ClientConfig::default()
         };
-        Ok(Target {
-            client: oci_client::Client::new(config),
+        oci_client::Client::new(config)
+    }
+
+    /// Where to ask for `reference`: each mirror of its registry, in order, then the registry itself.
+    fn targets(&self, reference: &Reference) -> Result<Vec<Target>> {
+        let mut out = Vec::new();
+        for m in self.mirrors.iter().filter(|m| m.from == reference.registry()) {
+            let http_host =
+                if m.to_host == "docker.io" { "registry-1.docker.io" } else { m.to_host.as_str() };
+            out.push(Target {
+                client: self.client(http_host, self.plain_http_host(&m.to_host)),
+                auth: credentials_for(&m.to_host)?,
+                reference: reference.clone(),
+                registry: m.to_host.clone(),
+                http_host: http_host.to_string(),
+                repository: match &m.to_prefix {
+                    Some(p) => format!("{p}/{}", reference.repository()),
+                    None => reference.repository().to_string(),
+                },
+                via: format!("via mirror {}", m.to_host),
+            });
+        }
+        let host = reference.http_host().to_string();
+        out.push(Target {
+            client: self.client(&host, self.plain_http(reference)),
             auth: credentials_for(reference.registry())?,
             reference: reference.clone(),
-        })
+            registry: reference.registry().to_string(),
+            http_host: host,
+            repository: reference.repository().to_string(),
+            via: String::new(),
+        });
+        Ok(out)
     }
 
     /// Resolve `reference` (by its digest if it has one, else by tag) to the
-    /// manifest for `linux/<arch>` (`arch` in OCI terms: `amd64`, `arm64`).
+    /// manifest for `linux/<arch>` (`arch` in OCI terms: `amd64`, `arm64`),
+    /// asking its mirrors first.
     pub async fn resolve(&self, reference: &Reference, arch: &str) -> Result<Resolved> {
-        let t = self.target(reference)?;
-        let (bytes, top) = pull_manifest(&t, &t.as_given(), reference.digest(), None)
-            .await
-            .with_context(|| format!("resolving {reference}"))?;
-        let what = format!("manifest {top} of {reference}");
-        let m = ManifestAny::parse(&bytes, &what)?;
-        let platform = format!("linux/{arch}");
-        if let Some(list) = &m.manifests {
-            let hit = list.iter().find(|d| {
-                d.platform.as_ref().is_some_and(|p| {
-                    p.os == "linux"
-                        && p.architecture == arch
-                        && (arch != "arm64" || matches!(p.variant.as_deref(), None | Some("v8")))
-                })
-            });
-            let Some(hit) = hit else {
-                let have: Vec<String> = list
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref())
-                    .map(|p| format!("{}/{}", p.os, p.architecture))
-                    .collect();
-                bail!(
-                    "{reference}: the index {top} has no {platform} manifest (it has: {})",
-                    have.join(", ")
-                );
-            };
-            return Ok(Resolved { index: top, manifest: hit.digest, platform });
-        }
-        // A single manifest: check its config says it is for the platform asked for.
-        let config = m.config.as_ref().expect("parse checked: manifests have a config");
-        let cfg = fetch_small_blob(&t, config).await.with_context(|| format!("config of {what}"))?;
-        #[derive(serde::Deserialize)]
-        struct Cfg {
-            architecture: Option<String>,
-            os: Option<String>,
-        }
-        let c: Cfg = serde_json::from_slice(&cfg)
-            .with_context(|| format!("config {} of {what}: not an image configuration", config.digest))?;
-        let have = format!("{}/{}", c.os.as_deref().unwrap_or("?"), c.architecture.as_deref().unwrap_or("?"));
-        if have != platform {
-            bail!("{reference}: single-platform image for {have}, but the recipe wants {platform}");
-        }
-        Ok(Resolved { index: top, manifest: top, platform })
+        let targets = self.targets(reference)?;
+        first_ok(&targets, |t| resolve_at(t, arch)).await
     }
 
     /// Make sure the manifest `manifest` of `reference` (and, when `index`
@@ -203,7 +242,7 @@ impl Registry {
         let mut stats = vec![PullStats::default(); images.len()];
         let mut targets = Vec::with_capacity(images.len());
         for img in images {
-            targets.push(if offline { None } else { Some(self.target(&img.reference)?) });
+            targets.push(if offline { None } else { Some(self.targets(&img.reference)?) });
         }
         let missing = |d: &Digest, what: &str, r: &Reference| -> anyhow::Error {
             anyhow::anyhow!(
@@ -223,8 +262,8 @@ impl Registry {
                 if store.has_blob(d) {
                     continue;
                 }
-                let t = targets[i].as_ref().ok_or_else(|| missing(d, "manifest", r))?;
-                let (bytes, _) = pull_manifest(t, &t.pinned(d), Some(*d), None)
+                let ts = targets[i].as_ref().ok_or_else(|| missing(d, "manifest", r))?;
+                let (bytes, _) = first_ok(ts, |t| pull_manifest(t, t.pinned(d), Some(*d), None))
                     .await
                     .with_context(|| format!("fetching {r}"))?;
                 store.put_blob_verified(&bytes[..], d, bytes.len() as u64)?;
@@ -251,8 +290,8 @@ impl Registry {
         let targets = &targets;
         let results: Vec<(usize, Result<u64>)> = futures_util::stream::iter(todo.iter())
             .map(|(i, d)| async move {
-                let t = targets[*i].as_ref().expect("online when downloading");
-                (*i, download_blob(t, store, d, progress).await)
+                let ts = targets[*i].as_ref().expect("online when downloading");
+                (*i, first_ok(ts, |t| download_blob(t, store, d, progress)).await)
             })
             .buffer_unordered(MAX_CONCURRENT_DOWNLOADS)
             .collect()
@@ -263,6 +302,30 @@ impl Registry {
         }
         Ok(stats)
     }
+}
+
+/// Resolve the reference of `t` at `t`'s registry (see [`Registry::resolve`]).
+async fn resolve_at(t: &Target, arch: &str) -> Result<Resolved> {
+    let reference = &t.reference;
+    let (bytes, top) = pull_manifest(t, t.as_given(), reference.digest(), None)
+        .await
+        .with_context(|| format!("resolving {reference}"))?;
+    let what = format!("manifest {top} of {reference}");
+    let m = ManifestAny::parse(&bytes, &what)?;
+    let platform = format!("linux/{arch}");
+    if let Some(list) = &m.manifests {
+        let hit =
+            store::platform_manifest(list, arch).with_context(|| format!("{reference}: the index {top}"))?;
+        return Ok(Resolved { index: top, manifest: hit.digest, platform });
+    }
+    // A single manifest: check its config says it is for the platform asked for.
+    let config = m.config.as_ref().expect("parse checked: manifests have a config");
+    let cfg = fetch_small_blob(t, config).await.with_context(|| format!("config of {what}"))?;
+    let have = store::config_platform(&cfg).with_context(|| format!("config {} of {what}", config.digest))?;
+    if have != platform {
+        bail!("{reference}: single-platform image for {have}, but the recipe wants {platform}");
+    }
+    Ok(Resolved { index: top, manifest: top, platform })
 }
 
 /// One pinned image to pull: see [`Registry::pull_images`].
@@ -285,10 +348,11 @@ pub struct PullStats {
 
 async fn pull_manifest(
     t: &Target,
-    r: &oci_client::Reference,
+    r: oci_client::Reference,
     expect: Option<Digest>,
     expect_size: Option<u64>,
 ) -> Result<(Vec<u8>, Digest)> {
+    let r = &r;
     let (bytes, _claimed) =
         t.client.pull_manifest_raw(r, &t.auth, ACCEPT).await.with_context(|| {
             format!("cannot fetch the manifest {} from {}", r.whole(), r.resolve_registry())
@@ -340,7 +404,10 @@ async fn fetch_small_blob(t: &Target, d: &Descriptor) -> Result<Vec<u8>> {
 
 async fn download_blob(t: &Target, store: &Store, d: &Descriptor, progress: &Progress) -> Result<u64> {
     use std::io::Write as _;
-    let what = || format!("blob {} of {}", d.digest, t.reference);
+    let what = || {
+        let via = if t.via.is_empty() { String::new() } else { format!(" ({})", t.via) };
+        format!("blob {} of {}{via}", d.digest, t.reference)
+    };
     let r = t.pinned(&d.digest);
     let mut s = t.client.pull_blob_stream(&r, &oci_desc(d)).await.with_context(what)?;
     let mut w = store.blob_writer(d.digest, d.size)?;
@@ -439,6 +506,38 @@ mod tests {
         assert!(!reg.plain_http(&r("registry.lan/x:y")));
         assert!(!reg.plain_http(&r("stagex/core-busybox:sx2026.03.0")));
         assert!(!Registry::new(&[]).plain_http(&r("quay.io/stagex/user-nit:1")));
+    }
+
+    #[test]
+    fn mirrors_are_asked_first_in_order_and_only_for_their_registry() {
+        let r = |s: &str| s.parse::<Reference>().unwrap();
+        let m = |s: &str| s.parse::<Mirror>().unwrap();
+        let reg = Registry::new(&["mirror.lan".to_string()]).with_mirrors(vec![
+            m("docker.io=127.0.0.1:5001"),
+            m("quay.io=localhost:5002"),
+            m("docker.io=mirror.lan/hub/proxy"),
+        ]);
+        let t = reg.targets(&r("stagex/core-busybox:sx2026.03.0")).unwrap();
+        let seen: Vec<(&str, &str, &str)> =
+            t.iter().map(|t| (t.registry.as_str(), t.http_host.as_str(), t.repository.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("127.0.0.1:5001", "127.0.0.1:5001", "stagex/core-busybox"),
+                ("mirror.lan", "mirror.lan", "hub/proxy/stagex/core-busybox"),
+                ("docker.io", "registry-1.docker.io", "stagex/core-busybox"),
+            ]
+        );
+        assert_eq!(
+            t[0].pinned(&Digest::of(b"x")).whole(),
+            format!("127.0.0.1:5001/stagex/core-busybox@{}", Digest::of(b"x"))
+        );
+        assert_eq!(t[1].via, "via mirror mirror.lan");
+        assert!(t[2].via.is_empty());
+        // No mirror for another registry: only the registry itself.
+        let t = reg.targets(&r("ghcr.io/x/y:1")).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].registry, "ghcr.io");
     }
 
     #[test]

@@ -23,7 +23,11 @@
 //! `index.json` names each image with an `org.opencontainers.image.ref.name`
 //! annotation that skopeo's and umoci's `oci:` transports accept (see
 //! [`ref_name_for`]); the full reference and the index digest the image came
-//! from are kept in `io.eifbake.*` annotations.
+//! from are kept in `io.eifbake.*` annotations. `fetch` records the
+//! reference it pulled; `store import --name REF` records one for an image
+//! brought in from a layout or archive. [`Store::resolve_local`] resolves
+//! references from these records (and digests from the blobs), so `lock`
+//! works without any registry on an air-gapped host.
 //!
 //! Not for: talking to registries ([`super::registry`]), unpacking layers
 //! into a root filesystem (the layer module), deciding what to pin ([`crate::lock`]).
@@ -37,6 +41,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::reference::Reference;
+use super::registry::Resolved;
 use crate::digest::{Digest, HashingWriter};
 use crate::fsutil;
 
@@ -142,6 +148,37 @@ impl ManifestAny {
         }
         v
     }
+}
+
+/// The `linux/<arch>` manifest of an index's list (for `arm64`, variant
+/// absent or `v8`); the error lists the platforms there are.
+pub fn platform_manifest<'a>(list: &'a [Descriptor], arch: &str) -> Result<&'a Descriptor> {
+    let hit = list.iter().find(|d| {
+        d.platform.as_ref().is_some_and(|p| {
+            p.os == "linux"
+                && p.architecture == arch
+                && (arch != "arm64" || matches!(p.variant.as_deref(), None | Some("v8")))
+        })
+    });
+    hit.with_context(|| {
+        let have: Vec<String> = list
+            .iter()
+            .filter_map(|d| d.platform.as_ref())
+            .map(|p| format!("{}/{}", p.os, p.architecture))
+            .collect();
+        format!("has no linux/{arch} manifest (it has: {})", have.join(", "))
+    })
+}
+
+/// The `os/architecture` an image configuration names (`?` for a missing field).
+pub fn config_platform(config: &[u8]) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Cfg {
+        architecture: Option<String>,
+        os: Option<String>,
+    }
+    let c: Cfg = serde_json::from_slice(config).context("not an image configuration")?;
+    Ok(format!("{}/{}", c.os.as_deref().unwrap_or("?"), c.architecture.as_deref().unwrap_or("?")))
 }
 
 /// The store's `index.json`.
@@ -460,6 +497,89 @@ impl Store {
             })
     }
 
+    /// Resolve `reference` for `linux/<arch>` from what the store holds,
+    /// asking no registry: a reference with a digest by that blob, one with
+    /// a tag by the images `index.json` records under that reference
+    /// (`io.eifbake.reference`, written by `fetch` and by `store import
+    /// --name`; a reference without a registry host means docker.io's, as
+    /// everywhere). `Ok(None)` when the store has nothing (complete) for it.
+    pub fn resolve_local(&self, reference: &Reference, arch: &str) -> Result<Option<Resolved>> {
+        let tops: Vec<Digest> = match reference.digest() {
+            Some(d) if self.has_blob(&d) => vec![d],
+            Some(_) => Vec::new(),
+            None => self.recorded(reference)?,
+        };
+        let mut found: Vec<Resolved> = Vec::new();
+        let mut problems = Vec::new();
+        for top in tops {
+            match self.resolve_digest(&top, arch) {
+                Ok(Some(r)) if !found.contains(&r) => found.push(r),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{top}: {e:#}")),
+            }
+        }
+        match found.len() {
+            0 if problems.is_empty() => Ok(None),
+            0 => bail!("{reference} in the store {}: {}", self.root.display(), problems.join("; ")),
+            1 => Ok(found.pop()),
+            _ => bail!(
+                "{reference}: the store {} records {} different linux/{arch} images under this reference ({}); \
+                 import the one you mean again with `eifbake store import PATH --name {reference}`",
+                self.root.display(),
+                found.len(),
+                found.iter().map(|r| r.manifest.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    /// The digests `index.json` records `reference` (same registry,
+    /// repository and tag) as resolving to: an entry's index annotation when
+    /// that blob is here, else the entry's own digest.
+    fn recorded(&self, reference: &Reference) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for d in &self.index()?.manifests {
+            let Some(r) = d.annotations.get(ANN_REFERENCE).and_then(|r| r.parse::<Reference>().ok()) else {
+                continue;
+            };
+            if (r.registry(), r.repository(), r.tag())
+                != (reference.registry(), reference.repository(), reference.tag())
+            {
+                continue;
+            }
+            let top = d
+                .annotations
+                .get(ANN_INDEX)
+                .and_then(|i| i.parse::<Digest>().ok())
+                .filter(|i| self.has_blob(i))
+                .unwrap_or(d.digest);
+            if !out.contains(&top) {
+                out.push(top);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a present index or manifest gives for `linux/<arch>`; `Ok(None)`
+    /// when a single manifest's config (needed to check its platform) is absent.
+    fn resolve_digest(&self, top: &Digest, arch: &str) -> Result<Option<Resolved>> {
+        let m = self.manifest_any(top)?;
+        let platform = format!("linux/{arch}");
+        if let Some(list) = &m.manifests {
+            let hit = platform_manifest(list, arch).with_context(|| format!("the index {top}"))?;
+            return Ok(Some(Resolved { index: *top, manifest: hit.digest, platform }));
+        }
+        let config = m.config.as_ref().expect("parse checked: manifests have a config");
+        if !self.has_blob(&config.digest) {
+            return Ok(None);
+        }
+        let have = config_platform(&self.read_blob_bytes(&config.digest)?)
+            .with_context(|| format!("config {} of manifest {top}", config.digest))?;
+        if have != platform {
+            bail!("manifest {top} is a single-platform image for {have}, but the recipe wants {platform}");
+        }
+        Ok(Some(Resolved { index: *top, manifest: *top, platform }))
+    }
+
     /// Remove blobs not reachable from `index.json` (and its `io.eifbake.index-digest`
     /// annotations) or from `extra_roots`; returns what was (or would be) removed.
     pub fn gc(&self, extra_roots: &[Digest], dry_run: bool) -> Result<Vec<(Digest, u64)>> {
@@ -560,9 +680,16 @@ impl Store {
         Ok(())
     }
 
-    /// Import every image (or the one named `only`) of an OCI layout directory.
-    /// Returns the ref names imported.
-    pub fn import_layout(&self, dir: &Path, only: Option<&str>) -> Result<Vec<String>> {
+    /// Import every image (or the one whose ref name is `only`) of an OCI
+    /// layout directory; with `name`, the one image imported is recorded as
+    /// that reference (its `io.eifbake.reference` and ref name), so `lock
+    /// --offline` can resolve it. Returns the ref names imported.
+    pub fn import_layout(
+        &self,
+        dir: &Path,
+        only: Option<&str>,
+        name: Option<&Reference>,
+    ) -> Result<Vec<String>> {
         let _writing = self.writing()?;
         let src = Store { root: dir.to_path_buf() };
         let layout = dir.join("oci-layout");
@@ -570,28 +697,53 @@ impl Store {
             bail!("{}: not an OCI image layout (no oci-layout file)", dir.display());
         }
         let index = src.index()?;
-        let mut imported = Vec::new();
-        for desc in index.manifests {
-            let name = desc.annotations.get(REF_NAME).cloned().unwrap_or_else(|| desc.digest.to_string());
-            if only.is_some_and(|o| o != name) {
-                continue;
-            }
-            self.copy_closure(&src, &desc)?;
-            let name = ref_name_for(&name);
-            self.add_image(&name, desc)?;
-            imported.push(name);
-        }
-        if imported.is_empty() {
+        let chosen: Vec<Descriptor> = index
+            .manifests
+            .into_iter()
+            .filter(|d| {
+                only.is_none_or(|o| {
+                    d.annotations.get(REF_NAME).cloned().unwrap_or_else(|| d.digest.to_string()) == o
+                })
+            })
+            .collect();
+        if chosen.is_empty() {
             match only {
                 Some(o) => bail!("{}: no image named {o:?} in its index.json", dir.display()),
                 None => bail!("{}: index.json lists no images", dir.display()),
             }
         }
+        if let (Some(r), n @ 2..) = (name, chosen.len()) {
+            bail!(
+                "{}: index.json lists {n} images, and --name {r} can name only one; choose it with --image REF_NAME",
+                dir.display()
+            );
+        }
+        let mut imported = Vec::new();
+        for mut desc in chosen {
+            let layout_name =
+                desc.annotations.get(REF_NAME).cloned().unwrap_or_else(|| desc.digest.to_string());
+            self.copy_closure(&src, &desc)?;
+            let ref_name = match name {
+                Some(r) => {
+                    desc.annotations.insert(ANN_REFERENCE.to_string(), r.to_string());
+                    desc.annotations.remove(ANN_INDEX);
+                    ref_name_for(&r.to_string())
+                }
+                None => ref_name_for(&layout_name),
+            };
+            self.add_image(&ref_name, desc)?;
+            imported.push(ref_name);
+        }
         Ok(imported)
     }
 
     /// Import an oci-archive tarball (an OCI layout in a tar, as `skopeo copy … oci-archive:` writes).
-    pub fn import_archive(&self, tar_path: &Path, only: Option<&str>) -> Result<Vec<String>> {
+    pub fn import_archive(
+        &self,
+        tar_path: &Path,
+        only: Option<&str>,
+        name: Option<&Reference>,
+    ) -> Result<Vec<String>> {
         let tmp = tempfile::Builder::new()
             .prefix("archive.")
             .tempdir_in(self.root.join("ingest"))
@@ -612,7 +764,8 @@ impl Store {
                 bail!("{}: entry {:?} escapes the archive root", tar_path.display(), entry.path()?);
             }
         }
-        self.import_layout(tmp.path(), only).with_context(|| format!("importing {}", tar_path.display()))
+        self.import_layout(tmp.path(), only, name)
+            .with_context(|| format!("importing {}", tar_path.display()))
     }
 
     fn copy_closure(&self, src: &Store, root: &Descriptor) -> Result<()> {
@@ -820,8 +973,12 @@ mod tests {
             let d2 = tempfile::tempdir().unwrap();
             let s2 = Store::open(d2.path()).unwrap();
             let p = out.path().join(src);
-            let names =
-                if src == "dir" { s2.import_layout(&p, None) } else { s2.import_archive(&p, None) }.unwrap();
+            let names = if src == "dir" {
+                s2.import_layout(&p, None, None)
+            } else {
+                s2.import_archive(&p, None, None)
+            }
+            .unwrap();
             assert_eq!(names, ["a"]);
             assert_eq!(s2.layers(&a.digest).unwrap().len(), 1);
         }
