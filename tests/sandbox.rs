@@ -275,9 +275,11 @@ fn escapes_from_a_step_fail_under_crun_and_runc() {
              attempt mount sh -c 'mount -t tmpfs x /mnt && echo > /out/ESCAPED.mount'\n\
              attempt unshare unshare -U -r sh -c 'echo > /out/ESCAPED.unshare'\n\
              attempt unshare_net unshare -n sh -c 'echo > /out/ESCAPED.unshare_net'\n\
+             attempt chroot chroot /tmp /bin/busybox true\n\
              attempt kcore sh -c 'head -c 4096 /proc/kcore | wc -c'\n\
+             attempt timer_list sh -c 'head -c 4096 /proc/timer_list | wc -c'\n\
              attempt sys sh -c 'v=$(cat /sys/kernel/mm/ksm/run); echo $v > /sys/kernel/mm/ksm/run && echo > /out/ESCAPED.sys'\n\
-             attempt sysrq sh -c 'echo > /proc/sysrq-trigger && echo > /out/ESCAPED.sysrq'\n\
+             attempt core_pattern sh -c 'v=$(cat /proc/sys/kernel/core_pattern); echo \"$v\" > /proc/sys/kernel/core_pattern && echo > /out/ESCAPED.core_pattern'\n\
              find /dev -type b > /out/dev.block; find /dev -type c | sort > /out/dev.char",
         );
         assert_eq!(escaped(&f), Vec::<String>::new(), "{rt}: escapes worked");
@@ -285,18 +287,68 @@ fn escapes_from_a_step_fail_under_crun_and_runc() {
         assert_eq!(o("loop"), ("1".into(), "".into(), format!("mknod: /tmp/loop: {eperm}\n")), "{rt}");
         assert_eq!(o("kvm"), ("1".into(), "".into(), format!("mknod: /tmp/kvm: {eperm}\n")), "{rt}");
         assert_eq!(o("devkvm").0, "0", "{rt}: /dev/kvm is visible: {:?}", o("devkvm"));
-        assert_eq!(o("mount"), ("255".into(), "".into(), "mount: permission denied (are you root?)\n".into()), "{rt}");
-        assert_eq!(o("unshare"), ("1".into(), "".into(), format!("unshare: unshare(0x10000000): {eperm}\n")), "{rt}");
-        assert_eq!(o("unshare_net"), ("1".into(), "".into(), format!("unshare: unshare(0x40000000): {eperm}\n")), "{rt}");
-        assert_eq!(o("kcore"), ("0".into(), "0\n".into(), "".into()), "{rt}: /proc/kcore is readable");
         assert_eq!(
-            o("sys"),
-            ("1".into(), "".into(), "sh: can't create /sys/kernel/mm/ksm/run: Read-only file system\n".into()),
+            o("mount"),
+            ("1".into(), "".into(), "mount: permission denied (are you root?)\n".into()),
             "{rt}"
         );
-        assert_eq!(o("sysrq"), ("1".into(), "".into(), "sh: can't create /proc/sysrq-trigger: Read-only file system\n".into()), "{rt}");
+        assert_eq!(
+            o("unshare"),
+            ("1".into(), "".into(), format!("unshare: unshare(0x10000000): {eperm}\n")),
+            "{rt}"
+        );
+        assert_eq!(
+            o("unshare_net"),
+            ("1".into(), "".into(), format!("unshare: unshare(0x40000000): {eperm}\n")),
+            "{rt}"
+        );
+        assert_eq!(
+            o("chroot"),
+            ("1".into(), "".into(), format!("chroot: can't change root directory to '/tmp': {eperm}\n")),
+            "{rt}"
+        );
+        // Masked: /dev/null bound over them (this host's kernel may have no /proc/kcore at all).
+        let kcore_err = if Path::new("/proc/kcore").exists() {
+            ""
+        } else {
+            "head: /proc/kcore: No such file or directory\n"
+        };
+        assert_eq!(o("kcore"), ("0".into(), "0\n".into(), kcore_err.into()), "{rt}: /proc/kcore is readable");
+        assert!(!fs::read("/proc/timer_list").unwrap().is_empty(), "the host's /proc/timer_list is empty");
+        assert_eq!(
+            o("timer_list"),
+            ("0".into(), "0\n".into(), "".into()),
+            "{rt}: /proc/timer_list is readable"
+        );
+        assert_eq!(
+            o("sys"),
+            (
+                "1".into(),
+                "".into(),
+                "sh: can't create /sys/kernel/mm/ksm/run: Read-only file system\n".into()
+            ),
+            "{rt}"
+        );
+        assert_eq!(
+            o("core_pattern"),
+            (
+                "1".into(),
+                "".into(),
+                "sh: can't create /proc/sys/kernel/core_pattern: Read-only file system\n".into()
+            ),
+            "{rt}"
+        );
         assert_eq!(fs::read_to_string(f.path("out/dev.block")).unwrap(), "", "{rt}: block devices in /dev");
-        let standard = ["/dev/full", "/dev/null", "/dev/ptmx", "/dev/pts/ptmx", "/dev/random", "/dev/tty", "/dev/urandom", "/dev/zero"];
+        let standard = [
+            "/dev/full",
+            "/dev/null",
+            "/dev/ptmx",
+            "/dev/pts/ptmx",
+            "/dev/random",
+            "/dev/tty",
+            "/dev/urandom",
+            "/dev/zero",
+        ];
         let chars = fs::read_to_string(f.path("out/dev.char")).unwrap();
         for d in chars.lines() {
             assert!(standard.contains(&d), "{rt}: unexpected device {d} in:\n{chars}");
@@ -316,7 +368,7 @@ fn ordinary_build_commands_still_work_under_crun_and_runc() {
              ln -s a /out/dst/link; mkfifo /out/dst/fifo; mknod /out/dst/fifo2 p\n\
              mkdir ro; touch ro/f; chmod 0555 ro; rm -rf ro; test ! -e ro\n\
              printf '#!/bin/sh\\necho \"script ran as $(id -u)\"\\n' > build.sh; chmod +x build.sh; ./build.sh > /out/script\n\
-             chpst -u 1000:1000 id -u > /out/dropped\n\
+             echo 'builder:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd; su builder -c 'id -u; id -g' > /out/dropped\n\
              tar -cf /out/t.tar -C /out dst/a\n\
              ulimit -c > /out/core; ulimit -n > /out/nofile\n\
              attempt thread sh -c 'sleep 0.1 & wait'",
@@ -329,10 +381,10 @@ fn ordinary_build_commands_still_work_under_crun_and_runc() {
         assert!(fs::symlink_metadata(f.path("out/dst/fifo")).unwrap().file_type().is_fifo(), "{rt}");
         assert!(fs::symlink_metadata(f.path("out/dst/fifo2")).unwrap().file_type().is_fifo(), "{rt}");
         assert_eq!(fs::read_to_string(f.path("out/script")).unwrap(), "script ran as 0\n", "{rt}");
-        assert_eq!(fs::read_to_string(f.path("out/dropped")).unwrap(), "1000\n", "{rt}");
+        assert_eq!(fs::read_to_string(f.path("out/dropped")).unwrap(), "1000\n1000\n", "{rt}");
         assert!(fs::metadata(f.path("out/t.tar")).unwrap().len() >= 1024, "{rt}");
         assert_eq!(fs::read_to_string(f.path("out/core")).unwrap(), "0\n", "{rt}");
-        assert_eq!(fs::read_to_string(f.path("out/nofile")).unwrap(), "65536\n", "{rt}");
+        assert_eq!(fs::read_to_string(f.path("out/nofile")).unwrap(), "4096\n", "{rt}");
         assert_eq!(outcome(&f, "thread").0, "0", "{rt}");
     }
 }
@@ -345,7 +397,8 @@ fn processes_with(needle: &str, whole: bool) -> Vec<(u32, String)> {
         let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
         let args: Vec<String> =
             cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let hit = if whole { args.iter().any(|a| a == needle) } else { args.iter().any(|a| a.contains(needle)) };
+        let hit =
+            if whole { args.iter().any(|a| a == needle) } else { args.iter().any(|a| a.contains(needle)) };
         if hit && pid != std::process::id() {
             found.push((pid, args.join(" ")));
         }
@@ -379,7 +432,8 @@ fn a_step_dies_with_eifbake_under_crun_and_runc() {
         let recipe_dir = dir.path().join("recipes/k");
         fs::create_dir_all(recipe_dir.join("app")).unwrap();
         fs::write(recipe_dir.join("app/x"), "x\n").unwrap();
-        let text = common::busybox_step_recipe("k", "0.1.0", &reg.image("fx/busybox:1"), "path = \"app\"", &script);
+        let text =
+            common::busybox_step_recipe("k", "0.1.0", &reg.image("fx/busybox:1"), "path = \"app\"", &script);
         let recipe = recipe_dir.join("recipe.toml");
         fs::write(&recipe, text).unwrap();
         let store = dir.path().join("store");

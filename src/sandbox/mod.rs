@@ -17,8 +17,8 @@
 //! - a seccomp filter as strict as Docker's default ([`seccomp`]): no new
 //!   namespaces (`unshare -U` fails), no mount, keyrings, BPF, perf, ptrace,
 //!   modules or reboot; refused calls fail with `EPERM`;
-//! - fixed resource limits ([`policy::STEP_RLIMITS`]: no core dumps, 65536
-//!   open files, 32768 processes per user) and, where a device cgroup
+//! - fixed resource limits ([`policy::STEP_RLIMITS`]: no core dumps, 4096
+//!   open files, 4096 processes per user) and, where a device cgroup
 //!   applies, access to the standard devices only ([`policy`]);
 //! - hostname `eifbake`, user 0:0, umask 022 (the spec's `process.user.umask`,
 //!   honoured by crun and runc ≥ 1.1; the tests check it inside the step);
@@ -76,8 +76,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    Mount as OciMount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount as OciMount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder,
 };
 
 use crate::epoch::Epoch;
@@ -828,7 +828,11 @@ mod tests {
     }
 
     fn strings(v: &serde_json::Value) -> Vec<&str> {
-        v.as_array().unwrap_or_else(|| panic!("not an array: {v}")).iter().map(|s| s.as_str().unwrap()).collect()
+        v.as_array()
+            .unwrap_or_else(|| panic!("not an array: {v}"))
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect()
     }
 
     #[test]
@@ -858,23 +862,38 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["type"].as_str().unwrap().into(), r["soft"].as_u64().unwrap(), r["hard"].as_u64().unwrap()))
+            .map(|r| {
+                (r["type"].as_str().unwrap().into(), r["soft"].as_u64().unwrap(), r["hard"].as_u64().unwrap())
+            })
             .collect();
         assert_eq!(
             rlimits,
-            [("RLIMIT_CORE".into(), 0, 0), ("RLIMIT_NOFILE".into(), 65536, 65536), ("RLIMIT_NPROC".into(), 32768, 32768)]
+            [
+                ("RLIMIT_CORE".into(), 0, 0),
+                ("RLIMIT_NOFILE".into(), 4096, 4096),
+                ("RLIMIT_NPROC".into(), 4096, 4096)
+            ]
         );
 
         let linux = &c["linux"];
         assert!(linux.get("devices").is_none(), "extra device nodes: {}", linux["devices"]);
         let rules = linux["resources"]["devices"].as_array().unwrap();
-        assert_eq!(rules[0], serde_json::json!({"allow": false, "access": "rwm"}), "deny-all must come first");
+        assert_eq!(
+            rules[0],
+            serde_json::json!({"allow": false, "access": "rwm"}),
+            "deny-all must come first"
+        );
         let allowed: Vec<String> = rules[1..]
             .iter()
             .map(|r| {
                 assert_eq!(r["allow"], true);
                 assert_eq!(r["access"], "rwm");
-                format!("{} {}:{}", r["type"].as_str().unwrap(), r["major"], r.get("minor").map_or("*".into(), |m| m.to_string()))
+                format!(
+                    "{} {}:{}",
+                    r["type"].as_str().unwrap(),
+                    r["major"],
+                    r.get("minor").map_or("*".into(), |m| m.to_string())
+                )
             })
             .collect();
         assert_eq!(allowed, ["c 1:3", "c 1:5", "c 1:7", "c 1:8", "c 1:9", "c 5:0", "c 5:2", "c 136:*"]);
@@ -898,17 +917,46 @@ mod tests {
             other => panic!("no expectation for {other}"),
         }
         let rules = sc["syscalls"].as_array().unwrap();
-        let allowing: Vec<&serde_json::Value> = rules.iter().filter(|r| r["action"] == "SCMP_ACT_ALLOW").collect();
+        let allowing: Vec<&serde_json::Value> =
+            rules.iter().filter(|r| r["action"] == "SCMP_ACT_ALLOW").collect();
         let rules_for = |name: &str| -> Vec<&serde_json::Value> {
             rules.iter().filter(|r| strings(&r["names"]).contains(&name)).collect()
         };
         // Written out here, not taken from the module: what must never be allowed.
         for denied in [
-            "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "keyctl", "add_key", "request_key",
-            "bpf", "perf_event_open", "ptrace", "process_vm_writev", "kexec_load", "kexec_file_load",
-            "open_by_handle_at", "init_module", "finit_module", "delete_module", "swapon", "swapoff", "reboot",
-            "setns", "userfaultfd", "fsopen", "move_mount", "open_tree", "io_uring_setup", "syslog",
-            "settimeofday", "clock_settime", "sethostname", "iopl",
+            "unshare",
+            "setns",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "chroot",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "bpf",
+            "perf_event_open",
+            "ptrace",
+            "process_vm_writev",
+            "kexec_load",
+            "kexec_file_load",
+            "open_by_handle_at",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "swapon",
+            "swapoff",
+            "reboot",
+            "setns",
+            "userfaultfd",
+            "fsopen",
+            "move_mount",
+            "open_tree",
+            "io_uring_setup",
+            "syslog",
+            "settimeofday",
+            "clock_settime",
+            "sethostname",
+            "iopl",
         ] {
             assert!(rules_for(denied).is_empty(), "{denied} has a rule: {:?}", rules_for(denied));
         }
@@ -919,18 +967,41 @@ mod tests {
         let clone = rules_for("clone");
         assert_eq!(clone.len(), 1, "{clone:?}");
         let a = &clone[0]["args"][0];
-        assert_eq!((a["index"].as_u64(), a["op"].as_str(), a["valueTwo"].as_u64()), (Some(0), Some("SCMP_CMP_MASKED_EQ"), Some(0)));
+        assert_eq!(
+            (a["index"].as_u64(), a["op"].as_str(), a["valueTwo"].as_u64()),
+            (Some(0), Some("SCMP_CMP_MASKED_EQ"), Some(0))
+        );
         let mask = a["value"].as_u64().unwrap();
-        for flag in [0x0002_0000u64, 0x0200_0000, 0x0400_0000, 0x0800_0000, 0x1000_0000, 0x2000_0000, 0x4000_0000] {
+        for flag in
+            [0x0002_0000u64, 0x0200_0000, 0x0400_0000, 0x0800_0000, 0x1000_0000, 0x2000_0000, 0x4000_0000]
+        {
             assert_eq!(mask & flag, flag, "clone flag {flag:#x} not masked");
         }
-        assert_eq!(mask & 0x0001_0f00, 0, "thread flags (CLONE_VM|FS|FILES|SIGHAND|THREAD) must stay allowed");
+        assert_eq!(
+            mask & 0x0001_0f00,
+            0,
+            "thread flags (CLONE_VM|FS|FILES|SIGHAND|THREAD) must stay allowed"
+        );
         let clone3 = rules_for("clone3");
-        assert_eq!((clone3[0]["action"].as_str(), clone3[0]["errnoRet"].as_u64()), (Some("SCMP_ACT_ERRNO"), Some(38)));
+        assert_eq!(
+            (clone3[0]["action"].as_str(), clone3[0]["errnoRet"].as_u64()),
+            (Some("SCMP_ACT_ERRNO"), Some(38))
+        );
         // What builds need is allowed outright.
         let plain: Vec<&str> =
             allowing.iter().filter(|r| r.get("args").is_none()).flat_map(|r| strings(&r["names"])).collect();
-        for needed in ["read", "write", "openat", "execve", "fchownat", "mknodat", "wait4", "exit_group", "futex", "symlinkat"] {
+        for needed in [
+            "read",
+            "write",
+            "openat",
+            "execve",
+            "fchownat",
+            "mknodat",
+            "wait4",
+            "exit_group",
+            "futex",
+            "symlinkat",
+        ] {
             assert!(plain.contains(&needed), "{needed} not allowed");
         }
     }

@@ -42,7 +42,10 @@
 //! Resource limits ([`STEP_RLIMITS`]): fixed values, the same on every host,
 //! so a step's `ulimit -a` does not depend on where it runs: no core dumps
 //! (they would land in the tree or reach the host's core handler), a bound
-//! on open files and on processes per user. Root of the initial user
+//! on open files and on processes per user. The values are at most the
+//! hard limits hosts start with (4096 is the kernel's own open-file hard
+//! limit), because a runtime may not raise a hard limit above its own
+//! (crun refuses, as root too). Root of the initial user
 //! namespace is exempt from `RLIMIT_NPROC`; where cgroups apply the pids
 //! controller bounds the step too ([`PIDS_LIMIT`]). Memory and CPU are not
 //! limited (steps are trusted not to exhaust the host, only not to escape).
@@ -91,8 +94,8 @@ pub const STANDARD_DEVICES: [Device; 8] = [
 /// Resource limits of every step: (type, soft = hard).
 pub const STEP_RLIMITS: [(PosixRlimitType, u64); 3] = [
     (PosixRlimitType::RlimitCore, 0),
-    (PosixRlimitType::RlimitNofile, 65536),
-    (PosixRlimitType::RlimitNproc, 32768),
+    (PosixRlimitType::RlimitNofile, 4096),
+    (PosixRlimitType::RlimitNproc, 4096),
 ];
 
 /// The pids cgroup limit, where cgroups apply.
@@ -114,8 +117,11 @@ pub fn capabilities() -> Result<LinuxCapabilities> {
 pub fn device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
     let mut rules = vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?];
     for (_, major, minor) in STANDARD_DEVICES {
-        let mut rule =
-            LinuxDeviceCgroupBuilder::default().allow(true).typ(LinuxDeviceType::C).major(major).access("rwm");
+        let mut rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(major)
+            .access("rwm");
         if let Some(minor) = minor {
             rule = rule.minor(minor);
         }
