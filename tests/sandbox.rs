@@ -179,15 +179,27 @@ fn sources_are_read_only() {
 
 #[test]
 fn timeout_kills_the_step() {
-    let f = Fixture::new();
-    let mut s = f.step("echo started; sleep 60");
-    s.timeout = Duration::from_secs(2);
-    let t = std::time::Instant::now();
-    let err = run(&s).unwrap_err().to_string();
-    assert!(t.elapsed() < Duration::from_secs(30), "timeout not enforced");
-    assert!(err.contains("timed out after 2 s"), "{err}");
-    assert!(err.contains("| started"), "{err}");
-    assert!(!f.path("out").exists());
+    for rt in RUNTIMES {
+        let f = Fixture::new();
+        let marker = format!("eifbake-timeout-check-{}-{rt}", std::process::id());
+        let mut s = f.step(&format!("echo started; mkdir /tmp/{marker}; ln -s /bin/busybox /tmp/{marker}/sleep; /tmp/{marker}/sleep 60"));
+        s.timeout = Duration::from_secs(2);
+        let t = std::time::Instant::now();
+        let err = Sandbox::new(rt).run(&s).unwrap_err().to_string();
+        assert!(t.elapsed() < Duration::from_secs(30), "{rt}: timeout not enforced");
+        assert!(err.contains("timed out after 2 s"), "{rt}: {err}");
+        assert!(err.contains("| started"), "{rt}: {err}");
+        assert!(!f.path("out").exists(), "{rt}");
+        // Nothing of the step survives its timeout, and no container state is left.
+        assert_eq!(processes_with(&marker, false), [], "{rt}");
+        let bundle = err.split("--bundle ").nth(1).unwrap().split(' ').next().unwrap();
+        assert!(!Path::new(bundle).exists(), "{rt}: bundle {bundle} left");
+        let id =
+            err.split("--bundle ").nth(1).unwrap().split(' ').nth(1).unwrap().split('\n').next().unwrap();
+        for c in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            assert!(!c.path().join(id).exists(), "{rt}: cgroup {}/{id} left", c.path().display());
+        }
+    }
 }
 
 #[test]
@@ -418,14 +430,24 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> bo
     false
 }
 
-#[test]
-fn a_step_dies_with_eifbake_under_crun_and_runc() {
-    let reg = common::TestRegistry::start();
-    let _fixtures = common::push_fixtures(&reg);
-    for rt in RUNTIMES {
+/// An `eifbake build` whose step sleeps, started under `rt` and seen running.
+struct SleepingBuild {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    rt: Runtime,
+    /// In the command lines of the step's shell and of its sleep.
+    marker: String,
+    /// The runtime's container id (an argument of its command line).
+    container_id: String,
+    /// The runtime's `--root`.
+    state: PathBuf,
+}
+
+impl SleepingBuild {
+    /// `tag` tells apart the tests running at the same time.
+    fn start(reg: &common::TestRegistry, rt: Runtime, tag: &str) -> SleepingBuild {
         let dir = tempfile::tempdir().unwrap();
-        let marker = format!("eifbake-orphan-check-{}-{rt}", std::process::id());
-        // The marker is in the step shell's command line (its script) and in sleep's (its path).
+        let marker = format!("eifbake-orphan-check-{}-{tag}-{rt}", std::process::id());
         let script = format!(
             "mkdir -p /tmp/{marker}; /bin/busybox ln -s /bin/busybox /tmp/{marker}/sleep; /tmp/{marker}/sleep 1000"
         );
@@ -441,8 +463,7 @@ fn a_step_dies_with_eifbake_under_crun_and_runc() {
         let (code, out, err) = common::eifbake(&["--store", s, "lock", r]);
         assert_eq!(code, 0, "lock: {out}{err}");
 
-        let log = dir.path().join("build.log");
-        let logf = fs::File::create(&log).unwrap();
+        let logf = fs::File::create(dir.path().join("build.log")).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eifbake"))
             .args(["--store", s, "build", r, "--runtime", rt.program(), "--out"])
             .arg(dir.path().join("out"))
@@ -456,24 +477,83 @@ fn a_step_dies_with_eifbake_under_crun_and_runc() {
                 || child.try_wait().unwrap().is_some()
         });
         let running = processes_with(&marker, false);
-        assert!(
-            started && running.len() >= 2,
-            "{rt}: the step did not start: {running:?}\n{}",
-            fs::read_to_string(&log).unwrap()
-        );
-        let container_id = format!("eifbake-{}", child.id());
-        assert!(!processes_with(&container_id, true).is_empty(), "{rt}: the runtime is not running");
+        let log = fs::read_to_string(dir.path().join("build.log")).unwrap();
+        assert!(started && running.len() >= 2, "{rt}: the step did not start: {running:?}\n{log}");
+        let prefix = format!("eifbake-{}-", child.id());
+        let runtime = processes_with(&prefix, false);
+        assert!(!runtime.is_empty(), "{rt}: the runtime is not running");
+        // `RUNTIME --root BUNDLE/state ... run --bundle BUNDLE ID`
+        let args: Vec<&str> = runtime[0].1.split(' ').collect();
+        let state = args.iter().skip_while(|a| **a != "--root").nth(1).unwrap().into();
+        let container_id = args.iter().find(|a| a.starts_with(&prefix)).unwrap().to_string();
+        SleepingBuild { dir, child, rt, marker, container_id, state }
+    }
 
-        child.kill().unwrap();
-        child.wait().unwrap();
+    /// Waits up to 5 s for every process of the step and the runtime to be gone.
+    fn assert_step_gone(&self) {
         let gone = wait_for("the step to die", Duration::from_secs(5), || {
-            processes_with(&marker, false).is_empty() && processes_with(&container_id, true).is_empty()
+            processes_with(&self.marker, false).is_empty()
+                && processes_with(&self.container_id, true).is_empty()
         });
         assert!(
             gone,
-            "{rt}: processes outlived eifbake: {:?} {:?}",
-            processes_with(&marker, false),
-            processes_with(&container_id, true)
+            "{}: processes outlived eifbake: {:?} {:?}",
+            self.rt,
+            processes_with(&self.marker, false),
+            processes_with(&self.container_id, true)
         );
+    }
+
+    /// The container's cgroup directories (runc makes them; crun runs without cgroups).
+    fn cgroups(&self) -> Vec<PathBuf> {
+        fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|c| c.path().join(&self.container_id))
+            .filter(|p| p.exists())
+            .collect()
+    }
+}
+
+#[test]
+fn a_step_dies_with_eifbake_under_crun_and_runc() {
+    let reg = common::TestRegistry::start();
+    let _fixtures = common::push_fixtures(&reg);
+    for rt in RUNTIMES {
+        let mut b = SleepingBuild::start(&reg, rt, "kill");
+        b.child.kill().unwrap();
+        b.child.wait().unwrap();
+        b.assert_step_gone();
+        // What kill -9 leaves: the bundle directory and, under runc, the container's empty cgroups.
+        let _ = std::process::Command::new(rt.program())
+            .arg("--root")
+            .arg(&b.state)
+            .args(["delete", "--force", &b.container_id])
+            .status();
+        let _ = fs::remove_dir_all(b.state.parent().unwrap());
+    }
+}
+
+#[test]
+fn an_interrupted_step_is_stopped_and_its_state_deleted() {
+    let reg = common::TestRegistry::start();
+    let _fixtures = common::push_fixtures(&reg);
+    for (rt, sig) in [(Runtime::Crun, libc::SIGINT), (Runtime::Runc, libc::SIGTERM)] {
+        let mut b = SleepingBuild::start(&reg, rt, "signal");
+        if rt == Runtime::Runc {
+            assert!(!b.cgroups().is_empty(), "runc made no cgroup for {}", b.container_id);
+        }
+        // Only eifbake gets the signal (a terminal's Ctrl-C reaches the runtime too, which is easier).
+        // SAFETY: kill(2) on the pid of our own child.
+        assert_eq!(unsafe { libc::kill(b.child.id() as i32, sig) }, 0);
+        let exited =
+            wait_for("eifbake to exit", Duration::from_secs(10), || b.child.try_wait().unwrap().is_some());
+        let log = fs::read_to_string(b.dir.path().join("build.log")).unwrap();
+        assert!(exited, "{rt}: eifbake kept running after signal {sig}:\n{log}");
+        assert_eq!(b.child.wait().unwrap().code(), Some(2), "{rt}: {log}");
+        assert!(log.contains(&format!("step \"make\" failed: interrupted by signal {sig}")), "{rt}: {log}");
+        b.assert_step_gone();
+        assert!(!b.state.exists(), "{rt}: the runtime state {} is left", b.state.display());
+        assert_eq!(b.cgroups(), Vec::<PathBuf>::new(), "{rt}: cgroups left");
     }
 }

@@ -347,7 +347,10 @@ impl Sandbox {
         fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
         let state = bundle.path().join("state");
         fs::create_dir(&state)?;
-        let id = format!("eifbake-{}", std::process::id());
+        // Unique within this process too: runc names the container's cgroups after it.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("eifbake-{}-{run}", std::process::id());
 
         if let Some(sig) = supervise::interrupted() {
             bail!("step {:?} not started: eifbake was interrupted (signal {sig})", step.name);
