@@ -55,7 +55,7 @@ use crate::manifest::{
     self, EifOutput, EnclaveSettings, FileRef, ImageFileInput, ImageInput, Inputs, Manifest, Outputs,
     SignatureOutput, SourceInput,
 };
-use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
+use crate::oci::layer::{apply_layers, ApplyOptions, DevicePolicy, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Compression, ImageFile, Layout, Recipe, SourceKind};
@@ -278,7 +278,10 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
                 );
             }
             let rootfs = work.join("steps").join(&step.name).join("rootfs");
-            images.extract_fresh(&step.image, &rootfs)?;
+            // Without the image's device nodes: a step gets only the runtime's
+            // standard devices, and crun applies no device cgroup.
+            let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..ApplyOptions::default() };
+            images.extract_fresh(&step.image, &rootfs, &no_devices)?;
             let out_dir = work.join("steps").join(&step.name).join("out");
             let log = work.join("steps").join(&step.name).join("log");
             sandbox
@@ -638,11 +641,11 @@ impl ImageTrees<'_> {
             .collect())
     }
 
-    fn extract_fresh(&self, image: &str, target: &Path) -> Result<()> {
+    fn extract_fresh(&self, image: &str, target: &Path, opts: &ApplyOptions) -> Result<()> {
         if let Some(p) = target.parent() {
             fs::create_dir_all(p)?;
         }
-        apply_layers(&self.layers(image)?, target, &ApplyOptions::default())
+        apply_layers(&self.layers(image)?, target, opts)
             .with_context(|| format!("unpacking image {image:?}"))?;
         Ok(())
     }
@@ -652,7 +655,7 @@ impl ImageTrees<'_> {
             return Ok(p.clone());
         }
         let target = self.work.join(image);
-        self.extract_fresh(image, &target)?;
+        self.extract_fresh(image, &target, &ApplyOptions::default())?;
         self.done.insert(image.to_string(), target.clone());
         Ok(target)
     }

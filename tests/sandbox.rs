@@ -557,3 +557,48 @@ fn an_interrupted_step_is_stopped_and_its_state_deleted() {
         assert_eq!(b.cgroups(), Vec::<PathBuf>::new(), "{rt}: cgroups left");
     }
 }
+
+#[test]
+fn device_nodes_an_image_carries_do_not_reach_a_step() {
+    // Run as root, the layer extractor could create them; under crun no
+    // device cgroup would then stop the step from opening /loop.
+    let reg = common::TestRegistry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let store = eifbake::oci::store::Store::open(layout.path()).unwrap();
+    let devices = common::layer_tar(&[
+        common::Entry::Device("loop", tar::EntryType::Block, 7, 0),
+        common::Entry::Device("kmsg", tar::EntryType::Char, 1, 11),
+    ]);
+    let image = common::write_image(&store, "amd64", &[common::busybox_layer(), devices]);
+    common::push(&store, "devs", image, &reg.image("fx/devs:1"), None);
+    for rt in RUNTIMES {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe_dir = dir.path().join("recipes/d");
+        fs::create_dir_all(recipe_dir.join("app")).unwrap();
+        fs::write(recipe_dir.join("app/x"), "x\n").unwrap();
+        let script = "for d in loop kmsg; do \
+                        if /bin/busybox dd if=/$d of=/dev/null bs=1 count=1; then echo \"opened /$d\"; exit 3; fi; \
+                        if test -e /$d; then echo \"/$d exists\"; exit 4; fi; \
+                      done; echo ok > /out/r";
+        let text =
+            common::busybox_step_recipe("d", "0.1.0", &reg.image("fx/devs:1"), "path = \"app\"", script);
+        let recipe = recipe_dir.join("recipe.toml");
+        fs::write(&recipe, text).unwrap();
+        let s = dir.path().join("store");
+        let (s, r) = (s.to_str().unwrap(), recipe.to_str().unwrap());
+        let (code, out, err) = common::eifbake(&["--store", s, "lock", r]);
+        assert_eq!(code, 0, "lock: {out}{err}");
+        let out_dir = dir.path().join("out");
+        let (code, out, err) = common::eifbake(&[
+            "--store",
+            s,
+            "build",
+            r,
+            "--runtime",
+            rt.program(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{rt}: {out}{err}");
+    }
+}

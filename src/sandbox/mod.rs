@@ -29,7 +29,8 @@
 //!   no block devices), a read-only `/sys` and a tmpfs `/tmp`.
 //!
 //! The root filesystem is used read-write in place: the caller makes a fresh
-//! copy per step (the layer extractor does), so a step may write anywhere,
+//! copy per step (the layer extractor does, leaving out the image's device
+//! nodes, which crun would let a step open), so a step may write anywhere,
 //! but only `/out` is collected. The script runs as `/bin/sh -euc SCRIPT`,
 //! as process 1 of the step, so its environment is exactly the one given
 //! (the shell itself then adds `PWD` and `SHLVL` for its children).

@@ -37,7 +37,9 @@
 //! denies every device and allows exactly those. crun runs without cgroups,
 //! so there the defence is that no node for anything else exists and none
 //! can be made (no `MKNOD`), and that mounting a filesystem which could hold
-//! one is refused (no `SYS_ADMIN`, and seccomp refuses `mount`).
+//! one is refused (no `SYS_ADMIN`, and seccomp refuses `mount`). "No node
+//! exists" includes the root filesystem: the build extracts a step's image
+//! without its device nodes (the caller's job; this module cannot see them).
 //!
 //! Resource limits ([`STEP_RLIMITS`]): fixed values, the same on every host,
 //! so a step's `ulimit -a` does not depend on where it runs: no core dumps
