@@ -29,7 +29,9 @@
 //! What it is not for: what a step may do inside (the spec, [`super::policy`],
 //! [`super::seccomp`]).
 //!
-//! Invariants: when [`die_with_parent`] cannot make the pid namespace
+//! Invariants: the waiter's death signal fires when the thread that spawned
+//! it ends, so [`super::Sandbox::run`] spawns and waits in one thread. When
+//! [`die_with_parent`] cannot make the pid namespace
 //! because the caller lacks the privilege (`EPERM`, an unprivileged runtime
 //! without its own user namespace), the runtime still gets the death signal
 //! but its container does not die with it; with root it always can.
