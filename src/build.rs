@@ -63,7 +63,7 @@ use crate::fetch;
 use crate::fsutil::write_atomic;
 use crate::lock::Lock;
 use crate::manifest::{self, EifOutput, FileRef, Inputs, Manifest, Origin, Outputs, SignatureOutput};
-use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
+use crate::oci::layer::{apply_layers, ApplyOptions, DevicePolicy, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Compression, ImageFile, Layout, Recipe};
@@ -294,7 +294,10 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
                 );
             }
             let rootfs = work.join("steps").join(&step.name).join("rootfs");
-            images.extract_fresh(&step.image, &rootfs)?;
+            // Without the image's device nodes: a step gets only the runtime's
+            // standard devices, and crun applies no device cgroup.
+            let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..apply_options.clone() };
+            images.extract_fresh(&step.image, &rootfs, &no_devices)?;
             let out_dir = work.join("steps").join(&step.name).join("out");
             let log = work.join("steps").join(&step.name).join("log");
             sandbox
@@ -580,11 +583,11 @@ impl ImageTrees<'_> {
             .collect())
     }
 
-    fn extract_fresh(&self, image: &str, target: &Path) -> Result<()> {
+    fn extract_fresh(&self, image: &str, target: &Path, opts: &ApplyOptions) -> Result<()> {
         if let Some(p) = target.parent() {
             fs::create_dir_all(p)?;
         }
-        apply_layers(&self.layers(image)?, target, self.limits)
+        apply_layers(&self.layers(image)?, target, opts)
             .with_context(|| format!("unpacking image {image:?}"))?;
         Ok(())
     }
@@ -594,7 +597,7 @@ impl ImageTrees<'_> {
             return Ok(p.clone());
         }
         let target = self.work.join(image);
-        self.extract_fresh(image, &target)?;
+        self.extract_fresh(image, &target, self.limits)?;
         self.done.insert(image.to_string(), target.clone());
         Ok(target)
     }

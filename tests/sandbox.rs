@@ -1,5 +1,7 @@
-//! The sandbox runs real steps with crun (as root, as CI does) in a busybox
-//! root filesystem, and checks what a step can and cannot see and do.
+//! The sandbox runs real steps with crun and runc (as root, as CI does) in a
+//! busybox root filesystem, and checks what a step can and cannot see and
+//! do: each escape is tried for real, under both runtimes, and a step's
+//! processes must not outlive eifbake.
 
 mod common;
 
@@ -177,15 +179,27 @@ fn sources_are_read_only() {
 
 #[test]
 fn timeout_kills_the_step() {
-    let f = Fixture::new();
-    let mut s = f.step("echo started; sleep 60");
-    s.timeout = Duration::from_secs(2);
-    let t = std::time::Instant::now();
-    let err = run(&s).unwrap_err().to_string();
-    assert!(t.elapsed() < Duration::from_secs(30), "timeout not enforced");
-    assert!(err.contains("timed out after 2 s"), "{err}");
-    assert!(err.contains("| started"), "{err}");
-    assert!(!f.path("out").exists());
+    for rt in RUNTIMES {
+        let f = Fixture::new();
+        let marker = format!("eifbake-timeout-check-{}-{rt}", std::process::id());
+        let mut s = f.step(&format!("echo started; mkdir /tmp/{marker}; ln -s /bin/busybox /tmp/{marker}/sleep; /tmp/{marker}/sleep 60"));
+        s.timeout = Duration::from_secs(2);
+        let t = std::time::Instant::now();
+        let err = Sandbox::new(rt).run(&s).unwrap_err().to_string();
+        assert!(t.elapsed() < Duration::from_secs(30), "{rt}: timeout not enforced");
+        assert!(err.contains("timed out after 2 s"), "{rt}: {err}");
+        assert!(err.contains("| started"), "{rt}: {err}");
+        assert!(!f.path("out").exists(), "{rt}");
+        // Nothing of the step survives its timeout, and no container state is left.
+        assert_eq!(processes_with(&marker, false), [], "{rt}");
+        let bundle = err.split("--bundle ").nth(1).unwrap().split(' ').next().unwrap();
+        assert!(!Path::new(bundle).exists(), "{rt}: bundle {bundle} left");
+        let id =
+            err.split("--bundle ").nth(1).unwrap().split(' ').nth(1).unwrap().split('\n').next().unwrap();
+        for c in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            assert!(!c.path().join(id).exists(), "{rt}: cgroup {}/{id} left", c.path().display());
+        }
+    }
 }
 
 #[test]
@@ -217,22 +231,6 @@ fn runc_gives_the_same_sandbox() {
 }
 
 #[test]
-fn root_in_a_step_can_chown_and_mknod_but_not_mount() {
-    let f = Fixture::new();
-    let s = f.step(
-        "echo x > /out/f; chown 1000:1000 /out/f; chmod 0444 /out/f; echo y >> /out/f; \
-         mknod /tmp/null c 1 3; test -c /tmp/null; \
-         if mount -t tmpfs tmpfs /mnt 2>/dev/null; then echo mounted > /out/mounted; fi",
-    );
-    run(&s).unwrap();
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata(f.path("out/f")).unwrap();
-    assert_eq!((m.uid(), m.gid()), (1000, 1000));
-    assert_eq!(fs::read_to_string(f.path("out/f")).unwrap(), "x\ny\n");
-    assert!(!f.path("out/mounted").exists(), "a step could mount (CAP_SYS_ADMIN)");
-}
-
-#[test]
 fn absolute_symlinks_resolve_inside_the_rootfs() {
     // Real images link /bin/sh -> /bin/busybox; the link means the rootfs's busybox.
     let f = Fixture::new();
@@ -247,4 +245,360 @@ fn absolute_symlinks_resolve_inside_the_rootfs() {
     let err = run(&g.step("true")).unwrap_err().to_string();
     assert!(err.contains("has no /bin/sh"), "{err}");
     assert!(!g.path("out").exists());
+}
+
+const RUNTIMES: [Runtime; 2] = [Runtime::Crun, Runtime::Runc];
+
+/// Runs `script` (after the `attempt` helper below) under `rt`; the step must succeed.
+/// `attempt NAME CMD...` records CMD's exit status, stdout and stderr in
+/// /out/NAME.rc, .out and .err; an escape that works writes /out/ESCAPED.*.
+fn attempts(rt: Runtime, script: &str) -> Fixture {
+    let f = Fixture::new();
+    let s = f.step(&format!(
+        "attempt() {{ n=$1; shift; if \"$@\" >/out/$n.out 2>/out/$n.err; then echo 0 >/out/$n.rc; \
+         else echo $? >/out/$n.rc; fi; }}\n{script}"
+    ));
+    if let Err(e) = Sandbox::new(rt).run(&s) {
+        panic!("{rt}: {e:#}");
+    }
+    f
+}
+
+/// (exit status, stdout, stderr) of attempt `n`.
+fn outcome(f: &Fixture, n: &str) -> (String, String, String) {
+    let read = |ext: &str| fs::read_to_string(f.path(&format!("out/{n}.{ext}"))).unwrap();
+    (read("rc").trim().to_string(), read("out"), read("err"))
+}
+
+fn escaped(f: &Fixture) -> Vec<String> {
+    listing(&f.path("out")).into_iter().filter(|n| n.starts_with("ESCAPED")).collect()
+}
+
+#[test]
+fn escapes_from_a_step_fail_under_crun_and_runc() {
+    let eperm = "Operation not permitted";
+    for rt in RUNTIMES {
+        let f = attempts(
+            rt,
+            "mkdir -p /mnt\n\
+             attempt loop sh -c 'mknod /tmp/loop b 7 0 && dd if=/tmp/loop of=/dev/null bs=512 count=1 && echo > /out/ESCAPED.loop'\n\
+             attempt kvm sh -c 'mknod /tmp/kvm c 10 232 && exec 3</tmp/kvm && echo > /out/ESCAPED.kvm'\n\
+             attempt devkvm sh -c 'if test -e /dev/kvm; then echo > /out/ESCAPED.devkvm_visible; exec 3</dev/kvm; echo > /out/ESCAPED.devkvm_opened; fi'\n\
+             attempt mount sh -c 'mount -t tmpfs x /mnt && echo > /out/ESCAPED.mount'\n\
+             attempt unshare unshare -U -r sh -c 'echo > /out/ESCAPED.unshare'\n\
+             attempt unshare_net unshare -n sh -c 'echo > /out/ESCAPED.unshare_net'\n\
+             attempt chroot chroot /tmp /bin/busybox true\n\
+             attempt kcore sh -c 'head -c 4096 /proc/kcore | wc -c'\n\
+             attempt timer_list sh -c 'head -c 4096 /proc/timer_list | wc -c'\n\
+             attempt sys sh -c 'v=$(cat /sys/kernel/mm/ksm/run); echo $v > /sys/kernel/mm/ksm/run && echo > /out/ESCAPED.sys'\n\
+             attempt core_pattern sh -c 'v=$(cat /proc/sys/kernel/core_pattern); echo \"$v\" > /proc/sys/kernel/core_pattern && echo > /out/ESCAPED.core_pattern'\n\
+             find /dev -type b > /out/dev.block; find /dev -type c | sort > /out/dev.char",
+        );
+        assert_eq!(escaped(&f), Vec::<String>::new(), "{rt}: escapes worked");
+        let o = |n| outcome(&f, n);
+        assert_eq!(o("loop"), ("1".into(), "".into(), format!("mknod: /tmp/loop: {eperm}\n")), "{rt}");
+        assert_eq!(o("kvm"), ("1".into(), "".into(), format!("mknod: /tmp/kvm: {eperm}\n")), "{rt}");
+        assert_eq!(o("devkvm").0, "0", "{rt}: /dev/kvm is visible: {:?}", o("devkvm"));
+        assert_eq!(
+            o("mount"),
+            ("1".into(), "".into(), "mount: permission denied (are you root?)\n".into()),
+            "{rt}"
+        );
+        assert_eq!(
+            o("unshare"),
+            ("1".into(), "".into(), format!("unshare: unshare(0x10000000): {eperm}\n")),
+            "{rt}"
+        );
+        assert_eq!(
+            o("unshare_net"),
+            ("1".into(), "".into(), format!("unshare: unshare(0x40000000): {eperm}\n")),
+            "{rt}"
+        );
+        assert_eq!(
+            o("chroot"),
+            ("1".into(), "".into(), format!("chroot: can't change root directory to '/tmp': {eperm}\n")),
+            "{rt}"
+        );
+        // Masked: /dev/null bound over them (this host's kernel may have no /proc/kcore at all).
+        let kcore_err = if Path::new("/proc/kcore").exists() {
+            ""
+        } else {
+            "head: /proc/kcore: No such file or directory\n"
+        };
+        assert_eq!(o("kcore"), ("0".into(), "0\n".into(), kcore_err.into()), "{rt}: /proc/kcore is readable");
+        assert!(!fs::read("/proc/timer_list").unwrap().is_empty(), "the host's /proc/timer_list is empty");
+        assert_eq!(
+            o("timer_list"),
+            ("0".into(), "0\n".into(), "".into()),
+            "{rt}: /proc/timer_list is readable"
+        );
+        assert_eq!(
+            o("sys"),
+            (
+                "1".into(),
+                "".into(),
+                "sh: can't create /sys/kernel/mm/ksm/run: Read-only file system\n".into()
+            ),
+            "{rt}"
+        );
+        assert_eq!(
+            o("core_pattern"),
+            (
+                "1".into(),
+                "".into(),
+                "sh: can't create /proc/sys/kernel/core_pattern: Read-only file system\n".into()
+            ),
+            "{rt}"
+        );
+        assert_eq!(fs::read_to_string(f.path("out/dev.block")).unwrap(), "", "{rt}: block devices in /dev");
+        let standard = [
+            "/dev/full",
+            "/dev/null",
+            "/dev/ptmx",
+            "/dev/pts/ptmx",
+            "/dev/random",
+            "/dev/tty",
+            "/dev/urandom",
+            "/dev/zero",
+        ];
+        let chars = fs::read_to_string(f.path("out/dev.char")).unwrap();
+        for d in chars.lines() {
+            assert!(standard.contains(&d), "{rt}: unexpected device {d} in:\n{chars}");
+        }
+        assert!(chars.contains("/dev/null\n") && chars.contains("/dev/urandom\n"), "{rt}: {chars}");
+    }
+}
+
+#[test]
+fn ordinary_build_commands_still_work_under_crun_and_runc() {
+    for rt in RUNTIMES {
+        let f = attempts(
+            rt,
+            "mkdir -p /work/src; cd /work; printf 'hello\\n' > src/a\n\
+             cp -a src /out/dst; chown 1000:1000 /out/dst/a; chmod 0444 /out/dst/a\n\
+             echo more >> /out/dst/a\n\
+             ln -s a /out/dst/link; mkfifo /out/dst/fifo; mknod /out/dst/fifo2 p\n\
+             mkdir ro; touch ro/f; chmod 0555 ro; rm -rf ro; test ! -e ro\n\
+             printf '#!/bin/sh\\necho \"script ran as $(id -u)\"\\n' > build.sh; chmod +x build.sh; ./build.sh > /out/script\n\
+             echo 'builder:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd; su builder -c 'id -u; id -g' > /out/dropped\n\
+             tar -cf /out/t.tar -C /out dst/a\n\
+             ulimit -c > /out/core; ulimit -n > /out/nofile\n\
+             attempt thread sh -c 'sleep 0.1 & wait'",
+        );
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+        let a = fs::metadata(f.path("out/dst/a")).unwrap();
+        assert_eq!((a.uid(), a.gid(), a.permissions().mode() & 0o7777), (1000, 1000, 0o444), "{rt}");
+        assert_eq!(fs::read_to_string(f.path("out/dst/a")).unwrap(), "hello\nmore\n", "{rt}");
+        assert_eq!(fs::read_link(f.path("out/dst/link")).unwrap(), Path::new("a"), "{rt}");
+        assert!(fs::symlink_metadata(f.path("out/dst/fifo")).unwrap().file_type().is_fifo(), "{rt}");
+        assert!(fs::symlink_metadata(f.path("out/dst/fifo2")).unwrap().file_type().is_fifo(), "{rt}");
+        assert_eq!(fs::read_to_string(f.path("out/script")).unwrap(), "script ran as 0\n", "{rt}");
+        assert_eq!(fs::read_to_string(f.path("out/dropped")).unwrap(), "1000\n1000\n", "{rt}");
+        assert!(fs::metadata(f.path("out/t.tar")).unwrap().len() >= 1024, "{rt}");
+        assert_eq!(fs::read_to_string(f.path("out/core")).unwrap(), "0\n", "{rt}");
+        assert_eq!(fs::read_to_string(f.path("out/nofile")).unwrap(), "4096\n", "{rt}");
+        assert_eq!(outcome(&f, "thread").0, "0", "{rt}");
+    }
+}
+
+/// Processes (pid, command line) whose command line contains `needle`, or has it as one whole argument when `whole`.
+fn processes_with(needle: &str, whole: bool) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<String> =
+            cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let hit =
+            if whole { args.iter().any(|a| a == needle) } else { args.iter().any(|a| a.contains(needle)) };
+        if hit && pid != std::process::id() {
+            found.push((pid, args.join(" ")));
+        }
+    }
+    found
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("gave up waiting for {what}");
+    false
+}
+
+/// An `eifbake build` whose step sleeps, started under `rt` and seen running.
+struct SleepingBuild {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    rt: Runtime,
+    /// In the command lines of the step's shell and of its sleep.
+    marker: String,
+    /// The runtime's container id (an argument of its command line).
+    container_id: String,
+    /// The runtime's `--root`.
+    state: PathBuf,
+}
+
+impl SleepingBuild {
+    /// `tag` tells apart the tests running at the same time.
+    fn start(reg: &common::TestRegistry, rt: Runtime, tag: &str) -> SleepingBuild {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!("eifbake-orphan-check-{}-{tag}-{rt}", std::process::id());
+        let script = format!(
+            "mkdir -p /tmp/{marker}; /bin/busybox ln -s /bin/busybox /tmp/{marker}/sleep; /tmp/{marker}/sleep 1000"
+        );
+        let recipe_dir = dir.path().join("recipes/k");
+        fs::create_dir_all(recipe_dir.join("app")).unwrap();
+        fs::write(recipe_dir.join("app/x"), "x\n").unwrap();
+        let text =
+            common::busybox_step_recipe("k", "0.1.0", &reg.image("fx/busybox:1"), "path = \"app\"", &script);
+        let recipe = recipe_dir.join("recipe.toml");
+        fs::write(&recipe, text).unwrap();
+        let store = dir.path().join("store");
+        let (s, r) = (store.to_str().unwrap(), recipe.to_str().unwrap());
+        let (code, out, err) = common::eifbake(&["--store", s, "lock", r]);
+        assert_eq!(code, 0, "lock: {out}{err}");
+
+        let logf = fs::File::create(dir.path().join("build.log")).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eifbake"))
+            .args(["--store", s, "build", r, "--runtime", rt.program(), "--out"])
+            .arg(dir.path().join("out"))
+            .env("EIFBAKE_NO_PROGRESS", "1")
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        let started = wait_for("the step", Duration::from_secs(120), || {
+            processes_with(&format!("/tmp/{marker}/sleep"), true).len() == 1
+                || child.try_wait().unwrap().is_some()
+        });
+        let running = processes_with(&marker, false);
+        let log = fs::read_to_string(dir.path().join("build.log")).unwrap();
+        assert!(started && running.len() >= 2, "{rt}: the step did not start: {running:?}\n{log}");
+        let prefix = format!("eifbake-{}-", child.id());
+        let runtime = processes_with(&prefix, false);
+        assert!(!runtime.is_empty(), "{rt}: the runtime is not running");
+        // `RUNTIME --root BUNDLE/state ... run --bundle BUNDLE ID`
+        let args: Vec<&str> = runtime[0].1.split(' ').collect();
+        let state = args.iter().skip_while(|a| **a != "--root").nth(1).unwrap().into();
+        let container_id = args.iter().find(|a| a.starts_with(&prefix)).unwrap().to_string();
+        SleepingBuild { dir, child, rt, marker, container_id, state }
+    }
+
+    /// Waits up to 5 s for every process of the step and the runtime to be gone.
+    fn assert_step_gone(&self) {
+        let gone = wait_for("the step to die", Duration::from_secs(5), || {
+            processes_with(&self.marker, false).is_empty()
+                && processes_with(&self.container_id, true).is_empty()
+        });
+        assert!(
+            gone,
+            "{}: processes outlived eifbake: {:?} {:?}",
+            self.rt,
+            processes_with(&self.marker, false),
+            processes_with(&self.container_id, true)
+        );
+    }
+
+    /// The container's cgroup directories (runc makes them; crun runs without cgroups).
+    fn cgroups(&self) -> Vec<PathBuf> {
+        fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|c| c.path().join(&self.container_id))
+            .filter(|p| p.exists())
+            .collect()
+    }
+}
+
+#[test]
+fn a_step_dies_with_eifbake_under_crun_and_runc() {
+    let reg = common::TestRegistry::start();
+    let _fixtures = common::push_fixtures(&reg);
+    for rt in RUNTIMES {
+        let mut b = SleepingBuild::start(&reg, rt, "kill");
+        b.child.kill().unwrap();
+        b.child.wait().unwrap();
+        b.assert_step_gone();
+        // What kill -9 leaves: the bundle directory and, under runc, the container's empty cgroups.
+        let _ = std::process::Command::new(rt.program())
+            .arg("--root")
+            .arg(&b.state)
+            .args(["delete", "--force", &b.container_id])
+            .status();
+        let _ = fs::remove_dir_all(b.state.parent().unwrap());
+    }
+}
+
+#[test]
+fn an_interrupted_step_is_stopped_and_its_state_deleted() {
+    let reg = common::TestRegistry::start();
+    let _fixtures = common::push_fixtures(&reg);
+    for (rt, sig) in [(Runtime::Crun, libc::SIGINT), (Runtime::Runc, libc::SIGTERM)] {
+        let mut b = SleepingBuild::start(&reg, rt, "signal");
+        if rt == Runtime::Runc {
+            assert!(!b.cgroups().is_empty(), "runc made no cgroup for {}", b.container_id);
+        }
+        // Only eifbake gets the signal (a terminal's Ctrl-C reaches the runtime too, which is easier).
+        // SAFETY: kill(2) on the pid of our own child.
+        assert_eq!(unsafe { libc::kill(b.child.id() as i32, sig) }, 0);
+        let exited =
+            wait_for("eifbake to exit", Duration::from_secs(10), || b.child.try_wait().unwrap().is_some());
+        let log = fs::read_to_string(b.dir.path().join("build.log")).unwrap();
+        assert!(exited, "{rt}: eifbake kept running after signal {sig}:\n{log}");
+        assert_eq!(b.child.wait().unwrap().code(), Some(2), "{rt}: {log}");
+        assert!(log.contains(&format!("step \"make\" failed: interrupted by signal {sig}")), "{rt}: {log}");
+        b.assert_step_gone();
+        assert!(!b.state.exists(), "{rt}: the runtime state {} is left", b.state.display());
+        assert_eq!(b.cgroups(), Vec::<PathBuf>::new(), "{rt}: cgroups left");
+    }
+}
+
+#[test]
+fn device_nodes_an_image_carries_do_not_reach_a_step() {
+    // Run as root, the layer extractor could create them; under crun no
+    // device cgroup would then stop the step from opening /loop.
+    let reg = common::TestRegistry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let store = eifbake::oci::store::Store::open(layout.path()).unwrap();
+    let devices = common::layer_tar(&[
+        common::Entry::Device("loop", tar::EntryType::Block, 7, 0),
+        common::Entry::Device("kmsg", tar::EntryType::Char, 1, 11),
+    ]);
+    let image = common::write_image(&store, "amd64", &[common::busybox_layer(), devices]);
+    common::push(&store, "devs", image, &reg.image("fx/devs:1"), None);
+    for rt in RUNTIMES {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe_dir = dir.path().join("recipes/d");
+        fs::create_dir_all(recipe_dir.join("app")).unwrap();
+        fs::write(recipe_dir.join("app/x"), "x\n").unwrap();
+        let script = "for d in loop kmsg; do \
+                        if /bin/busybox dd if=/$d of=/dev/null bs=1 count=1; then echo \"opened /$d\"; exit 3; fi; \
+                        if test -e /$d; then echo \"/$d exists\"; exit 4; fi; \
+                      done; echo ok > /out/r";
+        let text =
+            common::busybox_step_recipe("d", "0.1.0", &reg.image("fx/devs:1"), "path = \"app\"", script);
+        let recipe = recipe_dir.join("recipe.toml");
+        fs::write(&recipe, text).unwrap();
+        let s = dir.path().join("store");
+        let (s, r) = (s.to_str().unwrap(), recipe.to_str().unwrap());
+        let (code, out, err) = common::eifbake(&["--store", s, "lock", r]);
+        assert_eq!(code, 0, "lock: {out}{err}");
+        let out_dir = dir.path().join("out");
+        let (code, out, err) = common::eifbake(&[
+            "--store",
+            s,
+            "build",
+            r,
+            "--runtime",
+            rt.program(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{rt}: {out}{err}");
+    }
 }

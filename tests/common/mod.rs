@@ -157,6 +157,8 @@ pub enum Entry<'a> {
     Dir(&'a str),
     File(&'a str, &'a [u8], u32),
     Symlink(&'a str, &'a str),
+    /// A block or character device node: (path, `Block` or `Char`, major, minor).
+    Device(&'a str, tar::EntryType, u32, u32),
 }
 
 /// A deterministic uncompressed layer tar.
@@ -179,6 +181,14 @@ pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
                 h.set_mode(*mode);
                 h.set_size(data.len() as u64);
                 b.append_data(&mut h, p, *data).unwrap();
+            }
+            Entry::Device(p, kind, major, minor) => {
+                h.set_entry_type(*kind);
+                h.set_mode(0o666);
+                h.set_size(0);
+                h.set_device_major(*major).unwrap();
+                h.set_device_minor(*minor).unwrap();
+                b.append_data(&mut h, p, std::io::empty()).unwrap();
             }
             Entry::Symlink(p, target) => {
                 h.set_entry_type(tar::EntryType::Symlink);

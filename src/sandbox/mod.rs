@@ -10,16 +10,27 @@
 //!   the step is reachable, loopback servers of the host included;
 //! - exactly the fixed environment of DESIGN.md ([`fixed_env`]) plus the
 //!   step's own variables, which may not redefine the fixed ones;
-//! - the usual container capabilities of root (`step_capabilities`: chown,
-//!   mknod, setuid, chroot, …; no admin, no raw network), no new privileges;
+//! - the file-owner part of root's capabilities (`step_capabilities`, from
+//!   [`policy::STEP_CAPABILITIES`]: chown, dac_override, fowner, fsetid,
+//!   kill, setuid, setgid; no mknod, chroot, network or admin), no new
+//!   privileges;
+//! - a seccomp filter as strict as Docker's default ([`seccomp`]): no new
+//!   namespaces (`unshare -U` fails), no mount, keyrings, BPF, perf, ptrace,
+//!   modules or reboot; refused calls fail with `EPERM`;
+//! - fixed resource limits ([`policy::STEP_RLIMITS`]: no core dumps, 4096
+//!   open files, 4096 processes per user) and, where a device cgroup
+//!   applies, access to the standard devices only ([`policy`]);
 //! - hostname `eifbake`, user 0:0, umask 022 (the spec's `process.user.umask`,
 //!   honoured by crun and runc ≥ 1.1; the tests check it inside the step);
 //! - the sources bound read-only at their mount points, a fresh empty host
-//!   directory bound read-write at `/out`, `/proc`, a tmpfs `/dev` with the
-//!   runtime's standard device nodes, a read-only `/sys` and a tmpfs `/tmp`.
+//!   directory bound read-write at `/out`, `/proc` (with `/proc/kcore` and
+//!   the other host-revealing files masked, `/proc/sys` read-only), a tmpfs
+//!   `/dev` with only the runtime's standard device nodes (no `/dev/kvm`,
+//!   no block devices), a read-only `/sys` and a tmpfs `/tmp`.
 //!
 //! The root filesystem is used read-write in place: the caller makes a fresh
-//! copy per step (the layer extractor does), so a step may write anywhere,
+//! copy per step (the layer extractor does, leaving out the image's device
+//! nodes, which crun would let a step open), so a step may write anywhere,
 //! but only `/out` is collected. The script runs as `/bin/sh -euc SCRIPT`,
 //! as process 1 of the step, so its environment is exactly the one given
 //! (the shell itself then adds `PWD` and `SHLVL` for its children).
@@ -30,8 +41,16 @@
 //! step returns an error naming the step, the command, the exit status and
 //! the tail of its output, and its `/out` directory is removed.
 //!
-//! Hosts: crun runs with `--cgroup-manager=disabled` (steps need no resource
-//! control and CI containers rarely delegate cgroups). crun 1.8 still refuses
+//! Lifetime: a step's processes die with eifbake (`kill -9` included), on
+//! its timeout and on Ctrl-C, under crun and runc alike: the runtime runs as
+//! process 1 of its own pid namespace, tied to eifbake (see `supervise`).
+//! The container's runtime state is deleted after every run, and the bundle
+//! (which holds the state directory) is removed.
+//!
+//! Hosts: crun runs with `--cgroup-manager=disabled` (CI containers rarely
+//! delegate cgroups), so there the device rules and the pids limit of
+//! `linux.resources` do not apply and the capabilities and seccomp filter
+//! are what keep devices out of reach. crun 1.8 still refuses
 //! hybrid cgroup hosts whose cgroup2 hierarchy has controllers; there it is
 //! started in a private mount namespace with that hierarchy detached (see
 //! `hide_unified_cgroup`). runc needs the cgroups it finds usable.
@@ -43,8 +62,9 @@
 //! whether the host has one; the build refuses the step when it does not.
 //!
 //! What it is not for: building root filesystems (the layer extractor),
-//! deciding which outputs go into the enclave (the build command), resource
-//! limits (none are set), or caching steps.
+//! deciding which outputs go into the enclave (the build command), bounding
+//! memory or CPU (a step is kept from escaping, not from using the host's
+//! resources: only the limits above are set), or caching steps.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
@@ -57,11 +77,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    Mount as OciMount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount as OciMount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder,
 };
 
 use crate::epoch::Epoch;
+
+pub mod policy;
+pub mod seccomp;
+mod supervise;
 
 /// The fixed `PATH` inside every step.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -215,6 +239,7 @@ impl Sandbox {
             .cwd(&step.workdir)
             .no_new_privileges(true)
             .capabilities(step_capabilities()?)
+            .rlimits(policy::rlimits()?)
             .build()?;
 
         let mut mounts: Vec<OciMount> = Vec::new();
@@ -275,6 +300,8 @@ impl Sandbox {
             .namespaces(namespaces)
             .masked_paths(oci_spec::runtime::get_default_maskedpaths())
             .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
+            .resources(policy::resources()?)
+            .seccomp(seccomp::profile(std::env::consts::ARCH)?)
             .build()?;
 
         let mut spec = Spec::default();
@@ -317,15 +344,23 @@ impl Sandbox {
             .tempdir()
             .context("cannot create a bundle directory")?;
         let config = bundle.path().join("config.json");
-        let json = serde_json::to_vec_pretty(&spec)?;
+        let json = config_json(&spec)?;
         fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
         let state = bundle.path().join("state");
         fs::create_dir(&state)?;
-        let id = format!("eifbake-{}", std::process::id());
+        // Unique within this process too: runc names the container's cgroups after it.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("eifbake-{}-{run}", std::process::id());
 
+        if let Some(sig) = supervise::interrupted() {
+            bail!("step {:?} not started: eifbake was interrupted (signal {sig})", step.name);
+        }
+        let _interrupts = supervise::Interrupts::catch();
         let started = Instant::now();
         let mut cmd = self.runtime_cmd(&state);
         cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(&id);
+        supervise::die_with_parent(&mut cmd);
         // One pipe for stdout and stderr, so the log keeps the order the step wrote in.
         let (reader, writer) = pipe()?;
         cmd.stdin(Stdio::null()).stdout(Stdio::from(writer.try_clone()?)).stderr(Stdio::from(writer));
@@ -338,9 +373,11 @@ impl Sandbox {
         drop(cmd);
         let readers = [spawn_reader(File::from(reader), Arc::clone(&log))];
         let status = wait_with_timeout(&mut child, step.timeout);
-        let timed_out = status.is_none();
-        if timed_out {
-            let _ = self.runtime_cmd(&state).args(["kill", &id, "KILL"]).stderr(Stdio::null()).status();
+        let interrupted = supervise::interrupted();
+        let timed_out = status.is_none() && interrupted.is_none();
+        if status.is_none() {
+            // The child is the waiter: killing it kills the runtime's pid
+            // namespace, the step's included (see `supervise`).
             let _ = child.kill();
         }
         let status = match status {
@@ -360,8 +397,10 @@ impl Sandbox {
             Arc::try_unwrap(log).map_err(|_| anyhow::anyhow!("log still shared"))?.into_inner().unwrap();
         let (tail, total) = sink.finish()?;
 
-        if timed_out || !status.success() {
-            let how = if timed_out {
+        if timed_out || interrupted.is_some() || !status.success() {
+            let how = if let Some(sig) = interrupted {
+                format!("interrupted by signal {sig}; the step was stopped")
+            } else if timed_out {
                 format!("timed out after {} s", step.timeout.as_secs())
             } else {
                 describe_status(status)
@@ -549,33 +588,16 @@ impl BinfmtHandler {
     }
 }
 
-/// The capabilities of a step's root user: the usual container default set
-/// (what Docker and Podman grant), so builds can chown, mknod, setuid and
-/// chroot inside their own root filesystem; no raw network, no admin.
+/// The capabilities of a step's root user: [`policy::STEP_CAPABILITIES`],
+/// the file-owner part of root that package builds need (the policy module
+/// says why each); no mknod, chroot, network or admin.
 fn step_capabilities() -> Result<oci_spec::runtime::LinuxCapabilities> {
-    use Capability::*;
-    let set: oci_spec::runtime::Capabilities = [
-        AuditWrite,
-        Chown,
-        DacOverride,
-        Fowner,
-        Fsetid,
-        Kill,
-        Mknod,
-        NetBindService,
-        Setfcap,
-        Setgid,
-        Setpcap,
-        Setuid,
-        SysChroot,
-    ]
-    .into_iter()
-    .collect();
-    Ok(LinuxCapabilitiesBuilder::default()
-        .bounding(set.clone())
-        .effective(set.clone())
-        .permitted(set)
-        .build()?)
+    policy::capabilities()
+}
+
+/// The bytes of a bundle's `config.json` for `spec`.
+fn config_json(spec: &Spec) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec_pretty(spec)?)
 }
 
 /// Where a hybrid (v1 + v2) cgroup setup mounts its cgroup2 hierarchy.
@@ -640,12 +662,13 @@ fn guest_path(at: &str, what: &str, p: &str) -> Result<()> {
     Ok(())
 }
 
+/// The child's status, or `None` when `timeout` passed or eifbake was interrupted first.
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(s)) => return Some(s),
-            Ok(None) if Instant::now() >= deadline => return None,
+            Ok(None) if Instant::now() >= deadline || supervise::interrupted().is_some() => return None,
             Ok(None) => thread::sleep(Duration::from_millis(20)),
             Err(_) => return None,
         }
@@ -800,6 +823,191 @@ mod tests {
         let json = serde_json::to_value(&spec).unwrap();
         let out = json["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/out").unwrap();
         assert!(out["options"].as_array().unwrap().contains(&"rw".into()));
+    }
+
+    /// The config.json a step's bundle gets, as JSON.
+    fn config(s: &StepRun) -> serde_json::Value {
+        let spec = Sandbox::new(Runtime::Crun).spec(s).unwrap();
+        serde_json::from_slice(&config_json(&spec).unwrap()).unwrap()
+    }
+
+    fn strings(v: &serde_json::Value) -> Vec<&str> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not an array: {v}"))
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn config_grants_only_the_build_capabilities_and_no_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&step(dir.path()));
+        let p = &c["process"];
+        assert_eq!(p["noNewPrivileges"], true);
+        let want = [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_SETGID",
+            "CAP_SETUID",
+        ];
+        for set in ["bounding", "effective", "permitted"] {
+            let mut got = strings(&p["capabilities"][set]);
+            got.sort();
+            assert_eq!(got, want, "{set}");
+        }
+        for set in ["inheritable", "ambient"] {
+            assert!(strings(&p["capabilities"][set]).is_empty(), "{set}");
+        }
+        let rlimits: Vec<(String, u64, u64)> = p["rlimits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (r["type"].as_str().unwrap().into(), r["soft"].as_u64().unwrap(), r["hard"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            rlimits,
+            [
+                ("RLIMIT_CORE".into(), 0, 0),
+                ("RLIMIT_NOFILE".into(), 4096, 4096),
+                ("RLIMIT_NPROC".into(), 4096, 4096)
+            ]
+        );
+
+        let linux = &c["linux"];
+        assert!(linux.get("devices").is_none(), "extra device nodes: {}", linux["devices"]);
+        let rules = linux["resources"]["devices"].as_array().unwrap();
+        assert_eq!(
+            rules[0],
+            serde_json::json!({"allow": false, "access": "rwm"}),
+            "deny-all must come first"
+        );
+        let allowed: Vec<String> = rules[1..]
+            .iter()
+            .map(|r| {
+                assert_eq!(r["allow"], true);
+                assert_eq!(r["access"], "rwm");
+                format!(
+                    "{} {}:{}",
+                    r["type"].as_str().unwrap(),
+                    r["major"],
+                    r.get("minor").map_or("*".into(), |m| m.to_string())
+                )
+            })
+            .collect();
+        assert_eq!(allowed, ["c 1:3", "c 1:5", "c 1:7", "c 1:8", "c 1:9", "c 5:0", "c 5:2", "c 136:*"]);
+        assert_eq!(linux["resources"]["pids"]["limit"], 32768);
+        assert!(strings(&linux["maskedPaths"]).contains(&"/proc/kcore"));
+        assert!(strings(&linux["readonlyPaths"]).contains(&"/proc/sys"));
+        let sys = c["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert!(strings(&sys["options"]).contains(&"ro"));
+    }
+
+    #[test]
+    fn config_seccomp_refuses_escapes_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let sc = config(&step(dir.path()))["linux"]["seccomp"].clone();
+        assert_eq!(sc["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(sc["defaultErrnoRet"], 1, "EPERM");
+        let arches = strings(&sc["architectures"]);
+        match std::env::consts::ARCH {
+            "x86_64" => assert_eq!(arches, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
+            "aarch64" => assert_eq!(arches, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
+            other => panic!("no expectation for {other}"),
+        }
+        let rules = sc["syscalls"].as_array().unwrap();
+        let allowing: Vec<&serde_json::Value> =
+            rules.iter().filter(|r| r["action"] == "SCMP_ACT_ALLOW").collect();
+        let rules_for = |name: &str| -> Vec<&serde_json::Value> {
+            rules.iter().filter(|r| strings(&r["names"]).contains(&name)).collect()
+        };
+        // Written out here, not taken from the module: what must never be allowed.
+        for denied in [
+            "unshare",
+            "setns",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "chroot",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "bpf",
+            "perf_event_open",
+            "ptrace",
+            "process_vm_writev",
+            "kexec_load",
+            "kexec_file_load",
+            "open_by_handle_at",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "swapon",
+            "swapoff",
+            "reboot",
+            "setns",
+            "userfaultfd",
+            "fsopen",
+            "move_mount",
+            "open_tree",
+            "io_uring_setup",
+            "syslog",
+            "settimeofday",
+            "clock_settime",
+            "sethostname",
+            "iopl",
+        ] {
+            assert!(rules_for(denied).is_empty(), "{denied} has a rule: {:?}", rules_for(denied));
+        }
+        for denied in seccomp::DENIED {
+            assert!(!allowing.iter().any(|r| strings(&r["names"]).contains(denied)), "{denied} allowed");
+        }
+        // clone: only without namespace flags; clone3: ENOSYS so libcs fall back to clone.
+        let clone = rules_for("clone");
+        assert_eq!(clone.len(), 1, "{clone:?}");
+        let a = &clone[0]["args"][0];
+        assert_eq!(
+            (a["index"].as_u64(), a["op"].as_str(), a["valueTwo"].as_u64()),
+            (Some(0), Some("SCMP_CMP_MASKED_EQ"), Some(0))
+        );
+        let mask = a["value"].as_u64().unwrap();
+        for flag in
+            [0x0002_0000u64, 0x0200_0000, 0x0400_0000, 0x0800_0000, 0x1000_0000, 0x2000_0000, 0x4000_0000]
+        {
+            assert_eq!(mask & flag, flag, "clone flag {flag:#x} not masked");
+        }
+        assert_eq!(
+            mask & 0x0001_0f00,
+            0,
+            "thread flags (CLONE_VM|FS|FILES|SIGHAND|THREAD) must stay allowed"
+        );
+        let clone3 = rules_for("clone3");
+        assert_eq!(
+            (clone3[0]["action"].as_str(), clone3[0]["errnoRet"].as_u64()),
+            (Some("SCMP_ACT_ERRNO"), Some(38))
+        );
+        // What builds need is allowed outright.
+        let plain: Vec<&str> =
+            allowing.iter().filter(|r| r.get("args").is_none()).flat_map(|r| strings(&r["names"])).collect();
+        for needed in [
+            "read",
+            "write",
+            "openat",
+            "execve",
+            "fchownat",
+            "mknodat",
+            "wait4",
+            "exit_group",
+            "futex",
+            "symlinkat",
+        ] {
+            assert!(plain.contains(&needed), "{needed} not allowed");
+        }
     }
 
     #[test]

@@ -1,0 +1,208 @@
+//! Tie a step's processes to eifbake: they die when it dies or is interrupted.
+//!
+//! What this module is for: crun and runc leave the container running when
+//! the runtime process is killed (the container's init is only their child).
+//! [`die_with_parent`] starts the runtime as process 1 of a fresh pid
+//! namespace, with a fresh `/proc`, both killed (`PR_SET_PDEATHSIG`) when
+//! eifbake's spawned child goes. The step's own pid namespace is nested in
+//! that one, and when a pid namespace's process 1 dies the kernel kills
+//! every process in it, nested ones included: so `kill -9` of eifbake, a
+//! timeout, or Ctrl-C take every process of the step with them, whatever the
+//! runtime. [`Interrupts`] turns SIGINT, SIGTERM and SIGHUP during a step
+//! into a flag the step's wait loop sees, so the step is stopped and its
+//! runtime state deleted before eifbake returns an error and exits.
+//!
+//! The process tree of one step:
+//!
+//! ```text
+//! eifbake ─ waiter (forked, never execs; dies with eifbake)
+//!             └─ runtime, pid 1 of a new pid namespace (dies with the waiter)
+//!                  └─ step's /bin/sh, pid 1 of the step's pid namespace
+//! ```
+//!
+//! The waiter exits with the runtime's status, so eifbake sees the step's
+//! exit code as before. Because the runtime sees its own pids, the pid it
+//! records in its state is not a host pid: eifbake never asks it to `kill`
+//! the container; it kills the waiter, and then asks it to `delete` the
+//! (dead) container's state.
+//!
+//! What it is not for: what a step may do inside (the spec, [`super::policy`],
+//! [`super::seccomp`]).
+//!
+//! Invariants: the waiter's death signal fires when the thread that spawned
+//! it ends, so [`super::Sandbox::run`] spawns and waits in one thread. When
+//! [`die_with_parent`] cannot make the pid namespace
+//! because the caller lacks the privilege (`EPERM`, an unprivileged runtime
+//! without its own user namespace), the runtime still gets the death signal
+//! but its container does not die with it; with root it always can.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+/// Make the runtime `cmd` starts die with this process, in its own pid namespace.
+pub fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec. It calls only
+    // async-signal-safe system calls (prctl, getppid, unshare, mount, pipe2,
+    // fork, poll, close, dup2, close_range, waitpid, kill, signal, _exit) on
+    // constant strings and local variables, and never returns in the waiter.
+    unsafe {
+        cmd.pre_exec(move || {
+            death_signal(parent)?;
+            if libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) != 0 {
+                let e = io::Error::last_os_error();
+                return if e.raw_os_error() == Some(libc::EPERM) { Ok(()) } else { Err(e) };
+            }
+            check(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            let mut alive = [0 as libc::c_int; 2];
+            check(libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC))?;
+            match libc::fork() {
+                -1 => Err(io::Error::last_os_error()),
+                0 => runtime_side(alive),
+                child => waiter(child, alive),
+            }
+        });
+    }
+}
+
+/// In the process that becomes the runtime (pid 1 of the new namespace).
+///
+/// SAFETY (for callers): only async-signal-safe calls; runs between fork and exec.
+unsafe fn runtime_side(alive: [libc::c_int; 2]) -> io::Result<()> {
+    libc::close(alive[1]);
+    check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
+    // The waiter may have died before the death signal was armed: then its
+    // end of the pipe is closed and the poll sees a hang-up at once.
+    let mut p = libc::pollfd { fd: alive[0], events: libc::POLLIN, revents: 0 };
+    if libc::poll(&mut p, 1, 0) != 0 {
+        libc::_exit(137);
+    }
+    libc::close(alive[0]);
+    // The runtime reads /proc/PID of its own children: /proc must be this namespace's.
+    check(libc::mount(
+        c"proc".as_ptr(),
+        c"/proc".as_ptr(),
+        c"proc".as_ptr(),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        std::ptr::null(),
+    ))?;
+    Ok(())
+}
+
+/// In the waiter: hold the liveness pipe, wait for the runtime, exit as it did.
+///
+/// SAFETY (for callers): only async-signal-safe calls; never returns.
+unsafe fn waiter(child: libc::pid_t, alive: [libc::c_int; 2]) -> ! {
+    // Keep only the liveness pipe's write end (as fd 0): the step's output
+    // pipe and std's exec-error pipe must close when the runtime's copies do.
+    libc::dup2(alive[1], 0);
+    if libc::syscall(libc::SYS_close_range, 1u32, u32::MAX, 0u32) != 0 {
+        for fd in 1..65536 {
+            libc::close(fd);
+        }
+    }
+    let mut status = 0;
+    while libc::waitpid(child, &mut status, 0) == -1 {
+        if *libc::__errno_location() != libc::EINTR {
+            libc::_exit(127);
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        libc::signal(sig, libc::SIG_DFL);
+        libc::kill(libc::getpid(), sig);
+        libc::_exit(128 + sig);
+    }
+    libc::_exit(libc::WEXITSTATUS(status))
+}
+
+/// Arm SIGKILL on the death of the parent, and give up if it is already gone.
+unsafe fn death_signal(parent: libc::pid_t) -> io::Result<()> {
+    check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
+    if libc::getppid() != parent {
+        libc::_exit(137);
+    }
+    Ok(())
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The first interrupting signal received while a step ran (0: none). Sticky:
+/// once set, no further step starts.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// The signals that stop a step (and then eifbake).
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// How many steps run now, and the dispositions to restore when none does.
+static INSTALLED: Mutex<(usize, Vec<libc::sigaction>)> = Mutex::new((0, Vec::new()));
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let _ = INTERRUPTED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// While alive, SIGINT, SIGTERM and SIGHUP set a flag ([`interrupted`])
+/// instead of killing eifbake; the previous dispositions come back when the
+/// last one is dropped.
+pub struct Interrupts(());
+
+impl Interrupts {
+    pub fn catch() -> Interrupts {
+        let mut g = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 == 0 {
+            g.1 = SIGNALS
+                .iter()
+                .map(|&sig| {
+                    // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
+                    unsafe {
+                        let mut new: libc::sigaction = std::mem::zeroed();
+                        new.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+                        new.sa_flags = libc::SA_RESTART;
+                        libc::sigemptyset(&mut new.sa_mask);
+                        let mut old: libc::sigaction = std::mem::zeroed();
+                        libc::sigaction(sig, &new, &mut old);
+                        old
+                    }
+                })
+                .collect();
+        }
+        g.0 += 1;
+        Interrupts(())
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        let mut g = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            for (sig, old) in SIGNALS.iter().zip(&g.1) {
+                // SAFETY: restores a disposition sigaction returned earlier.
+                unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
+            }
+        }
+    }
+}
+
+/// The signal that interrupted a step of this process, if any did.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
