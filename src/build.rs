@@ -55,7 +55,7 @@ use crate::manifest::{
     self, EifOutput, EnclaveSettings, FileRef, ImageFileInput, ImageInput, Inputs, Manifest, Outputs,
     SignatureOutput, SourceInput,
 };
-use crate::oci::layer::{apply_layers, ApplyOptions, LayerSource};
+use crate::oci::layer::{apply_layers, ApplyOptions, DeviceNode, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Compression, ImageFile, Layout, Recipe, SourceKind};
@@ -374,6 +374,19 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     if let Some(r) = &e.rootfs {
         let dir = images.extracted(r)?;
         user.add_host_dir(root_prefix, &dir)?;
+        // Device nodes an extraction without root could not create: packed as root's would be.
+        for d in &images.done[r].1 {
+            let mut p = root_prefix.as_bytes().to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(&d.path);
+            if d.char {
+                user.add_char_device(&p, d.major, d.minor)?;
+            } else {
+                user.add_block_device(&p, d.major, d.minor)?;
+            }
+        }
     } else if !root_prefix.is_empty() {
         user.add_dir(root_prefix)?;
     }
@@ -617,7 +630,8 @@ struct ImageTrees<'a> {
     store: &'a Store,
     lock: &'a Lock,
     work: PathBuf,
-    done: BTreeMap<String, PathBuf>,
+    /// Extracted trees, with the device nodes their extraction skipped.
+    done: BTreeMap<String, (PathBuf, Vec<DeviceNode>)>,
 }
 
 impl ImageTrees<'_> {
@@ -638,22 +652,23 @@ impl ImageTrees<'_> {
             .collect())
     }
 
-    fn extract_fresh(&self, image: &str, target: &Path) -> Result<()> {
+    /// Extract `image` to `target`; returns the device nodes left out (when not root).
+    fn extract_fresh(&self, image: &str, target: &Path) -> Result<Vec<DeviceNode>> {
         if let Some(p) = target.parent() {
             fs::create_dir_all(p)?;
         }
-        apply_layers(&self.layers(image)?, target, &ApplyOptions::default())
+        let summary = apply_layers(&self.layers(image)?, target, &ApplyOptions::default())
             .with_context(|| format!("unpacking image {image:?}"))?;
-        Ok(())
+        Ok(summary.skipped_device_nodes)
     }
 
     fn extracted(&mut self, image: &str) -> Result<PathBuf> {
-        if let Some(p) = self.done.get(image) {
+        if let Some((p, _)) = self.done.get(image) {
             return Ok(p.clone());
         }
         let target = self.work.join(image);
-        self.extract_fresh(image, &target)?;
-        self.done.insert(image.to_string(), target.clone());
+        let devices = self.extract_fresh(image, &target)?;
+        self.done.insert(image.to_string(), (target.clone(), devices));
         Ok(target)
     }
 
