@@ -209,3 +209,123 @@ fn root_user_and_unshare_builds_are_byte_identical() {
     same_outputs("probe", &root, &user, "root and plain-user builds");
     same_outputs("probe", &root, &unshare, "root and `unshare -r` builds");
 }
+
+/// A tar entry of [`odd_layer`]: path, type, mode, owner, device numbers.
+fn odd_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    mode: u32,
+    id: u64,
+    dev: (u32, u32),
+) {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(id);
+    h.set_gid(id);
+    h.set_mtime(1);
+    let data: &[u8] = if kind == tar::EntryType::Regular { b"odd\n" } else { b"" };
+    h.set_size(data.len() as u64);
+    if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+        h.set_device_major(dev.0).unwrap();
+        h.set_device_minor(dev.1).unwrap();
+    }
+    b.append_data(&mut h, path, data).unwrap();
+}
+
+/// What only real root can extract as the image says: files of other
+/// owners that their owner cannot read, a closed directory, set-id bits and
+/// device nodes (one replaced and one removed by the next layer).
+fn odd_layers() -> Vec<Vec<u8>> {
+    use tar::EntryType::{Block, Char, Directory, Regular};
+    let mut b = tar::Builder::new(Vec::new());
+    odd_entry(&mut b, "etc", Directory, 0o755, 0, (0, 0));
+    odd_entry(&mut b, "etc/secret", Regular, 0o000, 1000, (0, 0));
+    odd_entry(&mut b, "closed", Directory, 0o500, 1000, (0, 0));
+    odd_entry(&mut b, "closed/inside", Regular, 0o400, 1000, (0, 0));
+    odd_entry(&mut b, "bin/setuid", Regular, 0o4755, 0, (0, 0));
+    odd_entry(&mut b, "dev", Directory, 0o755, 0, (0, 0));
+    odd_entry(&mut b, "dev/console", Char, 0o600, 0, (5, 1));
+    odd_entry(&mut b, "dev/sda", Block, 0o660, 6, (8, 0));
+    odd_entry(&mut b, "dev/gone", Char, 0o666, 0, (1, 3));
+    odd_entry(&mut b, "dev/replaced", Char, 0o666, 0, (1, 5));
+    let first = b.into_inner().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    odd_entry(&mut b, "dev/.wh.gone", Regular, 0o644, 0, (0, 0));
+    odd_entry(&mut b, "dev/replaced", Regular, 0o644, 0, (0, 0));
+    vec![common::busybox_layer(), first, b.into_inner().unwrap()]
+}
+
+/// Pushes the busybox image with [`odd_layers`] as `fx/odd:1`; returns its reference.
+fn push_odd(reg: &TestRegistry) -> String {
+    let layout = tempfile::tempdir().unwrap();
+    let store = eifbake::oci::Store::open(layout.path()).unwrap();
+    let desc = common::write_image(&store, "amd64", &odd_layers());
+    common::push(&store, "odd", desc, &reg.image("fx/odd:1"), None);
+    reg.image("fx/odd:1")
+}
+
+/// Steps that give files to other ids (kept private to them) and a root
+/// filesystem only root can extract faithfully: a plain user with
+/// subordinate ids gets the same EIF as root, device nodes and all, and
+/// the step saw the owners it set.
+#[test]
+fn chowning_steps_and_odd_images_build_the_same_as_a_plain_user() {
+    let w = World::new();
+    let script = "mkdir -p /out/r/d
+echo private > /out/r/private
+/bin/busybox chown 1000:1000 /out/r/private
+/bin/busybox chmod 600 /out/r/private
+echo deep > /out/r/d/x
+/bin/busybox chown -R 1234:4321 /out/r/d
+/bin/busybox chmod 600 /out/r/d/x
+/bin/busybox chmod 700 /out/r/d
+/bin/busybox stat -c '%u:%g %a %n' /out/r/private /out/r/d /out/r/d/x > /out/r/stat
+/bin/busybox id > /out/r/id";
+    let text = common::busybox_step_recipe("odd", "0.1.0", &push_odd(&w.reg), "path = \"app\"", script);
+    let recipe = w.project("odd", &text);
+    let root = w.build(&recipe, "root", Runner::Root);
+    let user = w.build(&recipe, "user", Runner::User);
+    let files = ramdisk_files(&root.join("odd.eif"));
+    assert_eq!(
+        String::from_utf8_lossy(&files["r/stat"]),
+        "1000:1000 600 /out/r/private\n1234:4321 700 /out/r/d\n1234:4321 600 /out/r/d/x\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&files["r/id"]), "uid=0 gid=0\n");
+    let entries =
+        Command::new("cpio").args(["-itv", "--quiet"]).stdin(ramdisk_bytes(&root.join("odd.eif"))).output();
+    let listing = String::from_utf8_lossy(&entries.unwrap().stdout).into_owned();
+    assert!(listing.contains("5,   1") && listing.contains("dev/console"), "{listing}");
+    assert!(listing.contains("etc/secret") && !listing.contains("dev/gone"), "{listing}");
+    same_outputs("odd", &root, &user, "root and plain-user builds of odd images and chowning steps");
+}
+
+/// The same odd root filesystem, with no steps, under `unshare -r`: root
+/// of a user namespace cannot create device nodes or chown either.
+#[test]
+fn odd_images_pack_the_same_under_unshare() {
+    let w = World::new();
+    let image = push_odd(&w.reg);
+    let text = format!(
+        "name = \"plain\"\nversion = \"1\"\nsource_date_epoch = 1700000000\n\n[images]\nbb = \"{image}\"\n\n\
+         [enclave]\nrootfs = \"bb\"\nkernel = {{ image = \"bb\", path = \"/bin/busybox\" }}\n\
+         init = {{ image = \"bb\", path = \"/bin/busybox\" }}\ncmdline = \"console=ttyS0\"\ncommand = [\"/bin/sh\"]\n"
+    );
+    let recipe = w.project("plain", &text);
+    let root = w.build(&recipe, "root", Runner::Root);
+    let unshare = w.build(&recipe, "unshare", Runner::UserUnshare);
+    same_outputs("plain", &root, &unshare, "root and `unshare -r` builds of an odd image");
+}
+
+/// The first ramdisk of `eif`, as a file handle for `cpio`.
+fn ramdisk_bytes(eif: &Path) -> std::process::Stdio {
+    let eif = eifbake::eif::Eif::open(eif).unwrap();
+    let section = eif.ramdisks().next().unwrap();
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut eif.section_reader(section), &mut data).unwrap();
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut f, &data).unwrap();
+    std::io::Seek::rewind(&mut f).unwrap();
+    std::process::Stdio::from(f)
+}
