@@ -329,3 +329,88 @@ fn ramdisk_bytes(eif: &Path) -> std::process::Stdio {
     std::io::Seek::rewind(&mut f).unwrap();
     std::process::Stdio::from(f)
 }
+
+/// The build as the plain user with `PATH` holding only the programs a
+/// rootless build needs, but no crun: the error says it is not installed
+/// (rather than blaming permissions), and how to get it.
+#[test]
+fn a_missing_runtime_is_named_as_not_installed() {
+    let w = World::new();
+    let image = w.reg.image("fx/busybox:1");
+    let recipe =
+        w.project("probe", &common::busybox_step_recipe("probe", "0.1.0", &image, "path = \"app\"", PROBE));
+    let d = w.place("noruntime", &Runner::User);
+    let bin = d.join("bin");
+    fs::create_dir(&bin).unwrap();
+    for p in ["cat", "chown", "cp", "newuidmap", "newgidmap"] {
+        std::os::unix::fs::symlink(common_program(p), bin.join(p)).unwrap();
+    }
+    let out = Command::new(common_program("setpriv"))
+        .args([&format!("--reuid={USER}"), &format!("--regid={USER}"), "--init-groups", "--"])
+        .arg(&w.bin)
+        .args(["--store", s(&d.join("store")), "build", s(&recipe), "--out", s(&d.join("out"))])
+        .env("PATH", &bin)
+        .env("HOME", d.join("home"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot start crun: it is not installed or not on PATH"), "{err}");
+    assert!(err.contains("apt-get install crun"), "{err}");
+    assert!(!err.contains("not permitted"), "{err}");
+}
+
+/// Where `program` is on the host's PATH.
+fn common_program(program: &str) -> PathBuf {
+    eifbake::userns::find_program(program).unwrap_or_else(|| panic!("{program} is not installed"))
+}
+
+/// Inside a user namespace whose limit of new user namespaces is 0 (the
+/// per-namespace `user.max_user_namespaces`, set there rather than on the
+/// host, which other work shares), the plain user's build fails saying that
+/// user namespaces are disabled, by which setting, and how to enable them.
+#[test]
+fn disabled_user_namespaces_are_named_with_the_fix() {
+    let w = World::new();
+    let image = w.reg.image("fx/busybox:1");
+    let recipe =
+        w.project("probe", &common::busybox_step_recipe("probe", "0.1.0", &image, "path = \"app\"", PROBE));
+    let d = w.place("nouserns", &Runner::User);
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && \
+         exec setpriv --reuid={USER} --regid={USER} --init-groups -- env HOME={home} {bin} --store {store} \
+         build {recipe} --out {out}",
+        home = s(&d.join("home")),
+        bin = s(&w.bin),
+        store = s(&d.join("store")),
+        recipe = s(&recipe),
+        out = s(&d.join("out")),
+    );
+    // sh waits for its maps, then starts again as root there (with root's capabilities) to run `script`.
+    let mut child = Command::new("unshare")
+        .args(["--user", "--", "sh", "-c", "read go && exec sh -c \"$0\"", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it is in its own user namespace, map the host's first 65536 ids to themselves.
+    let ns = |pid: String| fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    let pid = child.id().to_string();
+    let started = std::time::Instant::now();
+    while ns(pid.clone()) == ns("self".into()) {
+        assert!(started.elapsed().as_secs() < 10, "unshare --user did not unshare");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for map in ["uid_map", "gid_map"] {
+        fs::write(format!("/proc/{pid}/{map}"), "0 0 65536\n").unwrap();
+    }
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot create a user namespace for the build steps"), "{err}");
+    assert!(err.contains("/proc/sys/user/max_user_namespaces is 0"), "{err}");
+    assert!(err.contains("sysctl -w user.max_user_namespaces="), "{err}");
+}
