@@ -49,7 +49,11 @@
 //! the step (`/out` and the root filesystem), so they can be read and
 //! removed. When no user namespace can be had, the error names the kernel
 //! setting that forbids it, and a missing runtime is told apart from one
-//! that could not start.
+//! that could not start. Two things a rootless step sees differently: the
+//! image's files all belong to root (the layers were extracted by the
+//! caller), and where `setgroups` is denied (under `unshare -r`, or with
+//! one id mapped) the runtime cannot clear the supplementary groups, so the
+//! step keeps the caller's (its own group shows as 0).
 //!
 //! Architectures: a step runs its image's programs, so an image for another
 //! architecture (an arm64 image on an x86_64 host) needs an emulator the

@@ -118,13 +118,16 @@ impl World {
 
     /// Build `recipe` in a fresh place as `runner`; returns the out directory.
     fn build(&self, recipe: &Path, place: &str, runner: Runner) -> PathBuf {
+        self.build_with(recipe, place, runner, &[])
+    }
+
+    /// [`World::build`] with more arguments for `build`.
+    fn build_with(&self, recipe: &Path, place: &str, runner: Runner, extra: &[&str]) -> PathBuf {
         let d = self.place(place, &runner);
         let (store, out) = (d.join("store"), d.join("out"));
-        let res = self.eifbake(
-            &runner,
-            &d.join("home"),
-            &["--store", s(&store), "build", s(recipe), "--out", s(&out)],
-        );
+        let mut args = vec!["--store", s(&store), "build", s(recipe), "--out", s(&out)];
+        args.extend_from_slice(extra);
+        let res = self.eifbake(&runner, &d.join("home"), &args);
         assert!(
             res.status.success(),
             "build as {runner:?} failed:\n{}{}",
@@ -208,6 +211,20 @@ fn root_user_and_unshare_builds_are_byte_identical() {
     assert_eq!(text("r/owners"), "0:0 /bin/busybox\n0:0 /src/app/alpha\n0:0 /\n");
     same_outputs("probe", &root, &user, "root and plain-user builds");
     same_outputs("probe", &root, &unshare, "root and `unshare -r` builds");
+}
+
+/// runc runs rootless steps too, with the same result.
+#[test]
+fn runc_builds_the_same_rootless() {
+    let w = World::new();
+    let image = w.reg.image("fx/busybox:1");
+    let recipe =
+        w.project("probe", &common::busybox_step_recipe("probe", "0.1.0", &image, "path = \"app\"", PROBE));
+    let root = w.build(&recipe, "root", Runner::Root);
+    let user = w.build_with(&recipe, "user", Runner::User, &["--runtime", "runc"]);
+    let unshare = w.build_with(&recipe, "unshare", Runner::UserUnshare, &["--runtime", "runc"]);
+    same_outputs("probe", &root, &user, "root (crun) and plain-user (runc) builds");
+    same_outputs("probe", &root, &unshare, "root (crun) and `unshare -r` (runc) builds");
 }
 
 /// A tar entry of [`odd_layer`]: path, type, mode, owner, device numbers.
