@@ -357,11 +357,7 @@ fn a_missing_runtime_is_named_as_not_installed() {
     let recipe =
         w.project("probe", &common::busybox_step_recipe("probe", "0.1.0", &image, "path = \"app\"", PROBE));
     let d = w.place("noruntime", &Runner::User);
-    let bin = d.join("bin");
-    fs::create_dir(&bin).unwrap();
-    for p in ["cat", "chown", "cp", "newuidmap", "newgidmap"] {
-        std::os::unix::fs::symlink(common_program(p), bin.join(p)).unwrap();
-    }
+    let bin = user_path(&d, &["crun"]);
     let out = Command::new(common_program("setpriv"))
         .args([&format!("--reuid={USER}"), &format!("--regid={USER}"), "--init-groups", "--"])
         .arg(&w.bin)
@@ -430,4 +426,50 @@ fn disabled_user_namespaces_are_named_with_the_fix() {
     assert!(err.contains("cannot create a user namespace for the build steps"), "{err}");
     assert!(err.contains("/proc/sys/user/max_user_namespaces is 0"), "{err}");
     assert!(err.contains("sysctl -w user.max_user_namespaces="), "{err}");
+}
+
+/// `PATH` for the plain user with the programs a rootless build uses,
+/// except those named in `without`.
+fn user_path(d: &Path, without: &[&str]) -> PathBuf {
+    let bin = d.join("bin");
+    fs::create_dir(&bin).unwrap();
+    for p in ["cat", "chown", "cp", "newuidmap", "newgidmap", "crun", "runc"] {
+        if !without.contains(&p) {
+            std::os::unix::fs::symlink(common_program(p), bin.join(p)).unwrap();
+        }
+    }
+    bin
+}
+
+/// Without newuidmap only the user's own id is mapped (written directly,
+/// with setgroups denied): the probe recipe still builds to root's bytes,
+/// and a step that chowns to another id fails saying why and what to install.
+#[test]
+fn one_mapped_id_builds_the_same_and_explains_a_failing_chown() {
+    let w = World::new();
+    let image = w.reg.image("fx/busybox:1");
+    let run = |name: &str, script: &str| {
+        let recipe =
+            w.project(name, &common::busybox_step_recipe(name, "0.1.0", &image, "path = \"app\"", script));
+        let root = w.build(&recipe, &format!("{name}-root"), Runner::Root);
+        let d = w.place(&format!("{name}-single"), &Runner::User);
+        let out = Command::new(common_program("setpriv"))
+            .args([&format!("--reuid={USER}"), &format!("--regid={USER}"), "--init-groups", "--"])
+            .arg(&w.bin)
+            .args(["--store", s(&d.join("store")), "build", s(&recipe), "--out", s(&d.join("out"))])
+            .env("PATH", user_path(&d, &["newuidmap", "newgidmap"]))
+            .env("HOME", d.join("home"))
+            .output()
+            .unwrap();
+        (root, d.join("out"), out)
+    };
+    let (root, single, out) = run("probe", PROBE);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    same_outputs("probe", &root, &single, "root and single-id builds");
+
+    let (_, _, out) = run("chown", "mkdir -p /out/r\necho x > /out/r/x\n/bin/busybox chown 1000 /out/r/x");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ran rootless with only its own id mapped"), "{err}");
+    assert!(err.contains("newuidmap/newgidmap are not installed (Debian: apt-get install uidmap)"), "{err}");
 }
