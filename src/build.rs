@@ -26,8 +26,9 @@
 //!
 //! The four outputs are staged in a directory inside the output directory
 //! and renamed into place together, the manifest last. Nothing from
-//! the host (build path, clock, user, umask, locale) reaches the outputs:
-//! trees are normalised by the cpio writer, the only time is
+//! the host (build path, clock, user, umask, locale, root or not) reaches
+//! the outputs: trees are normalised by the cpio writer, device nodes that
+//! an extraction without root had to skip are packed from the layers, the only time is
 //! SOURCE_DATE_EPOCH, and the recipe and lock are named by paths relative to
 //! the project.
 //!

@@ -471,25 +471,36 @@ fn step_namespace() -> Result<Option<Holder>> {
 /// installed but refused its namespaces (and then which setting refuses).
 fn start_error(runtime: Runtime, e: &std::io::Error) -> String {
     let program = runtime.program();
-    let Some(path) = crate::userns::find_program(program) else {
+    let found = crate::userns::find_program(program);
+    start_message(program, found.as_deref(), e, Privilege::detect(), crate::userns::diagnose())
+}
+
+/// [`start_error`] from what it found: where the program is, who eifbake
+/// runs as, and which kernel setting forbids user namespaces, if one does.
+fn start_message(
+    program: &str,
+    found: Option<&Path>,
+    e: &std::io::Error,
+    who: Privilege,
+    forbidden: Option<String>,
+) -> String {
+    let Some(path) = found else {
         return format!(
             "cannot start {program}: it is not installed or not on PATH (Debian: apt-get install {program}, \
              or choose the other runtime with --runtime)"
         );
     };
     let mut msg = format!("cannot start {program} ({}): {e}", path.display());
-    if Privilege::detect().is_root() {
-        return msg;
-    }
+    let who = match who {
+        Privilege::Root => return msg,
+        Privilege::NamespaceRoot => "root of a user namespace",
+        Privilege::User { .. } => "a user other than root",
+    };
     msg.push_str(&format!(
-        "; {program} is installed, but eifbake runs as {} and could not set up the user and mount \
-         namespaces a rootless step needs",
-        match Privilege::detect() {
-            Privilege::NamespaceRoot => "root of a user namespace",
-            _ => "a user other than root",
-        }
+        "; {program} is installed, but eifbake runs as {who} and could not set up the user and mount \
+         namespaces a rootless step needs"
     ));
-    if let Some(why) = crate::userns::diagnose() {
+    if let Some(why) = forbidden {
         msg.push_str(&format!(": {why}"));
     }
     msg
@@ -914,6 +925,25 @@ mod tests {
         s.env.clear();
         s.workdir = "relative".into();
         assert!(Sandbox::new(Runtime::Crun).spec(&s).is_err());
+    }
+
+    #[test]
+    fn start_errors_tell_missing_from_refused() {
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let m = start_message("crun", None, &enoent, Privilege::User { uid: 1, gid: 1 }, None);
+        assert!(m.contains("crun: it is not installed or not on PATH (Debian: apt-get install crun"), "{m}");
+        let crun = Path::new("/usr/bin/crun");
+        let why = Some("user namespaces are disabled: X is 0 (fix: Y)".to_string());
+        let m = start_message("crun", Some(crun), &eperm, Privilege::User { uid: 1, gid: 1 }, why);
+        assert!(m.contains("cannot start crun (/usr/bin/crun): Operation not permitted"), "{m}");
+        assert!(m.contains("crun is installed, but eifbake runs as a user other than root"), "{m}");
+        assert!(m.ends_with(": user namespaces are disabled: X is 0 (fix: Y)"), "{m}");
+        assert!(!m.contains("not installed"), "{m}");
+        let m = start_message("runc", Some(crun), &eperm, Privilege::NamespaceRoot, None);
+        assert!(m.contains("runs as root of a user namespace"), "{m}");
+        let m = start_message("crun", Some(crun), &eperm, Privilege::Root, None);
+        assert_eq!(m, "cannot start crun (/usr/bin/crun): Operation not permitted (os error 1)");
     }
 
     /// A fake binfmt_misc directory holding `handlers` (name, file text).
