@@ -79,8 +79,12 @@ impl World {
         fs::write(dir.join("app/alpha"), "alpha\n").unwrap();
         let recipe = dir.join("recipe.toml");
         fs::write(&recipe, text).unwrap();
-        let store = self.dir.path().join("lock-store");
-        let out = self.eifbake(&Runner::Root, self.dir.path(), &["--store", s(&store), "lock", s(&recipe)]);
+        let d = self.place("lock", &Runner::Root);
+        let out = self.eifbake(
+            &Runner::Root,
+            &d.join("home"),
+            &["--store", s(&d.join("store")), "lock", s(&recipe)],
+        );
         assert!(out.status.success(), "lock: {}", String::from_utf8_lossy(&out.stderr));
         let status = Command::new("chmod").args(["-R", "a+rX"]).arg(self.dir.path().join("proj")).status();
         assert!(status.unwrap().success());
@@ -88,17 +92,21 @@ impl World {
     }
 
     /// A fresh directory for one build, owned by the user that makes it.
+    /// Its `home` and `tmp` (TMPDIR) are the user's too.
     fn place(&self, name: &str, runner: &Runner) -> PathBuf {
         let d = self.dir.path().join(name);
-        fs::create_dir_all(d.join("home")).unwrap();
+        for sub in ["home", "tmp"] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
         if !matches!(runner, Runner::Root) {
-            std::os::unix::fs::chown(&d, Some(self.uid), Some(self.gid)).unwrap();
-            std::os::unix::fs::chown(d.join("home"), Some(self.uid), Some(self.gid)).unwrap();
+            for p in [d.clone(), d.join("home"), d.join("tmp")] {
+                std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid)).unwrap();
+            }
         }
         d
     }
 
-    /// Run eifbake as `runner`, with `home` as HOME.
+    /// Run eifbake as `runner`, with `home` as HOME and `home/../tmp` as TMPDIR.
     fn eifbake(&self, runner: &Runner, home: &Path, args: &[&str]) -> std::process::Output {
         let mut cmd = match runner {
             Runner::Root => Command::new(&self.bin),
@@ -112,7 +120,8 @@ impl World {
                 c
             }
         };
-        cmd.args(args).env("EIFBAKE_NO_PROGRESS", "1").env("HOME", home).env_remove("EIFBAKE_STORE");
+        cmd.args(args).env("EIFBAKE_NO_PROGRESS", "1").env("HOME", home).env("TMPDIR", home.join("../tmp"));
+        cmd.env_remove("EIFBAKE_STORE");
         cmd.output().unwrap()
     }
 
@@ -134,6 +143,9 @@ impl World {
             String::from_utf8_lossy(&res.stdout),
             String::from_utf8_lossy(&res.stderr)
         );
+        // Scratch trees, step root filesystems included, were removable by whoever built.
+        let left: Vec<_> = fs::read_dir(d.join("tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "build as {runner:?} left {left:?} in its TMPDIR");
         out
     }
 }
