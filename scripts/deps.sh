@@ -13,6 +13,8 @@ PACKAGES=(
   cpio gzip pigz
   # OCI: registry, reference clients, runtimes
   docker-registry skopeo umoci crun runc
+  # rootless steps: newuidmap/newgidmap for subordinate ids (tests/rootless.rs)
+  uidmap
   # fixtures and boot tests (qemu-system-arm has qemu-system-aarch64)
   busybox-static qemu-system-x86 qemu-system-arm
   # the demo's throwaway signing key; scripts/make-test-signing-keys.sh

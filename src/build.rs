@@ -36,8 +36,9 @@
 //!
 //! The four outputs are staged in a directory inside the output directory
 //! and renamed into place together, the manifest last. Nothing from
-//! the host (build path, clock, user, umask, locale) reaches the outputs:
-//! trees are normalised by the cpio writer, the only time is
+//! the host (build path, clock, user, umask, locale, root or not) reaches
+//! the outputs: trees are normalised by the cpio writer, device nodes that
+//! an extraction without root had to skip are packed from the layers, the only time is
 //! SOURCE_DATE_EPOCH, and the recipe and lock are named (in the unmeasured
 //! manifest only) by paths relative to the project.
 //!
@@ -63,7 +64,7 @@ use crate::fetch;
 use crate::fsutil::write_atomic;
 use crate::lock::Lock;
 use crate::manifest::{self, EifOutput, FileRef, Inputs, Manifest, Origin, Outputs, SignatureOutput};
-use crate::oci::layer::{apply_layers, ApplyOptions, DevicePolicy, LayerSource};
+use crate::oci::layer::{apply_layers, ApplyOptions, DeviceNode, DevicePolicy, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Compression, ImageFile, Layout, Recipe};
@@ -346,6 +347,19 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     if let Some(r) = &e.rootfs {
         let dir = images.extracted(r)?;
         user.add_host_dir(root_prefix, &dir)?;
+        // Device nodes an extraction without root could not create: packed as root's would be.
+        for d in &images.done[r].1 {
+            let mut p = root_prefix.as_bytes().to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(&d.path);
+            if d.char {
+                user.add_char_device(&p, d.major, d.minor)?;
+            } else {
+                user.add_block_device(&p, d.major, d.minor)?;
+            }
+        }
     } else if !root_prefix.is_empty() {
         user.add_dir(root_prefix)?;
     }
@@ -559,7 +573,8 @@ struct ImageTrees<'a> {
     store: &'a Store,
     lock: &'a Lock,
     work: PathBuf,
-    done: BTreeMap<String, PathBuf>,
+    /// Extracted trees, with the device nodes their extraction skipped.
+    done: BTreeMap<String, (PathBuf, Vec<DeviceNode>)>,
     /// The recipe's `[limits]`.
     limits: &'a ApplyOptions,
 }
@@ -583,22 +598,23 @@ impl ImageTrees<'_> {
             .collect())
     }
 
-    fn extract_fresh(&self, image: &str, target: &Path, opts: &ApplyOptions) -> Result<()> {
+    /// Extract `image` to `target`; returns the device nodes left out (when not root).
+    fn extract_fresh(&self, image: &str, target: &Path, opts: &ApplyOptions) -> Result<Vec<DeviceNode>> {
         if let Some(p) = target.parent() {
             fs::create_dir_all(p)?;
         }
-        apply_layers(&self.layers(image)?, target, opts)
+        let summary = apply_layers(&self.layers(image)?, target, opts)
             .with_context(|| format!("unpacking image {image:?}"))?;
-        Ok(())
+        Ok(summary.skipped_device_nodes)
     }
 
     fn extracted(&mut self, image: &str) -> Result<PathBuf> {
-        if let Some(p) = self.done.get(image) {
+        if let Some((p, _)) = self.done.get(image) {
             return Ok(p.clone());
         }
         let target = self.work.join(image);
-        self.extract_fresh(image, &target, self.limits)?;
-        self.done.insert(image.to_string(), target.clone());
+        let devices = self.extract_fresh(image, &target, self.limits)?;
+        self.done.insert(image.to_string(), (target.clone(), devices));
         Ok(target)
     }
 

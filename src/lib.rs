@@ -32,4 +32,5 @@ pub mod recipe;
 pub mod sandbox;
 pub mod signing;
 pub mod sources;
+pub mod userns;
 pub mod verify;

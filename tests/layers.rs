@@ -711,6 +711,56 @@ fn devices_follow_the_policy() {
     }
 }
 
+/// Skipped device nodes behave like the nodes for later layers (a whiteout
+/// removes one, a file replaces one, one replaces a lower file), and those
+/// left at the end are listed, so a build without root can still pack them.
+/// Without `same_owner`, unreadable files and closed directories stay open
+/// to their owner, the caller, so the tree can be packed and removed.
+#[test]
+fn skipped_devices_are_listed_as_the_final_tree_has_them() {
+    let mut w = Work::new();
+    let dev = |name, minor| H { major: 1, minor, mode: 0o666, ..h(name, b'3') };
+    let l1 = w.tar(
+        Tar::default()
+            .file("was-file", b"lower")
+            .add(dev("gone", 1), b"")
+            .add(dev("replaced", 2), b"")
+            .dir("d")
+            .add(dev("d/kept", 3), b"")
+            .finish(),
+    );
+    let l2 = w.tar(
+        Tar::default()
+            .add(dev("was-file", 4), b"")
+            .file(".wh.gone", b"")
+            .file("replaced", b"file now")
+            .add(H { major: 8, minor: 0, ..h("d/disk", b'4') }, b"")
+            .add(H { mode: 0o000, ..h("secret", b'0') }, b"s")
+            .add(H { mode: 0o500, ..h("closed", b'5') }, b"")
+            .finish(),
+    );
+    let opts = ApplyOptions { devices: DevicePolicy::Skip, same_owner: false, ..ApplyOptions::default() };
+    let s = apply_layers(&[l1, l2], &w.target(), &opts).unwrap();
+    let listed: Vec<(String, bool, u32, u32)> = s
+        .skipped_device_nodes
+        .iter()
+        .map(|d| (String::from_utf8(d.path.clone()).unwrap(), d.char, d.major, d.minor))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("d/disk".to_string(), false, 8, 0),
+            ("d/kept".to_string(), true, 1, 3),
+            ("was-file".to_string(), true, 1, 4)
+        ]
+    );
+    assert_eq!(names(&w.target()), ["closed", "d", "replaced", "secret"]);
+    assert_eq!(fs::read(w.target().join("replaced")).unwrap(), b"file now");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| fs::symlink_metadata(w.target().join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode("secret"), mode("closed")), (0o400, 0o700));
+}
+
 #[test]
 fn target_must_be_new_or_empty() {
     let mut w = Work::new();

@@ -58,7 +58,10 @@
 //!
 //! Owners (numeric uid/gid from the header), set-id bits and device nodes are
 //! kept when [`ApplyOptions::same_owner`] is set (the default when running as
-//! root). Extended attributes come from pax `SCHILY.xattr.*` records; those the
+//! real root, not as root of a user namespace). Without it every entry
+//! belongs to the caller, and files stay readable and directories
+//! accessible to it whatever their modes say (a rootless step sees them as
+//! root's, whose access does not depend on those bits). Extended attributes come from pax `SCHILY.xattr.*` records; those the
 //! filesystem or the caller's privileges refuse are skipped and counted.
 //! File and symlink mtimes come from the header; directory metadata is applied
 //! after the last layer so that later writes do not disturb it.
@@ -192,7 +195,10 @@ impl LayerSource {
 pub enum DevicePolicy {
     /// Create them (needs root, or `CAP_MKNOD`).
     Create,
-    /// Leave them out, counting and noting each one in the summary.
+    /// Leave them out, counting and noting each one in the summary. Each
+    /// still replaces what lower layers had at its path, and those that no
+    /// later layer removes are listed in [`ApplySummary::skipped_device_nodes`],
+    /// so a caller can still pack them (the build adds them to the enclave).
     Skip,
     /// Fail on the first one.
     Reject,
@@ -237,10 +243,10 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     /// The `DEFAULT_*` limits, and owners and devices kept when the
-    /// process runs as root (devices skipped otherwise).
+    /// process runs as real root (devices skipped otherwise, also for root of
+    /// a user namespace, which can neither chown to unmapped ids nor mknod).
     fn default() -> Self {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = crate::userns::Privilege::detect().is_root();
         ApplyOptions {
             max_total_bytes: DEFAULT_MAX_IMAGE_BYTES,
             max_layer_expansion: DEFAULT_MAX_LAYER_EXPANSION,
@@ -271,9 +277,22 @@ pub struct ApplySummary {
     /// Decompressed tar bytes read.
     pub tar_bytes: u64,
     pub skipped_devices: u64,
+    /// The skipped device nodes present in the final tree, sorted by path.
+    pub skipped_device_nodes: Vec<DeviceNode>,
     pub skipped_xattrs: u64,
     /// Human-readable notes on what was skipped (the first few).
     pub notes: Vec<String>,
+}
+
+/// A character or block device node that [`DevicePolicy::Skip`] left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceNode {
+    /// Relative to the tree root, e.g. `dev/console`.
+    pub path: Vec<u8>,
+    /// Character device (else block device).
+    pub char: bool,
+    pub major: u32,
+    pub minor: u32,
 }
 
 /// Why a layer could not be applied.
@@ -439,6 +458,11 @@ pub fn apply_layers(layers: &[LayerSource], target: &Path, opts: &ApplyOptions) 
             })?;
             summary.layers += 1;
         }
+        tree.settle_stand_ins(&mut summary).map_err(|(entry, kind)| LayerError {
+            layer: "(all layers)".to_string(),
+            entry,
+            kind,
+        })?;
         tree.finish().map_err(|(entry, kind)| LayerError {
             layer: "(all layers)".to_string(),
             entry,
@@ -565,6 +589,9 @@ struct Tree<'o> {
     /// it has written to files.
     layer: LayerBudget,
     buf: Vec<u8>,
+    /// Skipped device nodes by path, each with the inode of the empty file
+    /// standing in for it until the last layer is applied.
+    stand_ins: BTreeMap<Vec<u8>, (DeviceNode, libc::ino_t)>,
 }
 
 /// The per-layer expansion bound of the layer being applied.
@@ -605,6 +632,7 @@ impl<'o> Tree<'o> {
             tar_bytes: 0,
             layer: LayerBudget::default(),
             buf: vec![0; COPY_BUF],
+            stand_ins: BTreeMap::new(),
         })
     }
 
@@ -820,7 +848,6 @@ impl<'o> Tree<'o> {
                 DevicePolicy::Skip => {
                     summary.skipped_devices += 1;
                     Self::note(summary, format!("skipped device node {}", show(path)));
-                    return Ok(());
                 }
             }
         }
@@ -885,6 +912,11 @@ impl<'o> Tree<'o> {
                 } else {
                     let major = device(entry.header().device_major(), "devmajor")?;
                     let minor = device(entry.header().device_minor(), "devminor")?;
+                    if self.opts.devices == DevicePolicy::Skip {
+                        let node =
+                            DeviceNode { path: rel.clone(), char: etype == EntryType::Char, major, minor };
+                        return self.stand_in(pfd, &name, node);
+                    }
                     let kind = if etype == EntryType::Char { libc::S_IFCHR } else { libc::S_IFBLK };
                     (kind, libc::makedev(major, minor))
                 };
@@ -899,6 +931,45 @@ impl<'o> Tree<'o> {
             }
             other => return Err(ErrorKind::UnsupportedType(format!("{other:?}"))),
         }
+        Ok(())
+    }
+
+    /// An empty file where a skipped device node goes, so that later layers
+    /// replace or remove it exactly as they would the node.
+    fn stand_in(
+        &mut self,
+        pfd: RawFd,
+        name: &CString,
+        node: DeviceNode,
+    ) -> std::result::Result<(), ErrorKind> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = cvt(unsafe { libc::openat(pfd, name.as_ptr(), flags, 0o600 as libc::c_uint) })
+            .map_err(io_kind("creating the stand-in of a skipped device node"))?;
+        // SAFETY: `fd` was just opened and is owned here only.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let ino =
+            std::os::unix::fs::MetadataExt::ino(&file.metadata().map_err(io_kind("inspecting a stand-in"))?);
+        self.stand_ins.insert(node.path.clone(), (node, ino));
+        Ok(())
+    }
+
+    /// After the last layer: stand-ins still in place become the summary's
+    /// [`ApplySummary::skipped_device_nodes`] and are removed from the tree.
+    fn settle_stand_ins(&mut self, summary: &mut ApplySummary) -> EntryResult<()> {
+        for (rel, (node, ino)) in std::mem::take(&mut self.stand_ins) {
+            let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+            let (name, parent) = comps.split_last().expect("non-empty");
+            let Ok(pfd) = self.parent(parent, false) else { continue };
+            let name = cstring(name).map_err(|k| (Some(show(&rel)), k))?;
+            let st =
+                lstat_at(pfd, &name).map_err(|e| (Some(show(&rel)), io_kind("inspecting a stand-in")(e)))?;
+            if st.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_ino == ino) {
+                cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), 0) })
+                    .map_err(|e| (Some(show(&rel)), io_kind("removing a stand-in")(e)))?;
+                summary.skipped_device_nodes.push(node);
+            }
+        }
+        self.stack.clear();
         Ok(())
     }
 
@@ -1031,17 +1102,20 @@ impl<'o> Tree<'o> {
             cvt(unsafe { libc::fchown(fd, meta.uid, meta.gid) }).map_err(io_kind("setting the owner"))?;
         }
         self.set_xattrs_fd(fd, &meta.xattrs, summary)?;
-        cvt(unsafe { libc::fchmod(fd, self.mode(meta.mode)) }).map_err(io_kind("setting the mode"))?;
+        cvt(unsafe { libc::fchmod(fd, self.mode(meta.mode, false)) }).map_err(io_kind("setting the mode"))?;
         let ts = timespec(meta.mtime);
         cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map_err(io_kind("setting the mtime"))?;
         Ok(())
     }
 
-    fn mode(&self, mode: u32) -> libc::mode_t {
+    /// The mode to set. Without `same_owner` the set-id bits go, and the
+    /// owner (the caller) keeps read access to files and full access to
+    /// directories, so the tree can always be read and removed again.
+    fn mode(&self, mode: u32, dir: bool) -> libc::mode_t {
         if self.opts.same_owner {
             mode
         } else {
-            mode & 0o1777
+            mode & 0o1777 | if dir { 0o700 } else { 0o400 }
         }
     }
 
@@ -1070,7 +1144,7 @@ impl<'o> Tree<'o> {
             }
         }
         if chmod {
-            cvt(unsafe { libc::fchmodat(pfd, name.as_ptr(), self.mode(meta.mode), 0) })
+            cvt(unsafe { libc::fchmodat(pfd, name.as_ptr(), self.mode(meta.mode, false), 0) })
                 .map_err(io_kind("setting the mode"))?;
         }
         let ts = timespec(meta.mtime);
@@ -1231,7 +1305,7 @@ impl<'o> Tree<'o> {
                 cvt(unsafe { libc::fchown(fd, m.uid, m.gid) })
                     .map_err(|e| (shown(), io_kind("setting the owner")(e)))?;
             }
-            cvt(unsafe { libc::fchmod(fd, self.mode(m.mode)) })
+            cvt(unsafe { libc::fchmod(fd, self.mode(m.mode, true)) })
                 .map_err(|e| (shown(), io_kind("setting the mode")(e)))?;
             let ts = timespec(m.mtime);
             cvt(unsafe { libc::futimens(fd, ts.as_ptr()) })

@@ -53,7 +53,26 @@
 //! are what keep devices out of reach. crun 1.8 still refuses
 //! hybrid cgroup hosts whose cgroup2 hierarchy has controllers; there it is
 //! started in a private mount namespace with that hierarchy detached (see
-//! `hide_unified_cgroup`). runc needs the cgroups it finds usable.
+//! `hide_unified_cgroup`: unmounted as real root, covered by an empty tmpfs
+//! in a user namespace, where it cannot be unmounted). runc needs the
+//! cgroups it finds usable.
+//!
+//! Rootless: when eifbake is not real root ([`crate::userns::Privilege`]),
+//! the runtime is started as root of a user namespace, and sees the same
+//! spec, so the step's view (uid 0, environment, hostname, umask, mounts)
+//! is the same. Under `unshare -r` that is the namespace eifbake is in; for
+//! a plain user it is one made per step ([`crate::userns::Holder`]) that
+//! maps the user to 0 and, with `newuidmap` and `/etc/subuid` ranges, those
+//! ranges to 1, 2, … (else only 0 is mapped, and chown to other ids fails).
+//! Files a step gives to those other ids are given back to the caller after
+//! the step (`/out` and the root filesystem), so they can be read and
+//! removed. When no user namespace can be had, the error names the kernel
+//! setting that forbids it, and a missing runtime is told apart from one
+//! that could not start. Two things a rootless step sees differently: the
+//! image's files all belong to root (the layers were extracted by the
+//! caller), and where `setgroups` is denied (under `unshare -r`, or with
+//! one id mapped) the runtime cannot clear the supplementary groups, so the
+//! step keeps the caller's (its own group shows as 0).
 //!
 //! Architectures: a step runs its image's programs, so an image for another
 //! architecture (an arm64 image on an x86_64 host) needs an emulator the
@@ -82,6 +101,7 @@ use oci_spec::runtime::{
 };
 
 use crate::epoch::Epoch;
+use crate::userns::{Holder, Mapping, Privilege};
 
 pub mod policy;
 pub mod seccomp;
@@ -316,6 +336,13 @@ impl Sandbox {
     }
 
     /// Run one step; on success `/out` holds what it wrote, on failure nothing is left there.
+    ///
+    /// As real root the runtime runs as it is. Otherwise it runs as root of
+    /// a user namespace: the one eifbake is in already (`unshare -r`), or, for
+    /// a plain user, one made for the step ([`crate::userns::Holder`]). There
+    /// files a step gave to other ids are handed back to the caller
+    /// afterwards, in `/out` and in the root filesystem, so both can be read
+    /// and removed.
     pub fn run(&self, step: &StepRun) -> Result<StepReport> {
         if step.out_dir.symlink_metadata().is_ok() {
             bail!(
@@ -324,11 +351,19 @@ impl Sandbox {
                 step.out_dir.display()
             );
         }
+        let ns = step_namespace().with_context(|| format!("step {:?} cannot run", step.name))?;
         fs::create_dir_all(&step.out_dir)
             .with_context(|| format!("step {:?}: cannot create {}", step.name, step.out_dir.display()))?;
         let out_dir = fs::canonicalize(&step.out_dir)?;
         let step_abs = StepRun { out_dir: out_dir.clone(), ..step.clone() };
-        match self.run_inner(&step_abs) {
+        let mut result = self.run_inner(&step_abs, ns.as_ref());
+        if let Some(ns) = ns.as_ref().filter(|ns| ns.mapping().is_multi()) {
+            let back = ns.hand_back(&[&out_dir, &step.rootfs]);
+            if let (Ok(_), Err(e)) = (&result, back) {
+                result = Err(e.context(format!("step {:?}: cannot take back its outputs", step.name)));
+            }
+        }
+        match result {
             Ok(r) => Ok(r),
             Err(e) => {
                 let _ = fs::remove_dir_all(&out_dir);
@@ -337,7 +372,7 @@ impl Sandbox {
         }
     }
 
-    fn run_inner(&self, step: &StepRun) -> Result<StepReport> {
+    fn run_inner(&self, step: &StepRun, ns: Option<&Holder>) -> Result<StepReport> {
         let spec = self.spec(step)?;
         let bundle = tempfile::Builder::new()
             .prefix("eifbake-bundle.")
@@ -358,7 +393,7 @@ impl Sandbox {
         }
         let _interrupts = supervise::Interrupts::catch();
         let started = Instant::now();
-        let mut cmd = self.runtime_cmd(&state);
+        let mut cmd = self.runtime_cmd(&state, ns);
         cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(&id);
         supervise::die_with_parent(&mut cmd);
         // One pipe for stdout and stderr, so the log keeps the order the step wrote in.
@@ -366,9 +401,9 @@ impl Sandbox {
         cmd.stdin(Stdio::null()).stdout(Stdio::from(writer.try_clone()?)).stderr(Stdio::from(writer));
         let shown = format!("{} run --bundle {} {id}", self.runtime.program(), bundle.path().display());
         let log = Arc::new(Mutex::new(LogSink::create(&step.log)?));
-        let mut child = cmd.spawn().with_context(|| {
-            format!("step {:?}: cannot start {} (is it installed?)", step.name, self.runtime.program())
-        })?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("step {:?}: {}", step.name, start_error(self.runtime, &e)))?;
         // The child holds the write end now; ours must go or the reader never sees EOF.
         drop(cmd);
         let readers = [spawn_reader(File::from(reader), Arc::clone(&log))];
@@ -388,7 +423,7 @@ impl Sandbox {
             let _ = r.join();
         }
         let _ = self
-            .runtime_cmd(&state)
+            .runtime_cmd(&state, ns)
             .args(["delete", "--force", &id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -420,6 +455,12 @@ impl Sandbox {
                     msg.push_str(l);
                 }
             }
+            if let Some(why) = ns.and_then(|ns| ns.mapping().single_because.as_deref()) {
+                msg.push_str(&format!(
+                    "\n  note: the step ran rootless with only its own id mapped (0 inside), because {why}; \
+                     a step that changes owners to other ids fails that way"
+                ));
+            }
             bail!(msg);
         }
         Ok(StepReport {
@@ -430,9 +471,16 @@ impl Sandbox {
         })
     }
 
-    fn runtime_cmd(&self, state: &Path) -> Command {
+    /// The runtime's command line with its state directory, started inside
+    /// `ns` when given, and with the cgroup2 hierarchy hidden where crun
+    /// would refuse a hybrid host.
+    fn runtime_cmd(&self, state: &Path, ns: Option<&Holder>) -> Command {
         let mut cmd = Command::new(self.runtime.program());
         cmd.arg("--root").arg(state);
+        if let Some(ns) = ns {
+            // First: the mount namespace below must belong to this user namespace.
+            ns.enter(&mut cmd);
+        }
         if self.runtime == Runtime::Crun {
             // Steps need no resource control, and cgroups are often not
             // delegated to us (CI containers): never touch them.
@@ -443,6 +491,58 @@ impl Sandbox {
         }
         cmd
     }
+}
+
+/// The user namespace a step's runtime must be started in: none for real
+/// root or for root of a user namespace already (`unshare -r`), a new one
+/// for a plain user.
+fn step_namespace() -> Result<Option<Holder>> {
+    match Privilege::detect() {
+        Privilege::Root | Privilege::NamespaceRoot => Ok(None),
+        Privilege::User { uid, gid } => {
+            let name = crate::userns::user_name(uid);
+            Ok(Some(Holder::start(Mapping::for_user(uid, gid, name.as_deref()))?))
+        }
+    }
+}
+
+/// Why the runtime did not start, naming the fix: not installed, or
+/// installed but refused its namespaces (and then which setting refuses).
+fn start_error(runtime: Runtime, e: &std::io::Error) -> String {
+    let program = runtime.program();
+    let found = crate::userns::find_program(program);
+    start_message(program, found.as_deref(), e, Privilege::detect(), crate::userns::diagnose())
+}
+
+/// [`start_error`] from what it found: where the program is, who eifbake
+/// runs as, and which kernel setting forbids user namespaces, if one does.
+fn start_message(
+    program: &str,
+    found: Option<&Path>,
+    e: &std::io::Error,
+    who: Privilege,
+    forbidden: Option<String>,
+) -> String {
+    let Some(path) = found else {
+        return format!(
+            "cannot start {program}: it is not installed or not on PATH (Debian: apt-get install {program}, \
+             or choose the other runtime with --runtime)"
+        );
+    };
+    let mut msg = format!("cannot start {program} ({}): {e}", path.display());
+    let who = match who {
+        Privilege::Root => return msg,
+        Privilege::NamespaceRoot => "root of a user namespace",
+        Privilege::User { .. } => "a user other than root",
+    };
+    msg.push_str(&format!(
+        "; {program} is installed, but eifbake runs as {who} and could not set up the user and mount \
+         namespaces a rootless step needs"
+    ));
+    if let Some(why) = forbidden {
+        msg.push_str(&format!(": {why}"));
+    }
+    msg
 }
 
 /// Where the kernel lists its `binfmt_misc` handlers (one file per handler).
@@ -616,6 +716,10 @@ fn hybrid_cgroups_with_v2_controllers() -> bool {
 /// Run the command in a private mount namespace where the cgroup2
 /// hierarchy is detached, so crun sees a plain cgroup v1 host. Only the
 /// runtime process's view changes; the host's mounts are untouched.
+///
+/// Real root unmounts it. In a user namespace the mount is locked (it came
+/// from a more privileged namespace) and cannot be unmounted, so an empty
+/// tmpfs is mounted over it instead, which hides it just as well.
 fn hide_unified_cgroup(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and calls only
@@ -627,6 +731,7 @@ fn hide_unified_cgroup(cmd: &mut Command) {
             }
             let root = c"/";
             let unified = c"/sys/fs/cgroup/unified";
+            let tmpfs = c"tmpfs";
             if libc::mount(
                 std::ptr::null(),
                 root.as_ptr(),
@@ -637,7 +742,15 @@ fn hide_unified_cgroup(cmd: &mut Command) {
             {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0 {
+            if libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0
+                && libc::mount(
+                    tmpfs.as_ptr(),
+                    unified.as_ptr(),
+                    tmpfs.as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -1020,6 +1133,25 @@ mod tests {
         s.env.clear();
         s.workdir = "relative".into();
         assert!(Sandbox::new(Runtime::Crun).spec(&s).is_err());
+    }
+
+    #[test]
+    fn start_errors_tell_missing_from_refused() {
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let m = start_message("crun", None, &enoent, Privilege::User { uid: 1, gid: 1 }, None);
+        assert!(m.contains("crun: it is not installed or not on PATH (Debian: apt-get install crun"), "{m}");
+        let crun = Path::new("/usr/bin/crun");
+        let why = Some("user namespaces are disabled: X is 0 (fix: Y)".to_string());
+        let m = start_message("crun", Some(crun), &eperm, Privilege::User { uid: 1, gid: 1 }, why);
+        assert!(m.contains("cannot start crun (/usr/bin/crun): Operation not permitted"), "{m}");
+        assert!(m.contains("crun is installed, but eifbake runs as a user other than root"), "{m}");
+        assert!(m.ends_with(": user namespaces are disabled: X is 0 (fix: Y)"), "{m}");
+        assert!(!m.contains("not installed"), "{m}");
+        let m = start_message("runc", Some(crun), &eperm, Privilege::NamespaceRoot, None);
+        assert!(m.contains("runs as root of a user namespace"), "{m}");
+        let m = start_message("crun", Some(crun), &eperm, Privilege::Root, None);
+        assert_eq!(m, "cannot start crun (/usr/bin/crun): Operation not permitted (os error 1)");
     }
 
     /// A fake binfmt_misc directory holding `handlers` (name, file text).
