@@ -320,7 +320,7 @@ impl Sandbox {
             .namespaces(namespaces)
             .masked_paths(oci_spec::runtime::get_default_maskedpaths())
             .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
-            .resources(policy::resources()?)
+            .resources(policy::resources(Privilege::detect().is_root())?)
             .seccomp(seccomp::profile(std::env::consts::ARCH)?)
             .build()?;
 

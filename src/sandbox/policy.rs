@@ -132,12 +132,17 @@ pub fn device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
     Ok(rules)
 }
 
-/// `linux.resources`: the device rules and the pids limit.
-pub fn resources() -> Result<LinuxResources> {
-    Ok(LinuxResourcesBuilder::default()
-        .devices(device_rules()?)
-        .pids(LinuxPidsBuilder::default().limit(PIDS_LIMIT).build()?)
-        .build()?)
+/// `linux.resources`: the device rules, and the pids limit when `cgroups`
+/// (real root). A rootless runtime cannot create cgroups, and runc then
+/// refuses to start a container that asks for a pids limit; the device
+/// rules it skips, and the capabilities and seccomp filter stay.
+pub fn resources(cgroups: bool) -> Result<LinuxResources> {
+    let mut r = LinuxResourcesBuilder::default();
+    r = r.devices(device_rules()?);
+    if cgroups {
+        r = r.pids(LinuxPidsBuilder::default().limit(PIDS_LIMIT).build()?);
+    }
+    Ok(r.build()?)
 }
 
 /// `process.rlimits`: [`STEP_RLIMITS`].
