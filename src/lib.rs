@@ -17,6 +17,7 @@ pub mod commands;
 pub mod cpio;
 pub mod digest;
 pub mod eif;
+pub mod elf;
 pub mod epoch;
 pub mod fetch;
 pub mod fsutil;
