@@ -365,67 +365,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let inputs_json = inputs.to_json()?;
 
     // Enclave tree(s).
-    let root_prefix = match e.layout {
-        Layout::Single => "",
-        Layout::NitroCli => "rootfs",
-    };
-    let mut user = Tree::new();
-    if let Some(r) = &e.rootfs {
-        let dir = images.extracted(r)?;
-        user.add_host_dir(root_prefix, &dir)?;
-    } else if !root_prefix.is_empty() {
-        user.add_dir(root_prefix)?;
-    }
-    let under = |p: &str| -> String {
-        let p = p.trim_start_matches('/');
-        if root_prefix.is_empty() {
-            p.to_string()
-        } else {
-            format!("{root_prefix}/{p}")
-        }
-    };
-    collect_outputs(&recipe, &step_outs, &mut user, &under)?;
-    user.add_file_bytes(under(INPUTS_PATH), inputs_json.clone(), false)?;
-    let cmd: String = e.command.iter().map(|a| format!("{a}\n")).collect();
-    let env: String = e.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    let init = images.file(&e.init)?;
-    let mut trees = Vec::new();
-    match e.layout {
-        Layout::Single => {
-            user.add_file_host("init", &init)?;
-            user.set_mode("init", 0o755)?;
-            user.add_file_bytes("cmd", cmd, false)?;
-            user.add_file_bytes("env", env, false)?;
-            for d in ["dev", "proc", "sys", "tmp", "run"] {
-                if user.get(d).is_none() {
-                    user.add_dir(d)?;
-                }
-            }
-        }
-        Layout::NitroCli => {
-            let mut boot = Tree::new();
-            boot.add_file_host("init", &init)?;
-            boot.set_mode("init", 0o755)?;
-            if let Some(nsm) = &e.nsm {
-                boot.add_file_host("nsm.ko", images.file(nsm)?)?;
-            }
-            boot.add_dir("dev")?;
-            trees.push(boot);
-            user.add_file_bytes("cmd", cmd, false)?;
-            user.add_file_bytes("env", env, false)?;
-            for d in ["dev", "run", "sys", "var", "proc", "tmp"] {
-                let p = format!("rootfs/{d}");
-                if user.get(&p).is_none() {
-                    user.add_dir(&p)?;
-                }
-            }
-        }
-    }
-    for (path, mode) in recipe.mode_overrides() {
-        user.set_mode(under(&path), mode)?;
-    }
-    check_command_starts(&user, root_prefix, &e.command, &recipe_file)?;
-    trees.push(user);
+    let trees = enclave_trees(&recipe, &recipe_file, &mut images, &step_outs, &inputs_json)?;
 
     let mut ramdisks = Vec::new();
     for (i, tree) in trees.iter().enumerate() {
@@ -499,16 +439,8 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     write_atomic(staged("pcrs"), m.to_pcrs_file().as_bytes())?;
     write_atomic(staged("provenance.json"), &manifest.provenance().to_json()?)?;
     write_atomic(staged("manifest.json"), &manifest.to_json()?)?;
-    let mut finals = Vec::new();
-    for ext in ["eif", "pcrs", "provenance.json", "manifest.json"] {
-        let to = opts.out_dir.join(format!("{}.{ext}", recipe.name));
-        fs::rename(staged(ext), &to)
-            .with_context(|| format!("cannot rename the new output into {}", to.display()))?;
-        finals.push(to);
-    }
-    crate::fsutil::sync_dir(&opts.out_dir)?;
     let [eif_path, pcrs_path, provenance, manifest_path] =
-        <[PathBuf; 4]>::try_from(finals).expect("four outputs");
+        publish(stage.path(), &opts.out_dir, &recipe.name)?;
     if opts.keep_work {
         let kept = scratch.keep()?;
         eprintln!("eifbake: kept the scratch directory {}", kept.display());
@@ -522,6 +454,21 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         steps_cached,
         steps_run,
     })
+}
+
+/// Rename the four staged outputs `NAME.{eif,pcrs,provenance.json,manifest.json}`
+/// from `stage` into `out_dir`, the manifest last, and sync the directory;
+/// returns their final paths in that order.
+fn publish(stage: &Path, out_dir: &Path, name: &str) -> Result<[PathBuf; 4]> {
+    let mut finals = Vec::new();
+    for ext in ["eif", "pcrs", "provenance.json", "manifest.json"] {
+        let to = out_dir.join(format!("{name}.{ext}"));
+        fs::rename(stage.join(format!("{name}.{ext}")), &to)
+            .with_context(|| format!("cannot rename the new output into {}", to.display()))?;
+        finals.push(to);
+    }
+    crate::fsutil::sync_dir(out_dir)?;
+    Ok(<[PathBuf; 4]>::try_from(finals).expect("four outputs"))
 }
 
 /// Create `OUT_DIR/logs` (and `OUT_DIR`): every step that runs streams its
@@ -567,6 +514,83 @@ fn run_step(
     })?;
     let _ = fs::remove_dir_all(&run.rootfs);
     Ok(())
+}
+
+/// The enclave's ramdisk trees, per the layout (single: one; nitro-cli:
+/// boot, then user): the root filesystem image, the step outputs
+/// ([`collect_outputs`]), the inputs manifest at [`INPUTS_PATH`], init,
+/// `cmd` and `env`, the mode overrides; the command is checked to start
+/// ([`check_command_starts`]).
+fn enclave_trees(
+    recipe: &Recipe,
+    recipe_file: &Path,
+    images: &mut ImageTrees<'_>,
+    step_outs: &BTreeMap<String, (PathBuf, Digest)>,
+    inputs_json: &[u8],
+) -> Result<Vec<Tree>> {
+    let e = &recipe.enclave;
+    let root_prefix = match e.layout {
+        Layout::Single => "",
+        Layout::NitroCli => "rootfs",
+    };
+    let mut user = Tree::new();
+    if let Some(r) = &e.rootfs {
+        let dir = images.extracted(r)?;
+        user.add_host_dir(root_prefix, &dir)?;
+    } else if !root_prefix.is_empty() {
+        user.add_dir(root_prefix)?;
+    }
+    let under = |p: &str| -> String {
+        let p = p.trim_start_matches('/');
+        if root_prefix.is_empty() {
+            p.to_string()
+        } else {
+            format!("{root_prefix}/{p}")
+        }
+    };
+    collect_outputs(recipe, step_outs, &mut user, &under)?;
+    user.add_file_bytes(under(INPUTS_PATH), inputs_json.to_vec(), false)?;
+    let cmd: String = e.command.iter().map(|a| format!("{a}\n")).collect();
+    let env: String = e.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let init = images.file(&e.init)?;
+    let mut trees = Vec::new();
+    match e.layout {
+        Layout::Single => {
+            user.add_file_host("init", &init)?;
+            user.set_mode("init", 0o755)?;
+            user.add_file_bytes("cmd", cmd, false)?;
+            user.add_file_bytes("env", env, false)?;
+            for d in ["dev", "proc", "sys", "tmp", "run"] {
+                if user.get(d).is_none() {
+                    user.add_dir(d)?;
+                }
+            }
+        }
+        Layout::NitroCli => {
+            let mut boot = Tree::new();
+            boot.add_file_host("init", &init)?;
+            boot.set_mode("init", 0o755)?;
+            if let Some(nsm) = &e.nsm {
+                boot.add_file_host("nsm.ko", images.file(nsm)?)?;
+            }
+            boot.add_dir("dev")?;
+            trees.push(boot);
+            user.add_file_bytes("cmd", cmd, false)?;
+            user.add_file_bytes("env", env, false)?;
+            for d in ["dev", "run", "sys", "var", "proc", "tmp"] {
+                let p = format!("rootfs/{d}");
+                if user.get(&p).is_none() {
+                    user.add_dir(&p)?;
+                }
+            }
+        }
+    }
+    for (path, mode) in recipe.mode_overrides() {
+        user.set_mode(under(&path), mode)?;
+    }
+    check_command_starts(&user, root_prefix, &e.command, recipe_file)?;
+    trees.push(user);
+    Ok(trees)
 }
 
 /// Put every step's declared outputs into the enclave tree at their targets
@@ -621,7 +645,12 @@ fn collect_outputs(
 /// fails at boot with no one to see it. Symlinks are resolved inside the
 /// tree, as the enclave's kernel would; a relative command (found through
 /// the init's `PATH`) is not checked.
-fn check_command_starts(tree: &Tree, root_prefix: &str, command: &[String], recipe_file: &Path) -> Result<()> {
+fn check_command_starts(
+    tree: &Tree,
+    root_prefix: &str,
+    command: &[String],
+    recipe_file: &Path,
+) -> Result<()> {
     let Some(cmd) = command.first().filter(|c| c.starts_with('/')) else { return Ok(()) };
     let where_ = |what: &str| {
         format!(
@@ -863,7 +892,10 @@ mod tests {
             let t = merged_usr_root(prefix);
             let key = resolve_in_tree(&t, prefix, b"/lib64/ld-linux-x86-64.so.2").unwrap();
             let want = if prefix.is_empty() { "" } else { "rootfs/" };
-            assert_eq!(String::from_utf8(key).unwrap(), format!("{want}usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
+            assert_eq!(
+                String::from_utf8(key).unwrap(),
+                format!("{want}usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+            );
             // `..` stops at the enclave's root, never at the tree's prefix's parent.
             let key = resolve_in_tree(&t, prefix, b"/../../usr/./lib64").unwrap();
             assert_eq!(String::from_utf8(key).unwrap(), format!("{want}usr/lib64"));
@@ -891,7 +923,11 @@ mod tests {
         bare.add_file_bytes("usr/bin/app", elf.clone(), true).unwrap();
         bare.add_symlink("bin", "usr/bin").unwrap();
         let e = check_command_starts(&bare, "", &cmd, recipe).unwrap_err().to_string();
-        assert!(e.contains("enclave.command \"/bin/app\"") && e.contains("ELF interpreter /lib64/ld-linux-x86-64.so.2"), "{e}");
+        assert!(
+            e.contains("enclave.command \"/bin/app\"")
+                && e.contains("ELF interpreter /lib64/ld-linux-x86-64.so.2"),
+            "{e}"
+        );
         assert!(e.contains("Link the program statically"), "{e}");
 
         let mut glibc = merged_usr_root("rootfs");

@@ -130,7 +130,8 @@ pub enum Found {
 /// is reported as [`Found::Symlink`]. An empty `rel` is `root` itself.
 /// A missing component is an error of kind [`io::ErrorKind::NotFound`].
 pub fn lstat_beneath(root: &Path, rel: &Path) -> io::Result<Found> {
-    let mut fd: OwnedFd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut fd: OwnedFd =
+        rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     let comps: Vec<_> = rel.components().collect();
     for (i, c) in comps.iter().enumerate() {
         let Component::Normal(name) = c else {
@@ -139,13 +140,21 @@ pub fn lstat_beneath(root: &Path, rel: &Path) -> io::Result<Found> {
                 format!("{}: only plain names are allowed below {}", rel.display(), root.display()),
             ));
         };
-        fd = rustix::fs::openat(&fd, *name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        fd =
+            rustix::fs::openat(&fd, *name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
         let last = i + 1 == comps.len();
         let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
         if !last && kind != FileType::Directory {
             let up_to: PathBuf = comps[..=i].iter().collect();
-            let what = if kind == FileType::Symlink { "a symlink, which is not followed" } else { "not a directory" };
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is {what}", up_to.display())));
+            let what = if kind == FileType::Symlink {
+                "a symlink, which is not followed"
+            } else {
+                "not a directory"
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is {what}", up_to.display()),
+            ));
         }
     }
     Ok(match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
@@ -179,8 +188,9 @@ impl LiveTempDir {
             // Between mkdir and flock another process's `remove_stale` may
             // have taken the directory for stale and removed it: then the
             // lock is on a removed directory, and another is made.
-            let same = fs::symlink_metadata(dir.path())
-                .is_ok_and(|md| rustix::fs::fstat(&lock).is_ok_and(|st| st.st_ino == md.ino() && st.st_dev == md.dev()));
+            let same = fs::symlink_metadata(dir.path()).is_ok_and(|md| {
+                rustix::fs::fstat(&lock).is_ok_and(|st| st.st_ino == md.ino() && st.st_dev == md.dev())
+            });
             if same {
                 return Ok(LiveTempDir { dir: Some(dir), _lock: lock });
             }
@@ -197,13 +207,18 @@ impl LiveTempDir {
         let path = self.dir.take().expect("present until kept").keep();
         let name = path.file_name().expect("a temporary directory has a name").to_string_lossy();
         let kept = path.with_file_name(format!("kept-{name}"));
-        fs::rename(&path, &kept).with_context(|| format!("cannot rename {} to {}", path.display(), kept.display()))?;
+        fs::rename(&path, &kept)
+            .with_context(|| format!("cannot rename {} to {}", path.display(), kept.display()))?;
         Ok(kept)
     }
 }
 
 fn lock_dir(path: &Path, op: FlockOperation) -> io::Result<OwnedFd> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     rustix::fs::flock(fd.as_fd(), op)?;
     Ok(fd)
 }

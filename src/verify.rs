@@ -288,7 +288,11 @@ pub fn recreate_project(inputs: &Inputs, sources: &BTreeMap<String, PathBuf>, di
 /// A rebuild failed: keep its directory (the project and `out/logs`, where
 /// the error says a failed step's log is; the temporary store, if any, is
 /// removed) so the paths in the error stay valid, and say so.
-fn keep_failed_rebuild(e: anyhow::Error, scratch: tempfile::TempDir, temp_store: Option<&Path>) -> anyhow::Error {
+fn keep_failed_rebuild(
+    e: anyhow::Error,
+    scratch: tempfile::TempDir,
+    temp_store: Option<&Path>,
+) -> anyhow::Error {
     if let Some(store) = temp_store {
         let _ = fs::remove_dir_all(store);
     }

@@ -50,8 +50,14 @@ impl Env {
         for (to, from) in app {
             fs::copy(from, rdir.join("app").join(to)).unwrap();
         }
-        let text = common::busybox_step_recipe(name, "1.0.0", &self.reg.image("fx/busybox:1"), "path = \"app\"", script)
-            .replace(OUTPUTS, outputs);
+        let text = common::busybox_step_recipe(
+            name,
+            "1.0.0",
+            &self.reg.image("fx/busybox:1"),
+            "path = \"app\"",
+            script,
+        )
+        .replace(OUTPUTS, outputs);
         let recipe = rdir.join("recipe.toml");
         fs::write(&recipe, text).unwrap();
         recipe
@@ -112,13 +118,15 @@ fn symlink_outputs_stay_symlinks_and_forged_manifests_are_refused_before_running
     let env = env();
     let script = "mkdir -p /out/r /out/dir\necho hi > /out/r/greeting\n\
                   busybox ln -s /etc /out/hostetc\nbusybox ln -s /etc/hostname /out/dir/h\necho x > /out/dir/x";
-    let outputs = "outputs = { \"/out/r\" = \"/r\", \"/out/hostetc\" = \"/hostetc\", \"/out/dir\" = \"/dir\" }";
+    let outputs =
+        "outputs = { \"/out/r\" = \"/r\", \"/out/hostetc\" = \"/hostetc\", \"/out/dir\" = \"/dir\" }";
     let recipe = env.recipe("sym", script, outputs, &[]);
     let out = env.path("out");
     let (code, err) = env.build(&recipe, &out, &env.path("tmp"));
     assert_eq!(code, 0, "{err}");
     let entries = ramdisk(&out.join("sym.eif"), &env.path("sections"));
-    let get = |name: &str| entries.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} missing"));
+    let get =
+        |name: &str| entries.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} missing"));
     assert_eq!((get("hostetc").1, &get("hostetc").2[..]), (Kind::Symlink, &b"/etc"[..]));
     assert_eq!((get("dir/h").1, &get("dir/h").2[..]), (Kind::Symlink, &b"/etc/hostname"[..]));
     assert_eq!(get("dir/x").2, b"x\n");
@@ -222,10 +230,8 @@ fn stale_scratch_and_staging_directories_are_cleaned_and_live_ones_kept() {
         fs::write(d.join("steps/clean.eif"), vec![0u8; 1 << 20]).unwrap();
     }
     // A live owner: `flock` holds the directory's lock while it runs.
-    let mut holders: Vec<_> = live
-        .iter()
-        .map(|d| Command::new("flock").arg(d).arg("sleep").arg("600").spawn().unwrap())
-        .collect();
+    let mut holders: Vec<_> =
+        live.iter().map(|d| Command::new("flock").arg(d).arg("sleep").arg("600").spawn().unwrap()).collect();
     let locked = |d: &Path| !Command::new("flock").arg("-n").arg(d).arg("true").status().unwrap().success();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !live.iter().all(|d| locked(d)) {
@@ -245,7 +251,10 @@ fn stale_scratch_and_staging_directories_are_cleaned_and_live_ones_kept() {
         assert!(d.join("steps/clean.eif").exists(), "{} of a live build was removed", d.display());
     }
     let left = |dir: &Path, prefix: &str| {
-        fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(prefix)).count()
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(prefix))
+            .count()
     };
     assert_eq!(left(&tmp, "eifbake-build-"), 1, "only the live scratch directory is left");
     assert_eq!(left(&out, ".eifbake-out-"), 1, "only the live staging directory is left");
@@ -262,17 +271,30 @@ fn a_dynamic_command_without_its_interpreter_is_refused() {
     let script = "mkdir -p /out/r /out/lib64\ncp /src/app/ls /out/r/ls\ncp /src/app/ld.so /out/lib64/ld";
     let text_outputs = "outputs = { \"/out/r\" = \"/r\" }";
     let recipe = env.recipe("dyn", script, text_outputs, &[("ls", ls), ("ld.so", ldso)]);
-    let text = fs::read_to_string(&recipe).unwrap().replace("command = [\"/bin/sh\"]", "command = [\"/r/ls\", \"-l\"]");
+    let text = fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("command = [\"/bin/sh\"]", "command = [\"/r/ls\", \"-l\"]");
     fs::write(&recipe, &text).unwrap();
     let out = env.path("out");
     let (code, err) = env.build(&recipe, &out, &env.path("tmp"));
     assert_eq!(code, 2, "{err}");
-    for want in ["enclave.command \"/r/ls\"", "ELF interpreter /lib64/ld-linux-x86-64.so.2", "Link the program statically"] {
+    for want in [
+        "enclave.command \"/r/ls\"",
+        "ELF interpreter /lib64/ld-linux-x86-64.so.2",
+        "Link the program statically",
+    ] {
         assert!(err.contains(want), "{want:?} missing: {err}");
     }
     assert!(!out.join("dyn.eif").exists());
 
-    fs::write(&recipe, text.replace(text_outputs, "outputs = { \"/out/r\" = \"/r\", \"/out/lib64/ld\" = \"/lib64/ld-linux-x86-64.so.2\" }")).unwrap();
+    fs::write(
+        &recipe,
+        text.replace(
+            text_outputs,
+            "outputs = { \"/out/r\" = \"/r\", \"/out/lib64/ld\" = \"/lib64/ld-linux-x86-64.so.2\" }",
+        ),
+    )
+    .unwrap();
     let (code, err) = env.build(&recipe, &out, &env.path("tmp"));
     assert_eq!(code, 0, "{err}");
 }
