@@ -26,13 +26,29 @@
 //!    run whose image is for another architecture than the host's is refused
 //!    before its runtime starts unless an emulator can run it
 //!    ([`crate::sandbox::execution_for`]); a recipe with no steps builds for
-//!    any `arch` on any host.
-//! 6. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout,
-//!    the measured inputs ([`crate::manifest::Inputs`]: images by digest,
-//!    sources by tree hash, steps, enclave settings; no registry hosts, no
-//!    recipe text) embedded at [`INPUTS_PATH`], ramdisks written, the EIF
-//!    written ([`crate::eif`]) with the same inputs as CustomMetadata.
+//!    any `arch` on any host. Each step that runs streams its output to
+//!    `OUT_DIR/logs/RECIPE.STEP.log` ([`LOGS_DIR`]), which stays there after
+//!    the build, failed or not (the error of a failed step names it); a
+//!    cached step writes no log.
+//! 6. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout:
+//!    step outputs are collected without following anything a step wrote
+//!    (`collect_outputs`), the measured inputs ([`crate::manifest::Inputs`]:
+//!    images by digest, sources by tree hash, steps, enclave settings; no
+//!    registry hosts, no recipe text) embedded at [`INPUTS_PATH`];
+//!    a command that cannot start in that tree (missing, or an ELF program
+//!    whose interpreter is missing) is refused (`check_command_starts`);
+//!    ramdisks written, the EIF written ([`crate::eif`]) with the same inputs
+//!    as CustomMetadata.
 //! 7. The manifest, PCRs and provenance are written beside the EIF.
+//!
+//! Untrusted recipes (`verify` rebuilds other people's) cannot write outside
+//! the scratch and output directories: every name used as a path component
+//! (recipe, image, source and step names) and every path was validated when
+//! the recipe was parsed ([`crate::recipe`]).
+//!
+//! Scratch space (`$TMPDIR/eifbake-build-*`) and the staging directory
+//! (`OUT_DIR/.eifbake-out-*`) are [`LiveTempDir`]s: locked while their build
+//! runs, and removed by the next build when their build was killed.
 //!
 //! The four outputs are staged in a directory inside the output directory
 //! and renamed into place together, the manifest last. Nothing from
@@ -55,25 +71,31 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::cache::{self, StepCache};
-use crate::cpio::Tree;
+use crate::cpio::{Content, Node, Tree};
 use crate::digest::Digest;
 use crate::eif::kernel::KernelKind;
 use crate::eif::{write_eif, EifInputs, Metadata, Signing};
 use crate::epoch::Epoch;
 use crate::fetch;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{lstat_beneath, write_atomic, Found, LiveTempDir};
 use crate::lock::Lock;
 use crate::manifest::{self, EifOutput, FileRef, Inputs, Manifest, Origin, Outputs, SignatureOutput};
 use crate::oci::layer::{apply_layers, ApplyOptions, DeviceNode, DevicePolicy, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
-use crate::recipe::{Compression, ImageFile, Layout, Recipe};
+use crate::recipe::{Compression, ImageFile, Layout, Recipe, Step};
 use crate::sandbox::{execution_for, Bind, Runtime, Sandbox, StepRun, BINFMT_MISC};
 use crate::signing::Validity;
 use crate::sources::SourceCache;
 
 /// Where the inputs manifest sits in the enclave root filesystem.
 pub const INPUTS_PATH: &str = "etc/eifbake/inputs.json";
+/// The directory of the output directory holding the step logs, `RECIPE.STEP.log`.
+pub const LOGS_DIR: &str = "logs";
+/// Scratch directories, in `$TMPDIR`; stale ones are removed by the next build.
+pub const SCRATCH_PREFIX: &str = "eifbake-build-";
+/// Staging directories for the four outputs, in the output directory; stale ones likewise.
+pub const STAGE_PREFIX: &str = ".eifbake-out-";
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -205,11 +227,9 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let registry = crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(opts.mirrors.clone());
     fetch::fetch_lock(&store, &lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
 
-    let scratch = tempfile::Builder::new()
-        .prefix("eifbake-build-")
-        .tempdir()
-        .context("cannot create a scratch directory")?;
+    let scratch = LiveTempDir::new_in(&std::env::temp_dir(), SCRATCH_PREFIX)?;
     let work = scratch.path().to_path_buf();
+    let logs = logs_dir(&opts.out_dir)?;
 
     // Sources.
     let cache = SourceCache::new(cache::sources_dir(store.root()));
@@ -278,44 +298,20 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             steps_cached.push(step.name.clone());
             cached
         } else {
-            let platform = &lock.images[&step.image].platform;
-            if let Err(why) = execution_for(platform, Path::new(BINFMT_MISC)) {
-                bail!(
-                    "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
-                     this host runs linux/{} programs, and {why}. Install an emulator that works in containers \
-                     (Debian: apt-get install qemu-user-static binfmt-support, which registers qemu-{} with the \
-                     F flag), or build on a {platform} host. A recipe whose kernel, init and root filesystem \
-                     all come from images needs no steps and builds anywhere.",
-                    step.name,
-                    step.image,
-                    recipe_file.display(),
-                    recipe.arch,
-                    crate::sandbox::host_arch(),
-                    recipe.arch,
-                );
-            }
-            let rootfs = work.join("steps").join(&step.name).join("rootfs");
-            // Without the image's device nodes: a step gets only the runtime's
-            // standard devices, and crun applies no device cgroup.
-            let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..apply_options.clone() };
-            images.extract_fresh(&step.image, &rootfs, &no_devices)?;
-            let out_dir = work.join("steps").join(&step.name).join("out");
-            let log = work.join("steps").join(&step.name).join("log");
-            sandbox
-                .run(&StepRun {
-                    name: step.name.clone(),
-                    rootfs: rootfs.clone(),
-                    mounts,
-                    workdir: step.workdir.clone(),
-                    script: step.run.clone(),
-                    env: step.env.clone(),
-                    epoch,
-                    out_dir: out_dir.clone(),
-                    log,
-                    timeout: opts.step_timeout,
-                })
-                .with_context(|| format!("step {:?} failed", step.name))?;
-            let _ = fs::remove_dir_all(&rootfs);
+            let run = StepRun {
+                name: step.name.clone(),
+                rootfs: work.join("steps").join(&step.name).join("rootfs"),
+                mounts,
+                workdir: step.workdir.clone(),
+                script: step.run.clone(),
+                env: step.env.clone(),
+                epoch,
+                out_dir: work.join("steps").join(&step.name).join("out"),
+                log: logs.join(format!("{}.{}.log", recipe.name, step.name)),
+                timeout: opts.step_timeout,
+            };
+            run_step(&sandbox, &images, &recipe, &recipe_file, &lock, step, &run)?;
+            let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
             steps_run.push(step.name.clone());
             out_dir
@@ -339,6 +335,174 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let inputs_json = inputs.to_json()?;
 
     // Enclave tree(s).
+    let trees = enclave_trees(&recipe, &recipe_file, &mut images, &step_outs, &inputs_json)?;
+
+    let mut ramdisks = Vec::new();
+    for (i, tree) in trees.iter().enumerate() {
+        let path = work.join(format!("ramdisk{i}.cpio"));
+        let f = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let w = std::io::BufWriter::with_capacity(1 << 20, f);
+        match e.compression {
+            Compression::None => {
+                let mut w = w;
+                tree.write(&mut w, epoch)?;
+                w.flush()?;
+            }
+            Compression::Gzip => {
+                let mut gz = crate::gzip::GzipWriter::new(w);
+                tree.write(&mut gz, epoch)?;
+                let (mut w, _) = gz.finish()?;
+                w.flush()?;
+            }
+        }
+        ramdisks.push(path);
+    }
+
+    // The EIF.
+    let kernel_config = match &e.kernel.config {
+        Some(c) => {
+            Some(images.file(&ImageFile { image: e.kernel.image.clone(), path: c.clone(), config: None })?)
+        }
+        None => None,
+    };
+    let metadata = Metadata::new(
+        &recipe.name,
+        &recipe.version,
+        epoch,
+        kernel_config.as_deref(),
+        Some(serde_json::from_slice(&inputs_json)?),
+    )?;
+    // The four outputs are written into a staging directory beside their
+    // final place, then renamed in one burst, the manifest (which names the
+    // EIF's sha256) last: an interruption while they are written leaves the
+    // previous outputs as they were; only one between the four renames can
+    // leave old and new side by side, and then the manifest is the old one.
+    let stage = LiveTempDir::new_in(&opts.out_dir, STAGE_PREFIX)?;
+    let staged = |ext: &str| stage.path().join(format!("{}.{ext}", recipe.name));
+    let written = write_eif(
+        &EifInputs {
+            kernel,
+            cmdline: e.cmdline.clone(),
+            ramdisks,
+            arch: recipe.arch.into(),
+            default_mem: e.memory_mib << 20,
+            default_cpus: e.cpus,
+            metadata,
+            signing: signer.clone().map(Signing::Key),
+        },
+        &staged("eif"),
+        &Progress::bytes("eif", 0),
+    )?;
+    let (eif_sha, eif_size) = Digest::of_reader(fs::File::open(staged("eif"))?)?;
+    let m = &written.measurements;
+    let manifest = Manifest {
+        inputs,
+        origin,
+        outputs: Outputs {
+            eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
+            pcrs: m.into(),
+            signature: match (&signer, &written.signature) {
+                (Some(s), Some(section)) => Some(SignatureOutput::new(s.certificate().info(), section)),
+                _ => None,
+            },
+        },
+    };
+    write_atomic(staged("pcrs"), m.to_pcrs_file().as_bytes())?;
+    write_atomic(staged("provenance.json"), &manifest.provenance().to_json()?)?;
+    write_atomic(staged("manifest.json"), &manifest.to_json()?)?;
+    let [eif_path, pcrs_path, provenance, manifest_path] =
+        publish(stage.path(), &opts.out_dir, &recipe.name)?;
+    if opts.keep_work {
+        let kept = scratch.keep()?;
+        eprintln!("eifbake: kept the scratch directory {}", kept.display());
+    }
+    Ok(BuildResult {
+        eif: eif_path,
+        pcrs: pcrs_path,
+        manifest_path,
+        provenance,
+        manifest,
+        steps_cached,
+        steps_run,
+    })
+}
+
+/// Rename the four staged outputs `NAME.{eif,pcrs,provenance.json,manifest.json}`
+/// from `stage` into `out_dir`, the manifest last, and sync the directory;
+/// returns their final paths in that order.
+fn publish(stage: &Path, out_dir: &Path, name: &str) -> Result<[PathBuf; 4]> {
+    let mut finals = Vec::new();
+    for ext in ["eif", "pcrs", "provenance.json", "manifest.json"] {
+        let to = out_dir.join(format!("{name}.{ext}"));
+        fs::rename(stage.join(format!("{name}.{ext}")), &to)
+            .with_context(|| format!("cannot rename the new output into {}", to.display()))?;
+        finals.push(to);
+    }
+    crate::fsutil::sync_dir(out_dir)?;
+    Ok(<[PathBuf; 4]>::try_from(finals).expect("four outputs"))
+}
+
+/// Create `OUT_DIR/logs` (and `OUT_DIR`): every step that runs streams its
+/// output to `OUT_DIR/logs/RECIPE.STEP.log`, where it stays after the build,
+/// failed or not.
+fn logs_dir(out_dir: &Path) -> Result<PathBuf> {
+    let logs = out_dir.join(LOGS_DIR);
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    Ok(logs)
+}
+
+/// Run one step that is not in the cache: refuse it when the host cannot
+/// run its image's programs, give it a fresh root filesystem, run it in the
+/// sandbox (its log at `run.log`), then drop the root filesystem.
+fn run_step(
+    sandbox: &Sandbox,
+    images: &ImageTrees<'_>,
+    recipe: &Recipe,
+    recipe_file: &Path,
+    lock: &Lock,
+    step: &Step,
+    run: &StepRun,
+) -> Result<()> {
+    let platform = &lock.images[&step.image].platform;
+    if let Err(why) = execution_for(platform, Path::new(BINFMT_MISC)) {
+        bail!(
+            "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
+             this host runs linux/{} programs, and {why}. Install an emulator that works in containers \
+             (Debian: apt-get install qemu-user-static binfmt-support, which registers qemu-{} with the \
+             F flag), or build on a {platform} host. A recipe whose kernel, init and root filesystem \
+             all come from images needs no steps and builds anywhere.",
+            step.name,
+            step.image,
+            recipe_file.display(),
+            recipe.arch,
+            crate::sandbox::host_arch(),
+            recipe.arch,
+        );
+    }
+    // Without the image's device nodes: a step gets only the runtime's
+    // standard devices, and crun applies no device cgroup.
+    let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..images.limits.clone() };
+    images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
+    sandbox.run(run).with_context(|| {
+        format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
+    })?;
+    let _ = fs::remove_dir_all(&run.rootfs);
+    Ok(())
+}
+
+/// The enclave's ramdisk trees, per the layout (single: one; nitro-cli:
+/// boot, then user): the root filesystem image, the step outputs
+/// ([`collect_outputs`]), the inputs manifest at [`INPUTS_PATH`], init,
+/// `cmd` and `env`, the mode overrides; the command is checked to start
+/// ([`check_command_starts`]).
+fn enclave_trees(
+    recipe: &Recipe,
+    recipe_file: &Path,
+    images: &mut ImageTrees<'_>,
+    step_outs: &BTreeMap<String, (PathBuf, Digest)>,
+    inputs_json: &[u8],
+) -> Result<Vec<Tree>> {
+    let e = &recipe.enclave;
     let root_prefix = match e.layout {
         Layout::Single => "",
         Layout::NitroCli => "rootfs",
@@ -371,24 +535,8 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
             format!("{root_prefix}/{p}")
         }
     };
-    for step in &recipe.steps {
-        let (out, _) = &step_outs[&step.name];
-        for (from, to) in &step.outputs {
-            let rel = from.trim_start_matches("/out").trim_start_matches('/');
-            let host = out.join(rel);
-            let md = fs::symlink_metadata(&host).with_context(|| {
-                format!("step {:?} declares output {from:?} but did not write it", step.name)
-            })?;
-            if md.is_dir() {
-                user.add_host_dir(under(to), &host)?;
-            } else if md.file_type().is_symlink() {
-                user.add_symlink(under(to), fs::read_link(&host)?.as_os_str().as_encoded_bytes())?;
-            } else {
-                user.add_file_host(under(to), &host)?;
-            }
-        }
-    }
-    user.add_file_bytes(under(INPUTS_PATH), inputs_json.clone(), false)?;
+    collect_outputs(recipe, step_outs, &mut user, &under)?;
+    user.add_file_bytes(under(INPUTS_PATH), inputs_json.to_vec(), false)?;
     let cmd: String = e.command.iter().map(|a| format!("{a}\n")).collect();
     let env: String = e.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     let init = images.file(&e.init)?;
@@ -427,108 +575,149 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     for (path, mode) in recipe.mode_overrides() {
         user.set_mode(under(&path), mode)?;
     }
+    check_command_starts(&user, root_prefix, &e.command, recipe_file)?;
     trees.push(user);
+    Ok(trees)
+}
 
-    let mut ramdisks = Vec::new();
-    for (i, tree) in trees.iter().enumerate() {
-        let path = work.join(format!("ramdisk{i}.cpio"));
-        let f = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let w = std::io::BufWriter::with_capacity(1 << 20, f);
-        match e.compression {
-            Compression::None => {
-                let mut w = w;
-                tree.write(&mut w, epoch)?;
-                w.flush()?;
+/// Put every step's declared outputs into the enclave tree at their targets
+/// (`under` maps an enclave path to its tree key).
+///
+/// Step outputs are untrusted: nothing a step wrote is followed. Each
+/// output is looked up below the step's output directory with
+/// [`lstat_beneath`] (no symlink resolved on the way, so `/out/link/file`
+/// with `link -> /etc` is refused); an output that is itself a symlink goes
+/// in as that symlink; a directory is added with [`Tree::add_host_dir`],
+/// which records the symlinks inside it as symlinks and follows none.
+fn collect_outputs(
+    recipe: &Recipe,
+    step_outs: &BTreeMap<String, (PathBuf, Digest)>,
+    tree: &mut Tree,
+    under: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    for step in &recipe.steps {
+        let (out, _) = &step_outs[&step.name];
+        for (from, to) in &step.outputs {
+            let rel = Path::new(from.strip_prefix("/out").expect("validated: outputs are under /out"));
+            let rel = rel.strip_prefix("/").unwrap_or(rel);
+            let at = || format!("step {:?} output {from:?}", step.name);
+            let found = match lstat_beneath(out, rel) {
+                Ok(found) => found,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("step {:?} declares output {from:?} but did not write it", step.name)
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("{}: outputs are collected without following symlinks", at())
+                    })
+                }
+            };
+            let host = out.join(rel);
+            match found {
+                Found::Dir => tree.add_host_dir(under(to), &host),
+                Found::File => tree.add_file_host(under(to), &host),
+                Found::Symlink(target) => tree.add_symlink(under(to), target),
+                Found::Other => bail!("{}: not a regular file, directory or symlink", at()),
             }
-            Compression::Gzip => {
-                let mut gz = crate::gzip::GzipWriter::new(w);
-                tree.write(&mut gz, epoch)?;
-                let (mut w, _) = gz.finish()?;
-                w.flush()?;
+            .with_context(at)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuse an enclave command that cannot start in the enclave's root
+/// filesystem (`root_prefix` in `tree`): an absolute command that is not
+/// there, or an ELF program whose interpreter (`PT_INTERP`, e.g. glibc's
+/// `/lib64/ld-linux-x86-64.so.2`) is not. Inside the enclave such a command
+/// fails at boot with no one to see it. Symlinks are resolved inside the
+/// tree, as the enclave's kernel would; a relative command (found through
+/// the init's `PATH`) is not checked.
+fn check_command_starts(
+    tree: &Tree,
+    root_prefix: &str,
+    command: &[String],
+    recipe_file: &Path,
+) -> Result<()> {
+    let Some(cmd) = command.first().filter(|c| c.starts_with('/')) else { return Ok(()) };
+    let where_ = |what: &str| {
+        format!(
+            "recipe {}: enclave.command {cmd:?}: {what}, so the enclave would fail at boot",
+            recipe_file.display()
+        )
+    };
+    let content = match resolve_in_tree(tree, root_prefix, cmd.as_bytes()).and_then(|k| tree.get(k)) {
+        Some(Node::File { content, .. }) => content,
+        _ => bail!(
+            "{}; add it with a step output or an enclave.rootfs image that has it",
+            where_("is not a regular file in the enclave's root filesystem")
+        ),
+    };
+    let interp = match content {
+        Content::Bytes(b) => crate::elf::interpreter(&mut std::io::Cursor::new(&b[..]))?,
+        Content::Host(p) => crate::elf::interpreter(
+            &mut fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("reading {}", p.display()))?,
+    };
+    let Some(interp) = interp else { return Ok(()) };
+    let found = resolve_in_tree(tree, root_prefix, &interp).and_then(|k| tree.get(k));
+    if !matches!(found, Some(Node::File { .. })) {
+        bail!(
+            "{}. Link the program statically (e.g. for musl, or with -static), or give the enclave \
+             a root filesystem that has that interpreter and the libraries it loads (enclave.rootfs, \
+             or step outputs)",
+            where_(&format!(
+                "is dynamically linked and its ELF interpreter {} is not in the enclave's root filesystem",
+                String::from_utf8_lossy(&interp)
+            ))
+        );
+    }
+    Ok(())
+}
+
+/// The tree key an absolute enclave path names, following symlinks inside
+/// the tree (relative and absolute, `/` being `root_prefix`; `..` stops at
+/// the root), or `None` when a component is missing or there are more than
+/// 40 links (a loop).
+fn resolve_in_tree(tree: &Tree, root_prefix: &str, path: &[u8]) -> Option<Vec<u8>> {
+    let key = |done: &[Vec<u8>]| -> Vec<u8> {
+        let mut k = root_prefix.as_bytes().to_vec();
+        for c in done {
+            if !k.is_empty() {
+                k.push(b'/');
+            }
+            k.extend_from_slice(c);
+        }
+        k
+    };
+    let comps = |p: &[u8]| -> Vec<Vec<u8>> { p.split(|&b| b == b'/').map(<[u8]>::to_vec).collect() };
+    let mut todo: std::collections::VecDeque<Vec<u8>> = comps(path).into();
+    let mut done: Vec<Vec<u8>> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match &c[..] {
+            b"" | b"." => continue,
+            b".." => {
+                done.pop();
+                continue;
+            }
+            _ => done.push(c),
+        }
+        if let Node::Symlink { target } = tree.get(key(&done))? {
+            links += 1;
+            if links > 40 {
+                return None;
+            }
+            done.pop();
+            if target.starts_with(b"/") {
+                done.clear();
+            }
+            for t in comps(target).into_iter().rev() {
+                todo.push_front(t);
             }
         }
-        ramdisks.push(path);
     }
-
-    // The EIF.
-    fs::create_dir_all(&opts.out_dir).with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
-    let kernel_config = match &e.kernel.config {
-        Some(c) => {
-            Some(images.file(&ImageFile { image: e.kernel.image.clone(), path: c.clone(), config: None })?)
-        }
-        None => None,
-    };
-    let metadata = Metadata::new(
-        &recipe.name,
-        &recipe.version,
-        epoch,
-        kernel_config.as_deref(),
-        Some(serde_json::from_slice(&inputs_json)?),
-    )?;
-    // The four outputs are written into a staging directory beside their
-    // final place, then renamed in one burst, the manifest (which names the
-    // EIF's sha256) last: an interruption while they are written leaves the
-    // previous outputs as they were; only one between the four renames can
-    // leave old and new side by side, and then the manifest is the old one.
-    let stage = tempfile::Builder::new()
-        .prefix(".eifbake-out-")
-        .tempdir_in(&opts.out_dir)
-        .with_context(|| format!("cannot create a staging directory in {}", opts.out_dir.display()))?;
-    let staged = |ext: &str| stage.path().join(format!("{}.{ext}", recipe.name));
-    let written = write_eif(
-        &EifInputs {
-            kernel,
-            cmdline: e.cmdline.clone(),
-            ramdisks,
-            arch: recipe.arch.into(),
-            default_mem: e.memory_mib << 20,
-            default_cpus: e.cpus,
-            metadata,
-            signing: signer.clone().map(Signing::Key),
-        },
-        &staged("eif"),
-        &Progress::bytes("eif", 0),
-    )?;
-    let (eif_sha, eif_size) = Digest::of_reader(fs::File::open(staged("eif"))?)?;
-    let m = &written.measurements;
-    let manifest = Manifest {
-        inputs,
-        origin,
-        outputs: Outputs {
-            eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
-            pcrs: m.into(),
-            signature: match (&signer, &written.signature) {
-                (Some(s), Some(section)) => Some(SignatureOutput::new(s.certificate().info(), section)),
-                _ => None,
-            },
-        },
-    };
-    write_atomic(staged("pcrs"), m.to_pcrs_file().as_bytes())?;
-    write_atomic(staged("provenance.json"), &manifest.provenance().to_json()?)?;
-    write_atomic(staged("manifest.json"), &manifest.to_json()?)?;
-    let mut finals = Vec::new();
-    for ext in ["eif", "pcrs", "provenance.json", "manifest.json"] {
-        let to = opts.out_dir.join(format!("{}.{ext}", recipe.name));
-        fs::rename(staged(ext), &to)
-            .with_context(|| format!("cannot rename the new output into {}", to.display()))?;
-        finals.push(to);
-    }
-    crate::fsutil::sync_dir(&opts.out_dir)?;
-    let [eif_path, pcrs_path, provenance, manifest_path] =
-        <[PathBuf; 4]>::try_from(finals).expect("four outputs");
-    if opts.keep_work {
-        let kept = scratch.keep();
-        eprintln!("eifbake: kept the scratch directory {}", kept.display());
-    }
-    Ok(BuildResult {
-        eif: eif_path,
-        pcrs: pcrs_path,
-        manifest_path,
-        provenance,
-        manifest,
-        steps_cached,
-        steps_run,
-    })
+    Some(key(&done))
 }
 
 /// The recipe path as recorded in the manifest: relative to the project
@@ -622,23 +811,95 @@ impl ImageTrees<'_> {
     /// through symlinks.
     fn file(&mut self, f: &ImageFile) -> Result<PathBuf> {
         let root = self.extracted(&f.image)?;
-        let mut p = root.clone();
-        for c in f.path.trim_start_matches('/').split('/') {
-            p.push(c);
-            let md =
-                fs::symlink_metadata(&p).with_context(|| format!("image {:?} has no {}", f.image, f.path))?;
-            if md.file_type().is_symlink() {
-                bail!(
-                    "image {:?}: {} goes through a symlink ({}); name the real file",
-                    f.image,
-                    f.path,
-                    p.display()
-                );
+        let rel = Path::new(f.path.trim_start_matches('/'));
+        match lstat_beneath(&root, rel) {
+            Ok(Found::File) => Ok(root.join(rel)),
+            Ok(Found::Symlink(to)) => bail!(
+                "image {:?}: {} is a symlink (to {}); name the real file",
+                f.image,
+                f.path,
+                String::from_utf8_lossy(&to)
+            ),
+            Ok(_) => bail!("image {:?}: {} is not a regular file", f.image, f.path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("image {:?} has no {}", f.image, f.path)
             }
+            Err(e) => Err(e).with_context(|| format!("image {:?}: {}: name the real file", f.image, f.path)),
         }
-        if !fs::metadata(&p)?.is_file() {
-            bail!("image {:?}: {} is not a regular file", f.image, f.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A glibc-style root: merged-usr symlinks, the interpreter as a
+    /// relative symlink to the real file.
+    fn merged_usr_root(prefix: &str) -> Tree {
+        let at = |p: &str| if prefix.is_empty() { p.to_string() } else { format!("{prefix}/{p}") };
+        let mut t = Tree::new();
+        t.add_symlink(at("lib64"), "usr/lib64").unwrap();
+        t.add_symlink(at("bin"), "/usr/bin").unwrap();
+        t.add_file_bytes(at("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), b"ld".to_vec(), true).unwrap();
+        t.add_symlink(at("usr/lib64/ld-linux-x86-64.so.2"), "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+            .unwrap();
+        t.add_symlink(at("loop"), "loop").unwrap();
+        t
+    }
+
+    #[test]
+    fn paths_resolve_through_symlinks_inside_the_tree() {
+        for prefix in ["", "rootfs"] {
+            let t = merged_usr_root(prefix);
+            let key = resolve_in_tree(&t, prefix, b"/lib64/ld-linux-x86-64.so.2").unwrap();
+            let want = if prefix.is_empty() { "" } else { "rootfs/" };
+            assert_eq!(
+                String::from_utf8(key).unwrap(),
+                format!("{want}usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+            );
+            // `..` stops at the enclave's root, never at the tree's prefix's parent.
+            let key = resolve_in_tree(&t, prefix, b"/../../usr/./lib64").unwrap();
+            assert_eq!(String::from_utf8(key).unwrap(), format!("{want}usr/lib64"));
+            assert!(resolve_in_tree(&t, prefix, b"/loop/x").is_none(), "a symlink loop ends");
         }
-        Ok(p)
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_is_refused() {
+        let recipe = Path::new("recipes/r.toml");
+        // A 64-bit ELF header with one PT_INTERP naming glibc's loader.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20] = 64;
+        elf[0x36] = 56;
+        elf[0x38] = 1;
+        elf[64] = 3;
+        elf[64 + 8] = 120;
+        let interp = b"/lib64/ld-linux-x86-64.so.2\0";
+        elf[64 + 32] = interp.len() as u8;
+        elf.extend_from_slice(interp);
+        let cmd = vec!["/bin/app".to_string(), "--serve".to_string()];
+
+        let mut bare = Tree::new();
+        bare.add_file_bytes("usr/bin/app", elf.clone(), true).unwrap();
+        bare.add_symlink("bin", "usr/bin").unwrap();
+        let e = check_command_starts(&bare, "", &cmd, recipe).unwrap_err().to_string();
+        assert!(
+            e.contains("enclave.command \"/bin/app\"")
+                && e.contains("ELF interpreter /lib64/ld-linux-x86-64.so.2"),
+            "{e}"
+        );
+        assert!(e.contains("Link the program statically"), "{e}");
+
+        let mut glibc = merged_usr_root("rootfs");
+        glibc.add_file_bytes("rootfs/usr/bin/app", elf, true).unwrap();
+        check_command_starts(&glibc, "rootfs", &cmd, recipe).unwrap();
+
+        let e = check_command_starts(&glibc, "rootfs", &["/usr/bin/missing".into()], recipe).unwrap_err();
+        assert!(e.to_string().contains("is not a regular file in the enclave's root filesystem"), "{e}");
+        // Not ELF (a script), or relative (found through PATH at boot): not this check's business.
+        glibc.add_file_bytes("rootfs/usr/bin/script", b"#!/bin/sh\n".to_vec(), true).unwrap();
+        check_command_starts(&glibc, "rootfs", &["/usr/bin/script".into()], recipe).unwrap();
+        check_command_starts(&glibc, "rootfs", &["app".into()], recipe).unwrap();
     }
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod cpio;
 pub mod digest;
 pub mod eif;
+pub mod elf;
 pub mod epoch;
 pub mod fetch;
 pub mod fsutil;

@@ -7,6 +7,15 @@
 //! the file, the line where the TOML parser can tell, and the key. Nothing
 //! here touches the network or the store; pinning is [`crate::lock`]'s job.
 //!
+//! Recipes are untrusted input (`verify` rebuilds from recipes other people
+//! publish), so everything that later becomes a host path is checked here,
+//! before any work: the recipe's `name` and the image, source and step names
+//! are single safe path components (`[A-Za-z0-9][A-Za-z0-9._-]{0,63}`);
+//! every path (mount points, workdirs, outputs keys, which are under `/out`,
+//! enclave targets, image file paths) is a normal absolute path, without
+//! `.`, `..` or empty components; a step's `env` cannot name a variable
+//! every step gets fixed ([`crate::sandbox::fixed_env`]).
+//!
 //! `arch` (`x86_64`, the default, or `aarch64`) selects the platform of the
 //! whole build, end to end:
 //!
@@ -416,11 +425,12 @@ impl Recipe {
                 bail!("signing.key: expected the path of a PEM private key; leave it out to give it with --private-key");
             }
         }
-        if self.name.is_empty()
-            || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-            || self.name.starts_with('.')
-        {
-            bail!("name = {:?}: use letters, digits, '-', '_' and '.' (it names output files)", self.name);
+        path_name("name", &self.name)?;
+        for key in self.images.keys() {
+            path_name("images key", key)?;
+        }
+        for key in self.sources.keys() {
+            path_name("sources key", key)?;
         }
         for (key, reference) in &self.images {
             if reference.trim().is_empty() || reference.contains(char::is_whitespace) {
@@ -458,8 +468,9 @@ impl Recipe {
         let mut step_names: Vec<&str> = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("steps[{i}] ({:?})", step.name);
-            if step.name.is_empty() || step_names.contains(&step.name.as_str()) {
-                bail!("{at}.name: step names must be non-empty and unique");
+            path_name(&format!("steps[{i}].name"), &step.name)?;
+            if step_names.contains(&step.name.as_str()) {
+                bail!("{at}.name: step names must be unique");
             }
             image(&format!("{at}.image"), &step.image)?;
             for (mount, what) in &step.mounts {
@@ -479,10 +490,12 @@ impl Recipe {
                 }
             }
             abs(&format!("{at}.workdir"), &step.workdir)?;
+            step_env(&at, &step.env)?;
             for (from, to) in &step.outputs {
                 if from != "/out" && !from.starts_with("/out/") {
                     bail!("{at}.outputs key {from:?}: outputs are paths under /out");
                 }
+                abs(&format!("{at}.outputs key"), from)?;
                 abs(&format!("{at}.outputs.{from:?}"), to)?;
             }
             step_names.push(&step.name);
@@ -554,9 +567,55 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// The longest name [`path_name`] accepts.
+pub const NAME_MAX: usize = 64;
+
+/// A recipe-given name that becomes one host path component (the recipe's
+/// `name`, image, source and step names: `out/NAME.eif`, scratch and log
+/// directories): 1 to [`NAME_MAX`] of `[A-Za-z0-9._-]`, starting with a
+/// letter or digit, so never `.`, `..`, empty, absolute or hidden.
+fn path_name(field: &str, name: &str) -> Result<()> {
+    let ok = (1..=NAME_MAX).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        bail!(
+            "{field} = {name:?}: names become file names; use 1 to {NAME_MAX} letters, digits, \
+             '.', '_' and '-', starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+/// A normal absolute path: `/`, or `/` followed by non-empty components
+/// that are neither `.` nor `..`, without NUL bytes (no trailing `/`).
 fn abs(field: &str, path: &str) -> Result<()> {
-    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
-        bail!("{field} = {path:?}: expected an absolute path without '..'");
+    let normal = match path.strip_prefix('/') {
+        Some("") => true,
+        Some(rest) => rest.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+        None => false,
+    };
+    if !normal || path.contains('\0') {
+        bail!("{field} = {path:?}: expected a normal absolute path (no '.', '..' or empty components)");
+    }
+    Ok(())
+}
+
+/// A step's `env`: well-formed names, none of the variables every step gets
+/// fixed ([`crate::sandbox::fixed_env`]).
+fn step_env(at: &str, env: &BTreeMap<String, String>) -> Result<()> {
+    let fixed = crate::sandbox::fixed_env(Epoch(0));
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            bail!("{at}.env.{k}: names cannot be empty or contain '=' or NUL; values cannot contain NUL");
+        }
+        if fixed.contains_key(k) {
+            bail!(
+                "{at}.env.{k}: {k} is fixed by eifbake in every step ({}); remove it, or set it \
+                 inside the step's run script",
+                names(fixed.keys())
+            );
+        }
     }
     Ok(())
 }
@@ -654,6 +713,54 @@ env = { RUST_LOG = "info" }
         assert!(e.contains("octal mode"), "{e}");
         let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ngit = \"https://x\""));
         assert!(e.contains("exactly one of"), "{e}");
+    }
+
+    /// Names become host path components (scratch, logs, `out/NAME.eif`):
+    /// anything that could climb out or hide is refused, naming the key.
+    #[test]
+    fn names_used_as_paths_are_refused_at_parse_time() {
+        for bad in ["../../x", "/abs", "..", ".", "", ".hidden", "a/b", "-opt", &"x".repeat(65)] {
+            let e = err(&HELLO.replace("name = \"compile\"", &format!("name = {bad:?}")));
+            assert!(e.contains(&format!("steps[0].name = {bad:?}")), "{bad:?}: {e}");
+            let e = err(&HELLO.replace("name = \"hello\"", &format!("name = {bad:?}")));
+            assert!(e.contains(&format!("name = {bad:?}: names become file names")), "{bad:?}: {e}");
+        }
+        let e = err(&HELLO.replace("init    = \"stagex", "\"../img\" = \"stagex"));
+        assert!(e.contains("images key = \"../img\""), "{e}");
+        let e = err(&HELLO.replace("[sources.app]", "[sources.\"..\"]"));
+        assert!(e.contains("sources key = \"..\""), "{e}");
+        Recipe::parse(&HELLO.replace("name = \"compile\"", "name = \"Compile-2.x_y\"")).unwrap();
+    }
+
+    /// Output keys are normal paths under /out, and enclave targets normal
+    /// absolute paths: no `..`, `.` or empty components.
+    #[test]
+    fn output_paths_must_be_normal() {
+        let out = "\"/out/hello\" = \"/usr/bin/hello\"";
+        for bad in ["/out/../../../etc/hostname", "/out/./hello", "/out//hello", "/out/hello/", "/out/.."] {
+            let e = err(&HELLO.replace(out, &format!("{bad:?} = \"/usr/bin/hello\"")));
+            assert!(e.contains(&format!("outputs key = {bad:?}: expected a normal absolute path")), "{e}");
+        }
+        for bad in ["/usr/../etc/passwd", "/usr/./bin/hello", "usr/bin/hello", "/usr//bin"] {
+            let e = err(&HELLO.replace(out, &format!("\"/out/hello\" = {bad:?}")));
+            assert!(e.contains(&format!("outputs.\"/out/hello\" = {bad:?}")), "{e}");
+        }
+        let r = Recipe::parse(&HELLO.replace(out, "\"/out\" = \"/\"")).unwrap();
+        assert_eq!(r.steps[0].outputs["/out"], "/");
+    }
+
+    /// The variables every step gets fixed are refused when the recipe is
+    /// read, not when the step is about to run.
+    #[test]
+    fn fixed_step_env_is_refused_at_parse_time() {
+        for key in crate::sandbox::fixed_env(Epoch(0)).keys() {
+            let e = err(&HELLO.replace("run = ", &format!("env = {{ {key} = \"x\" }}\nrun = ")));
+            assert!(e.contains(&format!("steps[0] (\"compile\").env.{key}: {key} is fixed")), "{e}");
+        }
+        let r = Recipe::parse(&HELLO.replace("run = ", "env = { CARGO_HOME = \"/tmp\" }\nrun = ")).unwrap();
+        assert_eq!(r.steps[0].env["CARGO_HOME"], "/tmp");
+        let e = err(&HELLO.replace("run = ", "env = { \"A=B\" = \"x\" }\nrun = "));
+        assert!(e.contains("cannot be empty or contain '='"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //! (`no_cache`), and source trees are re-hashed against their pins on every
 //! use.
 //!
+//! A rebuild that fails keeps its directory (without the temporary store),
+//! so the step log its error names (`out/logs/NAME.STEP.log`) can be read.
+//!
 //! Signed images: the rebuild is unsigned (a rebuilder has no key). When
 //! the manifest records a signature section, or a published EIF has one,
 //! that section is checked against the rebuilt PCR0 and, when it signs it,
@@ -303,6 +306,25 @@ pub fn recreate_project(
     Ok(recipe_path)
 }
 
+/// A rebuild failed: keep its directory (the project and `out/logs`, where
+/// the error says a failed step's log is; the temporary store, if any, is
+/// removed) so the paths in the error stay valid, and say so.
+fn keep_failed_rebuild(
+    e: anyhow::Error,
+    scratch: tempfile::TempDir,
+    temp_store: Option<&Path>,
+) -> anyhow::Error {
+    if let Some(store) = temp_store {
+        let _ = fs::remove_dir_all(store);
+    }
+    let kept = scratch.keep();
+    e.context(format!(
+        "cannot rebuild (the rebuild directory {} is kept for inspection, with the step logs in out/logs; \
+         remove it when done)",
+        kept.display()
+    ))
+}
+
 /// Re-hash every blob of the pinned images already present in a reused
 /// store, so a damaged store is reported rather than rebuilt from.
 fn check_reused_blobs(root: &Path, inputs: &Inputs, origin: &Origin) -> Result<()> {
@@ -410,10 +432,11 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         None => scratch.path().join("store"),
     };
     let lockfile = project.join(safe_relative(&origin.lock.path, "origin.lock.path")?);
+    let temp_store = opts.store.is_none();
     let built = build(
         &recipe_path,
         &BuildOptions {
-            store,
+            store: store.clone(),
             out_dir: scratch.path().join("out"),
             lockfile: Some(lockfile),
             runtime: opts.runtime,
@@ -426,8 +449,11 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
             keep_work: false,
             signing: crate::build::SignWith::Unsigned,
         },
-    )
-    .context("cannot rebuild")?;
+    );
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => return Err(keep_failed_rebuild(e, scratch, temp_store.then_some(store.as_path()))),
+    };
     let out = &built.manifest.outputs;
     if built.manifest.inputs != *inputs {
         notes.push(

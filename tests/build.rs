@@ -150,11 +150,12 @@ fn builds_boots_and_rebuilds_identically_elsewhere() {
     let log = p.build(&p.project(), &work.join("store-a"), &out_a, &[], &[("TZ", "UTC"), ("LC_ALL", "C")]);
     assert!(log.contains("step compile: ran"), "{log}");
     let eif_a = out_a.join("hello.eif");
-    // The four outputs and nothing else: the staging directory is gone.
+    // The four outputs and the step logs, nothing else: the staging directory is gone.
     let mut names: Vec<String> =
         fs::read_dir(&out_a).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["hello.eif", "hello.manifest.json", "hello.pcrs", "hello.provenance.json"]);
+    assert_eq!(names, ["hello.eif", "hello.manifest.json", "hello.pcrs", "hello.provenance.json", "logs"]);
+    assert!(out_a.join("logs/hello.compile.log").is_file());
 
     // The AWS crate agrees with the .pcrs file and the manifest.
     let ours = pcrs_file(&out_a.join("hello.pcrs"));
