@@ -95,14 +95,14 @@ fn ramdisk(eif: &Path, sections: &Path) -> Vec<(String, Kind, Vec<u8>)> {
 /// publisher of a malicious recipe would hand out. Returns the new manifest's path.
 fn forged_manifest(from: &Path, recipe_text: &str, to: &Path) -> PathBuf {
     let mut m: serde_json::Value = serde_json::from_slice(&fs::read(from).unwrap()).unwrap();
-    let old_recipe = m["inputs"]["recipe"]["sha256"].as_str().unwrap().to_string();
+    let old_recipe = m["origin"]["recipe"]["sha256"].as_str().unwrap().to_string();
     let new_recipe = Digest::of(recipe_text.as_bytes()).to_string();
-    let lock = m["inputs"]["lock"]["text"].as_str().unwrap().replace(&old_recipe, &new_recipe);
+    let lock = m["origin"]["lock"]["text"].as_str().unwrap().replace(&old_recipe, &new_recipe);
     assert!(lock.contains(&new_recipe), "the lock names the recipe's sha256");
-    m["inputs"]["recipe"]["text"] = recipe_text.into();
-    m["inputs"]["recipe"]["sha256"] = new_recipe.into();
-    m["inputs"]["lock"]["sha256"] = Digest::of(lock.as_bytes()).to_string().into();
-    m["inputs"]["lock"]["text"] = lock.into();
+    m["origin"]["recipe"]["text"] = recipe_text.into();
+    m["origin"]["recipe"]["sha256"] = new_recipe.into();
+    m["origin"]["lock"]["sha256"] = Digest::of(lock.as_bytes()).to_string().into();
+    m["origin"]["lock"]["text"] = lock.into();
     fs::write(to, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     to.to_path_buf()
 }

@@ -873,6 +873,7 @@ impl<'o> Tree<'o> {
                 Some(_) => {
                     cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), 0) })
                         .map_err(io_kind("removing the entry it replaces"))?;
+                    self.forget_stand_ins(&rel);
                     self.mkdir(pfd, &name)?;
                 }
                 None => self.mkdir(pfd, &name)?,
@@ -953,6 +954,24 @@ impl<'o> Tree<'o> {
         Ok(())
     }
 
+    /// Something at `rel` was removed or replaced: the stand-ins at or below
+    /// it are gone. Tracked here rather than guessed from inode numbers at
+    /// the end, since a file created after an unlink may get the same inode.
+    fn forget_stand_ins(&mut self, rel: &[u8]) {
+        self.stand_ins.remove(rel);
+        let mut lo = rel.to_vec();
+        lo.push(b'/');
+        let below: Vec<Vec<u8>> = self
+            .stand_ins
+            .range(lo.clone()..)
+            .take_while(|(k, _)| k.starts_with(&lo))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.stand_ins.remove(&k);
+        }
+    }
+
     /// After the last layer: stand-ins still in place become the summary's
     /// [`ApplySummary::skipped_device_nodes`] and are removed from the tree.
     fn settle_stand_ins(&mut self, summary: &mut ApplySummary) -> EntryResult<()> {
@@ -988,6 +1007,7 @@ impl<'o> Tree<'o> {
         rel: &[u8],
         dir: bool,
     ) -> std::result::Result<(), ErrorKind> {
+        self.forget_stand_ins(rel);
         if dir {
             self.stack.clear();
             // The parent chain was just walked without following symlinks and
@@ -1269,9 +1289,11 @@ impl<'o> Tree<'o> {
             } else if md.is_dir() {
                 std::fs::remove_dir_all(&p).map_err(io_kind("removing a hidden directory"))?;
                 self.forget_dirs(&child);
+                self.forget_stand_ins(&child);
             } else {
                 std::fs::remove_file(&p).map_err(io_kind("removing a hidden entry"))?;
                 self.dirs.remove(&child);
+                self.forget_stand_ins(&child);
             }
         }
         Ok(())
