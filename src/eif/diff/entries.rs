@@ -134,7 +134,8 @@ fn load_sorted(side: Side<'_>) -> Result<Entries<'_>> {
     let mut bytes = 0;
     while let Some(e) = r.next_entry().with_context(|| context(side))? {
         let entry = read_entry(&mut r, &e).with_context(|| context(side))?;
-        bytes += entry_cost(&entry) + entry.path.len() + 64;
+        // The key, and the map's and the allocator's overhead.
+        bytes += entry_cost(&entry) + entry.path.len() + 160;
         if bytes > UNSORTED_BUDGET {
             bail!(
                 "{}: section {} (ramdisk): its entries are not sorted by path and need more than {} MiB \
