@@ -12,8 +12,10 @@ use std::sync::OnceLock;
 /// A directory that lives as long as the fuzzing process.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::Builder::new().prefix("eifbake-fuzz-").tempdir().expect("a scratch directory"))
-        .path()
+    DIR.get_or_init(|| {
+        tempfile::Builder::new().prefix("eifbake-fuzz-").tempdir().expect("a scratch directory")
+    })
+    .path()
 }
 
 /// Write `data` to `name` in the scratch directory and return its path.

@@ -18,7 +18,8 @@ fn main() {
         let blob = eifbake_fuzz::file("layer.blob", data);
         let target = eifbake_fuzz::scratch().join("rootfs");
         let layer = LayerSource::new(&blob, "application/octet-stream", "fuzz");
-        let layers = if data.first().is_some_and(|b| b & 1 == 1) { vec![layer.clone(), layer] } else { vec![layer] };
+        let layers =
+            if data.first().is_some_and(|b| b & 1 == 1) { vec![layer.clone(), layer] } else { vec![layer] };
         if apply_layers(&layers, &target, &opts).is_ok() {
             std::fs::remove_dir_all(&target).expect("removing the applied tree");
         }
