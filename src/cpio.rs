@@ -98,8 +98,8 @@ const S_IFDIR: u32 = 0o040_000;
 const S_IFCHR: u32 = 0o020_000;
 const S_IFIFO: u32 = 0o010_000;
 
-/// Longest name the reader accepts (the kernel's PATH_MAX is 4096).
-const MAX_NAME: u32 = 64 * 1024;
+/// Longest name the reader accepts, NUL included (the kernel's PATH_MAX is 4096).
+pub const MAX_NAME: u32 = 64 * 1024;
 
 /// Everything that can go wrong building, writing or reading a ramdisk.
 #[derive(Debug, thiserror::Error)]

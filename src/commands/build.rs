@@ -41,22 +41,22 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
     };
     let r = build(&args.recipe, &opts)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        super::output::json(&r)?;
     } else {
         let o = &r.manifest.outputs;
         for s in &r.steps_cached {
-            println!("step {s}: cached");
+            outln!("step {s}: cached");
         }
         for s in &r.steps_run {
-            println!("step {s}: ran");
+            outln!("step {s}: ran");
         }
-        println!("{}  {}  ({} bytes)", o.eif.sha256, r.eif.display(), o.eif.size);
-        print!("{}", std::fs::read_to_string(&r.pcrs)?);
+        outln!("{}  {}  ({} bytes)", o.eif.sha256, r.eif.display(), o.eif.size);
+        super::output::text(&std::fs::read_to_string(&r.pcrs)?)?;
         if let Some(sig) = &o.signature {
             let c = &sig.certificate;
-            println!("signed by {} (certificate sha256 {})", c.subject, c.sha256_fingerprint);
+            outln!("signed by {} (certificate sha256 {})", c.subject, c.sha256_fingerprint);
         }
-        println!("wrote {}, {}", r.manifest_path.display(), r.provenance.display());
+        outln!("wrote {}, {}", r.manifest_path.display(), r.provenance.display());
     }
     Ok(ExitCode::SUCCESS)
 }

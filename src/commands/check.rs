@@ -25,34 +25,34 @@ pub fn run(args: CheckArgs, global: &Global) -> Result<ExitCode> {
     };
     let r = check(&args.recipe, &opts)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        super::output::json(&r)?;
     } else {
         for run in &r.runs {
-            println!("{:<10} vary={:<50} {} ({:.1} s)", run.label, names(&run.vary), run.sha256, run.seconds);
+            outln!("{:<10} vary={:<50} {} ({:.1} s)", run.label, names(&run.vary), run.sha256, run.seconds);
         }
         for (v, why) in &r.skipped {
-            println!("skipped {}: {why}", v.name());
+            outln!("skipped {}: {why}", v.name());
         }
         if r.reproducible {
-            println!("reproducible: all {} runs agree", r.runs.len());
+            outln!("reproducible: all {} runs agree", r.runs.len());
         } else {
-            println!("NOT reproducible");
+            outln!("NOT reproducible");
             if r.differs_without_variation {
-                println!("cause: none needed (two controls differ)");
+                outln!("cause: none needed (two controls differ)");
             } else if !r.causes.is_empty() {
-                println!("caused by: {}", names(&r.causes));
+                outln!("caused by: {}", names(&r.causes));
             }
             for n in &r.notes {
-                println!("note: {n}");
+                outln!("note: {n}");
             }
             if let Some(d) = &r.diff {
-                crate::commands::diff::print_text(d);
+                crate::commands::diff::print_text(d)?;
             }
             if let Some(o) = &r.diffoscope {
-                println!("diffoscope:\n{o}");
+                outln!("diffoscope:\n{o}");
             }
             if let Some(k) = &r.kept {
-                println!("kept the runs in {}", k.display());
+                outln!("kept the runs in {}", k.display());
             }
         }
     }

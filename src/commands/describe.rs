@@ -97,57 +97,54 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
             "Metadata": metadata,
             "problems": problems,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        super::output::json(&out)?;
     } else {
-        println!("EIF {}", args.eif.display());
-        println!("  version       {}", h.version);
-        println!("  arch          {} (flags {:#06x})", h.arch(), h.flags);
-        println!("  default mem   {} bytes ({} MiB)", h.default_mem, h.default_mem >> 20);
-        println!("  default cpus  {}", h.default_cpus);
-        println!("  size          {} bytes", eif.len);
-        println!("  sections      {}", eif.sections.len());
-        println!("    {:>2}  {:<10} {:>12} {:>12}", "#", "type", "offset", "size");
+        outln!("EIF {}", args.eif.display());
+        outln!("  version       {}", h.version);
+        outln!("  arch          {} (flags {:#06x})", h.arch(), h.flags);
+        outln!("  default mem   {} bytes ({} MiB)", h.default_mem, h.default_mem >> 20);
+        outln!("  default cpus  {}", h.default_cpus);
+        outln!("  size          {} bytes", eif.len);
+        outln!("  sections      {}", eif.sections.len());
+        outln!("    {:>2}  {:<10} {:>12} {:>12}", "#", "type", "offset", "size");
         for s in &eif.sections {
-            println!("    {:>2}  {:<10} {:>12} {:>12}", s.index, s.kind.name(), s.offset, s.size);
+            outln!("    {:>2}  {:<10} {:>12} {:>12}", s.index, s.kind.name(), s.offset, s.size);
         }
         if let Some(k) = &kernel {
-            println!("  kernel        {k}");
+            outln!("  kernel        {k}");
         }
         if let Some(c) = &cmdline {
-            println!("  cmdline       {c:?}");
+            outln!("  cmdline       {c:?}");
         }
         if v.crc_ok() {
-            println!("  CRC-32        {:08x} OK", v.stored_crc);
+            outln!("  CRC-32        {:08x} OK", v.stored_crc);
         } else {
-            println!(
-                "  CRC-32        MISMATCH: header {:08x}, computed {:08x}",
-                v.stored_crc, v.computed_crc
-            );
+            outln!("  CRC-32        MISMATCH: header {:08x}, computed {:08x}", v.stored_crc, v.computed_crc);
         }
-        println!("Measurements (SHA-384)");
+        outln!("Measurements (SHA-384)");
         for (n, p) in v.measurements.registers() {
-            println!("  PCR{n}  {p}");
+            outln!("  PCR{n}  {p}");
         }
         for n in &notes {
-            println!("  note: {n}");
+            outln!("  note: {n}");
         }
         if let Some(r) = &v.signature {
-            print_signature(r);
+            print_signature(r)?;
         }
         if let Some(m) = &metadata {
             let mut shown = m.clone();
             if let Some(o) = shown.as_object_mut() {
                 o.remove("CustomMetadata");
             }
-            println!("Metadata");
+            outln!("Metadata");
             for line in serde_json::to_string_pretty(&shown)?.lines() {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
         if let Some(c) = &custom {
-            println!("Embedded manifest: the measured inputs (CustomMetadata)");
+            outln!("Embedded manifest: the measured inputs (CustomMetadata)");
             for line in serde_json::to_string_pretty(c)?.lines() {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
     }
@@ -162,7 +159,7 @@ pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         for p in &problems {
-            eprintln!("eifbake: error: {p}");
+            super::output::eline(format_args!("eifbake: error: {p}"));
         }
         Ok(ExitCode::from(2))
     }
@@ -183,28 +180,29 @@ pub fn pcr_notes(ramdisks: usize) -> Vec<String> {
     }
 }
 
-fn print_signature(r: &crate::eif::SignatureReport) {
-    println!("Signature");
+fn print_signature(r: &crate::eif::SignatureReport) -> Result<()> {
+    outln!("Signature");
     if let Some(c) = &r.certificate {
-        println!("  subject       {}", c.subject);
-        println!("  issuer        {}", c.issuer);
-        println!("  serial        {}", c.serial);
-        println!("  not before    {}", c.not_before);
-        println!("  not after     {}", c.not_after);
-        println!("  sha256        {}", c.sha256_fingerprint);
-        println!("  key           {}", c.key_algorithm);
+        outln!("  subject       {}", c.subject);
+        outln!("  issuer        {}", c.issuer);
+        outln!("  serial        {}", c.serial);
+        outln!("  not before    {}", c.not_before);
+        outln!("  not after     {}", c.not_after);
+        outln!("  sha256        {}", c.sha256_fingerprint);
+        outln!("  key           {}", c.key_algorithm);
     }
     if let Some(p) = &r.pcr8 {
-        println!("  PCR8          {p}");
+        outln!("  PCR8          {p}");
     }
     if let Some(a) = &r.algorithm {
-        println!("  algorithm     {a}");
+        outln!("  algorithm     {a}");
     }
     if r.valid {
-        println!("  signature     OK (by the certificate's key, over this image's PCR0)");
+        outln!("  signature     OK (by the certificate's key, over this image's PCR0)");
     } else {
-        println!("  signature     INVALID: {}", r.problem.as_deref().unwrap_or("unknown reason"));
+        outln!("  signature     INVALID: {}", r.problem.as_deref().unwrap_or("unknown reason"));
     }
+    Ok(())
 }
 
 /// Write every section of `eif` to its own file in `dir`, atomically.

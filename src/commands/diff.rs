@@ -17,21 +17,22 @@ pub fn run(args: DiffArgs, _global: &Global) -> Result<ExitCode> {
     let d = compare(&a, &b, &progress)?;
     progress.finish();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
+        super::output::json(&d)?;
     } else {
-        print_text(&d);
+        print_text(&d)?;
     }
     Ok(if d.same { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn print_changes(title: &str, changes: &[Change], indent: &str) {
+fn print_changes(title: &str, changes: &[Change], indent: &str) -> Result<()> {
     if changes.is_empty() {
-        return;
+        return Ok(());
     }
-    println!("{indent}{title}");
+    outln!("{indent}{title}");
     for c in changes {
-        println!("{indent}  {}: {} -> {}", c.field, c.a, c.b);
+        outln!("{indent}  {}: {} -> {}", c.field, c.a, c.b);
     }
+    Ok(())
 }
 
 fn summary(s: &Option<SectionSummary>) -> String {
@@ -42,53 +43,60 @@ fn summary(s: &Option<SectionSummary>) -> String {
 }
 
 /// Print an [`EifDiff`] for people (also used by `verify` and `check`).
-pub fn print_text(d: &EifDiff) {
-    println!("--- {}", d.a);
-    println!("+++ {}", d.b);
+pub fn print_text(d: &EifDiff) -> Result<()> {
+    outln!("--- {}", d.a);
+    outln!("+++ {}", d.b);
     for (side, c) in [(&d.a, &d.crc_a), (&d.b, &d.crc_b)] {
         if !c.ok {
-            println!("CRC-32 MISMATCH in {side}: header {}, computed {}", c.stored, c.computed);
+            outln!("CRC-32 MISMATCH in {side}: header {}, computed {}", c.stored, c.computed);
         }
     }
     if d.same {
-        println!("identical");
-        return;
+        outln!("identical");
+        return Ok(());
     }
-    print_changes("header", &d.header, "");
-    print_changes("measurements", &d.pcrs, "");
+    print_changes("header", &d.header, "")?;
+    print_changes("measurements", &d.pcrs, "")?;
     for s in &d.sections {
-        println!("section {}", s.index);
-        println!("  - {}", summary(&s.a));
-        println!("  + {}", summary(&s.b));
+        outln!("section {}", s.index);
+        outln!("  - {}", summary(&s.a));
+        outln!("  + {}", summary(&s.b));
         if let Some(e) = &s.entries_error {
-            println!("  entries not compared: {e}");
+            outln!("  entries not compared: {e}");
         }
         if let Some(e) = &s.entries {
             for x in &e.removed {
-                println!("  removed {} ({:?}, mode {}, {} bytes)", x.path, x.kind, x.mode, x.size);
+                outln!("  removed {} ({:?}, mode {}, {} bytes)", x.path, x.kind, x.mode, x.size);
             }
             for x in &e.added {
-                println!("  added   {} ({:?}, mode {}, {} bytes)", x.path, x.kind, x.mode, x.size);
+                outln!("  added   {} ({:?}, mode {}, {} bytes)", x.path, x.kind, x.mode, x.size);
             }
             for c in &e.changed {
-                println!("  changed {}", c.path);
+                outln!("  changed {}", c.path);
                 for f in &c.changes {
-                    println!("    {}: {} -> {}", f.field, f.a, f.b);
+                    outln!("    {}: {} -> {}", f.field, f.a, f.b);
                 }
                 if let Some(detail) = &c.detail {
                     for line in detail.lines() {
-                        println!("    {line}");
+                        outln!("    {line}");
                     }
                 }
             }
+            if e.unlisted > 0 {
+                outln!(
+                    "  ... and {} more differing entries, not listed (over the listing limit)",
+                    e.unlisted
+                );
+            }
             if e.order_differs {
-                println!("  same entries in a different order");
+                outln!("  same entries in a different order");
             }
             if e.is_empty() {
-                println!("  same entries, fields and contents: the archive encoding differs (compression?)");
+                outln!("  same entries, fields and contents: the archive encoding differs (compression?)");
             }
         }
     }
-    print_changes("metadata", &d.metadata, "");
-    print_changes("signature", &d.signature, "");
+    print_changes("metadata", &d.metadata, "")?;
+    print_changes("signature", &d.signature, "")?;
+    Ok(())
 }

@@ -62,9 +62,9 @@ pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
             "Measurements": m.nitro_cli_json(),
             "signing_certificate": signer.as_ref().map(|s| s.certificate().info()),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::output::json(&v)?;
     } else {
-        print!("{}", m.to_pcrs_file());
+        super::output::text(&m.to_pcrs_file())?;
     }
     Ok(ExitCode::SUCCESS)
 }

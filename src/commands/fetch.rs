@@ -23,13 +23,10 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
             .iter()
             .map(|f| (f.name.clone(), serde_json::to_value(f).expect("serialisable")))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "store": store.root(), "images": images }))?
-        );
+        super::output::json(&serde_json::json!({ "store": store.root(), "images": images }))?;
     } else {
         for f in &fetched {
-            println!(
+            outln!(
                 "{:<16} {} downloaded {} blobs, {} bytes  (oci:{}:{})",
                 f.name,
                 f.manifest,

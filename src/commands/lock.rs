@@ -54,12 +54,12 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
     lock.save(&lock_path)?;
     if args.json {
         let v = serde_json::json!({ "lockfile": lock_path, "images": changes });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::output::json(&v)?;
     } else {
         for c in &changes {
-            println!("{:<9} {:<16} {} {}", c.action, c.name, c.manifest, c.reference);
+            outln!("{:<9} {:<16} {} {}", c.action, c.name, c.manifest, c.reference);
         }
-        println!("wrote {}", lock_path.display());
+        outln!("wrote {}", lock_path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

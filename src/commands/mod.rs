@@ -1,6 +1,9 @@
 //! One function per subcommand: turn parsed arguments into library calls and
 //! print the result. No format or policy logic lives here.
 
+#[macro_use]
+pub mod output;
+
 pub mod build;
 pub mod check;
 pub mod describe;

@@ -48,9 +48,9 @@ pub fn run(args: RamdiskArgs, _global: &Global) -> Result<ExitCode> {
             "data_bytes": cpio.data_bytes,
             "source_date_epoch": epoch.0,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::output::json(&v)?;
     } else {
-        println!(
+        outln!(
             "{}: {} entries, {} bytes{} ({} bytes of cpio), {}",
             args.output.display(),
             cpio.entries,

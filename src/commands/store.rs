@@ -21,12 +21,12 @@ pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
                 store.import_archive(&path, image.as_deref(), name.as_ref())?
             };
             for n in names {
-                println!("imported {n}");
+                outln!("imported {n}");
             }
         }
         StoreCommand::Export { image, output } => {
             store.export(&image, &output)?;
-            println!("exported {image} to {}", output.display());
+            outln!("exported {image} to {}", output.display());
         }
         StoreCommand::Ls { json } => {
             let index = store.index()?;
@@ -48,10 +48,10 @@ pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
                 }));
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                super::output::json(&rows)?;
             } else {
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{}  {}  {}  {} bytes{}",
                         r["name"].as_str().unwrap_or("-"),
                         r["digest"].as_str().unwrap_or("-"),
@@ -79,21 +79,18 @@ pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
                     removed.iter().map(|(d, n)| serde_json::json!({"digest": d, "bytes": n})).collect();
                 let cache_list: Vec<_> =
                     cached.iter().map(|(e, n)| serde_json::json!({"entry": e, "bytes": n})).collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "dry_run": dry_run, "removed": list, "caches": cache_list, "bytes": bytes
-                    }))?
-                );
+                super::output::json(&serde_json::json!({
+                    "dry_run": dry_run, "removed": list, "caches": cache_list, "bytes": bytes
+                }))?;
             } else {
                 let verb = if dry_run { "would remove" } else { "removed" };
                 for (d, n) in &removed {
-                    println!("{verb} {d} ({n} bytes)");
+                    outln!("{verb} {d} ({n} bytes)");
                 }
                 for (e, n) in &cached {
-                    println!("{verb} cache {e} ({n} bytes)");
+                    outln!("{verb} cache {e} ({n} bytes)");
                 }
-                println!(
+                outln!(
                     "{} blobs, {} cache entries, {bytes} bytes{}",
                     removed.len(),
                     cached.len(),

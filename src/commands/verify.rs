@@ -54,26 +54,26 @@ pub fn run(args: VerifyArgs, global: &Global) -> Result<ExitCode> {
         write_atomic(path, &bytes)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::output::json(&report)?;
     } else {
-        println!("{} {}", report.verdict.word(), report.name);
-        println!("{:<8} {:<14} {:<8} {:<8}", "figure", "from", "match", "expected / rebuilt");
+        outln!("{} {}", report.verdict.word(), report.name);
+        outln!("{:<8} {:<14} {:<8} {:<8}", "figure", "from", "match", "expected / rebuilt");
         for f in &report.figures {
-            println!("{:<8} {:<14} {:<8} {}", f.what, f.from, if f.ok { "yes" } else { "NO" }, f.expected);
-            println!("{:<8} {:<14} {:<8} {}", "", "", "", f.rebuilt);
+            outln!("{:<8} {:<14} {:<8} {}", f.what, f.from, if f.ok { "yes" } else { "NO" }, f.expected);
+            outln!("{:<8} {:<14} {:<8} {}", "", "", "", f.rebuilt);
         }
         for n in &report.notes {
-            println!("note: {n}");
+            outln!("note: {n}");
         }
         if let Some(d) = &report.diff {
-            println!("difference between the rebuild (---) and the published EIF (+++):");
-            crate::commands::diff::print_text(d);
+            outln!("difference between the rebuild (---) and the published EIF (+++):");
+            crate::commands::diff::print_text(d)?;
         }
         if let Some(k) = &report.kept {
-            println!("kept the rebuild in {}", k.display());
+            outln!("kept the rebuild in {}", k.display());
         }
         if let Some(a) = &args.attest {
-            println!("wrote {}", a.display());
+            outln!("wrote {}", a.display());
         }
     }
     Ok(match report.verdict {

@@ -5,19 +5,23 @@
 //!
 //! Not for: parsing cpio (that is [`crate::cpio`]'s reader) or printing (the
 //! `diff` command renders the [`EifDiff`] this module returns).
-
-use std::collections::BTreeMap;
+//!
+//! Memory stays bounded whatever the inputs (long names, many entries,
+//! unsorted archives, large files): see the `entries` submodule for the
+//! limits ([`LIST_BUDGET`], [`UNSORTED_BUDGET`], [`DETAIL_FILES`]) and
+//! [`LCS_CELLS`] for text details.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+mod entries;
+
+pub use entries::{diff_entries, DETAIL_FILES, LIST_BUDGET, UNSORTED_BUDGET};
+
 use super::{Eif, Section, SectionKind, Verification};
-use crate::cpio::{self, Kind};
+use crate::cpio::Kind;
 use crate::digest::Digest;
 use crate::progress::Progress;
-
-/// Longest symlink target read from a ramdisk.
-const LINK_LIMIT: u64 = 4096;
 
 /// A field that differs: its name and both values, as text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -92,15 +96,20 @@ pub struct EntryChange {
 /// How much of each side's file [`content_detail`] reads.
 pub const DETAIL_LIMIT: u64 = 64 * 1024;
 
+/// Most cells of the line table [`unified`] fills (4 bytes each): texts
+/// with more lines than that get the hex window, so memory stays bounded.
+pub const LCS_CELLS: usize = 1 << 22;
+
 /// How two versions of a file differ, for a person: a unified line diff
-/// when both are text (UTF-8 without NUL) and at most [`DETAIL_LIMIT`]
-/// bytes, else a hex window around the first differing byte (looked for in
+/// when both are text (UTF-8 without NUL), at most [`DETAIL_LIMIT`]
+/// bytes and the product of their line counts at most [`LCS_CELLS`], else a hex window around the first differing byte (looked for in
 /// the first [`DETAIL_LIMIT`] bytes of each side; `a_len`/`b_len` are the
 /// full sizes).
 pub fn content_detail(a: &[u8], b: &[u8], a_len: u64, b_len: u64) -> String {
     let whole = a_len == a.len() as u64 && b_len == b.len() as u64;
     let text = |x: &[u8]| !x.contains(&0) && std::str::from_utf8(x).is_ok();
-    if whole && text(a) && text(b) {
+    let lines = |x: &[u8]| x.iter().filter(|&&c| c == b'\n').count() + 1;
+    if whole && text(a) && text(b) && lines(a).saturating_mul(lines(b)) <= LCS_CELLS {
         let (ta, tb) = (std::str::from_utf8(a).unwrap_or(""), std::str::from_utf8(b).unwrap_or(""));
         return unified(ta, tb);
     }
@@ -193,60 +202,6 @@ fn unified(a: &str, b: &str) -> String {
     out
 }
 
-/// The first `limit` bytes of each regular file in `paths`, read from a
-/// ramdisk section in one pass (path -> bytes).
-fn entry_prefixes(
-    eif: &Eif,
-    s: &Section,
-    paths: &std::collections::BTreeSet<String>,
-    limit: u64,
-) -> Result<BTreeMap<String, Vec<u8>>> {
-    use std::io::Read;
-    let ctx = || format!("{}: section {} (ramdisk) as a cpio archive", eif.path().display(), s.index);
-    let mut r = cpio::Reader::new(eif.section_reader(s)).with_context(ctx)?;
-    let mut out = BTreeMap::new();
-    while let Some(e) = r.next_entry().with_context(ctx)? {
-        let name = e.name_lossy().into_owned();
-        if e.kind() == Kind::File && paths.contains(&name) {
-            let mut buf = Vec::new();
-            r.data().take(limit).read_to_end(&mut buf).with_context(ctx)?;
-            out.insert(name, buf);
-        }
-    }
-    Ok(out)
-}
-
-/// Fill in [`EntryChange::detail`] for regular files whose contents differ.
-fn add_details(
-    a: (&Eif, &Section, &[RamdiskEntry]),
-    b: (&Eif, &Section, &[RamdiskEntry]),
-    d: &mut EntryDiff,
-) -> Result<()> {
-    let size = |list: &[RamdiskEntry], p: &str| {
-        list.iter().find(|e| e.path == p && e.kind == Kind::File).map(|e| e.size as u64)
-    };
-    let files: std::collections::BTreeSet<String> = d
-        .changed
-        .iter()
-        .filter(|c| c.changes.iter().any(|f| f.field == "content sha256"))
-        .filter(|c| size(a.2, &c.path).is_some() && size(b.2, &c.path).is_some())
-        .map(|c| c.path.clone())
-        .collect();
-    if files.is_empty() {
-        return Ok(());
-    }
-    let pa = entry_prefixes(a.0, a.1, &files, DETAIL_LIMIT)?;
-    let pb = entry_prefixes(b.0, b.1, &files, DETAIL_LIMIT)?;
-    for c in &mut d.changed {
-        if let (Some(x), Some(y), Some(la), Some(lb)) =
-            (pa.get(&c.path), pb.get(&c.path), size(a.2, &c.path), size(b.2, &c.path))
-        {
-            c.detail = Some(content_detail(x, y, la, lb));
-        }
-    }
-    Ok(())
-}
-
 /// Entry-level differences of one ramdisk pair.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct EntryDiff {
@@ -255,11 +210,23 @@ pub struct EntryDiff {
     pub changed: Vec<EntryChange>,
     /// Same entries, same fields, but in another order in the archive.
     pub order_differs: bool,
+    /// Differing entries (added, removed or changed) past the listing limit
+    /// ([`LIST_BUDGET`]), counted but not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unlisted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl EntryDiff {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && !self.order_differs
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && !self.order_differs
+            && self.unlisted == 0
     }
 }
 
@@ -332,16 +299,10 @@ pub fn compare(a: &Eif, b: &Eif, progress: &Progress) -> Result<EifDiff> {
             SectionDiff { index: i, a: sa.clone(), b: sb.clone(), entries: None, entries_error: None };
         if let (Some(x), Some(y)) = (&sa, &sb) {
             if x.kind == SectionKind::Ramdisk && y.kind == SectionKind::Ramdisk {
-                let listed =
-                    list_entries(a, &a.sections[i]).and_then(|ea| Ok((ea, list_entries(b, &b.sections[i])?)));
-                match listed {
-                    Ok((ea, eb)) => {
-                        let mut entries = diff_entries(&ea, &eb);
-                        let sides = ((a, &a.sections[i], &ea[..]), (b, &b.sections[i], &eb[..]));
-                        if let Err(e) = add_details(sides.0, sides.1, &mut entries) {
-                            d.entries_error = Some(format!("contents not compared: {e:#}"));
-                        }
+                match entries::compare_entries((a, &a.sections[i]), (b, &b.sections[i])) {
+                    Ok((entries, detail_error)) => {
                         d.entries = Some(entries);
+                        d.entries_error = detail_error;
                     }
                     Err(e) => d.entries_error = Some(format!("{e:#}")),
                 }
@@ -400,84 +361,6 @@ fn summarise(eif: &Eif, s: &Section) -> Result<SectionSummary> {
     let (sha256, _) = Digest::of_reader(eif.section_reader(s))
         .with_context(|| format!("{}: reading section {} ({})", eif.path().display(), s.index, s.kind))?;
     Ok(SectionSummary { kind: s.kind, offset: s.offset, size: s.size, sha256 })
-}
-
-/// Every entry of a ramdisk section (plain or gzip newc), in archive order.
-pub fn list_entries(eif: &Eif, s: &Section) -> Result<Vec<RamdiskEntry>> {
-    let ctx = || format!("{}: section {} (ramdisk) as a cpio archive", eif.path().display(), s.index);
-    let mut r = cpio::Reader::new(eif.section_reader(s)).with_context(ctx)?;
-    let mut out = Vec::new();
-    while let Some(e) = r.next_entry().with_context(ctx)? {
-        let kind = e.kind();
-        let (sha256, link_target) = if kind == Kind::Symlink {
-            let t = r.data_to_vec(LINK_LIMIT).with_context(ctx)?;
-            (Digest::of(&t), Some(String::from_utf8_lossy(&t).into_owned()))
-        } else {
-            (r.data_sha256().with_context(ctx)?, None)
-        };
-        let rdev = matches!(kind, Kind::CharDevice | Kind::BlockDevice)
-            .then(|| format!("{}:{}", e.rdevmajor, e.rdevminor));
-        out.push(RamdiskEntry {
-            path: e.name_lossy().into_owned(),
-            kind,
-            mode: format!("{:o}", e.mode),
-            uid: e.uid,
-            gid: e.gid,
-            mtime: e.mtime,
-            size: e.size,
-            sha256,
-            link_target,
-            rdev,
-        });
-    }
-    Ok(out)
-}
-
-/// Compare two entry lists by path.
-pub fn diff_entries(a: &[RamdiskEntry], b: &[RamdiskEntry]) -> EntryDiff {
-    let ma: BTreeMap<&str, &RamdiskEntry> = a.iter().map(|e| (e.path.as_str(), e)).collect();
-    let mb: BTreeMap<&str, &RamdiskEntry> = b.iter().map(|e| (e.path.as_str(), e)).collect();
-    let mut d = EntryDiff::default();
-    for (p, ea) in &ma {
-        match mb.get(p) {
-            None => d.removed.push((*ea).clone()),
-            Some(eb) => {
-                let mut c = Vec::new();
-                push_if(&mut c, "type", format!("{:?}", ea.kind), format!("{:?}", eb.kind));
-                push_if(&mut c, "content sha256", ea.sha256, eb.sha256);
-                push_if(&mut c, "size", ea.size, eb.size);
-                push_if(&mut c, "mode", &ea.mode, &eb.mode);
-                push_if(&mut c, "uid", ea.uid, eb.uid);
-                push_if(&mut c, "gid", ea.gid, eb.gid);
-                push_if(&mut c, "mtime", ea.mtime, eb.mtime);
-                let none = || "(none)".to_string();
-                push_if(
-                    &mut c,
-                    "symlink target",
-                    ea.link_target.clone().unwrap_or_else(none),
-                    eb.link_target.clone().unwrap_or_else(none),
-                );
-                push_if(
-                    &mut c,
-                    "rdev",
-                    ea.rdev.clone().unwrap_or_else(none),
-                    eb.rdev.clone().unwrap_or_else(none),
-                );
-                if !c.is_empty() {
-                    d.changed.push(EntryChange { path: p.to_string(), changes: c, detail: None });
-                }
-            }
-        }
-    }
-    for (p, eb) in &mb {
-        if !ma.contains_key(p) {
-            d.added.push((*eb).clone());
-        }
-    }
-    if d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty() {
-        d.order_differs = a.iter().map(|e| &e.path).ne(b.iter().map(|e| &e.path));
-    }
-    d
 }
 
 /// Leaf-level differences of two JSON values, as dotted paths.
@@ -561,6 +444,24 @@ mod tests {
             "--- a\n+++ b\n@@ -1,5 +1,5 @@\n 1\n-2\n+TWO\n 3\n 4\n 5\n@@ -16,5 +16,4 @@\n 16\n 17\n 18\n-19\n\
              -20\n+20\n\\ No newline at end of file\n"
         );
+    }
+
+    /// Texts with very many lines would need a line table of n * m cells
+    /// (here 32769^2 * 4 bytes, 4 GiB): they get the hex window instead.
+    #[test]
+    fn many_line_texts_do_not_build_a_huge_table() {
+        let a = vec![b'\n'; 32 * 1024];
+        let mut b = a.clone();
+        b[20_000] = b'x';
+        let started = std::time::Instant::now();
+        let d = content_detail(&a, &b, a.len() as u64, b.len() as u64);
+        assert!(d.starts_with("first differing byte at offset 20000 (0x4e20)\n"), "{d}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Up to the limit, texts still get a unified diff.
+        let a: String = (0..2000).map(|i| format!("{i}\n")).collect();
+        let b = a.replace("\n1000\n", "\nthousand\n");
+        let d = content_detail(a.as_bytes(), b.as_bytes(), a.len() as u64, b.len() as u64);
+        assert!(d.contains("\n-1000\n+thousand\n"), "{d}");
     }
 
     #[test]

@@ -209,3 +209,25 @@ pub fn golden_path(arch: &str) -> std::path::PathBuf {
     let name = if arch == "x86_64" { "eif.json".to_string() } else { format!("eif-{arch}.json") };
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
 }
+
+/// Run a command and return (exit code, peak RSS in KiB) of that child alone.
+pub fn peak_rss(c: &mut Command) -> (i32, i64) {
+    let (code, rss, _, _) = run_measured(c);
+    (code, rss)
+}
+
+/// Run a command; return its exit code, its peak RSS in KiB (that child
+/// alone), its standard output and its standard error.
+pub fn run_measured(c: &mut Command) -> (i32, i64, Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let files = (std::fs::File::create(&out).unwrap(), std::fs::File::create(&err).unwrap());
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
+    let child = c.stdout(files.0).stderr(files.1).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: plain FFI call with valid pointers; `child` is our own, not yet waited for.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    (libc::WEXITSTATUS(status), ru.ru_maxrss, std::fs::read(out).unwrap(), std::fs::read(err).unwrap())
+}
