@@ -149,7 +149,7 @@ fn symlink_outputs_stay_symlinks_and_forged_manifests_are_refused_before_running
         let (code, o, err) =
             common::eifbake_env(&["verify", s(&m), "--source", &source], &[("TMPDIR", tmp.as_path())]);
         assert_eq!(code, 2, "{label}: {o}{err}");
-        assert!(err.contains("inputs.recipe.text") && err.contains(key), "{label}: {err}");
+        assert!(err.contains("origin.recipe.text") && err.contains(key), "{label}: {err}");
     }
     assert_eq!(env.reg.gets("/blobs/"), gets_before, "verify fetched blobs for a recipe it must refuse");
     let outside: Vec<_> = fs::read_dir(base.join("a")).unwrap().map(|e| e.unwrap().file_name()).collect();
