@@ -8,14 +8,17 @@
 //! one never writes through a hard link into another.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
+use rustix::fs::FileType;
 use tar::EntryType;
 
 use super::error::{io_kind, ErrorKind};
-use super::sys::{cstring, cvt, is_dir, lstat_at, open_dir_at, timespec};
+use super::sys::{
+    chmod_at, chmod_fd, chown_at, chown_fd, create_file_at, cstring, fsetxattr, is_dir, link_at, lsetxattr,
+    lstat_at, mknod_at, open_dir_at, set_mtime_at, set_mtime_fd, symlink_at, unlink_at,
+};
 use super::tree::{components, join, show, DirMeta, Tree};
 use super::{ApplySummary, DeviceNode, DevicePolicy};
 
@@ -70,6 +73,7 @@ impl<'o> Tree<'o> {
         }
 
         let pfd = self.parent(parent, true)?;
+        let pfd = pfd.as_fd();
         let existing = lstat_at(pfd, &name).map_err(io_kind("inspecting the existing entry"))?;
         if etype.is_dir() {
             return self.directory(pfd, &name, rel, existing.map(|st| is_dir(&st)), &meta, summary);
@@ -79,7 +83,7 @@ impl<'o> Tree<'o> {
             self.remove(pfd, &name, &rel, is_dir(&st))?;
         }
         let pfd = self.parent(parent, true)?;
-        self.create_node(pfd, &name, rel, etype, entry, &meta, summary)
+        self.create_node(pfd.as_fd(), &name, rel, etype, entry, &meta, summary)
     }
 
     /// A whiteout entry (`.wh.NAME`, `.wh..wh..opq`, AUFS bookkeeping):
@@ -186,7 +190,7 @@ impl<'o> Tree<'o> {
     /// `existing` says what is there: `Some(true)` a directory.
     fn directory(
         &mut self,
-        pfd: RawFd,
+        pfd: BorrowedFd<'_>,
         name: &CString,
         rel: Vec<u8>,
         existing: Option<bool>,
@@ -196,8 +200,7 @@ impl<'o> Tree<'o> {
         match existing {
             Some(true) => {}
             Some(false) => {
-                cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), 0) })
-                    .map_err(io_kind("removing the entry it replaces"))?;
+                unlink_at(pfd, name).map_err(io_kind("removing the entry it replaces"))?;
                 self.forget_stand_ins(&rel);
                 self.mkdir(pfd, name)?;
             }
@@ -205,7 +208,7 @@ impl<'o> Tree<'o> {
         }
         if !meta.xattrs.is_empty() {
             let fd = open_dir_at(pfd, name).map_err(io_kind("opening the directory"))?;
-            self.set_xattrs_fd(fd.as_raw_fd(), &meta.xattrs, summary)?;
+            self.set_xattrs_fd(fd.as_fd(), &meta.xattrs, summary)?;
         }
         self.dirs.insert(rel, DirMeta { mode: meta.mode, uid: meta.uid, gid: meta.gid, mtime: meta.mtime });
         summary.dirs += 1;
@@ -217,7 +220,7 @@ impl<'o> Tree<'o> {
     #[allow(clippy::too_many_arguments)]
     fn create_node<R: Read>(
         &mut self,
-        pfd: RawFd,
+        pfd: BorrowedFd<'_>,
         name: &CString,
         rel: Vec<u8>,
         etype: EntryType,
@@ -235,8 +238,7 @@ impl<'o> Tree<'o> {
                     .link_name_bytes()
                     .ok_or_else(|| ErrorKind::Malformed("symlink without a target".into()))?;
                 let ctarget = cstring(&target)?;
-                cvt(unsafe { libc::symlinkat(ctarget.as_ptr(), pfd, name.as_ptr()) })
-                    .map_err(io_kind("creating the symlink"))?;
+                symlink_at(&ctarget, pfd, name).map_err(io_kind("creating the symlink"))?;
                 self.finish_node(pfd, name, meta, false, summary)?;
                 summary.symlinks += 1;
             }
@@ -253,7 +255,7 @@ impl<'o> Tree<'o> {
     #[allow(clippy::too_many_arguments)]
     fn special(
         &mut self,
-        pfd: RawFd,
+        pfd: BorrowedFd<'_>,
         name: &CString,
         rel: Vec<u8>,
         etype: EntryType,
@@ -262,7 +264,7 @@ impl<'o> Tree<'o> {
         summary: &mut ApplySummary,
     ) -> std::result::Result<(), ErrorKind> {
         let (kind, dev) = if etype == EntryType::Fifo {
-            (libc::S_IFIFO, 0)
+            (FileType::Fifo, 0)
         } else {
             let major = device(hdr.device_major(), "devmajor")?;
             let minor = device(hdr.device_minor(), "devminor")?;
@@ -270,11 +272,11 @@ impl<'o> Tree<'o> {
                 let node = DeviceNode { path: rel, char: etype == EntryType::Char, major, minor };
                 return self.stand_in(pfd, name, node);
             }
-            let kind = if etype == EntryType::Char { libc::S_IFCHR } else { libc::S_IFBLK };
-            (kind, libc::makedev(major, minor))
+            let kind =
+                if etype == EntryType::Char { FileType::CharacterDevice } else { FileType::BlockDevice };
+            (kind, rustix::fs::makedev(major, minor))
         };
-        cvt(unsafe { libc::mknodat(pfd, name.as_ptr(), kind | 0o600, dev) })
-            .map_err(io_kind("creating the device node or fifo"))?;
+        mknod_at(pfd, name, kind, dev).map_err(io_kind("creating the device node or fifo"))?;
         self.finish_node(pfd, name, meta, true, summary)?;
         if etype == EntryType::Fifo {
             summary.fifos += 1;
@@ -288,15 +290,12 @@ impl<'o> Tree<'o> {
     /// replace or remove it exactly as they would the node.
     pub(super) fn stand_in(
         &mut self,
-        pfd: RawFd,
+        pfd: BorrowedFd<'_>,
         name: &CString,
         node: DeviceNode,
     ) -> std::result::Result<(), ErrorKind> {
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = cvt(unsafe { libc::openat(pfd, name.as_ptr(), flags, 0o600 as libc::c_uint) })
-            .map_err(io_kind("creating the stand-in of a skipped device node"))?;
-        // SAFETY: `fd` was just opened and is owned here only.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let file =
+            create_file_at(pfd, name).map_err(io_kind("creating the stand-in of a skipped device node"))?;
         let ino =
             std::os::unix::fs::MetadataExt::ino(&file.metadata().map_err(io_kind("inspecting a stand-in"))?);
         self.stand_ins.insert(node.path.clone(), (node, ino));
@@ -305,22 +304,13 @@ impl<'o> Tree<'o> {
 
     pub(super) fn write_file<R: Read>(
         &mut self,
-        pfd: RawFd,
+        pfd: BorrowedFd<'_>,
         name: &CString,
         entry: &mut tar::Entry<'_, R>,
         meta: &Meta,
         summary: &mut ApplySummary,
     ) -> std::result::Result<(), ErrorKind> {
-        let fd = cvt(unsafe {
-            libc::openat(
-                pfd,
-                name.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600 as libc::c_uint,
-            )
-        })
-        .map_err(io_kind("creating the file"))?;
-        let mut file = unsafe { File::from_raw_fd(fd) };
+        let mut file = create_file_at(pfd, name).map_err(io_kind("creating the file"))?;
         let limit = self.opts.max_total_bytes;
         loop {
             let n = match entry.read(&mut self.buf) {
@@ -339,21 +329,20 @@ impl<'o> Tree<'o> {
             }
             file.write_all(&self.buf[..n]).map_err(io_kind("writing the file"))?;
         }
-        let fd = file.as_raw_fd();
+        let fd = file.as_fd();
         if self.opts.same_owner {
-            cvt(unsafe { libc::fchown(fd, meta.uid, meta.gid) }).map_err(io_kind("setting the owner"))?;
+            chown_fd(fd, meta.uid, meta.gid).map_err(io_kind("setting the owner"))?;
         }
         self.set_xattrs_fd(fd, &meta.xattrs, summary)?;
-        cvt(unsafe { libc::fchmod(fd, self.mode(meta.mode, false)) }).map_err(io_kind("setting the mode"))?;
-        let ts = timespec(meta.mtime);
-        cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map_err(io_kind("setting the mtime"))?;
+        chmod_fd(fd, self.mode(meta.mode, false)).map_err(io_kind("setting the mode"))?;
+        set_mtime_fd(fd, meta.mtime).map_err(io_kind("setting the mtime"))?;
         Ok(())
     }
 
     /// The mode to set. Without `same_owner` the set-id bits go, and the
     /// owner (the caller) keeps read access to files and full access to
     /// directories, so the tree can always be read and removed again.
-    pub(super) fn mode(&self, mode: u32, dir: bool) -> libc::mode_t {
+    pub(super) fn mode(&self, mode: u32, dir: bool) -> u32 {
         if self.opts.same_owner {
             mode
         } else {
@@ -365,45 +354,39 @@ impl<'o> Tree<'o> {
     /// at `name` in `pfd`, never following it.
     pub(super) fn finish_node(
         &mut self,
-        pfd: RawFd,
+        pfd: BorrowedFd<'_>,
         name: &CString,
         meta: &Meta,
         chmod: bool,
         summary: &mut ApplySummary,
     ) -> std::result::Result<(), ErrorKind> {
         if self.opts.same_owner {
-            cvt(unsafe { libc::fchownat(pfd, name.as_ptr(), meta.uid, meta.gid, libc::AT_SYMLINK_NOFOLLOW) })
-                .map_err(io_kind("setting the owner"))?;
+            chown_at(pfd, name, meta.uid, meta.gid).map_err(io_kind("setting the owner"))?;
         }
         if !meta.xattrs.is_empty() {
             // Through /proc so the final component is not followed.
-            let mut p = format!("/proc/self/fd/{pfd}/").into_bytes();
+            let mut p = format!("/proc/self/fd/{}/", pfd.as_raw_fd()).into_bytes();
             p.extend_from_slice(name.as_bytes());
             let p = cstring(&p)?;
             for (k, v) in &meta.xattrs {
-                let r = unsafe { libc::lsetxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-                xattr_result(r, k, summary)?;
+                xattr_result(lsetxattr(&p, k, v), k, summary)?;
             }
         }
         if chmod {
-            cvt(unsafe { libc::fchmodat(pfd, name.as_ptr(), self.mode(meta.mode, false), 0) })
-                .map_err(io_kind("setting the mode"))?;
+            chmod_at(pfd, name, self.mode(meta.mode, false)).map_err(io_kind("setting the mode"))?;
         }
-        let ts = timespec(meta.mtime);
-        cvt(unsafe { libc::utimensat(pfd, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
-            .map_err(io_kind("setting the mtime"))?;
+        set_mtime_at(pfd, name, meta.mtime).map_err(io_kind("setting the mtime"))?;
         Ok(())
     }
 
     pub(super) fn set_xattrs_fd(
         &self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         xattrs: &[(CString, Vec<u8>)],
         summary: &mut ApplySummary,
     ) -> std::result::Result<(), ErrorKind> {
         for (k, v) in xattrs {
-            let r = unsafe { libc::fsetxattr(fd, k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
-            xattr_result(r, k, summary)?;
+            xattr_result(fsetxattr(fd, k, v), k, summary)?;
         }
         Ok(())
     }
@@ -427,30 +410,27 @@ impl<'o> Tree<'o> {
         if join(&tcomps) == rel {
             // A link to itself: nothing to do if the entry is there.
             let pfd = self.parent(parent, false).map_err(|k| bad(k.to_string()))?;
-            return match lstat_at(pfd, name) {
+            return match lstat_at(pfd.as_fd(), name) {
                 Ok(Some(_)) => Ok(()),
                 _ => Err(bad("links to itself and does not exist".into())),
             };
         }
         let tname = cstring(tname)?;
-        let tfd = {
-            let fd = self.parent(tparent, false).map_err(|k| bad(k.to_string()))?;
-            unsafe { libc::dup(fd) }
-        };
-        let tfd = unsafe { OwnedFd::from_raw_fd(cvt(tfd).map_err(io_kind("duplicating a descriptor"))?) };
-        match lstat_at(tfd.as_raw_fd(), &tname).map_err(io_kind("inspecting the link target"))? {
+        // Held across the walks below, which may drop it from the cache.
+        let tfd = self.parent(tparent, false).map_err(|k| bad(k.to_string()))?;
+        match lstat_at(tfd.as_fd(), &tname).map_err(io_kind("inspecting the link target"))? {
             None => return Err(bad("does not exist in this or an earlier layer".into())),
             Some(st) if is_dir(&st) => return Err(bad("is a directory".into())),
             Some(_) => {}
         }
         let pfd = self.parent(parent, true)?;
+        let pfd = pfd.as_fd();
         if let Some(st) = lstat_at(pfd, name).map_err(io_kind("inspecting the existing entry"))? {
             self.remove(pfd, name, rel, is_dir(&st))?;
         }
         let pfd = self.parent(parent, true)?;
-        // Flags 0: a symlink target is linked as the symlink itself.
-        cvt(unsafe { libc::linkat(tfd.as_raw_fd(), tname.as_ptr(), pfd, name.as_ptr(), 0) })
-            .map_err(io_kind("creating the hard link"))?;
+        // No AT_SYMLINK_FOLLOW: a symlink target is linked as the symlink itself.
+        link_at(tfd.as_fd(), &tname, pfd.as_fd(), name).map_err(io_kind("creating the hard link"))?;
         summary.hardlinks += 1;
         Ok(())
     }
@@ -487,14 +467,11 @@ pub(super) fn xattrs<R: Read>(
 }
 
 pub(super) fn xattr_result(
-    r: libc::c_int,
+    r: io::Result<()>,
     key: &CString,
     summary: &mut ApplySummary,
 ) -> std::result::Result<(), ErrorKind> {
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
+    let Err(e) = r else { return Ok(()) };
     match e.raw_os_error() {
         Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES) | Some(libc::ENOENT) => {
             summary.skipped_xattrs += 1;

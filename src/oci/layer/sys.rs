@@ -1,12 +1,18 @@
-//! The fd-relative system calls layer extraction makes, each relative to a
-//! directory descriptor and never following a final symlink.
+//! The fd-relative system calls layer extraction makes, through `rustix`:
+//! each is relative to a directory descriptor and never follows a final
+//! symlink (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `linkat` without
+//! `AT_SYMLINK_FOLLOW`).
 //!
 //! Not for: walking paths (the tree walks one component at a time with
 //! [`open_dir_at`]) or deciding what to create.
+//! Invariant: no `unsafe` here; descriptors are borrowed, never raw.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::fs::File;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::fs::{AtFlags, Dev, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid, XattrFlags};
 
 use super::error::ErrorKind;
 
@@ -14,40 +20,126 @@ pub(super) fn cstring(b: &[u8]) -> std::result::Result<CString, ErrorKind> {
     CString::new(b).map_err(|_| ErrorKind::Malformed("path contains a NUL byte".into()))
 }
 
-pub(super) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+
+/// Open the directory at `path`, not following a final symlink.
+pub(super) fn open_dir(path: &CStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, DIR_FLAGS, Mode::empty())?)
 }
 
-pub(super) fn open_dir_at(dirfd: RawFd, name: &CString) -> io::Result<OwnedFd> {
-    let fd = cvt(unsafe {
-        libc::openat(
-            dirfd,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// Open the directory `name` in `dirfd`, not following a symlink.
+pub(super) fn open_dir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(dirfd, name, DIR_FLAGS, Mode::empty())?)
+}
+
+/// Create the file `name` in `dirfd` (mode 0600), failing if anything,
+/// a symlink included, is already there.
+pub(super) fn create_file_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::openat(dirfd, name, flags, Mode::from_raw_mode(0o600))?))
 }
 
 /// `fstatat` without following a final symlink; `None` when nothing is there.
-pub(super) fn lstat_at(dirfd: RawFd, name: &CString) -> io::Result<Option<libc::stat>> {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    match cvt(unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }) {
-        Ok(_) => Ok(Some(st)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
+pub(super) fn lstat_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Stat>> {
+    match rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub(super) fn is_dir(st: &libc::stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+pub(super) fn file_type(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
 }
 
-pub(super) fn timespec(secs: u64) -> [libc::timespec; 2] {
-    let t = libc::timespec { tv_sec: secs.min(i64::MAX as u64) as libc::time_t, tv_nsec: 0 };
-    [t, t]
+pub(super) fn is_dir(st: &Stat) -> bool {
+    file_type(st) == FileType::Directory
+}
+
+/// The inode number, as `std` reports it.
+#[allow(clippy::useless_conversion)]
+pub(super) fn ino(st: &Stat) -> u64 {
+    u64::from(st.st_ino)
+}
+
+pub(super) fn mkdir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::mkdirat(dirfd, name, Mode::from_raw_mode(0o755))?)
+}
+
+/// Remove the non-directory `name` in `dirfd`.
+pub(super) fn unlink_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(dirfd, name, AtFlags::empty())?)
+}
+
+/// Create a symlink `name` in `dirfd` whose target is `target`, verbatim.
+pub(super) fn symlink_at(target: &CStr, dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::symlinkat(target, dirfd, name)?)
+}
+
+/// Create a device node or fifo (mode 0600; the real mode is set later).
+pub(super) fn mknod_at(dirfd: BorrowedFd<'_>, name: &CStr, kind: FileType, dev: Dev) -> io::Result<()> {
+    Ok(rustix::fs::mknodat(dirfd, name, kind, Mode::from_raw_mode(0o600), dev)?)
+}
+
+/// Hard-link `tname` in `tdir` as `name` in `dirfd`; a symlink is linked
+/// itself, never what it points to.
+pub(super) fn link_at(
+    tdir: BorrowedFd<'_>,
+    tname: &CStr,
+    dirfd: BorrowedFd<'_>,
+    name: &CStr,
+) -> io::Result<()> {
+    Ok(rustix::fs::linkat(tdir, tname, dirfd, name, AtFlags::empty())?)
+}
+
+/// An id from a header; `u32::MAX` (-1) means "leave unchanged", as for
+/// `chown(2)`.
+fn ids(uid: u32, gid: u32) -> (Option<Uid>, Option<Gid>) {
+    ((uid != u32::MAX).then(|| Uid::from_raw(uid)), (gid != u32::MAX).then(|| Gid::from_raw(gid)))
+}
+
+pub(super) fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    let (u, g) = ids(uid, gid);
+    Ok(rustix::fs::fchown(fd, u, g)?)
+}
+
+/// Set the owner of `name` in `dirfd`, not following a symlink.
+pub(super) fn chown_at(dirfd: BorrowedFd<'_>, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
+    let (u, g) = ids(uid, gid);
+    Ok(rustix::fs::chownat(dirfd, name, u, g, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+pub(super) fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
+}
+
+/// Set the mode of `name` in `dirfd` (never a symlink: callers chmod only
+/// nodes they just created as something else).
+pub(super) fn chmod_at(dirfd: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::chmodat(dirfd, name, Mode::from_raw_mode(mode), AtFlags::empty())?)
+}
+
+/// Access and modification times both `secs`.
+fn timestamps(secs: u64) -> Timestamps {
+    let t = Timespec { tv_sec: secs.min(i64::MAX as u64) as i64, tv_nsec: 0 };
+    Timestamps { last_access: t, last_modification: t }
+}
+
+pub(super) fn set_mtime_fd(fd: BorrowedFd<'_>, secs: u64) -> io::Result<()> {
+    Ok(rustix::fs::futimens(fd, &timestamps(secs))?)
+}
+
+/// Set the times of `name` in `dirfd`, not following a symlink.
+pub(super) fn set_mtime_at(dirfd: BorrowedFd<'_>, name: &CStr, secs: u64) -> io::Result<()> {
+    Ok(rustix::fs::utimensat(dirfd, name, &timestamps(secs), AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+/// Set an extended attribute on `path`, not following a final symlink.
+pub(super) fn lsetxattr(path: &CStr, key: &CStr, value: &[u8]) -> io::Result<()> {
+    Ok(rustix::fs::lsetxattr(path, key, value, XattrFlags::empty())?)
+}
+
+pub(super) fn fsetxattr(fd: BorrowedFd<'_>, key: &CStr, value: &[u8]) -> io::Result<()> {
+    Ok(rustix::fs::fsetxattr(fd, key, value, XattrFlags::empty())?)
 }

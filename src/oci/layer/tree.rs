@@ -14,9 +14,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::FileType;
 use std::rc::Rc;
 use std::sync::mpsc::sync_channel;
 
@@ -25,7 +27,10 @@ use anyhow::{Context, Result};
 use super::error::{io_kind, EntryResult, ErrorKind};
 use super::limits::{Budget, LayerBudget, LimitHit};
 use super::reader::{pick_compression, pump, read_up_to, ChannelReader, CHUNKS_IN_FLIGHT};
-use super::sys::{cstring, cvt, is_dir, lstat_at, open_dir_at, timespec};
+use super::sys::{
+    chmod_fd, chown_fd, cstring, file_type, ino, is_dir, lstat_at, mkdir_at, open_dir, open_dir_at,
+    set_mtime_fd, unlink_at,
+};
 use super::{ApplyOptions, ApplySummary, Compression, DeviceNode, LayerSource};
 use crate::digest::HashingReader;
 use crate::oci::store::BlobError;
@@ -73,11 +78,11 @@ pub(super) struct DirMeta {
 /// directories of the current entry's parent chain, and bookkeeping.
 pub(super) struct Tree<'o> {
     pub(super) root_path: PathBuf,
-    pub(super) root: OwnedFd,
+    pub(super) root: Rc<OwnedFd>,
     /// `stack[i]` is an open descriptor of the directory named by the first
     /// `i + 1` components of the last parent walked. Cleared whenever anything
     /// is removed, so it never names a directory that has been replaced.
-    pub(super) stack: Vec<(Vec<u8>, OwnedFd)>,
+    pub(super) stack: Vec<(Vec<u8>, Rc<OwnedFd>)>,
     pub(super) opts: &'o ApplyOptions,
     /// Paths (and all their ancestors) provided by the layer being applied:
     /// whiteouts never remove them.
@@ -96,20 +101,17 @@ pub(super) struct Tree<'o> {
     pub(super) buf: Vec<u8>,
     /// Skipped device nodes by path, each with the inode of the empty file
     /// standing in for it until the last layer is applied.
-    pub(super) stand_ins: BTreeMap<Vec<u8>, (DeviceNode, libc::ino_t)>,
+    pub(super) stand_ins: BTreeMap<Vec<u8>, (DeviceNode, u64)>,
 }
 
 impl<'o> Tree<'o> {
     pub(super) fn open(root_path: &Path, opts: &'o ApplyOptions) -> Result<Self> {
         let c = CString::new(root_path.as_os_str().as_bytes())
             .with_context(|| format!("{}: path contains a NUL byte", root_path.display()))?;
-        let fd = cvt(unsafe {
-            libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        })
-        .with_context(|| format!("opening {}", root_path.display()))?;
+        let fd = open_dir(&c).with_context(|| format!("opening {}", root_path.display()))?;
         Ok(Tree {
             root_path: root_path.to_path_buf(),
-            root: unsafe { OwnedFd::from_raw_fd(fd) },
+            root: Rc::new(fd),
             stack: Vec::new(),
             opts,
             touched: HashSet::new(),
@@ -281,16 +283,16 @@ impl<'o> Tree<'o> {
     /// After the last layer: stand-ins still in place become the summary's
     /// [`ApplySummary::skipped_device_nodes`] and are removed from the tree.
     pub(super) fn settle_stand_ins(&mut self, summary: &mut ApplySummary) -> EntryResult<()> {
-        for (rel, (node, ino)) in std::mem::take(&mut self.stand_ins) {
+        for (rel, (node, inode)) in std::mem::take(&mut self.stand_ins) {
             let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
             let (name, parent) = comps.split_last().expect("non-empty");
             let Ok(pfd) = self.parent(parent, false) else { continue };
+            let pfd = pfd.as_fd();
             let name = cstring(name).map_err(|k| (Some(show(&rel)), k))?;
             let st =
                 lstat_at(pfd, &name).map_err(|e| (Some(show(&rel)), io_kind("inspecting a stand-in")(e)))?;
-            if st.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_ino == ino) {
-                cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), 0) })
-                    .map_err(|e| (Some(show(&rel)), io_kind("removing a stand-in")(e)))?;
+            if st.is_some_and(|st| file_type(&st) == FileType::RegularFile && ino(&st) == inode) {
+                unlink_at(pfd, &name).map_err(|e| (Some(show(&rel)), io_kind("removing a stand-in")(e)))?;
                 summary.skipped_device_nodes.push(node);
             }
         }
@@ -298,17 +300,19 @@ impl<'o> Tree<'o> {
         Ok(())
     }
 
-    pub(super) fn mkdir(&mut self, pfd: RawFd, name: &CString) -> std::result::Result<(), ErrorKind> {
-        cvt(unsafe { libc::mkdirat(pfd, name.as_ptr(), 0o755) })
-            .map_err(io_kind("creating the directory"))?;
-        Ok(())
+    pub(super) fn mkdir(
+        &mut self,
+        pfd: BorrowedFd<'_>,
+        name: &CString,
+    ) -> std::result::Result<(), ErrorKind> {
+        mkdir_at(pfd, name).map_err(io_kind("creating the directory"))
     }
 
     /// Remove what is at `rel` (a directory recursively), forgetting cached
     /// descriptors and pending directory metadata beneath it.
     pub(super) fn remove(
         &mut self,
-        pfd: RawFd,
+        pfd: BorrowedFd<'_>,
         name: &CString,
         rel: &[u8],
         dir: bool,
@@ -323,8 +327,7 @@ impl<'o> Tree<'o> {
             std::fs::remove_dir_all(&p).map_err(io_kind("removing the directory it replaces"))?;
             self.forget_dirs(rel);
         } else {
-            cvt(unsafe { libc::unlinkat(pfd, name.as_ptr(), 0) })
-                .map_err(io_kind("removing the entry it replaces"))?;
+            unlink_at(pfd, name).map_err(io_kind("removing the entry it replaces"))?;
             self.dirs.remove(rel);
         }
         Ok(())
@@ -345,21 +348,26 @@ impl<'o> Tree<'o> {
     /// Open the directory named by `comps`, creating missing ones (mode 0755)
     /// when `create`, and never following a symlink. Returns a descriptor
     /// owned by the cache, valid until the next call.
-    pub(super) fn parent(&mut self, comps: &[&[u8]], create: bool) -> std::result::Result<RawFd, ErrorKind> {
+    pub(super) fn parent(
+        &mut self,
+        comps: &[&[u8]],
+        create: bool,
+    ) -> std::result::Result<Rc<OwnedFd>, ErrorKind> {
         let mut k = 0;
         while k < self.stack.len() && k < comps.len() && self.stack[k].0 == comps[k] {
             k += 1;
         }
         self.stack.truncate(k);
         for i in k..comps.len() {
-            let dirfd = if i == 0 { self.root.as_raw_fd() } else { self.stack[i - 1].1.as_raw_fd() };
+            let dir = if i == 0 { self.root.clone() } else { self.stack[i - 1].1.clone() };
+            let dirfd = dir.as_fd();
             let name = cstring(comps[i])?;
             let fd = match open_dir_at(dirfd, &name) {
                 Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
-                    match cvt(unsafe { libc::mkdirat(dirfd, name.as_ptr(), 0o755) }) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    match mkdir_at(dirfd, &name) {
                         Ok(_) => {}
-                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                         Err(e) => return Err(ErrorKind::Io { op: "creating a parent directory", err: e }),
                     }
                     open_dir_at(dirfd, &name).map_err(io_kind("opening a parent directory"))?
@@ -367,7 +375,7 @@ impl<'o> Tree<'o> {
                 Err(e) => {
                     let shown = show(&join(&comps[..=i]));
                     return Err(match lstat_at(dirfd, &name) {
-                        Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                        Ok(Some(st)) if file_type(&st) == FileType::Symlink => {
                             ErrorKind::SymlinkParent(shown)
                         }
                         Ok(Some(st)) if !is_dir(&st) => ErrorKind::NotADirectory(shown),
@@ -379,11 +387,11 @@ impl<'o> Tree<'o> {
                     });
                 }
             };
-            self.stack.push((comps[i].to_vec(), fd));
+            self.stack.push((comps[i].to_vec(), Rc::new(fd)));
         }
         Ok(match self.stack.last() {
-            Some((_, fd)) if !comps.is_empty() => fd.as_raw_fd(),
-            _ => self.root.as_raw_fd(),
+            Some((_, fd)) if !comps.is_empty() => fd.clone(),
+            _ => self.root.clone(),
         })
     }
 
@@ -398,6 +406,7 @@ impl<'o> Tree<'o> {
             Err(ErrorKind::Io { err, .. }) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(k) => return Err(k),
         };
+        let pfd = pfd.as_fd();
         let cname = cstring(name)?;
         let Some(st) = lstat_at(pfd, &cname).map_err(io_kind("inspecting the whited-out entry"))? else {
             return Ok(());
@@ -460,9 +469,7 @@ impl<'o> Tree<'o> {
         for (rel, m) in dirs.iter().rev() {
             let shown = || Some(show(rel));
             let fd = if rel.is_empty() {
-                let fd = cvt(unsafe { libc::dup(self.root.as_raw_fd()) })
-                    .map_err(|e| (shown(), io_kind("duplicating a descriptor")(e)))?;
-                unsafe { OwnedFd::from_raw_fd(fd) }
+                self.root.clone()
             } else {
                 let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
                 let (name, parent) = comps.split_last().expect("non-empty");
@@ -471,26 +478,22 @@ impl<'o> Tree<'o> {
                     Err(_) => continue,
                 };
                 let name = cstring(name).map_err(|k| (shown(), k))?;
-                match open_dir_at(pfd, &name) {
-                    Ok(fd) => fd,
+                match open_dir_at(pfd.as_fd(), &name) {
+                    Ok(fd) => Rc::new(fd),
                     Err(_) => continue,
                 }
             };
-            let fd = fd.as_raw_fd();
+            let fd = fd.as_fd();
             if self.opts.same_owner {
-                cvt(unsafe { libc::fchown(fd, m.uid, m.gid) })
-                    .map_err(|e| (shown(), io_kind("setting the owner")(e)))?;
+                chown_fd(fd, m.uid, m.gid).map_err(|e| (shown(), io_kind("setting the owner")(e)))?;
             }
-            cvt(unsafe { libc::fchmod(fd, self.mode(m.mode, true)) })
-                .map_err(|e| (shown(), io_kind("setting the mode")(e)))?;
-            let ts = timespec(m.mtime);
-            cvt(unsafe { libc::futimens(fd, ts.as_ptr()) })
-                .map_err(|e| (shown(), io_kind("setting the mtime")(e)))?;
+            chmod_fd(fd, self.mode(m.mode, true)).map_err(|e| (shown(), io_kind("setting the mode")(e)))?;
+            set_mtime_fd(fd, m.mtime).map_err(|e| (shown(), io_kind("setting the mtime")(e)))?;
         }
         if !dirs.contains_key(&Vec::new()) {
             // No entry for the root: the usual 0755 rather than the temporary
             // directory's 0700.
-            cvt(unsafe { libc::fchmod(self.root.as_raw_fd(), 0o755) })
+            chmod_fd(self.root.as_fd(), 0o755)
                 .map_err(|e| (Some(".".into()), io_kind("setting the mode")(e)))?;
         }
         self.stack.clear();
