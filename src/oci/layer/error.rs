@@ -84,3 +84,31 @@ pub(super) fn io_kind(op: &'static str) -> impl FnOnce(io::Error) -> ErrorKind {
 
 /// An entry's failure: the entry path when one is at fault, and why.
 pub(super) type EntryResult<T> = std::result::Result<T, (Option<String>, ErrorKind)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages are the ones the hand-written `Display` gave: callers
+    /// and users match on them.
+    #[test]
+    fn messages_name_the_layer_and_the_entry() {
+        let e = LayerError {
+            layer: "sha256:ab".into(),
+            entry: Some("etc/x".into()),
+            kind: ErrorKind::SymlinkParent("etc".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "layer sha256:ab: entry \"etc/x\": parent \"etc\" is a symlink; extraction never follows symlinks"
+        );
+        let e = LayerError { layer: "l".into(), entry: None, kind: ErrorKind::TooManyEntries { limit: 3 } };
+        assert_eq!(
+            e.to_string(),
+            "layer l: more than 3 entries in all layers (raise `max_entries` in the recipe's [limits] table)"
+        );
+        let io = ErrorKind::Io { op: "setting the mode", err: io::Error::from_raw_os_error(1) };
+        assert!(io.to_string().starts_with("setting the mode: Operation not permitted"), "{io}");
+        assert!(std::error::Error::source(&io).is_none(), "no source: the chain would repeat the message");
+    }
+}

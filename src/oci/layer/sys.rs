@@ -143,3 +143,16 @@ pub(super) fn lsetxattr(path: &CStr, key: &CStr, value: &[u8]) -> io::Result<()>
 pub(super) fn fsetxattr(fd: BorrowedFd<'_>, key: &CStr, value: &[u8]) -> io::Result<()> {
     Ok(rustix::fs::fsetxattr(fd, key, value, XattrFlags::empty())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An id of -1 in a header leaves that id unchanged, as `fchown(2)` does
+    /// with the raw value (rustix expresses it as `None`).
+    #[test]
+    fn minus_one_leaves_the_id_unchanged() {
+        assert_eq!(ids(u32::MAX, 7), (None, Some(Gid::from_raw(7))));
+        assert_eq!(ids(0, u32::MAX), (Some(Uid::from_raw(0)), None));
+    }
+}
