@@ -50,8 +50,7 @@ pub enum Privilege {
 impl Privilege {
     /// Looks at `geteuid()` and `/proc/self/uid_map`.
     pub fn detect() -> Privilege {
-        // SAFETY: geteuid and getegid have no preconditions.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         if uid != 0 {
             return Privilege::User { uid, gid };
         }

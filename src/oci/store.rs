@@ -35,10 +35,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use super::reference::Reference;
@@ -440,7 +440,7 @@ impl Store {
     }
 
     fn lock_index(&self) -> Result<StoreLock> {
-        self.flock("index.lock", libc::LOCK_EX)
+        self.flock("index.lock", FlockOperation::LockExclusive)
     }
 
     /// Hold this while adding blobs that are not yet named in `index.json`
@@ -448,10 +448,10 @@ impl Store {
     /// never deletes blobs of an image still being assembled. Shared: any
     /// number of fetches run together.
     pub fn writing(&self) -> Result<StoreLock> {
-        self.flock("gc.lock", libc::LOCK_SH)
+        self.flock("gc.lock", FlockOperation::LockShared)
     }
 
-    fn flock(&self, name: &str, how: libc::c_int) -> Result<StoreLock> {
+    fn flock(&self, name: &str, how: FlockOperation) -> Result<StoreLock> {
         let p = self.root.join(name);
         let f = fs::OpenOptions::new()
             .create(true)
@@ -459,9 +459,9 @@ impl Store {
             .write(true)
             .open(&p)
             .with_context(|| format!("cannot open {}", p.display()))?;
-        // SAFETY: flock on a file descriptor we own; released when `f` is closed.
-        if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
-            return Err(io::Error::last_os_error()).with_context(|| format!("cannot lock {}", p.display()));
+        // Released when `f` is closed.
+        if let Err(e) = rustix::fs::flock(&f, how) {
+            return Err(io::Error::from(e)).with_context(|| format!("cannot lock {}", p.display()));
         }
         Ok(StoreLock(f))
     }
@@ -583,7 +583,7 @@ impl Store {
     /// Remove blobs not reachable from `index.json` (and its `io.eifbake.index-digest`
     /// annotations) or from `extra_roots`; returns what was (or would be) removed.
     pub fn gc(&self, extra_roots: &[Digest], dry_run: bool) -> Result<Vec<(Digest, u64)>> {
-        let _writers = self.flock("gc.lock", libc::LOCK_EX)?;
+        let _writers = self.flock("gc.lock", FlockOperation::LockExclusive)?;
         let _lock = self.lock_index()?;
         let index = self.index()?;
         let mut roots: Vec<Digest> = extra_roots.to_vec();
@@ -629,7 +629,7 @@ impl Store {
     /// first renamed to a `.gc-` name, so an interrupted removal never leaves a
     /// partial entry under a name a build would use. Returns (entry, bytes).
     pub fn gc_caches(&self, dry_run: bool) -> Result<Vec<(String, u64)>> {
-        let _writers = self.flock("gc.lock", libc::LOCK_EX)?;
+        let _writers = self.flock("gc.lock", FlockOperation::LockExclusive)?;
         let mut removed = Vec::new();
         for cache in ["steps", "sources"] {
             let dir = self.root.join("eifbake").join(cache);

@@ -846,14 +846,9 @@ impl LogSink {
 
 /// A close-on-exec pipe: (read end, write end).
 fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two new descriptors into the array; we own them from here on.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot create a pipe for the step's output");
-    }
-    // SAFETY: both descriptors were just created and are not owned elsewhere.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .context("cannot create a pipe for the step's output")
 }
 
 fn spawn_reader<R: Read + Send + 'static>(r: R, log: Arc<Mutex<LogSink>>) -> thread::JoinHandle<()> {

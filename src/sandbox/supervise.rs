@@ -49,6 +49,9 @@ pub fn die_with_parent(cmd: &mut Command) {
     // async-signal-safe system calls (prctl, getppid, unshare, mount, pipe2,
     // fork, poll, close, dup2, close_range, waitpid, kill, signal, _exit) on
     // constant strings and local variables, and never returns in the waiter.
+    // That is also the contract of `death_signal`, `runtime_side` and
+    // `waiter` (each runs between fork and exec, in a single-threaded child),
+    // and the descriptors handed to them are the pipe just created here.
     unsafe {
         cmd.pre_exec(move || {
             death_signal(parent)?;
@@ -76,7 +79,13 @@ pub fn die_with_parent(cmd: &mut Command) {
 
 /// In the process that becomes the runtime (pid 1 of the new namespace).
 ///
-/// SAFETY (for callers): only async-signal-safe calls; runs between fork and exec.
+/// # Safety
+///
+/// Call only between fork and exec, with `alive` the liveness pipe, both
+/// ends open and owned by this process.
+// SAFETY: the body makes only async-signal-safe system calls (close, prctl,
+// poll, _exit, mount) on `alive`, a local pollfd and constant C strings, so
+// it is sound in a forked child; `alive` is closed exactly once per end.
 unsafe fn runtime_side(alive: [libc::c_int; 2]) -> io::Result<()> {
     libc::close(alive[1]);
     check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
@@ -100,7 +109,15 @@ unsafe fn runtime_side(alive: [libc::c_int; 2]) -> io::Result<()> {
 
 /// In the waiter: hold the liveness pipe, wait for the runtime, exit as it did.
 ///
-/// SAFETY (for callers): only async-signal-safe calls; never returns.
+/// # Safety
+///
+/// Call only between fork and exec, in the parent of `child`, with `alive`
+/// the liveness pipe; it never returns.
+// SAFETY: the body makes only async-signal-safe system calls (dup2,
+// close_range or close, waitpid, signal, kill, getpid, _exit) and reads
+// errno through `__errno_location`, which is thread-local and valid in any
+// thread; closing every descriptor is sound because the process only exits
+// afterwards and owns nothing else that Rust could use again.
 unsafe fn waiter(child: libc::pid_t, alive: [libc::c_int; 2]) -> ! {
     // Keep only the liveness pipe's write end (as fd 0): the step's output
     // pipe and std's exec-error pipe must close when the runtime's copies do.
@@ -126,6 +143,13 @@ unsafe fn waiter(child: libc::pid_t, alive: [libc::c_int; 2]) -> ! {
 }
 
 /// Arm SIGKILL on the death of the parent, and give up if it is already gone.
+///
+/// # Safety
+///
+/// Call only between fork and exec, in the child of `parent`.
+// SAFETY: prctl(PR_SET_PDEATHSIG), getppid and _exit are async-signal-safe
+// and take no pointers; exiting without unwinding is what a forked child
+// that lost its parent must do.
 unsafe fn death_signal(parent: libc::pid_t) -> io::Result<()> {
     check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
     if libc::getppid() != parent {
@@ -168,7 +192,9 @@ impl Interrupts {
             g.1 = SIGNALS
                 .iter()
                 .map(|&sig| {
-                    // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
+                    // SAFETY: all-zero is a valid `sigaction` (a plain C struct);
+                    // `new` and `old` are live locals for the call; `on_signal`
+                    // only does an atomic store, which is async-signal-safe.
                     unsafe {
                         let mut new: libc::sigaction = std::mem::zeroed();
                         new.sa_sigaction = on_signal as *const () as libc::sighandler_t;
@@ -192,7 +218,8 @@ impl Drop for Interrupts {
         g.0 -= 1;
         if g.0 == 0 {
             for (sig, old) in SIGNALS.iter().zip(&g.1) {
-                // SAFETY: restores a disposition sigaction returned earlier.
+                // SAFETY: `old` is a disposition sigaction filled in earlier for
+                // this very signal, valid to install again; no pointer is kept.
                 unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
             }
         }
