@@ -193,156 +193,291 @@ pub struct BuildResult {
     pub steps_run: Vec<String>,
 }
 
-/// Build a recipe. See the module documentation for the order of work.
+/// Build a recipe. See the module documentation for the order of work;
+/// each phase is one function below.
 pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
-    let (recipe, lock) = Lock::load_checked_at(recipe_path, opts.lockfile.as_deref())?;
-    let lock_path = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
-    let lock_text = fs::read_to_string(&lock_path)
-        .with_context(|| format!("cannot read {} as UTF-8 text", lock_path.display()))?;
-    let lock_sha = Digest::of(lock_text.as_bytes());
-    // The recipe's own text goes into the (unmeasured) origin so `verify` can rebuild from the manifest alone.
-    let recipe_file = Recipe::resolve_path(recipe_path);
-    let recipe_text = fs::read_to_string(&recipe_file)
-        .with_context(|| format!("cannot read {} as UTF-8 text", recipe_file.display()))?;
-    let recipe_sha = Digest::of(recipe_text.as_bytes());
-    let epoch = match opts.epoch {
-        Some(e) => e,
-        None => recipe.source_date_epoch.unwrap_or(Epoch(0)),
-    };
-    let base_dir = Recipe::base_dir(recipe_path);
+    let loaded = load_inputs(recipe_path, opts)?;
+    let (recipe, lock) = (&loaded.recipe, &loaded.lock);
     // The signing key is loaded and checked first, so a bad one fails before any work.
-    let signer = match &opts.signing {
-        SignWith::Unsigned => None,
-        SignWith::Recipe(o) => match signing_paths(&recipe, recipe_path, o)? {
-            Some((cert, key)) => Some(crate::signing::load_signer(&cert, &key, o.validity)?),
-            None => None,
-        },
-    };
+    let signer = load_signer(recipe, recipe_path, &opts.signing)?;
     let store = Store::open(&opts.store)?;
     // Held for the whole build: `store gc` waits, so it never removes blobs
     // or cache entries this build reads.
     let _using_store = store.writing()?;
-
-    // Images: everything pinned must be in the store.
-    let registry = crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(opts.mirrors.clone());
-    fetch::fetch_lock(&store, &lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
+    fetch_images(&store, lock, opts)?;
 
     let scratch = LiveTempDir::new_in(&std::env::temp_dir(), SCRATCH_PREFIX)?;
     let work = scratch.path().to_path_buf();
     let logs = logs_dir(&opts.out_dir)?;
-
-    // Sources.
-    let cache = SourceCache::new(cache::sources_dir(store.root()));
-    let mut source_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (name, source) in &recipe.sources {
-        let pin = lock.sources.get(name).with_context(|| {
-            format!("sources.{name} is not pinned in {}; run `eifbake lock`", lock_path.display())
-        })?;
-        let dir = cache.get(name, source, &base_dir, pin, opts.offline)?;
-        source_dirs.insert(name.clone(), dir);
-    }
+    let source_dirs = materialise_sources(&store, &loaded, recipe_path, opts.offline)?;
 
     // Image root filesystems, extracted on demand.
     let apply_options = recipe.limits.apply_options();
     let mut images = ImageTrees {
         store: &store,
-        lock: &lock,
+        lock,
         work: work.join("images"),
         done: BTreeMap::new(),
         limits: &apply_options,
     };
+    let kernel = checked_kernel(&loaded, &mut images)?;
+    let steps = run_steps(
+        &StepsContext {
+            loaded: &loaded,
+            opts,
+            store: &store,
+            work: &work,
+            logs: &logs,
+            source_dirs: &source_dirs,
+        },
+        &images,
+    )?;
 
-    // The kernel first: one Nitro cannot boot for the recipe's arch is refused before any step runs.
-    let e = &recipe.enclave;
+    // Inputs manifest: the measured inputs (embedded below, so the PCRs
+    // commit to them) and their unmeasured origin (the manifest only).
+    let inputs = Inputs::of_recipe(recipe, lock, loaded.epoch)?;
+    let origin = Origin::of_recipe(recipe, lock, loaded.recipe_ref.clone(), loaded.lock_ref.clone());
+    let inputs_json = inputs.to_json()?;
+    let trees = enclave_trees(recipe, &loaded.recipe_file, &mut images, &steps.outs, &inputs_json)?;
+    let ramdisks = write_ramdisks(&trees, &work, recipe.enclave.compression, loaded.epoch)?;
+
+    let stage = LiveTempDir::new_in(&opts.out_dir, STAGE_PREFIX)?;
+    let manifest = write_staged_outputs(
+        &loaded,
+        &mut images,
+        EifParts { kernel, ramdisks, inputs_json: &inputs_json, signer: signer.as_ref() },
+        inputs,
+        origin,
+        stage.path(),
+    )?;
+    let [eif, pcrs, provenance, manifest_path] = publish(stage.path(), &opts.out_dir, &recipe.name)?;
+    if opts.keep_work {
+        let kept = scratch.keep()?;
+        eprintln!("eifbake: kept the scratch directory {}", kept.display());
+    }
+    Ok(BuildResult {
+        eif,
+        pcrs,
+        manifest_path,
+        provenance,
+        manifest,
+        steps_cached: steps.cached,
+        steps_run: steps.run,
+    })
+}
+
+/// The recipe and lock of a build, checked against each other, with what
+/// the rest of the build derives from them.
+struct Loaded {
+    recipe: Recipe,
+    lock: Lock,
+    /// The lockfile read (the recipe's default one unless `--lockfile`).
+    lock_path: PathBuf,
+    /// The recipe file itself (a directory `recipe_path` resolved).
+    recipe_file: PathBuf,
+    /// The recipe and lock as the (unmeasured) origin names them, with
+    /// their text, so `verify` can rebuild from the manifest alone.
+    recipe_ref: FileRef,
+    lock_ref: FileRef,
+    /// SOURCE_DATE_EPOCH: the options' over the recipe's over 0.
+    epoch: Epoch,
+}
+
+/// Phase 1: the recipe and lock, refused when either drifted
+/// ([`Lock::load_checked_at`]), and their texts for the origin.
+fn load_inputs(recipe_path: &Path, opts: &BuildOptions) -> Result<Loaded> {
+    let (recipe, lock) = Lock::load_checked_at(recipe_path, opts.lockfile.as_deref())?;
+    let lock_path = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
+    let lock_text = fs::read_to_string(&lock_path)
+        .with_context(|| format!("cannot read {} as UTF-8 text", lock_path.display()))?;
+    let recipe_file = Recipe::resolve_path(recipe_path);
+    let recipe_text = fs::read_to_string(&recipe_file)
+        .with_context(|| format!("cannot read {} as UTF-8 text", recipe_file.display()))?;
+    let recipe_ref = FileRef {
+        path: project_relative(&recipe_file),
+        sha256: Digest::of(recipe_text.as_bytes()),
+        text: Some(recipe_text),
+    };
+    let lock_ref = FileRef {
+        path: format!("lockfiles/{}.lock", recipe.name),
+        sha256: Digest::of(lock_text.as_bytes()),
+        text: Some(lock_text),
+    };
+    let epoch = match opts.epoch {
+        Some(e) => e,
+        None => recipe.source_date_epoch.unwrap_or(Epoch(0)),
+    };
+    Ok(Loaded { recipe, lock, lock_path, recipe_file, recipe_ref, lock_ref, epoch })
+}
+
+/// The signer of a signed build ([`signing_paths`]), loaded and checked, or
+/// `None` for an unsigned one.
+fn load_signer(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    signing: &SignWith,
+) -> Result<Option<std::sync::Arc<dyn crate::signing::Signer>>> {
+    match signing {
+        SignWith::Unsigned => Ok(None),
+        SignWith::Recipe(o) => match signing_paths(recipe, recipe_path, o)? {
+            Some((cert, key)) => Ok(Some(crate::signing::load_signer(&cert, &key, o.validity)?)),
+            None => Ok(None),
+        },
+    }
+}
+
+/// Phase 2: every image blob pinned in the lock is in the store (missing
+/// ones pulled unless `--offline`).
+fn fetch_images(store: &Store, lock: &Lock, opts: &BuildOptions) -> Result<()> {
+    let registry = crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(opts.mirrors.clone());
+    fetch::fetch_lock(store, lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
+    Ok(())
+}
+
+/// Phase 3: each source materialised from its pin (refused when it
+/// changed); its directory by source name.
+fn materialise_sources(
+    store: &Store,
+    loaded: &Loaded,
+    recipe_path: &Path,
+    offline: bool,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let base_dir = Recipe::base_dir(recipe_path);
+    let cache = SourceCache::new(cache::sources_dir(store.root()));
+    let mut source_dirs = BTreeMap::new();
+    for (name, source) in &loaded.recipe.sources {
+        let pin = loaded.lock.sources.get(name).with_context(|| {
+            format!("sources.{name} is not pinned in {}; run `eifbake lock`", loaded.lock_path.display())
+        })?;
+        let dir = cache.get(name, source, &base_dir, pin, offline)?;
+        source_dirs.insert(name.clone(), dir);
+    }
+    Ok(source_dirs)
+}
+
+/// Phase 4: the kernel file, refused when Nitro cannot boot it for the
+/// recipe's arch: before any step spends time.
+fn checked_kernel(loaded: &Loaded, images: &mut ImageTrees<'_>) -> Result<PathBuf> {
+    let (recipe, e) = (&loaded.recipe, &loaded.recipe.enclave);
     let kernel = images.file(&e.kernel)?;
     let what = format!(
         "kernel {} of image {:?} ({})",
-        e.kernel.path, e.kernel.image, lock.images[&e.kernel.image].reference
+        e.kernel.path, e.kernel.image, loaded.lock.images[&e.kernel.image].reference
     );
     if let Some(why) = KernelKind::of_file(&kernel)?.refusal(&what, recipe.arch.into()) {
-        bail!("recipe {}: enclave.kernel: {why}", recipe_file.display());
+        bail!("recipe {}: enclave.kernel: {why}", loaded.recipe_file.display());
     }
+    Ok(kernel)
+}
 
-    // Steps.
-    let sandbox = Sandbox::new(opts.runtime);
-    let step_cache = StepCache::new(store.root());
-    let mut step_outs: BTreeMap<String, (PathBuf, Digest)> = BTreeMap::new();
-    let (mut steps_cached, mut steps_run) = (Vec::new(), Vec::new());
+/// What the steps phase needs besides the image trees.
+struct StepsContext<'a> {
+    loaded: &'a Loaded,
+    opts: &'a BuildOptions,
+    store: &'a Store,
+    /// The build's scratch directory.
+    work: &'a Path,
+    /// `OUT_DIR/logs`.
+    logs: &'a Path,
+    source_dirs: &'a BTreeMap<String, PathBuf>,
+}
+
+/// What the steps phase produced.
+struct StepsDone {
+    /// Each step's output directory and cache key, by step name.
+    outs: BTreeMap<String, (PathBuf, Digest)>,
+    /// Step names taken from the cache / run, in recipe order.
+    cached: Vec<String>,
+    run: Vec<String>,
+}
+
+/// Phase 5: every step, in recipe order, taken from the step cache when its
+/// key ([`step_key`]) is there (and `--no-cache` was not given), run
+/// ([`run_step`]) and published in the cache otherwise.
+fn run_steps(cx: &StepsContext<'_>, images: &ImageTrees<'_>) -> Result<StepsDone> {
+    let (recipe, epoch) = (&cx.loaded.recipe, cx.loaded.epoch);
+    let sandbox = Sandbox::new(cx.opts.runtime);
+    let step_cache = StepCache::new(cx.store.root());
+    let mut done = StepsDone { outs: BTreeMap::new(), cached: Vec::new(), run: Vec::new() };
     for step in &recipe.steps {
-        let image_digest = lock.images[&step.image].manifest;
-        let mut mounts = Vec::new();
-        let mut key = KeyHasher::new();
-        key.field("tool", manifest::TOOL_VERSION.as_bytes());
-        key.field("runtime-abi", b"1");
-        key.field("image", image_digest.to_string().as_bytes());
-        key.field("epoch", epoch.to_string().as_bytes());
-        key.field("workdir", step.workdir.as_bytes());
-        key.field("run", step.run.as_bytes());
-        for (k, v) in &step.env {
-            key.field("env", format!("{k}={v}").as_bytes());
-        }
-        for (guest, what) in &step.mounts {
-            let (host, id) = if let Some(prev) = what.strip_prefix("step:") {
-                let (dir, k) = &step_outs[prev];
-                (dir.clone(), k.to_string())
-            } else {
-                let pin = &lock.sources[what];
-                (source_dirs[what].clone(), pin.tree.to_string())
-            };
-            key.field("mount", format!("{guest}={id}").as_bytes());
-            mounts.push(Bind { host, guest: guest.clone(), readonly: true });
-        }
-        let key = key.finish();
-        let cached = if opts.no_cache { None } else { step_cache.lookup(&step.name, &key)? };
+        let (key, mounts) = step_key(step, &cx.loaded.lock, epoch, &done.outs, cx.source_dirs);
+        let cached = if cx.opts.no_cache { None } else { step_cache.lookup(&step.name, &key)? };
         let out = if let Some(cached) = cached {
-            steps_cached.push(step.name.clone());
+            done.cached.push(step.name.clone());
             cached
         } else {
             let run = StepRun {
                 name: step.name.clone(),
-                rootfs: work.join("steps").join(&step.name).join("rootfs"),
+                rootfs: cx.work.join("steps").join(&step.name).join("rootfs"),
                 mounts,
                 workdir: step.workdir.clone(),
                 script: step.run.clone(),
                 env: step.env.clone(),
                 epoch,
-                out_dir: work.join("steps").join(&step.name).join("out"),
-                log: logs.join(format!("{}.{}.log", recipe.name, step.name)),
-                timeout: opts.step_timeout,
+                out_dir: cx.work.join("steps").join(&step.name).join("out"),
+                log: cx.logs.join(format!("{}.{}.log", recipe.name, step.name)),
+                timeout: cx.opts.step_timeout,
             };
-            run_step(&sandbox, &images, &recipe, &recipe_file, &lock, step, &run)?;
+            run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run)?;
             let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
-            steps_run.push(step.name.clone());
+            done.run.push(step.name.clone());
             out_dir
         };
-        step_outs.insert(step.name.clone(), (out, key));
+        done.outs.insert(step.name.clone(), (out, key));
     }
+    Ok(done)
+}
 
-    // Inputs manifest: the measured inputs (embedded below, so the PCRs
-    // commit to them) and their unmeasured origin (the manifest only).
-    let inputs = Inputs::of_recipe(&recipe, &lock, epoch)?;
-    let origin = Origin::of_recipe(
-        &recipe,
-        &lock,
-        FileRef {
-            path: project_relative(&Recipe::resolve_path(recipe_path)),
-            sha256: recipe_sha,
-            text: Some(recipe_text),
-        },
-        FileRef { path: format!("lockfiles/{}.lock", recipe.name), sha256: lock_sha, text: Some(lock_text) },
-    );
-    let inputs_json = inputs.to_json()?;
+/// A step's cache key: the tool version, the runtime ABI, its image's
+/// manifest digest, the epoch, its workdir, script and env, and each mount
+/// by what it holds (a source's tree hash, an earlier step's key); with the
+/// mounts the step runs with (`prior` holds the earlier steps' outputs).
+fn step_key(
+    step: &Step,
+    lock: &Lock,
+    epoch: Epoch,
+    prior: &BTreeMap<String, (PathBuf, Digest)>,
+    source_dirs: &BTreeMap<String, PathBuf>,
+) -> (Digest, Vec<Bind>) {
+    let mut mounts = Vec::new();
+    let mut key = KeyHasher::new();
+    key.field("tool", manifest::TOOL_VERSION.as_bytes());
+    key.field("runtime-abi", b"1");
+    key.field("image", lock.images[&step.image].manifest.to_string().as_bytes());
+    key.field("epoch", epoch.to_string().as_bytes());
+    key.field("workdir", step.workdir.as_bytes());
+    key.field("run", step.run.as_bytes());
+    for (k, v) in &step.env {
+        key.field("env", format!("{k}={v}").as_bytes());
+    }
+    for (guest, what) in &step.mounts {
+        let (host, id) = if let Some(prev) = what.strip_prefix("step:") {
+            let (dir, k) = &prior[prev];
+            (dir.clone(), k.to_string())
+        } else {
+            (source_dirs[what].clone(), lock.sources[what].tree.to_string())
+        };
+        key.field("mount", format!("{guest}={id}").as_bytes());
+        mounts.push(Bind { host, guest: guest.clone(), readonly: true });
+    }
+    (key.finish(), mounts)
+}
 
-    // Enclave tree(s).
-    let trees = enclave_trees(&recipe, &recipe_file, &mut images, &step_outs, &inputs_json)?;
-
+/// Phase 6 (end): each enclave tree written as a cpio ramdisk in `work`,
+/// compressed as the recipe says; their paths in order.
+fn write_ramdisks(
+    trees: &[Tree],
+    work: &Path,
+    compression: Compression,
+    epoch: Epoch,
+) -> Result<Vec<PathBuf>> {
     let mut ramdisks = Vec::new();
     for (i, tree) in trees.iter().enumerate() {
         let path = work.join(format!("ramdisk{i}.cpio"));
         let f = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let w = std::io::BufWriter::with_capacity(1 << 20, f);
-        match e.compression {
+        match compression {
             Compression::None => {
                 let mut w = w;
                 tree.write(&mut w, epoch)?;
@@ -357,8 +492,35 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         }
         ramdisks.push(path);
     }
+    Ok(ramdisks)
+}
 
-    // The EIF.
+/// What goes into the EIF besides the recipe's enclave settings.
+struct EifParts<'a> {
+    kernel: PathBuf,
+    ramdisks: Vec<PathBuf>,
+    /// The measured inputs, also the EIF's CustomMetadata.
+    inputs_json: &'a [u8],
+    signer: Option<&'a std::sync::Arc<dyn crate::signing::Signer>>,
+}
+
+/// Phase 7: the EIF, PCRs, provenance and manifest written into `stage` as
+/// `NAME.{eif,pcrs,provenance.json,manifest.json}`; returns the manifest.
+///
+/// They are renamed into place afterwards ([`publish`]) in one burst, the
+/// manifest (which names the EIF's sha256) last: an interruption while they
+/// are written leaves the previous outputs as they were; only one between
+/// the four renames can leave old and new side by side, and then the
+/// manifest is the old one.
+fn write_staged_outputs(
+    loaded: &Loaded,
+    images: &mut ImageTrees<'_>,
+    parts: EifParts<'_>,
+    inputs: Inputs,
+    origin: Origin,
+    stage: &Path,
+) -> Result<Manifest> {
+    let (recipe, e, epoch) = (&loaded.recipe, &loaded.recipe.enclave, loaded.epoch);
     let kernel_config = match &e.kernel.config {
         Some(c) => {
             Some(images.file(&ImageFile { image: e.kernel.image.clone(), path: c.clone(), config: None })?)
@@ -370,25 +532,19 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         &recipe.version,
         epoch,
         kernel_config.as_deref(),
-        Some(serde_json::from_slice(&inputs_json)?),
+        Some(serde_json::from_slice(parts.inputs_json)?),
     )?;
-    // The four outputs are written into a staging directory beside their
-    // final place, then renamed in one burst, the manifest (which names the
-    // EIF's sha256) last: an interruption while they are written leaves the
-    // previous outputs as they were; only one between the four renames can
-    // leave old and new side by side, and then the manifest is the old one.
-    let stage = LiveTempDir::new_in(&opts.out_dir, STAGE_PREFIX)?;
-    let staged = |ext: &str| stage.path().join(format!("{}.{ext}", recipe.name));
+    let staged = |ext: &str| stage.join(format!("{}.{ext}", recipe.name));
     let written = write_eif(
         &EifInputs {
-            kernel,
+            kernel: parts.kernel,
             cmdline: e.cmdline.clone(),
-            ramdisks,
+            ramdisks: parts.ramdisks,
             arch: recipe.arch.into(),
             default_mem: e.memory_mib << 20,
             default_cpus: e.cpus,
             metadata,
-            signing: signer.clone().map(Signing::Key),
+            signing: parts.signer.cloned().map(Signing::Key),
         },
         &staged("eif"),
         &Progress::bytes("eif", 0),
@@ -401,7 +557,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         outputs: Outputs {
             eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
             pcrs: m.into(),
-            signature: match (&signer, &written.signature) {
+            signature: match (parts.signer, &written.signature) {
                 (Some(s), Some(section)) => Some(SignatureOutput::new(s.certificate().info(), section)),
                 _ => None,
             },
@@ -410,21 +566,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     write_atomic(staged("pcrs"), m.to_pcrs_file().as_bytes())?;
     write_atomic(staged("provenance.json"), &manifest.provenance().to_json()?)?;
     write_atomic(staged("manifest.json"), &manifest.to_json()?)?;
-    let [eif_path, pcrs_path, provenance, manifest_path] =
-        publish(stage.path(), &opts.out_dir, &recipe.name)?;
-    if opts.keep_work {
-        let kept = scratch.keep()?;
-        eprintln!("eifbake: kept the scratch directory {}", kept.display());
-    }
-    Ok(BuildResult {
-        eif: eif_path,
-        pcrs: pcrs_path,
-        manifest_path,
-        provenance,
-        manifest,
-        steps_cached,
-        steps_run,
-    })
+    Ok(manifest)
 }
 
 /// Rename the four staged outputs `NAME.{eif,pcrs,provenance.json,manifest.json}`

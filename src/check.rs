@@ -300,6 +300,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// One build, in its own project copy and store, with `vary` applied;
+    /// its EIF and sha256.
     fn run(&mut self, label: &str, vary: &[Variation]) -> Result<Run> {
         let i = self.count;
         self.count += 1;
@@ -309,14 +311,35 @@ impl Ctx<'_> {
         } else {
             dir.join("project")
         };
-        fs::create_dir_all(&project)?;
-        run_cmd(Command::new("cp").arg("-a").arg(self.root.join("recipes")).arg(&project), "cp recipes")?;
+        let lock_rel = self.copy_project(&project)?;
+        let store = self.run_store(&dir, i, vary.contains(&Variation::Dirorder))?;
+        let out = dir.join("out");
+        let mut cmd = self.build_command(&project, &store, &lock_rel, &out, vary);
+        self.wait_for_time(vary);
+        let seconds = self.execute(&mut cmd, &dir.join("build.log"), label, vary)?;
+        let eif = out.join(format!("{}.eif", self.name));
+        let (sha256, _) = Digest::of_reader(
+            fs::File::open(&eif).with_context(|| format!("cannot open {}", eif.display()))?,
+        )?;
+        Ok(Run { label: label.to_string(), vary: vary.to_vec(), eif, sha256, seconds })
+    }
+
+    /// Copy `recipes/` and the lock into `project`; returns the lock's path
+    /// relative to it.
+    fn copy_project(&self, project: &Path) -> Result<PathBuf> {
+        fs::create_dir_all(project)?;
+        run_cmd(Command::new("cp").arg("-a").arg(self.root.join("recipes")).arg(project), "cp recipes")?;
         let lock_rel = PathBuf::from("lockfiles").join(format!("{}.lock", self.name));
         fs::create_dir_all(project.join("lockfiles"))?;
         fs::copy(&self.lock_src, project.join(&lock_rel))
             .with_context(|| format!("cannot copy {}", self.lock_src.display()))?;
+        Ok(lock_rel)
+    }
 
-        // The run's store: shared blobs, its own source and step caches.
+    /// Run `i`'s store in `dir`: the base store's blobs shared, its own
+    /// source cache (trees created in reverse name order when `reverse`)
+    /// and step cache.
+    fn run_store(&self, dir: &Path, i: usize, reverse: bool) -> Result<PathBuf> {
         let store = dir.join("store");
         fs::create_dir_all(store.join("eifbake"))?;
         let base = &self.opts.store;
@@ -345,7 +368,6 @@ impl Ctx<'_> {
             None => dir.join("sources"),
         };
         fs::create_dir_all(&src_cache)?;
-        let reverse = vary.contains(&Variation::Dirorder);
         for (tree, from) in &self.sources {
             let dst = src_cache.join(tree.hex());
             copy_ordered(from, &dst, reverse)?;
@@ -355,18 +377,29 @@ impl Ctx<'_> {
             }
         }
         std::os::unix::fs::symlink(&src_cache, store.join("eifbake").join("sources"))?;
+        Ok(store)
+    }
 
-        let out = dir.join("out");
+    /// The `eifbake build` command of one run, with `vary` applied to its
+    /// environment and (umask, CPU affinity, group) to the child process.
+    fn build_command(
+        &self,
+        project: &Path,
+        store: &Path,
+        lock_rel: &Path,
+        out: &Path,
+        vary: &[Variation],
+    ) -> Command {
         let mut cmd = Command::new(&self.opts.exe);
-        cmd.current_dir(&project)
+        cmd.current_dir(project)
             .arg("--store")
-            .arg(&store)
+            .arg(store)
             .arg("build")
             .arg(&self.recipe_rel)
             .arg("--lockfile")
-            .arg(&lock_rel)
+            .arg(lock_rel)
             .arg("--out")
-            .arg(&out)
+            .arg(out)
             .arg("--no-cache")
             .arg("--runtime")
             .arg(&self.opts.runtime)
@@ -411,6 +444,12 @@ impl Ctx<'_> {
                 Ok(())
             });
         }
+        cmd
+    }
+
+    /// For the `time` variation, wait until a later wall-clock second than
+    /// the control started in; for the control, note when it starts.
+    fn wait_for_time(&mut self, vary: &[Variation]) {
         if vary.contains(&Variation::Time) {
             // Start in a later wall-clock second than the control did (no
             // wait at all when the control build took a second or more).
@@ -426,14 +465,18 @@ impl Ctx<'_> {
         if vary.is_empty() && self.control_start.is_none() {
             self.control_start = Some(SystemTime::now());
         }
-        let log = dir.join("build.log");
-        let logf = fs::File::create(&log)?;
+    }
+
+    /// Run `cmd` with its output in `log`; its time in seconds, or the
+    /// error with the log's tail.
+    fn execute(&self, cmd: &mut Command, log: &Path, label: &str, vary: &[Variation]) -> Result<f64> {
+        let logf = fs::File::create(log)?;
         cmd.stdout(logf.try_clone()?).stderr(logf);
         let start = Instant::now();
         let st = cmd.status().with_context(|| format!("cannot run {}", self.opts.exe.display()))?;
         let seconds = start.elapsed().as_secs_f64();
         if !st.success() {
-            let text = fs::read_to_string(&log).unwrap_or_default();
+            let text = fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             bail!(
@@ -443,11 +486,7 @@ impl Ctx<'_> {
                 tail.join("\n")
             );
         }
-        let eif = out.join(format!("{}.eif", self.name));
-        let (sha256, _) = Digest::of_reader(
-            fs::File::open(&eif).with_context(|| format!("cannot open {}", eif.display()))?,
-        )?;
-        Ok(Run { label: label.to_string(), vary: vary.to_vec(), eif, sha256, seconds })
+        Ok(seconds)
     }
 }
 
@@ -467,58 +506,13 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
     let root = project_root(&recipe_file)?;
     let recipe_rel = fs::canonicalize(&recipe_file)?.strip_prefix(&root)?.to_path_buf();
     let lock_src = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
-    // Every run signs alike: the paths are resolved (and the key checked) once
-    // here, then given to each build as absolute paths.
-    let mut sign_args: Vec<OsString> = vec!["--unsigned".into()];
-    if let SignWith::Recipe(o) = &opts.signing {
-        if let Some((cert, key)) = signing_paths(&recipe, recipe_path, o)? {
-            crate::signing::load_signer(&cert, &key, o.validity)?;
-            let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
-            sign_args = vec!["--signing-certificate".into(), abs(&cert)?.into(), "--private-key".into()];
-            sign_args.push(if key.starts_with("pkcs11:") {
-                key.into()
-            } else {
-                abs(Path::new(&key))?.into()
-            });
-            if o.validity == crate::signing::Validity::Ignore {
-                sign_args.push("--ignore-certificate-validity".into());
-            }
-        }
-    }
-    let store = Store::open(&opts.store)?;
-    let registry =
-        crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(crate::config::mirrors(&[])?);
-    crate::fetch::fetch_lock(&store, &lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
-
-    // The pinned sources, materialised (and verified) once in the base store.
-    let cache = crate::sources::SourceCache::new(store.root().join("eifbake").join("sources"));
-    let base_dir = Recipe::base_dir(recipe_path);
-    let mut sources = Vec::new();
-    for (name, source) in &recipe.sources {
-        let pin = lock.sources.get(name).with_context(|| {
-            format!("sources.{name} is not pinned in {}; run `eifbake lock`", lock_src.display())
-        })?;
-        sources.push((pin.tree, cache.get(name, source, &base_dir, pin, opts.offline)?));
-    }
+    let sign_args = sign_args(&recipe, recipe_path, &opts.signing)?;
+    let sources = prepare_base_store(&recipe, &lock, recipe_path, &lock_src, opts)?;
 
     let scratch =
         tempfile::Builder::new().prefix("eifbake-check-").tempdir().context("cannot create a scratch dir")?;
-    let mut skipped = Vec::new();
-    let mut vary = opts.vary.clone();
-    // SAFETY: geteuid has no preconditions.
-    if vary.contains(&Variation::User) && unsafe { libc::geteuid() } != 0 {
-        skipped.push((Variation::User, "not root: cannot change the group of the build".to_string()));
-    }
     let tmpfs = Tmpfs::mount(&scratch.path().join("tmpfs"));
-    if vary.contains(&Variation::Dirorder) && tmpfs.is_none() {
-        skipped.push((
-            Variation::Dirorder,
-            "cannot mount a tmpfs (needs root): on this file system readdir order may not follow creation order"
-                .to_string(),
-        ));
-    }
-    vary.retain(|v| !skipped.iter().any(|(s, _)| s == v));
-
+    let (vary, skipped) = usable_variations(&opts.vary, tmpfs.is_some());
     let mut ctx = Ctx {
         opts,
         name: recipe.name.clone(),
@@ -552,43 +546,7 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
         diffoscope: None,
     };
     if let Some(bad) = first_bad {
-        let again = ctx.run("control2", &[])?;
-        runs.push(again.clone());
-        let other = if again.sha256 != control.sha256 {
-            report.differs_without_variation = true;
-            report.notes.push(
-                "not reproducible even without variation: e.g. randomness or the clock (a step that writes \
-                 the date); the per-variation bisect is skipped because its results would be noise"
-                    .into(),
-            );
-            again
-        } else {
-            for v in &vary {
-                let r = ctx.run(v.name(), &[*v])?;
-                if r.sha256 != control.sha256 {
-                    report.causes.push(*v);
-                }
-                runs.push(r);
-            }
-            if report.causes.is_empty() {
-                report.notes.push(
-                    "no single variation reproduces the difference: a combination of them (or chance) causes it"
-                        .into(),
-                );
-            }
-            bad
-        };
-        let a = Eif::open(&control.eif)?;
-        let b = Eif::open(&other.eif)?;
-        report.diff = Some(compare(&a, &b, &Progress::bytes("diff", 0))?);
-        report.differing = Some((control.eif.clone(), other.eif.clone()));
-        if opts.diffoscope {
-            report.diffoscope =
-                Some(match Command::new("diffoscope").arg(&control.eif).arg(&other.eif).output() {
-                    Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-                    Err(e) => format!("diffoscope could not run ({e}); install it (Debian: diffoscope)"),
-                });
-        }
+        bisect(&mut ctx, &control, bad, &vary, &mut runs, &mut report)?;
     }
     report.runs = runs;
     drop(tmpfs);
@@ -596,6 +554,122 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
         report.kept = Some(scratch.keep());
     }
     Ok(report)
+}
+
+/// The `build` flags every run signs with: the paths resolved (and the key
+/// checked) once here, given to each build as absolute paths; or
+/// `--unsigned`.
+fn sign_args(recipe: &Recipe, recipe_path: &Path, signing: &SignWith) -> Result<Vec<OsString>> {
+    let mut args: Vec<OsString> = vec!["--unsigned".into()];
+    if let SignWith::Recipe(o) = signing {
+        if let Some((cert, key)) = signing_paths(recipe, recipe_path, o)? {
+            crate::signing::load_signer(&cert, &key, o.validity)?;
+            let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
+            args = vec!["--signing-certificate".into(), abs(&cert)?.into(), "--private-key".into()];
+            args.push(if key.starts_with("pkcs11:") { key.into() } else { abs(Path::new(&key))?.into() });
+            if o.validity == crate::signing::Validity::Ignore {
+                args.push("--ignore-certificate-validity".into());
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// Fetch every pinned blob into the base store and materialise (and
+/// verify) every pinned source there; the sources' tree hashes and
+/// directories, in recipe order.
+fn prepare_base_store(
+    recipe: &Recipe,
+    lock: &Lock,
+    recipe_path: &Path,
+    lock_src: &Path,
+    opts: &CheckOptions,
+) -> Result<Vec<(Digest, PathBuf)>> {
+    let store = Store::open(&opts.store)?;
+    let registry =
+        crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(crate::config::mirrors(&[])?);
+    crate::fetch::fetch_lock(&store, lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
+    let cache = crate::sources::SourceCache::new(store.root().join("eifbake").join("sources"));
+    let base_dir = Recipe::base_dir(recipe_path);
+    let mut sources = Vec::new();
+    for (name, source) in &recipe.sources {
+        let pin = lock.sources.get(name).with_context(|| {
+            format!("sources.{name} is not pinned in {}; run `eifbake lock`", lock_src.display())
+        })?;
+        sources.push((pin.tree, cache.get(name, source, &base_dir, pin, opts.offline)?));
+    }
+    Ok(sources)
+}
+
+/// The selected variations this host can apply (`user` needs root,
+/// `dirorder` a tmpfs), and the skipped ones with why.
+fn usable_variations(selected: &[Variation], have_tmpfs: bool) -> (Vec<Variation>, Vec<(Variation, String)>) {
+    let mut skipped = Vec::new();
+    let mut vary = selected.to_vec();
+    // SAFETY: geteuid has no preconditions.
+    if vary.contains(&Variation::User) && unsafe { libc::geteuid() } != 0 {
+        skipped.push((Variation::User, "not root: cannot change the group of the build".to_string()));
+    }
+    if vary.contains(&Variation::Dirorder) && !have_tmpfs {
+        skipped.push((
+            Variation::Dirorder,
+            "cannot mount a tmpfs (needs root): on this file system readdir order may not follow creation order"
+                .to_string(),
+        ));
+    }
+    vary.retain(|v| !skipped.iter().any(|(s, _)| s == v));
+    (vary, skipped)
+}
+
+/// Round one differed (`bad` is the first run that did): a second control,
+/// then, when it matches the first, each variation alone; the causes, notes
+/// and the diff of the control with the differing run go into `report`.
+fn bisect(
+    ctx: &mut Ctx<'_>,
+    control: &Run,
+    bad: Run,
+    vary: &[Variation],
+    runs: &mut Vec<Run>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let again = ctx.run("control2", &[])?;
+    runs.push(again.clone());
+    let other = if again.sha256 != control.sha256 {
+        report.differs_without_variation = true;
+        report.notes.push(
+            "not reproducible even without variation: e.g. randomness or the clock (a step that writes \
+             the date); the per-variation bisect is skipped because its results would be noise"
+                .into(),
+        );
+        again
+    } else {
+        for v in vary {
+            let r = ctx.run(v.name(), &[*v])?;
+            if r.sha256 != control.sha256 {
+                report.causes.push(*v);
+            }
+            runs.push(r);
+        }
+        if report.causes.is_empty() {
+            report.notes.push(
+                "no single variation reproduces the difference: a combination of them (or chance) causes it"
+                    .into(),
+            );
+        }
+        bad
+    };
+    let a = Eif::open(&control.eif)?;
+    let b = Eif::open(&other.eif)?;
+    report.diff = Some(compare(&a, &b, &Progress::bytes("diff", 0))?);
+    report.differing = Some((control.eif.clone(), other.eif.clone()));
+    if ctx.opts.diffoscope {
+        report.diffoscope =
+            Some(match Command::new("diffoscope").arg(&control.eif).arg(&other.eif).output() {
+                Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+                Err(e) => format!("diffoscope could not run ({e}); install it (Debian: diffoscope)"),
+            });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

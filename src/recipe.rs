@@ -415,8 +415,18 @@ impl Recipe {
             .collect()
     }
 
+    /// Check what parsing cannot: one function per table, in this order.
     fn validate(&self) -> Result<()> {
         self.limits.validate()?;
+        self.validate_signing()?;
+        self.validate_names_and_images()?;
+        self.validate_sources()?;
+        self.validate_steps()?;
+        self.validate_enclave()
+    }
+
+    /// `[signing]`: non-empty paths.
+    fn validate_signing(&self) -> Result<()> {
         if let Some(sg) = &self.signing {
             if sg.certificate.as_os_str().is_empty() {
                 bail!("signing.certificate: expected the path of a PEM certificate, relative to the recipe");
@@ -425,6 +435,12 @@ impl Recipe {
                 bail!("signing.key: expected the path of a PEM private key; leave it out to give it with --private-key");
             }
         }
+        Ok(())
+    }
+
+    /// `name`, the `[images]` and `[sources]` keys (they become file names),
+    /// and the image references.
+    fn validate_names_and_images(&self) -> Result<()> {
         path_name("name", &self.name)?;
         for key in self.images.keys() {
             path_name("images key", key)?;
@@ -437,15 +453,22 @@ impl Recipe {
                 bail!("images.{key} = {reference:?}: expected an OCI reference such as \"stagex/core-busybox:sx2026.03.0\"");
             }
         }
-        let image = |field: &str, name: &str| -> Result<()> {
-            if !self.images.contains_key(name) {
-                bail!(
-                    "{field} = {name:?}: no image of that name in [images] (defined: {})",
-                    names(self.images.keys())
-                );
-            }
-            Ok(())
-        };
+        Ok(())
+    }
+
+    /// `field` names an image of `[images]`.
+    fn require_image(&self, field: &str, name: &str) -> Result<()> {
+        if !self.images.contains_key(name) {
+            bail!(
+                "{field} = {name:?}: no image of that name in [images] (defined: {})",
+                names(self.images.keys())
+            );
+        }
+        Ok(())
+    }
+
+    /// `[sources]`: exactly one kind each, with only that kind's keys.
+    fn validate_sources(&self) -> Result<()> {
         for (key, src) in &self.sources {
             let set =
                 [src.git.is_some(), src.path.is_some(), src.url.is_some()].iter().filter(|b| **b).count();
@@ -465,39 +488,15 @@ impl Recipe {
                 bail!("sources.{key}.ignore: only path sources take an ignore list");
             }
         }
+        Ok(())
+    }
+
+    /// `[[steps]]`: each step ([`Recipe::validate_step`], against the names of
+    /// the steps before it), then that each reaches the enclave.
+    fn validate_steps(&self) -> Result<()> {
         let mut step_names: Vec<&str> = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
-            let at = format!("steps[{i}] ({:?})", step.name);
-            path_name(&format!("steps[{i}].name"), &step.name)?;
-            if step_names.contains(&step.name.as_str()) {
-                bail!("{at}.name: step names must be unique");
-            }
-            image(&format!("{at}.image"), &step.image)?;
-            for (mount, what) in &step.mounts {
-                abs(&format!("{at}.mounts key"), mount)?;
-                if mount == "/out" || mount.starts_with("/out/") {
-                    bail!("{at}.mounts.{mount:?}: /out is the step's fresh output directory and cannot be mounted over");
-                }
-                if let Some(prev) = what.strip_prefix("step:") {
-                    if !step_names.contains(&prev) {
-                        bail!("{at}.mounts.{mount:?} = {what:?}: no earlier step named {prev:?}");
-                    }
-                } else if !self.sources.contains_key(what) {
-                    bail!(
-                        "{at}.mounts.{mount:?} = {what:?}: no source of that name in [sources] (defined: {})",
-                        names(self.sources.keys())
-                    );
-                }
-            }
-            abs(&format!("{at}.workdir"), &step.workdir)?;
-            step_env(&at, &step.env)?;
-            for (from, to) in &step.outputs {
-                if from != "/out" && !from.starts_with("/out/") {
-                    bail!("{at}.outputs key {from:?}: outputs are paths under /out");
-                }
-                abs(&format!("{at}.outputs key"), from)?;
-                abs(&format!("{at}.outputs.{from:?}"), to)?;
-            }
+            self.validate_step(i, step, &step_names)?;
             step_names.push(&step.name);
         }
         for (i, step) in self.steps.iter().enumerate() {
@@ -512,20 +511,64 @@ impl Recipe {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// One step: a unique file-name-safe name, a known image, mounts of
+    /// sources or earlier steps (never over /out), absolute paths, outputs
+    /// under /out.
+    fn validate_step(&self, i: usize, step: &Step, step_names: &[&str]) -> Result<()> {
+        let at = format!("steps[{i}] ({:?})", step.name);
+        path_name(&format!("steps[{i}].name"), &step.name)?;
+        if step_names.contains(&step.name.as_str()) {
+            bail!("{at}.name: step names must be unique");
+        }
+        self.require_image(&format!("{at}.image"), &step.image)?;
+        for (mount, what) in &step.mounts {
+            abs(&format!("{at}.mounts key"), mount)?;
+            if mount == "/out" || mount.starts_with("/out/") {
+                bail!("{at}.mounts.{mount:?}: /out is the step's fresh output directory and cannot be mounted over");
+            }
+            if let Some(prev) = what.strip_prefix("step:") {
+                if !step_names.contains(&prev) {
+                    bail!("{at}.mounts.{mount:?} = {what:?}: no earlier step named {prev:?}");
+                }
+            } else if !self.sources.contains_key(what) {
+                bail!(
+                    "{at}.mounts.{mount:?} = {what:?}: no source of that name in [sources] (defined: {})",
+                    names(self.sources.keys())
+                );
+            }
+        }
+        abs(&format!("{at}.workdir"), &step.workdir)?;
+        step_env(&at, &step.env)?;
+        for (from, to) in &step.outputs {
+            if from != "/out" && !from.starts_with("/out/") {
+                bail!("{at}.outputs key {from:?}: outputs are paths under /out");
+            }
+            abs(&format!("{at}.outputs key"), from)?;
+            abs(&format!("{at}.outputs.{from:?}"), to)?;
+        }
+        Ok(())
+    }
+
+    /// `[enclave]`: known images, absolute paths, nsm only for nitro-cli, a
+    /// command, a one-line cmdline, positive sizes, env and modes.
+    fn validate_enclave(&self) -> Result<()> {
         let e = &self.enclave;
-        image("enclave.kernel.image", &e.kernel.image)?;
+        self.require_image("enclave.kernel.image", &e.kernel.image)?;
         abs("enclave.kernel.path", &e.kernel.path)?;
         if let Some(c) = &e.kernel.config {
             abs("enclave.kernel.config", c)?;
         }
-        image("enclave.init.image", &e.init.image)?;
+        self.require_image("enclave.init.image", &e.init.image)?;
         abs("enclave.init.path", &e.init.path)?;
         if let Some(r) = &e.rootfs {
-            image("enclave.rootfs", r)?;
+            self.require_image("enclave.rootfs", r)?;
         }
         match (&e.nsm, e.layout) {
             (Some(nsm), Layout::NitroCli) => {
-                image("enclave.nsm.image", &nsm.image)?;
+                self.require_image("enclave.nsm.image", &nsm.image)?;
                 abs("enclave.nsm.path", &nsm.path)?;
             }
             (Some(_), Layout::Single) => {

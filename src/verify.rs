@@ -61,8 +61,8 @@ use crate::digest::Digest;
 use crate::eif::diff::{compare, EifDiff};
 use crate::eif::Eif;
 use crate::epoch::Epoch;
-use crate::manifest::{Inputs, Manifest, Origin, FORMAT, TOOL_VERSION};
-use crate::pcr::Measurements;
+use crate::manifest::{Inputs, Manifest, Origin, PcrHex, FORMAT, TOOL_VERSION};
+use crate::pcr::{Measurements, Pcr};
 use crate::progress::Progress;
 use crate::recipe::{Recipe, SourceKind};
 use crate::sandbox::Runtime;
@@ -361,67 +361,159 @@ fn verify_blob(store: &crate::oci::Store, d: &Digest) -> Result<()> {
 }
 
 /// Rebuild and compare; `Err` means the rebuild could not happen (exit 2).
+///
+/// The phases: the origin to rebuild from ([`rebuildable_origin`]) and the
+/// tool version ([`tool_version_notes`]); the expected figures, read before
+/// the (slow) rebuild so bad inputs fail fast ([`Expected::read`]); the
+/// rebuild ([`rebuild`]); the comparisons ([`Figures`]); the verdict
+/// ([`verdict_of`]) and, when it is not GOOD, a diff ([`diff_first_mismatch`]).
 pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
     let inputs = &subject.inputs;
-    let origin = subject.origin.as_ref().with_context(|| {
+    let origin = rebuildable_origin(subject)?;
+    let mut notes = tool_version_notes(subject, opts.allow_tool_mismatch)?;
+    let expected = Expected::read(subject, opts)?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix("eifbake-verify-")
+        .tempdir()
+        .context("cannot create a scratch directory")?;
+    let (scratch, built) = rebuild(subject, origin, opts, scratch)?;
+    if built.manifest.inputs != *inputs {
+        notes.push(
+            "the manifest's measured inputs differ from those its recipe and lock texts give (the rebuild \
+             embeds the latter; compare the PCRs)"
+                .into(),
+        );
+    }
+    let scratch_dir = scratch.path().to_path_buf();
+    let mut figures = Figures::new(&scratch_dir, &built)?;
+    figures.compare_all(subject, &expected, &mut notes)?;
+    let verdict = verdict_of(&figures.list, &mut notes);
+    let diff = diff_first_mismatch(verdict, &expected.published, &figures, &built.eif)?;
+    if verdict == Verdict::Bad && expected.published.is_empty() {
+        notes
+            .push("give the published EIF with --eif to see which section and ramdisk entries differ".into());
+    }
+    let kept = if opts.keep { Some(scratch.keep()) } else { None };
+    Ok(Report {
+        verdict,
+        name: inputs.name.clone(),
+        subject: subject.path.display().to_string(),
+        eif_name: expected
+            .published
+            .last()
+            .and_then(|p| p.path.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{}.eif", inputs.name)),
+        figures: figures.list,
+        notes,
+        rebuilt_sha256: built.manifest.outputs.eif.sha256,
+        diff,
+        kept,
+    })
+}
+
+/// The subject's origin (recipe and lock texts, where images and sources
+/// came from); refused for an EIF alone, which carries only its measured
+/// inputs, saying what to give instead.
+fn rebuildable_origin(subject: &Subject) -> Result<&Origin> {
+    subject.origin.as_ref().with_context(|| {
         format!(
             "cannot rebuild from {p} alone: an EIF embeds only its measured inputs (inputs format {FORMAT}: \
              images by digest, sources by tree hash, steps, settings), not the recipe and lock texts or \
              where its images and sources came from. Verify the manifest published with it and compare \
              with this EIF: eifbake verify {name}.manifest.json --eif {p}",
             p = subject.path.display(),
-            name = inputs.name
+            name = subject.inputs.name
         )
-    })?;
-    let mut notes = Vec::new();
-    if inputs.tool.version != TOOL_VERSION {
-        if !opts.allow_tool_mismatch {
-            bail!(
-                "cannot rebuild: {} was built by {} {} but this is eifbake {TOOL_VERSION}; \
-                 use that version, or --allow-tool-mismatch to try anyway",
-                subject.path.display(),
-                inputs.tool.name,
-                inputs.tool.version
-            );
-        }
-        notes.push(format!(
-            "built by {} {}, rebuilt by eifbake {TOOL_VERSION} (--allow-tool-mismatch)",
-            inputs.tool.name, inputs.tool.version
-        ));
-    }
-    // Expected figures, read before the (slow) rebuild so bad inputs fail fast.
-    let pcrs_file = match &opts.pcrs {
-        Some(p) => {
-            let text = fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            Some(Measurements::parse_pcrs_file(&text).with_context(|| format!("{}", p.display()))?)
-        }
-        None => None,
-    };
-    // EIFs whose own figures are expected: the subject when it is an EIF, and --eif.
-    let mut published: Vec<(&str, PathBuf)> = Vec::new();
-    if subject.is_eif {
-        published.push(("subject EIF", subject.path.clone()));
-    }
-    if let Some(p) = &opts.published_eif {
-        published.push(("published EIF", p.clone()));
-    }
-    let mut published_figures = Vec::new();
-    for (label, p) in &published {
-        let eif = Eif::open(p)?;
-        let v = eif.verify(&Progress::bytes("measure", 0))?;
-        let (sha, _) = Digest::of_reader(fs::File::open(p)?)?;
-        let section = eif.signature_section()?;
-        published_figures.push((*label, sha, v.measurements, section));
-    }
-    let manifest_section = match subject.outputs.as_ref().and_then(|o| o.signature.as_ref()) {
-        Some(sig) => Some(sig.section_bytes()?),
-        None => None,
-    };
+    })
+}
 
-    let scratch = tempfile::Builder::new()
-        .prefix("eifbake-verify-")
-        .tempdir()
-        .context("cannot create a scratch directory")?;
+/// Refuse a subject built by another eifbake version unless `allow_mismatch`
+/// (`--allow-tool-mismatch`); then the note saying so.
+fn tool_version_notes(subject: &Subject, allow_mismatch: bool) -> Result<Vec<String>> {
+    let tool = &subject.inputs.tool;
+    if tool.version == TOOL_VERSION {
+        return Ok(Vec::new());
+    }
+    if !allow_mismatch {
+        bail!(
+            "cannot rebuild: {} was built by {} {} but this is eifbake {TOOL_VERSION}; \
+             use that version, or --allow-tool-mismatch to try anyway",
+            subject.path.display(),
+            tool.name,
+            tool.version
+        );
+    }
+    Ok(vec![format!(
+        "built by {} {}, rebuilt by eifbake {TOOL_VERSION} (--allow-tool-mismatch)",
+        tool.name, tool.version
+    )])
+}
+
+/// An EIF whose own figures are expected: the subject when it is an EIF,
+/// and `--eif`.
+struct PublishedEif {
+    /// `subject EIF` or `published EIF`.
+    label: &'static str,
+    path: PathBuf,
+    sha256: Digest,
+    measurements: Measurements,
+    /// Its signature section, when signed.
+    section: Option<Vec<u8>>,
+}
+
+/// Every expected figure, read before the rebuild.
+struct Expected {
+    /// A `--pcrs` file's measurements.
+    pcrs_file: Option<Measurements>,
+    published: Vec<PublishedEif>,
+    /// The signature section the manifest records, when signed.
+    manifest_section: Option<Vec<u8>>,
+}
+
+impl Expected {
+    fn read(subject: &Subject, opts: &VerifyOptions) -> Result<Expected> {
+        let pcrs_file = match &opts.pcrs {
+            Some(p) => {
+                let text = fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+                Some(Measurements::parse_pcrs_file(&text).with_context(|| format!("{}", p.display()))?)
+            }
+            None => None,
+        };
+        let mut paths: Vec<(&'static str, PathBuf)> = Vec::new();
+        if subject.is_eif {
+            paths.push(("subject EIF", subject.path.clone()));
+        }
+        if let Some(p) = &opts.published_eif {
+            paths.push(("published EIF", p.clone()));
+        }
+        let mut published = Vec::new();
+        for (label, path) in paths {
+            let eif = Eif::open(&path)?;
+            let v = eif.verify(&Progress::bytes("measure", 0))?;
+            let (sha256, _) = Digest::of_reader(fs::File::open(&path)?)?;
+            let section = eif.signature_section()?;
+            published.push(PublishedEif { label, path, sha256, measurements: v.measurements, section });
+        }
+        let manifest_section = match subject.outputs.as_ref().and_then(|o| o.signature.as_ref()) {
+            Some(sig) => Some(sig.section_bytes()?),
+            None => None,
+        };
+        Ok(Expected { pcrs_file, published, manifest_section })
+    }
+}
+
+/// Recreate the project in `scratch` and build it there, unsigned and
+/// without the step cache; a failed rebuild keeps `scratch`
+/// ([`keep_failed_rebuild`]).
+fn rebuild(
+    subject: &Subject,
+    origin: &Origin,
+    opts: &VerifyOptions,
+    scratch: tempfile::TempDir,
+) -> Result<(tempfile::TempDir, crate::build::BuildResult)> {
+    let inputs = &subject.inputs;
     let project = scratch.path().join("project");
     let recipe_path = recreate_project(inputs, origin, &opts.sources, &project)?;
     let store = match &opts.store {
@@ -450,47 +542,125 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
             signing: crate::build::SignWith::Unsigned,
         },
     );
-    let built = match built {
-        Ok(b) => b,
-        Err(e) => return Err(keep_failed_rebuild(e, scratch, temp_store.then_some(store.as_path()))),
-    };
-    let out = &built.manifest.outputs;
-    if built.manifest.inputs != *inputs {
-        notes.push(
-            "the manifest's measured inputs differ from those its recipe and lock texts give (the rebuild \
-             embeds the latter; compare the PCRs)"
-                .into(),
-        );
+    match built {
+        Ok(b) => Ok((scratch, b)),
+        Err(e) => Err(keep_failed_rebuild(e, scratch, temp_store.then_some(store.as_path()))),
     }
-    let rebuilt_pcrs = [out.pcrs.pcr0.to_string(), out.pcrs.pcr1.to_string(), out.pcrs.pcr2.to_string()];
+}
 
-    let mut figures = Vec::new();
-    let add_pcrs = |figures: &mut Vec<Figure>, from: &str, expected: [String; 3]| {
-        for (i, (e, r)) in expected.iter().zip(rebuilt_pcrs.iter()).enumerate() {
-            figures.push(Figure {
-                what: format!("PCR{i}"),
-                from: from.into(),
-                expected: e.clone(),
-                rebuilt: r.clone(),
-                ok: e == r,
-            });
+/// The comparisons of the rebuild with every expected figure, in order.
+struct Figures<'a> {
+    scratch: &'a Path,
+    built: &'a crate::build::BuildResult,
+    /// The rebuild's PCR0, PCR1, PCR2.
+    rebuilt_pcrs: [Pcr; 3],
+    /// The rebuild signed with each distinct signature section compared
+    /// with (or why that section does not sign it).
+    signed: Vec<(Vec<u8>, SignedRebuild)>,
+    /// The EIF each source of expected figures was compared with (the
+    /// rebuild, or the rebuild with that source's signature), by `from`.
+    compared_with: BTreeMap<String, PathBuf>,
+    list: Vec<Figure>,
+}
+
+impl<'a> Figures<'a> {
+    fn new(scratch: &'a Path, built: &'a crate::build::BuildResult) -> Result<Figures<'a>> {
+        let p = &built.manifest.outputs.pcrs;
+        Ok(Figures {
+            scratch,
+            built,
+            rebuilt_pcrs: [pcr_of(&p.pcr0)?, pcr_of(&p.pcr1)?, pcr_of(&p.pcr2)?],
+            signed: Vec::new(),
+            compared_with: BTreeMap::new(),
+            list: Vec::new(),
+        })
+    }
+
+    /// The manifest's figures, each published EIF's, then the pcrs file's.
+    fn compare_all(&mut self, subject: &Subject, expected: &Expected, notes: &mut Vec<String>) -> Result<()> {
+        if let Some(o) = &subject.outputs {
+            let pcr8 = o.pcrs.pcr8.as_ref().map(pcr_of).transpose()?;
+            self.image("manifest", o.eif.sha256, expected.manifest_section.as_deref(), pcr8)?;
+            self.pcrs("manifest", [pcr_of(&o.pcrs.pcr0)?, pcr_of(&o.pcrs.pcr1)?, pcr_of(&o.pcrs.pcr2)?]);
         }
-    };
-    // A signed original is compared with the rebuild carrying the original's
-    // signature section (no key needed: the section must sign the rebuilt
-    // PCR0), so whole files can still be compared. One signed copy per
-    // distinct section.
-    let mut signed: Vec<(Vec<u8>, SignedRebuild)> = Vec::new();
-    let mut signed_rebuild = |section: &[u8]| -> Result<SignedRebuild> {
-        if let Some((_, r)) = signed.iter().find(|(b, _)| b == section) {
+        for p in &expected.published {
+            let m = &p.measurements;
+            self.image(p.label, p.sha256, p.section.as_deref(), m.pcr8)?;
+            self.pcrs(p.label, [m.pcr0, m.pcr1, m.pcr2]);
+        }
+        if let Some(m) = &expected.pcrs_file {
+            self.pcrs("pcrs file", [m.pcr0, m.pcr1, m.pcr2]);
+            if let Some(p8) = &m.pcr8 {
+                self.pcrs_file_pcr8(p8, notes);
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, what: &str, from: &str, expected: String, rebuilt: String, ok: bool) {
+        self.list.push(Figure { what: what.into(), from: from.into(), expected, rebuilt, ok });
+    }
+
+    /// PCR0, PCR1 and PCR2 from `from` against the rebuild's.
+    fn pcrs(&mut self, from: &str, expected: [Pcr; 3]) {
+        for (i, (e, r)) in expected.iter().zip(self.rebuilt_pcrs).enumerate() {
+            self.push(&format!("PCR{i}"), from, e.hex(), r.hex(), *e == r);
+        }
+    }
+
+    /// A pcrs file's PCR8 comes from a signature: compared with the rebuild
+    /// signed with the manifest's or a published EIF's section, if any.
+    fn pcrs_file_pcr8(&mut self, p8: &Pcr, notes: &mut Vec<String>) {
+        match self.signed.iter().find_map(|(_, r)| r.as_ref().ok()).map(|(_, _, rebuilt)| *rebuilt) {
+            Some(rebuilt) => self.push("PCR8", "pcrs file", p8.hex(), rebuilt.hex(), *p8 == rebuilt),
+            None => notes.push(
+                "PCR8 (signing certificate) in the pcrs file is not checked: no signed manifest or \
+                 EIF was given, and a rebuild without the key is unsigned"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The figures of one expected image: its sha256 against the rebuild
+    /// (signed with its section when it has one), its signature, its PCR8.
+    /// Records the EIF it was compared with.
+    fn image(&mut self, from: &str, sha: Digest, section: Option<&[u8]>, pcr8: Option<Pcr>) -> Result<()> {
+        let mut compared = self.built.eif.clone();
+        let mut rebuilt_sha = self.built.manifest.outputs.eif.sha256;
+        let mut rebuilt_pcr8 = None;
+        if let Some(section) = section {
+            let expected = "signs the rebuilt PCR0".to_string();
+            match self.signed_rebuild(section)? {
+                Ok((path, signed_sha, p8)) => {
+                    self.push("signature", from, expected, "valid".into(), true);
+                    compared = path;
+                    rebuilt_sha = signed_sha;
+                    rebuilt_pcr8 = Some(p8);
+                }
+                Err(problem) => self.push("signature", from, expected, problem, false),
+            }
+        }
+        self.push("sha256", from, sha.to_string(), rebuilt_sha.to_string(), sha == rebuilt_sha);
+        if let Some(p8) = pcr8 {
+            let rebuilt = rebuilt_pcr8.map_or_else(|| "(unsigned)".to_string(), |p| p.hex());
+            self.push("PCR8", from, p8.hex(), rebuilt, Some(p8) == rebuilt_pcr8);
+        }
+        self.compared_with.insert(from.to_string(), compared);
+        Ok(())
+    }
+
+    /// The rebuild carrying `section` (no key needed: the section must sign
+    /// the rebuilt PCR0), so whole files can still be compared. One signed
+    /// copy per distinct section.
+    fn signed_rebuild(&mut self, section: &[u8]) -> Result<SignedRebuild> {
+        if let Some((_, r)) = self.signed.iter().find(|(b, _)| b == section) {
             return Ok(r.clone());
         }
-        let pcr0 = built_pcr0(out)?;
-        let report = crate::eif::signature::check(section, &pcr0);
+        let report = crate::eif::signature::check(section, &self.rebuilt_pcrs[0]);
         let r = if report.valid {
-            let path = scratch.path().join(format!("signed{}.eif", signed.len()));
+            let path = self.scratch.join(format!("signed{}.eif", self.signed.len()));
             let w = crate::eif::sign_existing(
-                &built.eif,
+                &self.built.eif,
                 &crate::eif::Signing::Section(section.to_vec()),
                 &path,
                 &Progress::bytes("sign", 0),
@@ -500,103 +670,17 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         } else {
             Err(report.problem.unwrap_or_else(|| "invalid".into()))
         };
-        signed.push((section.to_vec(), r.clone()));
+        self.signed.push((section.to_vec(), r.clone()));
         Ok(r)
-    };
-    // The figures of one expected image: its sha256 against the rebuild
-    // (signed with its section when it has one), its signature, its PCR8.
-    let mut image_figures = |figures: &mut Vec<Figure>,
-                             from: &str,
-                             sha: Digest,
-                             section: Option<&[u8]>,
-                             pcr8: Option<String>|
-     -> Result<PathBuf> {
-        let mut compared = built.eif.clone();
-        let mut rebuilt_sha = out.eif.sha256.to_string();
-        let mut rebuilt_pcr8 = "(unsigned)".to_string();
-        if let Some(section) = section {
-            match signed_rebuild(section)? {
-                Ok((path, signed_sha, p8)) => {
-                    figures.push(Figure {
-                        what: "signature".into(),
-                        from: from.into(),
-                        expected: "signs the rebuilt PCR0".into(),
-                        rebuilt: "valid".into(),
-                        ok: true,
-                    });
-                    compared = path;
-                    rebuilt_sha = signed_sha.to_string();
-                    rebuilt_pcr8 = p8.hex();
-                }
-                Err(problem) => figures.push(Figure {
-                    what: "signature".into(),
-                    from: from.into(),
-                    expected: "signs the rebuilt PCR0".into(),
-                    rebuilt: problem,
-                    ok: false,
-                }),
-            }
-        }
-        figures.push(Figure {
-            what: "sha256".into(),
-            from: from.into(),
-            expected: sha.to_string(),
-            ok: sha.to_string() == rebuilt_sha,
-            rebuilt: rebuilt_sha,
-        });
-        if let Some(p8) = pcr8 {
-            figures.push(Figure {
-                what: "PCR8".into(),
-                from: from.into(),
-                ok: p8 == rebuilt_pcr8,
-                expected: p8,
-                rebuilt: rebuilt_pcr8,
-            });
-        }
-        Ok(compared)
-    };
-    let mut compared_with: BTreeMap<String, PathBuf> = BTreeMap::new();
-    if let Some(o) = &subject.outputs {
-        let pcr8 = o.pcrs.pcr8.as_ref().map(|p| p.to_string());
-        let c = image_figures(&mut figures, "manifest", o.eif.sha256, manifest_section.as_deref(), pcr8)?;
-        compared_with.insert("manifest".into(), c);
-        add_pcrs(
-            &mut figures,
-            "manifest",
-            [o.pcrs.pcr0.to_string(), o.pcrs.pcr1.to_string(), o.pcrs.pcr2.to_string()],
-        );
     }
-    for (label, sha, m, section) in &published_figures {
-        let pcr8 = m.pcr8.as_ref().map(|p| p.hex());
-        let c = image_figures(&mut figures, label, *sha, section.as_deref(), pcr8)?;
-        compared_with.insert(label.to_string(), c);
-        add_pcrs(&mut figures, label, [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
-    }
-    if let Some(m) = &pcrs_file {
-        add_pcrs(&mut figures, "pcrs file", [m.pcr0.hex(), m.pcr1.hex(), m.pcr2.hex()]);
-        if let Some(p8) = &m.pcr8 {
-            // PCR8 comes from a signature: the one of the manifest or a published EIF.
-            match signed.iter().find_map(|(_, r)| r.as_ref().ok()) {
-                Some((_, _, rebuilt)) => figures.push(Figure {
-                    what: "PCR8".into(),
-                    from: "pcrs file".into(),
-                    expected: p8.hex(),
-                    rebuilt: rebuilt.hex(),
-                    ok: p8 == rebuilt,
-                }),
-                None => notes.push(
-                    "PCR8 (signing certificate) in the pcrs file is not checked: no signed manifest or \
-                     EIF was given, and a rebuild without the key is unsigned"
-                        .into(),
-                ),
-            }
-        }
-    }
+}
 
+/// GOOD when every figure matches; GOOD_MEASURED (with a note) when only a
+/// published EIF's sha256 differs; BAD otherwise.
+fn verdict_of(figures: &[Figure], notes: &mut Vec<String>) -> Verdict {
     let pcrs_ok = figures.iter().filter(|f| f.what != "sha256").all(|f| f.ok);
     let manifest_sha_ok = figures.iter().filter(|f| f.what == "sha256" && f.from == "manifest").all(|f| f.ok);
-    let all_ok = figures.iter().all(|f| f.ok);
-    let verdict = if all_ok {
+    if figures.iter().all(|f| f.ok) {
         Verdict::Good
     } else if pcrs_ok && manifest_sha_ok {
         notes.push(
@@ -606,47 +690,37 @@ pub fn verify(subject: &Subject, opts: &VerifyOptions) -> Result<Report> {
         Verdict::GoodMeasured
     } else {
         Verdict::Bad
-    };
-    // The diff against the first published EIF that does not match the rebuild.
-    let mismatched = published.iter().find(|(label, _)| figures.iter().any(|f| f.from == *label && !f.ok));
-    let diff = match mismatched {
-        Some((label, p)) if verdict != Verdict::Good => {
-            let a = Eif::open(compared_with.get(*label).unwrap_or(&built.eif))?;
-            let b = Eif::open(p)?;
-            Some(compare(&a, &b, &Progress::bytes("diff", 0))?)
-        }
-        _ => None,
-    };
-    if verdict == Verdict::Bad && published.is_empty() {
-        notes
-            .push("give the published EIF with --eif to see which section and ramdisk entries differ".into());
     }
-    let kept = if opts.keep { Some(scratch.keep()) } else { None };
-    Ok(Report {
-        verdict,
-        name: inputs.name.clone(),
-        subject: subject.path.display().to_string(),
-        eif_name: published
-            .last()
-            .and_then(|(_, p)| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("{}.eif", inputs.name)),
-        figures,
-        notes,
-        rebuilt_sha256: out.eif.sha256,
-        diff,
-        kept,
-    })
+}
+
+/// Unless GOOD: the diff between what the first published EIF that does not
+/// match was compared with and that EIF.
+fn diff_first_mismatch(
+    verdict: Verdict,
+    published: &[PublishedEif],
+    figures: &Figures<'_>,
+    built_eif: &Path,
+) -> Result<Option<EifDiff>> {
+    let mismatched = published.iter().find(|p| figures.list.iter().any(|f| f.from == p.label && !f.ok));
+    match mismatched {
+        Some(p) if verdict != Verdict::Good => {
+            let a = Eif::open(figures.compared_with.get(p.label).map_or(built_eif, PathBuf::as_path))?;
+            let b = Eif::open(&p.path)?;
+            Ok(Some(compare(&a, &b, &Progress::bytes("diff", 0))?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The rebuild with a published signature section appended (its path, sha256
 /// and PCR8), or why that section does not sign the rebuild.
 type SignedRebuild = std::result::Result<(PathBuf, Digest, crate::pcr::Pcr), String>;
 
-/// The rebuilt image's PCR0, as a register value.
-fn built_pcr0(out: &crate::manifest::Outputs) -> Result<crate::pcr::Pcr> {
-    let bytes = hex::decode(out.pcrs.pcr0.as_str())?;
-    Ok(crate::pcr::Pcr(bytes.try_into().map_err(|_| anyhow::anyhow!("PCR0 is not 48 bytes"))?))
+/// A manifest's PCR value as a register value (a [`PcrHex`] is always 96
+/// lowercase hex characters, so this fails only on a broken invariant).
+fn pcr_of(h: &PcrHex) -> Result<Pcr> {
+    let bytes = hex::decode(h.as_str())?;
+    Ok(Pcr(bytes.try_into().map_err(|_| anyhow::anyhow!("PCR {h} is not 48 bytes"))?))
 }
 
 /// The in-toto Statement v1 with an SLSA Verification Summary v1 predicate

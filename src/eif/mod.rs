@@ -26,6 +26,7 @@
 //! (see [`crate::signing`]), or deciding what goes into an image (the build
 //! command does that).
 
+pub mod describe;
 pub mod diff;
 pub mod kernel;
 mod metadata;
