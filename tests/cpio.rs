@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use eifbake::cpio::{self, Kind};
 use eifbake::digest::Digest;
 
-const EIFBAKE: &str = env!("CARGO_BIN_EXE_eifbake");
+mod common;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -35,9 +35,8 @@ fn bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn ramdisk(dir: &Path, out: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(EIFBAKE);
+    let mut cmd = common::bin::eifbake_cmd();
     cmd.arg("ramdisk").arg(dir).arg("--output").arg(out).args(extra);
-    cmd.env_remove("SOURCE_DATE_EPOCH");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -374,8 +373,8 @@ fn memory_stays_flat_for_a_huge_file() {
     let size: u64 = 1 << 29;
     fs::File::create(src.join("huge")).unwrap().set_len(size).unwrap();
     let out = tmp.path().join("r.gz");
-    let o = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kb=%M", EIFBAKE, "ramdisk"])
+    let o = common::bin::clean_env(&mut Command::new("/usr/bin/time"))
+        .args(["-f", "maxrss_kb=%M", common::bin::EIFBAKE, "ramdisk"])
         .arg(&src)
         .arg("--output")
         .arg(&out)

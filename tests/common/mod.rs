@@ -6,6 +6,7 @@
 //! Every helper panics with a message saying what failed: these are tests.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod git;
 pub mod qemu;
 pub mod rootfs;
@@ -376,20 +377,14 @@ pub fn write_recipe(root: &Path, name: &str, arch: &str, images: &[(&str, String
     p
 }
 
-/// Run the eifbake binary; returns (exit code, stdout, stderr).
+/// Run the eifbake binary in a clean environment ([`bin::clean_env`]); returns (exit code, stdout, stderr).
 pub fn eifbake(args: &[&str]) -> (i32, String, String) {
     eifbake_env(args, &[])
 }
 
 /// [`eifbake`] with extra environment variables.
 pub fn eifbake_env(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_eifbake"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
-        .env_remove("EIFBAKE_STORE")
-        .env("EIFBAKE_NO_PROGRESS", "1")
-        .output()
-        .unwrap();
+    let out = bin::eifbake_cmd().args(args).envs(env.iter().map(|(k, v)| (*k, *v))).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
