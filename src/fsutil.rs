@@ -63,10 +63,6 @@ impl AtomicFile {
         Ok(AtomicFile { target, tmp: Some(tmp), writer: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Flush, sync, give the file mode 0644 and rename it over the target.
     pub fn commit(mut self) -> Result<()> {
         let w = self.writer.take().expect("writer present until commit");

@@ -223,10 +223,6 @@ impl Sandbox {
         Sandbox { runtime }
     }
 
-    pub fn runtime(&self) -> Runtime {
-        self.runtime
-    }
-
     /// The OCI runtime spec for a step, with `bundle_rootfs` as the root path.
     pub fn spec(&self, step: &StepRun) -> Result<Spec> {
         let at = format!("step {:?}", step.name);
