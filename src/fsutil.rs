@@ -108,7 +108,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
-/// Set a path's permission bits (not following nothing special: a plain chmod).
+/// Set a path's permission bits with a plain chmod (a symbolic link is followed).
 pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
