@@ -149,7 +149,7 @@ fn symlink_outputs_stay_symlinks_and_forged_manifests_are_refused_before_running
         let (code, o, err) =
             common::eifbake_env(&["verify", s(&m), "--source", &source], &[("TMPDIR", tmp.as_path())]);
         assert_eq!(code, 2, "{label}: {o}{err}");
-        assert!(err.contains("inputs.recipe.text") && err.contains(key), "{label}: {err}");
+        assert!(err.contains("origin.recipe.text") && err.contains(key), "{label}: {err}");
     }
     assert_eq!(env.reg.gets("/blobs/"), gets_before, "verify fetched blobs for a recipe it must refuse");
     let outside: Vec<_> = fs::read_dir(base.join("a")).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -229,9 +229,14 @@ fn stale_scratch_and_staging_directories_are_cleaned_and_live_ones_kept() {
         fs::create_dir_all(d.join("steps")).unwrap();
         fs::write(d.join("steps/clean.eif"), vec![0u8; 1 << 20]).unwrap();
     }
-    // A live owner: `flock` holds the directory's lock while it runs.
-    let mut holders: Vec<_> =
-        live.iter().map(|d| Command::new("flock").arg(d).arg("sleep").arg("600").spawn().unwrap()).collect();
+    // A live owner: `flock` holds the directory's lock while it runs. With
+    // --no-fork it becomes the `sleep`, so killing it below ends the holder
+    // (a forked `sleep` would outlive the test, holding the lock and the
+    // test's output pipe for ten minutes).
+    let mut holders: Vec<_> = live
+        .iter()
+        .map(|d| Command::new("flock").arg("--no-fork").arg(d).arg("sleep").arg("600").spawn().unwrap())
+        .collect();
     let locked = |d: &Path| !Command::new("flock").arg("-n").arg(d).arg("true").status().unwrap().success();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !live.iter().all(|d| locked(d)) {

@@ -1,5 +1,8 @@
-//! Test helpers shared by integration tests (each test binary uses a subset):
-//! `git` with a fixed identity ([`git`]), the QEMU boot harness ([`qemu`]), busybox root filesystems ([`rootfs`]), a real loopback OCI registry
+//! Test helpers shared by integration tests (each test binary uses a subset,
+//! hence `dead_code` is allowed here and nowhere else): the clean-environment
+//! `eifbake` runner ([`bin`]), root-only checks ([`root_or_skip`]), `git`
+//! with a fixed identity ([`git`]), the QEMU boot harness ([`qemu`]),
+//! busybox root filesystems ([`rootfs`]), a real loopback OCI registry
 //! (Debian's `docker-registry`, CNCF distribution), fixture images built from
 //! scratch into OCI layouts, and `skopeo` to push them.
 //!
