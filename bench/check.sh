@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Cost of `eifbake check` relative to plain builds (issue 5's target: N runs
-# cost no more than N builds plus 10%).
+# Cost of `eifbake check` relative to plain builds (the target: N runs cost
+# no more than N builds plus 10%).
 #
 # One busybox fixture recipe (a path source, one step, the busybox image as
 # rootfs and as a stand-in kernel), served from a loopback docker-registry and

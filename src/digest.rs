@@ -119,10 +119,6 @@ impl<W: Write> HashingWriter<W> {
         self.len == 0
     }
 
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
-
     /// The inner writer, the digest and the byte count.
     pub fn finish(self) -> (W, Digest, u64) {
         (self.inner, Digest(self.hasher.finalize().into()), self.len)

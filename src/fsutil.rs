@@ -63,10 +63,6 @@ impl AtomicFile {
         Ok(AtomicFile { target, tmp: Some(tmp), writer: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Flush, sync, give the file mode 0644 and rename it over the target.
     pub fn commit(mut self) -> Result<()> {
         let w = self.writer.take().expect("writer present until commit");
@@ -112,7 +108,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
-/// Set a path's permission bits (not following nothing special: a plain chmod).
+/// Set a path's permission bits with a plain chmod (a symbolic link is followed).
 pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))

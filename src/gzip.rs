@@ -121,11 +121,6 @@ impl<W: Write> GzipWriter<W> {
         }
     }
 
-    /// The writer being compressed into.
-    pub fn get_ref(&self) -> &W {
-        self.inner.as_ref().expect("inner present until finish")
-    }
-
     fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.inner.as_mut().expect("inner present until finish").write_all(bytes)?;
         self.output_bytes += bytes.len() as u64;

@@ -231,12 +231,7 @@ impl Measurer {
         }
     }
 
-    /// The chunk size buffers are allocated with.
-    pub fn chunk_size(&self) -> usize {
-        self.chunk
-    }
-
-    /// A buffer of `chunk_size` bytes to read into.
+    /// A buffer of the `chunk` bytes given to [`Measurer::new`], to read into.
     pub fn buffer(&mut self) -> Vec<u8> {
         let mut b = self.spare.pop().unwrap_or_default();
         b.resize(self.chunk, 0);

@@ -401,11 +401,6 @@ impl Recipe {
         p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
     }
 
-    /// The SOURCE_DATE_EPOCH to build with: the environment wins, then the recipe, then 0.
-    pub fn epoch(&self) -> Result<Epoch> {
-        Ok(Epoch::from_env()?.or(self.source_date_epoch).unwrap_or(Epoch(0)))
-    }
-
     /// Mode overrides parsed to numbers.
     pub fn mode_overrides(&self) -> BTreeMap<String, u32> {
         self.enclave

@@ -23,7 +23,6 @@ mod eif_common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
@@ -119,16 +118,13 @@ command = ["/bin/sh", "-c", "echo EIFBAKE-ARM64-$((6 * 7)) on $(uname -m)"]
 
     /// `eifbake build` with `path` as the whole PATH: (exit code, stderr).
     fn build(&self, recipe: &Path, path: &str) -> (i32, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_eifbake"))
+        let out = common::bin::eifbake_cmd()
             .arg("--store")
             .arg(self.path("store"))
             .arg("build")
             .arg(recipe)
             .arg("--out")
             .arg(self.path("out"))
-            .env_remove("EIFBAKE_STORE")
-            .env_remove("SOURCE_DATE_EPOCH")
-            .env("EIFBAKE_NO_PROGRESS", "1")
             .env("PATH", path)
             .output()
             .unwrap();

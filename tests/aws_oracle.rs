@@ -12,6 +12,7 @@
 //!   PCR8, and rebuilds AWS's signed file byte for byte from its signature
 //!   section.
 
+mod common;
 mod eif_common;
 
 use std::collections::BTreeMap;

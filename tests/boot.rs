@@ -2,8 +2,9 @@
 //! kernel (amd64, and arm64 on QEMU's virt machine) under TCG and their
 //! `/init` prints a marker on the serial console.
 //!
-//! The ramdisks are made with GNU cpio for now; once the project's own cpio
-//! writer is merged, the end-to-end tests boot what eifbake writes.
+//! The ramdisks here are made with GNU cpio, an independent writer, so these
+//! tests check the harness and the kernels alone; tests/build.rs and
+//! tests/aarch64.rs boot the EIFs eifbake writes.
 
 mod common;
 

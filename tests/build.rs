@@ -74,13 +74,8 @@ impl Project {
 
     /// Run eifbake in `cwd` with `env`; returns (code, stdout, stderr).
     fn eifbake(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)], umask: u32) -> (i32, String, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eifbake"));
-        cmd.args(args)
-            .current_dir(cwd)
-            .env_remove("EIFBAKE_STORE")
-            .env_remove("SOURCE_DATE_EPOCH")
-            .env("EIFBAKE_NO_PROGRESS", "1")
-            .envs(env.iter().copied());
+        let mut cmd = common::bin::eifbake_cmd();
+        cmd.args(args).current_dir(cwd).envs(env.iter().copied());
         unsafe {
             cmd.pre_exec(move || {
                 libc::umask(umask as libc::mode_t);

@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{eifbake, TestRegistry};
@@ -246,18 +246,12 @@ fn concurrent_builds_on_one_store_all_succeed_identically() {
         let mut children = Vec::new();
         for i in 0..4 {
             let out = p.dir.path().join(format!("out-{round}-{i}"));
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_eifbake"));
+            let mut cmd = common::bin::eifbake_cmd();
             cmd.arg("--store").arg(p.store()).arg("build").arg(&p.recipe).arg("--out").arg(&out);
             if round > 0 && i % 2 == 1 {
                 cmd.arg("--no-cache");
             }
-            let child = cmd
-                .env_remove("EIFBAKE_STORE")
-                .env("EIFBAKE_NO_PROGRESS", "1")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
             children.push((out, child));
             std::thread::sleep(Duration::from_millis(100));
         }

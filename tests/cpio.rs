@@ -14,12 +14,7 @@ use std::process::{Command, Output};
 use eifbake::cpio::{self, Kind};
 use eifbake::digest::Digest;
 
-const EIFBAKE: &str = env!("CARGO_BIN_EXE_eifbake");
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+mod common;
 
 /// Deterministic pseudo-random bytes (xorshift), compressible but not trivially.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -35,9 +30,8 @@ fn bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn ramdisk(dir: &Path, out: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(EIFBAKE);
+    let mut cmd = common::bin::eifbake_cmd();
     cmd.arg("ramdisk").arg(dir).arg("--output").arg(out).args(extra);
-    cmd.env_remove("SOURCE_DATE_EPOCH");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -77,7 +71,7 @@ fn make_tree(root: &Path) {
     fs::write(root.join("etc/big-link-a"), bytes(200_000, 5)).unwrap();
     fs::hard_link(root.join("etc/big-link-a"), root.join("etc/big-link-b")).unwrap();
     mkfifo(&root.join("etc/fifo"));
-    if is_root() {
+    if common::root_or_skip("a character device in the ramdisk tree") {
         mknod_char(&root.join("etc/null"), 1, 3);
     }
 }
@@ -374,8 +368,8 @@ fn memory_stays_flat_for_a_huge_file() {
     let size: u64 = 1 << 29;
     fs::File::create(src.join("huge")).unwrap().set_len(size).unwrap();
     let out = tmp.path().join("r.gz");
-    let o = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kb=%M", EIFBAKE, "ramdisk"])
+    let o = common::bin::clean_env(&mut Command::new("/usr/bin/time"))
+        .args(["-f", "maxrss_kb=%M", common::bin::EIFBAKE, "ramdisk"])
         .arg(&src)
         .arg("--output")
         .arg(&out)

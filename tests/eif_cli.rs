@@ -1,6 +1,7 @@
 //! `eifbake describe` and `eifbake diff` on good and bad EIFs: exit codes
 //! (0 same/ok, 1 different, 2 error) and the messages users see.
 
+mod common;
 mod eif_common;
 
 use std::fs;

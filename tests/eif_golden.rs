@@ -10,6 +10,7 @@
 //! Recompute the golden values (then review the diff) with
 //! `EIFBAKE_REGEN_GOLDEN=1 cargo test --test eif_golden` (`make golden`).
 
+mod common;
 mod eif_common;
 
 use std::fs;

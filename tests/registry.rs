@@ -312,9 +312,8 @@ fn concurrent_fetches_share_one_store() {
     let store_dir = proj.path().join("store");
     let children: Vec<_> = (0..4)
         .map(|_| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_eifbake"))
+            common::bin::eifbake_cmd()
                 .args(["--store", s(&store_dir), "fetch", s(&recipe)])
-                .env("EIFBAKE_NO_PROGRESS", "1")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

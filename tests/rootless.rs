@@ -68,7 +68,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let bin = dir.path().join("eifbake");
-        fs::copy(env!("CARGO_BIN_EXE_eifbake"), &bin).unwrap();
+        fs::copy(common::bin::EIFBAKE, &bin).unwrap();
         World { reg, dir, bin, uid, gid }
     }
 
@@ -120,8 +120,7 @@ impl World {
                 c
             }
         };
-        cmd.args(args).env("EIFBAKE_NO_PROGRESS", "1").env("HOME", home).env("TMPDIR", home.join("../tmp"));
-        cmd.env_remove("EIFBAKE_STORE");
+        common::bin::clean_env(&mut cmd).args(args).env("HOME", home).env("TMPDIR", home.join("../tmp"));
         cmd.output().unwrap()
     }
 
@@ -177,7 +176,7 @@ fn same_outputs(name: &str, a: &Path, b: &Path, what: &str) {
     for ext in ["eif", "pcrs", "manifest.json"] {
         let (x, y) = (a.join(format!("{name}.{ext}")), b.join(format!("{name}.{ext}")));
         if fs::read(&x).unwrap() != fs::read(&y).unwrap() {
-            let diff = Command::new(env!("CARGO_BIN_EXE_eifbake"))
+            let diff = common::bin::eifbake_cmd()
                 .args(["diff", s(&a.join(format!("{name}.eif"))), s(&b.join(format!("{name}.eif")))])
                 .output()
                 .unwrap();
@@ -370,7 +369,7 @@ fn a_missing_runtime_is_named_as_not_installed() {
         w.project("probe", &common::busybox_step_recipe("probe", "0.1.0", &image, "path = \"app\"", PROBE));
     let d = w.place("noruntime", &Runner::User);
     let bin = user_path(&d, &["crun"]);
-    let out = Command::new(common_program("setpriv"))
+    let out = common::bin::clean_env(&mut Command::new(common_program("setpriv")))
         .args([&format!("--reuid={USER}"), &format!("--regid={USER}"), "--init-groups", "--"])
         .arg(&w.bin)
         .args(["--store", s(&d.join("store")), "build", s(&recipe), "--out", s(&d.join("out"))])
@@ -465,7 +464,7 @@ fn one_mapped_id_builds_the_same_and_explains_a_failing_chown() {
             w.project(name, &common::busybox_step_recipe(name, "0.1.0", &image, "path = \"app\"", script));
         let root = w.build(&recipe, &format!("{name}-root"), Runner::Root);
         let d = w.place(&format!("{name}-single"), &Runner::User);
-        let out = Command::new(common_program("setpriv"))
+        let out = common::bin::clean_env(&mut Command::new(common_program("setpriv")))
             .args([&format!("--reuid={USER}"), &format!("--regid={USER}"), "--init-groups", "--"])
             .arg(&w.bin)
             .args(["--store", s(&d.join("store")), "build", s(&recipe), "--out", s(&d.join("out"))])

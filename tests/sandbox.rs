@@ -464,10 +464,9 @@ impl SleepingBuild {
         assert_eq!(code, 0, "lock: {out}{err}");
 
         let logf = fs::File::create(dir.path().join("build.log")).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eifbake"))
+        let mut child = common::bin::eifbake_cmd()
             .args(["--store", s, "build", r, "--runtime", rt.program(), "--out"])
             .arg(dir.path().join("out"))
-            .env("EIFBAKE_NO_PROGRESS", "1")
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
             .spawn()

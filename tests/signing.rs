@@ -4,6 +4,7 @@
 //! sections, and rewriting an image from a ready-made signature section.
 //! The keys are the checked-in test-only ones in `tests/data/signing`.
 
+mod common;
 mod eif_common;
 
 use std::fs;

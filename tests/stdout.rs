@@ -48,7 +48,6 @@ fn check(what: &str, code: i32, make: impl Fn() -> Command) {
 
 fn eifbake(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
     let mut c = eif_common::eifbake();
-    c.env_remove("EIFBAKE_STORE");
     for a in args {
         c.arg(a);
     }

@@ -229,9 +229,14 @@ fn stale_scratch_and_staging_directories_are_cleaned_and_live_ones_kept() {
         fs::create_dir_all(d.join("steps")).unwrap();
         fs::write(d.join("steps/clean.eif"), vec![0u8; 1 << 20]).unwrap();
     }
-    // A live owner: `flock` holds the directory's lock while it runs.
-    let mut holders: Vec<_> =
-        live.iter().map(|d| Command::new("flock").arg(d).arg("sleep").arg("600").spawn().unwrap()).collect();
+    // A live owner: `flock` holds the directory's lock while it runs. With
+    // --no-fork it becomes the `sleep`, so killing it below ends the holder
+    // (a forked `sleep` would outlive the test, holding the lock and the
+    // test's output pipe for ten minutes).
+    let mut holders: Vec<_> = live
+        .iter()
+        .map(|d| Command::new("flock").arg("--no-fork").arg(d).arg("sleep").arg("600").spawn().unwrap())
+        .collect();
     let locked = |d: &Path| !Command::new("flock").arg("-n").arg(d).arg("true").status().unwrap().success();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !live.iter().all(|d| locked(d)) {

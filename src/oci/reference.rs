@@ -68,16 +68,6 @@ impl Reference {
     pub fn is_loopback(&self) -> bool {
         host_is_loopback(&self.registry)
     }
-
-    /// The same image pinned to `digest` (the tag is kept for display).
-    pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference { digest: Some(digest), ..self.clone() }
-    }
-
-    /// `registry/repository:tag`, without any digest (the name a tag resolves).
-    pub fn tagged_name(&self) -> String {
-        format!("{}/{}:{}", self.registry, self.repository, self.tag.as_deref().unwrap_or("latest"))
-    }
 }
 
 /// True for `localhost`, `127.x.y.z` and `[::1]`, with or without a port.

@@ -210,22 +210,6 @@ impl Registry {
         first_ok(&targets, |t| resolve_at(t, arch)).await
     }
 
-    /// Make sure the manifest `manifest` of `reference` (and, when `index`
-    /// differs from it, that index) plus its config and layers are all in
-    /// `store`. See [`Registry::pull_images`].
-    pub async fn pull_image(
-        &self,
-        store: &Store,
-        reference: &Reference,
-        index: Option<Digest>,
-        manifest: Digest,
-        offline: bool,
-        progress: &Progress,
-    ) -> Result<PullStats> {
-        let image = PullRequest { reference: reference.clone(), index, manifest };
-        Ok(self.pull_images(store, std::slice::from_ref(&image), offline, progress).await?[0])
-    }
-
     /// Pull several pinned images into `store`: first each missing index and
     /// platform manifest, then every missing config and layer of all images
     /// together (a blob shared by two images is downloaded once),

@@ -358,20 +358,6 @@ impl Store {
         ManifestAny::parse(&self.read_blob_bytes(digest)?, &format!("manifest {digest}"))
     }
 
-    /// An image manifest by digest, as oci-spec's type.
-    pub fn image_manifest(&self, digest: &Digest) -> Result<oci_spec::image::ImageManifest> {
-        let b = self.read_blob_bytes(digest)?;
-        oci_spec::image::ImageManifest::from_reader(&b[..])
-            .with_context(|| format!("blob {digest}: not an image manifest"))
-    }
-
-    /// An image index by digest, as oci-spec's type.
-    pub fn image_index(&self, digest: &Digest) -> Result<oci_spec::image::ImageIndex> {
-        let b = self.read_blob_bytes(digest)?;
-        oci_spec::image::ImageIndex::from_reader(&b[..])
-            .with_context(|| format!("blob {digest}: not an image index"))
-    }
-
     /// The image configuration of a platform manifest, as oci-spec's type.
     pub fn image_config(&self, manifest: &Digest) -> Result<oci_spec::image::ImageConfiguration> {
         let m = self.manifest_any(manifest)?;

@@ -8,7 +8,8 @@
 //! - fresh mount, pid, ipc, uts and network namespaces: the network namespace
 //!   holds only its own `lo` (the runtime brings it up), so nothing outside
 //!   the step is reachable, loopback servers of the host included;
-//! - exactly the fixed environment of DESIGN.md ([`fixed_env`]) plus the
+//! - exactly the fixed environment of [`fixed_env`] (HOME, LANG, LC_ALL,
+//!   PATH, SOURCE_DATE_EPOCH, TZ) plus the
 //!   step's own variables, which may not redefine the fixed ones;
 //! - the file-owner part of root's capabilities (`step_capabilities`, from
 //!   [`policy::STEP_CAPABILITIES`]: chown, dac_override, fowner, fsetid,
@@ -221,10 +222,6 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn new(runtime: Runtime) -> Sandbox {
         Sandbox { runtime }
-    }
-
-    pub fn runtime(&self) -> Runtime {
-        self.runtime
     }
 
     /// The OCI runtime spec for a step, with `bundle_rootfs` as the root path.

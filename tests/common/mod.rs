@@ -1,11 +1,15 @@
-//! Test helpers shared by integration tests (each test binary uses a subset):
-//! `git` with a fixed identity ([`git`]), the QEMU boot harness ([`qemu`]), busybox root filesystems ([`rootfs`]), a real loopback OCI registry
+//! Test helpers shared by integration tests (each test binary uses a subset,
+//! hence `dead_code` is allowed here and nowhere else): the clean-environment
+//! `eifbake` runner ([`bin`]), root-only checks ([`root_or_skip`]), `git`
+//! with a fixed identity ([`git`]), the QEMU boot harness ([`qemu`]),
+//! busybox root filesystems ([`rootfs`]), a real loopback OCI registry
 //! (Debian's `docker-registry`, CNCF distribution), fixture images built from
 //! scratch into OCI layouts, and `skopeo` to push them.
 //!
 //! Every helper panics with a message saying what failed: these are tests.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod git;
 pub mod qemu;
 pub mod rootfs;
@@ -143,6 +147,25 @@ impl Drop for TestRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The variable that lets a non-root developer skip the root-only checks.
+pub const NONROOT_ENV: &str = "EIFBAKE_TESTS_NONROOT";
+
+/// Whether the root-only check `what` can run: true as root. Otherwise the
+/// test fails saying so, unless `$EIFBAKE_TESTS_NONROOT` is set, when it
+/// prints a warning and returns false so the caller skips `what`. CI runs as
+/// root, so a skipped check is never silently counted as passed there.
+pub fn root_or_skip(what: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os(NONROOT_ENV).is_some(),
+        "{what} needs root: run this test as root (as CI does), or set {NONROOT_ENV}=1 to skip it with a warning"
+    );
+    eprintln!("WARNING: NOT CHECKED (not root, {NONROOT_ENV} set): {what}");
+    false
 }
 
 /// Run skopeo, returning stdout; panics with stderr on failure.
@@ -376,20 +399,14 @@ pub fn write_recipe(root: &Path, name: &str, arch: &str, images: &[(&str, String
     p
 }
 
-/// Run the eifbake binary; returns (exit code, stdout, stderr).
+/// Run the eifbake binary in a clean environment ([`bin::clean_env`]); returns (exit code, stdout, stderr).
 pub fn eifbake(args: &[&str]) -> (i32, String, String) {
     eifbake_env(args, &[])
 }
 
 /// [`eifbake`] with extra environment variables.
 pub fn eifbake_env(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_eifbake"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
-        .env_remove("EIFBAKE_STORE")
-        .env("EIFBAKE_NO_PROGRESS", "1")
-        .output()
-        .unwrap();
+    let out = bin::eifbake_cmd().args(args).envs(env.iter().map(|(k, v)| (*k, *v))).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,9 +1,13 @@
 //! Helpers shared by the EIF integration tests: deterministic synthetic
-//! inputs (kernel bytes, a hand-made newc archive) and running the binary.
+//! inputs (kernel bytes, a hand-made newc archive) and running the binary
+//! (in the clean environment of `common::bin`: a test binary using this
+//! module declares `mod common;` too).
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+use crate::common::bin;
 
 /// Deterministic pseudo-random bytes (xorshift64).
 pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
@@ -76,10 +80,9 @@ pub fn bzimage(seed: u64, n: usize) -> Vec<u8> {
     k
 }
 
+/// `eifbake` in a clean environment (no `SOURCE_DATE_EPOCH`, no signing key, ...).
 pub fn eifbake() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_eifbake"));
-    c.env_remove("SOURCE_DATE_EPOCH").env("EIFBAKE_NO_PROGRESS", "1");
-    c
+    bin::eifbake_cmd()
 }
 
 pub fn run(c: &mut Command) -> Output {
@@ -167,8 +170,8 @@ pub fn build_args_for(dir: &Path, out: &str, arch: &str) -> Vec<String> {
 }
 
 /// Build the golden EIF for `arch` (`x86_64` or `aarch64`) in `dir` from the
-/// standard inputs, as `eifbake eif` run by a shell with only the given
-/// environment and umask; returns its `--json` output, bytes and `.pcrs`.
+/// standard inputs, as `eifbake eif` run by a shell with the clean
+/// environment of [`bin::clean_env`], `SOURCE_DATE_EPOCH`, `envs` and `umask`; returns its `--json` output, bytes and `.pcrs`.
 pub fn golden_build(
     dir: &Path,
     arch: &str,
@@ -184,18 +187,15 @@ pub fn golden_build(
     let mut args = build_args_for(dir, "hello.eif", arch);
     args.extend_from_slice(extra);
     let args = args.join("' '");
-    // A shell with only these variables sets the umask, then execs eifbake.
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!("umask {umask} && exec '{}' '{args}'", env!("CARGO_BIN_EXE_eifbake")))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SOURCE_DATE_EPOCH", "1774569600")
-        .env("EIFBAKE_NO_PROGRESS", "1")
-        .envs(envs.iter().copied())
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    // A shell with the clean environment sets the umask, then execs eifbake.
+    let o = bin::clean_env(
+        Command::new("sh").arg("-c").arg(format!("umask {umask} && exec '{}' '{args}'", bin::EIFBAKE)),
+    )
+    .env("SOURCE_DATE_EPOCH", "1774569600")
+    .envs(envs.iter().copied())
+    .current_dir(dir)
+    .output()
+    .unwrap();
     assert!(o.status.success(), "eifbake eif failed: {}", text(&o.stderr));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let eif = std::fs::read(dir.join("hello.eif")).unwrap();

@@ -5,7 +5,6 @@ fn main() {
     afl::fuzz!(|data: &[u8]| {
         let Ok(text) = std::str::from_utf8(data) else { return };
         if let Ok(r) = eifbake::recipe::Recipe::parse(text) {
-            let _ = r.epoch();
             let _ = r.mode_overrides();
         }
     });
