@@ -25,7 +25,7 @@ const INTERP_MAX: u64 = 4096;
 /// has none (a static program) or is not an ELF file.
 pub fn interpreter<R: Read + Seek>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
     let mut ehdr = [0u8; 64];
-    if read_full(r, &mut ehdr)? < 52 || &ehdr[..4] != b"\x7fELF" {
+    if crate::fsutil::read_full(r, &mut ehdr)? < 52 || &ehdr[..4] != b"\x7fELF" {
         return Ok(None);
     }
     let (is64, le) = match (ehdr[4], ehdr[5]) {
@@ -52,7 +52,7 @@ pub fn interpreter<R: Read + Seek>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
     let mut ph = vec![0u8; phentsize as usize];
     for i in 0..phnum {
         r.seek(SeekFrom::Start(phoff + i * phentsize))?;
-        if read_full(r, &mut ph)? < ph.len() {
+        if crate::fsutil::read_full(r, &mut ph)? < ph.len() {
             return Ok(None);
         }
         if num(&ph[0..4]) != u64::from(PT_INTERP) {
@@ -62,7 +62,7 @@ pub fn interpreter<R: Read + Seek>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
             if is64 { (num(&ph[8..16]), num(&ph[32..40])) } else { (num(&ph[4..8]), num(&ph[16..20])) };
         let mut path = vec![0u8; size.min(INTERP_MAX) as usize];
         r.seek(SeekFrom::Start(offset))?;
-        let n = read_full(r, &mut path)?;
+        let n = crate::fsutil::read_full(r, &mut path)?;
         path.truncate(n);
         if let Some(nul) = path.iter().position(|&b| b == 0) {
             path.truncate(nul);
@@ -70,20 +70,6 @@ pub fn interpreter<R: Read + Seek>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
         return Ok(Some(path));
     }
     Ok(None)
-}
-
-/// Read until `buf` is full or the end; returns how many bytes were read.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

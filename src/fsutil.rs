@@ -34,6 +34,21 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 
+/// Read until `buf` is full or the reader ends (retrying interrupted
+/// reads); returns how many bytes were read. Short only at the end.
+pub fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// A file being written under a temporary name, renamed into place on commit.
 pub struct AtomicFile {
     target: PathBuf,

@@ -20,19 +20,6 @@ pub(super) const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the decompression thread and the extractor.
 pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 
-pub(super) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// The compression to decompress with: what the media type declares, checked
 /// against the magic bytes, or the magic bytes for a generic type.
 pub(super) fn pick_compression(

@@ -26,13 +26,14 @@ use anyhow::{Context, Result};
 
 use super::error::{io_kind, EntryResult, ErrorKind};
 use super::limits::{Budget, LayerBudget, LimitHit};
-use super::reader::{pick_compression, pump, read_up_to, ChannelReader, CHUNKS_IN_FLIGHT};
+use super::reader::{pick_compression, pump, ChannelReader, CHUNKS_IN_FLIGHT};
 use super::sys::{
     chmod_fd, chown_fd, cstring, file_type, ino, is_dir, lstat_at, mkdir_at, open_dir, open_dir_at,
     set_mtime_fd, unlink_at,
 };
 use super::{ApplyOptions, ApplySummary, Compression, DeviceNode, LayerSource};
 use crate::digest::HashingReader;
+use crate::fsutil::read_full;
 use crate::oci::store::BlobError;
 
 /// Buffer used to copy one file's contents.
@@ -152,7 +153,7 @@ impl<'o> Tree<'o> {
         }
         let mut src = HashingReader::new(file);
         let mut magic = [0u8; 4];
-        let n = read_up_to(&mut src, &mut magic).map_err(|e| (None, io_kind("reading the blob")(e)))?;
+        let n = read_full(&mut src, &mut magic).map_err(|e| (None, io_kind("reading the blob")(e)))?;
         let compression =
             pick_compression(declared, &layer.media_type, &magic[..n]).map_err(|k| (None, k))?;
         let prefix = magic[..n].to_vec();
