@@ -791,6 +791,10 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
     echo ""
     cat "$(section_file "$s")"
   done
+  if [ -f "$ROOT/fuzz/RESULTS.md" ]; then
+    echo ""
+    cat "$ROOT/fuzz/RESULTS.md"
+  fi
   echo ""
   echo "## Exact commands"
   echo ""
