@@ -413,6 +413,7 @@ impl Origin {
             app_sources.push(match s.kind() {
                 SourceKind::Git { url, .. } | SourceKind::Url { url, .. } => url.to_string(),
                 SourceKind::Path { path, .. } => format!("path:{}", path.display()),
+                SourceKind::CargoLock { path } => format!("cargo_lock:{}", path.display()),
             });
         }
         let mut o = Origin { recipe: recipe_file, lock: lock_file, images, sources, app_sources };
