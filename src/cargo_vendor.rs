@@ -22,8 +22,8 @@
 //! says `directory = "vendor"`, which cargo resolves against the parent of
 //! the directory holding the config file, so the tree works wherever it is
 //! mounted: a step runs `cargo build --offline --locked --config
-//! MOUNT/cargo/config.toml` (or sets `CARGO_HOME=MOUNT/cargo` when cargo
-//! may use a read-only home).
+//! MOUNT/cargo/config.toml`. (Not `CARGO_HOME=MOUNT/cargo`: cargo writes
+//! into its home, and the mount is read-only.)
 //!
 //! Invariants: a `.crate` is unpacked only after its sha256 matched the
 //! pin; every entry lands below `vendor/NAME-VERSION/` (absolute paths,
@@ -247,7 +247,10 @@ fn unpack_crate(file: &Path, c: &LockedCrate, vendor: &Path) -> Result<PathBuf> 
             Directory => {
                 fs::create_dir_all(&target).with_context(|| format!("cannot create {}", target.display()))?
             }
-            Regular | Continuous if !rel.as_os_str().is_empty() => {
+            Regular | Continuous if rel.as_os_str().is_empty() => {
+                return Err(refuse("a file cannot stand for the crate's directory"))
+            }
+            Regular | Continuous => {
                 bytes += entry.size();
                 if bytes > MAX_CRATE_BYTES {
                     return Err(refuse(&format!("the crate unpacks to more than {MAX_CRATE_BYTES} bytes")));

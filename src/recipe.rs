@@ -634,20 +634,13 @@ fn path_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A path below the recipe's directory naming a file: non-empty, relative,
-/// without `..` components or NUL bytes, not ending in `/`.
+/// The path of a file relative to the recipe's directory (`..` allowed:
+/// a project's `Cargo.lock` often sits above its recipes): non-empty, not
+/// absolute, without NUL bytes or a trailing `/`.
 fn relative_file(field: &str, path: &Path) -> Result<()> {
-    use std::path::Component;
     let text = path.to_string_lossy();
-    let ok = !text.is_empty()
-        && !text.ends_with('/')
-        && !text.contains('\0')
-        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    if !ok {
-        bail!(
-            "{field} = {text:?}: expected the path of a file relative to the recipe's directory \
-             (not absolute, no '..')"
-        );
+    if text.is_empty() || text.ends_with('/') || text.contains('\0') || path.is_absolute() {
+        bail!("{field} = {text:?}: expected the path of a file, relative to the recipe's directory");
     }
     Ok(())
 }
@@ -778,6 +771,22 @@ env = { RUST_LOG = "info" }
         assert!(e.contains("octal mode"), "{e}");
         let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ngit = \"https://x\""));
         assert!(e.contains("exactly one of"), "{e}");
+        let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ncargo_lock = \"Cargo.lock\""));
+        assert!(e.contains("exactly one of `git`, `path`, `url` or `cargo_lock`"), "{e}");
+        for bad in ["", "/abs/Cargo.lock", "dir/"] {
+            let e = err(&HELLO.replace("path = \"app\"", &format!("cargo_lock = {bad:?}")));
+            assert!(
+                e.contains(&format!("sources.app.cargo_lock = {bad:?}: expected the path of a file")),
+                "{e}"
+            );
+        }
+        let sha = Digest::of(b"");
+        let e = err(
+            &HELLO.replace("path = \"app\"", &format!("cargo_lock = \"Cargo.lock\"\nsha256 = \"{sha}\""))
+        );
+        assert!(e.contains("sources.app: `sha256` and `unpack` belong to url sources"), "{e}");
+        let r = Recipe::parse(&HELLO.replace("path = \"app\"", "cargo_lock = \"../../Cargo.lock\"")).unwrap();
+        assert_eq!(r.sources["app"].kind(), SourceKind::CargoLock { path: Path::new("../../Cargo.lock") });
     }
 
     /// Names become host path components (scratch, logs, `out/NAME.eif`):

@@ -119,7 +119,7 @@ pub const OUTPUT_TREE_HASH_DOMAIN: &[u8] = b"eifbake-output-tree-v1\0";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
-    /// `git`, `path` or `url`.
+    /// `git`, `path`, `url` or `cargo_lock`.
     pub kind: String,
     /// The git `rev` of the recipe that `commit` was resolved from (git sources only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
