@@ -347,3 +347,92 @@ fn source_cache_concurrent_publishers_share_one_entry() {
     assert_eq!(tree_hash(&dirs[0], &[]).unwrap(), pin.tree);
     assert_eq!(fs::read_dir(tmp.path().join("cache")).unwrap().count(), 1, "temporary directories left");
 }
+
+/// A zip archive of (name, unix mode, data) entries, deflated; a mode with
+/// the symlink type bit makes a symbolic link to `data`.
+fn zip_of(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, mode, data) in entries {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
+        if mode & 0o170000 == 0o120000 {
+            z.add_symlink(*name, std::str::from_utf8(data).unwrap(), opts).unwrap();
+        } else {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(data).unwrap();
+        }
+    }
+    z.finish().unwrap().into_inner()
+}
+
+/// A zip `url` (a file:// one: pinned by sha256 like any download) unpacks
+/// to the same tree as the same files made by hand, owner-exec bits kept.
+#[test]
+fn url_zip_from_a_file_url_is_unpacked_and_pinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = zip_of(&[("pkg/a.txt", 0o644, b"a\n"), ("pkg/bin/tool", 0o755, b"tool\n")]);
+    let file = tmp.path().join("pkg.zip");
+    fs::write(&file, &zip).unwrap();
+    let url = format!("file://{}", file.display());
+    let sha = Digest::of(&zip);
+    let src = source(&format!("url = {url:?}\nsha256 = \"{sha}\"\nunpack = true"));
+    let pin = resolve("pkg", &src, tmp.path()).unwrap();
+    let dest = tmp.path().join("pkg");
+    materialize("pkg", &src, tmp.path(), &pin, &dest).unwrap();
+    assert_eq!(fs::read(dest.join("pkg/a.txt")).unwrap(), b"a\n");
+    let manual = tmp.path().join("manual");
+    fs::create_dir_all(manual.join("pkg/bin")).unwrap();
+    fs::write(manual.join("pkg/a.txt"), "a\n").unwrap();
+    fs::write(manual.join("pkg/bin/tool"), "tool\n").unwrap();
+    fs::set_permissions(manual.join("pkg/bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(pin.tree, tree_hash(&manual, &[]).unwrap());
+
+    // The file changes: the pin refuses it.
+    fs::write(&file, b"other bytes").unwrap();
+    let err = materialize("pkg", &src, tmp.path(), &pin, &tmp.path().join("again")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "sources.pkg: download of {url} has sha256 {}, but the recipe pins {sha}",
+            Digest::of(b"other bytes")
+        )
+    );
+    let src = source(&format!("url = \"ftp://example.invalid/x\"\nsha256 = \"{sha}\""));
+    let err = resolve("pkg", &src, tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("expected an https://, http:// or file:// URL"), "{err}");
+}
+
+/// Zip entries that would land outside the tree, or links, are refused
+/// naming the entry, and nothing is written outside.
+#[test]
+fn url_zip_entries_that_climb_out_or_link_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, Vec<(&str, u32, &[u8])>, &str); 3] = [
+        (
+            "dotdot",
+            vec![("ok.txt", 0o644, b"x"), ("../escaped", 0o644, b"x")],
+            "'..' components are not allowed",
+        ),
+        ("absolute", vec![("/tmp/escaped-zip-by-eifbake-test", 0o644, b"x")], "absolute paths"),
+        ("symlink", vec![("link", 0o120777, b"/etc")], "symbolic links are not allowed"),
+    ];
+    for (label, entries, why) in cases {
+        let zip = zip_of(&entries);
+        let dir = tmp.path().join(label);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("x.zip");
+        fs::write(&file, &zip).unwrap();
+        let src = source(&format!(
+            "url = \"file://{}\"\nsha256 = \"{}\"\nunpack = true",
+            file.display(),
+            Digest::of(&zip)
+        ));
+        let err = format!("{:#}", resolve("pkg", &src, &dir).unwrap_err());
+        let name = entries.last().unwrap().0;
+        assert!(err.contains(&format!("zip entry {name:?}: {why}")), "{label}: {err}");
+        assert!(!tmp.path().join("escaped").exists() && !dir.join("escaped").exists(), "{label}");
+    }
+    assert!(!Path::new("/tmp/escaped-zip-by-eifbake-test").exists());
+}
