@@ -241,7 +241,7 @@ fn unpack_crate(file: &Path, c: &LockedCrate, vendor: &Path) -> Result<PathBuf> 
         if entries > MAX_CRATE_ENTRIES {
             return Err(refuse(&format!("the crate has more than {MAX_CRATE_ENTRIES} entries")));
         }
-        let rel = entry_path(&entry.path_bytes(), &top).map_err(|why| refuse(why))?;
+        let rel = entry_path(&entry.path_bytes(), &top).map_err(&refuse)?;
         let target = root.join(&rel);
         match kind {
             Directory => {

@@ -21,6 +21,15 @@
 //! url = "https://…"
 //! commit = "…"
 //! tree = "sha256:…"                   # eifbake's tree hash of the exported tree
+//!
+//! [sources.crates]                    # a cargo_lock source
+//! kind = "cargo_lock"
+//! tree = "sha256:…"                   # the vendored directory
+//!
+//! [[sources.crates.crates]]           # one per crates.io package, sorted
+//! name = "itoa"
+//! version = "1.0.18"
+//! checksum = "sha256:…"               # the Cargo.lock's checksum of the .crate
 //! ```
 //!
 //! `manifest` is what builds use. `index` is the digest the reference

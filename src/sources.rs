@@ -1,12 +1,17 @@
-//! Sources: the recipe's git repositories, local directories and downloads,
-//! pinned by `lock` and turned into plain directories by `build`.
+//! Sources: the recipe's git repositories, local directories, downloads and
+//! vendored crates, pinned by `lock` and turned into plain directories by
+//! `build`.
 //!
 //! What this module is for:
 //!
 //! - **Resolution** ([`resolve`], used by `lock`): a git `rev` becomes a
 //!   commit (with `git ls-remote`) and the tree at that commit is hashed; a
 //!   local directory is hashed; a URL is downloaded and its declared sha256
-//!   checked. The result, a [`Pin`], is what the lockfile records.
+//!   checked; a `Cargo.lock`'s crates.io packages are downloaded, checked
+//!   against its checksums and vendored ([`crate::cargo_vendor`]). The
+//!   result, a [`Pin`], is what the lockfile records (for `cargo_lock`
+//!   sources with every crate, so materialising needs the pin alone, not
+//!   the Cargo.lock).
 //! - **Materialisation** ([`materialize`], used by `build`): given a
 //!   [`Pin`], produce a directory holding exactly the pinned tree (no
 //!   `.git`), or refuse with a message naming the source: a commit the
@@ -87,10 +92,19 @@
 //! fetch when the server refuses fetching a commit by id, then
 //! `git archive COMMIT` unpacked into the destination.
 //!
-//! Downloads shell out to `curl` (`-fsSL`, http and https only): the
-//! crate's HTTP stack (reqwest inside oci-client) is async and not a direct
-//! dependency, and curl is on every Debian machine; the sha256 is computed
-//! by eifbake while streaming the downloaded file, not trusted from anyone.
+//! Downloads (url sources and crates) shell out to `curl` (`-fsSL`; http and
+//! https, or file for a `file://` URL; redirects only to http and https):
+//! the crate's HTTP stack (reqwest inside oci-client) is async and not a
+//! direct dependency, and curl is on every Debian machine; the sha256 is
+//! computed by eifbake from the downloaded file, not trusted from anyone.
+//!
+//! An unpacked url source is a tar (plain or gzip) or a zip (by its magic
+//! bytes). Tar entries go through the `tar` crate's `unpack_in`, which
+//! keeps them inside the destination. Zip entries are directories and
+//! regular files only (mode 0644, or 0755 with the owner-exec bit), with
+//! relative paths of plain components (absolute paths, `..`, backslashes
+//! and symbolic links are refused, naming the entry), never written over
+//! an existing file, at most [`MAX_ZIP_BYTES`] in all.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -763,7 +777,7 @@ fn unpack_zip(file: &Path, dest: &Path) -> Result<()> {
         let mut entry = zip.by_index(i)?;
         let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
         let refuse = |why: &str| anyhow::anyhow!("zip entry {raw:?}: {why}; refusing to unpack it");
-        let rel = zip_entry_path(&raw).map_err(|why| refuse(why))?;
+        let rel = zip_entry_path(&raw).map_err(&refuse)?;
         let mode = entry.unix_mode().unwrap_or(0);
         if mode & 0o170000 == 0o120000 {
             return Err(refuse("symbolic links are not allowed"));

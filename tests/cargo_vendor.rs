@@ -245,8 +245,11 @@ fn vendored_crates_carry_cargo_checksums() {
     assert!(fs::read_to_string(dest.join("cargo/config.toml")).unwrap().contains("directory = \"vendor\""));
 }
 
-/// A `.crate` (gzipped tar) of raw entries: (path bytes, type, link target, data).
-fn evil_crate(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+/// A raw tar entry: (path, type, link target, data).
+type RawEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
+/// A `.crate` (gzipped tar) of raw entries.
+fn evil_crate(entries: &[RawEntry]) -> Vec<u8> {
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
     for (path, kind, link, data) in entries {
         let mut h = tar::Header::new_old();
@@ -270,7 +273,7 @@ fn crates_that_climb_out_or_carry_links_are_refused() {
     use tar::EntryType::{Regular, Symlink};
     let tmp = tempfile::tempdir().unwrap();
     let server = HttpServer::start();
-    let cases: [(&str, Vec<(&str, tar::EntryType, &str, &[u8])>, &str); 4] = [
+    let cases: [(&str, Vec<RawEntry>, &str); 4] = [
         (
             "dotdot",
             vec![

@@ -348,9 +348,12 @@ fn source_cache_concurrent_publishers_share_one_entry() {
     assert_eq!(fs::read_dir(tmp.path().join("cache")).unwrap().count(), 1, "temporary directories left");
 }
 
-/// A zip archive of (name, unix mode, data) entries, deflated; a mode with
-/// the symlink type bit makes a symbolic link to `data`.
-fn zip_of(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+/// A zip entry: (name, unix mode, data); a mode with the symlink type bit
+/// makes a symbolic link to `data`.
+type ZipEntry<'a> = (&'a str, u32, &'a [u8]);
+
+/// A zip archive of deflated entries.
+fn zip_of(entries: &[ZipEntry]) -> Vec<u8> {
     use std::io::Write;
     let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, mode, data) in entries {
@@ -409,7 +412,7 @@ fn url_zip_from_a_file_url_is_unpacked_and_pinned() {
 #[test]
 fn url_zip_entries_that_climb_out_or_link_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let cases: [(&str, Vec<(&str, u32, &[u8])>, &str); 3] = [
+    let cases: [(&str, Vec<ZipEntry>, &str); 3] = [
         (
             "dotdot",
             vec![("ok.txt", 0o644, b"x"), ("../escaped", 0o644, b"x")],
