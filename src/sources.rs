@@ -27,6 +27,9 @@
 //!   with the lock's tree hash, never taken on trust from a cached copy; a
 //!   mismatch is refused naming the first changed path (found by comparing
 //!   with the cached copy of the locked tree when the store has one);
+//! - a `cargo_lock` source: its Cargo.lock, when it is there, must list
+//!   the crates the lock pins (else the step's `cargo --locked` would fail
+//!   on a crate the vendored tree lacks);
 //! - the cache entry: re-hashed and compared with its name (the lock's tree
 //!   hash); one that differs is refused, not repaired, naming the entry and
 //!   `eifbake store gc --caches` (why: [`crate::cache`]).
@@ -466,8 +469,12 @@ impl SourceCache {
         offline: bool,
     ) -> Result<PathBuf> {
         let entry = self.dir.join(pin.tree.hex());
-        if let SourceKind::Path { path, ignore } = source.kind() {
-            self.check_local(name, &base_dir.join(path), ignore, pin, &entry)?;
+        match source.kind() {
+            SourceKind::Path { path, ignore } => {
+                self.check_local(name, &base_dir.join(path), ignore, pin, &entry)?
+            }
+            SourceKind::CargoLock { path } => check_cargo_lock(name, path, base_dir, pin)?,
+            _ => {}
         }
         if self.verified(name, &entry, pin)? {
             return Ok(entry);
@@ -540,6 +547,29 @@ impl SourceCache {
             pin.tree
         )
     }
+}
+
+/// Refuse a `cargo_lock` source whose Cargo.lock no longer lists the
+/// crates the lock pins, naming the first that differs. The tree is made
+/// from the pin alone, so a Cargo.lock that is not there (a rebuild from a
+/// manifest, which carries the lock but not the project) is not an error.
+fn check_cargo_lock(name: &str, path: &Path, base_dir: &Path, pin: &Pin) -> Result<()> {
+    let file = base_dir.join(path);
+    if file.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let now = read_cargo_lock(name, path, base_dir)?;
+    let what = if let Some(c) = now.iter().find(|c| !pin.crates.contains(c)) {
+        format!("{} {} is new or has another checksum", c.name, c.version)
+    } else if let Some(c) = pin.crates.iter().find(|c| !now.contains(c)) {
+        format!("{} {} is no longer listed", c.name, c.version)
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "sources.{name}: {} changed since lock ({what}); run `eifbake lock` to vendor its crates",
+        file.display()
+    )
 }
 
 /// For `lock --update` semantics: fail, naming the source, when `rev` no

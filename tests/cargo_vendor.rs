@@ -211,6 +211,29 @@ fn cargo_lock_source_locks_fetches_builds_offline_and_satisfies_cargo() {
         "cargo wrote into the vendored tree"
     );
 
+    // Locking again keeps the pin while the Cargo.lock lists the same
+    // crates: no download (the server is gone).
+    let (code, log) = run(&store, &config, &["lock", s(&recipe)]);
+    assert_eq!(code, 0, "re-lock: {log}");
+    assert_eq!(eifbake::lock::Lock::load(&tmp.path().join("lockfiles/rusty.lock")).unwrap(), lock);
+
+    // A Cargo.lock edited since the lock is refused, naming the crate.
+    let cargo_lock = rdir.join("probe/Cargo.lock");
+    let text = fs::read_to_string(&cargo_lock).unwrap();
+    fs::write(&cargo_lock, text.replace(&itoa.0.checksum.hex(), &Digest::of(b"other").hex())).unwrap();
+    let (code, log) =
+        run(&store, &config, &["build", "--offline", s(&recipe), "--out", s(&tmp.path().join("o1"))]);
+    assert_eq!(code, 2, "{log}");
+    assert!(
+        log.contains(&format!(
+            "sources.app: {} changed since lock (itoa {} is new or has another checksum); run `eifbake lock`",
+            cargo_lock.display(),
+            itoa.0.version
+        )),
+        "{log}"
+    );
+    fs::write(&cargo_lock, text).unwrap();
+
     // A damaged cache entry is refused, as for any source.
     let lib = entry.join(format!("vendor/itoa-{}/src/lib.rs", itoa.0.version));
     fs::write(&lib, "pub struct Buffer;\n").unwrap();
