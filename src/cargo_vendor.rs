@@ -72,6 +72,9 @@ pub const MAX_CRATE_ENTRIES: u64 = 100_000;
 const CRATES_IO: [&str; 2] =
     ["registry+https://github.com/rust-lang/crates.io-index", "sparse+https://index.crates.io/"];
 
+/// The file cargo's directory sources read each crate's checksums from.
+const CHECKSUM_FILE: &str = ".cargo-checksum.json";
+
 /// The cargo configuration written to `cargo/config.toml`.
 pub const CARGO_CONFIG: &str =
     "# written by eifbake: use the crates vendored in ../vendor, never the network\n\
@@ -309,6 +312,9 @@ fn write_checksums(dir: &Path, c: &LockedCrate) -> Result<()> {
             continue;
         }
         let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
+        if rel == Path::new(CHECKSUM_FILE) {
+            continue; // one the crate itself carries: replaced below
+        }
         let (d, _) = Digest::of_reader(BufReader::new(File::open(entry.path())?))?;
         files.insert(rel.to_string_lossy().into_owned(), serde_json::Value::String(d.hex()));
     }
@@ -316,7 +322,7 @@ fn write_checksums(dir: &Path, c: &LockedCrate) -> Result<()> {
         "files": files.into_iter().collect::<serde_json::Map<_, _>>(),
         "package": c.checksum.hex(),
     });
-    let path = dir.join(".cargo-checksum.json");
+    let path = dir.join(CHECKSUM_FILE);
     fs::write(&path, serde_json::to_vec(&json)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;

@@ -330,6 +330,55 @@ fn crates_that_climb_out_or_carry_links_are_refused() {
     assert!(!Path::new("/tmp/escaped-by-eifbake-test").exists());
 }
 
+/// A crate whose entry declares more than a crate may unpack to is refused
+/// before anything of it is written.
+#[test]
+fn a_crate_that_would_unpack_too_large_is_refused() {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    let mut h = tar::Header::new_gnu();
+    h.set_path("big-1.0.0/blob").unwrap();
+    h.set_size(eifbake::cargo_vendor::MAX_CRATE_BYTES + 1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"only a few bytes"[..]).unwrap();
+    let bytes = b.into_inner().unwrap().finish().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HttpServer::start();
+    let c = LockedCrate { name: "big".into(), version: "1.0.0".into(), checksum: Digest::of(&bytes) };
+    let template = serve_crates(&server, &[(c.clone(), bytes)], &tmp.path().join("cfg.toml"));
+    let dest = tmp.path().join("tree");
+    let err = format!("{:#}", vendor("deps", "Cargo.lock", &[c], &template, &dest).unwrap_err());
+    assert!(err.contains("the crate unpacks to more than 536870912 bytes"), "{err}");
+    assert!(!dest.join("vendor/big-1.0.0/blob").exists());
+}
+
+/// A crate that carries its own `.cargo-checksum.json` gets eifbake's, which
+/// does not list itself (cargo would find it changed).
+#[test]
+fn a_crates_own_checksum_file_is_replaced() {
+    use tar::EntryType::Regular;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HttpServer::start();
+    let bytes = evil_crate(&[
+        ("own-1.0.0/Cargo.toml", Regular, "", b"[package]\n"),
+        ("own-1.0.0/.cargo-checksum.json", Regular, "", b"{\"files\":{},\"package\":\"forged\"}"),
+    ]);
+    let c = LockedCrate { name: "own".into(), version: "1.0.0".into(), checksum: Digest::of(&bytes) };
+    let template = serve_crates(&server, &[(c.clone(), bytes)], &tmp.path().join("cfg.toml"));
+    let dest = tmp.path().join("tree");
+    vendor("deps", "Cargo.lock", std::slice::from_ref(&c), &template, &dest).unwrap();
+    let sums: serde_json::Value =
+        serde_json::from_slice(&fs::read(dest.join("vendor/own-1.0.0/.cargo-checksum.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        sums,
+        serde_json::json!({
+            "files": { "Cargo.toml": Digest::of(b"[package]\n").hex() },
+            "package": c.checksum.hex(),
+        })
+    );
+}
+
 #[test]
 fn cargo_lock_entries_that_cannot_be_vendored_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
