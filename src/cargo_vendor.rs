@@ -35,6 +35,10 @@
 //! entries. Crate names and versions are checked to be file-name safe
 //! before they name a directory or a URL.
 //!
+//! The unpacker is its own, not [`crate::oci::layer`]'s: image layers may
+//! carry symlinks, hard links, devices and whiteouts, all of which a crate
+//! must not, and a crate's entries must also stay below one directory.
+//!
 //! Not for: git or path dependencies (a git package is refused naming it
 //! and the lockfile; path packages are part of the project's own source),
 //! registries other than crates.io, or caching trees (that is
