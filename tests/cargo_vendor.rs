@@ -1,10 +1,12 @@
 //! `cargo_lock` sources end to end: real `.crate` files of eifbake's own
 //! dependencies (from the host's cargo cache, where building eifbake put
 //! them) served by a loopback HTTP server, locked, fetched into the store,
-//! built from offline, and accepted by the host's `cargo build --offline
-//! --locked` (the independent oracle); and the attacks: a registry serving
-//! other bytes, `.crate` archives that climb out or carry links, Cargo.lock
-//! entries without checksum or from git, a damaged cache entry.
+//! built from offline, rebuilt by `verify` from the manifest alone, and
+//! accepted by the host's `cargo run --offline --locked` (the independent
+//! oracle); and the attacks: a registry serving other bytes, `.crate`
+//! archives that climb out, carry links or are too large, Cargo.lock entries
+//! without checksum or from git, a Cargo.lock edited after the lock, a
+//! damaged cache entry.
 
 mod common;
 
@@ -243,6 +245,19 @@ fn cargo_lock_source_locks_fetches_builds_offline_and_satisfies_cargo() {
     assert!(
         log.contains(&format!("sources.app: source cache entry {} is damaged", entry.display())),
         "{log}"
+    );
+    // A rebuild from the manifest alone (fresh store, no Cargo.lock: the
+    // lock's pin lists the crates) downloads and vendors them again.
+    let server = HttpServer::start();
+    serve_crates(&server, &crates, &config);
+    let manifest = out.join("rusty.manifest.json");
+    let (code, stdout, stderr) =
+        common::eifbake_env(&["verify", s(&manifest)], &[("EIFBAKE_CONFIG", &config)]);
+    assert_eq!(code, 0, "verify: {stdout}{stderr}");
+    assert!(stdout.starts_with("GOOD"), "{stdout}");
+    assert!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "verify did not download the crates"
     );
 }
 
