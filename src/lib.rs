@@ -13,6 +13,7 @@
 pub mod args;
 pub mod build;
 pub mod cache;
+pub mod cargo_vendor;
 pub mod check;
 pub mod commands;
 pub mod config;

@@ -21,6 +21,15 @@
 //! url = "https://…"
 //! commit = "…"
 //! tree = "sha256:…"                   # eifbake's tree hash of the exported tree
+//!
+//! [sources.crates]                    # a cargo_lock source
+//! kind = "cargo_lock"
+//! tree = "sha256:…"                   # the vendored directory
+//!
+//! [[sources.crates.crates]]           # one per crates.io package, sorted
+//! name = "itoa"
+//! version = "1.0.18"
+//! checksum = "sha256:…"               # the Cargo.lock's checksum of the .crate
 //! ```
 //!
 //! `manifest` is what builds use. `index` is the digest the reference
@@ -284,7 +293,7 @@ pub fn relock(
     for (name, source) in &recipe.sources {
         let old = existing.and_then(|l| l.sources.get(name));
         let pin = match old {
-            Some(old) if !update && pin_still_matches(old, source) => old.clone(),
+            Some(old) if !update && pin_still_matches(name, old, source, &base_dir) => old.clone(),
             _ => crate::sources::resolve(name, source, &base_dir)
                 .with_context(|| format!("locking source {name:?}"))?,
         };
@@ -298,8 +307,9 @@ pub fn relock(
 /// Whether a source's existing pin still describes what the recipe asks for
 /// without asking the network: git and url pins are kept while URL, rev and
 /// sha256 are unchanged (`--update` re-resolves a git rev); path sources are
-/// always re-hashed, which is cheap and what an edit to them means.
-fn pin_still_matches(pin: &Pin, source: &Source) -> bool {
+/// always re-hashed, which is cheap and what an edit to them means; a
+/// `cargo_lock` pin is kept while its Cargo.lock lists the same crates.
+fn pin_still_matches(name: &str, pin: &Pin, source: &Source, base_dir: &Path) -> bool {
     match source.kind() {
         SourceKind::Git { url, rev } => {
             pin.kind == "git" && pin.url.as_deref() == Some(url) && pin.rev.as_deref() == Some(rev)
@@ -308,6 +318,10 @@ fn pin_still_matches(pin: &Pin, source: &Source) -> bool {
             pin.kind == "url" && pin.url.as_deref() == Some(url) && pin.sha256 == Some(sha256)
         }
         SourceKind::Path { .. } => false,
+        SourceKind::CargoLock { path } => {
+            pin.kind == "cargo_lock"
+                && crate::sources::read_cargo_lock(name, path, base_dir).is_ok_and(|c| c == pin.crates)
+        }
     }
 }
 

@@ -346,9 +346,9 @@ pub struct ImageOrigin {
 pub struct SourceOrigin {
     /// The key in the recipe's `[sources]`.
     pub name: String,
-    /// `git`, `path` or `url`.
+    /// `git`, `path`, `url` or `cargo_lock`.
     pub kind: String,
-    /// The git or download URL (null for path sources).
+    /// The git or download URL (null for path and cargo_lock sources).
     pub url: Option<String>,
     /// The git commit (git sources).
     pub commit: Option<String>,
@@ -413,6 +413,7 @@ impl Origin {
             app_sources.push(match s.kind() {
                 SourceKind::Git { url, .. } | SourceKind::Url { url, .. } => url.to_string(),
                 SourceKind::Path { path, .. } => format!("path:{}", path.display()),
+                SourceKind::CargoLock { path } => format!("cargo_lock:{}", path.display()),
             });
         }
         let mut o = Origin { recipe: recipe_file, lock: lock_file, images, sources, app_sources };
@@ -964,6 +965,7 @@ mod tests {
             commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
             tree: Digest::of(b"app tree"),
             sha256: None,
+            crates: vec![],
         };
         let app = sample().origin.sources.into_iter().find(|s| s.name == "app").unwrap();
         assert_eq!(SourceOrigin::from_pin("app", &pin), app);

@@ -215,7 +215,7 @@ impl fmt::Display for Arch {
     }
 }
 
-/// Where a source comes from: exactly one of `git`, `path` or `url`.
+/// Where a source comes from: exactly one of `git`, `path`, `url` or `cargo_lock`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
@@ -231,9 +231,12 @@ pub struct Source {
     /// A file or tarball by URL, with its expected sha256.
     pub url: Option<String>,
     pub sha256: Option<Digest>,
-    /// Unpack a tarball `url` (`.tar`, `.tar.gz`) instead of mounting the file.
+    /// Unpack an archive `url` (`.tar`, `.tar.gz`, `.zip`) instead of mounting the file.
     #[serde(default)]
     pub unpack: bool,
+    /// A `Cargo.lock` (relative to the recipe) whose crates.io packages are
+    /// vendored ([`crate::cargo_vendor`]).
+    pub cargo_lock: Option<PathBuf>,
     /// Listed in the manifest's `app_sources` (Procfile semantics).
     #[serde(default)]
     pub app_source: bool,
@@ -245,20 +248,24 @@ pub enum SourceKind<'a> {
     Git { url: &'a str, rev: &'a str },
     Path { path: &'a Path, ignore: &'a [String] },
     Url { url: &'a str, sha256: Digest, unpack: bool },
+    CargoLock { path: &'a Path },
 }
 
 impl Source {
     /// The validated kind; the recipe loader has already checked it is well formed.
     pub fn kind(&self) -> SourceKind<'_> {
-        match (&self.git, &self.path, &self.url) {
-            (Some(url), None, None) => SourceKind::Git { url, rev: self.rev.as_deref().unwrap_or("HEAD") },
-            (None, Some(path), None) => SourceKind::Path { path, ignore: &self.ignore },
-            (None, None, Some(url)) => SourceKind::Url {
+        match (&self.git, &self.path, &self.url, &self.cargo_lock) {
+            (Some(url), None, None, None) => {
+                SourceKind::Git { url, rev: self.rev.as_deref().unwrap_or("HEAD") }
+            }
+            (None, Some(path), None, None) => SourceKind::Path { path, ignore: &self.ignore },
+            (None, None, Some(url), None) => SourceKind::Url {
                 url,
                 sha256: self.sha256.expect("validated: url sources carry sha256"),
                 unpack: self.unpack,
             },
-            _ => unreachable!("validated: exactly one of git, path, url"),
+            (None, None, None, Some(path)) => SourceKind::CargoLock { path },
+            _ => unreachable!("validated: exactly one of git, path, url, cargo_lock"),
         }
     }
 }
@@ -465,10 +472,12 @@ impl Recipe {
     /// `[sources]`: exactly one kind each, with only that kind's keys.
     fn validate_sources(&self) -> Result<()> {
         for (key, src) in &self.sources {
-            let set =
-                [src.git.is_some(), src.path.is_some(), src.url.is_some()].iter().filter(|b| **b).count();
-            if set != 1 {
-                bail!("sources.{key}: give exactly one of `git`, `path` or `url`");
+            let kinds = [src.git.is_some(), src.path.is_some(), src.url.is_some(), src.cargo_lock.is_some()];
+            if kinds.iter().filter(|b| **b).count() != 1 {
+                bail!("sources.{key}: give exactly one of `git`, `path`, `url` or `cargo_lock`");
+            }
+            if let Some(p) = &src.cargo_lock {
+                relative_file(&format!("sources.{key}.cargo_lock"), p)?;
             }
             if src.rev.is_some() && src.git.is_none() {
                 bail!("sources.{key}.rev: only git sources take a rev");
@@ -625,6 +634,17 @@ fn path_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The path of a file relative to the recipe's directory (`..` allowed:
+/// a project's `Cargo.lock` often sits above its recipes): non-empty, not
+/// absolute, without NUL bytes or a trailing `/`.
+fn relative_file(field: &str, path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() || text.ends_with('/') || text.contains('\0') || path.is_absolute() {
+        bail!("{field} = {text:?}: expected the path of a file, relative to the recipe's directory");
+    }
+    Ok(())
+}
+
 /// A normal absolute path: `/`, or `/` followed by non-empty components
 /// that are neither `.` nor `..`, without NUL bytes (no trailing `/`).
 fn abs(field: &str, path: &str) -> Result<()> {
@@ -751,6 +771,22 @@ env = { RUST_LOG = "info" }
         assert!(e.contains("octal mode"), "{e}");
         let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ngit = \"https://x\""));
         assert!(e.contains("exactly one of"), "{e}");
+        let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ncargo_lock = \"Cargo.lock\""));
+        assert!(e.contains("exactly one of `git`, `path`, `url` or `cargo_lock`"), "{e}");
+        for bad in ["", "/abs/Cargo.lock", "dir/"] {
+            let e = err(&HELLO.replace("path = \"app\"", &format!("cargo_lock = {bad:?}")));
+            assert!(
+                e.contains(&format!("sources.app.cargo_lock = {bad:?}: expected the path of a file")),
+                "{e}"
+            );
+        }
+        let sha = Digest::of(b"");
+        let e = err(
+            &HELLO.replace("path = \"app\"", &format!("cargo_lock = \"Cargo.lock\"\nsha256 = \"{sha}\""))
+        );
+        assert!(e.contains("sources.app: `sha256` and `unpack` belong to url sources"), "{e}");
+        let r = Recipe::parse(&HELLO.replace("path = \"app\"", "cargo_lock = \"../../Cargo.lock\"")).unwrap();
+        assert_eq!(r.sources["app"].kind(), SourceKind::CargoLock { path: Path::new("../../Cargo.lock") });
     }
 
     /// Names become host path components (scratch, logs, `out/NAME.eif`):
