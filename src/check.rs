@@ -137,7 +137,7 @@ pub struct CheckOptions {
     pub keep: bool,
     /// The base store: pinned blobs are fetched into it once and shared.
     pub store: PathBuf,
-    pub runtime: String,
+    pub runtime: crate::sandbox::Runtime,
     pub insecure: Vec<String>,
     pub offline: bool,
     /// The eifbake executable that builds (normally `std::env::current_exe()`).
@@ -402,7 +402,7 @@ impl Ctx<'_> {
             .arg(out)
             .arg("--no-cache")
             .arg("--runtime")
-            .arg(&self.opts.runtime)
+            .arg(self.opts.runtime.program())
             .arg("--offline")
             .args(&self.sign_args)
             .env_remove("EIFBAKE_STORE")

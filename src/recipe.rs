@@ -50,7 +50,7 @@
 //! single-ramdisk EIF (the measurement of no data): pin PCR0 or PCR1 there.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::epoch::Epoch;
+use crate::platform::Arch;
 
 /// A parsed, validated recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,43 +177,6 @@ pub struct Signing {
 
 fn default_version() -> String {
     "0.0.0".to_string()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Arch {
-    #[default]
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "aarch64")]
-    Aarch64,
-}
-
-impl Arch {
-    /// The OCI platform architecture name (`amd64`, `arm64`).
-    pub fn oci(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "amd64",
-            Arch::Aarch64 => "arm64",
-        }
-    }
-}
-
-impl From<Arch> for crate::eif::Arch {
-    fn from(a: Arch) -> crate::eif::Arch {
-        match a {
-            Arch::X86_64 => crate::eif::Arch::X86_64,
-            Arch::Aarch64 => crate::eif::Arch::Aarch64,
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        })
-    }
 }
 
 /// Where a source comes from: exactly one of `git`, `path` or `url`.

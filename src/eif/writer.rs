@@ -17,10 +17,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::{
-    signature, Arch, Header, Metadata, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE,
+    signature, Header, Metadata, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE,
     MAGIC, MAX_SECTIONS, SECTION_HEADER_SIZE, VERSION,
 };
 use crate::fsutil::AtomicFile;
+use crate::platform::Arch;
 use crate::pcr::{Measurements, Measurer, Pcr};
 use crate::progress::Progress;
 use crate::signing::Signer;

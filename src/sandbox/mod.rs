@@ -102,6 +102,7 @@ use oci_spec::runtime::{
 };
 
 use crate::epoch::Epoch;
+use crate::platform::Arch;
 use crate::userns::{Holder, Mapping, Privilege};
 
 pub mod policy;
@@ -121,8 +122,9 @@ pub const TAIL_LINES: usize = 30;
 /// The default time limit of one step.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Which OCI runtime runs the bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which OCI runtime runs the bundle: parsed once from the command line's
+/// `--runtime` (clap's `ValueEnum`, or `FromStr`) and passed as this value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Runtime {
     #[default]
     Crun,
@@ -318,7 +320,7 @@ impl Sandbox {
             .masked_paths(oci_spec::runtime::get_default_maskedpaths())
             .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
             .resources(policy::resources(Privilege::detect().is_root())?)
-            .seccomp(seccomp::profile(std::env::consts::ARCH)?)
+            .seccomp(seccomp::profile(Arch::host())?)
             .build()?;
 
         let mut spec = Spec::default();
@@ -545,15 +547,6 @@ fn start_message(
 /// Where the kernel lists its `binfmt_misc` handlers (one file per handler).
 pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 
-/// The OCI architecture (`amd64`, `arm64`, …) of the programs this host runs natively.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 /// How the host runs a step image's programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Execution {
@@ -564,8 +557,8 @@ pub enum Execution {
     Emulated { handler: PathBuf, interpreter: String },
 }
 
-/// Whether programs of an image for `platform` (`linux/arm64`) can run in a
-/// step on this host, and how; `binfmt` is normally [`BINFMT_MISC`].
+/// Whether programs of an image for `arch` can run in a step on this host,
+/// and how; `binfmt` is normally [`BINFMT_MISC`].
 ///
 /// A foreign architecture needs a `binfmt_misc` handler whose magic matches
 /// that architecture's ELF executables and which was registered with the F
@@ -573,14 +566,12 @@ pub enum Execution {
 /// the step's root filesystem, where it is not. Debian's `qemu-user-static`
 /// registers its handlers that way. The error is a phrase saying what is
 /// missing, for the caller to put in a sentence naming the step.
-pub fn execution_for(platform: &str, binfmt: &Path) -> std::result::Result<Execution, String> {
-    let arch = platform.split('/').nth(1).unwrap_or(platform);
-    if arch == host_arch() {
+pub fn execution_for(arch: Arch, binfmt: &Path) -> std::result::Result<Execution, String> {
+    if Arch::host() == Some(arch) {
         return Ok(Execution::Native);
     }
-    let Some(machine) = elf_machine(arch) else {
-        return Err(format!("eifbake does not know how to recognise {arch} programs"));
-    };
+    let machine = arch.elf_machine();
+    let arch = arch.oci();
     let status = fs::read_to_string(binfmt.join("status")).map_err(|_| {
         format!(
             "binfmt_misc is not mounted at {} (no emulator can be registered for {arch} programs)",
@@ -630,20 +621,6 @@ pub fn execution_for(platform: &str, binfmt: &Path) -> std::result::Result<Execu
     } else {
         Err(unusable.join("; "))
     }
-}
-
-/// The ELF `e_machine` of an OCI architecture's programs.
-fn elf_machine(arch: &str) -> Option<u16> {
-    Some(match arch {
-        "amd64" => 62,
-        "arm64" => 183,
-        "386" => 3,
-        "arm" => 40,
-        "ppc64le" => 21,
-        "s390x" => 22,
-        "riscv64" => 243,
-        _ => return None,
-    })
 }
 
 /// One `binfmt_misc` handler, as its file under [`BINFMT_MISC`] shows it.
@@ -877,6 +854,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected \"crun\" or \"runc\""));
+        // The command line spells them the same way.
+        for r in [Runtime::Crun, Runtime::Runc] {
+            assert_eq!(<Runtime as clap::ValueEnum>::from_str(r.program(), false), Ok(r));
+        }
+        assert!(<Runtime as clap::ValueEnum>::from_str("docker", false).is_err());
     }
 
     #[test]
@@ -1020,10 +1002,10 @@ mod tests {
         assert_eq!(sc["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(sc["defaultErrnoRet"], 1, "EPERM");
         let arches = strings(&sc["architectures"]);
-        match std::env::consts::ARCH {
-            "x86_64" => assert_eq!(arches, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
-            "aarch64" => assert_eq!(arches, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
-            other => panic!("no expectation for {other}"),
+        match Arch::host() {
+            Some(Arch::X86_64) => assert_eq!(arches, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
+            Some(Arch::Aarch64) => assert_eq!(arches, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
+            None => panic!("no expectation for {}", std::env::consts::ARCH),
         }
         let rules = sc["syscalls"].as_array().unwrap();
         let allowing: Vec<&serde_json::Value> =
@@ -1168,39 +1150,40 @@ mod tests {
 
     #[test]
     fn foreign_images_need_a_fix_binary_binfmt_handler() {
-        let other = if host_arch() == "arm64" { "amd64" } else { "arm64" };
         let none = binfmt(&[]);
-        assert_eq!(execution_for(&format!("linux/{}", host_arch()), none.path()), Ok(Execution::Native));
-        if other != "arm64" {
+        if let Some(host) = Arch::host() {
+            assert_eq!(execution_for(host, none.path()), Ok(Execution::Native));
+        }
+        if Arch::host() == Some(Arch::Aarch64) {
             return; // the handler fixtures below are for aarch64 programs
         }
-        let e = execution_for("linux/arm64", none.path()).unwrap_err();
+        let e = execution_for(Arch::Aarch64, none.path()).unwrap_err();
         assert!(e.contains("no binfmt_misc handler for arm64"), "{e}");
-        let e = execution_for("linux/arm64", &none.path().join("unmounted")).unwrap_err();
+        let e = execution_for(Arch::Aarch64, &none.path().join("unmounted")).unwrap_err();
         assert!(e.contains("not mounted"), "{e}");
 
         // A handler for another machine (x86-64 is 0x3e) does not count.
         let x86 = qemu_aarch64("PF").replace("0200b700", "02003e00");
         let d = binfmt(&[("qemu-x86_64", &x86)]);
-        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("no binfmt_misc handler"));
+        assert!(execution_for(Arch::Aarch64, d.path()).unwrap_err().contains("no binfmt_misc handler"));
 
         let d = binfmt(&[("qemu-aarch64", &qemu_aarch64("P"))]);
-        let e = execution_for("linux/arm64", d.path()).unwrap_err();
+        let e = execution_for(Arch::Aarch64, d.path()).unwrap_err();
         assert!(e.contains("qemu-aarch64 is registered without the F (fix-binary) flag"), "{e}");
         let d = binfmt(&[("qemu-aarch64", &qemu_aarch64("PF").replace("enabled", "disabled"))]);
-        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("qemu-aarch64 is disabled"));
+        assert!(execution_for(Arch::Aarch64, d.path()).unwrap_err().contains("qemu-aarch64 is disabled"));
 
         // Any name will do: the magic decides.
         let d = binfmt(&[("aarch64-static", &qemu_aarch64("POCF"))]);
         assert_eq!(
-            execution_for("linux/arm64", d.path()),
+            execution_for(Arch::Aarch64, d.path()),
             Ok(Execution::Emulated {
                 handler: d.path().join("aarch64-static"),
                 interpreter: "/usr/libexec/qemu-binfmt/aarch64-binfmt-P".into()
             })
         );
         fs::write(d.path().join("status"), "disabled\n").unwrap();
-        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("binfmt_misc is disabled"));
+        assert!(execution_for(Arch::Aarch64, d.path()).unwrap_err().contains("binfmt_misc is disabled"));
     }
 
     #[test]
