@@ -166,7 +166,6 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-
 #[derive(Debug, Args)]
 pub struct RamdiskArgs {
     /// Directory to pack.
@@ -202,7 +201,7 @@ pub struct EifArgs {
     /// Where to write the EIF (written atomically).
     #[arg(long, short)]
     pub output: PathBuf,
-    #[arg(long, value_enum, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
     pub arch: Arch,
     /// Image name for the metadata (default: the output file's stem).
     #[arg(long)]

@@ -32,8 +32,8 @@ use crate::digest::Digest;
 use crate::lock::Lock;
 use crate::oci::registry::{PullRequest, PullStats, Registry};
 use crate::oci::store::{self, Descriptor, Platform, Store};
-use crate::platform::Arch;
 use crate::oci::Reference;
+use crate::platform::Arch;
 use crate::progress::Progress;
 
 /// One image made present in the store.

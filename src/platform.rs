@@ -176,8 +176,9 @@ impl FromStr for Platform {
         if os.is_empty() || variant == Some("") {
             return Err(fail("expected OS/ARCH or OS/ARCH/VARIANT, such as linux/amd64"));
         }
-        let arch = Arch::from_oci(arch)
-            .ok_or_else(|| fail(&format!("architecture {arch:?} is not one eifbake builds for (amd64 or arm64)")))?;
+        let arch = Arch::from_oci(arch).ok_or_else(|| {
+            fail(&format!("architecture {arch:?} is not one eifbake builds for (amd64 or arm64)"))
+        })?;
         Ok(Platform { os: os.to_string(), arch, variant: variant.map(str::to_string) })
     }
 }

@@ -236,7 +236,10 @@ fn a_step_in_an_arm64_image_is_refused_before_the_runtime_starts() {
     synthetic_kernels(&p, "fx/synthetic-linux:1", false);
     let recipe = p.recipe("steps", "aarch64", "fx/synthetic-linux:1", STEP);
     p.lock(&recipe);
-    let can_run = eifbake::sandbox::execution_for(eifbake::platform::Arch::Aarch64, Path::new(eifbake::sandbox::BINFMT_MISC));
+    let can_run = eifbake::sandbox::execution_for(
+        eifbake::platform::Arch::Aarch64,
+        Path::new(eifbake::sandbox::BINFMT_MISC),
+    );
     // No crun or runc on this PATH: had the runtime been started, the error would say so.
     let (code, err) = p.build(&recipe, "/nonexistent");
     assert_eq!(code, 2, "{err}");

@@ -13,8 +13,8 @@ use std::process::Output;
 
 use eif_common::*;
 use eifbake::eif::{self, Eif, EifInputs, Metadata, Signing};
-use eifbake::platform::Arch;
 use eifbake::epoch::Epoch;
+use eifbake::platform::Arch;
 use eifbake::progress::Progress;
 use eifbake::signing::{self, Validity};
 
