@@ -294,7 +294,7 @@ fn load_inputs(recipe_path: &Path, opts: &BuildOptions) -> Result<Loaded> {
     let recipe_text = fs::read_to_string(&recipe_file)
         .with_context(|| format!("cannot read {} as UTF-8 text", recipe_file.display()))?;
     let recipe_ref = FileRef {
-        path: project_relative(&recipe_file),
+        path: crate::recipe::Project::of(&recipe_file).recipe_relative(),
         sha256: Digest::of(recipe_text.as_bytes()),
         text: Some(recipe_text),
     };
@@ -860,18 +860,6 @@ fn resolve_in_tree(tree: &Tree, root_prefix: &str, path: &[u8]) -> Option<Vec<u8
         }
     }
     Some(key(&done))
-}
-
-/// The recipe path as recorded in the manifest: relative to the project
-/// (the directory holding `recipes/`), never absolute, so the build path
-/// does not leak.
-fn project_relative(recipe_file: &Path) -> String {
-    let comps: Vec<String> =
-        recipe_file.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-    match comps.iter().rposition(|c| c == "recipes") {
-        Some(i) => comps[i..].join("/"),
-        None => comps.last().cloned().unwrap_or_default(),
-    }
 }
 
 /// Hash of length-prefixed, labelled fields: the step cache key.

@@ -43,7 +43,7 @@ use crate::digest::Digest;
 use crate::oci::registry::Resolved;
 use crate::oci::Reference;
 use crate::platform::Platform;
-use crate::recipe::{Recipe, Source, SourceKind};
+use crate::recipe::{Project, Recipe, Source, SourceKind};
 use crate::sources::Pin;
 
 /// The first line of every lockfile.
@@ -126,11 +126,10 @@ impl Lock {
         crate::fsutil::write_atomic(path, self.to_toml().as_bytes())
     }
 
-    /// The default lockfile of a recipe: `lockfiles/NAME.lock` in the
-    /// directory that holds `recipes/` (or beside the recipe when it is not
-    /// under a `recipes/` directory).
+    /// The default lockfile of a recipe: `lockfiles/NAME.lock` in its
+    /// project root ([`Project`]).
     pub fn default_path(recipe_path: &Path, name: &str) -> PathBuf {
-        project_root(recipe_path).join("lockfiles").join(format!("{name}.lock"))
+        Project::of(recipe_path).root.join("lockfiles").join(format!("{name}.lock"))
     }
 
     /// Load a recipe and its lock and refuse any mismatch: a recipe edited
@@ -200,19 +199,6 @@ impl Lock {
         }
         Ok((recipe, lock))
     }
-}
-
-fn project_root(recipe_path: &Path) -> PathBuf {
-    let rp = Recipe::resolve_path(recipe_path);
-    let dir = rp.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut cur = Some(dir.as_path());
-    while let Some(d) = cur {
-        if d.file_name().is_some_and(|n| n == "recipes") {
-            return d.parent().map(Path::to_path_buf).unwrap_or_default();
-        }
-        cur = d.parent();
-    }
-    dir
 }
 
 /// Compute a recipe's new lock.
@@ -495,11 +481,7 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         assert!(changes.iter().all(|c| c.action == "kept"));
         // --update re-resolves everything.
         let (new, changes) = relock(&recipe, &lock_path, Some(&old), true, |_, _| {
-            Ok(Resolved {
-                index: fake(1),
-                manifest: fake(2),
-                platform: Platform::linux(Arch::X86_64),
-            })
+            Ok(Resolved { index: fake(1), manifest: fake(2), platform: Platform::linux(Arch::X86_64) })
         })
         .unwrap();
         assert!(changes.iter().all(|c| c.action == "updated"));

@@ -332,6 +332,52 @@ fn default_memory() -> u64 {
     512
 }
 
+/// Where a recipe sits in its project: the one rule every command uses to
+/// find the project root.
+///
+/// The recipe file is [`Recipe::resolve_path`] of the path given. The
+/// project root is the parent of the nearest ancestor directory of that file
+/// named `recipes`; a recipe under no `recipes/` directory has its own
+/// directory as root. The rule is lexical: it reads the path as given,
+/// follows no symlinks and makes nothing absolute, so `recipes/a.toml` has
+/// the root `""` (the current directory, which joins as a relative prefix).
+/// The default lockfile (`ROOT/lockfiles/NAME.lock`), the recipe path a
+/// manifest records (relative to the root) and what `check` copies
+/// (`ROOT/recipes/`) all follow from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The recipe file ([`Recipe::resolve_path`]).
+    pub recipe_file: PathBuf,
+    /// The project root (see above).
+    pub root: PathBuf,
+    /// Whether the recipe is under a `recipes/` directory (else `root` is
+    /// the recipe's own directory).
+    pub has_recipes_dir: bool,
+}
+
+impl Project {
+    /// The project of the recipe at `recipe_path` (a file or a directory holding `recipe.toml`).
+    pub fn of(recipe_path: &Path) -> Project {
+        let recipe_file = Recipe::resolve_path(recipe_path);
+        let recipes = recipe_file.ancestors().skip(1).find(|a| a.file_name().is_some_and(|n| n == "recipes"));
+        let (dir, has_recipes_dir) = match recipes {
+            Some(recipes) => (recipes.parent(), true),
+            None => (recipe_file.parent(), false),
+        };
+        let root = dir.map(Path::to_path_buf).unwrap_or_default();
+        Project { recipe_file, root, has_recipes_dir }
+    }
+
+    /// The recipe file relative to the root, `/`-separated (`recipes/a.toml`):
+    /// the path a manifest records, never absolute, so the build path does not leak.
+    pub fn recipe_relative(&self) -> String {
+        let rel = self.recipe_file.strip_prefix(&self.root).unwrap_or(&self.recipe_file);
+        let parts: Vec<String> =
+            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        parts.join("/")
+    }
+}
+
 impl Recipe {
     /// Find the recipe file for a path: a `.toml` file, or a directory holding `recipe.toml`.
     pub fn resolve_path(path: &Path) -> PathBuf {
@@ -625,6 +671,42 @@ fn step_env(at: &str, env: &BTreeMap<String, String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_project_root_rule_for_lockfiles_manifests_and_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("recipes/hello")).unwrap();
+        std::fs::write(p.join("recipes/hello/recipe.toml"), "").unwrap();
+        // (path given, root, under recipes/, what a manifest records)
+        let abs = p.join("recipes/hello");
+        let cases: Vec<(PathBuf, PathBuf, bool, &str)> = vec![
+            ("recipes/a.toml".into(), "".into(), true, "recipes/a.toml"),
+            ("./recipes/a.toml".into(), ".".into(), true, "recipes/a.toml"),
+            ("proj/recipes/sub/a.toml".into(), "proj".into(), true, "recipes/sub/a.toml"),
+            // The nearest `recipes` wins.
+            ("recipes/x/recipes/a.toml".into(), "recipes/x".into(), true, "recipes/a.toml"),
+            // A directory is its recipe.toml.
+            (abs.clone(), p.to_path_buf(), true, "recipes/hello/recipe.toml"),
+            // Outside recipes/: the recipe's own directory.
+            ("elsewhere/a.toml".into(), "elsewhere".into(), false, "a.toml"),
+            ("a.toml".into(), "".into(), false, "a.toml"),
+            // A file named `recipes` is not a directory of recipes.
+            ("x/recipes".into(), "x".into(), false, "recipes"),
+        ];
+        for (given, root, under, recorded) in cases {
+            let pr = Project::of(&given);
+            assert_eq!((&pr.root, pr.has_recipes_dir), (&root, under), "{}", given.display());
+            assert_eq!(pr.recipe_relative(), recorded, "{}", given.display());
+            assert_eq!(
+                crate::lock::Lock::default_path(&given, "n"),
+                root.join("lockfiles/n.lock"),
+                "{}",
+                given.display()
+            );
+        }
+        assert_eq!(Project::of(&abs).recipe_file, abs.join("recipe.toml"));
+    }
 
     pub(crate) const HELLO: &str = r#"
 name = "hello"
