@@ -229,18 +229,7 @@ impl Sandbox {
     /// The OCI runtime spec for a step, with `bundle_rootfs` as the root path.
     pub fn spec(&self, step: &StepRun) -> Result<Spec> {
         let at = format!("step {:?}", step.name);
-        let mut env = fixed_env(step.epoch);
-        for (k, v) in &step.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                bail!(
-                    "{at}: env {k:?}: names cannot be empty or contain '=' or NUL; values cannot contain NUL"
-                );
-            }
-            if env.contains_key(k) {
-                bail!("{at}: env {k:?} is fixed by eifbake and cannot be redefined by a step");
-            }
-            env.insert(k.clone(), v.clone());
-        }
+        let env = step_env(&at, step)?;
         guest_path(&at, "workdir", &step.workdir)?;
         let rootfs = fs::canonicalize(&step.rootfs)
             .with_context(|| format!("{at}: rootfs {} is not accessible", step.rootfs.display()))?;
@@ -248,89 +237,14 @@ impl Sandbox {
         if rootfs.join("bin/sh").symlink_metadata().is_err() {
             bail!("{at}: rootfs {} has no /bin/sh to run the step's script", rootfs.display());
         }
-
-        let user = UserBuilder::default().uid(0u32).gid(0u32).umask(UMASK).build()?;
-        let process = ProcessBuilder::default()
-            .terminal(false)
-            .user(user)
-            .args(vec!["/bin/sh".to_string(), "-euc".to_string(), step.script.clone()])
-            .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
-            .cwd(&step.workdir)
-            .no_new_privileges(true)
-            .capabilities(step_capabilities()?)
-            .rlimits(policy::rlimits()?)
-            .build()?;
-
-        let mut mounts: Vec<OciMount> = Vec::new();
-        let m = |dest: &str, typ: &str, src: &str, opts: &[&str]| -> Result<OciMount> {
-            Ok(MountBuilder::default()
-                .destination(dest)
-                .typ(typ)
-                .source(src)
-                .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .build()?)
-        };
-        mounts.push(m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?);
-        mounts.push(m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?);
-        mounts.push(m(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
-        )?);
-        mounts.push(m(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        )?);
-        mounts.push(m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?);
-        mounts.push(m("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?);
-        for b in &step.mounts {
-            guest_path(&at, "mount point", &b.guest)?;
-            if b.guest == "/out" || b.guest.starts_with("/out/") {
-                bail!("{at}: mount point {:?}: /out is the step's own output directory", b.guest);
-            }
-            let host = fs::canonicalize(&b.host).with_context(|| {
-                format!("{at}: mount {}: {} is not accessible", b.guest, b.host.display())
-            })?;
-            let host = host.to_str().with_context(|| format!("{at}: {} is not UTF-8", host.display()))?;
-            let mut opts = vec!["rbind", "nosuid", "nodev"];
-            opts.push(if b.readonly { "ro" } else { "rw" });
-            mounts.push(m(&b.guest, "bind", host, &opts)?);
-        }
-        let out = step
-            .out_dir
-            .to_str()
-            .with_context(|| format!("{at}: {} is not UTF-8", step.out_dir.display()))?;
-        mounts.push(m("/out", "bind", out, &["rbind", "nosuid", "nodev", "rw"])?);
-
-        let namespaces = [
-            LinuxNamespaceType::Mount,
-            LinuxNamespaceType::Pid,
-            LinuxNamespaceType::Ipc,
-            LinuxNamespaceType::Uts,
-            LinuxNamespaceType::Network,
-        ]
-        .into_iter()
-        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
-        .collect::<Result<Vec<_>, _>>()?;
-        let linux = LinuxBuilder::default()
-            .namespaces(namespaces)
-            .masked_paths(oci_spec::runtime::get_default_maskedpaths())
-            .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
-            .resources(policy::resources(Privilege::detect().is_root())?)
-            .seccomp(seccomp::profile(Arch::host())?)
-            .build()?;
-
         let mut spec = Spec::default();
         spec.set_version("1.0.2".to_string())
             .set_hostname(Some(HOSTNAME.to_string()))
-            .set_process(Some(process))
+            .set_process(Some(step_process(step, &env)?))
             .set_root(Some(RootBuilder::default().path(rootfs).readonly(false).build()?))
-            .set_mounts(Some(mounts))
+            .set_mounts(Some(step_mounts(&at, step)?))
             .set_annotations(None)
-            .set_linux(Some(linux));
+            .set_linux(Some(step_linux()?));
         Ok(spec)
     }
 
@@ -542,6 +456,105 @@ fn start_message(
         msg.push_str(&format!(": {why}"));
     }
     msg
+}
+
+/// The step's environment: [`fixed_env`] plus the step's own variables,
+/// which may not redefine a fixed one. `at` names the step in errors.
+fn step_env(at: &str, step: &StepRun) -> Result<BTreeMap<String, String>> {
+    let mut env = fixed_env(step.epoch);
+    for (k, v) in &step.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            bail!("{at}: env {k:?}: names cannot be empty or contain '=' or NUL; values cannot contain NUL");
+        }
+        if env.contains_key(k) {
+            bail!("{at}: env {k:?} is fixed by eifbake and cannot be redefined by a step");
+        }
+        env.insert(k.clone(), v.clone());
+    }
+    Ok(env)
+}
+
+/// `/bin/sh -euc SCRIPT` as root with [`UMASK`], no new privileges, the
+/// build capabilities and [`policy::rlimits`].
+fn step_process(step: &StepRun, env: &BTreeMap<String, String>) -> Result<oci_spec::runtime::Process> {
+    let user = UserBuilder::default().uid(0u32).gid(0u32).umask(UMASK).build()?;
+    Ok(ProcessBuilder::default()
+        .terminal(false)
+        .user(user)
+        .args(vec!["/bin/sh".to_string(), "-euc".to_string(), step.script.clone()])
+        .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+        .cwd(&step.workdir)
+        .no_new_privileges(true)
+        .capabilities(step_capabilities()?)
+        .rlimits(policy::rlimits()?)
+        .build()?)
+}
+
+/// One mount of the spec.
+fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Result<OciMount> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(src)
+        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+/// The standard filesystems (`/proc`, `/dev`, `/sys`, `/tmp`), the step's
+/// bind mounts (never over `/out`), then its output directory at `/out`.
+fn step_mounts(at: &str, step: &StepRun) -> Result<Vec<OciMount>> {
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        )?,
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
+    ];
+    for b in &step.mounts {
+        guest_path(at, "mount point", &b.guest)?;
+        if b.guest == "/out" || b.guest.starts_with("/out/") {
+            bail!("{at}: mount point {:?}: /out is the step's own output directory", b.guest);
+        }
+        let host = fs::canonicalize(&b.host)
+            .with_context(|| format!("{at}: mount {}: {} is not accessible", b.guest, b.host.display()))?;
+        let host = host.to_str().with_context(|| format!("{at}: {} is not UTF-8", host.display()))?;
+        let mut opts = vec!["rbind", "nosuid", "nodev"];
+        opts.push(if b.readonly { "ro" } else { "rw" });
+        mounts.push(mount(&b.guest, "bind", host, &opts)?);
+    }
+    let out =
+        step.out_dir.to_str().with_context(|| format!("{at}: {} is not UTF-8", step.out_dir.display()))?;
+    mounts.push(mount("/out", "bind", out, &["rbind", "nosuid", "nodev", "rw"])?);
+    Ok(mounts)
+}
+
+/// The `linux` section: fresh mount, pid, ipc, uts and network namespaces,
+/// the default masked and read-only paths, [`policy::resources`] and the
+/// seccomp profile of the host's architecture.
+fn step_linux() -> Result<oci_spec::runtime::Linux> {
+    let namespaces = [
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+    ]
+    .into_iter()
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .collect::<Result<Vec<_>, _>>()?;
+    Ok(LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(oci_spec::runtime::get_default_maskedpaths())
+        .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
+        .resources(policy::resources(Privilege::detect().is_root())?)
+        .seccomp(seccomp::profile(Arch::host())?)
+        .build()?)
 }
 
 /// Where the kernel lists its `binfmt_misc` handlers (one file per handler).
