@@ -16,8 +16,12 @@
 //! `.`, `..` or empty components; a step's `env` cannot name a variable
 //! every step gets fixed ([`crate::sandbox::fixed_env`]).
 //!
-//! `arch` (`x86_64`, the default, or `aarch64`) selects the platform of the
-//! whole build, end to end:
+//! Where a recipe sits decides its project ([`Project`]): the one rule for
+//! the project root, which the default lockfile, the recipe path a manifest
+//! records and `check`'s copy of the project all follow.
+//!
+//! `arch` ([`crate::platform::Arch`]: `x86_64`, the default, or `aarch64`)
+//! selects the platform of the whole build, end to end:
 //!
 //! - `eifbake lock` resolves every image for `linux/amd64` or `linux/arm64`
 //!   (from an image index, the manifest for that platform; a single-platform
