@@ -29,6 +29,7 @@ pub mod lock;
 pub mod manifest;
 pub mod oci;
 pub mod pcr;
+pub mod platform;
 pub mod progress;
 pub mod recipe;
 pub mod sandbox;

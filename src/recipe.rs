@@ -16,8 +16,12 @@
 //! `.`, `..` or empty components; a step's `env` cannot name a variable
 //! every step gets fixed ([`crate::sandbox::fixed_env`]).
 //!
-//! `arch` (`x86_64`, the default, or `aarch64`) selects the platform of the
-//! whole build, end to end:
+//! Where a recipe sits decides its project ([`Project`]): the one rule for
+//! the project root, which the default lockfile, the recipe path a manifest
+//! records and `check`'s copy of the project all follow.
+//!
+//! `arch` ([`crate::platform::Arch`]: `x86_64`, the default, or `aarch64`)
+//! selects the platform of the whole build, end to end:
 //!
 //! - `eifbake lock` resolves every image for `linux/amd64` or `linux/arm64`
 //!   (from an image index, the manifest for that platform; a single-platform
@@ -50,7 +54,7 @@
 //! single-ramdisk EIF (the measurement of no data): pin PCR0 or PCR1 there.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -58,6 +62,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::epoch::Epoch;
+use crate::platform::Arch;
 
 /// A parsed, validated recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,43 +181,6 @@ pub struct Signing {
 
 fn default_version() -> String {
     "0.0.0".to_string()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Arch {
-    #[default]
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "aarch64")]
-    Aarch64,
-}
-
-impl Arch {
-    /// The OCI platform architecture name (`amd64`, `arm64`).
-    pub fn oci(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "amd64",
-            Arch::Aarch64 => "arm64",
-        }
-    }
-}
-
-impl From<Arch> for crate::eif::Arch {
-    fn from(a: Arch) -> crate::eif::Arch {
-        match a {
-            Arch::X86_64 => crate::eif::Arch::X86_64,
-            Arch::Aarch64 => crate::eif::Arch::Aarch64,
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        })
-    }
 }
 
 /// Where a source comes from: exactly one of `git`, `path`, `url` or `cargo_lock`.
@@ -373,6 +341,52 @@ fn default_cpus() -> u64 {
 
 fn default_memory() -> u64 {
     512
+}
+
+/// Where a recipe sits in its project: the one rule every command uses to
+/// find the project root.
+///
+/// The recipe file is [`Recipe::resolve_path`] of the path given. The
+/// project root is the parent of the nearest ancestor directory of that file
+/// named `recipes`; a recipe under no `recipes/` directory has its own
+/// directory as root. The rule is lexical: it reads the path as given,
+/// follows no symlinks and makes nothing absolute, so `recipes/a.toml` has
+/// the root `""` (the current directory, which joins as a relative prefix).
+/// The default lockfile (`ROOT/lockfiles/NAME.lock`), the recipe path a
+/// manifest records (relative to the root) and what `check` copies
+/// (`ROOT/recipes/`) all follow from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The recipe file ([`Recipe::resolve_path`]).
+    pub recipe_file: PathBuf,
+    /// The project root (see above).
+    pub root: PathBuf,
+    /// Whether the recipe is under a `recipes/` directory (else `root` is
+    /// the recipe's own directory).
+    pub has_recipes_dir: bool,
+}
+
+impl Project {
+    /// The project of the recipe at `recipe_path` (a file or a directory holding `recipe.toml`).
+    pub fn of(recipe_path: &Path) -> Project {
+        let recipe_file = Recipe::resolve_path(recipe_path);
+        let recipes = recipe_file.ancestors().skip(1).find(|a| a.file_name().is_some_and(|n| n == "recipes"));
+        let (dir, has_recipes_dir) = match recipes {
+            Some(recipes) => (recipes.parent(), true),
+            None => (recipe_file.parent(), false),
+        };
+        let root = dir.map(Path::to_path_buf).unwrap_or_default();
+        Project { recipe_file, root, has_recipes_dir }
+    }
+
+    /// The recipe file relative to the root, `/`-separated (`recipes/a.toml`):
+    /// the path a manifest records, never absolute, so the build path does not leak.
+    pub fn recipe_relative(&self) -> String {
+        let rel = self.recipe_file.strip_prefix(&self.root).unwrap_or(&self.recipe_file);
+        let parts: Vec<String> =
+            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        parts.join("/")
+    }
 }
 
 impl Recipe {
@@ -681,6 +695,42 @@ fn step_env(at: &str, env: &BTreeMap<String, String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_project_root_rule_for_lockfiles_manifests_and_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("recipes/hello")).unwrap();
+        std::fs::write(p.join("recipes/hello/recipe.toml"), "").unwrap();
+        // (path given, root, under recipes/, what a manifest records)
+        let abs = p.join("recipes/hello");
+        let cases: Vec<(PathBuf, PathBuf, bool, &str)> = vec![
+            ("recipes/a.toml".into(), "".into(), true, "recipes/a.toml"),
+            ("./recipes/a.toml".into(), ".".into(), true, "recipes/a.toml"),
+            ("proj/recipes/sub/a.toml".into(), "proj".into(), true, "recipes/sub/a.toml"),
+            // The nearest `recipes` wins.
+            ("recipes/x/recipes/a.toml".into(), "recipes/x".into(), true, "recipes/a.toml"),
+            // A directory is its recipe.toml.
+            (abs.clone(), p.to_path_buf(), true, "recipes/hello/recipe.toml"),
+            // Outside recipes/: the recipe's own directory.
+            ("elsewhere/a.toml".into(), "elsewhere".into(), false, "a.toml"),
+            ("a.toml".into(), "".into(), false, "a.toml"),
+            // A file named `recipes` is not a directory of recipes.
+            ("x/recipes".into(), "x".into(), false, "recipes"),
+        ];
+        for (given, root, under, recorded) in cases {
+            let pr = Project::of(&given);
+            assert_eq!((&pr.root, pr.has_recipes_dir), (&root, under), "{}", given.display());
+            assert_eq!(pr.recipe_relative(), recorded, "{}", given.display());
+            assert_eq!(
+                crate::lock::Lock::default_path(&given, "n"),
+                root.join("lockfiles/n.lock"),
+                "{}",
+                given.display()
+            );
+        }
+        assert_eq!(Project::of(&abs).recipe_file, abs.join("recipe.toml"));
+    }
 
     pub(crate) const HELLO: &str = r#"
 name = "hello"

@@ -29,7 +29,7 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
         store: Store::default_path(global.store.as_deref())?,
         out_dir: args.out,
         lockfile: args.lockfile,
-        runtime: args.runtime.parse()?,
+        runtime: args.runtime,
         offline: global.offline,
         no_cache: args.no_cache,
         insecure: args.insecure_registry,
