@@ -79,7 +79,7 @@ pub fn eif(data: &[u8]) {
 /// reading each entry's data in each of the reader's ways.
 pub fn cpio(data: &[u8]) {
     use eifbake::cpio;
-    let Ok(mut r) = cpio::Reader::new(data) else { return };
+    let Ok(mut r) = cpio::Reader::with_buffer(data, data.len()) else { return };
     let mut i = 0u32;
     loop {
         let Ok(Some(e)) = r.next_entry() else { break };
