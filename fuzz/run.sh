@@ -7,7 +7,8 @@
 #   FUZZ-RESULT target=T seconds=S execs=N crashes=C hangs=H corpus=Q
 # and exits 1 if AFL saved any crash or hang (listed above that line,
 # under out/TARGET/default/{crashes,hangs}), else 0.
-# Environment: AFL_MEM_MB (default 1024) bounds the target's memory, so an
+# Environment: FUZZ_TMPDIR (default /dev/shm, a tmpfs) holds the scratch
+# files harnesses hand to path-taking readers; AFL_MEM_MB (default 1024) bounds the target's memory, so an
 # allocation blow-up is a crash; AFL_TIMEOUT_MS (default 2000) makes a slow
 # input a hang.
 set -euo pipefail
@@ -28,6 +29,7 @@ if ! cargo afl --version >/dev/null 2>&1; then
 fi
 cargo afl build --release --quiet --bin "$target"
 mkdir -p out
+export TMPDIR=${FUZZ_TMPDIR:-/dev/shm}
 export AFL_NO_UI=1 AFL_AUTORESUME=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1
 export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SUPPRESS_ERROR_CODE=1
 cargo afl fuzz -i "corpus/$target" -o "out/$target" -V "$seconds" \

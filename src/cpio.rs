@@ -886,6 +886,9 @@ struct Current {
     sum: u32,
 }
 
+/// The read buffer of a [`Reader`] (and of its gzip decoder's output).
+pub const READ_BUFFER: usize = 256 * 1024;
+
 /// A streaming newc reader over plain or gzip input; see the module docs.
 ///
 /// Reading stops at the first `TRAILER!!!`; anything after it is not read.
@@ -899,7 +902,16 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Read from `r`, undoing gzip if the input starts with `1f 8b`.
     pub fn new<R: Read + 'a>(r: R) -> Result<Self> {
-        let mut buf = BufReader::with_capacity(256 * 1024, r);
+        Self::with_buffer(r, READ_BUFFER)
+    }
+
+    /// [`Reader::new`] with `capacity`-byte read buffers (at least 4 KiB, at
+    /// most [`READ_BUFFER`]): for input known to be small, such as a short
+    /// ramdisk section, so that opening it does not allocate and zero
+    /// buffers sized for gigabytes.
+    pub fn with_buffer<R: Read + 'a>(r: R, capacity: usize) -> Result<Self> {
+        let capacity = capacity.clamp(4096, READ_BUFFER);
+        let mut buf = BufReader::with_capacity(capacity, r);
         let head = loop {
             match buf.fill_buf() {
                 Ok(h) => break h,
@@ -908,7 +920,7 @@ impl<'a> Reader<'a> {
             }
         };
         let inner: Box<dyn Read + 'a> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(buf)))
+            Box::new(BufReader::with_capacity(capacity, flate2::bufread::MultiGzDecoder::new(buf)))
         } else {
             Box::new(buf)
         };

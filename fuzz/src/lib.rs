@@ -1,15 +1,42 @@
-//! Shared pieces of the fuzz harnesses: a scratch directory per process and
-//! a way to hand the fuzzer's bytes to readers that take a path.
+//! The fuzz harnesses: one function per target, taking the fuzzer's bytes,
+//! and the shared pieces they need (a scratch directory per process, a way
+//! to hand bytes to readers that take a path).
 //!
-//! For: the binaries in `src/bin`, one per fuzz target. Not for: anything the
-//! main crate uses. Invariant: every harness runs its input through eifbake's
-//! public API only, and treats every `Err` as a correct answer; only a panic,
-//! an abort (overflow, out of memory) or a hang is a finding.
+//! For: the binaries in `src/bin`, one per fuzz target, each a thin
+//! `afl::fuzz!` around [`run`], and `replay`, which runs a target over a
+//! corpus without AFL (a regression check and a speed measurement). Not for:
+//! anything the main crate uses. Invariant: every harness runs its input
+//! through eifbake's public API only, and treats every `Err` as a correct
+//! answer; only a panic, an abort (overflow, out of memory) or a hang is a
+//! finding.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// A directory that lives as long as the fuzzing process.
+use eifbake::eif::kernel::KernelKind;
+use eifbake::eif::{diff, Eif, SectionKind};
+use eifbake::lock::Lock;
+use eifbake::oci::layer::{apply_layers, ApplyOptions, DevicePolicy, LayerSource};
+use eifbake::progress::Progress;
+
+/// Every target, by the name `run` and the corpus directories use.
+pub const TARGETS: [&str; 5] = ["eif", "cpio", "layers", "recipe", "lock"];
+
+/// Run target `name` on one input. Panics on an unknown name.
+pub fn run(name: &str, data: &[u8]) {
+    match name {
+        "eif" => eif(data),
+        "cpio" => cpio(data),
+        "layers" => layers(data),
+        "recipe" => recipe(data),
+        "lock" => lock(data),
+        _ => panic!("no fuzz target {name}; the targets are {TARGETS:?}"),
+    }
+}
+
+/// A directory that lives as long as the fuzzing process. It is made under
+/// `$TMPDIR`; `run.sh` points that at a tmpfs so file-based readers do not
+/// wait on a disk.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -23,4 +50,95 @@ pub fn file(name: &str, data: &[u8]) -> PathBuf {
     let p = scratch().join(name);
     std::fs::write(&p, data).expect("writing the fuzz input to the scratch directory");
     p
+}
+
+/// The image `eif` diffs every input against, opened once per process.
+const EIF_REFERENCE: &[u8] = include_bytes!("../corpus/eif/basic.eif");
+
+/// Target `eif`: the EIF reader on arbitrary bytes (header, section table,
+/// CRC, PCRs, metadata, signature, kernel kind), then `diff` against the seed
+/// image `corpus/eif/basic.eif`, which compares ramdisk entries.
+pub fn eif(data: &[u8]) {
+    static REFERENCE: OnceLock<Eif> = OnceLock::new();
+    let reference = REFERENCE.get_or_init(|| {
+        Eif::open(&file("reference.eif", EIF_REFERENCE)).expect("the reference EIF opens")
+    });
+    let progress = Progress::hidden();
+    let path = file("input.eif", data);
+    let Ok(eif) = Eif::open(&path) else { return };
+    let _ = eif.verify(&progress);
+    let _ = eif.metadata_json();
+    let _ = eif.signature_section();
+    if let Some(k) = eif.section(SectionKind::Kernel) {
+        let _ = KernelKind::read(eif.section_reader(k)).map(|k| k.summary(eif.header.arch()));
+    }
+    let _ = diff::compare(&eif, reference, &progress);
+}
+
+/// Target `cpio`: the newc reader (plain and gzip) on arbitrary bytes,
+/// reading each entry's data in each of the reader's ways.
+pub fn cpio(data: &[u8]) {
+    use eifbake::cpio;
+    let Ok(mut r) = cpio::Reader::with_buffer(data, data.len()) else { return };
+    let mut i = 0u32;
+    loop {
+        let Ok(Some(e)) = r.next_entry() else { break };
+        let _ = (e.kind(), e.permissions(), e.name_lossy());
+        let ok = match i % 3 {
+            0 => r.data_sha256().is_ok(),
+            1 => r.data_to_vec(4096).is_ok(),
+            _ => true, // left for next_entry to skip
+        };
+        if !ok {
+            break;
+        }
+        i = i.wrapping_add(1);
+    }
+    let _ = cpio::list(data);
+}
+
+/// Target `layers`: `apply_layers` of arbitrary bytes as a layer blob (tar,
+/// gzip or zstd, sniffed) onto a fresh directory; an odd first byte applies
+/// the same blob twice, as two layers, to exercise replacement and whiteouts
+/// of existing paths. The default limits apply except smaller totals, and
+/// devices and owners are skipped: the harness runs as root and must not make
+/// device nodes. Pax xattrs are applied, as in a real build.
+pub fn layers(data: &[u8]) {
+    let opts = ApplyOptions {
+        max_total_bytes: 64 << 20,
+        max_entries: 10_000,
+        same_owner: false,
+        devices: DevicePolicy::Skip,
+        ..ApplyOptions::default()
+    };
+    let blob = file("layer.blob", data);
+    let target = scratch().join("rootfs");
+    let layer = LayerSource::new(&blob, "application/octet-stream", "fuzz");
+    let layers = if data.first().is_some_and(|b| b & 1 == 1) { vec![layer.clone(), layer] } else { vec![layer] };
+    let _ = apply_layers(&layers, &target, &opts);
+    // A refused layer may have left part of a tree: every input starts empty.
+    if target.exists() {
+        std::fs::remove_dir_all(&target).expect("removing the applied tree");
+    }
+}
+
+/// Target `recipe`: the recipe parser on arbitrary text, then what the build
+/// asks of a parsed recipe.
+pub fn recipe(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(r) = eifbake::recipe::Recipe::parse(text) {
+        let _ = r.mode_overrides();
+    }
+}
+
+/// Target `lock`: the lockfile parser on arbitrary text; a lockfile it
+/// accepts must survive writing and reading back unchanged.
+pub fn lock(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let path = Path::new("fuzz.lock");
+    if let Ok(lock) = Lock::parse(text, path) {
+        let written = lock.to_toml();
+        let again = Lock::parse(&written, path).expect("a lockfile eifbake wrote must parse");
+        assert_eq!(again.to_toml(), written, "writing a lockfile is not stable");
+    }
 }

@@ -228,7 +228,10 @@ impl Eif {
         crc.update(&hb[..HEADER_CRC_SPAN]);
         progress.inc_length(self.len);
         progress.inc(HEADER_SIZE);
-        let mut m = Measurer::new(CHUNK);
+        // Buffers no larger than the largest section: a small image (a test's,
+        // a fuzzer's) should not zero and fault in megabytes it never reads.
+        let largest = self.sections.iter().map(|s| s.size).max().unwrap_or(0);
+        let mut m = Measurer::new(largest.clamp(1, CHUNK as u64) as usize);
         let mut buf = m.buffer();
         let mut signature_data = None;
         for s in &self.sections {

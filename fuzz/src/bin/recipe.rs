@@ -1,11 +1,5 @@
-//! Fuzz target `recipe`: the recipe parser on arbitrary text, then what the
-//! build asks of a parsed recipe.
+//! Fuzz target `recipe` under AFL++: see [`eifbake_fuzz::recipe`].
 
 fn main() {
-    afl::fuzz!(|data: &[u8]| {
-        let Ok(text) = std::str::from_utf8(data) else { return };
-        if let Ok(r) = eifbake::recipe::Recipe::parse(text) {
-            let _ = r.mode_overrides();
-        }
-    });
+    afl::fuzz!(|data: &[u8]| eifbake_fuzz::recipe(data));
 }

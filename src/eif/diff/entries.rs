@@ -54,7 +54,8 @@ fn context(side: Side<'_>) -> String {
 }
 
 fn open(side: Side<'_>) -> Result<cpio::Reader<'_>> {
-    cpio::Reader::new(side.0.section_reader(side.1)).with_context(|| context(side))
+    let capacity = usize::try_from(side.1.size).unwrap_or(usize::MAX);
+    cpio::Reader::with_buffer(side.0.section_reader(side.1), capacity).with_context(|| context(side))
 }
 
 /// Read the entry `e` the reader has just returned, digesting its content.
