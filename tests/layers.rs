@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use eifbake::oci::layer::{
-    apply_layers, media_type, ApplyOptions, ApplySummary, DevicePolicy, ErrorKind, LayerError, LayerSource,
+    apply_layers, ApplyOptions, ApplySummary, DevicePolicy, ErrorKind, LayerError, LayerSource,
 };
+use eifbake::oci::model::media;
 use sha2::{Digest as _, Sha256};
 
 // ---------------------------------------------------------------- tar bytes
@@ -182,7 +183,7 @@ impl Work {
         LayerSource::new(p, mt, format!("layer-{}", self.n))
     }
     fn tar(&mut self, bytes: Vec<u8>) -> LayerSource {
-        self.layer(&bytes, media_type::OCI_TAR)
+        self.layer(&bytes, media::OCI_TAR)
     }
     fn apply(&self, layers: &[LayerSource]) -> anyhow::Result<ApplySummary> {
         apply_layers(layers, &self.target(), &ApplyOptions::default())
@@ -279,7 +280,7 @@ fn relative_symlink_up_is_not_followed() {
 fn symlink_planted_in_one_layer_is_not_followed_by_the_next() {
     let mut w = Work::new();
     let out = w.outside();
-    let l1 = w.layer(&gzip(&Tar::default().symlink("d", &out).finish()), media_type::OCI_TAR_GZIP);
+    let l1 = w.layer(&gzip(&Tar::default().symlink("d", &out).finish()), media::OCI_TAR_GZIP);
     let l2 = w.tar(Tar::default().file("d/sentinel", b"pwned").finish());
     let kind = refused(&w, &[l1, l2], "layer-2", "d/sentinel");
     assert!(matches!(kind, ErrorKind::SymlinkParent(_)), "{kind}");
@@ -509,7 +510,7 @@ fn whiteout_semantics() {
                 .file("nothing-dir/.wh.x", b"")
                 .finish(),
         ),
-        media_type::OCI_TAR_GZIP,
+        media::OCI_TAR_GZIP,
     );
     let s = w.apply(&[l1, l2]).unwrap();
     assert_eq!(s.whiteouts, 7);
@@ -563,7 +564,7 @@ fn duplicate_entries_last_wins() {
 fn gzip_and_zstd_bombs_stop_at_the_limit() {
     let zeros = vec![0u8; 8 << 20];
     let tar = Tar::default().file("zeros", &zeros).finish();
-    for (blob, mt) in [(gzip(&tar), media_type::OCI_TAR_GZIP), (zstd(&tar), media_type::OCI_TAR_ZSTD)] {
+    for (blob, mt) in [(gzip(&tar), media::OCI_TAR_GZIP), (zstd(&tar), media::OCI_TAR_ZSTD)] {
         assert!(blob.len() < 64 << 10, "the bomb should be small: {}", blob.len());
         let mut w = Work::new();
         let l = w.layer(&blob, mt);
@@ -615,7 +616,7 @@ fn huge_sparse_and_huge_declared_entries_are_refused_before_writing() {
     bytes.extend_from_slice(&[7u8; 512]);
     bytes.extend_from_slice(&[0u8; 1024]);
     let mut w = Work::new();
-    let l = w.layer(&gzip(&bytes), media_type::OCI_TAR_GZIP);
+    let l = w.layer(&gzip(&bytes), media::OCI_TAR_GZIP);
     let kind = refused(&w, &[l], "layer-1", "sparse");
     assert!(matches!(kind, ErrorKind::TooLarge { .. }), "{kind}");
 
@@ -655,10 +656,10 @@ fn truncated_and_corrupt_layers_are_refused() {
     let gz = gzip(&tar);
     let zs = zstd(&tar);
     let cases = [
-        (gz[..gz.len() / 2].to_vec(), media_type::OCI_TAR_GZIP),
-        (gz[..gz.len() - 4].to_vec(), media_type::DOCKER_TAR_GZIP),
-        (zs[..zs.len() / 2].to_vec(), media_type::OCI_TAR_ZSTD),
-        (tar[..700].to_vec(), media_type::OCI_TAR),
+        (gz[..gz.len() / 2].to_vec(), media::OCI_TAR_GZIP),
+        (gz[..gz.len() - 4].to_vec(), media::DOCKER_TAR_GZIP),
+        (zs[..zs.len() / 2].to_vec(), media::OCI_TAR_ZSTD),
+        (tar[..700].to_vec(), media::OCI_TAR),
     ];
     for (blob, mt) in cases {
         let mut w = Work::new();
@@ -670,7 +671,7 @@ fn truncated_and_corrupt_layers_are_refused() {
     }
     // A media type that contradicts the bytes.
     let mut w = Work::new();
-    let l = w.layer(&zs, media_type::OCI_TAR_GZIP);
+    let l = w.layer(&zs, media::OCI_TAR_GZIP);
     let le = w.apply(&[l]).unwrap_err().downcast::<LayerError>().unwrap();
     assert!(matches!(le.kind, ErrorKind::MediaType(_)), "{le}");
     w.assert_clean();
@@ -883,9 +884,9 @@ fn same_tree_as_umoci_unpack() {
     write_layout(
         &layout,
         &[
-            (gzip(&t1), media_type::OCI_TAR_GZIP, &t1),
-            (t2.clone(), media_type::OCI_TAR, &t2),
-            (gzip(&t3), media_type::OCI_TAR_GZIP, &t3),
+            (gzip(&t1), media::OCI_TAR_GZIP, &t1),
+            (t2.clone(), media::OCI_TAR, &t2),
+            (gzip(&t3), media::OCI_TAR_GZIP, &t3),
         ],
     );
     let bundle = work.path().join("bundle");
@@ -901,13 +902,10 @@ fn same_tree_as_umoci_unpack() {
     let blobs = work.path().join("mine");
     fs::create_dir(&blobs).unwrap();
     let mut sources = Vec::new();
-    for (i, (bytes, mt)) in [
-        (gzip(&t1), media_type::OCI_TAR_GZIP),
-        (t2.clone(), media_type::OCI_TAR),
-        (zstd(&t3), media_type::OCI_TAR_ZSTD),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (bytes, mt)) in
+        [(gzip(&t1), media::OCI_TAR_GZIP), (t2.clone(), media::OCI_TAR), (zstd(&t3), media::OCI_TAR_ZSTD)]
+            .into_iter()
+            .enumerate()
     {
         let p = blobs.join(format!("l{i}"));
         fs::write(&p, bytes).unwrap();
@@ -963,13 +961,13 @@ fn xattrs_from_pax_records() {
 fn compression_from_media_type_or_magic() {
     let tar = Tar::default().dir("d").file("d/f", b"contents").symlink("d/s", "f").finish();
     let cases = [
-        (gzip(&tar), media_type::OCI_TAR_GZIP),
-        (gzip(&tar), media_type::DOCKER_TAR_GZIP),
-        (gzip(&tar), media_type::OCTET_STREAM),
-        (zstd(&tar), media_type::OCI_TAR_ZSTD),
-        (zstd(&tar), media_type::DOCKER_TAR),
-        (tar.clone(), media_type::OCI_TAR),
-        (tar.clone(), media_type::OCTET_STREAM),
+        (gzip(&tar), media::OCI_TAR_GZIP),
+        (gzip(&tar), media::DOCKER_TAR_GZIP),
+        (gzip(&tar), media::OCTET_STREAM),
+        (zstd(&tar), media::OCI_TAR_ZSTD),
+        (zstd(&tar), media::DOCKER_TAR),
+        (tar.clone(), media::OCI_TAR),
+        (tar.clone(), media::OCTET_STREAM),
     ];
     let mut trees = Vec::new();
     for (blob, mt) in cases {
