@@ -1,5 +1,6 @@
-//! The caches eifbake keeps in the store beside the OCI layout, and the one
-//! place that knows their layout:
+//! The caches eifbake keeps in the store beside the OCI layout (where they
+//! are is [`crate::oci::layout`]'s; the inside of a step entry is this
+//! module's):
 //!
 //! - `STORE/eifbake/sources/<tree hex>/`: a materialised source tree, named
 //!   after its tree hash ([`crate::sources::SourceCache`]).
@@ -48,17 +49,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::digest::Digest;
 use crate::fsutil::{self, CopyModes};
+use crate::oci::layout::Layout;
 use crate::sources::output_tree_hash;
-
-/// Where the source cache lives in the store at `store_root`.
-pub fn sources_dir(store_root: &Path) -> PathBuf {
-    store_root.join("eifbake").join("sources")
-}
-
-/// Where the step cache lives in the store at `store_root`.
-pub fn steps_dir(store_root: &Path) -> PathBuf {
-    store_root.join("eifbake").join("steps")
-}
 
 /// A step entry's output tree, under the entry.
 const OUT: &str = "out";
@@ -74,7 +66,7 @@ pub struct StepCache {
 impl StepCache {
     /// The step cache of the store at `store_root`.
     pub fn new(store_root: &Path) -> StepCache {
-        StepCache { dir: steps_dir(store_root) }
+        StepCache { dir: Layout::new(store_root).steps() }
     }
 
     /// The entry of `key` (which may not exist).

@@ -19,6 +19,7 @@ use std::process::Command;
 use eifbake::oci::layer::{
     apply_layers, ApplyOptions, ApplySummary, DevicePolicy, ErrorKind, LayerError, LayerSource,
 };
+use eifbake::oci::layout::Layout;
 use eifbake::oci::model::media;
 use sha2::{Digest as _, Sha256};
 
@@ -835,14 +836,15 @@ fn sha256_hex(b: &[u8]) -> String {
 
 fn write_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
     let d = sha256_hex(bytes);
-    fs::write(layout.join("blobs/sha256").join(&d), bytes).unwrap();
+    fs::write(Layout::new(layout).blobs().join(&d), bytes).unwrap();
     (format!("sha256:{d}"), bytes.len())
 }
 
 /// A one-image OCI layout tagged `test`, with layers given as (blob, media type, uncompressed tar).
 fn write_layout(layout: &Path, layers: &[(Vec<u8>, &str, &[u8])]) {
-    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let paths = Layout::new(layout);
+    fs::create_dir_all(paths.blobs()).unwrap();
+    fs::write(paths.oci_layout(), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let diff_ids: Vec<String> =
         layers.iter().map(|(_, _, tar)| format!("sha256:{}", sha256_hex(tar))).collect();
     let config = serde_json::json!({
@@ -858,17 +860,17 @@ fn write_layout(layout: &Path, layers: &[(Vec<u8>, &str, &[u8])]) {
         })
         .collect();
     let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": cd, "size": cs},
         "layers": descs,
     });
     let (md, ms) = write_blob(layout, manifest.to_string().as_bytes());
     let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX,
+        "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": md, "size": ms,
                        "annotations": {"org.opencontainers.image.ref.name": "test"}}],
     });
-    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    fs::write(paths.index(), index.to_string()).unwrap();
 }
 
 #[test]
@@ -980,7 +982,7 @@ fn compression_from_media_type_or_magic() {
     assert!(trees.iter().all(|t| t == &trees[0]));
     // Not a layer type at all.
     let mut w = Work::new();
-    let l = w.layer(&tar, "application/vnd.oci.image.config.v1+json");
+    let l = w.layer(&tar, media::OCI_CONFIG);
     let le = w.apply(&[l]).unwrap_err().downcast::<LayerError>().unwrap();
     assert!(matches!(le.kind, ErrorKind::MediaType(_)), "{le}");
     w.assert_clean();

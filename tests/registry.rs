@@ -9,6 +9,7 @@ use std::path::Path;
 use common::*;
 use eifbake::digest::Digest;
 use eifbake::lock::Lock;
+use eifbake::oci::layout::Layout;
 use eifbake::oci::model::DescriptorExt;
 use eifbake::oci::Store;
 
@@ -275,7 +276,7 @@ fn tampered_blob_is_refused_and_nothing_is_stored() {
     let store = Store::open(&store_dir).unwrap();
     assert!(!store.has_blob(&layer), "a tampered blob was stored");
     assert_eq!(
-        std::fs::read_dir(store_dir.join("ingest")).unwrap().count(),
+        std::fs::read_dir(Layout::new(&store_dir).ingest()).unwrap().count(),
         0,
         "temporary files left behind"
     );
@@ -342,14 +343,14 @@ fn concurrent_fetches_share_one_store() {
     let store = Store::open(&store_dir).unwrap();
     assert_eq!(store.index().unwrap().manifests().len(), 3);
     let mut n = 0;
-    for e in std::fs::read_dir(store_dir.join("blobs/sha256")).unwrap() {
+    for e in std::fs::read_dir(Layout::new(&store_dir).blobs()).unwrap() {
         let e = e.unwrap();
         let (d, _) = Digest::of_reader(std::fs::File::open(e.path()).unwrap()).unwrap();
         assert_eq!(d.hex(), e.file_name().to_str().unwrap(), "blob file does not hash to its name");
         n += 1;
     }
     assert!(n >= 10, "only {n} blobs");
-    assert_eq!(std::fs::read_dir(store_dir.join("ingest")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(Layout::new(&store_dir).ingest()).unwrap().count(), 0);
     for d in [fx.busybox.sha256().unwrap(), fx.multi_amd64.sha256().unwrap(), fx.layers.sha256().unwrap()] {
         assert!(store.closure(&d).unwrap().1.is_empty(), "{d} incomplete");
     }

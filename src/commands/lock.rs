@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::{Global, LockArgs};
 use crate::lock::{relock, Lock};
+use crate::oci::layout::Layout;
 use crate::oci::registry::Registry;
 use crate::oci::Store;
 use crate::recipe::Recipe;
@@ -28,7 +29,8 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
     };
     // The store is only read: a missing one is not created.
     let store_dir = Store::default_path(global.store.as_deref())?;
-    let store = if store_dir.join("oci-layout").is_file() { Some(Store::open(&store_dir)?) } else { None };
+    let store =
+        if Layout::new(&store_dir).oci_layout().is_file() { Some(Store::open(&store_dir)?) } else { None };
     let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

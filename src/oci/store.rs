@@ -1,10 +1,10 @@
 //! The content-addressed store: an OCI image layout directory.
 //!
-//! Layout: `oci-layout`, `index.json`, `blobs/sha256/<hex>`, plus eifbake's
-//! own `ingest/` (temporary files being verified), `index.lock` (the flock
-//! that serialises `index.json` updates) and `gc.lock` (fetches hold it
-//! shared, `gc` exclusively, so gc never removes blobs of an image still
-//! being fetched). Every blob is streamed into
+//! Layout ([`super::layout`] spells every path): `oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`, plus eifbake's own `ingest/` (temporary files being
+//! verified), `index.lock` (the flock that serialises `index.json` updates)
+//! and `gc.lock` (fetches hold it shared, `gc` exclusively, so gc never
+//! removes blobs of an image still being fetched). Every blob is streamed into
 //! a temporary file in `ingest/`, hashed and counted while written, compared
 //! with the expected digest and size, and only then renamed to its final
 //! name: a blob under `blobs/` is always complete and verified, and several
@@ -47,6 +47,7 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::FlockOperation;
 use serde::Serialize;
 
+use super::layout::{self, Layout};
 pub use super::model::Descriptor;
 use super::model::{self, DescriptorExt, ImageIndex, Manifest};
 use super::reference::Reference;
@@ -93,7 +94,7 @@ pub struct Layer {
 /// An OCI image layout directory used as eifbake's blob store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    root: PathBuf,
+    layout: Layout,
 }
 
 /// The `index.json` name for an image fetched as `reference`: skopeo's and
@@ -118,12 +119,12 @@ impl Store {
 
     /// Open a store, creating an empty layout if the directory does not hold one.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
-        let root = root.as_ref().to_path_buf();
-        for d in [root.join("blobs/sha256"), root.join("ingest")] {
+        let paths = Layout::new(root.as_ref());
+        for d in [paths.blobs(), paths.ingest()] {
             fs::create_dir_all(&d)
                 .with_context(|| format!("cannot create store directory {}", d.display()))?;
         }
-        let layout = root.join("oci-layout");
+        let layout = paths.oci_layout();
         match fs::read(&layout) {
             Ok(b) => {
                 let v: serde_json::Value =
@@ -133,14 +134,14 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fsutil::write_atomic(&layout, b"{\"imageLayoutVersion\":\"1.0.0\"}")?;
+                fsutil::write_atomic(&layout, layout::OCI_LAYOUT_CONTENT)?;
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", layout.display())),
         }
-        let store = Store { root };
-        if !store.root.join("index.json").exists() {
+        let store = Store { layout: paths };
+        if !store.layout.index().exists() {
             let _lock = store.lock_index()?;
-            if !store.root.join("index.json").exists() {
+            if !store.layout.index().exists() {
                 store.write_index(&model::empty_index())?;
             }
         }
@@ -148,12 +149,17 @@ impl Store {
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    /// Where everything in this store lives.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Where a blob lives (whether or not it is present).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+        self.layout.blob(digest)
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
@@ -163,15 +169,17 @@ impl Store {
     /// Open a present blob for reading.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let p = self.blob_path(digest);
-        File::open(&p).with_context(|| format!("blob {digest} is not in the store {}", self.root.display()))
+        File::open(&p).with_context(|| format!("blob {digest} is not in the store {}", self.root().display()))
     }
 
     /// Start writing a blob that must turn out to be `expected` with `size` bytes.
     pub fn blob_writer(&self, expected: Digest, size: u64) -> Result<BlobWriter> {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{}.", expected.hex()))
-            .tempfile_in(self.root.join("ingest"))
-            .with_context(|| format!("cannot create a temporary file in {}/ingest", self.root.display()))?;
+            .tempfile_in(self.layout.ingest())
+            .with_context(|| {
+                format!("cannot create a temporary file in {}", self.layout.ingest().display())
+            })?;
         let file = tmp.reopen().with_context(|| format!("cannot open {}", tmp.path().display()))?;
         Ok(BlobWriter {
             target: self.blob_path(&expected),
@@ -297,7 +305,7 @@ impl Store {
     /// Read `index.json`.
     /// Read `index.json`; every image it lists must have a sha256 digest.
     pub fn index(&self) -> Result<ImageIndex> {
-        let p = self.root.join("index.json");
+        let p = self.layout.index();
         let b = fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
         let index: ImageIndex =
             serde_json::from_slice(&b).with_context(|| format!("{}: not an OCI image index", p.display()))?;
@@ -308,11 +316,11 @@ impl Store {
     }
 
     fn write_index(&self, index: &ImageIndex) -> Result<()> {
-        fsutil::write_atomic(self.root.join("index.json"), &model::layout_index_bytes(index))
+        fsutil::write_atomic(self.layout.index(), &model::layout_index_bytes(index))
     }
 
     fn lock_index(&self) -> Result<StoreLock> {
-        self.flock("index.lock", FlockOperation::LockExclusive)
+        self.flock(self.layout.index_lock(), FlockOperation::LockExclusive)
     }
 
     /// Hold this while adding blobs that are not yet named in `index.json`
@@ -320,11 +328,10 @@ impl Store {
     /// never deletes blobs of an image still being assembled. Shared: any
     /// number of fetches run together.
     pub fn writing(&self) -> Result<StoreLock> {
-        self.flock("gc.lock", FlockOperation::LockShared)
+        self.flock(self.layout.gc_lock(), FlockOperation::LockShared)
     }
 
-    fn flock(&self, name: &str, how: FlockOperation) -> Result<StoreLock> {
-        let p = self.root.join(name);
+    fn flock(&self, p: PathBuf, how: FlockOperation) -> Result<StoreLock> {
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -368,7 +375,7 @@ impl Store {
             })
             .cloned()
             .with_context(|| {
-                format!("no image {what:?} in the store {} (see `eifbake store ls`)", self.root.display())
+                format!("no image {what:?} in the store {} (see `eifbake store ls`)", self.root().display())
             })
     }
 
@@ -395,12 +402,12 @@ impl Store {
         }
         match found.len() {
             0 if problems.is_empty() => Ok(None),
-            0 => bail!("{reference} in the store {}: {}", self.root.display(), problems.join("; ")),
+            0 => bail!("{reference} in the store {}: {}", self.root().display(), problems.join("; ")),
             1 => Ok(found.pop()),
             _ => bail!(
                 "{reference}: the store {} records {} different linux/{arch} images under this reference ({}); \
                  import the one you mean again with `eifbake store import PATH --name {reference}`",
-                self.root.display(),
+                self.root().display(),
                 found.len(),
                 found.iter().map(|r| r.manifest.to_string()).collect::<Vec<_>>().join(", ")
             ),
@@ -459,12 +466,12 @@ impl Store {
     /// Remove blobs not reachable from `index.json` (and its `io.eifbake.index-digest`
     /// annotations) or from `extra_roots`; returns what was (or would be) removed.
     pub fn gc(&self, extra_roots: &[Digest], dry_run: bool) -> Result<Vec<(Digest, u64)>> {
-        let _writers = self.flock("gc.lock", FlockOperation::LockExclusive)?;
+        let _writers = self.flock(self.layout.gc_lock(), FlockOperation::LockExclusive)?;
         let _lock = self.lock_index()?;
         let index = self.index()?;
         let mut roots: Vec<Digest> = extra_roots.to_vec();
         for d in index.manifests() {
-            roots.push(d.sha256().context("index.json")?);
+            roots.push(d.sha256().with_context(|| self.layout.index().display().to_string())?);
             if let Some(i) = d.annotation(ANN_INDEX) {
                 roots.push(
                     i.parse().with_context(|| format!("index.json: bad {ANN_INDEX} annotation {i:?}"))?,
@@ -475,7 +482,7 @@ impl Store {
         for r in roots {
             keep.extend(self.closure(&r)?.0);
         }
-        let dir = self.root.join("blobs/sha256");
+        let dir = self.layout.blobs();
         let mut removed = Vec::new();
         let mut names: Vec<_> = fs::read_dir(&dir)
             .with_context(|| format!("cannot list {}", dir.display()))?
@@ -505,10 +512,10 @@ impl Store {
     /// first renamed to a `.gc-` name, so an interrupted removal never leaves a
     /// partial entry under a name a build would use. Returns (entry, bytes).
     pub fn gc_caches(&self, dry_run: bool) -> Result<Vec<(String, u64)>> {
-        let _writers = self.flock("gc.lock", FlockOperation::LockExclusive)?;
+        let _writers = self.flock(self.layout.gc_lock(), FlockOperation::LockExclusive)?;
         let mut removed = Vec::new();
-        for cache in ["steps", "sources"] {
-            let dir = self.root.join("eifbake").join(cache);
+        for cache in layout::CACHES {
+            let dir = self.layout.cache(cache);
             let mut entries: Vec<_> = match fs::read_dir(&dir) {
                 Ok(rd) => rd.collect::<io::Result<Vec<_>>>()?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -538,7 +545,7 @@ impl Store {
     /// Remove temporary files older than `age` from `ingest/` (left by killed
     /// processes; younger ones may belong to a fetch still running).
     pub fn clean_ingest(&self, age: std::time::Duration) -> Result<()> {
-        let dir = self.root.join("ingest");
+        let dir = self.layout.ingest();
         let now = std::time::SystemTime::now();
         for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
             let e = e?;
@@ -567,9 +574,8 @@ impl Store {
         name: Option<&Reference>,
     ) -> Result<Vec<String>> {
         let _writing = self.writing()?;
-        let src = Store { root: dir.to_path_buf() };
-        let layout = dir.join("oci-layout");
-        if !layout.is_file() {
+        let src = Store { layout: Layout::new(dir) };
+        if !src.layout.oci_layout().is_file() {
             bail!("{}: not an OCI image layout (no oci-layout file)", dir.display());
         }
         let index = src.index()?;
@@ -616,7 +622,7 @@ impl Store {
     ) -> Result<Vec<String>> {
         let tmp = tempfile::Builder::new()
             .prefix("archive.")
-            .tempdir_in(self.root.join("ingest"))
+            .tempdir_in(self.layout.ingest())
             .context("cannot create a temporary directory in the store")?;
         let f = File::open(tar_path).with_context(|| format!("cannot open {}", tar_path.display()))?;
         let mut ar = tar::Archive::new(io::BufReader::new(f));
@@ -644,7 +650,7 @@ impl Store {
             if !self.has_blob(&d) {
                 let f = src.open_blob(&d)?;
                 self.put_blob_verified(f, &d, size)
-                    .with_context(|| format!("blob {d} of {}", src.root.display()))?;
+                    .with_context(|| format!("blob {d} of {}", src.root().display()))?;
             }
             if is_manifest {
                 let m = self.manifest(&d)?;
@@ -666,7 +672,6 @@ impl Store {
         let mut index = model::empty_index();
         index.set_manifests(vec![desc]);
         let index_bytes = model::layout_index_bytes(&index);
-        let layout = b"{\"imageLayoutVersion\":\"1.0.0\"}";
         if out.extension().is_some_and(|e| e == "tar") {
             let mut ar = tar::Builder::new(fsutil::AtomicFile::create(out)?);
             // Fixed owners, modes and mtime 0, blobs in digest order: the same image exports to the same bytes.
@@ -678,19 +683,21 @@ impl Store {
                 h.set_mtime(0);
                 h
             };
-            for d in ["blobs/", "blobs/sha256/"] {
+            for d in layout::BLOB_DIRS {
                 ar.append_data(&mut header(0, true), d, io::empty())?;
             }
             for d in &blobs {
                 let f = self.open_blob(d)?;
                 let len = f.metadata()?.len();
-                ar.append_data(&mut header(len, false), format!("blobs/sha256/{}", d.hex()), f)?;
+                ar.append_data(&mut header(len, false), layout::blob_name(d), f)?;
             }
-            ar.append_data(&mut header(layout.len() as u64, false), "oci-layout", &layout[..])?;
-            ar.append_data(&mut header(index_bytes.len() as u64, false), "index.json", &index_bytes[..])?;
+            let oci_layout = layout::OCI_LAYOUT_CONTENT;
+            ar.append_data(&mut header(oci_layout.len() as u64, false), layout::OCI_LAYOUT, oci_layout)?;
+            ar.append_data(&mut header(index_bytes.len() as u64, false), layout::INDEX, &index_bytes[..])?;
             ar.into_inner().with_context(|| format!("writing {}", out.display()))?.commit()?;
         } else {
-            if out.join("index.json").exists() {
+            let dst_layout = Layout::new(out);
+            if dst_layout.index().exists() {
                 bail!(
                     "{}: already holds an OCI layout; import into it with skopeo or choose a new directory",
                     out.display()
@@ -700,9 +707,9 @@ impl Store {
             for d in &blobs {
                 dst.put_blob_verified(self.open_blob(d)?, d, fs::metadata(self.blob_path(d))?.len())?;
             }
-            fsutil::write_atomic(out.join("index.json"), &index_bytes)?;
-            let _ = fs::remove_dir(out.join("ingest"));
-            let _ = fs::remove_file(out.join("index.lock"));
+            fsutil::write_atomic(dst_layout.index(), &index_bytes)?;
+            let _ = fs::remove_dir(dst_layout.ingest());
+            let _ = fs::remove_file(dst_layout.index_lock());
         }
         Ok(())
     }
@@ -787,7 +794,7 @@ mod tests {
         let e = s.put_blob_verified(&b"hell"[..], &good, 5).unwrap_err().to_string();
         assert!(e.contains("received 4 bytes"), "{e}");
         assert!(!s.has_blob(&good));
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0, "temp files left");
+        assert_eq!(fs::read_dir(s.layout().ingest()).unwrap().count(), 0, "temp files left");
         s.put_blob_verified(&b"hello"[..], &good, 5).unwrap();
         assert_eq!(fs::read(s.blob_path(&good)).unwrap(), b"hello");
         assert_eq!(s.read_blob_bytes(&good).unwrap(), b"hello");

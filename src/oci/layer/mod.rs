@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(Compression::from_media_type(OCI_TAR_ZSTD), Ok(Some(Compression::Zstd)));
         assert_eq!(Compression::from_media_type(OCI_TAR), Ok(Some(Compression::None)));
         assert_eq!(Compression::from_media_type(OCTET_STREAM), Ok(None));
-        assert!(Compression::from_media_type("application/vnd.oci.image.config.v1+json").is_err());
+        assert!(Compression::from_media_type(OCI_CONFIG).is_err());
         assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
         assert_eq!(Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
         assert_eq!(Compression::sniff(b"ustar"), Compression::None);
