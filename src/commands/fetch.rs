@@ -4,14 +4,14 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::args::{FetchArgs, Global};
+use crate::args::{Global, RecipeLockArgs};
 use crate::fetch::fetch_lock;
 use crate::lock::Lock;
 use crate::oci::registry::Registry;
 use crate::oci::store::Store;
 use crate::progress::Progress;
 
-pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
+pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
     let (_recipe, lock) = Lock::load_checked_at(&args.recipe, args.lockfile.as_deref())?;
     let store = Store::open(Store::default_path(global.store.as_deref())?)?;
     let progress = Progress::bytes("fetch", 0);
