@@ -2,7 +2,10 @@
 //! and blobs, verified, into the [`Store`].
 //!
 //! Built on `oci-client` for the HTTP distribution protocol (token
-//! handshakes, redirects, accept headers). eifbake adds its policy on top:
+//! handshakes, redirects, accept headers). Manifests arrive as raw bytes and
+//! are parsed with [`Manifest::parse`], like the store's; descriptors are
+//! oci-spec's ([`super::model`]) and become oci-client's only in `oci_desc`,
+//! to ask for a blob. eifbake adds its policy on top:
 //!
 //! - registry mirrors ([`crate::config`]): an image of registry `R` is asked
 //!   of each mirror of `R` in order, then of `R` itself; the first that

@@ -872,6 +872,22 @@ mod tests {
     }
 
     #[test]
+    fn an_index_json_naming_a_non_sha256_blob_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let i = serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": media::OCI_MANIFEST, "digest": format!("sha512:{}", "a".repeat(128)), "size": 1}]});
+        fs::write(s.layout().index(), serde_json::to_vec(&i).unwrap()).unwrap();
+        let e = format!("{:#}", s.index().unwrap_err());
+        assert!(
+            e.contains(&s.layout().index().display().to_string()) && e.contains("sha256 blobs only"),
+            "{e}"
+        );
+        let e = format!("{:#}", s.find_image("x").unwrap_err());
+        assert!(e.contains("sha256 blobs only"), "{e}");
+    }
+
+    #[test]
     fn gc_waits_for_writers() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
