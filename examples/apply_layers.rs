@@ -15,7 +15,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use eifbake::oci::layer::{apply_layers, media_type, ApplyOptions, LayerSource};
+use eifbake::oci::layer::{apply_layers, ApplyOptions, LayerSource};
+use eifbake::oci::model::media;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +24,7 @@ fn main() -> Result<()> {
         bail!("usage: apply_layers TARGET LAYER.tar.gz...");
     }
     let layers: Vec<LayerSource> =
-        args[1..].iter().map(|p| LayerSource::new(p, media_type::OCI_TAR_GZIP, p.as_str())).collect();
+        args[1..].iter().map(|p| LayerSource::new(p, media::OCI_TAR_GZIP, p.as_str())).collect();
     let summary = apply_layers(&layers, Path::new(&args[0]), &ApplyOptions::default())?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())

@@ -57,7 +57,7 @@ pub enum Command {
     /// Resolve every image of a recipe to digests and write lockfiles/NAME.lock.
     Lock(LockArgs),
     /// Pull every pinned manifest, config and layer into the store, verifying digests.
-    Fetch(FetchArgs),
+    Fetch(RecipeLockArgs),
     /// Build a recipe into out/NAME.eif, .pcrs, .manifest.json and .provenance.json.
     ///
     /// Refuses inputs that are not pinned by the lock or that drifted from it
@@ -309,29 +309,24 @@ pub struct BuildSigningArgs {
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// recipes/NAME.toml or recipes/NAME/recipe.toml.
-    pub recipe: PathBuf,
+    #[command(flatten)]
+    pub target: RecipeLockArgs,
     /// Re-resolve tags even when the lock already pins them. (With the global --offline,
     /// references are resolved from the store: see `store import --name`.)
     #[arg(long)]
     pub update: bool,
-    /// Registries reachable over plain HTTP (loopback ones always are).
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub insecure_registry: Vec<String>,
-    /// Where to write the lock (default: lockfiles/NAME.lock beside recipes/).
-    #[arg(long, value_name = "FILE")]
-    pub lockfile: Option<PathBuf>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
+/// What `lock` and `fetch` both take: a recipe, its lockfile and the registries to reach.
 #[derive(Debug, Args)]
-pub struct FetchArgs {
+pub struct RecipeLockArgs {
+    /// recipes/NAME.toml or recipes/NAME/recipe.toml.
     pub recipe: PathBuf,
     /// Registries reachable over plain HTTP (loopback ones always are).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
+    /// The lockfile `lock` writes and `fetch` reads (default: lockfiles/NAME.lock beside
+    /// recipes/).
     #[arg(long, value_name = "FILE")]
     pub lockfile: Option<PathBuf>,
     /// Print the result as JSON.

@@ -70,7 +70,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::cache::{self, StepCache};
+use crate::cache::StepCache;
 use crate::cpio::{Content, Node, Tree};
 use crate::digest::Digest;
 use crate::eif::kernel::KernelKind;
@@ -343,7 +343,7 @@ fn materialise_sources(
     offline: bool,
 ) -> Result<BTreeMap<String, PathBuf>> {
     let base_dir = Recipe::base_dir(recipe_path);
-    let cache = SourceCache::new(cache::sources_dir(store.root()));
+    let cache = SourceCache::new(store.layout().sources());
     let mut source_dirs = BTreeMap::new();
     for (name, source) in &loaded.recipe.sources {
         let pin = loaded.lock.sources.get(name).with_context(|| {

@@ -1,5 +1,6 @@
-//! The caches eifbake keeps in the store beside the OCI layout, and the one
-//! place that knows their layout:
+//! The caches eifbake keeps in the store beside the OCI layout (where they
+//! are is [`crate::oci::layout`]'s; the inside of a step entry is this
+//! module's):
 //!
 //! - `STORE/eifbake/sources/<tree hex>/`: a materialised source tree, named
 //!   after its tree hash ([`crate::sources::SourceCache`]).
@@ -13,10 +14,12 @@
 //!
 //! Invariants, the same for both caches:
 //!
-//! - **Published whole.** An entry is built under a temporary `.incoming`
-//!   name in the cache directory and renamed to its final name with
-//!   `RENAME_NOREPLACE` ([`crate::fsutil::rename_noreplace`]): no build sees
-//!   a partial entry, and no rename ever replaces an entry.
+//! - **Published whole, by one sequence.** An entry is built under a
+//!   temporary `.incoming-` name in the cache directory, hashed, and renamed
+//!   to its final name with `RENAME_NOREPLACE`
+//!   ([`crate::fsutil::rename_noreplace`]); [`publish`] is that sequence,
+//!   and both caches use it. No build sees a partial entry, and no rename
+//!   ever replaces an entry.
 //! - **Never removed or replaced by a build.** Several builds may share a
 //!   store and read one entry at the same time. When a build finds the entry
 //!   it wanted to publish already there and sound, it keeps that one and
@@ -48,17 +51,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::digest::Digest;
 use crate::fsutil::{self, CopyModes};
+use crate::oci::layout::Layout;
 use crate::sources::output_tree_hash;
-
-/// Where the source cache lives in the store at `store_root`.
-pub fn sources_dir(store_root: &Path) -> PathBuf {
-    store_root.join("eifbake").join("sources")
-}
-
-/// Where the step cache lives in the store at `store_root`.
-pub fn steps_dir(store_root: &Path) -> PathBuf {
-    store_root.join("eifbake").join("steps")
-}
 
 /// A step entry's output tree, under the entry.
 const OUT: &str = "out";
@@ -74,7 +68,7 @@ pub struct StepCache {
 impl StepCache {
     /// The step cache of the store at `store_root`.
     pub fn new(store_root: &Path) -> StepCache {
-        StepCache { dir: steps_dir(store_root) }
+        StepCache { dir: Layout::new(store_root).steps() }
     }
 
     /// The entry of `key` (which may not exist).
@@ -107,29 +101,11 @@ impl StepCache {
     /// is kept and this copy dropped, with a warning when it is damaged or
     /// holds another tree (the step is not reproducible).
     pub fn publish(&self, step: &str, key: &Digest, out: &Path) -> Result<()> {
-        let hash = output_tree_hash(out).with_context(|| format!("step {step:?}: hashing its output"))?;
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .tempdir_in(&self.dir)
-            .with_context(|| format!("cannot create a temporary directory in {}", self.dir.display()))?;
-        let staged = tmp.path().join("entry");
-        fs::create_dir(&staged).with_context(|| format!("cannot create {}", staged.display()))?;
-        fsutil::copy_tree(out, &staged.join(OUT), &[], CopyModes::Exact)
-            .with_context(|| format!("step {step:?}: copying its output into the step cache"))?;
-        let copied = output_tree_hash(&staged.join(OUT))?;
-        if copied != hash {
-            bail!(
-                "step {step:?}: the copy of its output in {} hashes to {copied}, the output to {hash}",
-                staged.display()
-            );
-        }
-        fs::write(staged.join(RECORD), format!("{hash}\n"))
-            .with_context(|| format!("cannot write {}", staged.join(RECORD).display()))?;
         let entry = self.entry(key);
-        if fsutil::rename_noreplace(&staged, &entry)? {
-            return Ok(());
-        }
+        let hash = match publish(&self.dir, &entry, |staged| stage_step(step, out, staged))? {
+            Published::New(_) => return Ok(()),
+            Published::Exists(hash) => hash,
+        };
         match check_entry(&entry) {
             Ok(kept) if kept == hash => {}
             Ok(kept) => eprintln!(
@@ -148,6 +124,52 @@ impl StepCache {
     }
 }
 
+/// Build a step entry at `staged`: a copy of `out` in `out/`, and in `tree`
+/// the output-tree hash of that copy, hashed once, after copying: the
+/// record describes exactly what is published (the copy's fidelity to `out`
+/// is [`fsutil::copy_tree`]'s, tested there).
+fn stage_step(step: &str, out: &Path, staged: &Path) -> Result<Digest> {
+    fs::create_dir(staged).with_context(|| format!("cannot create {}", staged.display()))?;
+    let copy = staged.join(OUT);
+    fsutil::copy_tree(out, &copy, &[], CopyModes::Exact)
+        .with_context(|| format!("step {step:?}: copying its output into the step cache"))?;
+    let hash = output_tree_hash(&copy).with_context(|| format!("step {step:?}: hashing its output"))?;
+    fs::write(staged.join(RECORD), format!("{hash}\n"))
+        .with_context(|| format!("cannot write {}", staged.join(RECORD).display()))?;
+    Ok(hash)
+}
+
+/// What [`publish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The entry is the one just built, whose tree hashes to this.
+    New(Digest),
+    /// An entry of that name was there already and is kept, unchecked (the
+    /// caller checks it); the one just built (hashing to this) was dropped.
+    Exists(Digest),
+}
+
+/// The one way an entry enters a cache (both caches use it): `build` makes
+/// the entry at a path that does not exist yet, inside a temporary
+/// `.incoming-` directory in `dir`, and returns the hash of the tree it
+/// made; the entry is then renamed to `entry` (in `dir`) with
+/// `RENAME_NOREPLACE`, so no build ever sees a partial entry and no entry is
+/// ever replaced. The temporary directory goes, whatever happens.
+pub fn publish(dir: &Path, entry: &Path, build: impl FnOnce(&Path) -> Result<Digest>) -> Result<Published> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".incoming-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
+    let staged = tmp.path().join("entry");
+    let hash = build(&staged)?;
+    if fsutil::rename_noreplace(&staged, entry)? {
+        Ok(Published::New(hash))
+    } else {
+        Ok(Published::Exists(hash))
+    }
+}
+
 /// The recorded output-tree hash of the step entry `entry`, after checking
 /// that its `out/` still hashes to it.
 fn check_entry(entry: &Path) -> Result<Digest> {
@@ -160,4 +182,55 @@ fn check_entry(entry: &Path) -> Result<Digest> {
         bail!("{} hashes to {found}, but {} says {recorded}", entry.join(OUT).display(), record.display());
     }
     Ok(recorded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        let names = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.starts_with('.')).collect()
+    }
+
+    #[test]
+    fn publish_never_replaces_and_leaves_no_temporaries() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        let entry = dir.join("e");
+        let fill = |text: &'static str| {
+            move |p: &Path| {
+                fs::create_dir(p)?;
+                fs::write(p.join("f"), text)?;
+                Ok(Digest::of(text.as_bytes()))
+            }
+        };
+        assert_eq!(publish(&dir, &entry, fill("one")).unwrap(), Published::New(Digest::of(b"one")));
+        assert_eq!(publish(&dir, &entry, fill("two")).unwrap(), Published::Exists(Digest::of(b"two")));
+        assert_eq!(fs::read_to_string(entry.join("f")).unwrap(), "one", "an entry was replaced");
+        let e = publish(&dir, &dir.join("x"), |_| bail!("no")).unwrap_err();
+        assert_eq!(e.to_string(), "no");
+        assert!(!dir.join("x").exists());
+        assert_eq!(leftovers(&dir), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_step_entry_records_the_hash_of_what_it_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join("bin"), "x").unwrap();
+        fsutil::set_mode(&out.join("bin"), 0o755).unwrap();
+        let cache = StepCache::new(&d.path().join("store"));
+        let key = Digest::of(b"key");
+        cache.publish("s", &key, &out).unwrap();
+        let entry = cache.entry(&key);
+        let recorded = fs::read_to_string(entry.join(RECORD)).unwrap();
+        assert_eq!(recorded, format!("{}\n", output_tree_hash(&entry.join(OUT)).unwrap()));
+        assert_eq!(recorded.trim_end(), output_tree_hash(&out).unwrap().to_string());
+        assert_eq!(cache.lookup("s", &key).unwrap(), Some(entry.join(OUT)));
+        // Published again (another build, --no-cache): the first is kept.
+        cache.publish("s", &key, &out).unwrap();
+        assert_eq!(leftovers(&Layout::new(d.path().join("store")).steps()), Vec::<String>::new());
+    }
 }

@@ -60,6 +60,7 @@ use crate::digest::Digest;
 use crate::eif::diff::{compare, EifDiff};
 use crate::eif::Eif;
 use crate::lock::Lock;
+use crate::oci::layout::{self, Layout};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Project, Recipe};
@@ -340,23 +341,23 @@ impl Ctx<'_> {
     /// source cache (trees created in reverse name order when `reverse`)
     /// and step cache.
     fn run_store(&self, dir: &Path, i: usize, reverse: bool) -> Result<PathBuf> {
-        let store = dir.join("store");
-        fs::create_dir_all(store.join("eifbake"))?;
-        let base = &self.opts.store;
+        let store = Layout::new(dir.join("store"));
+        fs::create_dir_all(store.caches())?;
+        let base = Layout::new(&self.opts.store);
         // Hard links when the store is on the same file system, else copies.
         let linked = Command::new("cp")
             .arg("-al")
-            .arg(base.join("blobs"))
-            .arg(&store)
+            .arg(base.blob_tree())
+            .arg(store.root())
             .stderr(std::process::Stdio::null())
             .status()?;
         if !linked.success() {
-            let _ = fs::remove_dir_all(store.join("blobs"));
-            run_cmd(Command::new("cp").arg("-a").arg(base.join("blobs")).arg(&store), "cp blobs")?;
+            let _ = fs::remove_dir_all(store.blob_tree());
+            run_cmd(Command::new("cp").arg("-a").arg(base.blob_tree()).arg(store.root()), "cp blobs")?;
         }
-        for f in ["oci-layout", "index.json"] {
-            if base.join(f).exists() {
-                fs::copy(base.join(f), store.join(f))?;
+        for f in layout::LAYOUT_FILES {
+            if base.root().join(f).exists() {
+                fs::copy(base.root().join(f), store.root().join(f))?;
             }
         }
         // Its source cache: the pinned trees, created in name order (reverse
@@ -376,8 +377,8 @@ impl Ctx<'_> {
                 bail!("a copy of source tree {tree} ({}) hashes to {got}", from.display());
             }
         }
-        std::os::unix::fs::symlink(&src_cache, store.join("eifbake").join("sources"))?;
-        Ok(store)
+        std::os::unix::fs::symlink(&src_cache, store.sources())?;
+        Ok(store.root().to_path_buf())
     }
 
     /// The `eifbake build` command of one run, with `vary` applied to its
@@ -588,7 +589,7 @@ fn prepare_base_store(
     let registry =
         crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(crate::config::mirrors(&[])?);
     crate::fetch::fetch_lock(&store, lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
-    let cache = crate::sources::SourceCache::new(store.root().join("eifbake").join("sources"));
+    let cache = crate::sources::SourceCache::new(store.layout().sources());
     let base_dir = Recipe::base_dir(recipe_path);
     let mut sources = Vec::new();
     for (name, source) in &recipe.sources {

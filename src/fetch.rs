@@ -21,17 +21,14 @@
 //! reference the lock names (not a mirror's), so `lock --offline` can
 //! resolve it later.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use oci_spec::image::ImageConfiguration;
-
 use crate::digest::Digest;
 use crate::lock::Lock;
+use crate::oci::model::{self, media, Descriptor, DescriptorExt, ImageConfiguration, Manifest};
 use crate::oci::registry::{PullRequest, PullStats, Registry};
-use crate::oci::store::{self, Descriptor, Platform, Store};
+use crate::oci::store::{self, Store};
 use crate::oci::Reference;
 use crate::platform::Arch;
 use crate::progress::Progress;
@@ -63,7 +60,8 @@ fn check_config(
         format!(
             "image {name:?} ({reference}): its config {} (manifest {}) is not an OCI image configuration; \
              the image is broken: pin another with `eifbake lock --update`",
-            c.digest, img.manifest
+            c.digest(),
+            img.manifest
         )
     })?;
     let have = config.architecture().to_string();
@@ -73,7 +71,7 @@ fn check_config(
              architecture {have:?}; re-lock with `eifbake lock --update`, or fix the image's platform",
             img.manifest,
             img.platform,
-            c.digest
+            c.digest()
         );
     }
     Ok(())
@@ -104,24 +102,19 @@ pub fn fetch_lock(
     let mut out = Vec::new();
     for (((name, img), req), stats) in lock.images.iter().zip(&requests).zip(stats) {
         let reference = &req.reference;
-        let m = store.manifest_any(&img.manifest)?;
-        if let Some(c) = &m.config {
-            check_config(store, name, &img.reference, img, c)?;
+        let m = store.manifest(&img.manifest)?;
+        if let Manifest::Image(im) = &m {
+            check_config(store, name, &img.reference, img, im.config())?;
         }
-        let mut desc = Descriptor {
-            media_type: m.media_type.clone().unwrap_or_else(|| store::MEDIA_OCI_MANIFEST.to_string()),
-            digest: img.manifest,
-            size: std::fs::metadata(store.blob_path(&img.manifest))?.len(),
-            annotations: BTreeMap::new(),
-            platform: Some(Platform {
-                architecture: img.platform.arch.oci().to_string(),
-                os: img.platform.os.clone(),
-                variant: img.platform.variant.clone(),
-            }),
-        };
-        desc.annotations.insert(store::ANN_REFERENCE.to_string(), reference.to_string());
+        let media_type = m.media_type().map_or(media::OCI_MANIFEST.to_string(), |t| t.to_string());
+        let size = std::fs::metadata(store.blob_path(&img.manifest))?.len();
+        let mut desc = model::descriptor(&media_type, &img.manifest, size);
+        let mut platform = model::platform(&img.platform.os, img.platform.arch.oci());
+        platform.set_variant(img.platform.variant.clone());
+        desc.set_platform(Some(platform));
+        desc.annotate(store::ANN_REFERENCE, reference.to_string());
         if let Some(i) = img.index {
-            desc.annotations.insert(store::ANN_INDEX.to_string(), i.to_string());
+            desc.annotate(store::ANN_INDEX, i.to_string());
         }
         let ref_name = store::ref_name_for(&reference.to_string());
         store.add_image(&ref_name, desc)?;

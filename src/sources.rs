@@ -34,7 +34,8 @@
 //!   hash); one that differs is refused, not repaired, naming the entry and
 //!   `eifbake store gc --caches` (why: [`crate::cache`]).
 //!
-//! Entries are published by a rename that never replaces an existing entry,
+//! Entries are published by [`crate::cache::publish`], whose rename never
+//! replaces an existing entry,
 //! and a build never removes one, so builds sharing a store may read the
 //! same entry at once.
 //!
@@ -122,6 +123,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::cache;
 use crate::cargo_vendor::{self, LockedCrate};
 use crate::digest::Digest;
 use crate::fsutil;
@@ -486,17 +488,14 @@ impl SourceCache {
                 self.dir.display()
             );
         }
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let scratch = tempfile::Builder::new()
-            .prefix(".incoming.")
-            .tempdir_in(&self.dir)
-            .with_context(|| format!("cannot create a temporary directory in {}", self.dir.display()))?;
-        let tmp = scratch.path().join("tree");
-        materialize(name, source, base_dir, pin, &tmp)?;
+        let published =
+            cache::publish(&self.dir, &entry, |staged| materialize(name, source, base_dir, pin, staged))?;
         // Another build may have published the same tree meanwhile: then
         // that one is kept (it may be in use) if it is sound, and ours dropped.
-        if !fsutil::rename_noreplace(&tmp, &entry)? && !self.verified(name, &entry, pin)? {
-            bail!("sources.{name}: cannot publish {}", entry.display());
+        if let cache::Published::Exists(_) = published {
+            if !self.verified(name, &entry, pin)? {
+                bail!("sources.{name}: cannot publish {}", entry.display());
+            }
         }
         Ok(entry)
     }

@@ -28,7 +28,8 @@ use std::time::Duration;
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
 use common::{eifbake_ok, layer_tar, push_multi_arch, Entry, TestRegistry};
 use eifbake::lock::Lock;
-use eifbake::oci::store::{Descriptor, Store};
+use eifbake::oci::model::{Descriptor, DescriptorExt};
+use eifbake::oci::store::Store;
 
 /// The demo's init: mounts, reads /env and /cmd, runs the command, powers off.
 const INIT: &str = include_str!("../recipes/hello/init/init");
@@ -157,15 +158,15 @@ fn aarch64_recipe_locks_arm64_manifests_and_its_eif_boots() {
     for (name, (index, manifests)) in [("os", &p.os), ("linux", &kernels)] {
         let li = &lock.images[name];
         assert_eq!(li.platform.to_string(), "linux/arm64", "{name}");
-        assert_eq!(li.manifest, manifests[1].digest, "{name}: not the arm64 manifest");
-        assert_eq!(li.index, Some(index.digest), "{name}");
+        assert_eq!(li.manifest, manifests[1].sha256().unwrap(), "{name}: not the arm64 manifest");
+        assert_eq!(li.index, Some(index.sha256().unwrap()), "{name}");
     }
     // The same references in a recipe without `arch` pin the amd64 manifests.
     let amd = p.recipe("amd", "x86_64", "fx/linux:1", "");
     let lock = p.lock(&amd);
     for (name, (_, manifests)) in [("os", &p.os), ("linux", &kernels)] {
         assert_eq!(lock.images[name].platform.to_string(), "linux/amd64", "{name}");
-        assert_eq!(lock.images[name].manifest, manifests[0].digest, "{name}");
+        assert_eq!(lock.images[name].manifest, manifests[0].sha256().unwrap(), "{name}");
     }
 
     // No steps: builds on this host whatever its arch.
@@ -294,7 +295,7 @@ fn a_lock_pinning_another_platforms_manifest_is_refused() {
     let recipe = p.recipe("edited", "aarch64", "fx/synthetic-linux:1", "");
     let lock = p.lock(&recipe);
     // A hand edit: the amd64 manifest under the arm64 platform the recipe needs.
-    let (arm, amd) = (p.os.1[1].digest, p.os.1[0].digest);
+    let (arm, amd) = (p.os.1[1].sha256().unwrap(), p.os.1[0].sha256().unwrap());
     assert_eq!(lock.images["os"].manifest, arm);
     let lockfile = p.path("lockfiles/edited.lock");
     fs::write(&lockfile, fs::read_to_string(&lockfile).unwrap().replace(&arm.to_string(), &amd.to_string()))

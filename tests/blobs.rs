@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::{eifbake, eifbake_ok, push_fixtures, write_recipe, TestRegistry};
 use eifbake::digest::Digest;
-use eifbake::oci::layer::{apply_layers, media_type, ApplyOptions, ErrorKind, LayerError, LayerSource};
+use eifbake::oci::layer::{apply_layers, ApplyOptions, ErrorKind, LayerError, LayerSource};
+use eifbake::oci::model::{self, media, DescriptorExt};
 use eifbake::oci::store::BlobError;
 use eifbake::oci::Store;
 
@@ -118,8 +119,7 @@ fn a_tampered_layer_is_refused_and_nothing_is_extracted() {
     let evil = small_tar(&[("etc/evil", b"pwned!")], &[]);
     assert_eq!(good.len(), evil.len());
     fs::write(w.blob("l"), &evil).unwrap();
-    let l =
-        LayerSource::new(w.blob("l"), media_type::OCI_TAR, "img layer").verified(digest, good.len() as u64);
+    let l = LayerSource::new(w.blob("l"), media::OCI_TAR, "img layer").verified(digest, good.len() as u64);
     let le = w.apply(std::slice::from_ref(&l), &ApplyOptions::default()).unwrap_err();
     assert!(
         matches!(blob_error(&le), BlobError::Corrupt { digest: d, found, .. }
@@ -140,7 +140,7 @@ fn a_tampered_layer_is_refused_and_nothing_is_extracted() {
     let (good_gz, mut evil_gz) = (gz(&good), gz(&evil));
     evil_gz.resize(good_gz.len(), 0);
     fs::write(w.blob("g"), &evil_gz).unwrap();
-    let g = LayerSource::new(w.blob("g"), media_type::OCI_TAR_GZIP, "img layer")
+    let g = LayerSource::new(w.blob("g"), media::OCI_TAR_GZIP, "img layer")
         .verified(Digest::of(&good_gz), good_gz.len() as u64);
     let le = w.apply(&[g], &ApplyOptions::default()).unwrap_err();
     assert!(matches!(blob_error(&le), BlobError::Corrupt { .. }), "{le}");
@@ -162,8 +162,7 @@ fn bytes_after_the_end_of_the_tar_are_hashed_too() {
     let n = evil.len();
     evil[n - 100..].fill(0xee);
     fs::write(w.blob("l"), &evil).unwrap();
-    let l = LayerSource::new(w.blob("l"), media_type::OCI_TAR, "l")
-        .verified(Digest::of(&good), good.len() as u64);
+    let l = LayerSource::new(w.blob("l"), media::OCI_TAR, "l").verified(Digest::of(&good), good.len() as u64);
     let le = w.apply(&[l], &ApplyOptions::default()).unwrap_err();
     assert!(matches!(blob_error(&le), BlobError::Corrupt { .. }), "{le}");
     w.assert_clean();
@@ -172,8 +171,8 @@ fn bytes_after_the_end_of_the_tar_are_hashed_too() {
     let mut longer = good.clone();
     longer.extend_from_slice(b"extra");
     fs::write(w.blob("l2"), &longer).unwrap();
-    let l = LayerSource::new(w.blob("l2"), media_type::OCI_TAR, "l")
-        .verified(Digest::of(&good), good.len() as u64);
+    let l =
+        LayerSource::new(w.blob("l2"), media::OCI_TAR, "l").verified(Digest::of(&good), good.len() as u64);
     let le = w.apply(&[l], &ApplyOptions::default()).unwrap_err();
     assert!(
         matches!(blob_error(&le), BlobError::Size { declared, found, .. }
@@ -195,7 +194,7 @@ fn a_one_gib_gzip_bomb_is_refused_quickly_and_leaves_nothing() {
     // budget stops extraction at the layer's allowance.
     let many = gzip_bomb(&w.blob("many"), 16, 64 << 20);
     for (name, compressed) in [("one", one), ("many", many)] {
-        let l = LayerSource::new(w.blob(name), media_type::OCI_TAR_GZIP, format!("bomb {name}"));
+        let l = LayerSource::new(w.blob(name), media::OCI_TAR_GZIP, format!("bomb {name}"));
         let start = Instant::now();
         let le = w.apply(&[l], &ApplyOptions::default()).unwrap_err();
         let took = start.elapsed();
@@ -221,7 +220,7 @@ fn a_raised_limit_lets_a_legitimate_layer_through() {
     let w = Work::new();
     // 32 MiB of zeros compress about a thousandfold.
     let compressed = gzip_bomb(&w.blob("zeros"), 1, 32 << 20);
-    let l = LayerSource::new(w.blob("zeros"), media_type::OCI_TAR_GZIP, "zeros");
+    let l = LayerSource::new(w.blob("zeros"), media::OCI_TAR_GZIP, "zeros");
     let tight = ApplyOptions { layer_floor: 1 << 20, ..ApplyOptions::default() };
     let le = w.apply(std::slice::from_ref(&l), &tight).unwrap_err();
     assert!(
@@ -240,7 +239,7 @@ fn too_many_entries_and_too_long_paths() {
     let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
     let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
     fs::write(w.blob("many"), small_tar(&files, &[])).unwrap();
-    let l = LayerSource::new(w.blob("many"), media_type::OCI_TAR, "many");
+    let l = LayerSource::new(w.blob("many"), media::OCI_TAR, "many");
     let le = w.apply(&[l], &ApplyOptions { max_entries: 20, ..ApplyOptions::default() }).unwrap_err();
     assert!(matches!(le.kind, ErrorKind::TooManyEntries { limit: 20 }), "{le}");
     assert!(le.to_string().contains("max_entries"), "{le}");
@@ -259,7 +258,7 @@ fn too_many_entries_and_too_long_paths() {
     b.append_link(&mut h, "link", &long).unwrap();
     fs::write(w.blob("longlink"), b.into_inner().unwrap()).unwrap();
     for name in ["long", "longlink"] {
-        let l = LayerSource::new(w.blob(name), media_type::OCI_TAR, name);
+        let l = LayerSource::new(w.blob(name), media::OCI_TAR, name);
         let le = w.apply(std::slice::from_ref(&l), &ApplyOptions::default()).unwrap_err();
         assert!(matches!(le.kind, ErrorKind::PathTooLong { limit: 4096, len: 5000 }), "{name}: {le}");
         assert!(le.to_string().contains("max_path_length"), "{le}");
@@ -299,10 +298,10 @@ fn build_refuses_tampered_manifest_config_and_layer() {
     assert_eq!(code, 0, "the untampered build: {o}{e}");
 
     let store = Store::open(&store_dir).unwrap();
-    let manifest = fx.busybox.digest;
-    let m = store.manifest_any(&manifest).unwrap();
-    let config = m.config.as_ref().unwrap().digest;
-    let layer = m.layers.as_ref().unwrap()[0].digest;
+    let manifest = fx.busybox.sha256().unwrap();
+    let m = store.manifest(&manifest).unwrap();
+    let config = m.children()[0].sha256().unwrap();
+    let layer = m.children()[1].sha256().unwrap();
     for (what, d) in [("layer", layer), ("config", config), ("manifest", manifest)] {
         let p = store.blob_path(&d);
         let genuine = fs::read(&p).unwrap();
@@ -340,23 +339,14 @@ fn fetch_refuses_an_unparsable_config() {
     let config = b"this is not an image configuration";
     let cd = st.put_blob_bytes(config).unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": eifbake::oci::store::MEDIA_OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
-        "layers": [{"mediaType": media_type::OCI_TAR, "digest": ld.to_string(), "size": layer.len()}],
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": cd.to_string(), "size": config.len()},
+        "layers": [{"mediaType": media::OCI_TAR, "digest": ld.to_string(), "size": layer.len()}],
     }))
     .unwrap();
     let md = st.put_blob_bytes(&manifest).unwrap();
-    let desc = eifbake::oci::store::Descriptor {
-        media_type: eifbake::oci::store::MEDIA_OCI_MANIFEST.into(),
-        digest: md,
-        size: manifest.len() as u64,
-        annotations: Default::default(),
-        platform: Some(eifbake::oci::store::Platform {
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            variant: None,
-        }),
-    };
+    let mut desc = model::descriptor(media::OCI_MANIFEST, &md, manifest.len() as u64);
+    desc.set_platform(Some(model::platform("linux", "amd64")));
     let index = common::write_index(&st, &[desc]);
     common::push(&st, "bad", index, &reg.image("fx/badconfig:1"), None);
 

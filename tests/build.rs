@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
 use common::TestRegistry;
+use eifbake::oci::layout::Layout;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -227,10 +228,10 @@ fn builds_boots_and_rebuilds_identically_elsewhere() {
         dry["caches"].as_array().unwrap().iter().map(|e| e["entry"].as_str().unwrap()).collect();
     assert!(entries.iter().any(|e| e.starts_with("steps/")), "{dry}");
     assert!(dry["caches"].as_array().unwrap().iter().all(|e| e["bytes"].as_u64().unwrap() > 0), "{dry}");
-    assert!(fs::read_dir(store_a.join("eifbake/steps")).unwrap().count() > 0, "a dry run removed entries");
+    assert!(fs::read_dir(Layout::new(&store_a).steps()).unwrap().count() > 0, "a dry run removed entries");
     let done = gc(&[]);
     assert_eq!(done["caches"], dry["caches"]);
-    assert_eq!(fs::read_dir(store_a.join("eifbake/steps")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(Layout::new(&store_a).steps()).unwrap().count(), 0);
     let out_d = work.join("out-d");
     let log_d = p.build(&p.project(), &store_a, &out_d, &[], &[]);
     assert!(log_d.contains("step compile: ran"), "{log_d}");

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::{eifbake, TestRegistry};
 use eifbake::digest::Digest;
+use eifbake::oci::layout::Layout;
 
 /// The step: copies the source into `/out/r` and adds an executable, a
 /// symlink, a hard link, a FIFO, odd modes and another owner, all of which
@@ -82,7 +83,7 @@ impl Project {
 
     /// The only entry of the step cache.
     fn step_entry(&self) -> PathBuf {
-        only_entry(&self.store().join("eifbake/steps"))
+        only_entry(&Layout::new(self.store()).steps())
     }
 }
 
@@ -216,7 +217,7 @@ fn tampered_source_cache_entry_is_refused() {
     let p = Project::new("tsrc");
     let out = p.dir.path().join("out");
     let first = p.build_ok(&out, &[]);
-    let entry = only_entry(&p.store().join("eifbake/sources"));
+    let entry = only_entry(&Layout::new(p.store()).sources());
     fs::write(entry.join("sub/inner"), "evil\n").unwrap();
     for extra in [&[][..], &["--no-cache"][..]] {
         let (code, log) = p.build(&out, extra);
@@ -273,7 +274,7 @@ fn concurrent_builds_on_one_store_all_succeed_identically() {
         }
     }
     assert!(shas.iter().all(|s| *s == shas[0]), "builds differ: {shas:?}");
-    let leftovers: Vec<_> = fs::read_dir(p.store().join("eifbake/steps"))
+    let leftovers: Vec<_> = fs::read_dir(Layout::new(p.store()).steps())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .filter(|n| n.to_string_lossy().starts_with('.'))

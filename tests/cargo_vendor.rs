@@ -136,7 +136,7 @@ fn cargo_oracle(project: &Path, vendored: &Path, scratch: &Path) -> String {
 
 /// The one entry of the store's source cache, if any (no leftovers besides).
 fn cache_entries(store: &Path) -> Vec<PathBuf> {
-    let dir = eifbake::cache::sources_dir(store);
+    let dir = eifbake::oci::layout::Layout::new(store).sources();
     let mut v: Vec<PathBuf> = match fs::read_dir(&dir) {
         Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
         Err(_) => vec![],
@@ -194,7 +194,7 @@ fn cargo_lock_source_locks_fetches_builds_offline_and_satisfies_cargo() {
     server.serve(&format!("/crates/itoa/itoa-{}.crate", itoa.0.version), &itoa.1);
     let (code, log) = run(&store, &config, &["fetch", s(&recipe)]);
     assert_eq!(code, 0, "fetch: {log}");
-    let entry = eifbake::cache::sources_dir(&store).join(pin.tree.hex());
+    let entry = eifbake::oci::layout::Layout::new(&store).sources().join(pin.tree.hex());
     assert_eq!(cache_entries(&store), vec![entry.clone()]);
     assert!(log.contains("2 crates vendored"), "{log}");
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use eifbake::digest::Digest;
+use eifbake::oci::layout::Layout;
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
@@ -41,9 +42,9 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Check the layout's internal digests and return (manifest JSON, the layer's bytes).
 fn check_layout(dir: &Path, digest: Digest) -> (serde_json::Value, Vec<u8>) {
-    let blob = |d: &str| fs::read(dir.join("blobs/sha256").join(d.strip_prefix("sha256:").unwrap())).unwrap();
+    let blob = |d: &str| fs::read(Layout::new(dir).blob(&d.parse().unwrap())).unwrap();
     let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(Layout::new(dir).index()).unwrap()).unwrap();
     let desc = &index["manifests"][0];
     assert_eq!(desc["digest"], digest.to_string());
     assert_eq!(desc["annotations"]["org.opencontainers.image.ref.name"], "latest");

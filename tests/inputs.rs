@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use common::{eifbake, eifbake_env, push_fixtures, TestRegistry};
 use eifbake::lock::Lock;
+use eifbake::oci::model::DescriptorExt;
 use eifbake::oci::Store;
 
 fn s(p: &Path) -> &str {
@@ -80,7 +81,11 @@ fn lock_and_build(
 fn measured_inputs_hold_what_determines_the_bytes() {
     let (reg_a, reg_b) = (TestRegistry::start(), TestRegistry::start());
     let (fa, fb) = (push_fixtures(&reg_a), push_fixtures(&reg_b));
-    assert_eq!(fa.busybox.digest, fb.busybox.digest, "the fixtures differ between registries");
+    assert_eq!(
+        fa.busybox.sha256().unwrap(),
+        fb.busybox.sha256().unwrap(),
+        "the fixtures differ between registries"
+    );
     let dir = tempfile::tempdir().unwrap();
     let recipe = project(dir.path(), &reg_a.image("fx/busybox:1"), SCRIPT);
     let (eif_a, pcrs_a, m_a) =
@@ -233,7 +238,7 @@ fn registry_mirrors_serve_pinned_images_verified_by_digest() {
     assert_eq!(c, 2, "{e}");
     ok(&["--store", s(&store), "lock", s(&recipe), "--registry-mirror", &flag]);
     let lock = Lock::load(&dir.path().join("lockfiles/v.lock")).unwrap();
-    assert_eq!(lock.images["bb"].manifest, fx.busybox.digest);
+    assert_eq!(lock.images["bb"].manifest, fx.busybox.sha256().unwrap());
     assert_eq!(
         lock.images["bb"].reference,
         origin.image("fx/busybox:1"),
@@ -254,7 +259,7 @@ fn registry_mirrors_serve_pinned_images_verified_by_digest() {
     assert_eq!(origin.gets("/blobs/"), 0);
     // The store records the recipe's reference, not the mirror's.
     let listed = Store::open(&store).unwrap().find_image(&origin.image("fx/busybox:1")).unwrap();
-    assert_eq!(listed.digest, fx.busybox.digest);
+    assert_eq!(listed.sha256().unwrap(), fx.busybox.sha256().unwrap());
 
     // build (fresh store) and verify (fresh temporary store) with the flag.
     let out = dir.path().join("out");
@@ -285,7 +290,7 @@ fn registry_mirrors_serve_pinned_images_verified_by_digest() {
 
     // A mirror serving other bytes under a pinned digest is refused, and nothing is stored.
     let layout = Store::open(fx.layout.path()).unwrap();
-    let layer = layout.layers(&fx.busybox.digest).unwrap()[0].digest;
+    let layer = layout.layers(&fx.busybox.sha256().unwrap()).unwrap()[0].digest;
     let data = mirror.blob_data(&layer);
     let mut bytes = fs::read(&data).unwrap();
     let mid = bytes.len() / 2;
@@ -325,7 +330,7 @@ fn air_gapped_import_lock_build_verify() {
     let recipe = project(dir.path(), "fx/busybox:1", SCRIPT);
     ok(&["--offline", "--store", s(&store), "lock", s(&recipe)]);
     let lock = Lock::load(&dir.path().join("lockfiles/v.lock")).unwrap();
-    assert_eq!(lock.images["bb"].manifest, image.digest);
+    assert_eq!(lock.images["bb"].manifest, image.sha256().unwrap());
     assert_eq!(lock.images["bb"].platform.to_string(), "linux/amd64");
     let out_dir = dir.path().join("out");
     ok(&["--offline", "--store", s(&store), "build", s(&recipe), "--out", s(&out_dir)]);
@@ -344,9 +349,12 @@ fn air_gapped_import_lock_build_verify() {
 
     // A digest reference whose blobs are in the store needs no registry, --offline or not.
     let pinned = dir.path().join("pinned");
-    let recipe2 = project(&pinned, &format!("fx/busybox@{}", image.digest), SCRIPT);
+    let recipe2 = project(&pinned, &format!("fx/busybox@{}", image.sha256().unwrap()), SCRIPT);
     ok(&["--store", s(&store), "lock", s(&recipe2)]);
-    assert_eq!(Lock::load(&pinned.join("lockfiles/v.lock")).unwrap().images["bb"].manifest, image.digest);
+    assert_eq!(
+        Lock::load(&pinned.join("lockfiles/v.lock")).unwrap().images["bb"].manifest,
+        image.sha256().unwrap()
+    );
 
     // A reference the store has no record of: --offline says how to import it.
     let other = dir.path().join("other");

@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use eifbake::oci::layer::{
-    apply_layers, media_type, ApplyOptions, ApplySummary, DevicePolicy, ErrorKind, LayerError, LayerSource,
+    apply_layers, ApplyOptions, ApplySummary, DevicePolicy, ErrorKind, LayerError, LayerSource,
 };
+use eifbake::oci::layout::Layout;
+use eifbake::oci::model::media;
 use sha2::{Digest as _, Sha256};
 
 // ---------------------------------------------------------------- tar bytes
@@ -182,7 +184,7 @@ impl Work {
         LayerSource::new(p, mt, format!("layer-{}", self.n))
     }
     fn tar(&mut self, bytes: Vec<u8>) -> LayerSource {
-        self.layer(&bytes, media_type::OCI_TAR)
+        self.layer(&bytes, media::OCI_TAR)
     }
     fn apply(&self, layers: &[LayerSource]) -> anyhow::Result<ApplySummary> {
         apply_layers(layers, &self.target(), &ApplyOptions::default())
@@ -279,7 +281,7 @@ fn relative_symlink_up_is_not_followed() {
 fn symlink_planted_in_one_layer_is_not_followed_by_the_next() {
     let mut w = Work::new();
     let out = w.outside();
-    let l1 = w.layer(&gzip(&Tar::default().symlink("d", &out).finish()), media_type::OCI_TAR_GZIP);
+    let l1 = w.layer(&gzip(&Tar::default().symlink("d", &out).finish()), media::OCI_TAR_GZIP);
     let l2 = w.tar(Tar::default().file("d/sentinel", b"pwned").finish());
     let kind = refused(&w, &[l1, l2], "layer-2", "d/sentinel");
     assert!(matches!(kind, ErrorKind::SymlinkParent(_)), "{kind}");
@@ -509,7 +511,7 @@ fn whiteout_semantics() {
                 .file("nothing-dir/.wh.x", b"")
                 .finish(),
         ),
-        media_type::OCI_TAR_GZIP,
+        media::OCI_TAR_GZIP,
     );
     let s = w.apply(&[l1, l2]).unwrap();
     assert_eq!(s.whiteouts, 7);
@@ -563,7 +565,7 @@ fn duplicate_entries_last_wins() {
 fn gzip_and_zstd_bombs_stop_at_the_limit() {
     let zeros = vec![0u8; 8 << 20];
     let tar = Tar::default().file("zeros", &zeros).finish();
-    for (blob, mt) in [(gzip(&tar), media_type::OCI_TAR_GZIP), (zstd(&tar), media_type::OCI_TAR_ZSTD)] {
+    for (blob, mt) in [(gzip(&tar), media::OCI_TAR_GZIP), (zstd(&tar), media::OCI_TAR_ZSTD)] {
         assert!(blob.len() < 64 << 10, "the bomb should be small: {}", blob.len());
         let mut w = Work::new();
         let l = w.layer(&blob, mt);
@@ -615,7 +617,7 @@ fn huge_sparse_and_huge_declared_entries_are_refused_before_writing() {
     bytes.extend_from_slice(&[7u8; 512]);
     bytes.extend_from_slice(&[0u8; 1024]);
     let mut w = Work::new();
-    let l = w.layer(&gzip(&bytes), media_type::OCI_TAR_GZIP);
+    let l = w.layer(&gzip(&bytes), media::OCI_TAR_GZIP);
     let kind = refused(&w, &[l], "layer-1", "sparse");
     assert!(matches!(kind, ErrorKind::TooLarge { .. }), "{kind}");
 
@@ -655,10 +657,10 @@ fn truncated_and_corrupt_layers_are_refused() {
     let gz = gzip(&tar);
     let zs = zstd(&tar);
     let cases = [
-        (gz[..gz.len() / 2].to_vec(), media_type::OCI_TAR_GZIP),
-        (gz[..gz.len() - 4].to_vec(), media_type::DOCKER_TAR_GZIP),
-        (zs[..zs.len() / 2].to_vec(), media_type::OCI_TAR_ZSTD),
-        (tar[..700].to_vec(), media_type::OCI_TAR),
+        (gz[..gz.len() / 2].to_vec(), media::OCI_TAR_GZIP),
+        (gz[..gz.len() - 4].to_vec(), media::DOCKER_TAR_GZIP),
+        (zs[..zs.len() / 2].to_vec(), media::OCI_TAR_ZSTD),
+        (tar[..700].to_vec(), media::OCI_TAR),
     ];
     for (blob, mt) in cases {
         let mut w = Work::new();
@@ -670,7 +672,7 @@ fn truncated_and_corrupt_layers_are_refused() {
     }
     // A media type that contradicts the bytes.
     let mut w = Work::new();
-    let l = w.layer(&zs, media_type::OCI_TAR_GZIP);
+    let l = w.layer(&zs, media::OCI_TAR_GZIP);
     let le = w.apply(&[l]).unwrap_err().downcast::<LayerError>().unwrap();
     assert!(matches!(le.kind, ErrorKind::MediaType(_)), "{le}");
     w.assert_clean();
@@ -834,14 +836,15 @@ fn sha256_hex(b: &[u8]) -> String {
 
 fn write_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
     let d = sha256_hex(bytes);
-    fs::write(layout.join("blobs/sha256").join(&d), bytes).unwrap();
+    fs::write(Layout::new(layout).blobs().join(&d), bytes).unwrap();
     (format!("sha256:{d}"), bytes.len())
 }
 
 /// A one-image OCI layout tagged `test`, with layers given as (blob, media type, uncompressed tar).
 fn write_layout(layout: &Path, layers: &[(Vec<u8>, &str, &[u8])]) {
-    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let paths = Layout::new(layout);
+    fs::create_dir_all(paths.blobs()).unwrap();
+    fs::write(paths.oci_layout(), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let diff_ids: Vec<String> =
         layers.iter().map(|(_, _, tar)| format!("sha256:{}", sha256_hex(tar))).collect();
     let config = serde_json::json!({
@@ -857,17 +860,17 @@ fn write_layout(layout: &Path, layers: &[(Vec<u8>, &str, &[u8])]) {
         })
         .collect();
     let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": cd, "size": cs},
         "layers": descs,
     });
     let (md, ms) = write_blob(layout, manifest.to_string().as_bytes());
     let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX,
+        "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": md, "size": ms,
                        "annotations": {"org.opencontainers.image.ref.name": "test"}}],
     });
-    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    fs::write(paths.index(), index.to_string()).unwrap();
 }
 
 #[test]
@@ -883,9 +886,9 @@ fn same_tree_as_umoci_unpack() {
     write_layout(
         &layout,
         &[
-            (gzip(&t1), media_type::OCI_TAR_GZIP, &t1),
-            (t2.clone(), media_type::OCI_TAR, &t2),
-            (gzip(&t3), media_type::OCI_TAR_GZIP, &t3),
+            (gzip(&t1), media::OCI_TAR_GZIP, &t1),
+            (t2.clone(), media::OCI_TAR, &t2),
+            (gzip(&t3), media::OCI_TAR_GZIP, &t3),
         ],
     );
     let bundle = work.path().join("bundle");
@@ -901,13 +904,10 @@ fn same_tree_as_umoci_unpack() {
     let blobs = work.path().join("mine");
     fs::create_dir(&blobs).unwrap();
     let mut sources = Vec::new();
-    for (i, (bytes, mt)) in [
-        (gzip(&t1), media_type::OCI_TAR_GZIP),
-        (t2.clone(), media_type::OCI_TAR),
-        (zstd(&t3), media_type::OCI_TAR_ZSTD),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (bytes, mt)) in
+        [(gzip(&t1), media::OCI_TAR_GZIP), (t2.clone(), media::OCI_TAR), (zstd(&t3), media::OCI_TAR_ZSTD)]
+            .into_iter()
+            .enumerate()
     {
         let p = blobs.join(format!("l{i}"));
         fs::write(&p, bytes).unwrap();
@@ -963,13 +963,13 @@ fn xattrs_from_pax_records() {
 fn compression_from_media_type_or_magic() {
     let tar = Tar::default().dir("d").file("d/f", b"contents").symlink("d/s", "f").finish();
     let cases = [
-        (gzip(&tar), media_type::OCI_TAR_GZIP),
-        (gzip(&tar), media_type::DOCKER_TAR_GZIP),
-        (gzip(&tar), media_type::OCTET_STREAM),
-        (zstd(&tar), media_type::OCI_TAR_ZSTD),
-        (zstd(&tar), media_type::DOCKER_TAR),
-        (tar.clone(), media_type::OCI_TAR),
-        (tar.clone(), media_type::OCTET_STREAM),
+        (gzip(&tar), media::OCI_TAR_GZIP),
+        (gzip(&tar), media::DOCKER_TAR_GZIP),
+        (gzip(&tar), media::OCTET_STREAM),
+        (zstd(&tar), media::OCI_TAR_ZSTD),
+        (zstd(&tar), media::DOCKER_TAR),
+        (tar.clone(), media::OCI_TAR),
+        (tar.clone(), media::OCTET_STREAM),
     ];
     let mut trees = Vec::new();
     for (blob, mt) in cases {
@@ -982,7 +982,7 @@ fn compression_from_media_type_or_magic() {
     assert!(trees.iter().all(|t| t == &trees[0]));
     // Not a layer type at all.
     let mut w = Work::new();
-    let l = w.layer(&tar, "application/vnd.oci.image.config.v1+json");
+    let l = w.layer(&tar, media::OCI_CONFIG);
     let le = w.apply(&[l]).unwrap_err().downcast::<LayerError>().unwrap();
     assert!(matches!(le.kind, ErrorKind::MediaType(_)), "{le}");
     w.assert_clean();

@@ -9,6 +9,8 @@ use std::path::Path;
 use common::*;
 use eifbake::digest::Digest;
 use eifbake::lock::Lock;
+use eifbake::oci::layout::Layout;
+use eifbake::oci::model::DescriptorExt;
 use eifbake::oci::Store;
 
 fn s(p: &Path) -> &str {
@@ -51,7 +53,7 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
     let (bb_digest, _) = skopeo_raw(&reg.image("fx/busybox:1"));
     assert_eq!(lock.images["busybox"].manifest, bb_digest);
     assert_eq!(lock.images["busybox"].index, Some(bb_digest), "single manifest: index = manifest");
-    assert_eq!(bb_digest, fx.busybox.digest);
+    assert_eq!(bb_digest, fx.busybox.sha256().unwrap());
     let (multi_digest, multi_raw) = skopeo_raw(&reg.image("fx/multi:1"));
     assert_eq!(lock.images["multi"].index, Some(multi_digest));
     let amd64 = multi_raw["manifests"]
@@ -64,7 +66,7 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
         .unwrap()
         .to_string();
     assert_eq!(lock.images["multi"].manifest.to_string(), amd64);
-    assert_eq!(lock.images["multi"].manifest, fx.multi_amd64.digest);
+    assert_eq!(lock.images["multi"].manifest, fx.multi_amd64.sha256().unwrap());
     assert_eq!(lock.images["multi"].platform.to_string(), "linux/amd64");
     assert!(std::fs::read_to_string(&lock_path)
         .unwrap()
@@ -82,21 +84,32 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
     let out = eifbake_ok(&["--store", s(&store_dir), "fetch", s(&recipe)]);
     assert!(out.contains("downloaded"), "{out}");
     let store = Store::open(&store_dir).unwrap();
-    for d in [fx.busybox.digest, fx.multi.digest, fx.multi_amd64.digest, fx.layers.digest] {
+    for d in [
+        fx.busybox.sha256().unwrap(),
+        fx.multi.sha256().unwrap(),
+        fx.multi_amd64.sha256().unwrap(),
+        fx.layers.sha256().unwrap(),
+    ] {
         assert!(store.has_blob(&d), "{d} not fetched");
     }
-    assert!(!store.has_blob(&fx.multi_arm64.digest), "the arm64 manifest was fetched for an amd64 recipe");
-    let layers = store.layers(&fx.layers.digest).unwrap();
+    assert!(
+        !store.has_blob(&fx.multi_arm64.sha256().unwrap()),
+        "the arm64 manifest was fetched for an amd64 recipe"
+    );
+    let layers = store.layers(&fx.layers.sha256().unwrap()).unwrap();
     assert_eq!(layers.len(), 3);
     assert!(layers[1].media_type.ends_with("+gzip"));
     for l in &layers {
         let (d, n) = Digest::of_reader(store.open_blob(&l.digest).unwrap()).unwrap();
         assert_eq!((d, n), (l.digest, l.size));
     }
-    assert_eq!(store.image_config(&fx.busybox.digest).unwrap().architecture().to_string(), "amd64");
+    assert_eq!(
+        store.image_config(&fx.busybox.sha256().unwrap()).unwrap().architecture().to_string(),
+        "amd64"
+    );
     // The busybox layer is shared by fx/busybox and fx/multi's amd64 image: downloaded once.
-    let shared = store.layers(&fx.busybox.digest).unwrap()[0].digest;
-    assert_eq!(store.layers(&fx.multi_amd64.digest).unwrap()[0].digest, shared);
+    let shared = store.layers(&fx.busybox.sha256().unwrap()).unwrap()[0].digest;
+    assert_eq!(store.layers(&fx.multi_amd64.sha256().unwrap()).unwrap()[0].digest, shared);
     assert_eq!(reg.gets(&format!("/blobs/{shared}")), 1, "{}", reg.log());
 
     // Re-fetch downloads nothing: no blob or manifest request reaches the registry.
@@ -123,7 +136,7 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
     let bb_name = names.iter().find(|n| n.contains("busybox")).unwrap();
     let inspect: serde_json::Value =
         serde_json::from_str(&skopeo(&["inspect", &format!("oci:{}:{bb_name}", s(&store_dir))])).unwrap();
-    assert_eq!(inspect["Digest"], fx.busybox.digest.to_string());
+    assert_eq!(inspect["Digest"], fx.busybox.sha256().unwrap().to_string());
     assert_eq!(inspect["Architecture"], "amd64");
     let umoci = std::process::Command::new("umoci").args(["ls", "--layout", s(&store_dir)]).output().unwrap();
     assert!(umoci.status.success(), "umoci ls: {}", String::from_utf8_lossy(&umoci.stderr));
@@ -146,7 +159,7 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 3);
     let store2 = proj.path().join("store2");
     eifbake_ok(&["--store", s(&store2), "store", "import", s(&tar)]);
-    assert_eq!(Store::open(&store2).unwrap().layers(&fx.layers.digest).unwrap().len(), 3);
+    assert_eq!(Store::open(&store2).unwrap().layers(&fx.layers.sha256().unwrap()).unwrap().len(), 3);
 
     // gc keeps everything reachable and removes a stray blob.
     let stray = store.put_blob_bytes(b"stray").unwrap();
@@ -157,7 +170,10 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
     assert!(store.has_blob(&stray));
     eifbake_ok(&["--store", s(&store_dir), "store", "gc"]);
     assert!(!store.has_blob(&stray));
-    assert!(store.has_blob(&fx.multi.digest), "gc dropped the index named by io.eifbake.index-digest");
+    assert!(
+        store.has_blob(&fx.multi.sha256().unwrap()),
+        "gc dropped the index named by io.eifbake.index-digest"
+    );
     Lock::load_checked(&recipe).unwrap();
 }
 
@@ -166,7 +182,7 @@ fn arm64_pins_and_digest_references_and_drift() {
     let reg = TestRegistry::start();
     let fx = push_fixtures(&reg);
     let proj = tempfile::tempdir().unwrap();
-    let pinned = format!("{}@{}", reg.image("fx/multi"), fx.multi.digest);
+    let pinned = format!("{}@{}", reg.image("fx/multi"), fx.multi.sha256().unwrap());
     let recipe = write_recipe(
         proj.path(),
         "arm",
@@ -175,11 +191,11 @@ fn arm64_pins_and_digest_references_and_drift() {
     );
     eifbake_ok(&["lock", s(&recipe)]);
     let lock = Lock::load(&proj.path().join("lockfiles/arm.lock")).unwrap();
-    assert_eq!(lock.images["multi"].manifest, fx.multi_arm64.digest);
+    assert_eq!(lock.images["multi"].manifest, fx.multi_arm64.sha256().unwrap());
     assert_eq!(lock.images["multi"].platform.to_string(), "linux/arm64");
     assert_eq!(lock.images["pinned"].reference, pinned);
-    assert_eq!(lock.images["pinned"].index, Some(fx.multi.digest));
-    assert_eq!(lock.images["pinned"].manifest, fx.multi_arm64.digest);
+    assert_eq!(lock.images["pinned"].index, Some(fx.multi.sha256().unwrap()));
+    assert_eq!(lock.images["pinned"].manifest, fx.multi_arm64.sha256().unwrap());
 
     // A single-platform amd64 image cannot be locked for aarch64.
     let bad = write_recipe(proj.path(), "bad", "aarch64", &[("busybox", reg.image("fx/busybox:1"))]);
@@ -217,11 +233,11 @@ fn offline_fetch_names_the_missing_blob() {
     let before = reg.gets("/v2/fx/");
     let (code, _, err) = eifbake(&["--offline", "--store", s(&store_dir), "fetch", s(&recipe)]);
     assert_eq!(code, 2);
-    assert!(err.contains(&fx.layers.digest.to_string()) && err.contains("--offline"), "{err}");
+    assert!(err.contains(&fx.layers.sha256().unwrap().to_string()) && err.contains("--offline"), "{err}");
 
     eifbake_ok(&["--store", s(&store_dir), "fetch", s(&recipe)]);
     let store = Store::open(&store_dir).unwrap();
-    let layer = store.layers(&fx.layers.digest).unwrap()[1].digest;
+    let layer = store.layers(&fx.layers.sha256().unwrap()).unwrap()[1].digest;
     std::fs::remove_file(store.blob_path(&layer)).unwrap();
     let after_fetch = reg.gets("/v2/fx/");
     let (code, _, err) = eifbake(&["--offline", "--store", s(&store_dir), "fetch", s(&recipe)]);
@@ -245,7 +261,7 @@ fn tampered_blob_is_refused_and_nothing_is_stored() {
     let recipe = write_recipe(proj.path(), "t", "x86_64", &[("busybox", reg.image("fx/busybox:1"))]);
     eifbake_ok(&["lock", s(&recipe)]);
     let layout = Store::open(fx.layout.path()).unwrap();
-    let layer = layout.layers(&fx.busybox.digest).unwrap()[0].digest;
+    let layer = layout.layers(&fx.busybox.sha256().unwrap()).unwrap()[0].digest;
     // Same length, one byte different: only the digest check can catch it.
     let data = reg.blob_data(&layer);
     let mut bytes = std::fs::read(&data).unwrap();
@@ -260,11 +276,11 @@ fn tampered_blob_is_refused_and_nothing_is_stored() {
     let store = Store::open(&store_dir).unwrap();
     assert!(!store.has_blob(&layer), "a tampered blob was stored");
     assert_eq!(
-        std::fs::read_dir(store_dir.join("ingest")).unwrap().count(),
+        std::fs::read_dir(Layout::new(&store_dir).ingest()).unwrap().count(),
         0,
         "temporary files left behind"
     );
-    assert!(store.index().unwrap().manifests.is_empty(), "the image was named although incomplete");
+    assert!(store.index().unwrap().manifests().is_empty(), "the image was named although incomplete");
 }
 
 #[test]
@@ -287,8 +303,8 @@ fn oci_archive_written_by_skopeo_imports() {
     let store = Store::open(&store_dir).unwrap();
     let img = store.find_image("layers").unwrap();
     // skopeo may rewrite the manifest, but the layers are the same blobs.
-    let ours: Vec<_> = Store::open(fx.layout.path()).unwrap().layers(&fx.layers.digest).unwrap();
-    let theirs = store.layers(&img.digest).unwrap();
+    let ours: Vec<_> = Store::open(fx.layout.path()).unwrap().layers(&fx.layers.sha256().unwrap()).unwrap();
+    let theirs = store.layers(&img.sha256().unwrap()).unwrap();
     assert_eq!(ours, theirs);
     // A corrupt archive is refused and leaves nothing named.
     let mut bytes = std::fs::read(&tar).unwrap();
@@ -300,7 +316,7 @@ fn oci_archive_written_by_skopeo_imports() {
     let (code, _, err) = eifbake(&["--store", s(&store3), "store", "import", s(&broken)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("broken.tar"), "{err}");
-    assert!(Store::open(&store3).unwrap().index().unwrap().manifests.is_empty());
+    assert!(Store::open(&store3).unwrap().index().unwrap().manifests().is_empty());
 }
 
 #[test]
@@ -325,17 +341,17 @@ fn concurrent_fetches_share_one_store() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let store = Store::open(&store_dir).unwrap();
-    assert_eq!(store.index().unwrap().manifests.len(), 3);
+    assert_eq!(store.index().unwrap().manifests().len(), 3);
     let mut n = 0;
-    for e in std::fs::read_dir(store_dir.join("blobs/sha256")).unwrap() {
+    for e in std::fs::read_dir(Layout::new(&store_dir).blobs()).unwrap() {
         let e = e.unwrap();
         let (d, _) = Digest::of_reader(std::fs::File::open(e.path()).unwrap()).unwrap();
         assert_eq!(d.hex(), e.file_name().to_str().unwrap(), "blob file does not hash to its name");
         n += 1;
     }
     assert!(n >= 10, "only {n} blobs");
-    assert_eq!(std::fs::read_dir(store_dir.join("ingest")).unwrap().count(), 0);
-    for d in [fx.busybox.digest, fx.multi_amd64.digest, fx.layers.digest] {
+    assert_eq!(std::fs::read_dir(Layout::new(&store_dir).ingest()).unwrap().count(), 0);
+    for d in [fx.busybox.sha256().unwrap(), fx.multi_amd64.sha256().unwrap(), fx.layers.sha256().unwrap()] {
         assert!(store.closure(&d).unwrap().1.is_empty(), "{d} incomplete");
     }
 }
@@ -371,5 +387,5 @@ fn credentials_from_registry_auth_file() {
     let store_dir = proj.path().join("store");
     let (code, out, err) = eifbake_env(&["--store", s(&store_dir), "fetch", s(&recipe)], &with_auth);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(Store::open(&store_dir).unwrap().closure(&fx.busybox.digest).unwrap().1.is_empty());
+    assert!(Store::open(&store_dir).unwrap().closure(&fx.busybox.sha256().unwrap()).unwrap().1.is_empty());
 }

@@ -8,6 +8,8 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use eifbake::oci::layout::Layout;
+
 use common::git::git;
 use common::{eifbake, TestRegistry};
 
@@ -248,7 +250,7 @@ fn a_reused_store_is_rehashed() {
     let (code, v, err) = verify(&["--store", s(&store), s(&b.manifest()), "--source", &source]);
     assert_eq!(code, 0, "{v:#}\n{err}");
     assert_eq!(v["verdict"], "GOOD");
-    let blobs = store.join("blobs/sha256");
+    let blobs = Layout::new(&store).blobs();
     let largest = fs::read_dir(&blobs)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::args::{FetchArgs, Global};
+use crate::args::{Global, RecipeLockArgs};
 use crate::fetch::fetch_lock;
 use crate::lock::Lock;
 use crate::oci::registry::Registry;
@@ -18,7 +18,7 @@ use crate::progress::Progress;
 use crate::recipe::{Recipe, SourceKind};
 use crate::sources::SourceCache;
 
-pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
+pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
     let (recipe, lock) = Lock::load_checked_at(&args.recipe, args.lockfile.as_deref())?;
     let store = Store::open(Store::default_path(global.store.as_deref())?)?;
     let progress = Progress::bytes("fetch", 0);
@@ -66,7 +66,7 @@ fn vendor_crates(
     recipe_path: &Path,
     offline: bool,
 ) -> Result<Vec<(String, PathBuf, usize)>> {
-    let cache = SourceCache::new(crate::cache::sources_dir(store.root()));
+    let cache = SourceCache::new(store.layout().sources());
     let base_dir = Recipe::base_dir(recipe_path);
     let mut out = Vec::new();
     for (name, source) in &recipe.sources {

@@ -12,13 +12,15 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::{Global, LockArgs};
 use crate::lock::{relock, Lock};
+use crate::oci::layout::Layout;
 use crate::oci::registry::Registry;
 use crate::oci::Store;
 use crate::recipe::Recipe;
 
 pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
-    let (recipe, _) = Recipe::load(&args.recipe)?;
-    let lock_path = args.lockfile.clone().unwrap_or_else(|| Lock::default_path(&args.recipe, &recipe.name));
+    let (recipe, _) = Recipe::load(&args.target.recipe)?;
+    let lock_path =
+        args.target.lockfile.clone().unwrap_or_else(|| Lock::default_path(&args.target.recipe, &recipe.name));
     let existing = if lock_path.exists() {
         Some(Lock::load(&lock_path).with_context(|| {
             format!("cannot update {}: fix or delete it, then run `eifbake lock` again", lock_path.display())
@@ -28,31 +30,38 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
     };
     // The store is only read: a missing one is not created.
     let store_dir = Store::default_path(global.store.as_deref())?;
-    let store = if store_dir.join("oci-layout").is_file() { Some(Store::open(&store_dir)?) } else { None };
-    let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
+    let store =
+        if Layout::new(&store_dir).oci_layout().is_file() { Some(Store::open(&store_dir)?) } else { None };
+    let registry = Registry::new(&args.target.insecure_registry).with_mirrors(global.mirrors()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let arch = recipe.arch;
-    let (lock, changes) = relock(&args.recipe, &lock_path, existing.as_ref(), args.update, |name, r| {
-        if r.digest().is_some() || global.offline {
-            if let Some(found) = store.as_ref().map(|s| s.resolve_local(r, arch)).transpose()?.flatten() {
-                return Ok(found);
+    let (lock, changes) = relock(
+        &args.target.recipe,
+        &lock_path,
+        existing.as_ref(),
+        args.update,
+        |name, r| {
+            if r.digest().is_some() || global.offline {
+                if let Some(found) = store.as_ref().map(|s| s.resolve_local(r, arch)).transpose()?.flatten() {
+                    return Ok(found);
+                }
             }
-        }
-        if global.offline {
-            bail!(
+            if global.offline {
+                bail!(
                 "image {name:?} ({r}) must be resolved, --offline forbids asking a registry, and the store {} \
                  has no image recorded as {r}; import one with `eifbake store import PATH --name {r}` \
                  (or fetch it once online)",
                 store_dir.display()
             );
-        }
-        rt.block_on(registry.resolve(r, arch))
-    })?;
+            }
+            rt.block_on(registry.resolve(r, arch))
+        },
+    )?;
     lock.save(&lock_path)?;
-    if args.json {
+    if args.target.json {
         let v = serde_json::json!({ "lockfile": lock_path, "images": changes });
         super::output::json(&v)?;
     } else {

@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::args::{Global, StoreCommand};
 use crate::digest::Digest;
 use crate::lock::Lock;
+use crate::oci::model::DescriptorExt;
 use crate::oci::store::{self, Store};
 
 pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
@@ -31,18 +32,18 @@ pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
         StoreCommand::Ls { json } => {
             let index = store.index()?;
             let mut rows = Vec::new();
-            for d in &index.manifests {
-                let (present, missing) = store.closure(&d.digest)?;
+            for d in index.manifests() {
+                let (present, missing) = store.closure(&d.sha256()?)?;
                 let bytes: u64 = present
                     .iter()
                     .map(|b| std::fs::metadata(store.blob_path(b)).map(|m| m.len()).unwrap_or(0))
                     .sum();
                 rows.push(serde_json::json!({
-                    "name": d.annotations.get(store::REF_NAME),
-                    "reference": d.annotations.get(store::ANN_REFERENCE),
-                    "digest": d.digest,
-                    "media_type": d.media_type,
-                    "platform": d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)),
+                    "name": d.annotation(store::REF_NAME),
+                    "reference": d.annotation(store::ANN_REFERENCE),
+                    "digest": d.digest(),
+                    "media_type": d.media_type(),
+                    "platform": d.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture())),
                     "bytes": bytes,
                     "complete": missing.is_empty(),
                 }));

@@ -1,5 +1,7 @@
 //! OCI images: references, the registry client and the content-addressed store.
 //!
+//! - [`layout`]: where everything lives under a store directory.
+//! - [`model`]: the OCI types (oci-spec's) and media types every other module uses.
 //! - [`reference`]: parse and print image references (`stagex/core-busybox:sx2026.03.0`).
 //! - [`registry`]: resolve references to digests and download verified blobs.
 //! - [`store`]: the OCI image layout on disk where every verified blob lives.
@@ -8,6 +10,8 @@
 //! Not for: deciding what a recipe pins ([`crate::lock`]).
 
 pub mod layer;
+pub mod layout;
+pub mod model;
 pub mod reference;
 pub mod registry;
 pub mod store;

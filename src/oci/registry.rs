@@ -2,7 +2,10 @@
 //! and blobs, verified, into the [`Store`].
 //!
 //! Built on `oci-client` for the HTTP distribution protocol (token
-//! handshakes, redirects, accept headers). eifbake adds its policy on top:
+//! handshakes, redirects, accept headers). Manifests arrive as raw bytes and
+//! are parsed with [`Manifest::parse`], like the store's; descriptors are
+//! oci-spec's ([`super::model`]) and become oci-client's only in `oci_desc`,
+//! to ask for a blob. eifbake adds its policy on top:
 //!
 //! - registry mirrors ([`crate::config`]): an image of registry `R` is asked
 //!   of each mirror of `R` in order, then of `R` itself; the first that
@@ -32,19 +35,13 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 
+use super::model::{self, media, Descriptor, DescriptorExt, Manifest};
 use super::reference::{host_is_loopback, Reference};
-use super::store::{self, Descriptor, ManifestAny, Store, MAX_MANIFEST_SIZE};
+use super::store::{Store, MAX_MANIFEST_SIZE};
 use crate::config::Mirror;
 use crate::digest::Digest;
 use crate::platform::{Arch, Platform};
 use crate::progress::Progress;
-
-const ACCEPT: &[&str] = &[
-    store::MEDIA_OCI_INDEX,
-    store::MEDIA_DOCKER_LIST,
-    store::MEDIA_OCI_MANIFEST,
-    store::MEDIA_DOCKER_MANIFEST,
-];
 
 /// How many blobs are downloaded at once.
 pub const MAX_CONCURRENT_DOWNLOADS: usize = 4;
@@ -255,7 +252,7 @@ impl Registry {
                 stats[i].manifests += 1;
                 stats[i].bytes += bytes.len() as u64;
             }
-            let m = store.manifest_any(&img.manifest)?;
+            let m = store.manifest(&img.manifest)?;
             if m.is_index() {
                 bail!(
                     "{r}: {} is an image index, but the lock pins it as the platform manifest",
@@ -263,15 +260,16 @@ impl Registry {
                 );
             }
             for d in m.children() {
-                if !store.has_blob(&d.digest) && !todo.iter().any(|(_, x)| x.digest == d.digest) {
+                let digest = d.sha256()?;
+                if !store.has_blob(&digest) && !todo.iter().any(|(_, x)| x.digest() == d.digest()) {
                     if offline {
-                        return Err(missing(&d.digest, "blob", r));
+                        return Err(missing(&digest, "blob", r));
                     }
                     todo.push((i, d.clone()));
                 }
             }
         }
-        progress.inc_length(todo.iter().map(|(_, d)| d.size).sum());
+        progress.inc_length(todo.iter().map(|(_, d)| d.size()).sum());
         let targets = &targets;
         let results: Vec<(usize, Result<u64>)> = futures_util::stream::iter(todo.iter())
             .map(|(i, d)| async move {
@@ -296,17 +294,20 @@ async fn resolve_at(t: &Target, arch: Arch) -> Result<Resolved> {
         .await
         .with_context(|| format!("resolving {reference}"))?;
     let what = format!("manifest {top} of {reference}");
-    let m = ManifestAny::parse(&bytes, &what)?;
     let platform = Platform::linux(arch);
-    if let Some(list) = &m.manifests {
-        let hit =
-            store::platform_manifest(list, arch).with_context(|| format!("{reference}: the index {top}"))?;
-        return Ok(Resolved { index: top, manifest: hit.digest, platform });
-    }
+    let m = match Manifest::parse(&bytes, &what)? {
+        Manifest::Index(list) => {
+            let hit = model::platform_manifest(list.manifests(), arch)
+                .with_context(|| format!("{reference}: the index {top}"))?;
+            return Ok(Resolved { index: top, manifest: hit.sha256()?, platform });
+        }
+        Manifest::Image(m) => m,
+    };
     // A single manifest: check its config says it is for the platform asked for.
-    let config = m.config.as_ref().expect("parse checked: manifests have a config");
+    let config = m.config();
     let cfg = fetch_small_blob(t, config).await.with_context(|| format!("config of {what}"))?;
-    let have = store::config_platform(&cfg).with_context(|| format!("config {} of {what}", config.digest))?;
+    let have =
+        model::config_platform(&cfg).with_context(|| format!("config {} of {what}", config.digest()))?;
     if have.parse::<Platform>().ok() != Some(platform.clone()) {
         bail!("{reference}: single-platform image for {have}, but the recipe wants {platform}");
     }
@@ -339,7 +340,7 @@ async fn pull_manifest(
 ) -> Result<(Vec<u8>, Digest)> {
     let r = &r;
     let (bytes, _claimed) =
-        t.client.pull_manifest_raw(r, &t.auth, ACCEPT).await.with_context(|| {
+        t.client.pull_manifest_raw(r, &t.auth, media::MANIFESTS).await.with_context(|| {
             format!("cannot fetch the manifest {} from {}", r.whole(), r.resolve_registry())
         })?;
     if bytes.len() as u64 > MAX_MANIFEST_SIZE {
@@ -359,30 +360,32 @@ async fn pull_manifest(
     Ok((bytes, actual))
 }
 
+/// The one place eifbake's descriptors become oci-client's (which it needs to pull a blob).
 fn oci_desc(d: &Descriptor) -> OciDescriptor {
     OciDescriptor {
-        media_type: d.media_type.clone(),
-        digest: d.digest.to_string(),
-        size: d.size as i64,
+        media_type: d.media_type().to_string(),
+        digest: d.digest().to_string(),
+        size: d.size() as i64,
         ..OciDescriptor::default()
     }
 }
 
 async fn fetch_small_blob(t: &Target, d: &Descriptor) -> Result<Vec<u8>> {
-    if d.size > MAX_MANIFEST_SIZE {
-        bail!("blob {} declares {} bytes: too large for a config", d.digest, d.size);
+    let (digest, size) = (d.sha256()?, d.size());
+    if size > MAX_MANIFEST_SIZE {
+        bail!("blob {digest} declares {size} bytes: too large for a config");
     }
-    let r = t.pinned(&d.digest);
+    let r = t.pinned(&digest);
     let mut s = t.client.pull_blob_stream(&r, &oci_desc(d)).await?;
     let mut out = Vec::new();
     while let Some(chunk) = s.try_next().await? {
-        if (out.len() + chunk.len()) as u64 > d.size {
-            bail!("blob {}: longer than the {} bytes declared", d.digest, d.size);
+        if (out.len() + chunk.len()) as u64 > size {
+            bail!("blob {digest}: longer than the {size} bytes declared");
         }
         out.extend_from_slice(&chunk);
     }
-    if out.len() as u64 != d.size || Digest::of(&out) != d.digest {
-        bail!("blob {}: the registry served different content; refusing it", d.digest);
+    if out.len() as u64 != size || Digest::of(&out) != digest {
+        bail!("blob {digest}: the registry served different content; refusing it");
     }
     Ok(out)
 }
@@ -391,11 +394,12 @@ async fn download_blob(t: &Target, store: &Store, d: &Descriptor, progress: &Pro
     use std::io::Write as _;
     let what = || {
         let via = if t.via.is_empty() { String::new() } else { format!(" ({})", t.via) };
-        format!("blob {} of {}{via}", d.digest, t.reference)
+        format!("blob {} of {}{via}", d.digest(), t.reference)
     };
-    let r = t.pinned(&d.digest);
+    let digest = d.sha256()?;
+    let r = t.pinned(&digest);
     let mut s = t.client.pull_blob_stream(&r, &oci_desc(d)).await.with_context(what)?;
-    let mut w = store.blob_writer(d.digest, d.size)?;
+    let mut w = store.blob_writer(digest, d.size())?;
     let mut n = 0u64;
     while let Some(chunk) = s.try_next().await.with_context(what)? {
         w.write_all(&chunk).with_context(what)?;

@@ -1,10 +1,10 @@
 //! The content-addressed store: an OCI image layout directory.
 //!
-//! Layout: `oci-layout`, `index.json`, `blobs/sha256/<hex>`, plus eifbake's
-//! own `ingest/` (temporary files being verified), `index.lock` (the flock
-//! that serialises `index.json` updates) and `gc.lock` (fetches hold it
-//! shared, `gc` exclusively, so gc never removes blobs of an image still
-//! being fetched). Every blob is streamed into
+//! Layout ([`super::layout`] spells every path): `oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`, plus eifbake's own `ingest/` (temporary files being
+//! verified), `index.lock` (the flock that serialises `index.json` updates)
+//! and `gc.lock` (fetches hold it shared, `gc` exclusively, so gc never
+//! removes blobs of an image still being fetched). Every blob is streamed into
 //! a temporary file in `ingest/`, hashed and counted while written, compared
 //! with the expected digest and size, and only then renamed to its final
 //! name: a blob under `blobs/` is always complete and verified, and several
@@ -29,18 +29,27 @@
 //! references from these records (and digests from the blobs), so `lock`
 //! works without any registry on an air-gapped host.
 //!
+//! The documents are oci-spec's types ([`super::model`]): manifests and
+//! configs are parsed from the verified bytes, read only, never
+//! re-serialised; `index.json` is the one document the store writes, through
+//! [`model::layout_index_bytes`] (annotations sorted, so the same index is
+//! always the same bytes).
+//!
 //! Not for: talking to registries ([`super::registry`]), unpacking layers
 //! into a root filesystem (the layer module), deciding what to pin ([`crate::lock`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rustix::fs::FlockOperation;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::layout::{self, Layout};
+pub use super::model::Descriptor;
+use super::model::{self, DescriptorExt, ImageIndex, Manifest};
 use super::reference::Reference;
 use super::registry::Resolved;
 use crate::digest::{Digest, HashingWriter};
@@ -53,11 +62,6 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANN_REFERENCE: &str = "io.eifbake.reference";
 /// The image index (or manifest list) digest the platform manifest was chosen from.
 pub const ANN_INDEX: &str = "io.eifbake.index-digest";
-
-pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Manifests and configs are read into memory; anything larger is refused.
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
@@ -80,130 +84,6 @@ pub enum BlobError {
     Size { digest: Digest, path: PathBuf, declared: u64, found: u64 },
 }
 
-/// A content descriptor as it appears in manifests and `index.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-/// Just enough of a manifest or index (OCI or docker schema 2) to walk what it references.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ManifestAny {
-    pub schema_version: u32,
-    #[serde(default)]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub config: Option<Descriptor>,
-    #[serde(default)]
-    pub layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    pub manifests: Option<Vec<Descriptor>>,
-}
-
-impl ManifestAny {
-    /// Parse manifest bytes; `what` names them in errors.
-    pub fn parse(bytes: &[u8], what: &str) -> Result<ManifestAny> {
-        let m: ManifestAny = serde_json::from_slice(bytes)
-            .with_context(|| format!("{what}: not an OCI/docker manifest or index"))?;
-        if m.schema_version != 2 {
-            bail!("{what}: schemaVersion {} (expected 2)", m.schema_version);
-        }
-        if m.manifests.is_none() && (m.config.is_none() || m.layers.is_none()) {
-            bail!("{what}: neither an index (no `manifests`) nor an image manifest (no `config`/`layers`)");
-        }
-        Ok(m)
-    }
-
-    pub fn is_index(&self) -> bool {
-        self.manifests.is_some()
-    }
-
-    /// Every blob this manifest references directly.
-    pub fn children(&self) -> Vec<&Descriptor> {
-        let mut v: Vec<&Descriptor> = Vec::new();
-        if let Some(ms) = &self.manifests {
-            v.extend(ms);
-        }
-        if let Some(c) = &self.config {
-            v.push(c);
-        }
-        if let Some(ls) = &self.layers {
-            v.extend(ls);
-        }
-        v
-    }
-}
-
-/// The `linux/<arch>` manifest of an index's list (for arm64, variant
-/// absent or `v8`); the error lists the platforms there are.
-pub fn platform_manifest(list: &[Descriptor], arch: Arch) -> Result<&Descriptor> {
-    let hit = list.iter().find(|d| {
-        d.platform.as_ref().is_some_and(|p| {
-            p.os == "linux"
-                && p.architecture == arch.oci()
-                && (arch != Arch::Aarch64 || matches!(p.variant.as_deref(), None | Some("v8")))
-        })
-    });
-    hit.with_context(|| {
-        let have: Vec<String> = list
-            .iter()
-            .filter_map(|d| d.platform.as_ref())
-            .map(|p| format!("{}/{}", p.os, p.architecture))
-            .collect();
-        format!("has no {} manifest (it has: {})", platform::Platform::linux(arch), have.join(", "))
-    })
-}
-
-/// The `os/architecture` an image configuration names (`?` for a missing
-/// field), as text: it may name an architecture eifbake does not build for.
-pub fn config_platform(config: &[u8]) -> Result<String> {
-    #[derive(Deserialize)]
-    struct Cfg {
-        architecture: Option<String>,
-        os: Option<String>,
-    }
-    let c: Cfg = serde_json::from_slice(config).context("not an image configuration")?;
-    Ok(format!("{}/{}", c.os.as_deref().unwrap_or("?"), c.architecture.as_deref().unwrap_or("?")))
-}
-
-/// The store's `index.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LayoutIndex {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-}
-
-impl Default for LayoutIndex {
-    fn default() -> Self {
-        LayoutIndex {
-            schema_version: 2,
-            media_type: Some(MEDIA_OCI_INDEX.to_string()),
-            manifests: Vec::new(),
-        }
-    }
-}
-
 /// A layer of a pinned image, in application order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Layer {
@@ -215,7 +95,7 @@ pub struct Layer {
 /// An OCI image layout directory used as eifbake's blob store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    root: PathBuf,
+    layout: Layout,
 }
 
 /// The `index.json` name for an image fetched as `reference`: skopeo's and
@@ -240,12 +120,12 @@ impl Store {
 
     /// Open a store, creating an empty layout if the directory does not hold one.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
-        let root = root.as_ref().to_path_buf();
-        for d in [root.join("blobs/sha256"), root.join("ingest")] {
+        let paths = Layout::new(root.as_ref());
+        for d in [paths.blobs(), paths.ingest()] {
             fs::create_dir_all(&d)
                 .with_context(|| format!("cannot create store directory {}", d.display()))?;
         }
-        let layout = root.join("oci-layout");
+        let layout = paths.oci_layout();
         match fs::read(&layout) {
             Ok(b) => {
                 let v: serde_json::Value =
@@ -255,27 +135,32 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fsutil::write_atomic(&layout, b"{\"imageLayoutVersion\":\"1.0.0\"}")?;
+                fsutil::write_atomic(&layout, layout::OCI_LAYOUT_CONTENT)?;
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", layout.display())),
         }
-        let store = Store { root };
-        if !store.root.join("index.json").exists() {
+        let store = Store { layout: paths };
+        if !store.layout.index().exists() {
             let _lock = store.lock_index()?;
-            if !store.root.join("index.json").exists() {
-                store.write_index(&LayoutIndex::default())?;
+            if !store.layout.index().exists() {
+                store.write_index(&model::empty_index())?;
             }
         }
         Ok(store)
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    /// Where everything in this store lives.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Where a blob lives (whether or not it is present).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+        self.layout.blob(digest)
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
@@ -285,15 +170,17 @@ impl Store {
     /// Open a present blob for reading.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let p = self.blob_path(digest);
-        File::open(&p).with_context(|| format!("blob {digest} is not in the store {}", self.root.display()))
+        File::open(&p).with_context(|| format!("blob {digest} is not in the store {}", self.root().display()))
     }
 
     /// Start writing a blob that must turn out to be `expected` with `size` bytes.
     pub fn blob_writer(&self, expected: Digest, size: u64) -> Result<BlobWriter> {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{}.", expected.hex()))
-            .tempfile_in(self.root.join("ingest"))
-            .with_context(|| format!("cannot create a temporary file in {}/ingest", self.root.display()))?;
+            .tempfile_in(self.layout.ingest())
+            .with_context(|| {
+                format!("cannot create a temporary file in {}", self.layout.ingest().display())
+            })?;
         let file = tmp.reopen().with_context(|| format!("cannot open {}", tmp.path().display()))?;
         Ok(BlobWriter {
             target: self.blob_path(&expected),
@@ -329,7 +216,7 @@ impl Store {
     /// [`Store::read_blob_bytes`] for a blob a descriptor names: its size
     /// must also be the descriptor's `size`.
     pub fn read_descriptor_bytes(&self, desc: &Descriptor) -> Result<Vec<u8>> {
-        self.read_blob_checked(&desc.digest, Some(desc.size))
+        self.read_blob_checked(&desc.sha256()?, Some(desc.size()))
     }
 
     fn read_blob_checked(&self, digest: &Digest, size: Option<u64>) -> Result<Vec<u8>> {
@@ -355,33 +242,41 @@ impl Store {
         Ok(bytes)
     }
 
-    /// A manifest or index by digest, in the generic form.
-    pub fn manifest_any(&self, digest: &Digest) -> Result<ManifestAny> {
-        ManifestAny::parse(&self.read_blob_bytes(digest)?, &format!("manifest {digest}"))
+    /// A manifest or index by digest, re-hashed as read and parsed with
+    /// [`Manifest::parse`]'s checks; errors name the blob and its file.
+    pub fn manifest(&self, digest: &Digest) -> Result<Manifest> {
+        let what = format!("manifest {digest} ({})", self.blob_path(digest).display());
+        Manifest::parse(&self.read_blob_bytes(digest)?, &what)
+    }
+
+    /// The image manifest `digest`; an error when it is an index.
+    fn image_manifest(&self, digest: &Digest) -> Result<model::ImageManifest> {
+        match self.manifest(digest)? {
+            Manifest::Image(m) => Ok(m),
+            Manifest::Index(_) => bail!("manifest {digest} is an index, not an image manifest"),
+        }
     }
 
     /// The image configuration of a platform manifest, as oci-spec's type.
     pub fn image_config(&self, manifest: &Digest) -> Result<oci_spec::image::ImageConfiguration> {
-        let m = self.manifest_any(manifest)?;
-        let c =
-            m.config.with_context(|| format!("manifest {manifest} is an index, not an image manifest"))?;
-        let b = self.read_descriptor_bytes(&c)?;
+        let m = self.image_manifest(manifest)?;
+        let c = m.config();
+        let b = self.read_descriptor_bytes(c)?;
         oci_spec::image::ImageConfiguration::from_reader(&b[..]).with_context(|| {
-            format!("config {} of manifest {manifest}: not an image configuration", c.digest)
+            format!("config {} of manifest {manifest}: not an image configuration", c.digest())
         })
     }
 
     /// The layers of a platform manifest, in order; errors if any is missing from the store.
     pub fn layers(&self, manifest: &Digest) -> Result<Vec<Layer>> {
-        let m = self.manifest_any(manifest)?;
-        let layers =
-            m.layers.with_context(|| format!("manifest {manifest} is an index, not an image manifest"))?;
-        let mut out = Vec::with_capacity(layers.len());
-        for l in layers {
-            if !self.has_blob(&l.digest) {
-                bail!("layer {} of manifest {manifest} is not in the store; run `eifbake fetch`", l.digest);
+        let m = self.image_manifest(manifest)?;
+        let mut out = Vec::with_capacity(m.layers().len());
+        for l in m.layers() {
+            let digest = l.sha256()?;
+            if !self.has_blob(&digest) {
+                bail!("layer {digest} of manifest {manifest} is not in the store; run `eifbake fetch`");
             }
-            out.push(Layer { digest: l.digest, size: l.size, media_type: l.media_type });
+            out.push(Layer { digest, size: l.size(), media_type: l.media_type().to_string() });
         }
         Ok(out)
     }
@@ -400,35 +295,33 @@ impl Store {
             if !seen.insert(d) || !is_manifest {
                 continue;
             }
-            let m = self.manifest_any(&d)?;
-            if let Some(ms) = &m.manifests {
-                todo.extend(ms.iter().map(|x| (x.digest, true)));
-            }
-            if let Some(c) = &m.config {
-                todo.push((c.digest, false));
-            }
-            if let Some(ls) = &m.layers {
-                todo.extend(ls.iter().map(|x| (x.digest, false)));
+            let m = self.manifest(&d)?;
+            for x in m.children() {
+                todo.push((x.sha256()?, m.is_index()));
             }
         }
         Ok((seen, missing))
     }
 
     /// Read `index.json`.
-    pub fn index(&self) -> Result<LayoutIndex> {
-        let p = self.root.join("index.json");
+    /// Read `index.json`; every image it lists must have a sha256 digest.
+    pub fn index(&self) -> Result<ImageIndex> {
+        let p = self.layout.index();
         let b = fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_slice(&b).with_context(|| format!("{}: not an OCI image index", p.display()))
+        let index: ImageIndex =
+            serde_json::from_slice(&b).with_context(|| format!("{}: not an OCI image index", p.display()))?;
+        for d in index.manifests() {
+            d.sha256().with_context(|| format!("{}", p.display()))?;
+        }
+        Ok(index)
     }
 
-    fn write_index(&self, index: &LayoutIndex) -> Result<()> {
-        let mut b = serde_json::to_vec_pretty(index).expect("index serialises");
-        b.push(b'\n');
-        fsutil::write_atomic(self.root.join("index.json"), &b)
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
+        fsutil::write_atomic(self.layout.index(), &model::layout_index_bytes(index))
     }
 
     fn lock_index(&self) -> Result<StoreLock> {
-        self.flock("index.lock", FlockOperation::LockExclusive)
+        self.flock(self.layout.index_lock(), FlockOperation::LockExclusive)
     }
 
     /// Hold this while adding blobs that are not yet named in `index.json`
@@ -436,11 +329,10 @@ impl Store {
     /// never deletes blobs of an image still being assembled. Shared: any
     /// number of fetches run together.
     pub fn writing(&self) -> Result<StoreLock> {
-        self.flock("gc.lock", FlockOperation::LockShared)
+        self.flock(self.layout.gc_lock(), FlockOperation::LockShared)
     }
 
-    fn flock(&self, name: &str, how: FlockOperation) -> Result<StoreLock> {
-        let p = self.root.join(name);
+    fn flock(&self, p: PathBuf, how: FlockOperation) -> Result<StoreLock> {
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -456,15 +348,17 @@ impl Store {
 
     /// Add or replace the `index.json` entry named `ref_name`, under the store lock.
     pub fn add_image(&self, ref_name: &str, mut desc: Descriptor) -> Result<()> {
-        if !self.has_blob(&desc.digest) {
-            bail!("cannot name image {ref_name}: its manifest {} is not in the store", desc.digest);
+        if !self.has_blob(&desc.sha256()?) {
+            bail!("cannot name image {ref_name}: its manifest {} is not in the store", desc.digest());
         }
-        desc.annotations.insert(REF_NAME.to_string(), ref_name.to_string());
+        desc.annotate(REF_NAME, ref_name.to_string());
         let _lock = self.lock_index()?;
         let mut index = self.index()?;
-        index.manifests.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(ref_name));
-        index.manifests.push(desc);
-        index.manifests.sort_by(|a, b| a.annotations.get(REF_NAME).cmp(&b.annotations.get(REF_NAME)));
+        let mut images = index.manifests().clone();
+        images.retain(|d| d.annotation(REF_NAME) != Some(ref_name));
+        images.push(desc);
+        images.sort_by(|a, b| a.annotation(REF_NAME).cmp(&b.annotation(REF_NAME)));
+        index.set_manifests(images);
         self.write_index(&index)
     }
 
@@ -473,15 +367,16 @@ impl Store {
         let index = self.index()?;
         let by_digest = what.parse::<Digest>().ok();
         index
-            .manifests
-            .into_iter()
+            .manifests()
+            .iter()
             .find(|d| {
-                d.annotations.get(REF_NAME).map(String::as_str) == Some(what)
-                    || d.annotations.get(ANN_REFERENCE).map(String::as_str) == Some(what)
-                    || Some(d.digest) == by_digest
+                d.annotation(REF_NAME) == Some(what)
+                    || d.annotation(ANN_REFERENCE) == Some(what)
+                    || by_digest.is_some_and(|x| d.sha256().ok() == Some(x))
             })
+            .cloned()
             .with_context(|| {
-                format!("no image {what:?} in the store {} (see `eifbake store ls`)", self.root.display())
+                format!("no image {what:?} in the store {} (see `eifbake store ls`)", self.root().display())
             })
     }
 
@@ -508,12 +403,12 @@ impl Store {
         }
         match found.len() {
             0 if problems.is_empty() => Ok(None),
-            0 => bail!("{reference} in the store {}: {}", self.root.display(), problems.join("; ")),
+            0 => bail!("{reference} in the store {}: {}", self.root().display(), problems.join("; ")),
             1 => Ok(found.pop()),
             _ => bail!(
                 "{reference}: the store {} records {} different {} images under this reference ({}); \
                  import the one you mean again with `eifbake store import PATH --name {reference}`",
-                self.root.display(),
+                self.root().display(),
                 found.len(),
                 platform::Platform::linux(arch),
                 found.iter().map(|r| r.manifest.to_string()).collect::<Vec<_>>().join(", ")
@@ -526,8 +421,8 @@ impl Store {
     /// that blob is here, else the entry's own digest.
     fn recorded(&self, reference: &Reference) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
-        for d in &self.index()?.manifests {
-            let Some(r) = d.annotations.get(ANN_REFERENCE).and_then(|r| r.parse::<Reference>().ok()) else {
+        for d in self.index()?.manifests() {
+            let Some(r) = d.annotation(ANN_REFERENCE).and_then(|r| r.parse::<Reference>().ok()) else {
                 continue;
             };
             if (r.registry(), r.repository(), r.tag())
@@ -535,12 +430,10 @@ impl Store {
             {
                 continue;
             }
-            let top = d
-                .annotations
-                .get(ANN_INDEX)
-                .and_then(|i| i.parse::<Digest>().ok())
-                .filter(|i| self.has_blob(i))
-                .unwrap_or(d.digest);
+            let top = match d.annotation(ANN_INDEX).and_then(|i| i.parse::<Digest>().ok()) {
+                Some(i) if self.has_blob(&i) => i,
+                _ => d.sha256()?,
+            };
             if !out.contains(&top) {
                 out.push(top);
             }
@@ -551,18 +444,21 @@ impl Store {
     /// What a present index or manifest gives for `linux/<arch>`; `Ok(None)`
     /// when a single manifest's config (needed to check its platform) is absent.
     fn resolve_digest(&self, top: &Digest, arch: Arch) -> Result<Option<Resolved>> {
-        let m = self.manifest_any(top)?;
         let platform = platform::Platform::linux(arch);
-        if let Some(list) = &m.manifests {
-            let hit = platform_manifest(list, arch).with_context(|| format!("the index {top}"))?;
-            return Ok(Some(Resolved { index: *top, manifest: hit.digest, platform }));
-        }
-        let config = m.config.as_ref().expect("parse checked: manifests have a config");
-        if !self.has_blob(&config.digest) {
+        let m = match self.manifest(top)? {
+            Manifest::Index(list) => {
+                let hit = model::platform_manifest(list.manifests(), arch)
+                    .with_context(|| format!("the index {top}"))?;
+                return Ok(Some(Resolved { index: *top, manifest: hit.sha256()?, platform }));
+            }
+            Manifest::Image(m) => m,
+        };
+        let config = m.config().sha256()?;
+        if !self.has_blob(&config) {
             return Ok(None);
         }
-        let have = config_platform(&self.read_blob_bytes(&config.digest)?)
-            .with_context(|| format!("config {} of manifest {top}", config.digest))?;
+        let have = model::config_platform(&self.read_blob_bytes(&config)?)
+            .with_context(|| format!("config {config} of manifest {top}"))?;
         if have.parse::<platform::Platform>().ok() != Some(platform.clone()) {
             bail!("manifest {top} is a single-platform image for {have}, but the recipe wants {platform}");
         }
@@ -572,13 +468,13 @@ impl Store {
     /// Remove blobs not reachable from `index.json` (and its `io.eifbake.index-digest`
     /// annotations) or from `extra_roots`; returns what was (or would be) removed.
     pub fn gc(&self, extra_roots: &[Digest], dry_run: bool) -> Result<Vec<(Digest, u64)>> {
-        let _writers = self.flock("gc.lock", FlockOperation::LockExclusive)?;
+        let _writers = self.flock(self.layout.gc_lock(), FlockOperation::LockExclusive)?;
         let _lock = self.lock_index()?;
         let index = self.index()?;
         let mut roots: Vec<Digest> = extra_roots.to_vec();
-        for d in &index.manifests {
-            roots.push(d.digest);
-            if let Some(i) = d.annotations.get(ANN_INDEX) {
+        for d in index.manifests() {
+            roots.push(d.sha256().with_context(|| self.layout.index().display().to_string())?);
+            if let Some(i) = d.annotation(ANN_INDEX) {
                 roots.push(
                     i.parse().with_context(|| format!("index.json: bad {ANN_INDEX} annotation {i:?}"))?,
                 );
@@ -588,7 +484,7 @@ impl Store {
         for r in roots {
             keep.extend(self.closure(&r)?.0);
         }
-        let dir = self.root.join("blobs/sha256");
+        let dir = self.layout.blobs();
         let mut removed = Vec::new();
         let mut names: Vec<_> = fs::read_dir(&dir)
             .with_context(|| format!("cannot list {}", dir.display()))?
@@ -618,10 +514,10 @@ impl Store {
     /// first renamed to a `.gc-` name, so an interrupted removal never leaves a
     /// partial entry under a name a build would use. Returns (entry, bytes).
     pub fn gc_caches(&self, dry_run: bool) -> Result<Vec<(String, u64)>> {
-        let _writers = self.flock("gc.lock", FlockOperation::LockExclusive)?;
+        let _writers = self.flock(self.layout.gc_lock(), FlockOperation::LockExclusive)?;
         let mut removed = Vec::new();
-        for cache in ["steps", "sources"] {
-            let dir = self.root.join("eifbake").join(cache);
+        for cache in layout::CACHES {
+            let dir = self.layout.cache(cache);
             let mut entries: Vec<_> = match fs::read_dir(&dir) {
                 Ok(rd) => rd.collect::<io::Result<Vec<_>>>()?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -651,7 +547,7 @@ impl Store {
     /// Remove temporary files older than `age` from `ingest/` (left by killed
     /// processes; younger ones may belong to a fetch still running).
     pub fn clean_ingest(&self, age: std::time::Duration) -> Result<()> {
-        let dir = self.root.join("ingest");
+        let dir = self.layout.ingest();
         let now = std::time::SystemTime::now();
         for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
             let e = e?;
@@ -680,21 +576,16 @@ impl Store {
         name: Option<&Reference>,
     ) -> Result<Vec<String>> {
         let _writing = self.writing()?;
-        let src = Store { root: dir.to_path_buf() };
-        let layout = dir.join("oci-layout");
-        if !layout.is_file() {
+        let src = Store { layout: Layout::new(dir) };
+        if !src.layout.oci_layout().is_file() {
             bail!("{}: not an OCI image layout (no oci-layout file)", dir.display());
         }
         let index = src.index()?;
-        let chosen: Vec<Descriptor> = index
-            .manifests
-            .into_iter()
-            .filter(|d| {
-                only.is_none_or(|o| {
-                    d.annotations.get(REF_NAME).cloned().unwrap_or_else(|| d.digest.to_string()) == o
-                })
-            })
-            .collect();
+        let layout_name = |d: &Descriptor| {
+            d.annotation(REF_NAME).map(str::to_string).unwrap_or_else(|| d.digest().to_string())
+        };
+        let chosen: Vec<Descriptor> =
+            index.manifests().iter().filter(|d| only.is_none_or(|o| layout_name(d) == o)).cloned().collect();
         if chosen.is_empty() {
             match only {
                 Some(o) => bail!("{}: no image named {o:?} in its index.json", dir.display()),
@@ -709,16 +600,14 @@ impl Store {
         }
         let mut imported = Vec::new();
         for mut desc in chosen {
-            let layout_name =
-                desc.annotations.get(REF_NAME).cloned().unwrap_or_else(|| desc.digest.to_string());
             self.copy_closure(&src, &desc)?;
             let ref_name = match name {
                 Some(r) => {
-                    desc.annotations.insert(ANN_REFERENCE.to_string(), r.to_string());
-                    desc.annotations.remove(ANN_INDEX);
+                    desc.annotate(ANN_REFERENCE, r.to_string());
+                    desc.unannotate(ANN_INDEX);
                     ref_name_for(&r.to_string())
                 }
-                None => ref_name_for(&layout_name),
+                None => ref_name_for(&layout_name(&desc)),
             };
             self.add_image(&ref_name, desc)?;
             imported.push(ref_name);
@@ -735,7 +624,7 @@ impl Store {
     ) -> Result<Vec<String>> {
         let tmp = tempfile::Builder::new()
             .prefix("archive.")
-            .tempdir_in(self.root.join("ingest"))
+            .tempdir_in(self.layout.ingest())
             .context("cannot create a temporary directory in the store")?;
         let f = File::open(tar_path).with_context(|| format!("cannot open {}", tar_path.display()))?;
         let mut ar = tar::Archive::new(io::BufReader::new(f));
@@ -758,23 +647,17 @@ impl Store {
     }
 
     fn copy_closure(&self, src: &Store, root: &Descriptor) -> Result<()> {
-        let mut todo = vec![(root.digest, root.size, true)];
+        let mut todo = vec![(root.sha256()?, root.size(), true)];
         while let Some((d, size, is_manifest)) = todo.pop() {
             if !self.has_blob(&d) {
                 let f = src.open_blob(&d)?;
                 self.put_blob_verified(f, &d, size)
-                    .with_context(|| format!("blob {d} of {}", src.root.display()))?;
+                    .with_context(|| format!("blob {d} of {}", src.root().display()))?;
             }
             if is_manifest {
-                let m = self.manifest_any(&d)?;
-                if let Some(ms) = &m.manifests {
-                    todo.extend(ms.iter().map(|x| (x.digest, x.size, true)));
-                }
-                if let Some(c) = &m.config {
-                    todo.push((c.digest, c.size, false));
-                }
-                if let Some(ls) = &m.layers {
-                    todo.extend(ls.iter().map(|x| (x.digest, x.size, false)));
+                let m = self.manifest(&d)?;
+                for x in m.children() {
+                    todo.push((x.sha256()?, x.size(), m.is_index()));
                 }
             }
         }
@@ -784,14 +667,13 @@ impl Store {
     /// Export one image as an OCI layout directory, or an oci-archive when `out` ends in `.tar`.
     pub fn export(&self, image: &str, out: &Path) -> Result<()> {
         let desc = self.find_image(image)?;
-        let (blobs, missing) = self.closure(&desc.digest)?;
+        let (blobs, missing) = self.closure(&desc.sha256()?)?;
         if let Some(m) = missing.iter().next() {
             bail!("image {image}: blob {m} is not in the store; run `eifbake fetch` first");
         }
-        let index = LayoutIndex { manifests: vec![desc], ..LayoutIndex::default() };
-        let mut index_bytes = serde_json::to_vec_pretty(&index).expect("index serialises");
-        index_bytes.push(b'\n');
-        let layout = b"{\"imageLayoutVersion\":\"1.0.0\"}";
+        let mut index = model::empty_index();
+        index.set_manifests(vec![desc]);
+        let index_bytes = model::layout_index_bytes(&index);
         if out.extension().is_some_and(|e| e == "tar") {
             let mut ar = tar::Builder::new(fsutil::AtomicFile::create(out)?);
             // Fixed owners, modes and mtime 0, blobs in digest order: the same image exports to the same bytes.
@@ -803,19 +685,21 @@ impl Store {
                 h.set_mtime(0);
                 h
             };
-            for d in ["blobs/", "blobs/sha256/"] {
+            for d in layout::BLOB_DIRS {
                 ar.append_data(&mut header(0, true), d, io::empty())?;
             }
             for d in &blobs {
                 let f = self.open_blob(d)?;
                 let len = f.metadata()?.len();
-                ar.append_data(&mut header(len, false), format!("blobs/sha256/{}", d.hex()), f)?;
+                ar.append_data(&mut header(len, false), layout::blob_name(d), f)?;
             }
-            ar.append_data(&mut header(layout.len() as u64, false), "oci-layout", &layout[..])?;
-            ar.append_data(&mut header(index_bytes.len() as u64, false), "index.json", &index_bytes[..])?;
+            let oci_layout = layout::OCI_LAYOUT_CONTENT;
+            ar.append_data(&mut header(oci_layout.len() as u64, false), layout::OCI_LAYOUT, oci_layout)?;
+            ar.append_data(&mut header(index_bytes.len() as u64, false), layout::INDEX, &index_bytes[..])?;
             ar.into_inner().with_context(|| format!("writing {}", out.display()))?.commit()?;
         } else {
-            if out.join("index.json").exists() {
+            let dst_layout = Layout::new(out);
+            if dst_layout.index().exists() {
                 bail!(
                     "{}: already holds an OCI layout; import into it with skopeo or choose a new directory",
                     out.display()
@@ -825,9 +709,9 @@ impl Store {
             for d in &blobs {
                 dst.put_blob_verified(self.open_blob(d)?, d, fs::metadata(self.blob_path(d))?.len())?;
             }
-            fsutil::write_atomic(out.join("index.json"), &index_bytes)?;
-            let _ = fs::remove_dir(out.join("ingest"));
-            let _ = fs::remove_file(out.join("index.lock"));
+            fsutil::write_atomic(dst_layout.index(), &index_bytes)?;
+            let _ = fs::remove_dir(dst_layout.ingest());
+            let _ = fs::remove_file(dst_layout.index_lock());
         }
         Ok(())
     }
@@ -898,6 +782,7 @@ fn tree_bytes(p: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::model::media;
 
     #[test]
     fn blobs_are_verified_before_they_appear() {
@@ -911,7 +796,7 @@ mod tests {
         let e = s.put_blob_verified(&b"hell"[..], &good, 5).unwrap_err().to_string();
         assert!(e.contains("received 4 bytes"), "{e}");
         assert!(!s.has_blob(&good));
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0, "temp files left");
+        assert_eq!(fs::read_dir(s.layout().ingest()).unwrap().count(), 0, "temp files left");
         s.put_blob_verified(&b"hello"[..], &good, 5).unwrap();
         assert_eq!(fs::read(s.blob_path(&good)).unwrap(), b"hello");
         assert_eq!(s.read_blob_bytes(&good).unwrap(), b"hello");
@@ -921,19 +806,13 @@ mod tests {
         let l = s.put_blob_bytes(layer).unwrap();
         let c = s.put_blob_bytes(b"{}").unwrap();
         let m = serde_json::json!({
-            "schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.to_string(), "size": 2},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.to_string(), "size": layer.len()}],
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": media::OCI_CONFIG, "digest": c.to_string(), "size": 2},
+            "layers": [{"mediaType": media::OCI_TAR, "digest": l.to_string(), "size": layer.len()}],
         });
         let b = serde_json::to_vec(&m).unwrap();
         let d = s.put_blob_bytes(&b).unwrap();
-        Descriptor {
-            media_type: MEDIA_OCI_MANIFEST.into(),
-            digest: d,
-            size: b.len() as u64,
-            annotations: BTreeMap::new(),
-            platform: None,
-        }
+        model::descriptor(media::OCI_MANIFEST, &d, b.len() as u64)
     }
 
     #[test]
@@ -943,15 +822,15 @@ mod tests {
         let a = image(&s, b"layer a");
         let b = image(&s, b"layer b");
         s.add_image("a", a.clone()).unwrap();
-        assert_eq!(s.layers(&a.digest).unwrap()[0].digest, Digest::of(b"layer a"));
-        assert_eq!(s.find_image("a").unwrap().digest, a.digest);
+        assert_eq!(s.layers(&a.sha256().unwrap()).unwrap()[0].digest, Digest::of(b"layer a"));
+        assert_eq!(s.find_image("a").unwrap().sha256().unwrap(), a.sha256().unwrap());
         // b is not named: gc drops its manifest and layer, keeps the shared config.
         let gone = s.gc(&[], true).unwrap();
         assert_eq!(gone.len(), 2);
-        assert!(s.has_blob(&b.digest), "dry run removed something");
-        assert_eq!(s.gc(&[b.digest], false).unwrap().len(), 0);
+        assert!(s.has_blob(&b.sha256().unwrap()), "dry run removed something");
+        assert_eq!(s.gc(&[b.sha256().unwrap()], false).unwrap().len(), 0);
         assert_eq!(s.gc(&[], false).unwrap().len(), 2);
-        assert!(!s.has_blob(&b.digest) && !s.has_blob(&Digest::of(b"layer b")));
+        assert!(!s.has_blob(&b.sha256().unwrap()) && !s.has_blob(&Digest::of(b"layer b")));
 
         let out = tempfile::tempdir().unwrap();
         s.export("a", &out.path().join("x.tar")).unwrap();
@@ -969,8 +848,45 @@ mod tests {
             }
             .unwrap();
             assert_eq!(names, ["a"]);
-            assert_eq!(s2.layers(&a.digest).unwrap().len(), 1);
+            assert_eq!(s2.layers(&a.sha256().unwrap()).unwrap().len(), 1);
         }
+    }
+
+    #[test]
+    fn a_manifest_of_the_wrong_type_is_refused_naming_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let c = s.put_blob_bytes(b"{}").unwrap();
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_CONFIG,
+            "config": {"mediaType": media::OCI_CONFIG, "digest": c.to_string(), "size": 2},
+            "layers": [],
+        });
+        let d = s.put_blob_bytes(&serde_json::to_vec(&m).unwrap()).unwrap();
+        let e = format!("{:#}", s.layers(&d).unwrap_err());
+        assert!(e.contains(&d.to_string()) && e.contains(&s.blob_path(&d).display().to_string()), "{e}");
+        assert!(e.contains("neither an image manifest"), "{e}");
+        // An index where an image manifest is wanted.
+        let i = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []});
+        let d = s.put_blob_bytes(&serde_json::to_vec(&i).unwrap()).unwrap();
+        let e = format!("{:#}", s.layers(&d).unwrap_err());
+        assert!(e.contains(&d.to_string()) && e.contains("is an index"), "{e}");
+    }
+
+    #[test]
+    fn an_index_json_naming_a_non_sha256_blob_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let i = serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": media::OCI_MANIFEST, "digest": format!("sha512:{}", "a".repeat(128)), "size": 1}]});
+        fs::write(s.layout().index(), serde_json::to_vec(&i).unwrap()).unwrap();
+        let e = format!("{:#}", s.index().unwrap_err());
+        assert!(
+            e.contains(&s.layout().index().display().to_string()) && e.contains("sha256 blobs only"),
+            "{e}"
+        );
+        let e = format!("{:#}", s.find_image("x").unwrap_err());
+        assert!(e.contains("sha256 blobs only"), "{e}");
     }
 
     #[test]

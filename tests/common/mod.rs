@@ -22,7 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eifbake::digest::Digest;
-use eifbake::oci::store::{Descriptor, Platform, Store, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST};
+use eifbake::oci::model::{self, media, Descriptor};
+use eifbake::oci::store::Store;
 
 /// A `docker-registry serve` on 127.0.0.1:<free port> with a temporary
 /// storage root; killed when dropped. Its access log counts requests.
@@ -271,11 +272,8 @@ pub fn write_image(store: &Store, arch: &str, layers: &[Vec<u8>]) -> Descriptor 
     let mut diff_ids = Vec::new();
     for (i, tar) in layers.iter().enumerate() {
         diff_ids.push(Digest::of(tar).to_string());
-        let (blob, mt) = if i == 0 {
-            (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
-        } else {
-            (gzip(tar), "application/vnd.oci.image.layer.v1.tar+gzip")
-        };
+        let (blob, mt) =
+            if i == 0 { (tar.clone(), media::OCI_TAR) } else { (gzip(tar), media::OCI_TAR_GZIP) };
         let d = store.put_blob_bytes(&blob).unwrap();
         layer_descs.push(serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": blob.len()}));
     }
@@ -287,35 +285,25 @@ pub fn write_image(store: &Store, arch: &str, layers: &[Vec<u8>]) -> Descriptor 
     .unwrap();
     let cd = store.put_blob_bytes(&config).unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": cd.to_string(), "size": config.len()},
         "layers": layer_descs,
     }))
     .unwrap();
     let md = store.put_blob_bytes(&manifest).unwrap();
-    Descriptor {
-        media_type: MEDIA_OCI_MANIFEST.into(),
-        digest: md,
-        size: manifest.len() as u64,
-        annotations: Default::default(),
-        platform: Some(Platform { architecture: arch.into(), os: "linux".into(), variant: None }),
-    }
+    let mut desc = model::descriptor(media::OCI_MANIFEST, &md, manifest.len() as u64);
+    desc.set_platform(Some(model::platform("linux", arch)));
+    desc
 }
 
 /// Write an image index over `manifests` into `store`; returns its descriptor.
 pub fn write_index(store: &Store, manifests: &[Descriptor]) -> Descriptor {
     let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": manifests,
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
     }))
     .unwrap();
     let d = store.put_blob_bytes(&index).unwrap();
-    Descriptor {
-        media_type: MEDIA_OCI_INDEX.into(),
-        digest: d,
-        size: index.len() as u64,
-        annotations: Default::default(),
-        platform: None,
-    }
+    model::descriptor(media::OCI_INDEX, &d, index.len() as u64)
 }
 
 /// Name `desc` as `name` in the layout `store` and push it to `dest`
@@ -359,7 +347,9 @@ pub fn push_fixtures_with(reg: &TestRegistry, creds: Option<&str>) -> Fixtures {
         write_image(&s, "amd64", &[busybox_layer(), layer_tar(&[Entry::File("arch", b"amd64\n", 0o644)])]);
     let arm = write_image(&s, "arm64", &[layer_tar(&[Entry::File("arch", b"arm64\n", 0o644)])]);
     let mut arm_desc = arm.clone();
-    arm_desc.platform.as_mut().unwrap().variant = Some("v8".into());
+    let mut v8 = model::platform("linux", "arm64");
+    v8.set_variant(Some("v8".into()));
+    arm_desc.set_platform(Some(v8));
     let multi = write_index(&s, &[amd.clone(), arm_desc]);
     push(&s, "multi", multi.clone(), &reg.image("fx/multi:1"), creds);
 

@@ -103,20 +103,6 @@ pub use limits::{
     DEFAULT_MAX_PATH_LENGTH,
 };
 use tree::Tree;
-/// The media types of layers, and what they say about compression.
-pub mod media_type {
-    pub const OCI_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-    pub const OCI_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    pub const OCI_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-    pub const OCI_NONDIST_TAR: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-    pub const OCI_NONDIST_TAR_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-    pub const OCI_NONDIST_TAR_ZSTD: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
-    pub const DOCKER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_FOREIGN_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-    pub const DOCKER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-    pub const OCTET_STREAM: &str = "application/octet-stream";
-}
-
 /// Compression of a layer blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,7 +117,7 @@ impl Compression {
     /// `Ok(None)` for a generic one whose magic bytes decide, `Err` for a type
     /// that is not a layer at all.
     pub fn from_media_type(media_type: &str) -> Result<Option<Compression>, String> {
-        use media_type::*;
+        use crate::oci::model::media::*;
         Ok(Some(match media_type {
             OCI_TAR | OCI_NONDIST_TAR => Compression::None,
             OCI_TAR_GZIP | OCI_NONDIST_TAR_GZIP | DOCKER_TAR_GZIP | DOCKER_FOREIGN_TAR_GZIP => {
@@ -365,13 +351,13 @@ mod tests {
 
     #[test]
     fn media_types() {
-        use media_type::*;
+        use crate::oci::model::media::*;
         assert_eq!(Compression::from_media_type(OCI_TAR_GZIP), Ok(Some(Compression::Gzip)));
         assert_eq!(Compression::from_media_type(DOCKER_TAR_GZIP), Ok(Some(Compression::Gzip)));
         assert_eq!(Compression::from_media_type(OCI_TAR_ZSTD), Ok(Some(Compression::Zstd)));
         assert_eq!(Compression::from_media_type(OCI_TAR), Ok(Some(Compression::None)));
         assert_eq!(Compression::from_media_type(OCTET_STREAM), Ok(None));
-        assert!(Compression::from_media_type("application/vnd.oci.image.config.v1+json").is_err());
+        assert!(Compression::from_media_type(OCI_CONFIG).is_err());
         assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
         assert_eq!(Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
         assert_eq!(Compression::sniff(b"ustar"), Compression::None);

@@ -1,0 +1,141 @@
+//! The store's directory layout: every path under a store root, spelled once.
+//!
+//! ```text
+//! STORE/oci-layout            {"imageLayoutVersion":"1.0.0"}
+//! STORE/index.json            the images the store names
+//! STORE/blobs/sha256/<hex>    verified blobs
+//! STORE/ingest/               blobs being written and verified
+//! STORE/index.lock            flock serialising index.json updates
+//! STORE/gc.lock               flock: builds and fetches shared, gc exclusive
+//! STORE/eifbake/sources/<tree hex>/        the source cache
+//! STORE/eifbake/steps/<key hex>/{out/,tree} the step cache
+//! ```
+//!
+//! The first four are the OCI image layout (what skopeo and umoci read, and
+//! what `store export` writes); the rest is eifbake's own.
+//!
+//! What it is for: answering "where is X" for the store ([`super::Store`]),
+//! the caches ([`crate::cache`], [`crate::sources::SourceCache`]), `check`
+//! (which assembles run stores) and the tests. Not for: what is in those
+//! files or directories, or their locking rules (the store and
+//! [`crate::cache`] say). The inside of a step entry (`out/`, `tree`) belongs
+//! to [`crate::cache`].
+
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+
+/// The layout marker file.
+pub const OCI_LAYOUT: &str = "oci-layout";
+/// Its content, the only version eifbake reads or writes.
+pub const OCI_LAYOUT_CONTENT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
+/// The layout's index of named images.
+pub const INDEX: &str = "index.json";
+/// The directory of sha256 blobs, and (for archives) its parents in order.
+pub const BLOBS: &str = "blobs/sha256";
+pub const BLOB_DIRS: [&str; 2] = ["blobs/", "blobs/sha256/"];
+/// The files of an OCI layout that name images (what a copy of a store's
+/// images needs besides [`BLOBS`]).
+pub const LAYOUT_FILES: [&str; 2] = [OCI_LAYOUT, INDEX];
+
+/// The name of a blob relative to a layout's root (`blobs/sha256/<hex>`).
+pub fn blob_name(digest: &Digest) -> String {
+    format!("{BLOBS}/{}", digest.hex())
+}
+
+/// The caches eifbake keeps beside the layout, by the name `gc --caches` reports.
+pub const CACHES: [&str; 2] = ["steps", "sources"];
+
+/// The paths of one store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn oci_layout(&self) -> PathBuf {
+        self.root.join(OCI_LAYOUT)
+    }
+
+    pub fn index(&self) -> PathBuf {
+        self.root.join(INDEX)
+    }
+
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join(BLOBS)
+    }
+
+    /// The top directory of the blobs (`blobs/`): what copying a store's blobs copies.
+    pub fn blob_tree(&self) -> PathBuf {
+        self.root.join(BLOB_DIRS[0])
+    }
+
+    /// Where a blob lives (whether or not it is present).
+    pub fn blob(&self, digest: &Digest) -> PathBuf {
+        self.root.join(blob_name(digest))
+    }
+
+    pub fn ingest(&self) -> PathBuf {
+        self.root.join("ingest")
+    }
+
+    pub fn index_lock(&self) -> PathBuf {
+        self.root.join("index.lock")
+    }
+
+    pub fn gc_lock(&self) -> PathBuf {
+        self.root.join("gc.lock")
+    }
+
+    /// The directory holding eifbake's caches.
+    pub fn caches(&self) -> PathBuf {
+        self.root.join("eifbake")
+    }
+
+    /// The cache named `name` (one of [`CACHES`]).
+    pub fn cache(&self, name: &str) -> PathBuf {
+        debug_assert!(CACHES.contains(&name), "{name} is not a cache");
+        self.caches().join(name)
+    }
+
+    /// The source cache: `<tree hex>/` per materialised source tree.
+    pub fn sources(&self) -> PathBuf {
+        self.cache("sources")
+    }
+
+    /// The step cache: `<key hex>/` per step output.
+    pub fn steps(&self) -> PathBuf {
+        self.cache("steps")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stores written by earlier versions must stay readable: the paths are fixed.
+    #[test]
+    fn paths_are_the_documented_ones() {
+        let l = Layout::new("/s");
+        let d = Digest::of(b"x");
+        assert_eq!(l.blob(&d), PathBuf::from(format!("/s/blobs/sha256/{}", d.hex())));
+        assert_eq!(blob_name(&d), format!("blobs/sha256/{}", d.hex()));
+        assert_eq!(l.blobs(), Path::new("/s/blobs/sha256"));
+        assert_eq!((l.index(), l.oci_layout()), ("/s/index.json".into(), "/s/oci-layout".into()));
+        assert_eq!(
+            (l.ingest(), l.index_lock(), l.gc_lock()),
+            ("/s/ingest".into(), "/s/index.lock".into(), "/s/gc.lock".into())
+        );
+        assert_eq!((l.sources(), l.steps()), ("/s/eifbake/sources".into(), "/s/eifbake/steps".into()));
+        assert_eq!(BLOB_DIRS.concat(), "blobs/blobs/sha256/");
+        assert_eq!(l.blob_tree(), Path::new("/s/blobs"));
+    }
+}
