@@ -417,6 +417,7 @@ fn run_steps(cx: &StepsContext<'_>, images: &ImageTrees<'_>) -> Result<StepsDone
                 out_dir: cx.work.join("steps").join(&step.name).join("out"),
                 log: cx.logs.join(format!("{}.{}.log", recipe.name, step.name)),
                 timeout: cx.opts.step_timeout,
+                network: None,
             };
             run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run)?;
             let out_dir = run.out_dir;

@@ -1,4 +1,5 @@
-//! Run one build step inside an OCI runtime bundle, with no network.
+//! Run one build step inside an OCI runtime bundle, with no network (a
+//! fetch step: the outside world only, see [`network`]).
 //!
 //! What this module is for: given a root filesystem directory, the sources
 //! to mount read-only, a shell script and the step's extra environment, write
@@ -7,7 +8,15 @@
 //!
 //! - fresh mount, pid, ipc, uts and network namespaces: the network namespace
 //!   holds only its own `lo` (the runtime brings it up), so nothing outside
-//!   the step is reachable, loopback servers of the host included;
+//!   the step is reachable, loopback servers of the host included. A fetch
+//!   step ([`StepRun::network`], the recipe's `network = true`) is the one
+//!   exception: it joins a network namespace of its own that `pasta`
+//!   connects to the outside world in user mode ([`network`] says how and
+//!   why pasta). It never shares the host's network namespace, so the
+//!   host's interfaces, abstract unix sockets and loopback services stay out
+//!   of reach (unless whoever runs eifbake lists loopback ports in
+//!   [`HOST_PORTS_ENV`]; a recipe cannot). Everything else below is the same
+//!   for fetch steps;
 //! - exactly the fixed environment of [`fixed_env`] (HOME, LANG, LC_ALL,
 //!   PATH, SOURCE_DATE_EPOCH, TZ) plus the
 //!   step's own variables, which may not redefine the fixed ones;
@@ -104,9 +113,12 @@ use oci_spec::runtime::{
 use crate::epoch::Epoch;
 use crate::userns::{Holder, Mapping, Privilege};
 
+pub mod network;
 pub mod policy;
 pub mod seccomp;
 mod supervise;
+
+pub use network::{NetworkAccess, HOST_PORTS_ENV};
 
 /// The fixed `PATH` inside every step.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -186,6 +198,10 @@ pub struct StepRun {
     /// Where the step's output goes (created or truncated).
     pub log: PathBuf,
     pub timeout: Duration,
+    /// `None` (every ordinary step): a fresh network namespace with only
+    /// `lo`. `Some` (a fetch step): the outside world through `pasta`
+    /// ([`network`]), never the host's loopback unless the access lists ports.
+    pub network: Option<NetworkAccess>,
 }
 
 /// What a successful step run produced.
@@ -224,8 +240,15 @@ impl Sandbox {
         Sandbox { runtime }
     }
 
-    /// The OCI runtime spec for a step, with `bundle_rootfs` as the root path.
+    /// The OCI runtime spec for a step, with `bundle_rootfs` as the root
+    /// path and a fresh network namespace.
     pub fn spec(&self, step: &StepRun) -> Result<Spec> {
+        self.spec_in(step, None)
+    }
+
+    /// [`Sandbox::spec`], joining the network namespace at `netns` when given
+    /// (a fetch step's, see [`network`]) instead of making a fresh one.
+    pub fn spec_in(&self, step: &StepRun, netns: Option<&Path>) -> Result<Spec> {
         let at = format!("step {:?}", step.name);
         let mut env = fixed_env(step.epoch);
         for (k, v) in &step.env {
@@ -311,7 +334,10 @@ impl Sandbox {
             LinuxNamespaceType::Network,
         ]
         .into_iter()
-        .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+        .map(|typ| match netns.filter(|_| typ == LinuxNamespaceType::Network) {
+            Some(path) => LinuxNamespaceBuilder::default().typ(typ).path(path).build(),
+            None => LinuxNamespaceBuilder::default().typ(typ).build(),
+        })
         .collect::<Result<Vec<_>, _>>()?;
         let linux = LinuxBuilder::default()
             .namespaces(namespaces)
@@ -370,11 +396,24 @@ impl Sandbox {
     }
 
     fn run_inner(&self, step: &StepRun, ns: Option<&Holder>) -> Result<StepReport> {
-        let spec = self.spec(step)?;
         let bundle = tempfile::Builder::new()
             .prefix("eifbake-bundle.")
             .tempdir()
             .context("cannot create a bundle directory")?;
+        // Dropped (pasta and the namespace gone) after the runtime's state is deleted.
+        let attached = match &step.network {
+            Some(access) => {
+                Some(network::Attached::start(&step.name, access, &bundle.path().join("pasta.log"))?)
+            }
+            None => None,
+        };
+        // The runtime's /proc is its own pid namespace's: the namespace is
+        // bound onto this file in its private mount namespace (`supervise`).
+        let netns = bundle.path().join("netns");
+        if attached.is_some() {
+            File::create(&netns).with_context(|| format!("cannot create {}", netns.display()))?;
+        }
+        let spec = self.spec_in(step, attached.as_ref().map(|_| netns.as_path()))?;
         let config = bundle.path().join("config.json");
         let json = config_json(&spec)?;
         fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
@@ -392,7 +431,9 @@ impl Sandbox {
         let started = Instant::now();
         let mut cmd = self.runtime_cmd(&state, ns);
         cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(&id);
-        supervise::die_with_parent(&mut cmd);
+        let holder_ns = attached.as_ref().map(network::Attached::netns_path);
+        supervise::die_with_parent(&mut cmd, holder_ns.as_deref().map(|from| (from, netns.as_path())))
+            .with_context(|| format!("step {:?}: cannot prepare its runtime", step.name))?;
         // One pipe for stdout and stderr, so the log keeps the order the step wrote in.
         let (reader, writer) = pipe()?;
         cmd.stdin(Stdio::null()).stdout(Stdio::from(writer.try_clone()?)).stderr(Stdio::from(writer));
@@ -910,6 +951,7 @@ mod tests {
             out_dir: root.join("out"),
             log: root.join("log"),
             timeout: DEFAULT_TIMEOUT,
+            network: None,
         }
     }
 
