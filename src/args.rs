@@ -53,7 +53,8 @@ impl Global {
 pub enum Command {
     /// Resolve every image of a recipe to digests and write lockfiles/NAME.lock.
     Lock(LockArgs),
-    /// Pull every pinned manifest, config and layer into the store, verifying digests.
+    /// Pull every pinned manifest, config and layer into the store, verifying digests,
+    /// and run the fetch steps (network = true) whose pinned output the store lacks.
     Fetch(FetchArgs),
     /// Build a recipe into out/NAME.eif, .pcrs, .manifest.json and .provenance.json.
     ///
@@ -329,6 +330,22 @@ pub struct LockArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub steps: FetchStepArgs,
+}
+
+/// How `lock` and `fetch` run a recipe's fetch steps (`network = true`).
+#[derive(Debug, Args)]
+pub struct FetchStepArgs {
+    /// OCI runtime for fetch steps (and the steps they need).
+    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
+    pub runtime: String,
+    /// Time limit of one step.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub step_timeout: u64,
+    /// Where step logs go (DIR/logs/RECIPE.STEP.log), as for build.
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +359,8 @@ pub struct FetchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub steps: FetchStepArgs,
 }
 
 #[derive(Debug, Subcommand)]

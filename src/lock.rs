@@ -21,7 +21,18 @@
 //! url = "https://…"
 //! commit = "…"
 //! tree = "sha256:…"                   # eifbake's tree hash of the exported tree
+//!
+//! [steps.vendor]                      # a fetch step (`network = true`)
+//! definition = "sha256:…"             # what it was run as (image, script, env, mounts)
+//! output = "sha256:…"                 # the output-tree hash of its /out
+//! files = ["<hex> Cargo.lock", …]     # its listing, to name a changed file
 //! ```
+//!
+//! `[steps.NAME]` pins what a fetch step wrote: `eifbake lock` runs it once
+//! (see `crate::build::pin_fetch_steps`) and records its output; builds
+//! take that tree from the store or refuse a run that gives anything else,
+//! and refuse a step whose definition no longer matches. `files` is the
+//! step's [`crate::sources::output_listing`].
 //!
 //! `manifest` is what builds use. `index` is the digest the reference
 //! itself resolved to: an image index / manifest list, or — for
@@ -62,6 +73,22 @@ pub struct Lock {
     pub images: BTreeMap<String, LockedImage>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, Pin>,
+    /// Fetch steps' outputs, by step name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, LockedStep>,
+}
+
+/// What a fetch step wrote when it was locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedStep {
+    /// The hash of the step's definition when it ran (`crate::build`'s
+    /// `fetch_definition`): a step edited since no longer matches.
+    pub definition: Digest,
+    /// The output-tree hash of its `/out`.
+    pub output: Digest,
+    /// Its listing ([`crate::sources::output_listing`]), sorted by path.
+    pub files: Vec<String>,
 }
 
 /// One image of the recipe, pinned.
@@ -190,6 +217,23 @@ impl Lock {
                 );
             }
         }
+        let fetch_steps: Vec<&str> = recipe.steps.iter().filter(|s| s.network).map(|s| s.name.as_str()).collect();
+        if let Some(missing) = fetch_steps.iter().find(|s| !lock.steps.contains_key(**s)) {
+            bail!(
+                "step {missing:?} of recipe {} has network = true but {} pins no output for it ([steps.{missing}]); \
+                 run `eifbake lock {}`",
+                rp.display(),
+                lp.display(),
+                rp.display()
+            );
+        }
+        if let Some(extra) = lock.steps.keys().find(|k| !fetch_steps.contains(&k.as_str())) {
+            bail!(
+                "{} pins step {extra:?}, which recipe {} has no fetch step of; run `eifbake lock`",
+                lp.display(),
+                rp.display()
+            );
+        }
         if let Some(extra) = lock.images.keys().find(|k| !recipe.images.contains_key(*k)) {
             bail!(
                 "{} pins image {extra:?}, which recipe {} no longer has; run `eifbake lock`",
@@ -290,8 +334,15 @@ pub fn relock(
         };
         sources.insert(name.clone(), pin);
     }
-    let lock =
-        Lock { version: VERSION, recipe: recipe_label(&rp, lock_path), recipe_sha256: sha, images, sources };
+    // Fetch steps are pinned afterwards, by running them (`crate::build::pin_fetch_steps`).
+    let lock = Lock {
+        version: VERSION,
+        recipe: recipe_label(&rp, lock_path),
+        recipe_sha256: sha,
+        images,
+        sources,
+        steps: BTreeMap::new(),
+    };
     Ok((lock, changes))
 }
 

@@ -284,6 +284,16 @@ pub struct Step {
     /// Path under `/out` -> path in the enclave root filesystem.
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// A fetch step: the only kind that reaches a network (the outside
+    /// world, never the host's loopback). `eifbake lock` runs it once and
+    /// pins the hash of its `/out`; builds take that tree from the store or
+    /// run it again and refuse any other result.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub network: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_workdir() -> String {

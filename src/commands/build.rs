@@ -24,6 +24,29 @@ pub fn sign_with(a: &BuildSigningArgs) -> SignWith {
     })
 }
 
+/// The build options `lock` and `fetch` run fetch steps with.
+pub fn fetch_step_options(
+    a: &crate::args::FetchStepArgs,
+    lockfile: Option<std::path::PathBuf>,
+    insecure: &[String],
+    global: &Global,
+) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        store: Store::default_path(global.store.as_deref())?,
+        out_dir: a.out.clone(),
+        lockfile,
+        runtime: a.runtime.parse()?,
+        offline: global.offline,
+        no_cache: false,
+        insecure: insecure.to_vec(),
+        mirrors: global.mirrors()?,
+        epoch: Epoch::from_env()?,
+        step_timeout: Duration::from_secs(a.step_timeout),
+        keep_work: false,
+        signing: crate::build::SignWith::Unsigned,
+    })
+}
+
 pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
     let opts = BuildOptions {
         store: Store::default_path(global.store.as_deref())?,

@@ -1,4 +1,6 @@
-//! `eifbake fetch RECIPE`: pull every pinned image of a recipe into the store.
+//! `eifbake fetch RECIPE`: pull every pinned image of a recipe into the
+//! store, and run the fetch steps whose pinned output it lacks, so
+//! `build --offline` works afterwards.
 
 use std::process::ExitCode;
 
@@ -18,12 +20,16 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
     let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
     let fetched = fetch_lock(&store, &lock, &registry, global.offline, &progress)?;
     progress.finish();
+    let opts = super::build::fetch_step_options(&args.steps, args.lockfile.clone(), &args.insecure_registry, global)?;
+    let steps_run = crate::build::fetch_steps(&args.recipe, &opts)?;
     if args.json {
         let images: serde_json::Map<String, serde_json::Value> = fetched
             .iter()
             .map(|f| (f.name.clone(), serde_json::to_value(f).expect("serialisable")))
             .collect();
-        super::output::json(&serde_json::json!({ "store": store.root(), "images": images }))?;
+        super::output::json(
+            &serde_json::json!({ "store": store.root(), "images": images, "fetch_steps_run": steps_run }),
+        )?;
     } else {
         for f in &fetched {
             outln!(
@@ -35,6 +41,10 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
                 store.root().display(),
                 f.ref_name
             );
+        }
+        for (name, pin) in &lock.steps {
+            let how = if steps_run.contains(name) { "ran" } else { "in store" };
+            outln!("step {name:<11} {} {how}", pin.output);
         }
     }
     Ok(ExitCode::SUCCESS)

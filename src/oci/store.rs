@@ -610,14 +610,14 @@ impl Store {
     }
 
     /// Empty the caches eifbake keeps beside the layout (`eifbake/steps`,
-    /// `eifbake/sources`), under the same exclusive lock as [`Store::gc`], so
+    /// `eifbake/sources`, `eifbake/fetched`), under the same exclusive lock as [`Store::gc`], so
     /// no build that holds [`Store::writing`] is reading them. Each entry is
     /// first renamed to a `.gc-` name, so an interrupted removal never leaves a
     /// partial entry under a name a build would use. Returns (entry, bytes).
     pub fn gc_caches(&self, dry_run: bool) -> Result<Vec<(String, u64)>> {
         let _writers = self.flock("gc.lock", FlockOperation::LockExclusive)?;
         let mut removed = Vec::new();
-        for cache in ["steps", "sources"] {
+        for cache in ["steps", "sources", "fetched"] {
             let dir = self.root.join("eifbake").join(cache);
             let mut entries: Vec<_> = match fs::read_dir(&dir) {
                 Ok(rd) => rd.collect::<io::Result<Vec<_>>>()?,
