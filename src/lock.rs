@@ -140,7 +140,8 @@ impl Lock {
 
     /// The lockfile text: the header comment, then TOML in a fixed key order.
     pub fn to_toml(&self) -> String {
-        let body = toml::to_string(self).expect("a lock always serialises");
+        // Pretty: a fetch step's `files` is one line per entry, for readable diffs.
+        let body = toml::to_string_pretty(self).expect("a lock always serialises");
         format!("{HEADER}{body}")
     }
 
@@ -417,6 +418,24 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         assert_eq!(lock.images["busybox"].index, None);
         assert_eq!(lock.sources["app"].commit.as_deref(), Some("0123456789abcdef0123456789abcdef01234567"));
         assert_eq!(lock.to_toml(), LITERAL);
+    }
+
+    #[test]
+    fn fetch_step_pins_round_trip_one_file_a_line() {
+        let text = format!(
+            "{LITERAL}\n[steps.vendor]\ndefinition = \"sha256:{d}\"\noutput = \"sha256:{o}\"\nfiles = [\n    \"{d} deps\",\n    \"{o} deps/a.txt\",\n]\n",
+            d = "1".repeat(64),
+            o = "2".repeat(64)
+        );
+        let lock = Lock::parse(&text, Path::new("x.lock")).unwrap();
+        assert_eq!(lock.steps["vendor"].files.len(), 2);
+        assert_eq!(lock.steps["vendor"].output, Digest::from_bytes([0x22; 32]));
+        assert_eq!(lock.to_toml(), text);
+        let e = format!(
+            "{:#}",
+            Lock::parse(&text.replace("output =", "outputs ="), Path::new("x.lock")).unwrap_err()
+        );
+        assert!(e.contains("unknown field `outputs`"), "{e}");
     }
 
     #[test]
