@@ -128,6 +128,10 @@ pub struct VerifyArgs {
     /// Keep the rebuild directory and print where.
     #[arg(long)]
     pub keep: bool,
+    /// Let the recipe's fetch steps (network = true) run with a network: they reach
+    /// whatever this machine reaches. Without it such a rebuild is refused.
+    #[arg(long)]
+    pub allow_network: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -107,6 +107,11 @@ pub struct BuildOptions {
     pub runtime: Runtime,
     pub offline: bool,
     pub no_cache: bool,
+    /// Whether a fetch step (`network = true`) may run, with a network.
+    /// `verify` rebuilds other people's recipes and gives none unless told
+    /// (`--allow-network`); a fetch step whose pinned tree the store holds
+    /// needs no run either way.
+    pub network: bool,
     /// Registries reachable over plain HTTP besides loopback ones.
     pub insecure: Vec<String>,
     /// Registry mirrors, tried in order before an image's own registry.
@@ -357,7 +362,13 @@ struct Loaded {
 impl Loaded {
     /// A recipe with a lock that is being made (`eifbake lock`): not
     /// checked against each other, and with no texts for an origin.
-    fn unchecked(recipe_path: &Path, recipe: Recipe, lock: Lock, lock_path: &Path, opts: &BuildOptions) -> Loaded {
+    fn unchecked(
+        recipe_path: &Path,
+        recipe: Recipe,
+        lock: Lock,
+        lock_path: &Path,
+        opts: &BuildOptions,
+    ) -> Loaded {
         let recipe_file = Recipe::resolve_path(recipe_path);
         let named = |path: String| FileRef { path, sha256: Digest::of(b""), text: None };
         let epoch = opts.epoch.or(recipe.source_date_epoch).unwrap_or(Epoch(0));
@@ -536,7 +547,12 @@ fn run_steps(
 }
 
 /// The sandbox run of `step` in the build's scratch directory, its log in `OUT_DIR/logs`.
-fn step_run(cx: &StepsContext<'_>, step: &Step, mounts: Vec<Bind>, network: Option<NetworkAccess>) -> StepRun {
+fn step_run(
+    cx: &StepsContext<'_>,
+    step: &Step,
+    mounts: Vec<Bind>,
+    network: Option<NetworkAccess>,
+) -> StepRun {
     StepRun {
         name: step.name.clone(),
         rootfs: cx.work.join("steps").join(&step.name).join("rootfs"),
@@ -557,8 +573,9 @@ fn step_run(cx: &StepsContext<'_>, step: &Step, mounts: Vec<Bind>, network: Opti
 ///
 /// Its pin must match its definition ([`fetch_definition`]). The pinned
 /// tree is taken from the store (`STORE/eifbake/fetched`, checked) unless
-/// `--no-cache`; else the step runs with a network (never with
-/// `--offline`) and a tree other than the pinned one is refused, naming
+/// `--no-cache` (which a step that may not run, see
+/// [`BuildOptions::network`], ignores); else the step runs with a network
+/// (never with `--offline`) and a tree other than the pinned one is refused, naming
 /// the first differing file from the lock's listing. Under
 /// [`Pinning::Lock`] a step without a matching pin runs and is pinned.
 fn fetch_step(
@@ -573,11 +590,20 @@ fn fetch_step(
     let keep = kept_pin(cx, step, &definition, pins.get(&step.name))?;
     let fetched = StepCache::fetched(cx.store.root());
     if let Some(pin) = &keep {
-        if !cx.opts.no_cache {
+        // --no-cache runs a fetch step again, when it may run at all.
+        if !cx.opts.no_cache || !cx.opts.network {
             if let Some(dir) = fetched.lookup_fetched(&step.name, &pin.output)? {
                 return Ok((dir, fetched_key(&pin.output), false));
             }
         }
+    }
+    if !cx.opts.network {
+        bail!(
+            "step {:?} has network = true and would run with a network: a fetch step reaches whatever this \
+             machine reaches (its LAN and cloud metadata services included), and this recipe is not yours. \
+             Give --allow-network to let it, or rebuild with --store STORE holding its pinned output",
+            step.name
+        );
     }
     if cx.opts.offline {
         bail!(

@@ -218,7 +218,8 @@ impl Lock {
                 );
             }
         }
-        let fetch_steps: Vec<&str> = recipe.steps.iter().filter(|s| s.network).map(|s| s.name.as_str()).collect();
+        let fetch_steps: Vec<&str> =
+            recipe.steps.iter().filter(|s| s.network).map(|s| s.name.as_str()).collect();
         if let Some(missing) = fetch_steps.iter().find(|s| !lock.steps.contains_key(**s)) {
             bail!(
                 "step {missing:?} of recipe {} has network = true but {} pins no output for it ([steps.{missing}]); \

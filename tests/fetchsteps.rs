@@ -158,7 +158,9 @@ impl Project {
 
     fn fetched_entries(&self) -> usize {
         match fs::read_dir(self.path("store/eifbake/fetched")) {
-            Ok(rd) => rd.filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count(),
+            Ok(rd) => {
+                rd.filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count()
+            }
             Err(_) => 0,
         }
     }
@@ -256,7 +258,8 @@ fn an_edited_fetch_step_is_refused_until_locked_again() {
     }
     let p = Project::new("edited");
     p.lock();
-    let edited = recipe_text("edited", &p.image, &format!("{}\necho more", fetch_script(p.upstream.port)), true);
+    let edited =
+        recipe_text("edited", &p.image, &format!("{}\necho more", fetch_script(p.upstream.port)), true);
     fs::write(&p.recipe, &edited).unwrap();
     // The lock's recipe hash catches the edit first...
     let (code, log) = p.build(&[]);
@@ -297,4 +300,39 @@ fn an_ordinary_step_cannot_reach_what_a_fetch_step_can() {
     assert_eq!(code, 2, "{log}");
     assert!(log.contains("step \"vendor\" failed"), "{log}");
     assert!(log.contains("wget: can't connect") || log.contains("Network is unreachable"), "{log}");
+}
+
+/// `verify` runs other people's recipes: a fetch step there would reach
+/// whatever the rebuilder's machine reaches, so it needs --allow-network.
+#[test]
+fn verify_runs_a_fetch_step_only_when_allowed() {
+    if !common::root_or_skip("fetch steps run in crun with pasta") {
+        return;
+    }
+    let p = Project::new("rebuilt");
+    p.lock();
+    let (code, log) = p.build(&[]);
+    assert_eq!(code, 0, "{log}");
+    let manifest = p.path("out/rebuilt.manifest.json");
+    // In a fresh store (verify's default): refused before any network is given.
+    let out = bin::eifbake_cmd()
+        .args(["verify", s(&manifest)])
+        .env(HOST_PORTS_ENV, p.upstream.port.to_string())
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("step \"vendor\" has network = true") && log.contains("--allow-network"), "{log}");
+    // With a store holding the pinned tree, no run (and no network) is needed.
+    p.upstream.set("unreachable anyway\n");
+    let (code, log) = p.run(&["verify", s(&manifest)]);
+    assert_eq!(code, 0, "{log}");
+    p.upstream.set("version 1\n");
+    let (code, log) = p.run(&["verify", s(&manifest), "--allow-network"]);
+    assert_eq!(code, 0, "{log}");
+    // Upstream changed: the rebuild is refused, naming the file.
+    p.upstream.set("version 2\n");
+    let (code, log) = p.run(&["verify", s(&manifest), "--allow-network"]);
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("first difference: deps/a.txt (changed)"), "{log}");
 }

@@ -20,7 +20,12 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
     let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
     let fetched = fetch_lock(&store, &lock, &registry, global.offline, &progress)?;
     progress.finish();
-    let opts = super::build::fetch_step_options(&args.steps, args.lockfile.clone(), &args.insecure_registry, global)?;
+    let opts = super::build::fetch_step_options(
+        &args.steps,
+        args.lockfile.clone(),
+        &args.insecure_registry,
+        global,
+    )?;
     let steps_run = crate::build::fetch_steps(&args.recipe, &opts)?;
     if args.json {
         let images: serde_json::Map<String, serde_json::Value> = fetched

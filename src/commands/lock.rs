@@ -62,7 +62,14 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
             &args.insecure_registry,
             global,
         )?;
-        crate::build::pin_fetch_steps(&args.recipe, &mut lock, &lock_path, existing.as_ref(), args.update, &opts)?
+        crate::build::pin_fetch_steps(
+            &args.recipe,
+            &mut lock,
+            &lock_path,
+            existing.as_ref(),
+            args.update,
+            &opts,
+        )?
     } else {
         Vec::new()
     };
