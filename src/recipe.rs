@@ -35,6 +35,14 @@
 //! - the EIF header's flags get bit 0 for `aarch64`, and the manifest
 //!   records `arch`.
 //!
+//! Fetch steps: a step with `network = true` is the only kind that reaches
+//! a network (the outside world through `pasta`, never the host's network
+//! namespace or loopback: [`crate::sandbox::network`]). What it writes is
+//! pinned by hash: `eifbake lock` runs it and records its output tree in the
+//! lock, and builds refuse any other result ([`crate::lock`],
+//! `crate::build`). Nothing about where it downloads from is trusted or
+//! measured; its output-tree hash is measured.
+//!
 //! One arch per recipe: every image is pinned for it. A step that
 //! cross-compiles in an amd64 image for an aarch64 enclave is not expressible.
 //!
