@@ -726,6 +726,18 @@ env = { RUST_LOG = "info" }
     }
 
     #[test]
+    fn network_is_off_unless_a_step_asks_and_only_as_a_bool() {
+        assert!(!Recipe::parse(HELLO).unwrap().steps[0].network);
+        let fetch = HELLO.replace("workdir = \"/src/app\"", "workdir = \"/src/app\"\nnetwork = true");
+        assert!(Recipe::parse(&fetch).unwrap().steps[0].network);
+        let e = err(&HELLO.replace("workdir = \"/src/app\"", "workdir = \"/src/app\"\nnetwork = \"host\""));
+        assert!(e.contains("network"), "{e}");
+        // An ordinary step serialises as before (no `network` key).
+        let r = Recipe::parse(HELLO).unwrap();
+        assert!(!toml::to_string(&r.steps[0]).unwrap().contains("network"));
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let e = err(&HELLO.replace("cpus_typo", "").replace("cmdline = ", "cpu = 2\ncmdline = "));
         assert!(e.contains("unknown field `cpu`"), "{e}");

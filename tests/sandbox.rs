@@ -622,6 +622,13 @@ fn http_server(body: &'static str) -> u16 {
 
 #[test]
 fn only_a_fetch_step_reaches_the_network_and_the_host_loopback_only_when_listed() {
+    for rt in [Runtime::Crun, Runtime::Runc] {
+        fetch_step_network(rt);
+    }
+}
+
+fn fetch_step_network(rt: Runtime) {
+    let run = |s: &StepRun| Sandbox::new(rt).run(s);
     let port = http_server("fetched\n");
     let fetch = format!("wget -q -O /out/got http://127.0.0.1:{port}/file");
     // An ordinary step: no route anywhere, the host's server unreachable.

@@ -972,6 +972,39 @@ mod tests {
         assert!(out["options"].as_array().unwrap().contains(&"rw".into()));
     }
 
+    #[test]
+    fn a_fetch_steps_spec_differs_only_by_the_network_namespace_it_joins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = step(dir.path());
+        let plain = serde_json::to_value(Sandbox::new(Runtime::Crun).spec(&s).unwrap()).unwrap();
+        let plain_net =
+            plain["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network");
+        let plain_path = plain_net.unwrap().get("path").cloned();
+        s.network = Some(NetworkAccess::default());
+        let netns = dir.path().join("netns");
+        let mut fetch =
+            serde_json::to_value(Sandbox::new(Runtime::Crun).spec_in(&s, Some(&netns)).unwrap()).unwrap();
+        let nss = fetch["linux"]["namespaces"].as_array_mut().unwrap();
+        let net = nss.iter_mut().find(|n| n["type"] == "network").unwrap();
+        assert_eq!(net["path"], netns.to_str().unwrap());
+        match plain_path {
+            Some(p) => net["path"] = p,
+            None => drop(net.as_object_mut().unwrap().remove("path")),
+        }
+        // Capability sets are sets: their order in the JSON is not fixed.
+        let sorted = |mut v: serde_json::Value| {
+            for set in v["process"]["capabilities"].as_object_mut().unwrap().values_mut() {
+                set.as_array_mut().unwrap().sort_by_key(|c| c.to_string());
+            }
+            v
+        };
+        assert_eq!(
+            sorted(fetch),
+            sorted(plain),
+            "capabilities, seccomp, mounts and the rest must be the same"
+        );
+    }
+
     /// The config.json a step's bundle gets, as JSON.
     fn config(s: &StepRun) -> serde_json::Value {
         let spec = Sandbox::new(Runtime::Crun).spec(s).unwrap();
