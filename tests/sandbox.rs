@@ -637,10 +637,16 @@ fn fetch_step_network(rt: Runtime) {
     assert!(err.contains("failed: exit code"), "{err}");
     // A fetch step with the port listed by the user reaches it on its own 127.0.0.1.
     let f = Fixture::new();
-    let mut s = f.step(&format!("{fetch}; ip route > /out/route 2>/dev/null || route -n > /out/route"));
+    let mut s = f.step(&format!(
+        "{fetch}; cat /etc/resolv.conf > /out/resolv; if echo x > /etc/resolv.conf; then echo rw > /out/rw; fi"
+    ));
     s.network = Some(eifbake::sandbox::NetworkAccess::with_ports(&port.to_string()).unwrap());
     run(&s).unwrap();
     assert_eq!(fs::read_to_string(f.path("out/got")).unwrap(), "fetched\n");
+    // Names resolve through pasta's DNS forwarder, named in a read-only resolv.conf.
+    let resolv = format!("nameserver {}\n", eifbake::sandbox::network::DNS_ADDRESS);
+    assert_eq!(fs::read_to_string(f.path("out/resolv")).unwrap(), resolv);
+    assert!(!f.path("out/rw").exists(), "the step could write its /etc/resolv.conf");
     // It has a route out (a network), but by default no way to the host's loopback.
     let f = Fixture::new();
     let mut s = f.step(&format!(

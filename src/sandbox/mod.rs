@@ -246,9 +246,11 @@ impl Sandbox {
         self.spec_in(step, None)
     }
 
-    /// [`Sandbox::spec`], joining the network namespace at `netns` when given
-    /// (a fetch step's, see [`network`]) instead of making a fresh one.
-    pub fn spec_in(&self, step: &StepRun, netns: Option<&Path>) -> Result<Spec> {
+    /// [`Sandbox::spec`] for a fetch step when `joined` is given (see
+    /// [`network`]): joining that network namespace instead of making a
+    /// fresh one, with that `resolv.conf` bound read-only at `/etc/resolv.conf`.
+    pub fn spec_in(&self, step: &StepRun, joined: Option<&network::Joined>) -> Result<Spec> {
+        let netns = joined.map(|j| j.netns.as_path());
         let at = format!("step {:?}", step.name);
         let mut env = fixed_env(step.epoch);
         for (k, v) in &step.env {
@@ -325,6 +327,13 @@ impl Sandbox {
             .to_str()
             .with_context(|| format!("{at}: {} is not UTF-8", step.out_dir.display()))?;
         mounts.push(m("/out", "bind", out, &["rbind", "nosuid", "nodev", "rw"])?);
+        if let Some(j) = joined {
+            let conf = j
+                .resolv_conf
+                .to_str()
+                .with_context(|| format!("{at}: {} is not UTF-8", j.resolv_conf.display()))?;
+            mounts.push(m("/etc/resolv.conf", "bind", conf, &["bind", "nosuid", "nodev", "noexec", "ro"])?);
+        }
 
         let namespaces = [
             LinuxNamespaceType::Mount,
@@ -409,11 +418,11 @@ impl Sandbox {
         };
         // The runtime's /proc is its own pid namespace's: the namespace is
         // bound onto this file in its private mount namespace (`supervise`).
-        let netns = bundle.path().join("netns");
+        let joined = network::Joined::in_bundle(bundle.path());
         if attached.is_some() {
-            File::create(&netns).with_context(|| format!("cannot create {}", netns.display()))?;
+            joined.create()?;
         }
-        let spec = self.spec_in(step, attached.as_ref().map(|_| netns.as_path()))?;
+        let spec = self.spec_in(step, attached.as_ref().map(|_| &joined))?;
         let config = bundle.path().join("config.json");
         let json = config_json(&spec)?;
         fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
@@ -432,7 +441,7 @@ impl Sandbox {
         let mut cmd = self.runtime_cmd(&state, ns);
         cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(&id);
         let holder_ns = attached.as_ref().map(network::Attached::netns_path);
-        supervise::die_with_parent(&mut cmd, holder_ns.as_deref().map(|from| (from, netns.as_path())))
+        supervise::die_with_parent(&mut cmd, holder_ns.as_deref().map(|from| (from, joined.netns.as_path())))
             .with_context(|| format!("step {:?}: cannot prepare its runtime", step.name))?;
         // One pipe for stdout and stderr, so the log keeps the order the step wrote in.
         let (reader, writer) = pipe()?;
@@ -973,7 +982,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fetch_steps_spec_differs_only_by_the_network_namespace_it_joins() {
+    fn a_fetch_steps_spec_differs_only_by_its_network_namespace_and_resolver() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = step(dir.path());
         let plain = serde_json::to_value(Sandbox::new(Runtime::Crun).spec(&s).unwrap()).unwrap();
@@ -981,9 +990,16 @@ mod tests {
             plain["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network");
         let plain_path = plain_net.unwrap().get("path").cloned();
         s.network = Some(NetworkAccess::default());
-        let netns = dir.path().join("netns");
+        let joined = network::Joined::in_bundle(dir.path());
+        let netns = &joined.netns;
         let mut fetch =
-            serde_json::to_value(Sandbox::new(Runtime::Crun).spec_in(&s, Some(&netns)).unwrap()).unwrap();
+            serde_json::to_value(Sandbox::new(Runtime::Crun).spec_in(&s, Some(&joined)).unwrap()).unwrap();
+        // The one extra mount: the resolver pasta forwards, read-only.
+        let mounts = fetch["mounts"].as_array_mut().unwrap();
+        let resolv = mounts.pop().unwrap();
+        assert_eq!(resolv["destination"], "/etc/resolv.conf");
+        assert_eq!(resolv["source"], joined.resolv_conf.to_str().unwrap());
+        assert!(strings(&resolv["options"]).contains(&"ro"), "{resolv}");
         let nss = fetch["linux"]["namespaces"].as_array_mut().unwrap();
         let net = nss.iter_mut().find(|n| n["type"] == "network").unwrap();
         assert_eq!(net["path"], netns.to_str().unwrap());

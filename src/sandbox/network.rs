@@ -48,9 +48,14 @@
 //! What this module is not for: deciding which steps get a network (the
 //! recipe's `network` key, checked by the build), pinning what they fetch
 //! (`crate::lock`, `crate::build`), the rest of the sandbox (unchanged for
-//! fetch steps: capabilities, seccomp, mounts). Name resolution is not set
-//! up: a step whose image has no `/etc/resolv.conf` that works reaches hosts
-//! by address only.
+//! fetch steps: capabilities, seccomp, mounts).
+//!
+//! Name resolution: the step's `/etc/resolv.conf` is a read-only file
+//! naming [`DNS_ADDRESS`], and `pasta --dns-forward` sends queries to that
+//! address on to the host's first resolver (whatever the host's own
+//! `/etc/resolv.conf` names, which may be a loopback resolver such as
+//! systemd-resolved's: that one service, for DNS only, is the exception to
+//! "no host loopback").
 //!
 //! Only as real root: a rootless run (a user namespace per step) cannot
 //! join a namespace of the host's user namespace, and is refused, naming
@@ -70,6 +75,10 @@ use crate::userns::Privilege;
 /// `127.0.0.1` (comma-separated, e.g. `8080,8443`); unset: none. For tests
 /// and local mirrors; not a recipe field.
 pub const HOST_PORTS_ENV: &str = "EIFBAKE_FETCH_HOST_LOOPBACK_PORTS";
+
+/// The address a fetch step's `/etc/resolv.conf` names: `pasta` forwards
+/// DNS queries sent to it to the host's resolver (`--dns-forward`).
+pub const DNS_ADDRESS: &str = "169.254.1.53";
 
 /// How long `pasta` may take to configure the namespace.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,10 +114,22 @@ impl NetworkAccess {
 
     /// The `pasta` arguments for this access, before `--netns PATH`.
     pub fn pasta_args(&self) -> Vec<String> {
-        let mut args: Vec<String> =
-            ["-f", "-q", "--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-U", "none"]
-                .map(String::from)
-                .to_vec();
+        let mut args: Vec<String> = [
+            "-f",
+            "-q",
+            "--config-net",
+            "--no-map-gw",
+            "-t",
+            "none",
+            "-u",
+            "none",
+            "-U",
+            "none",
+            "--dns-forward",
+            DNS_ADDRESS,
+        ]
+        .map(String::from)
+        .to_vec();
         args.push("-T".into());
         if self.host_loopback_ports.is_empty() {
             args.push("none".into());
@@ -119,6 +140,28 @@ impl NetworkAccess {
             args.extend(["--runas".to_string(), "0:0".to_string()]);
         }
         args
+    }
+}
+
+/// What a fetch step's bundle holds for its network: the file the namespace
+/// is bound onto in the runtime's mount namespace (see `supervise`), and the
+/// `resolv.conf` bound at the step's `/etc/resolv.conf`.
+pub struct Joined {
+    pub netns: PathBuf,
+    pub resolv_conf: PathBuf,
+}
+
+impl Joined {
+    /// The paths in the bundle directory `bundle` (not created yet).
+    pub fn in_bundle(bundle: &Path) -> Joined {
+        Joined { netns: bundle.join("netns"), resolv_conf: bundle.join("resolv.conf") }
+    }
+
+    /// Create both files.
+    pub fn create(&self) -> Result<()> {
+        fs::write(&self.netns, b"").with_context(|| format!("cannot create {}", self.netns.display()))?;
+        fs::write(&self.resolv_conf, format!("nameserver {DNS_ADDRESS}\n"))
+            .with_context(|| format!("cannot create {}", self.resolv_conf.display()))
     }
 }
 
@@ -269,6 +312,7 @@ mod tests {
         assert_eq!(after("-t"), "none");
         assert_eq!(after("-u"), "none");
         assert!(args.contains(&"--no-map-gw".to_string()));
+        assert_eq!(after("--dns-forward"), DNS_ADDRESS);
         let two = NetworkAccess::with_ports(" 8443, 80,8443").unwrap();
         assert_eq!(two.host_loopback_ports, [80, 8443]);
         let args = two.pasta_args();
