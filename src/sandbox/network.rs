@@ -185,7 +185,7 @@ impl Attached {
         let holder =
             start_holder().with_context(|| format!("step {step:?}: cannot make its network namespace"))?;
         let mut attached = Attached { pasta: start_pasta(step, access, holder.id(), log)?, holder };
-        attached.wait_ready(step, log)?;
+        attached.wait_ready(step, access, log)?;
         Ok(attached)
     }
 
@@ -195,13 +195,16 @@ impl Attached {
     }
 
     /// Wait until `pasta` configured the namespace (a default route shows in
-    /// the holder's `/proc/PID/net/route`), or fail naming `pasta`'s log.
-    fn wait_ready(&mut self, step: &str, log: &Path) -> Result<()> {
-        let route = format!("/proc/{}/net/route", self.holder.id());
+    /// the holder's `/proc/PID/net/route`) and listens on every forwarded
+    /// loopback port in it, or fail naming `pasta`'s log.
+    fn wait_ready(&mut self, step: &str, access: &NetworkAccess, log: &Path) -> Result<()> {
+        let net = PathBuf::from(format!("/proc/{}/net", self.holder.id()));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let text = fs::read_to_string(&route).unwrap_or_default();
-            if text.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some("00000000")) {
+            let route = fs::read_to_string(net.join("route")).unwrap_or_default();
+            let routed = route.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some("00000000"));
+            let listening = listening_ports(&net);
+            if routed && access.host_loopback_ports.iter().all(|p| listening.contains(p)) {
                 return Ok(());
             }
             let exited = self.pasta.try_wait().ok().flatten();
@@ -221,6 +224,24 @@ impl Attached {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The TCP ports listened on in the network namespace whose `/proc/PID/net` is `net`.
+fn listening_ports(net: &Path) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = fs::read_to_string(net.join(table)).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+            if f.len() > 3 && f[3] == "0A" {
+                if let Some(p) = f[1].rsplit(':').next().and_then(|h| u16::from_str_radix(h, 16).ok()) {
+                    ports.push(p);
+                }
+            }
+        }
+    }
+    ports
 }
 
 impl Drop for Attached {
