@@ -606,9 +606,13 @@ fn fetch_step(
         );
     }
     if cx.opts.offline {
+        let (what, way) = match keep {
+            Some(_) => ("its pinned output is not in the store", "eifbake fetch"),
+            None => ("it must run to be pinned", "eifbake lock"),
+        };
         bail!(
-            "step {:?} has network = true and its pinned output is not in the store {} (STORE/eifbake/fetched), \
-             and --offline forbids running it; run `eifbake fetch {}` (online) first",
+            "step {:?} has network = true and {what} (store {}, under eifbake/fetched), and --offline \
+             forbids running it; run `{way} {}` (online) first",
             step.name,
             cx.store.root().display(),
             cx.loaded.recipe_file.display()

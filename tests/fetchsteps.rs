@@ -279,6 +279,11 @@ fn an_edited_fetch_step_is_refused_until_locked_again() {
             && log.contains("run `eifbake lock"),
         "{log}"
     );
+    // Pinning it again needs a run, which --offline forbids.
+    let out = p.path("out");
+    let (code, log) = p.run(&["--offline", "lock", s(&p.recipe), "--out", s(&out)]);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("it must run to be pinned") && log.contains("run `eifbake lock"), "{log}");
     // Locking again runs it and pins the new definition.
     let said = p.lock();
     assert!(said.contains("ran       step vendor"), "{said}");
