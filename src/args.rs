@@ -405,9 +405,9 @@ pub enum StoreCommand {
         /// Lockfiles whose images must be kept.
         #[arg(long = "keep-lock", value_name = "FILE")]
         keep: Vec<PathBuf>,
-        /// Also empty the step-output and source caches (STORE/eifbake/steps,
-        /// STORE/eifbake/sources); later builds run their steps and fetch
-        /// their sources again.
+        /// Also empty the step-output and source caches and fetch steps' outputs
+        /// (STORE/eifbake/steps, STORE/eifbake/sources, STORE/eifbake/fetched); later
+        /// builds run their steps and fetch their sources again.
         #[arg(long)]
         caches: bool,
         /// Only report what would be removed.

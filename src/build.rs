@@ -30,6 +30,17 @@
 //!    `OUT_DIR/logs/RECIPE.STEP.log` ([`LOGS_DIR`]), which stays there after
 //!    the build, failed or not (the error of a failed step names it); a
 //!    cached step writes no log.
+//!
+//!    A fetch step (`network = true`) is the exception to "no network" and
+//!    to the step cache: its output is pinned in the lock by output-tree
+//!    hash ([`crate::lock::LockedStep`]) and taken from the store's fetched
+//!    trees by that hash, or the step runs (with a network, see
+//!    [`crate::sandbox::network`]) and any other tree is refused naming the
+//!    first differing file (`fetch_step`). Later steps key it by that hash.
+//!    `eifbake lock` runs the same phase to make the pins
+//!    ([`pin_fetch_steps`]), `eifbake fetch` to fill the store
+//!    ([`fetch_steps`]); `--offline` and `verify` without `--allow-network`
+//!    never run one ([`BuildOptions::network`]).
 //! 6. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout:
 //!    step outputs are collected without following anything a step wrote
 //!    (`collect_outputs`), the measured inputs ([`crate::manifest::Inputs`]:
