@@ -10,7 +10,9 @@
 //! hosts the host reaches, over TCP, UDP and ICMP echo, but it never shares
 //! the host's network namespace. Therefore it sees none of the host's
 //! interfaces, none of the host's abstract unix sockets and none of the
-//! host's loopback services. Why `pasta` and not `slirp4netns` or a veth
+//! host's loopback services. (What the host serves on its external
+//! addresses it reaches, as any machine of the LAN could; the LAN and a
+//! cloud metadata service too: pasta does not filter destinations.) Why `pasta` and not `slirp4netns` or a veth
 //! pair: a veth pair needs bridging, NAT and firewall rules on the host (and
 //! would expose the host's own addresses); `slirp4netns` works the same way
 //! as `pasta` but maps the host's loopback at 10.0.2.2 unless told not to,
