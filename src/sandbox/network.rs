@@ -26,8 +26,12 @@
 //! own capabilities early, may still open `/proc/HOLDER/ns/net`. `pasta`
 //! then attaches (`--netns`), configures the namespace's interface, address
 //! and routes like the host's (`--config-net`) and brings its `lo` up. The
-//! step is started once the namespace has its default route. Both processes
-//! die with eifbake (`PR_SET_PDEATHSIG`) and are killed after the step.
+//! step is started once the namespace has its default route and `pasta`
+//! listens on the forwarded loopback ports, if any. The runtime sees its own
+//! `/proc` (see `supervise`), so the spec names the namespace by a file in
+//! the bundle ([`Joined::netns`]) onto which it is bound in the runtime's
+//! private mount namespace only. Both processes die with eifbake
+//! (`PR_SET_PDEATHSIG`) and are killed after the step.
 //!
 //! `pasta` options, and why:
 //!
@@ -175,7 +179,7 @@ pub struct Attached {
 
 impl Attached {
     /// Make the namespace, attach `pasta` (its messages go to `log`), wait
-    /// until the namespace has a default route.
+    /// until it is ready ([`Attached::wait_ready`]). Real root only.
     pub fn start(step: &str, access: &NetworkAccess, log: &Path) -> Result<Attached> {
         if !matches!(Privilege::detect(), Privilege::Root) {
             bail!(
@@ -191,7 +195,8 @@ impl Attached {
         Ok(attached)
     }
 
-    /// The namespace, for the OCI spec's `linux.namespaces[].path`.
+    /// The holder's namespace, as the host's `/proc` names it: bound onto
+    /// [`Joined::netns`] for the runtime, whose `/proc` is its own.
     pub fn netns_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/net", self.holder.id()))
     }
