@@ -341,3 +341,65 @@ fn verify_runs_a_fetch_step_only_when_allowed() {
     assert_ne!(code, 0, "{log}");
     assert!(log.contains("first difference: deps/a.txt (changed)"), "{log}");
 }
+
+/// The children (pid, command) of `parent`, from `/proc`.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(status) = fs::read_to_string(e.path().join("status")) else { continue };
+        let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(|v| v.trim().to_string());
+        if ppid.as_deref() == Some(&parent.to_string()) {
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// Whether `pid` is gone (or a zombie waiting to be reaped).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/status")) {
+        Err(_) => true,
+        Ok(s) => s.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+    }
+}
+
+/// `kill -9` of eifbake while a fetch step runs takes pasta and the
+/// namespace's holder with it, as it takes the step.
+#[test]
+fn pasta_and_the_namespace_die_with_eifbake() {
+    if !common::root_or_skip("fetch steps run in crun with pasta") {
+        return;
+    }
+    let p = Project::new("killed");
+    fs::write(&p.recipe, recipe_text("killed", &p.image, "mkdir -p /out/deps; sleep 1000", true)).unwrap();
+    let mut child = bin::eifbake_cmd()
+        .arg("--store")
+        .arg(p.path("store"))
+        .args(["lock", s(&p.recipe), "--out", s(&p.path("out"))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let helpers = loop {
+        let kids = children(child.id());
+        let helpers: Vec<(u32, String)> = kids
+            .into_iter()
+            .filter(|(_, c)| c.starts_with("pasta ") || c.starts_with("sleep infinity"))
+            .collect();
+        if helpers.len() == 2 {
+            break helpers;
+        }
+        assert!(start.elapsed().as_secs() < 120, "pasta and its holder never started: {helpers:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = std::time::Instant::now();
+    while !helpers.iter().all(|(pid, _)| gone(*pid)) {
+        assert!(start.elapsed().as_secs() < 5, "outlived eifbake: {helpers:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
