@@ -729,6 +729,32 @@ fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listings_name_the_first_changed_added_or_removed_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("deps")).unwrap();
+        fs::write(d.join("deps/a"), "a").unwrap();
+        fs::write(d.join("deps/b"), "b").unwrap();
+        let (hash, was) = output_listing(d).unwrap();
+        assert_eq!(hash, output_tree_hash(d).unwrap(), "the listing's hash is the output-tree hash");
+        assert_eq!(was.len(), 3);
+        assert!(was[1].ends_with(" deps/a") && was[1].len() == 64 + 7, "{was:?}");
+        assert_eq!(first_listing_difference(&was, &was), None);
+        fs::set_permissions(d.join("deps/b"), fs::Permissions::from_mode(0o600)).unwrap();
+        let (_, now) = output_listing(d).unwrap();
+        assert_eq!(first_listing_difference(&was, &now).as_deref(), Some("deps/b (changed)"));
+        fs::write(d.join("deps/a0"), "new").unwrap();
+        let (_, now) = output_listing(d).unwrap();
+        assert_eq!(first_listing_difference(&was, &now).as_deref(), Some("deps/a0 (added)"));
+        fs::remove_file(d.join("deps/a")).unwrap();
+        let (_, now) = output_listing(d).unwrap();
+        assert_eq!(first_listing_difference(&was, &now).as_deref(), Some("deps/a (removed)"));
+        fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xff")), "x").unwrap();
+        let e = output_listing(d).unwrap_err().to_string();
+        assert!(e.contains("not a UTF-8 file name"), "{e}");
+    }
     use std::os::unix::fs::symlink;
 
     #[test]
