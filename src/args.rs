@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::platform::Arch;
+use crate::sandbox::Runtime;
+
+use clap::{Args, Parser, Subcommand};
 
 /// Hermetic, reproducible builds of AWS Nitro Enclave images.
 ///
@@ -118,8 +121,8 @@ pub struct VerifyArgs {
     /// Write an in-toto Statement (SLSA verification summary) of the result here.
     #[arg(long, value_name = "FILE")]
     pub attest: Option<PathBuf>,
-    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
-    pub runtime: String,
+    #[arg(long, value_enum, default_value_t = Runtime::Crun)]
+    pub runtime: Runtime,
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub step_timeout: u64,
     /// Registries reachable over plain HTTP (loopback ones always are).
@@ -155,8 +158,8 @@ pub struct CheckArgs {
     pub diffoscope: bool,
     #[arg(long, value_name = "FILE")]
     pub lockfile: Option<PathBuf>,
-    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
-    pub runtime: String,
+    #[arg(long, value_enum, default_value_t = Runtime::Crun)]
+    pub runtime: Runtime,
     /// Registries reachable over plain HTTP (loopback ones always are).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
@@ -166,14 +169,6 @@ pub struct CheckArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Arch {
-    #[value(name = "x86_64")]
-    X86_64,
-    #[value(name = "aarch64")]
-    Aarch64,
 }
 
 #[derive(Debug, Args)]
@@ -211,7 +206,7 @@ pub struct EifArgs {
     /// Where to write the EIF (written atomically).
     #[arg(long, short)]
     pub output: PathBuf,
-    #[arg(long, value_enum, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
     pub arch: Arch,
     /// Image name for the metadata (default: the output file's stem).
     #[arg(long)]
@@ -275,8 +270,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub lockfile: Option<PathBuf>,
     /// OCI runtime that runs the steps.
-    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
-    pub runtime: String,
+    #[arg(long, value_enum, default_value_t = Runtime::Crun)]
+    pub runtime: Runtime,
     /// Run every step even when the step cache has its output.
     #[arg(long)]
     pub no_cache: bool,
@@ -342,8 +337,8 @@ pub struct LockArgs {
 #[derive(Debug, Args)]
 pub struct FetchStepArgs {
     /// OCI runtime for fetch steps (and the steps they need).
-    #[arg(long, default_value = "crun", value_parser = ["crun", "runc"])]
-    pub runtime: String,
+    #[arg(long, value_enum, default_value_t = Runtime::Crun)]
+    pub runtime: Runtime,
     /// Time limit of one step.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub step_timeout: u64,

@@ -384,7 +384,7 @@ impl Loaded {
         let named = |path: String| FileRef { path, sha256: Digest::of(b""), text: None };
         let epoch = opts.epoch.or(recipe.source_date_epoch).unwrap_or(Epoch(0));
         Loaded {
-            recipe_ref: named(project_relative(&recipe_file)),
+            recipe_ref: named(crate::recipe::Project::of(&recipe_file).recipe_relative()),
             lock_ref: named(format!("lockfiles/{}.lock", recipe.name)),
             recipe,
             lock,
@@ -406,7 +406,7 @@ fn load_inputs(recipe_path: &Path, opts: &BuildOptions) -> Result<Loaded> {
     let recipe_text = fs::read_to_string(&recipe_file)
         .with_context(|| format!("cannot read {} as UTF-8 text", recipe_file.display()))?;
     let recipe_ref = FileRef {
-        path: project_relative(&recipe_file),
+        path: crate::recipe::Project::of(&recipe_file).recipe_relative(),
         sha256: Digest::of(recipe_text.as_bytes()),
         text: Some(recipe_text),
     };
@@ -476,7 +476,7 @@ fn checked_kernel(loaded: &Loaded, images: &mut ImageTrees<'_>) -> Result<PathBu
         "kernel {} of image {:?} ({})",
         e.kernel.path, e.kernel.image, loaded.lock.images[&e.kernel.image].reference
     );
-    if let Some(why) = KernelKind::of_file(&kernel)?.refusal(&what, recipe.arch.into()) {
+    if let Some(why) = KernelKind::of_file(&kernel)?.refusal(&what, recipe.arch) {
         bail!("recipe {}: enclave.kernel: {why}", loaded.recipe_file.display());
     }
     Ok(kernel)
@@ -843,7 +843,7 @@ fn write_staged_outputs(
             kernel: parts.kernel,
             cmdline: e.cmdline.clone(),
             ramdisks: parts.ramdisks,
-            arch: recipe.arch.into(),
+            arch: recipe.arch,
             default_mem: e.memory_mib << 20,
             default_cpus: e.cpus,
             metadata,
@@ -859,7 +859,7 @@ fn write_staged_outputs(
         origin,
         outputs: Outputs {
             eif: EifOutput { file: format!("{}.eif", recipe.name), sha256: eif_sha, size: eif_size },
-            pcrs: m.into(),
+            pcrs: m.clone(),
             signature: match (parts.signer, &written.signature) {
                 (Some(s), Some(section)) => Some(SignatureOutput::new(s.certificate().info(), section)),
                 _ => None,
@@ -909,7 +909,7 @@ fn run_step(
     run: &StepRun,
 ) -> Result<()> {
     let platform = &lock.images[&step.image].platform;
-    if let Err(why) = execution_for(platform, Path::new(BINFMT_MISC)) {
+    if let Err(why) = execution_for(platform.arch, Path::new(BINFMT_MISC)) {
         bail!(
             "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
              this host runs linux/{} programs, and {why}. Install an emulator that works in containers \
@@ -920,7 +920,7 @@ fn run_step(
             step.image,
             recipe_file.display(),
             recipe.arch,
-            crate::sandbox::host_arch(),
+            crate::platform::Arch::host_oci_name(),
             recipe.arch,
         );
     }
@@ -1163,18 +1163,6 @@ fn resolve_in_tree(tree: &Tree, root_prefix: &str, path: &[u8]) -> Option<Vec<u8
         }
     }
     Some(key(&done))
-}
-
-/// The recipe path as recorded in the manifest: relative to the project
-/// (the directory holding `recipes/`), never absolute, so the build path
-/// does not leak.
-fn project_relative(recipe_file: &Path) -> String {
-    let comps: Vec<String> =
-        recipe_file.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-    match comps.iter().rposition(|c| c == "recipes") {
-        Some(i) => comps[i..].join("/"),
-        None => comps.last().cloned().unwrap_or_default(),
-    }
 }
 
 /// Hash of length-prefixed, labelled fields: the step cache key.

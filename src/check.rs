@@ -62,7 +62,7 @@ use crate::eif::Eif;
 use crate::lock::Lock;
 use crate::oci::Store;
 use crate::progress::Progress;
-use crate::recipe::Recipe;
+use crate::recipe::{Project, Recipe};
 
 /// One varied condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -137,7 +137,7 @@ pub struct CheckOptions {
     pub keep: bool,
     /// The base store: pinned blobs are fetched into it once and shared.
     pub store: PathBuf,
-    pub runtime: String,
+    pub runtime: crate::sandbox::Runtime,
     pub insecure: Vec<String>,
     pub offline: bool,
     /// The eifbake executable that builds (normally `std::env::current_exe()`).
@@ -222,19 +222,19 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The directory holding `recipes/` for a recipe path.
-fn project_root(recipe_file: &Path) -> Result<PathBuf> {
-    let abs =
-        fs::canonicalize(recipe_file).with_context(|| format!("cannot find {}", recipe_file.display()))?;
-    for a in abs.ancestors() {
-        if a.file_name().is_some_and(|n| n == "recipes") {
-            return Ok(a.parent().unwrap_or(Path::new("/")).to_path_buf());
-        }
+/// The recipe's project ([`Project`]), which `check` copies: the recipe
+/// must be under a `recipes/` directory.
+fn project_of(recipe_path: &Path) -> Result<Project> {
+    let project = Project::of(recipe_path);
+    if !project.has_recipes_dir {
+        bail!(
+            "{}: check needs the recipe under a recipes/ directory (it copies the project); move it into \
+             one, e.g. recipes/{}",
+            project.recipe_file.display(),
+            project.recipe_file.file_name().unwrap_or_default().to_string_lossy()
+        );
     }
-    bail!(
-        "{}: check needs the recipe under a recipes/ directory (it copies the project)",
-        recipe_file.display()
-    )
+    Ok(project)
 }
 
 fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
@@ -402,7 +402,7 @@ impl Ctx<'_> {
             .arg(out)
             .arg("--no-cache")
             .arg("--runtime")
-            .arg(&self.opts.runtime)
+            .arg(self.opts.runtime.program())
             .arg("--offline")
             .args(&self.sign_args)
             .env_remove("EIFBAKE_STORE")
@@ -501,10 +501,9 @@ pub fn names(v: &[Variation]) -> String {
 
 /// Build, compare, bisect. See the module documentation.
 pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
-    let recipe_file = Recipe::resolve_path(recipe_path);
     let (recipe, lock) = Lock::load_checked_at(recipe_path, opts.lockfile.as_deref())?;
-    let root = project_root(&recipe_file)?;
-    let recipe_rel = fs::canonicalize(&recipe_file)?.strip_prefix(&root)?.to_path_buf();
+    let project = project_of(recipe_path)?;
+    let recipe_rel = PathBuf::from(project.recipe_relative());
     let lock_src = opts.lockfile.clone().unwrap_or_else(|| Lock::default_path(recipe_path, &recipe.name));
     let sign_args = sign_args(&recipe, recipe_path, &opts.signing)?;
     let sources = prepare_base_store(&recipe, &lock, recipe_path, &lock_src, opts)?;
@@ -516,7 +515,7 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
     let mut ctx = Ctx {
         opts,
         name: recipe.name.clone(),
-        root,
+        root: project.root,
         recipe_rel,
         lock_src,
         work: scratch.path().join("runs"),
@@ -675,6 +674,18 @@ fn bisect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_copies_the_project_root_and_needs_a_recipes_dir() {
+        let p = project_of(Path::new("proj/recipes/hello/recipe.toml")).unwrap();
+        assert_eq!(
+            (p.root.as_path(), p.recipe_relative().as_str()),
+            (Path::new("proj"), "recipes/hello/recipe.toml")
+        );
+        let e = project_of(Path::new("elsewhere/a.toml")).unwrap_err().to_string();
+        assert!(e.contains("elsewhere/a.toml: check needs the recipe under a recipes/ directory"), "{e}");
+        assert!(e.contains("e.g. recipes/a.toml"), "{e}");
+    }
 
     #[test]
     fn vary_lists() {

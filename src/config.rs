@@ -24,6 +24,19 @@
 //! Mirrors of a registry are tried in order (command line first, then the
 //! file), then the registry itself.
 //!
+//! Crates (`cargo_lock` sources, [`crate::cargo_vendor`]) are downloaded
+//! from crates.io's download URL unless the file names another: a crates.io
+//! mirror, or a loopback server on an air-gapped host. Each `.crate` is
+//! checked against the checksum of the project's `Cargo.lock`, whoever
+//! serves it, so this too is host policy:
+//!
+//! ```toml
+//! [cargo]
+//! download = "http://127.0.0.1:8080/crates/{crate}/{crate}-{version}.crate"
+//! ```
+//!
+//! The markers are cargo's: `{crate}`, `{version}`, `{sha256-checksum}`.
+//!
 //! Invariants: a [`Mirror`]'s `from` is a bare registry (`docker.io` for
 //! its aliases `index.docker.io` and `registry-1.docker.io`), `to` a host
 //! with an optional repository prefix; both validated when parsed.
@@ -153,6 +166,42 @@ impl<'de> Deserialize<'de> for Mirror {
 pub struct Config {
     #[serde(default)]
     pub registry: RegistryConfig,
+    #[serde(default)]
+    pub cargo: CargoConfig,
+}
+
+/// The download URL of crates.io's `.crate` files, cargo's markers unexpanded.
+pub const CRATES_IO_DOWNLOAD: &str = "https://static.crates.io/crates/{crate}/{crate}-{version}.crate";
+
+/// `[cargo]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoConfig {
+    /// Where `.crate` files are downloaded from instead of [`CRATES_IO_DOWNLOAD`].
+    #[serde(default, deserialize_with = "download_template")]
+    pub download: Option<String>,
+}
+
+impl CargoConfig {
+    /// The download URL template in use.
+    pub fn download_template(&self) -> &str {
+        self.download.as_deref().unwrap_or(CRATES_IO_DOWNLOAD)
+    }
+}
+
+/// An http(s) or file URL naming each crate by `{crate}` and `{version}`
+/// or by `{sha256-checksum}`.
+fn download_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let t = String::deserialize(d)?;
+    let scheme = ["https://", "http://", "file://"].iter().any(|s| t.starts_with(s));
+    let names = (t.contains("{crate}") && t.contains("{version}")) || t.contains("{sha256-checksum}");
+    if !scheme || !names {
+        return Err(serde::de::Error::custom(format!(
+            "cargo.download = {t:?}: expected an https://, http:// or file:// URL containing \
+             {{crate}} and {{version}} (or {{sha256-checksum}}), e.g. {CRATES_IO_DOWNLOAD:?}"
+        )));
+    }
+    Ok(Some(t))
 }
 
 /// `[registry]`.
@@ -241,6 +290,11 @@ mod tests {
             Config::parse("[[registry.mirror]]\nfrom = \"x\"\nto = \"y\"\nvia = 1\n", p).unwrap_err()
         );
         assert!(e.contains("/etc/eifbake.toml") && e.contains("unknown field `via`"), "{e}");
+        let c = Config::parse("[cargo]\ndownload = \"http://127.0.0.1:1/c/{crate}-{version}\"\n", p).unwrap();
+        assert_eq!(c.cargo.download_template(), "http://127.0.0.1:1/c/{crate}-{version}");
+        assert_eq!(Config::default().cargo.download_template(), CRATES_IO_DOWNLOAD);
+        let e = format!("{:#}", Config::parse("[cargo]\ndownload = \"ftp://x/{crate}\"\n", p).unwrap_err());
+        assert!(e.contains("/etc/eifbake.toml") && e.contains("cargo.download = \"ftp://x/{crate}\""), "{e}");
         let e = format!("{:#}", Config::parse("[registry]\nmirrors = []\n", p).unwrap_err());
         assert!(e.contains("unknown field `mirrors`"), "{e}");
         let e =

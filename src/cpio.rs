@@ -556,100 +556,145 @@ impl Tree {
         if let Some(path) = self.modes.keys().find(|k| !self.nodes.contains_key(*k)) {
             return Err(CpioError::UnknownOverride { path: lossy(path) });
         }
-        // Subdirectory counts (for directory nlink) and hard-link group sizes.
-        let mut subdirs: HashMap<&[u8], u32> = HashMap::new();
-        let mut group_size: HashMap<LinkKey, u32> = HashMap::new();
-        for (k, n) in &self.nodes {
-            match n {
-                Node::Dir => {
-                    if let Some(i) = k.iter().rposition(|&b| b == b'/') {
-                        *subdirs.entry(&k[..i]).or_default() += 1;
-                    }
-                }
-                Node::File { link: Some(l), .. } => *group_size.entry(*l).or_default() += 1,
-                _ => {}
-            }
-        }
-        let mut w = CountingWriter { inner: out, count: 0 };
-        let mut summary = WriteSummary { entries: 0, bytes: 0, data_bytes: 0 };
-        // Hard-link groups already written: inode, mode, first name.
-        let mut written_links: HashMap<LinkKey, (u32, u32, &[u8])> = HashMap::new();
-        let mut next_ino: u32 = 1;
-        let mut new_ino = || {
-            let i = next_ino;
-            next_ino += 1;
-            i
+        let mut entries = Entries {
+            w: CountingWriter { inner: out, count: 0 },
+            counts: self.link_counts(),
+            written_links: HashMap::new(),
+            next_ino: 1,
+            progress,
         };
+        let mut summary = WriteSummary { entries: 0, bytes: 0, data_bytes: 0 };
         for (key, node) in &self.nodes {
-            let mode = self.mode_of(key, node);
-            let mut h = Header { mode, mtime, nlink: 1, ..Header::default() };
+            let h = Header { mode: self.mode_of(key, node), mtime, nlink: 1, ..Header::default() };
             summary.entries += 1;
-            match node {
-                Node::Dir => {
-                    h.ino = new_ino();
-                    h.nlink = 2 + subdirs.get(key.as_slice()).copied().unwrap_or(0);
-                    h.write(&mut w, key)?;
-                }
-                Node::Symlink { target } => {
-                    h.ino = new_ino();
-                    h.filesize = target.len() as u32;
-                    h.write(&mut w, key)?;
-                    write_data(&mut w, target)?;
-                    summary.data_bytes += target.len() as u64;
-                }
-                Node::CharDevice { major, minor } | Node::BlockDevice { major, minor } => {
-                    h.ino = new_ino();
-                    h.rdevmajor = *major;
-                    h.rdevminor = *minor;
-                    h.write(&mut w, key)?;
-                }
-                Node::Fifo => {
-                    h.ino = new_ino();
-                    h.write(&mut w, key)?;
-                }
-                Node::File { content, link, .. } => {
-                    let group = link.filter(|l| group_size[l] > 1);
-                    if let Some(l) = group {
-                        h.nlink = group_size[&l];
-                        if let Some(&(ino, first_mode, first)) = written_links.get(&l) {
-                            if first_mode != mode {
-                                return Err(CpioError::LinkModes {
-                                    first: lossy(first),
-                                    other: lossy(key),
-                                    first_mode: first_mode & 0o7777,
-                                    other_mode: mode & 0o7777,
-                                });
-                            }
-                            h.ino = ino;
-                            h.write(&mut w, key)?;
-                            continue;
-                        }
-                    }
-                    h.ino = new_ino();
-                    if let Some(l) = group {
-                        written_links.insert(l, (h.ino, mode, key));
-                    }
-                    let n = match content {
-                        Content::Bytes(b) => {
-                            h.filesize = b.len().try_into().map_err(|_| CpioError::TooLarge {
-                                path: PathBuf::from(lossy(key)),
-                                size: b.len() as u64,
-                            })?;
-                            h.write(&mut w, key)?;
-                            write_data(&mut w, b)?;
-                            b.len() as u64
-                        }
-                        Content::Host(path) => write_host_file(&mut w, &mut h, key, path, progress)?,
-                    };
-                    summary.data_bytes += n;
-                }
-            }
+            summary.data_bytes += entries.entry(key, node, h)?;
         }
+        let mut w = entries.w;
         let trailer = Header { nlink: 1, ..Header::default() };
         trailer.write(&mut w, TRAILER.as_bytes())?;
         w.flush().map_err(CpioError::Write)?;
         summary.bytes = w.count;
         Ok(summary)
+    }
+
+    /// Subdirectory counts (for directory nlink) and hard-link group sizes.
+    fn link_counts(&self) -> LinkCounts<'_> {
+        let mut counts = LinkCounts { subdirs: HashMap::new(), group_size: HashMap::new() };
+        for (k, n) in &self.nodes {
+            match n {
+                Node::Dir => {
+                    if let Some(i) = k.iter().rposition(|&b| b == b'/') {
+                        *counts.subdirs.entry(&k[..i]).or_default() += 1;
+                    }
+                }
+                Node::File { link: Some(l), .. } => *counts.group_size.entry(*l).or_default() += 1,
+                _ => {}
+            }
+        }
+        counts
+    }
+}
+
+/// What nlink values are made of: each directory's number of
+/// subdirectories, each hard-link group's number of names.
+struct LinkCounts<'a> {
+    subdirs: HashMap<&'a [u8], u32>,
+    group_size: HashMap<LinkKey, u32>,
+}
+
+/// The entries of one archive being written, in order: the inode numbers
+/// handed out (1, 2, 3, ...) and the hard-link groups already written.
+struct Entries<'a, W> {
+    w: CountingWriter<W>,
+    counts: LinkCounts<'a>,
+    /// Hard-link groups already written: inode, mode, first name.
+    written_links: HashMap<LinkKey, (u32, u32, &'a [u8])>,
+    next_ino: u32,
+    progress: &'a Progress,
+}
+
+impl<'a, W: Write> Entries<'a, W> {
+    fn new_ino(&mut self) -> u32 {
+        let i = self.next_ino;
+        self.next_ino += 1;
+        i
+    }
+
+    /// Write one entry (`h` holds its mode, mtime and nlink 1); returns its data bytes.
+    fn entry(&mut self, key: &'a [u8], node: &'a Node, mut h: Header) -> Result<u64> {
+        match node {
+            Node::Dir => {
+                h.ino = self.new_ino();
+                h.nlink = 2 + self.counts.subdirs.get(key).copied().unwrap_or(0);
+                h.write(&mut self.w, key)?;
+                Ok(0)
+            }
+            Node::Symlink { target } => {
+                h.ino = self.new_ino();
+                h.filesize = target.len() as u32;
+                h.write(&mut self.w, key)?;
+                write_data(&mut self.w, target)?;
+                Ok(target.len() as u64)
+            }
+            Node::CharDevice { major, minor } | Node::BlockDevice { major, minor } => {
+                h.ino = self.new_ino();
+                h.rdevmajor = *major;
+                h.rdevminor = *minor;
+                h.write(&mut self.w, key)?;
+                Ok(0)
+            }
+            Node::Fifo => {
+                h.ino = self.new_ino();
+                h.write(&mut self.w, key)?;
+                Ok(0)
+            }
+            Node::File { content, link, .. } => self.file(key, content, *link, h),
+        }
+    }
+
+    /// A regular file: a later name of a hard-link group is a header only
+    /// (the group's inode, no data); the first carries the content.
+    fn file(
+        &mut self,
+        key: &'a [u8],
+        content: &Content,
+        link: Option<LinkKey>,
+        mut h: Header,
+    ) -> Result<u64> {
+        let mode = h.mode;
+        let group = link.filter(|l| self.counts.group_size[l] > 1);
+        if let Some(l) = group {
+            h.nlink = self.counts.group_size[&l];
+            if let Some(&(ino, first_mode, first)) = self.written_links.get(&l) {
+                if first_mode != mode {
+                    return Err(CpioError::LinkModes {
+                        first: lossy(first),
+                        other: lossy(key),
+                        first_mode: first_mode & 0o7777,
+                        other_mode: mode & 0o7777,
+                    });
+                }
+                h.ino = ino;
+                h.write(&mut self.w, key)?;
+                return Ok(0);
+            }
+        }
+        h.ino = self.new_ino();
+        if let Some(l) = group {
+            self.written_links.insert(l, (h.ino, mode, key));
+        }
+        match content {
+            Content::Bytes(b) => {
+                h.filesize = b.len().try_into().map_err(|_| CpioError::TooLarge {
+                    path: PathBuf::from(lossy(key)),
+                    size: b.len() as u64,
+                })?;
+                h.write(&mut self.w, key)?;
+                write_data(&mut self.w, b)?;
+                Ok(b.len() as u64)
+            }
+            Content::Host(path) => write_host_file(&mut self.w, &mut h, key, path, self.progress),
+        }
     }
 }
 

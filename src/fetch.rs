@@ -33,6 +33,7 @@ use crate::lock::Lock;
 use crate::oci::registry::{PullRequest, PullStats, Registry};
 use crate::oci::store::{self, Descriptor, Platform, Store};
 use crate::oci::Reference;
+use crate::platform::Arch;
 use crate::progress::Progress;
 
 /// One image made present in the store.
@@ -56,7 +57,6 @@ fn check_config(
     reference: &str,
     img: &crate::lock::LockedImage,
     c: &Descriptor,
-    arch: &str,
 ) -> Result<()> {
     let bytes = store.read_descriptor_bytes(c).with_context(|| format!("image {name:?} ({reference})"))?;
     let config = ImageConfiguration::from_reader(&bytes[..]).with_context(|| {
@@ -67,7 +67,7 @@ fn check_config(
         )
     })?;
     let have = config.architecture().to_string();
-    if have != arch {
+    if Arch::from_oci(&have) != Some(img.platform.arch) {
         bail!(
             "image {name:?} ({reference}): the lock pins manifest {} as {}, but its config {} says \
              architecture {have:?}; re-lock with `eifbake lock --update`, or fix the image's platform",
@@ -105,16 +105,19 @@ pub fn fetch_lock(
     for (((name, img), req), stats) in lock.images.iter().zip(&requests).zip(stats) {
         let reference = &req.reference;
         let m = store.manifest_any(&img.manifest)?;
-        let (os, arch) = img.platform.split_once('/').unwrap_or(("linux", img.platform.as_str()));
         if let Some(c) = &m.config {
-            check_config(store, name, &img.reference, img, c, arch)?;
+            check_config(store, name, &img.reference, img, c)?;
         }
         let mut desc = Descriptor {
             media_type: m.media_type.clone().unwrap_or_else(|| store::MEDIA_OCI_MANIFEST.to_string()),
             digest: img.manifest,
             size: std::fs::metadata(store.blob_path(&img.manifest))?.len(),
             annotations: BTreeMap::new(),
-            platform: Some(Platform { architecture: arch.to_string(), os: os.to_string(), variant: None }),
+            platform: Some(Platform {
+                architecture: img.platform.arch.oci().to_string(),
+                os: img.platform.os.clone(),
+                variant: img.platform.variant.clone(),
+            }),
         };
         desc.annotations.insert(store::ANN_REFERENCE.to_string(), reference.to_string());
         if let Some(i) = img.index {

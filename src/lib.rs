@@ -13,6 +13,7 @@
 pub mod args;
 pub mod build;
 pub mod cache;
+pub mod cargo_vendor;
 pub mod check;
 pub mod commands;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod lock;
 pub mod manifest;
 pub mod oci;
 pub mod pcr;
+pub mod platform;
 pub mod progress;
 pub mod recipe;
 pub mod sandbox;

@@ -22,6 +22,15 @@
 //! commit = "…"
 //! tree = "sha256:…"                   # eifbake's tree hash of the exported tree
 //!
+//! [sources.crates]                    # a cargo_lock source
+//! kind = "cargo_lock"
+//! tree = "sha256:…"                   # the vendored directory
+//!
+//! [[sources.crates.crates]]           # one per crates.io package, sorted
+//! name = "itoa"
+//! version = "1.0.18"
+//! checksum = "sha256:…"               # the Cargo.lock's checksum of the .crate
+//!
 //! [steps.vendor]                      # a fetch step (`network = true`)
 //! definition = "sha256:…"             # what it was run as (image, script, env, mounts)
 //! output = "sha256:…"                 # the output-tree hash of its /out
@@ -53,7 +62,8 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::oci::registry::Resolved;
 use crate::oci::Reference;
-use crate::recipe::{Recipe, Source, SourceKind};
+use crate::platform::Platform;
+use crate::recipe::{Project, Recipe, Source, SourceKind};
 use crate::sources::Pin;
 
 /// The first line of every lockfile.
@@ -103,7 +113,7 @@ pub struct LockedImage {
     /// The platform manifest builds use.
     pub manifest: Digest,
     /// `linux/amd64` or `linux/arm64`.
-    pub platform: String,
+    pub platform: Platform,
 }
 
 /// What `relock` did to one image.
@@ -153,11 +163,10 @@ impl Lock {
         crate::fsutil::write_atomic(path, self.to_toml().as_bytes())
     }
 
-    /// The default lockfile of a recipe: `lockfiles/NAME.lock` in the
-    /// directory that holds `recipes/` (or beside the recipe when it is not
-    /// under a `recipes/` directory).
+    /// The default lockfile of a recipe: `lockfiles/NAME.lock` in its
+    /// project root ([`Project`]).
     pub fn default_path(recipe_path: &Path, name: &str) -> PathBuf {
-        project_root(recipe_path).join("lockfiles").join(format!("{name}.lock"))
+        Project::of(recipe_path).root.join("lockfiles").join(format!("{name}.lock"))
     }
 
     /// Load a recipe and its lock and refuse any mismatch: a recipe edited
@@ -192,7 +201,7 @@ impl Lock {
                 rp.display()
             );
         }
-        let platform = format!("linux/{}", recipe.arch.oci());
+        let platform = Platform::linux(recipe.arch);
         for (name, reference) in &recipe.images {
             let Some(li) = lock.images.get(name) else {
                 bail!(
@@ -247,19 +256,6 @@ impl Lock {
     }
 }
 
-fn project_root(recipe_path: &Path) -> PathBuf {
-    let rp = Recipe::resolve_path(recipe_path);
-    let dir = rp.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut cur = Some(dir.as_path());
-    while let Some(d) = cur {
-        if d.file_name().is_some_and(|n| n == "recipes") {
-            return d.parent().map(Path::to_path_buf).unwrap_or_default();
-        }
-        cur = d.parent();
-    }
-    dir
-}
-
 /// Compute a recipe's new lock.
 ///
 /// Entries of `existing` whose reference and platform still match the recipe
@@ -277,7 +273,7 @@ pub fn relock(
 ) -> Result<(Lock, Vec<ImageChange>)> {
     let (recipe, sha) = Recipe::load(recipe_path)?;
     let rp = Recipe::resolve_path(recipe_path);
-    let platform = format!("linux/{}", recipe.arch.oci());
+    let platform = Platform::linux(recipe.arch);
     let mut images = BTreeMap::new();
     let mut changes = Vec::new();
     for (name, raw) in &recipe.images {
@@ -330,7 +326,7 @@ pub fn relock(
     for (name, source) in &recipe.sources {
         let old = existing.and_then(|l| l.sources.get(name));
         let pin = match old {
-            Some(old) if !update && pin_still_matches(old, source) => old.clone(),
+            Some(old) if !update && pin_still_matches(name, old, source, &base_dir) => old.clone(),
             _ => crate::sources::resolve(name, source, &base_dir)
                 .with_context(|| format!("locking source {name:?}"))?,
         };
@@ -351,8 +347,9 @@ pub fn relock(
 /// Whether a source's existing pin still describes what the recipe asks for
 /// without asking the network: git and url pins are kept while URL, rev and
 /// sha256 are unchanged (`--update` re-resolves a git rev); path sources are
-/// always re-hashed, which is cheap and what an edit to them means.
-fn pin_still_matches(pin: &Pin, source: &Source) -> bool {
+/// always re-hashed, which is cheap and what an edit to them means; a
+/// `cargo_lock` pin is kept while its Cargo.lock lists the same crates.
+fn pin_still_matches(name: &str, pin: &Pin, source: &Source, base_dir: &Path) -> bool {
     match source.kind() {
         SourceKind::Git { url, rev } => {
             pin.kind == "git" && pin.url.as_deref() == Some(url) && pin.rev.as_deref() == Some(rev)
@@ -361,6 +358,10 @@ fn pin_still_matches(pin: &Pin, source: &Source) -> bool {
             pin.kind == "url" && pin.url.as_deref() == Some(url) && pin.sha256 == Some(sha256)
         }
         SourceKind::Path { .. } => false,
+        SourceKind::CargoLock { path } => {
+            pin.kind == "cargo_lock"
+                && crate::sources::read_cargo_lock(name, path, base_dir).is_ok_and(|c| c == pin.crates)
+        }
     }
 }
 
@@ -382,6 +383,7 @@ fn recipe_label(recipe: &Path, lock_path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::Arch;
 
     const LITERAL: &str = r#"# written by eifbake lock; do not edit
 version = 1
@@ -437,6 +439,26 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
             Lock::parse(&text.replace("output =", "outputs ="), Path::new("x.lock")).unwrap_err()
         );
         assert!(e.contains("unknown field `outputs`"), "{e}");
+    }
+
+    #[test]
+    fn a_platform_is_parsed_once_and_a_bad_one_names_the_file_and_field() {
+        let lock = Lock::parse(LITERAL, Path::new("x.lock")).unwrap();
+        assert_eq!(lock.images["busybox"].platform, Platform::linux(Arch::X86_64));
+        let arm = LITERAL.replacen("linux/amd64", "linux/arm64", 1);
+        let lock = Lock::parse(&arm, Path::new("x.lock")).unwrap();
+        assert_eq!(lock.images["busybox"].platform, Platform::linux(Arch::Aarch64));
+        assert_eq!(lock.to_toml(), arm);
+        for (bad, why) in [
+            ("linux/s390x", "is not one eifbake builds for (amd64 or arm64)"),
+            ("linux/x86_64", "is not one eifbake builds for (amd64 or arm64)"),
+            ("amd64", "expected OS/ARCH"),
+        ] {
+            let text = LITERAL.replacen("linux/amd64", bad, 1);
+            let e = format!("{:#}", Lock::parse(&text, Path::new("locks/x.lock")).unwrap_err());
+            assert!(e.contains("invalid lockfile locks/x.lock") && e.contains(why), "{e}");
+            assert!(e.contains(&format!("platform = \"{bad}\"")), "{e}");
+        }
     }
 
     #[test]
@@ -543,12 +565,8 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         assert_eq!(same, old);
         assert!(changes.iter().all(|c| c.action == "kept"));
         // --update re-resolves everything.
-        let (new, changes) = relock(&recipe, &lock_path, Some(&old), true, |_, r| {
-            Ok(Resolved {
-                index: fake(1),
-                manifest: fake(2),
-                platform: format!("linux/amd64 {}", r.repository()),
-            })
+        let (new, changes) = relock(&recipe, &lock_path, Some(&old), true, |_, _| {
+            Ok(Resolved { index: fake(1), manifest: fake(2), platform: Platform::linux(Arch::X86_64) })
         })
         .unwrap();
         assert!(changes.iter().all(|c| c.action == "updated"));
@@ -559,13 +577,13 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
             .replace("user-nit:sx2026.03.0", &format!("user-nit@{}", fake(7)));
         std::fs::write(&recipe, pinned).unwrap();
         let e = relock(&recipe, &lock_path, Some(&old), false, |_, _| {
-            Ok(Resolved { index: fake(1), manifest: fake(2), platform: "linux/amd64".into() })
+            Ok(Resolved { index: fake(1), manifest: fake(2), platform: Platform::linux(Arch::X86_64) })
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("not to its own digest"), "{e:#}");
         let (l, changes) = relock(&recipe, &lock_path, Some(&old), false, |_, r| {
             assert_eq!(r.digest(), Some(fake(7)));
-            Ok(Resolved { index: fake(7), manifest: fake(8), platform: "linux/amd64".into() })
+            Ok(Resolved { index: fake(7), manifest: fake(8), platform: Platform::linux(Arch::X86_64) })
         })
         .unwrap();
         assert_eq!(l.images["init"].manifest, fake(8));

@@ -45,14 +45,14 @@
 //! [`crate::fsutil::write_atomic`] with [`Manifest::to_json`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::epoch::Epoch;
+use crate::pcr::Measurements;
+use crate::platform::{Arch, Platform};
 use crate::recipe::{Compression, Layout, Recipe, SourceKind};
 
 /// The manifest format version written by this eifbake.
@@ -240,7 +240,7 @@ pub struct Inputs {
     pub name: String,
     /// The recipe's `version`.
     pub version: String,
-    pub arch: String,
+    pub arch: Arch,
     pub source_date_epoch: Epoch,
     /// Sorted by name.
     pub images: Vec<ImageInput>,
@@ -276,7 +276,7 @@ impl Inputs {
             tool: Tool::current(),
             name: recipe.name.clone(),
             version: recipe.version.clone(),
-            arch: recipe.arch.to_string(),
+            arch: recipe.arch,
             source_date_epoch: epoch,
             images,
             sources,
@@ -350,7 +350,7 @@ pub struct ImageOrigin {
     /// The digest of the image index the reference resolved to, when known.
     pub index_digest: Option<Digest>,
     /// `linux/amd64` or `linux/arm64`.
-    pub platform: String,
+    pub platform: Platform,
 }
 
 /// Where a source came from (unmeasured; see [`crate::sources::Pin`]).
@@ -359,9 +359,9 @@ pub struct ImageOrigin {
 pub struct SourceOrigin {
     /// The key in the recipe's `[sources]`.
     pub name: String,
-    /// `git`, `path` or `url`.
+    /// `git`, `path`, `url` or `cargo_lock`.
     pub kind: String,
-    /// The git or download URL (null for path sources).
+    /// The git or download URL (null for path and cargo_lock sources).
     pub url: Option<String>,
     /// The git commit (git sources).
     pub commit: Option<String>,
@@ -426,6 +426,7 @@ impl Origin {
             app_sources.push(match s.kind() {
                 SourceKind::Git { url, .. } | SourceKind::Url { url, .. } => url.to_string(),
                 SourceKind::Path { path, .. } => format!("path:{}", path.display()),
+                SourceKind::CargoLock { path } => format!("cargo_lock:{}", path.display()),
             });
         }
         let mut o = Origin { recipe: recipe_file, lock: lock_file, images, sources, app_sources };
@@ -439,85 +440,6 @@ impl Origin {
         self.sources.sort_by(|a, b| a.name.cmp(&b.name));
         self.app_sources.sort();
         self.app_sources.dedup();
-    }
-}
-
-/// A PCR value: 48 bytes (SHA-384) as 96 lowercase hex characters.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PcrHex(String);
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("PCR value {0:?}: expected 96 lowercase hex characters (a SHA-384)")]
-pub struct PcrHexError(String);
-
-impl PcrHex {
-    pub fn from_bytes(b: &[u8; 48]) -> PcrHex {
-        PcrHex(hex::encode(b))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for PcrHex {
-    type Err = PcrHexError;
-    fn from_str(s: &str) -> Result<PcrHex, PcrHexError> {
-        if s.len() == 96 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            Ok(PcrHex(s.to_string()))
-        } else {
-            Err(PcrHexError(s.to_string()))
-        }
-    }
-}
-
-impl fmt::Display for PcrHex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for PcrHex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl Serialize for PcrHex {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for PcrHex {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// The measurements of the EIF.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pcrs {
-    #[serde(rename = "PCR0")]
-    pub pcr0: PcrHex,
-    #[serde(rename = "PCR1")]
-    pub pcr1: PcrHex,
-    #[serde(rename = "PCR2")]
-    pub pcr2: PcrHex,
-    /// Signed images only.
-    #[serde(rename = "PCR8", default, skip_serializing_if = "Option::is_none")]
-    pub pcr8: Option<PcrHex>,
-}
-
-impl From<&crate::pcr::Measurements> for Pcrs {
-    fn from(m: &crate::pcr::Measurements) -> Pcrs {
-        Pcrs {
-            pcr0: PcrHex::from_bytes(&m.pcr0.0),
-            pcr1: PcrHex::from_bytes(&m.pcr1.0),
-            pcr2: PcrHex::from_bytes(&m.pcr2.0),
-            pcr8: m.pcr8.as_ref().map(|p| PcrHex::from_bytes(&p.0)),
-        }
     }
 }
 
@@ -536,7 +458,8 @@ pub struct EifOutput {
 #[serde(deny_unknown_fields)]
 pub struct Outputs {
     pub eif: EifOutput,
-    pub pcrs: Pcrs,
+    /// PCR0, PCR1, PCR2 (and PCR8 when signed), as lowercase hex.
+    pub pcrs: Measurements,
     /// Signed images only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureOutput>,
@@ -605,11 +528,8 @@ impl Manifest {
         origin.normalize();
         let o = &self.outputs;
         let mut pcrs = BTreeMap::new();
-        pcrs.insert("PCR0".to_string(), serde_json::Value::from(o.pcrs.pcr0.as_str()));
-        pcrs.insert("PCR1".to_string(), serde_json::Value::from(o.pcrs.pcr1.as_str()));
-        pcrs.insert("PCR2".to_string(), serde_json::Value::from(o.pcrs.pcr2.as_str()));
-        if let Some(p8) = &o.pcrs.pcr8 {
-            pcrs.insert("PCR8".to_string(), serde_json::Value::from(p8.as_str()));
+        for (n, p) in o.pcrs.registers() {
+            pcrs.insert(format!("PCR{n}"), serde_json::Value::from(p.hex()));
         }
         let subject = ResourceDescriptor {
             name: Some(o.eif.file.clone()),
@@ -673,7 +593,7 @@ impl Manifest {
                         format: i.format,
                         name: i.name.clone(),
                         version: i.version.clone(),
-                        arch: i.arch.clone(),
+                        arch: i.arch,
                     },
                     resolved_dependencies: deps,
                 },
@@ -771,7 +691,7 @@ pub struct InternalParameters {
     pub format: u32,
     pub name: String,
     pub version: String,
-    pub arch: String,
+    pub arch: Arch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -811,7 +731,7 @@ mod tests {
             name: name.into(),
             reference: reference.into(),
             index_digest: None,
-            platform: "linux/amd64".into(),
+            platform: Platform::linux(Arch::X86_64),
         };
         let mut busybox = from("busybox", "stagex/core-busybox:sx2026.03.0");
         busybox.index_digest = Some(Digest::of(b"example index"));
@@ -826,7 +746,7 @@ mod tests {
                 tool: Tool { name: "eifbake".into(), version: "0.1.0".into() },
                 name: "hello".into(),
                 version: "0.1.0".into(),
-                arch: "x86_64".into(),
+                arch: Arch::X86_64,
                 source_date_epoch: Epoch(1),
                 // Deliberately unsorted: the writer sorts.
                 images: vec![
@@ -903,7 +823,7 @@ mod tests {
             },
             outputs: Outputs {
                 eif: EifOutput { file: "hello.eif".into(), sha256: Digest::of(b"eif"), size: 12345678 },
-                pcrs: Pcrs {
+                pcrs: Measurements {
                     pcr0: "00".repeat(48).parse().unwrap(),
                     pcr1: "11".repeat(48).parse().unwrap(),
                     pcr2: "22".repeat(48).parse().unwrap(),
@@ -978,6 +898,7 @@ mod tests {
             commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
             tree: Digest::of(b"app tree"),
             sha256: None,
+            crates: vec![],
         };
         let app = sample().origin.sources.into_iter().find(|s| s.name == "app").unwrap();
         assert_eq!(SourceOrigin::from_pin("app", &pin), app);
@@ -1004,7 +925,11 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(MANIFEST).unwrap();
         v["outputs"]["pcrs"]["PCR0"] = "abc".into();
         let e = format!("{:#}", Manifest::from_json(v.to_string().as_bytes()).unwrap_err());
-        assert!(e.contains("expected 96 lowercase hex"), "{e}");
+        assert!(e.contains("must be exactly 96 hex characters"), "{e}");
+        let mut v: serde_json::Value = serde_json::from_str(MANIFEST).unwrap();
+        v["outputs"]["pcrs"]["PCR9"] = "00".repeat(48).into();
+        let e = format!("{:#}", Manifest::from_json(v.to_string().as_bytes()).unwrap_err());
+        assert!(e.contains("unknown field `PCR9`"), "{e}");
         let mut v: serde_json::Value = serde_json::from_str(MANIFEST).unwrap();
         v["inputs"]["surprise"] = 1.into();
         let e = format!("{:#}", Manifest::from_json(v.to_string().as_bytes()).unwrap_err());

@@ -99,8 +99,10 @@ impl<'de> Deserialize<'de> for Pcr {
     }
 }
 
-/// The measurements of one EIF.
+/// The measurements of one EIF (also a build manifest's `outputs.pcrs`:
+/// serde as lowercase hex under `PCR0`…`PCR8`, no other keys).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Measurements {
     #[serde(rename = "PCR0")]
     pub pcr0: Pcr,

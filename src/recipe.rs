@@ -16,8 +16,12 @@
 //! `.`, `..` or empty components; a step's `env` cannot name a variable
 //! every step gets fixed ([`crate::sandbox::fixed_env`]).
 //!
-//! `arch` (`x86_64`, the default, or `aarch64`) selects the platform of the
-//! whole build, end to end:
+//! Where a recipe sits decides its project ([`Project`]): the one rule for
+//! the project root, which the default lockfile, the recipe path a manifest
+//! records and `check`'s copy of the project all follow.
+//!
+//! `arch` ([`crate::platform::Arch`]: `x86_64`, the default, or `aarch64`)
+//! selects the platform of the whole build, end to end:
 //!
 //! - `eifbake lock` resolves every image for `linux/amd64` or `linux/arm64`
 //!   (from an image index, the manifest for that platform; a single-platform
@@ -58,7 +62,7 @@
 //! single-ramdisk EIF (the measurement of no data): pin PCR0 or PCR1 there.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -66,6 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::epoch::Epoch;
+use crate::platform::Arch;
 
 /// A parsed, validated recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,44 +191,7 @@ fn default_version() -> String {
     "0.0.0".to_string()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Arch {
-    #[default]
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "aarch64")]
-    Aarch64,
-}
-
-impl Arch {
-    /// The OCI platform architecture name (`amd64`, `arm64`).
-    pub fn oci(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "amd64",
-            Arch::Aarch64 => "arm64",
-        }
-    }
-}
-
-impl From<Arch> for crate::eif::Arch {
-    fn from(a: Arch) -> crate::eif::Arch {
-        match a {
-            Arch::X86_64 => crate::eif::Arch::X86_64,
-            Arch::Aarch64 => crate::eif::Arch::Aarch64,
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        })
-    }
-}
-
-/// Where a source comes from: exactly one of `git`, `path` or `url`.
+/// Where a source comes from: exactly one of `git`, `path`, `url` or `cargo_lock`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
@@ -239,9 +207,12 @@ pub struct Source {
     /// A file or tarball by URL, with its expected sha256.
     pub url: Option<String>,
     pub sha256: Option<Digest>,
-    /// Unpack a tarball `url` (`.tar`, `.tar.gz`) instead of mounting the file.
+    /// Unpack an archive `url` (`.tar`, `.tar.gz`, `.zip`) instead of mounting the file.
     #[serde(default)]
     pub unpack: bool,
+    /// A `Cargo.lock` (relative to the recipe) whose crates.io packages are
+    /// vendored ([`crate::cargo_vendor`]).
+    pub cargo_lock: Option<PathBuf>,
     /// Listed in the manifest's `app_sources` (Procfile semantics).
     #[serde(default)]
     pub app_source: bool,
@@ -253,20 +224,24 @@ pub enum SourceKind<'a> {
     Git { url: &'a str, rev: &'a str },
     Path { path: &'a Path, ignore: &'a [String] },
     Url { url: &'a str, sha256: Digest, unpack: bool },
+    CargoLock { path: &'a Path },
 }
 
 impl Source {
     /// The validated kind; the recipe loader has already checked it is well formed.
     pub fn kind(&self) -> SourceKind<'_> {
-        match (&self.git, &self.path, &self.url) {
-            (Some(url), None, None) => SourceKind::Git { url, rev: self.rev.as_deref().unwrap_or("HEAD") },
-            (None, Some(path), None) => SourceKind::Path { path, ignore: &self.ignore },
-            (None, None, Some(url)) => SourceKind::Url {
+        match (&self.git, &self.path, &self.url, &self.cargo_lock) {
+            (Some(url), None, None, None) => {
+                SourceKind::Git { url, rev: self.rev.as_deref().unwrap_or("HEAD") }
+            }
+            (None, Some(path), None, None) => SourceKind::Path { path, ignore: &self.ignore },
+            (None, None, Some(url), None) => SourceKind::Url {
                 url,
                 sha256: self.sha256.expect("validated: url sources carry sha256"),
                 unpack: self.unpack,
             },
-            _ => unreachable!("validated: exactly one of git, path, url"),
+            (None, None, None, Some(path)) => SourceKind::CargoLock { path },
+            _ => unreachable!("validated: exactly one of git, path, url, cargo_lock"),
         }
     }
 }
@@ -386,6 +361,52 @@ fn default_memory() -> u64 {
     512
 }
 
+/// Where a recipe sits in its project: the one rule every command uses to
+/// find the project root.
+///
+/// The recipe file is [`Recipe::resolve_path`] of the path given. The
+/// project root is the parent of the nearest ancestor directory of that file
+/// named `recipes`; a recipe under no `recipes/` directory has its own
+/// directory as root. The rule is lexical: it reads the path as given,
+/// follows no symlinks and makes nothing absolute, so `recipes/a.toml` has
+/// the root `""` (the current directory, which joins as a relative prefix).
+/// The default lockfile (`ROOT/lockfiles/NAME.lock`), the recipe path a
+/// manifest records (relative to the root) and what `check` copies
+/// (`ROOT/recipes/`) all follow from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The recipe file ([`Recipe::resolve_path`]).
+    pub recipe_file: PathBuf,
+    /// The project root (see above).
+    pub root: PathBuf,
+    /// Whether the recipe is under a `recipes/` directory (else `root` is
+    /// the recipe's own directory).
+    pub has_recipes_dir: bool,
+}
+
+impl Project {
+    /// The project of the recipe at `recipe_path` (a file or a directory holding `recipe.toml`).
+    pub fn of(recipe_path: &Path) -> Project {
+        let recipe_file = Recipe::resolve_path(recipe_path);
+        let recipes = recipe_file.ancestors().skip(1).find(|a| a.file_name().is_some_and(|n| n == "recipes"));
+        let (dir, has_recipes_dir) = match recipes {
+            Some(recipes) => (recipes.parent(), true),
+            None => (recipe_file.parent(), false),
+        };
+        let root = dir.map(Path::to_path_buf).unwrap_or_default();
+        Project { recipe_file, root, has_recipes_dir }
+    }
+
+    /// The recipe file relative to the root, `/`-separated (`recipes/a.toml`):
+    /// the path a manifest records, never absolute, so the build path does not leak.
+    pub fn recipe_relative(&self) -> String {
+        let rel = self.recipe_file.strip_prefix(&self.root).unwrap_or(&self.recipe_file);
+        let parts: Vec<String> =
+            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        parts.join("/")
+    }
+}
+
 impl Recipe {
     /// Find the recipe file for a path: a `.toml` file, or a directory holding `recipe.toml`.
     pub fn resolve_path(path: &Path) -> PathBuf {
@@ -483,10 +504,12 @@ impl Recipe {
     /// `[sources]`: exactly one kind each, with only that kind's keys.
     fn validate_sources(&self) -> Result<()> {
         for (key, src) in &self.sources {
-            let set =
-                [src.git.is_some(), src.path.is_some(), src.url.is_some()].iter().filter(|b| **b).count();
-            if set != 1 {
-                bail!("sources.{key}: give exactly one of `git`, `path` or `url`");
+            let kinds = [src.git.is_some(), src.path.is_some(), src.url.is_some(), src.cargo_lock.is_some()];
+            if kinds.iter().filter(|b| **b).count() != 1 {
+                bail!("sources.{key}: give exactly one of `git`, `path`, `url` or `cargo_lock`");
+            }
+            if let Some(p) = &src.cargo_lock {
+                relative_file(&format!("sources.{key}.cargo_lock"), p)?;
             }
             if src.rev.is_some() && src.git.is_none() {
                 bail!("sources.{key}.rev: only git sources take a rev");
@@ -643,6 +666,17 @@ fn path_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The path of a file relative to the recipe's directory (`..` allowed:
+/// a project's `Cargo.lock` often sits above its recipes): non-empty, not
+/// absolute, without NUL bytes or a trailing `/`.
+fn relative_file(field: &str, path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() || text.ends_with('/') || text.contains('\0') || path.is_absolute() {
+        bail!("{field} = {text:?}: expected the path of a file, relative to the recipe's directory");
+    }
+    Ok(())
+}
+
 /// A normal absolute path: `/`, or `/` followed by non-empty components
 /// that are neither `.` nor `..`, without NUL bytes (no trailing `/`).
 fn abs(field: &str, path: &str) -> Result<()> {
@@ -679,6 +713,42 @@ fn step_env(at: &str, env: &BTreeMap<String, String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_project_root_rule_for_lockfiles_manifests_and_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("recipes/hello")).unwrap();
+        std::fs::write(p.join("recipes/hello/recipe.toml"), "").unwrap();
+        // (path given, root, under recipes/, what a manifest records)
+        let abs = p.join("recipes/hello");
+        let cases: Vec<(PathBuf, PathBuf, bool, &str)> = vec![
+            ("recipes/a.toml".into(), "".into(), true, "recipes/a.toml"),
+            ("./recipes/a.toml".into(), ".".into(), true, "recipes/a.toml"),
+            ("proj/recipes/sub/a.toml".into(), "proj".into(), true, "recipes/sub/a.toml"),
+            // The nearest `recipes` wins.
+            ("recipes/x/recipes/a.toml".into(), "recipes/x".into(), true, "recipes/a.toml"),
+            // A directory is its recipe.toml.
+            (abs.clone(), p.to_path_buf(), true, "recipes/hello/recipe.toml"),
+            // Outside recipes/: the recipe's own directory.
+            ("elsewhere/a.toml".into(), "elsewhere".into(), false, "a.toml"),
+            ("a.toml".into(), "".into(), false, "a.toml"),
+            // A file named `recipes` is not a directory of recipes.
+            ("x/recipes".into(), "x".into(), false, "recipes"),
+        ];
+        for (given, root, under, recorded) in cases {
+            let pr = Project::of(&given);
+            assert_eq!((&pr.root, pr.has_recipes_dir), (&root, under), "{}", given.display());
+            assert_eq!(pr.recipe_relative(), recorded, "{}", given.display());
+            assert_eq!(
+                crate::lock::Lock::default_path(&given, "n"),
+                root.join("lockfiles/n.lock"),
+                "{}",
+                given.display()
+            );
+        }
+        assert_eq!(Project::of(&abs).recipe_file, abs.join("recipe.toml"));
+    }
 
     pub(crate) const HELLO: &str = r#"
 name = "hello"
@@ -781,6 +851,22 @@ env = { RUST_LOG = "info" }
         assert!(e.contains("octal mode"), "{e}");
         let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ngit = \"https://x\""));
         assert!(e.contains("exactly one of"), "{e}");
+        let e = err(&HELLO.replace("path = \"app\"", "path = \"app\"\ncargo_lock = \"Cargo.lock\""));
+        assert!(e.contains("exactly one of `git`, `path`, `url` or `cargo_lock`"), "{e}");
+        for bad in ["", "/abs/Cargo.lock", "dir/"] {
+            let e = err(&HELLO.replace("path = \"app\"", &format!("cargo_lock = {bad:?}")));
+            assert!(
+                e.contains(&format!("sources.app.cargo_lock = {bad:?}: expected the path of a file")),
+                "{e}"
+            );
+        }
+        let sha = Digest::of(b"");
+        let e = err(
+            &HELLO.replace("path = \"app\"", &format!("cargo_lock = \"Cargo.lock\"\nsha256 = \"{sha}\""))
+        );
+        assert!(e.contains("sources.app: `sha256` and `unpack` belong to url sources"), "{e}");
+        let r = Recipe::parse(&HELLO.replace("path = \"app\"", "cargo_lock = \"../../Cargo.lock\"")).unwrap();
+        assert_eq!(r.sources["app"].kind(), SourceKind::CargoLock { path: Path::new("../../Cargo.lock") });
     }
 
     /// Names become host path components (scratch, logs, `out/NAME.eif`):

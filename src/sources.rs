@@ -1,12 +1,17 @@
-//! Sources: the recipe's git repositories, local directories and downloads,
-//! pinned by `lock` and turned into plain directories by `build`.
+//! Sources: the recipe's git repositories, local directories, downloads and
+//! vendored crates, pinned by `lock` and turned into plain directories by
+//! `build`.
 //!
 //! What this module is for:
 //!
 //! - **Resolution** ([`resolve`], used by `lock`): a git `rev` becomes a
 //!   commit (with `git ls-remote`) and the tree at that commit is hashed; a
 //!   local directory is hashed; a URL is downloaded and its declared sha256
-//!   checked. The result, a [`Pin`], is what the lockfile records.
+//!   checked; a `Cargo.lock`'s crates.io packages are downloaded, checked
+//!   against its checksums and vendored ([`crate::cargo_vendor`]). The
+//!   result, a [`Pin`], is what the lockfile records (for `cargo_lock`
+//!   sources with every crate, so materialising needs the pin alone, not
+//!   the Cargo.lock).
 //! - **Materialisation** ([`materialize`], used by `build`): given a
 //!   [`Pin`], produce a directory holding exactly the pinned tree (no
 //!   `.git`), or refuse with a message naming the source: a commit the
@@ -22,6 +27,9 @@
 //!   with the lock's tree hash, never taken on trust from a cached copy; a
 //!   mismatch is refused naming the first changed path (found by comparing
 //!   with the cached copy of the locked tree when the store has one);
+//! - a `cargo_lock` source: its Cargo.lock, when it is there, must list
+//!   the crates the lock pins (else the step's `cargo --locked` would fail
+//!   on a crate the vendored tree lacks);
 //! - the cache entry: re-hashed and compared with its name (the lock's tree
 //!   hash); one that differs is refused, not repaired, naming the entry and
 //!   `eifbake store gc --caches` (why: [`crate::cache`]).
@@ -87,10 +95,19 @@
 //! fetch when the server refuses fetching a commit by id, then
 //! `git archive COMMIT` unpacked into the destination.
 //!
-//! Downloads shell out to `curl` (`-fsSL`, http and https only): the
-//! crate's HTTP stack (reqwest inside oci-client) is async and not a direct
-//! dependency, and curl is on every Debian machine; the sha256 is computed
-//! by eifbake while streaming the downloaded file, not trusted from anyone.
+//! Downloads (url sources and crates) shell out to `curl` (`-fsSL`; http and
+//! https, or file for a `file://` URL; redirects only to http and https):
+//! the crate's HTTP stack (reqwest inside oci-client) is async and not a
+//! direct dependency, and curl is on every Debian machine; the sha256 is
+//! computed by eifbake from the downloaded file, not trusted from anyone.
+//!
+//! An unpacked url source is a tar (plain or gzip) or a zip (by its magic
+//! bytes). Tar entries go through the `tar` crate's `unpack_in`, which
+//! keeps them inside the destination. Zip entries are directories and
+//! regular files only (mode 0644, or 0755 with the owner-exec bit), with
+//! relative paths of plain components (absolute paths, `..`, backslashes
+//! and symbolic links are refused, naming the entry), never written over
+//! an existing file, at most [`MAX_ZIP_BYTES`] in all.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -105,6 +122,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::cargo_vendor::{self, LockedCrate};
 use crate::digest::Digest;
 use crate::fsutil;
 use crate::recipe::{Source, SourceKind};
@@ -118,7 +136,7 @@ pub const OUTPUT_TREE_HASH_DOMAIN: &[u8] = b"eifbake-output-tree-v1\0";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
-    /// `git`, `path` or `url`.
+    /// `git`, `path`, `url` or `cargo_lock`.
     pub kind: String,
     /// The git `rev` of the recipe that `commit` was resolved from (git sources only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +152,9 @@ pub struct Pin {
     /// The sha256 of the downloaded file (url sources only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Digest>,
+    /// The vendored crates, sorted by name and version (`cargo_lock` sources only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crates: Vec<LockedCrate>,
 }
 
 /// The tree hash of `dir`, skipping paths with a component in `ignore`.
@@ -326,13 +347,22 @@ pub fn resolve(name: &str, source: &Source, base_dir: &Path) -> Result<Pin> {
                 commit: Some(commit),
                 tree,
                 sha256: None,
+                crates: vec![],
             })
         }
         SourceKind::Path { path, ignore } => {
             let dir = base_dir.join(path);
             let tree =
                 tree_hash(&dir, ignore).with_context(|| format!("sources.{name}: path {}", dir.display()))?;
-            Ok(Pin { kind: "path".into(), rev: None, url: None, commit: None, tree, sha256: None })
+            Ok(Pin {
+                kind: "path".into(),
+                rev: None,
+                url: None,
+                commit: None,
+                tree,
+                sha256: None,
+                crates: vec![],
+            })
         }
         SourceKind::Url { url, sha256, unpack } => {
             let tree = fetch_url(name, url, sha256, unpack, &dest)?;
@@ -343,9 +373,35 @@ pub fn resolve(name: &str, source: &Source, base_dir: &Path) -> Result<Pin> {
                 commit: None,
                 tree,
                 sha256: Some(sha256),
+                crates: vec![],
+            })
+        }
+        SourceKind::CargoLock { path } => {
+            let crates = read_cargo_lock(name, path, base_dir)?;
+            let tree = fetch_crates(name, path, &crates, &dest)?;
+            Ok(Pin {
+                kind: "cargo_lock".into(),
+                rev: None,
+                url: None,
+                commit: None,
+                tree,
+                sha256: None,
+                crates,
             })
         }
     }
+}
+
+/// The crates.io packages of the `Cargo.lock` of source `name` (at `path`,
+/// relative to `base_dir`); errors name the source.
+pub fn read_cargo_lock(name: &str, path: &Path, base_dir: &Path) -> Result<Vec<LockedCrate>> {
+    cargo_vendor::read_cargo_lock(&base_dir.join(path)).with_context(|| format!("sources.{name}.cargo_lock"))
+}
+
+/// Vendor `crates` into `dest` from the download URL of the eifbake config.
+fn fetch_crates(name: &str, path: &Path, crates: &[LockedCrate], dest: &Path) -> Result<Digest> {
+    let config = crate::config::Config::load()?;
+    cargo_vendor::vendor(name, &path.display().to_string(), crates, config.cargo.download_template(), dest)
 }
 
 /// Produce the pinned tree of a source in `dest` (which must not exist) and
@@ -367,6 +423,7 @@ fn materialize_inner(name: &str, source: &Source, base_dir: &Path, pin: &Pin, de
         SourceKind::Git { .. } => "git",
         SourceKind::Path { .. } => "path",
         SourceKind::Url { .. } => "url",
+        SourceKind::CargoLock { .. } => "cargo_lock",
     };
     if pin.kind != kind {
         bail!(
@@ -410,6 +467,7 @@ fn materialize_inner(name: &str, source: &Source, base_dir: &Path, pin: &Pin, de
             }
             fetch_url(name, url, sha256, unpack, dest)?
         }
+        SourceKind::CargoLock { path } => fetch_crates(name, path, &pin.crates, dest)?,
     };
     if found != pin.tree {
         bail!("sources.{name}: tree hash differs from the lock: expected {}, found {found}", pin.tree);
@@ -450,8 +508,12 @@ impl SourceCache {
         offline: bool,
     ) -> Result<PathBuf> {
         let entry = self.dir.join(pin.tree.hex());
-        if let SourceKind::Path { path, ignore } = source.kind() {
-            self.check_local(name, &base_dir.join(path), ignore, pin, &entry)?;
+        match source.kind() {
+            SourceKind::Path { path, ignore } => {
+                self.check_local(name, &base_dir.join(path), ignore, pin, &entry)?
+            }
+            SourceKind::CargoLock { path } => check_cargo_lock(name, path, base_dir, pin)?,
+            _ => {}
         }
         if self.verified(name, &entry, pin)? {
             return Ok(entry);
@@ -524,6 +586,29 @@ impl SourceCache {
             pin.tree
         )
     }
+}
+
+/// Refuse a `cargo_lock` source whose Cargo.lock no longer lists the
+/// crates the lock pins, naming the first that differs. The tree is made
+/// from the pin alone, so a Cargo.lock that is not there (a rebuild from a
+/// manifest, which carries the lock but not the project) is not an error.
+fn check_cargo_lock(name: &str, path: &Path, base_dir: &Path, pin: &Pin) -> Result<()> {
+    let file = base_dir.join(path);
+    if file.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let now = read_cargo_lock(name, path, base_dir)?;
+    let what = if let Some(c) = now.iter().find(|c| !pin.crates.contains(c)) {
+        format!("{} {} is new or has another checksum", c.name, c.version)
+    } else if let Some(c) = pin.crates.iter().find(|c| !now.contains(c)) {
+        format!("{} {} is no longer listed", c.name, c.version)
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "sources.{name}: {} changed since lock ({what}); run `eifbake lock` to vendor its crates",
+        file.display()
+    )
 }
 
 /// For `lock --update` semantics: fail, naming the source, when `rev` no
@@ -676,9 +761,6 @@ fn unpack_tar<R: Read>(r: R, dest: &Path) -> Result<()> {
 /// Download `url` into `dest` (a directory it creates): the file itself, named
 /// after the URL's last path segment, or its unpacked contents. Returns the tree hash.
 fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -> Result<Digest> {
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        bail!("sources.{name}.url = {url:?}: expected an http:// or https:// URL");
-    }
     let file_name = url
         .split(['?', '#'])
         .next()
@@ -688,9 +770,36 @@ fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -
         .to_string();
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let tmp = scratch.path().join("download");
+    download(name, url, &tmp)?;
+    let (found, _) = Digest::of_reader(File::open(&tmp)?)?;
+    if found != sha256 {
+        bail!("sources.{name}: download of {url} has sha256 {found}, but the recipe pins {sha256}");
+    }
+    fs::create_dir(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    if unpack {
+        unpack_archive(&tmp, dest)
+            .with_context(|| format!("sources.{name}: unpacking {url} (expected .tar, .tar.gz or .zip)"))?;
+    } else {
+        let target = dest.join(&file_name);
+        fs::copy(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
+    }
+    tree_hash(dest, &[])
+}
+
+/// Download `url` (https, http or file) to the file `to` with curl; errors
+/// name source `name`. The caller checks the bytes against their pin.
+pub(crate) fn download(name: &str, url: &str, to: &Path) -> Result<()> {
+    let proto = if url.starts_with("https://") || url.starts_with("http://") {
+        "=http,https"
+    } else if url.starts_with("file://") {
+        "=file"
+    } else {
+        bail!("sources.{name}.url = {url:?}: expected an https://, http:// or file:// URL");
+    };
     let out = Command::new("curl")
-        .args(["-fsSL", "--proto", "=http,https", "--retry", "2", "-o"])
-        .arg(&tmp)
+        .args(["-fsSL", "--proto", proto, "--proto-redir", "=http,https", "--retry", "2", "-o"])
+        .arg(to)
         .arg("--")
         .arg(url)
         .stdin(Stdio::null())
@@ -702,28 +811,86 @@ fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -
             String::from_utf8_lossy(&out.stderr).trim_end()
         );
     }
-    let (found, _) = Digest::of_reader(File::open(&tmp)?)?;
-    if found != sha256 {
-        bail!("sources.{name}: download of {url} has sha256 {found}, but the recipe pins {sha256}");
+    Ok(())
+}
+
+/// Unpack the archive `file` into `dest`: a zip (by its magic `PK\x03\x04`),
+/// a gzipped tar or a plain tar.
+fn unpack_archive(file: &Path, dest: &Path) -> Result<()> {
+    let mut f = BufReader::new(File::open(file)?);
+    let mut magic = [0u8; 4];
+    let n = fsutil::read_full(&mut f, &mut magic)?;
+    if magic[..n] == *b"PK\x03\x04" {
+        return unpack_zip(file, dest);
     }
-    fs::create_dir(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    if unpack {
-        let mut f = BufReader::new(File::open(&tmp)?);
-        let mut magic = [0u8; 2];
-        let n = f.read(&mut magic)?;
-        let f = io::Cursor::new(magic[..n].to_vec()).chain(f);
-        let r = if magic == [0x1f, 0x8b] {
-            unpack_tar(flate2::read::MultiGzDecoder::new(f), dest)
-        } else {
-            unpack_tar(f, dest)
-        };
-        r.with_context(|| format!("sources.{name}: unpacking {url} (expected .tar or .tar.gz)"))?;
+    let f = io::Cursor::new(magic[..n].to_vec()).chain(f);
+    if magic[..2] == [0x1f, 0x8b] {
+        unpack_tar(flate2::read::MultiGzDecoder::new(f), dest)
     } else {
-        let target = dest.join(&file_name);
-        fs::copy(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
+        unpack_tar(f, dest)
     }
-    tree_hash(dest, &[])
+}
+
+/// The most bytes a zip archive may unpack to (16 GiB), whatever its
+/// entries declare: a zip bomb stops there.
+pub const MAX_ZIP_BYTES: u64 = 16 << 30;
+
+/// Unpack a zip archive into `dest`: directories and regular files only
+/// (mode 0644, or 0755 when the entry's unix mode has the owner-exec bit),
+/// every path a relative one of plain components (no absolute paths, no
+/// `..`, no symbolic links), never over an existing file.
+fn unpack_zip(file: &Path, dest: &Path) -> Result<()> {
+    let mut zip = zip::ZipArchive::new(BufReader::new(File::open(file)?)).context("not a zip archive")?;
+    let mut left = MAX_ZIP_BYTES;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i)?;
+        let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let refuse = |why: &str| anyhow::anyhow!("zip entry {raw:?}: {why}; refusing to unpack it");
+        let rel = zip_entry_path(&raw).map_err(&refuse)?;
+        let mode = entry.unix_mode().unwrap_or(0);
+        if mode & 0o170000 == 0o120000 {
+            return Err(refuse("symbolic links are not allowed"));
+        }
+        let target = dest.join(&rel);
+        if entry.is_dir() {
+            fs::create_dir_all(&target).with_context(|| format!("cannot create {}", target.display()))?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let mut out = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .with_context(|| format!("cannot create {} (is it listed twice?)", target.display()))?;
+        let n = io::copy(&mut (&mut entry).take(left + 1), &mut out)
+            .with_context(|| format!("zip entry {raw:?}: cannot unpack it"))?;
+        if n > left {
+            return Err(refuse(&format!("the archive unpacks to more than {MAX_ZIP_BYTES} bytes")));
+        }
+        left -= n;
+        let exec = mode & 0o100 != 0;
+        fs::set_permissions(&target, fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }))?;
+    }
+    Ok(())
+}
+
+/// A zip entry's name as a relative path of plain components (a trailing
+/// `/` marks a directory).
+fn zip_entry_path(raw: &str) -> Result<PathBuf, &'static str> {
+    if raw.starts_with('/') || raw.contains('\\') || raw.contains('\0') {
+        return Err("absolute paths, backslashes and NUL bytes are not allowed");
+    }
+    let mut rel = PathBuf::new();
+    for part in raw.trim_end_matches('/').split('/') {
+        match part {
+            "" | "." => return Err("empty and '.' path components are not allowed"),
+            ".." => return Err("'..' components are not allowed"),
+            p => rel.push(p),
+        }
+    }
+    Ok(rel)
 }
 
 #[cfg(test)]

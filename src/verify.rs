@@ -61,7 +61,7 @@ use crate::digest::Digest;
 use crate::eif::diff::{compare, EifDiff};
 use crate::eif::Eif;
 use crate::epoch::Epoch;
-use crate::manifest::{Inputs, Manifest, Origin, PcrHex, FORMAT, TOOL_VERSION};
+use crate::manifest::{Inputs, Manifest, Origin, FORMAT, TOOL_VERSION};
 use crate::pcr::{Measurements, Pcr};
 use crate::progress::Progress;
 use crate::recipe::{Recipe, SourceKind};
@@ -572,7 +572,7 @@ impl<'a> Figures<'a> {
         Ok(Figures {
             scratch,
             built,
-            rebuilt_pcrs: [pcr_of(&p.pcr0)?, pcr_of(&p.pcr1)?, pcr_of(&p.pcr2)?],
+            rebuilt_pcrs: [p.pcr0, p.pcr1, p.pcr2],
             signed: Vec::new(),
             compared_with: BTreeMap::new(),
             list: Vec::new(),
@@ -582,9 +582,9 @@ impl<'a> Figures<'a> {
     /// The manifest's figures, each published EIF's, then the pcrs file's.
     fn compare_all(&mut self, subject: &Subject, expected: &Expected, notes: &mut Vec<String>) -> Result<()> {
         if let Some(o) = &subject.outputs {
-            let pcr8 = o.pcrs.pcr8.as_ref().map(pcr_of).transpose()?;
-            self.image("manifest", o.eif.sha256, expected.manifest_section.as_deref(), pcr8)?;
-            self.pcrs("manifest", [pcr_of(&o.pcrs.pcr0)?, pcr_of(&o.pcrs.pcr1)?, pcr_of(&o.pcrs.pcr2)?]);
+            let m = &o.pcrs;
+            self.image("manifest", o.eif.sha256, expected.manifest_section.as_deref(), m.pcr8)?;
+            self.pcrs("manifest", [m.pcr0, m.pcr1, m.pcr2]);
         }
         for p in &expected.published {
             let m = &p.measurements;
@@ -718,13 +718,6 @@ fn diff_first_mismatch(
 /// The rebuild with a published signature section appended (its path, sha256
 /// and PCR8), or why that section does not sign the rebuild.
 type SignedRebuild = std::result::Result<(PathBuf, Digest, crate::pcr::Pcr), String>;
-
-/// A manifest's PCR value as a register value (a [`PcrHex`] is always 96
-/// lowercase hex characters, so this fails only on a broken invariant).
-fn pcr_of(h: &PcrHex) -> Result<Pcr> {
-    let bytes = hex::decode(h.as_str())?;
-    Ok(Pcr(bytes.try_into().map_err(|_| anyhow::anyhow!("PCR {h} is not 48 bytes"))?))
-}
 
 /// The in-toto Statement v1 with an SLSA Verification Summary v1 predicate
 /// recording a verification, ready for a signer.

@@ -156,7 +156,7 @@ fn aarch64_recipe_locks_arm64_manifests_and_its_eif_boots() {
     let lock = p.lock(&arm);
     for (name, (index, manifests)) in [("os", &p.os), ("linux", &kernels)] {
         let li = &lock.images[name];
-        assert_eq!(li.platform, "linux/arm64", "{name}");
+        assert_eq!(li.platform.to_string(), "linux/arm64", "{name}");
         assert_eq!(li.manifest, manifests[1].digest, "{name}: not the arm64 manifest");
         assert_eq!(li.index, Some(index.digest), "{name}");
     }
@@ -164,7 +164,7 @@ fn aarch64_recipe_locks_arm64_manifests_and_its_eif_boots() {
     let amd = p.recipe("amd", "x86_64", "fx/linux:1", "");
     let lock = p.lock(&amd);
     for (name, (_, manifests)) in [("os", &p.os), ("linux", &kernels)] {
-        assert_eq!(lock.images[name].platform, "linux/amd64", "{name}");
+        assert_eq!(lock.images[name].platform.to_string(), "linux/amd64", "{name}");
         assert_eq!(lock.images[name].manifest, manifests[0].digest, "{name}");
     }
 
@@ -236,7 +236,10 @@ fn a_step_in_an_arm64_image_is_refused_before_the_runtime_starts() {
     synthetic_kernels(&p, "fx/synthetic-linux:1", false);
     let recipe = p.recipe("steps", "aarch64", "fx/synthetic-linux:1", STEP);
     p.lock(&recipe);
-    let can_run = eifbake::sandbox::execution_for("linux/arm64", Path::new(eifbake::sandbox::BINFMT_MISC));
+    let can_run = eifbake::sandbox::execution_for(
+        eifbake::platform::Arch::Aarch64,
+        Path::new(eifbake::sandbox::BINFMT_MISC),
+    );
     // No crun or runc on this PATH: had the runtime been started, the error would say so.
     let (code, err) = p.build(&recipe, "/nonexistent");
     assert_eq!(code, 2, "{err}");
@@ -245,7 +248,7 @@ fn a_step_in_an_arm64_image_is_refused_before_the_runtime_starts() {
             for want in [
                 "step \"greet\" cannot run: its image \"os\" is for linux/arm64",
                 "recipes/steps.toml has arch = \"aarch64\"",
-                &format!("this host runs linux/{} programs", eifbake::sandbox::host_arch()),
+                &format!("this host runs linux/{} programs", eifbake::platform::Arch::host_oci_name()),
                 &why,
                 "apt-get install qemu-user-static binfmt-support",
                 "qemu-aarch64",

@@ -326,7 +326,7 @@ fn air_gapped_import_lock_build_verify() {
     ok(&["--offline", "--store", s(&store), "lock", s(&recipe)]);
     let lock = Lock::load(&dir.path().join("lockfiles/v.lock")).unwrap();
     assert_eq!(lock.images["bb"].manifest, image.digest);
-    assert_eq!(lock.images["bb"].platform, "linux/amd64");
+    assert_eq!(lock.images["bb"].platform.to_string(), "linux/amd64");
     let out_dir = dir.path().join("out");
     ok(&["--offline", "--store", s(&store), "build", s(&recipe), "--out", s(&out_dir)]);
     let app = format!("app={}", s(&dir.path().join("recipes/v/app")));

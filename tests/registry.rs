@@ -65,7 +65,7 @@ fn lock_fetch_refetch_and_reference_tools_read_the_store() {
         .to_string();
     assert_eq!(lock.images["multi"].manifest.to_string(), amd64);
     assert_eq!(lock.images["multi"].manifest, fx.multi_amd64.digest);
-    assert_eq!(lock.images["multi"].platform, "linux/amd64");
+    assert_eq!(lock.images["multi"].platform.to_string(), "linux/amd64");
     assert!(std::fs::read_to_string(&lock_path)
         .unwrap()
         .starts_with("# written by eifbake lock; do not edit\n"));
@@ -176,7 +176,7 @@ fn arm64_pins_and_digest_references_and_drift() {
     eifbake_ok(&["lock", s(&recipe)]);
     let lock = Lock::load(&proj.path().join("lockfiles/arm.lock")).unwrap();
     assert_eq!(lock.images["multi"].manifest, fx.multi_arm64.digest);
-    assert_eq!(lock.images["multi"].platform, "linux/arm64");
+    assert_eq!(lock.images["multi"].platform.to_string(), "linux/arm64");
     assert_eq!(lock.images["pinned"].reference, pinned);
     assert_eq!(lock.images["pinned"].index, Some(fx.multi.digest));
     assert_eq!(lock.images["pinned"].manifest, fx.multi_arm64.digest);

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use eif_common::*;
-use eifbake::eif::{self, Arch, Eif, EifInputs, Metadata, Signing};
+use eifbake::eif::{self, Eif, EifInputs, Metadata, Signing};
 use eifbake::epoch::Epoch;
+use eifbake::platform::Arch;
 use eifbake::progress::Progress;
 use eifbake::signing::{self, Validity};
 

@@ -4,18 +4,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::git::git;
+use common::http::HttpServer;
 use eifbake::digest::Digest;
 use eifbake::recipe::Source;
 use eifbake::sources::{check_rev, materialize, resolve, tree_hash, Pin};
@@ -189,7 +187,15 @@ fn local_directory_edited_after_lock_is_refused() {
     let pin = resolve("app", &src, tmp.path()).unwrap();
     assert_eq!(
         pin,
-        Pin { kind: "path".into(), rev: None, url: None, commit: None, tree: pin.tree, sha256: None }
+        Pin {
+            kind: "path".into(),
+            rev: None,
+            url: None,
+            commit: None,
+            tree: pin.tree,
+            sha256: None,
+            crates: vec![]
+        }
     );
 
     // Ignored paths may change; the copy leaves them out.
@@ -211,70 +217,6 @@ fn local_directory_edited_after_lock_is_refused() {
         "{err}"
     );
     assert!(!dest.exists());
-}
-
-/// A loopback HTTP/1.0 server answering GET with the bytes registered for a path.
-struct HttpServer {
-    port: u16,
-    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    requests: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl HttpServer {
-    fn start() -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, r, s) = (files.clone(), requests.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut conn) = conn else { continue };
-                r.fetch_add(1, Ordering::SeqCst);
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
-                let path = line.split(' ').nth(1).unwrap_or("").to_string();
-                let body = f.lock().unwrap().get(&path).cloned();
-                let _ = match body {
-                    Some(b) => conn
-                        .write_all(
-                            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes(),
-                        )
-                        .and_then(|_| conn.write_all(&b)),
-                    None => conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-                };
-            }
-        });
-        HttpServer { port, files, requests, stop, thread: Some(thread) }
-    }
-
-    fn serve(&self, path: &str, body: &[u8]) -> String {
-        self.files.lock().unwrap().insert(path.to_string(), body.to_vec());
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[test]
@@ -404,4 +346,96 @@ fn source_cache_concurrent_publishers_share_one_entry() {
     assert!(dirs.iter().all(|d| *d == dirs[0]));
     assert_eq!(tree_hash(&dirs[0], &[]).unwrap(), pin.tree);
     assert_eq!(fs::read_dir(tmp.path().join("cache")).unwrap().count(), 1, "temporary directories left");
+}
+
+/// A zip entry: (name, unix mode, data); a mode with the symlink type bit
+/// makes a symbolic link to `data`.
+type ZipEntry<'a> = (&'a str, u32, &'a [u8]);
+
+/// A zip archive of deflated entries.
+fn zip_of(entries: &[ZipEntry]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, mode, data) in entries {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
+        if mode & 0o170000 == 0o120000 {
+            z.add_symlink(*name, std::str::from_utf8(data).unwrap(), opts).unwrap();
+        } else {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(data).unwrap();
+        }
+    }
+    z.finish().unwrap().into_inner()
+}
+
+/// A zip `url` (a file:// one: pinned by sha256 like any download) unpacks
+/// to the same tree as the same files made by hand, owner-exec bits kept.
+#[test]
+fn url_zip_from_a_file_url_is_unpacked_and_pinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = zip_of(&[("pkg/a.txt", 0o644, b"a\n"), ("pkg/bin/tool", 0o755, b"tool\n")]);
+    let file = tmp.path().join("pkg.zip");
+    fs::write(&file, &zip).unwrap();
+    let url = format!("file://{}", file.display());
+    let sha = Digest::of(&zip);
+    let src = source(&format!("url = {url:?}\nsha256 = \"{sha}\"\nunpack = true"));
+    let pin = resolve("pkg", &src, tmp.path()).unwrap();
+    let dest = tmp.path().join("pkg");
+    materialize("pkg", &src, tmp.path(), &pin, &dest).unwrap();
+    assert_eq!(fs::read(dest.join("pkg/a.txt")).unwrap(), b"a\n");
+    let manual = tmp.path().join("manual");
+    fs::create_dir_all(manual.join("pkg/bin")).unwrap();
+    fs::write(manual.join("pkg/a.txt"), "a\n").unwrap();
+    fs::write(manual.join("pkg/bin/tool"), "tool\n").unwrap();
+    fs::set_permissions(manual.join("pkg/bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(pin.tree, tree_hash(&manual, &[]).unwrap());
+
+    // The file changes: the pin refuses it.
+    fs::write(&file, b"other bytes").unwrap();
+    let err = materialize("pkg", &src, tmp.path(), &pin, &tmp.path().join("again")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "sources.pkg: download of {url} has sha256 {}, but the recipe pins {sha}",
+            Digest::of(b"other bytes")
+        )
+    );
+    let src = source(&format!("url = \"ftp://example.invalid/x\"\nsha256 = \"{sha}\""));
+    let err = resolve("pkg", &src, tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("expected an https://, http:// or file:// URL"), "{err}");
+}
+
+/// Zip entries that would land outside the tree, or links, are refused
+/// naming the entry, and nothing is written outside.
+#[test]
+fn url_zip_entries_that_climb_out_or_link_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, Vec<ZipEntry>, &str); 3] = [
+        (
+            "dotdot",
+            vec![("ok.txt", 0o644, b"x"), ("../escaped", 0o644, b"x")],
+            "'..' components are not allowed",
+        ),
+        ("absolute", vec![("/tmp/escaped-zip-by-eifbake-test", 0o644, b"x")], "absolute paths"),
+        ("symlink", vec![("link", 0o120777, b"/etc")], "symbolic links are not allowed"),
+    ];
+    for (label, entries, why) in cases {
+        let zip = zip_of(&entries);
+        let dir = tmp.path().join(label);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("x.zip");
+        fs::write(&file, &zip).unwrap();
+        let src = source(&format!(
+            "url = \"file://{}\"\nsha256 = \"{}\"\nunpack = true",
+            file.display(),
+            Digest::of(&zip)
+        ));
+        let err = format!("{:#}", resolve("pkg", &src, &dir).unwrap_err());
+        let name = entries.last().unwrap().0;
+        assert!(err.contains(&format!("zip entry {name:?}: {why}")), "{label}: {err}");
+        assert!(!tmp.path().join("escaped").exists() && !dir.join("escaped").exists(), "{label}");
+    }
+    assert!(!Path::new("/tmp/escaped-zip-by-eifbake-test").exists());
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::args::{Arch, EifArgs, Global};
+use crate::args::{EifArgs, Global};
 use crate::eif::{self, EifInputs, Metadata, Signing};
 use crate::epoch::Epoch;
 use crate::fsutil::write_atomic;
@@ -37,10 +37,7 @@ pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
         kernel: args.kernel.clone(),
         cmdline: args.cmdline.clone(),
         ramdisks: args.ramdisk.clone(),
-        arch: match args.arch {
-            Arch::X86_64 => eif::Arch::X86_64,
-            Arch::Aarch64 => eif::Arch::Aarch64,
-        },
+        arch: args.arch,
         default_mem: eif::DEFAULT_MEM,
         default_cpus: eif::DEFAULT_CPUS,
         metadata,

@@ -1,10 +1,14 @@
 //! `eifbake fetch RECIPE`: pull every pinned image of a recipe into the
-//! store, and run the fetch steps whose pinned output it lacks, so
-//! `build --offline` works afterwards.
+//! store, vendor its `cargo_lock` sources into the store's source cache
+//! (checked against their pins like any cached source), and run the fetch
+//! steps whose pinned output the store lacks, so that `build --offline`
+//! needs no network.
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 
 use crate::args::{FetchArgs, Global};
 use crate::fetch::fetch_lock;
@@ -12,14 +16,17 @@ use crate::lock::Lock;
 use crate::oci::registry::Registry;
 use crate::oci::store::Store;
 use crate::progress::Progress;
+use crate::recipe::{Recipe, SourceKind};
+use crate::sources::SourceCache;
 
 pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
-    let (_recipe, lock) = Lock::load_checked_at(&args.recipe, args.lockfile.as_deref())?;
+    let (recipe, lock) = Lock::load_checked_at(&args.recipe, args.lockfile.as_deref())?;
     let store = Store::open(Store::default_path(global.store.as_deref())?)?;
     let progress = Progress::bytes("fetch", 0);
     let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
     let fetched = fetch_lock(&store, &lock, &registry, global.offline, &progress)?;
     progress.finish();
+    let vendored = vendor_crates(&store, &recipe, &lock, &args.recipe, global.offline)?;
     let opts = super::build::fetch_step_options(
         &args.steps,
         args.lockfile.clone(),
@@ -32,9 +39,13 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
             .iter()
             .map(|f| (f.name.clone(), serde_json::to_value(f).expect("serialisable")))
             .collect();
-        super::output::json(
-            &serde_json::json!({ "store": store.root(), "images": images, "fetch_steps_run": steps_run }),
-        )?;
+        let sources: serde_json::Map<String, serde_json::Value> = vendored
+            .iter()
+            .map(|(name, dir, crates)| (name.clone(), serde_json::json!({ "dir": dir, "crates": crates })))
+            .collect();
+        super::output::json(&serde_json::json!({
+            "store": store.root(), "images": images, "sources": sources, "fetch_steps_run": steps_run
+        }))?;
     } else {
         for f in &fetched {
             outln!(
@@ -52,5 +63,34 @@ pub fn run(args: FetchArgs, global: &Global) -> Result<ExitCode> {
             outln!("step {name:<11} {} {how}", pin.output);
         }
     }
+    for (name, dir, crates) in &vendored {
+        outln!("{name:<16} {crates} crates vendored  ({})", dir.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `cargo_lock` sources of `recipe`, each made present in the source
+/// cache: (name, cached directory, number of crates).
+fn vendor_crates(
+    store: &Store,
+    recipe: &Recipe,
+    lock: &Lock,
+    recipe_path: &Path,
+    offline: bool,
+) -> Result<Vec<(String, PathBuf, usize)>> {
+    let cache = SourceCache::new(crate::cache::sources_dir(store.root()));
+    let base_dir = Recipe::base_dir(recipe_path);
+    let mut out = Vec::new();
+    for (name, source) in &recipe.sources {
+        if !matches!(source.kind(), SourceKind::CargoLock { .. }) {
+            continue;
+        }
+        let pin = lock
+            .sources
+            .get(name)
+            .with_context(|| format!("sources.{name} is not pinned; run `eifbake lock`"))?;
+        let dir = cache.get(name, source, &base_dir, pin, offline)?;
+        out.push((name.clone(), dir, pin.crates.len()));
+    }
+    Ok(out)
 }

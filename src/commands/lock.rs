@@ -38,7 +38,7 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let arch = recipe.arch.oci();
+    let arch = recipe.arch;
     let (mut lock, changes) = relock(&args.recipe, &lock_path, existing.as_ref(), args.update, |name, r| {
         if r.digest().is_some() || global.offline {
             if let Some(found) = store.as_ref().map(|s| s.resolve_local(r, arch)).transpose()?.flatten() {

@@ -30,7 +30,7 @@ pub fn run(args: VerifyArgs, global: &Global) -> Result<ExitCode> {
         pcrs: args.pcrs,
         published_eif: args.eif,
         allow_tool_mismatch: args.allow_tool_mismatch,
-        runtime: args.runtime.parse()?,
+        runtime: args.runtime,
         insecure: args.insecure_registry,
         mirrors: global.mirrors()?,
         offline: global.offline,

@@ -35,7 +35,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::Arch;
+use crate::platform::Arch;
 
 /// How many bytes of a kernel [`KernelKind::identify`] looks at: the x86
 /// setup header ends before `0x240`, the arm64 one at `0x40`.
@@ -142,10 +142,7 @@ impl KernelKind {
                 "the uncompressed arm64 `Image` (arch/arm64/boot/Image, Debian's arm64 /boot/vmlinuz-*)"
             }
         };
-        let other = match arch {
-            Arch::X86_64 => Arch::Aarch64,
-            Arch::Aarch64 => Arch::X86_64,
-        };
+        let other = arch.other();
         match self {
             KernelKind::Compressed { format } => Some(format!(
                 "{what} is {format}-compressed, and Nitro boots only an uncompressed kernel; \

@@ -41,6 +41,8 @@ pub use writer::{sign_existing, write_eif, EifInputs, Signing, Written};
 
 use std::fmt;
 
+use crate::platform::Arch;
+
 /// `.eif`
 pub const MAGIC: [u8; 4] = *b".eif";
 /// The format version this module writes.
@@ -61,39 +63,6 @@ pub const DEFAULT_CPUS: u64 = 2;
 
 /// Streaming buffer size for reading and writing sections.
 pub const CHUNK: usize = 2 << 20;
-
-/// Target architecture, recorded in the header flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    X86_64,
-    Aarch64,
-}
-
-impl Arch {
-    pub fn flags(self) -> u16 {
-        match self {
-            Arch::X86_64 => 0,
-            Arch::Aarch64 => FLAG_AARCH64,
-        }
-    }
-
-    pub fn from_flags(flags: u16) -> Arch {
-        if flags & FLAG_AARCH64 != 0 {
-            Arch::Aarch64
-        } else {
-            Arch::X86_64
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        })
-    }
-}
 
 /// Section types (the `type` field of a section header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::{
-    signature, Arch, Header, Metadata, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE,
-    MAGIC, MAX_SECTIONS, SECTION_HEADER_SIZE, VERSION,
+    signature, Header, Metadata, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE, MAGIC,
+    MAX_SECTIONS, SECTION_HEADER_SIZE, VERSION,
 };
 use crate::fsutil::AtomicFile;
 use crate::pcr::{Measurements, Measurer, Pcr};
+use crate::platform::Arch;
 use crate::progress::Progress;
 use crate::signing::Signer;
 
@@ -108,57 +109,15 @@ fn open_input<'a>(what: &str, path: &'a Path) -> Result<Source<'a>> {
 }
 
 /// Write the EIF to any seekable writer positioned at its start.
+///
+/// Phases: check the inputs, open the sections, lay out the header (its
+/// offsets and sizes), stream the sections (CRC and PCRs in the same pass),
+/// append the signature section, then rewrite the header with its CRC.
 pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progress) -> Result<Written> {
-    if inputs.cmdline.as_bytes().contains(&0) {
-        bail!("the kernel command line contains a NUL byte");
-    }
-    super::kernel::check(&inputs.kernel, inputs.arch)?;
-    if inputs.ramdisks.is_empty() {
-        bail!("an EIF needs at least one ramdisk");
-    }
-    let fixed = 3 + usize::from(inputs.signing.is_some());
-    if inputs.ramdisks.len() > MAX_SECTIONS - fixed {
-        bail!(
-            "{} ramdisks given; an EIF holds at most {} (32 sections minus kernel, cmdline, metadata{})",
-            inputs.ramdisks.len(),
-            MAX_SECTIONS - fixed,
-            if inputs.signing.is_some() { " and signature" } else { "" }
-        );
-    }
-    // A ready-made section is decoded before the (long) streaming, so a bad one fails fast.
-    if let Some(Signing::Section(bytes)) = &inputs.signing {
-        signature::decode(bytes).context("the signature section given")?;
-    }
+    check_inputs(inputs)?;
     let metadata = inputs.metadata.to_bytes();
-    let mut sections: Vec<(SectionKind, Source)> = vec![
-        (SectionKind::Kernel, open_input("kernel", &inputs.kernel)?),
-        (SectionKind::Cmdline, Source::Bytes(inputs.cmdline.as_bytes())),
-        (SectionKind::Metadata, Source::Bytes(&metadata)),
-    ];
-    for r in &inputs.ramdisks {
-        sections.push((SectionKind::Ramdisk, open_input("ramdisk", r)?));
-    }
-
-    let mut header = Header {
-        magic: MAGIC,
-        version: VERSION,
-        flags: inputs.arch.flags(),
-        default_mem: inputs.default_mem,
-        default_cpus: inputs.default_cpus,
-        reserved: 0,
-        num_sections: sections.len() as u16,
-        section_offsets: [0; MAX_SECTIONS],
-        section_sizes: [0; MAX_SECTIONS],
-        unused: 0,
-        crc32: 0,
-    };
-    let mut offset = HEADER_SIZE;
-    for (i, (_, src)) in sections.iter().enumerate() {
-        header.section_offsets[i] = offset;
-        header.section_sizes[i] = src.size();
-        offset += SECTION_HEADER_SIZE + src.size();
-    }
-    let mut total = offset;
+    let sections = open_sections(inputs, &metadata)?;
+    let (mut header, mut total) = lay_out(inputs, &sections);
     progress.inc_length(total);
 
     // The header is rewritten at the end; its CRC is combined with this one
@@ -166,54 +125,7 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
     let mut body_crc = crc32fast::Hasher::new();
     w.write_all(&header.to_bytes())?;
     progress.inc(HEADER_SIZE);
-
-    let mut measurer = Measurer::new(CHUNK);
-    for (kind, src) in sections {
-        let sh = SectionHeader::new(kind, src.size()).to_bytes();
-        body_crc.update(&sh);
-        w.write_all(&sh)?;
-        if kind == SectionKind::Ramdisk {
-            measurer.start_ramdisk();
-        }
-        match src {
-            Source::Bytes(b) => {
-                body_crc.update(b);
-                w.write_all(b)?;
-                if kind != SectionKind::Metadata {
-                    measurer.boot(b)?;
-                }
-                progress.inc(b.len() as u64);
-            }
-            Source::File { path, mut file, size } => {
-                let mut left = size;
-                let mut buf = measurer.buffer();
-                while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n =
-                        file.read(&mut buf[..want]).with_context(|| format!("reading {}", path.display()))?;
-                    if n == 0 {
-                        bail!(
-                            "{} shrank while being written into the EIF (expected {size} bytes)",
-                            path.display()
-                        );
-                    }
-                    body_crc.update(&buf[..n]);
-                    w.write_all(&buf[..n])?;
-                    left -= n as u64;
-                    progress.inc(n as u64);
-                    if kind == SectionKind::Ramdisk {
-                        buf = measurer.ramdisk(buf, n)?;
-                    } else {
-                        measurer.boot(&buf[..n])?;
-                    }
-                }
-                if file.read(&mut buf[..1]).with_context(|| format!("reading {}", path.display()))? != 0 {
-                    bail!("{} grew while being written into the EIF (expected {size} bytes)", path.display());
-                }
-            }
-        }
-    }
-    let mut measurements = measurer.finish()?;
+    let mut measurements = stream_sections(w, sections, &mut body_crc, progress)?;
 
     let mut written_signature = None;
     if let Some(signing) = &inputs.signing {
@@ -234,6 +146,144 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
     w.seek(SeekFrom::Start(total))?;
     w.flush()?;
     Ok(Written { header, measurements, size: total, signature: written_signature })
+}
+
+/// Refuse inputs that cannot make a bootable, well-formed EIF before any byte is written.
+fn check_inputs(inputs: &EifInputs) -> Result<()> {
+    if inputs.cmdline.as_bytes().contains(&0) {
+        bail!("the kernel command line contains a NUL byte");
+    }
+    super::kernel::check(&inputs.kernel, inputs.arch)?;
+    if inputs.ramdisks.is_empty() {
+        bail!("an EIF needs at least one ramdisk");
+    }
+    let fixed = 3 + usize::from(inputs.signing.is_some());
+    if inputs.ramdisks.len() > MAX_SECTIONS - fixed {
+        bail!(
+            "{} ramdisks given; an EIF holds at most {} (32 sections minus kernel, cmdline, metadata{})",
+            inputs.ramdisks.len(),
+            MAX_SECTIONS - fixed,
+            if inputs.signing.is_some() { " and signature" } else { "" }
+        );
+    }
+    // A ready-made section is decoded before the (long) streaming, so a bad one fails fast.
+    if let Some(Signing::Section(bytes)) = &inputs.signing {
+        signature::decode(bytes).context("the signature section given")?;
+    }
+    Ok(())
+}
+
+/// The unsigned sections in file order: kernel, cmdline, metadata, ramdisks.
+fn open_sections<'a>(inputs: &'a EifInputs, metadata: &'a [u8]) -> Result<Vec<(SectionKind, Source<'a>)>> {
+    let mut sections: Vec<(SectionKind, Source)> = vec![
+        (SectionKind::Kernel, open_input("kernel", &inputs.kernel)?),
+        (SectionKind::Cmdline, Source::Bytes(inputs.cmdline.as_bytes())),
+        (SectionKind::Metadata, Source::Bytes(metadata)),
+    ];
+    for r in &inputs.ramdisks {
+        sections.push((SectionKind::Ramdisk, open_input("ramdisk", r)?));
+    }
+    Ok(sections)
+}
+
+/// The header (CRC still zero) with every section's offset and size, and
+/// the file size those sections make.
+fn lay_out(inputs: &EifInputs, sections: &[(SectionKind, Source)]) -> (Header, u64) {
+    let mut header = Header {
+        magic: MAGIC,
+        version: VERSION,
+        flags: inputs.arch.flags(),
+        default_mem: inputs.default_mem,
+        default_cpus: inputs.default_cpus,
+        reserved: 0,
+        num_sections: sections.len() as u16,
+        section_offsets: [0; MAX_SECTIONS],
+        section_sizes: [0; MAX_SECTIONS],
+        unused: 0,
+        crc32: 0,
+    };
+    let mut offset = HEADER_SIZE;
+    for (i, (_, src)) in sections.iter().enumerate() {
+        header.section_offsets[i] = offset;
+        header.section_sizes[i] = src.size();
+        offset += SECTION_HEADER_SIZE + src.size();
+    }
+    (header, offset)
+}
+
+/// Write each section (its header, then its bytes) after the EIF header,
+/// feeding the CRC and the PCR measurer in the same pass.
+fn stream_sections<W: Write>(
+    w: &mut W,
+    sections: Vec<(SectionKind, Source)>,
+    body_crc: &mut crc32fast::Hasher,
+    progress: &Progress,
+) -> Result<Measurements> {
+    let mut measurer = Measurer::new(CHUNK);
+    for (kind, src) in sections {
+        let sh = SectionHeader::new(kind, src.size()).to_bytes();
+        body_crc.update(&sh);
+        w.write_all(&sh)?;
+        if kind == SectionKind::Ramdisk {
+            measurer.start_ramdisk();
+        }
+        match src {
+            Source::Bytes(b) => {
+                body_crc.update(b);
+                w.write_all(b)?;
+                if kind != SectionKind::Metadata {
+                    measurer.boot(b)?;
+                }
+                progress.inc(b.len() as u64);
+            }
+            Source::File { path, file, size } => {
+                let out = Sink { w: &mut *w, crc: &mut *body_crc, progress };
+                stream_file(out, path, file, size, kind, &mut measurer)?;
+            }
+        }
+    }
+    measurer.finish()
+}
+
+/// Where a section's bytes go: the file, its CRC and the progress count.
+struct Sink<'a, W> {
+    w: &'a mut W,
+    crc: &'a mut crc32fast::Hasher,
+    progress: &'a Progress,
+}
+
+/// Copy exactly `size` bytes of `file` (a section of kind `kind`) into `out`
+/// and the measurer, refusing a file that shrinks or grows meanwhile.
+fn stream_file<W: Write>(
+    out: Sink<'_, W>,
+    path: &Path,
+    mut file: File,
+    size: u64,
+    kind: SectionKind,
+    measurer: &mut Measurer,
+) -> Result<()> {
+    let mut left = size;
+    let mut buf = measurer.buffer();
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file.read(&mut buf[..want]).with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            bail!("{} shrank while being written into the EIF (expected {size} bytes)", path.display());
+        }
+        out.crc.update(&buf[..n]);
+        out.w.write_all(&buf[..n])?;
+        left -= n as u64;
+        out.progress.inc(n as u64);
+        if kind == SectionKind::Ramdisk {
+            buf = measurer.ramdisk(buf, n)?;
+        } else {
+            measurer.boot(&buf[..n])?;
+        }
+    }
+    if file.read(&mut buf[..1]).with_context(|| format!("reading {}", path.display()))? != 0 {
+        bail!("{} grew while being written into the EIF (expected {size} bytes)", path.display());
+    }
+    Ok(())
 }
 
 /// Sign an unsigned EIF: the same bytes with a signature section appended and

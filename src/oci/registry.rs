@@ -36,6 +36,7 @@ use super::reference::{host_is_loopback, Reference};
 use super::store::{self, Descriptor, ManifestAny, Store, MAX_MANIFEST_SIZE};
 use crate::config::Mirror;
 use crate::digest::Digest;
+use crate::platform::{Arch, Platform};
 use crate::progress::Progress;
 
 const ACCEPT: &[&str] = &[
@@ -57,7 +58,7 @@ pub struct Resolved {
     /// The platform manifest for `platform`.
     pub manifest: Digest,
     /// `linux/amd64` or `linux/arm64`.
-    pub platform: String,
+    pub platform: Platform,
 }
 
 /// A registry client with eifbake's transport, credential and mirror policy.
@@ -203,9 +204,9 @@ impl Registry {
     }
 
     /// Resolve `reference` (by its digest if it has one, else by tag) to the
-    /// manifest for `linux/<arch>` (`arch` in OCI terms: `amd64`, `arm64`),
+    /// manifest for `linux/<arch>` (`linux/amd64`, `linux/arm64`),
     /// asking its mirrors first.
-    pub async fn resolve(&self, reference: &Reference, arch: &str) -> Result<Resolved> {
+    pub async fn resolve(&self, reference: &Reference, arch: Arch) -> Result<Resolved> {
         let targets = self.targets(reference)?;
         first_ok(&targets, |t| resolve_at(t, arch)).await
     }
@@ -289,14 +290,14 @@ impl Registry {
 }
 
 /// Resolve the reference of `t` at `t`'s registry (see [`Registry::resolve`]).
-async fn resolve_at(t: &Target, arch: &str) -> Result<Resolved> {
+async fn resolve_at(t: &Target, arch: Arch) -> Result<Resolved> {
     let reference = &t.reference;
     let (bytes, top) = pull_manifest(t, t.as_given(), reference.digest(), None)
         .await
         .with_context(|| format!("resolving {reference}"))?;
     let what = format!("manifest {top} of {reference}");
     let m = ManifestAny::parse(&bytes, &what)?;
-    let platform = format!("linux/{arch}");
+    let platform = Platform::linux(arch);
     if let Some(list) = &m.manifests {
         let hit =
             store::platform_manifest(list, arch).with_context(|| format!("{reference}: the index {top}"))?;
@@ -306,7 +307,7 @@ async fn resolve_at(t: &Target, arch: &str) -> Result<Resolved> {
     let config = m.config.as_ref().expect("parse checked: manifests have a config");
     let cfg = fetch_small_blob(t, config).await.with_context(|| format!("config of {what}"))?;
     let have = store::config_platform(&cfg).with_context(|| format!("config {} of {what}", config.digest))?;
-    if have != platform {
+    if have.parse::<Platform>().ok() != Some(platform.clone()) {
         bail!("{reference}: single-platform image for {have}, but the recipe wants {platform}");
     }
     Ok(Resolved { index: top, manifest: top, platform })

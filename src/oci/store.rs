@@ -45,6 +45,7 @@ use super::reference::Reference;
 use super::registry::Resolved;
 use crate::digest::{Digest, HashingWriter};
 use crate::fsutil;
+use crate::platform::{self, Arch};
 
 /// Annotation skopeo and umoci use to name an image in a layout.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -150,14 +151,14 @@ impl ManifestAny {
     }
 }
 
-/// The `linux/<arch>` manifest of an index's list (for `arm64`, variant
+/// The `linux/<arch>` manifest of an index's list (for arm64, variant
 /// absent or `v8`); the error lists the platforms there are.
-pub fn platform_manifest<'a>(list: &'a [Descriptor], arch: &str) -> Result<&'a Descriptor> {
+pub fn platform_manifest(list: &[Descriptor], arch: Arch) -> Result<&Descriptor> {
     let hit = list.iter().find(|d| {
         d.platform.as_ref().is_some_and(|p| {
             p.os == "linux"
-                && p.architecture == arch
-                && (arch != "arm64" || matches!(p.variant.as_deref(), None | Some("v8")))
+                && p.architecture == arch.oci()
+                && (arch != Arch::Aarch64 || matches!(p.variant.as_deref(), None | Some("v8")))
         })
     });
     hit.with_context(|| {
@@ -166,11 +167,12 @@ pub fn platform_manifest<'a>(list: &'a [Descriptor], arch: &str) -> Result<&'a D
             .filter_map(|d| d.platform.as_ref())
             .map(|p| format!("{}/{}", p.os, p.architecture))
             .collect();
-        format!("has no linux/{arch} manifest (it has: {})", have.join(", "))
+        format!("has no {} manifest (it has: {})", platform::Platform::linux(arch), have.join(", "))
     })
 }
 
-/// The `os/architecture` an image configuration names (`?` for a missing field).
+/// The `os/architecture` an image configuration names (`?` for a missing
+/// field), as text: it may name an architecture eifbake does not build for.
 pub fn config_platform(config: &[u8]) -> Result<String> {
     #[derive(Deserialize)]
     struct Cfg {
@@ -489,7 +491,7 @@ impl Store {
     /// (`io.eifbake.reference`, written by `fetch` and by `store import
     /// --name`; a reference without a registry host means docker.io's, as
     /// everywhere). `Ok(None)` when the store has nothing (complete) for it.
-    pub fn resolve_local(&self, reference: &Reference, arch: &str) -> Result<Option<Resolved>> {
+    pub fn resolve_local(&self, reference: &Reference, arch: Arch) -> Result<Option<Resolved>> {
         let tops: Vec<Digest> = match reference.digest() {
             Some(d) if self.has_blob(&d) => vec![d],
             Some(_) => Vec::new(),
@@ -509,10 +511,11 @@ impl Store {
             0 => bail!("{reference} in the store {}: {}", self.root.display(), problems.join("; ")),
             1 => Ok(found.pop()),
             _ => bail!(
-                "{reference}: the store {} records {} different linux/{arch} images under this reference ({}); \
+                "{reference}: the store {} records {} different {} images under this reference ({}); \
                  import the one you mean again with `eifbake store import PATH --name {reference}`",
                 self.root.display(),
                 found.len(),
+                platform::Platform::linux(arch),
                 found.iter().map(|r| r.manifest.to_string()).collect::<Vec<_>>().join(", ")
             ),
         }
@@ -547,9 +550,9 @@ impl Store {
 
     /// What a present index or manifest gives for `linux/<arch>`; `Ok(None)`
     /// when a single manifest's config (needed to check its platform) is absent.
-    fn resolve_digest(&self, top: &Digest, arch: &str) -> Result<Option<Resolved>> {
+    fn resolve_digest(&self, top: &Digest, arch: Arch) -> Result<Option<Resolved>> {
         let m = self.manifest_any(top)?;
-        let platform = format!("linux/{arch}");
+        let platform = platform::Platform::linux(arch);
         if let Some(list) = &m.manifests {
             let hit = platform_manifest(list, arch).with_context(|| format!("the index {top}"))?;
             return Ok(Some(Resolved { index: *top, manifest: hit.digest, platform }));
@@ -560,7 +563,7 @@ impl Store {
         }
         let have = config_platform(&self.read_blob_bytes(&config.digest)?)
             .with_context(|| format!("config {} of manifest {top}", config.digest))?;
-        if have != platform {
+        if have.parse::<platform::Platform>().ok() != Some(platform.clone()) {
             bail!("manifest {top} is a single-platform image for {have}, but the recipe wants {platform}");
         }
         Ok(Some(Resolved { index: *top, manifest: *top, platform }))

@@ -111,6 +111,7 @@ use oci_spec::runtime::{
 };
 
 use crate::epoch::Epoch;
+use crate::platform::Arch;
 use crate::userns::{Holder, Mapping, Privilege};
 
 pub mod network;
@@ -133,8 +134,9 @@ pub const TAIL_LINES: usize = 30;
 /// The default time limit of one step.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Which OCI runtime runs the bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which OCI runtime runs the bundle: parsed once from the command line's
+/// `--runtime` (clap's `ValueEnum`: `crun`, `runc`) and passed as this value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Runtime {
     #[default]
     Crun,
@@ -146,18 +148,6 @@ impl Runtime {
         match self {
             Runtime::Crun => "crun",
             Runtime::Runc => "runc",
-        }
-    }
-}
-
-/// Parses `crun` or `runc` (for a command line's `--runtime`).
-impl std::str::FromStr for Runtime {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Runtime> {
-        match s {
-            "crun" => Ok(Runtime::Crun),
-            "runc" => Ok(Runtime::Runc),
-            _ => bail!("runtime {s:?}: expected \"crun\" or \"runc\""),
         }
     }
 }
@@ -252,18 +242,7 @@ impl Sandbox {
     pub fn spec_in(&self, step: &StepRun, joined: Option<&network::Joined>) -> Result<Spec> {
         let netns = joined.map(|j| j.netns.as_path());
         let at = format!("step {:?}", step.name);
-        let mut env = fixed_env(step.epoch);
-        for (k, v) in &step.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                bail!(
-                    "{at}: env {k:?}: names cannot be empty or contain '=' or NUL; values cannot contain NUL"
-                );
-            }
-            if env.contains_key(k) {
-                bail!("{at}: env {k:?} is fixed by eifbake and cannot be redefined by a step");
-            }
-            env.insert(k.clone(), v.clone());
-        }
+        let env = step_env(&at, step)?;
         guest_path(&at, "workdir", &step.workdir)?;
         let rootfs = fs::canonicalize(&step.rootfs)
             .with_context(|| format!("{at}: rootfs {} is not accessible", step.rootfs.display()))?;
@@ -271,99 +250,14 @@ impl Sandbox {
         if rootfs.join("bin/sh").symlink_metadata().is_err() {
             bail!("{at}: rootfs {} has no /bin/sh to run the step's script", rootfs.display());
         }
-
-        let user = UserBuilder::default().uid(0u32).gid(0u32).umask(UMASK).build()?;
-        let process = ProcessBuilder::default()
-            .terminal(false)
-            .user(user)
-            .args(vec!["/bin/sh".to_string(), "-euc".to_string(), step.script.clone()])
-            .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
-            .cwd(&step.workdir)
-            .no_new_privileges(true)
-            .capabilities(step_capabilities()?)
-            .rlimits(policy::rlimits()?)
-            .build()?;
-
-        let mut mounts: Vec<OciMount> = Vec::new();
-        let m = |dest: &str, typ: &str, src: &str, opts: &[&str]| -> Result<OciMount> {
-            Ok(MountBuilder::default()
-                .destination(dest)
-                .typ(typ)
-                .source(src)
-                .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .build()?)
-        };
-        mounts.push(m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?);
-        mounts.push(m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?);
-        mounts.push(m(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
-        )?);
-        mounts.push(m(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        )?);
-        mounts.push(m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?);
-        mounts.push(m("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?);
-        for b in &step.mounts {
-            guest_path(&at, "mount point", &b.guest)?;
-            if b.guest == "/out" || b.guest.starts_with("/out/") {
-                bail!("{at}: mount point {:?}: /out is the step's own output directory", b.guest);
-            }
-            let host = fs::canonicalize(&b.host).with_context(|| {
-                format!("{at}: mount {}: {} is not accessible", b.guest, b.host.display())
-            })?;
-            let host = host.to_str().with_context(|| format!("{at}: {} is not UTF-8", host.display()))?;
-            let mut opts = vec!["rbind", "nosuid", "nodev"];
-            opts.push(if b.readonly { "ro" } else { "rw" });
-            mounts.push(m(&b.guest, "bind", host, &opts)?);
-        }
-        let out = step
-            .out_dir
-            .to_str()
-            .with_context(|| format!("{at}: {} is not UTF-8", step.out_dir.display()))?;
-        mounts.push(m("/out", "bind", out, &["rbind", "nosuid", "nodev", "rw"])?);
-        if let Some(j) = joined {
-            let conf = j
-                .resolv_conf
-                .to_str()
-                .with_context(|| format!("{at}: {} is not UTF-8", j.resolv_conf.display()))?;
-            mounts.push(m("/etc/resolv.conf", "bind", conf, &["bind", "nosuid", "nodev", "noexec", "ro"])?);
-        }
-
-        let namespaces = [
-            LinuxNamespaceType::Mount,
-            LinuxNamespaceType::Pid,
-            LinuxNamespaceType::Ipc,
-            LinuxNamespaceType::Uts,
-            LinuxNamespaceType::Network,
-        ]
-        .into_iter()
-        .map(|typ| match netns.filter(|_| typ == LinuxNamespaceType::Network) {
-            Some(path) => LinuxNamespaceBuilder::default().typ(typ).path(path).build(),
-            None => LinuxNamespaceBuilder::default().typ(typ).build(),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-        let linux = LinuxBuilder::default()
-            .namespaces(namespaces)
-            .masked_paths(oci_spec::runtime::get_default_maskedpaths())
-            .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
-            .resources(policy::resources(Privilege::detect().is_root())?)
-            .seccomp(seccomp::profile(std::env::consts::ARCH)?)
-            .build()?;
-
         let mut spec = Spec::default();
         spec.set_version("1.0.2".to_string())
             .set_hostname(Some(HOSTNAME.to_string()))
-            .set_process(Some(process))
+            .set_process(Some(step_process(step, &env)?))
             .set_root(Some(RootBuilder::default().path(rootfs).readonly(false).build()?))
-            .set_mounts(Some(mounts))
+            .set_mounts(Some(step_mounts(&at, step, joined)?))
             .set_annotations(None)
-            .set_linux(Some(linux));
+            .set_linux(Some(step_linux(netns)?));
         Ok(spec)
     }
 
@@ -592,17 +486,118 @@ fn start_message(
     msg
 }
 
+/// The step's environment: [`fixed_env`] plus the step's own variables,
+/// which may not redefine a fixed one. `at` names the step in errors.
+fn step_env(at: &str, step: &StepRun) -> Result<BTreeMap<String, String>> {
+    let mut env = fixed_env(step.epoch);
+    for (k, v) in &step.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            bail!("{at}: env {k:?}: names cannot be empty or contain '=' or NUL; values cannot contain NUL");
+        }
+        if env.contains_key(k) {
+            bail!("{at}: env {k:?} is fixed by eifbake and cannot be redefined by a step");
+        }
+        env.insert(k.clone(), v.clone());
+    }
+    Ok(env)
+}
+
+/// `/bin/sh -euc SCRIPT` as root with [`UMASK`], no new privileges, the
+/// build capabilities and [`policy::rlimits`].
+fn step_process(step: &StepRun, env: &BTreeMap<String, String>) -> Result<oci_spec::runtime::Process> {
+    let user = UserBuilder::default().uid(0u32).gid(0u32).umask(UMASK).build()?;
+    Ok(ProcessBuilder::default()
+        .terminal(false)
+        .user(user)
+        .args(vec!["/bin/sh".to_string(), "-euc".to_string(), step.script.clone()])
+        .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+        .cwd(&step.workdir)
+        .no_new_privileges(true)
+        .capabilities(step_capabilities()?)
+        .rlimits(policy::rlimits()?)
+        .build()?)
+}
+
+/// One mount of the spec.
+fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Result<OciMount> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(src)
+        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+/// The standard filesystems (`/proc`, `/dev`, `/sys`, `/tmp`), the step's
+/// bind mounts (never over `/out`), then its output directory at `/out`.
+fn step_mounts(at: &str, step: &StepRun, joined: Option<&network::Joined>) -> Result<Vec<OciMount>> {
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        )?,
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
+    ];
+    for b in &step.mounts {
+        guest_path(at, "mount point", &b.guest)?;
+        if b.guest == "/out" || b.guest.starts_with("/out/") {
+            bail!("{at}: mount point {:?}: /out is the step's own output directory", b.guest);
+        }
+        let host = fs::canonicalize(&b.host)
+            .with_context(|| format!("{at}: mount {}: {} is not accessible", b.guest, b.host.display()))?;
+        let host = host.to_str().with_context(|| format!("{at}: {} is not UTF-8", host.display()))?;
+        let mut opts = vec!["rbind", "nosuid", "nodev"];
+        opts.push(if b.readonly { "ro" } else { "rw" });
+        mounts.push(mount(&b.guest, "bind", host, &opts)?);
+    }
+    let out =
+        step.out_dir.to_str().with_context(|| format!("{at}: {} is not UTF-8", step.out_dir.display()))?;
+    mounts.push(mount("/out", "bind", out, &["rbind", "nosuid", "nodev", "rw"])?);
+    if let Some(j) = joined {
+        let conf = j
+            .resolv_conf
+            .to_str()
+            .with_context(|| format!("{at}: {} is not UTF-8", j.resolv_conf.display()))?;
+        mounts.push(mount("/etc/resolv.conf", "bind", conf, &["bind", "nosuid", "nodev", "noexec", "ro"])?);
+    }
+    Ok(mounts)
+}
+
+/// The `linux` section: fresh mount, pid, ipc, uts and network namespaces
+/// (a fetch step joins the network namespace at `netns`), the default
+/// masked and read-only paths, [`policy::resources`] and the seccomp profile
+/// of the host's architecture.
+fn step_linux(netns: Option<&Path>) -> Result<oci_spec::runtime::Linux> {
+    let namespaces = [
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+    ]
+    .into_iter()
+    .map(|typ| match netns.filter(|_| typ == LinuxNamespaceType::Network) {
+        Some(path) => LinuxNamespaceBuilder::default().typ(typ).path(path).build(),
+        None => LinuxNamespaceBuilder::default().typ(typ).build(),
+    })
+    .collect::<Result<Vec<_>, _>>()?;
+    Ok(LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(oci_spec::runtime::get_default_maskedpaths())
+        .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
+        .resources(policy::resources(Privilege::detect().is_root())?)
+        .seccomp(seccomp::profile(Arch::host())?)
+        .build()?)
+}
+
 /// Where the kernel lists its `binfmt_misc` handlers (one file per handler).
 pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
-
-/// The OCI architecture (`amd64`, `arm64`, …) of the programs this host runs natively.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
 
 /// How the host runs a step image's programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -614,8 +609,8 @@ pub enum Execution {
     Emulated { handler: PathBuf, interpreter: String },
 }
 
-/// Whether programs of an image for `platform` (`linux/arm64`) can run in a
-/// step on this host, and how; `binfmt` is normally [`BINFMT_MISC`].
+/// Whether programs of an image for `arch` can run in a step on this host,
+/// and how; `binfmt` is normally [`BINFMT_MISC`].
 ///
 /// A foreign architecture needs a `binfmt_misc` handler whose magic matches
 /// that architecture's ELF executables and which was registered with the F
@@ -623,14 +618,12 @@ pub enum Execution {
 /// the step's root filesystem, where it is not. Debian's `qemu-user-static`
 /// registers its handlers that way. The error is a phrase saying what is
 /// missing, for the caller to put in a sentence naming the step.
-pub fn execution_for(platform: &str, binfmt: &Path) -> std::result::Result<Execution, String> {
-    let arch = platform.split('/').nth(1).unwrap_or(platform);
-    if arch == host_arch() {
+pub fn execution_for(arch: Arch, binfmt: &Path) -> std::result::Result<Execution, String> {
+    if Arch::host() == Some(arch) {
         return Ok(Execution::Native);
     }
-    let Some(machine) = elf_machine(arch) else {
-        return Err(format!("eifbake does not know how to recognise {arch} programs"));
-    };
+    let machine = arch.elf_machine();
+    let arch = arch.oci();
     let status = fs::read_to_string(binfmt.join("status")).map_err(|_| {
         format!(
             "binfmt_misc is not mounted at {} (no emulator can be registered for {arch} programs)",
@@ -680,20 +673,6 @@ pub fn execution_for(platform: &str, binfmt: &Path) -> std::result::Result<Execu
     } else {
         Err(unusable.join("; "))
     }
-}
-
-/// The ELF `e_machine` of an OCI architecture's programs.
-fn elf_machine(arch: &str) -> Option<u16> {
-    Some(match arch {
-        "amd64" => 62,
-        "arm64" => 183,
-        "386" => 3,
-        "arm" => 40,
-        "ppc64le" => 21,
-        "s390x" => 22,
-        "riscv64" => 243,
-        _ => return None,
-    })
 }
 
 /// One `binfmt_misc` handler, as its file under [`BINFMT_MISC`] shows it.
@@ -919,14 +898,12 @@ mod tests {
 
     #[test]
     fn runtime_names_round_trip() {
+        // The command line's spelling is the program's name and its Display.
         for r in [Runtime::Crun, Runtime::Runc] {
-            assert_eq!(r.to_string().parse::<Runtime>().unwrap(), r);
+            assert_eq!(<Runtime as clap::ValueEnum>::from_str(&r.to_string(), false), Ok(r));
         }
-        assert!("docker"
-            .parse::<Runtime>()
-            .unwrap_err()
-            .to_string()
-            .contains("expected \"crun\" or \"runc\""));
+        assert_eq!((Runtime::Crun.program(), Runtime::Runc.program()), ("crun", "runc"));
+        assert!(<Runtime as clap::ValueEnum>::from_str("docker", false).is_err());
     }
 
     #[test]
@@ -1111,10 +1088,10 @@ mod tests {
         assert_eq!(sc["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(sc["defaultErrnoRet"], 1, "EPERM");
         let arches = strings(&sc["architectures"]);
-        match std::env::consts::ARCH {
-            "x86_64" => assert_eq!(arches, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
-            "aarch64" => assert_eq!(arches, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
-            other => panic!("no expectation for {other}"),
+        match Arch::host() {
+            Some(Arch::X86_64) => assert_eq!(arches, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
+            Some(Arch::Aarch64) => assert_eq!(arches, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]),
+            None => panic!("no expectation for {}", std::env::consts::ARCH),
         }
         let rules = sc["syscalls"].as_array().unwrap();
         let allowing: Vec<&serde_json::Value> =
@@ -1259,39 +1236,40 @@ mod tests {
 
     #[test]
     fn foreign_images_need_a_fix_binary_binfmt_handler() {
-        let other = if host_arch() == "arm64" { "amd64" } else { "arm64" };
         let none = binfmt(&[]);
-        assert_eq!(execution_for(&format!("linux/{}", host_arch()), none.path()), Ok(Execution::Native));
-        if other != "arm64" {
+        if let Some(host) = Arch::host() {
+            assert_eq!(execution_for(host, none.path()), Ok(Execution::Native));
+        }
+        if Arch::host() == Some(Arch::Aarch64) {
             return; // the handler fixtures below are for aarch64 programs
         }
-        let e = execution_for("linux/arm64", none.path()).unwrap_err();
+        let e = execution_for(Arch::Aarch64, none.path()).unwrap_err();
         assert!(e.contains("no binfmt_misc handler for arm64"), "{e}");
-        let e = execution_for("linux/arm64", &none.path().join("unmounted")).unwrap_err();
+        let e = execution_for(Arch::Aarch64, &none.path().join("unmounted")).unwrap_err();
         assert!(e.contains("not mounted"), "{e}");
 
         // A handler for another machine (x86-64 is 0x3e) does not count.
         let x86 = qemu_aarch64("PF").replace("0200b700", "02003e00");
         let d = binfmt(&[("qemu-x86_64", &x86)]);
-        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("no binfmt_misc handler"));
+        assert!(execution_for(Arch::Aarch64, d.path()).unwrap_err().contains("no binfmt_misc handler"));
 
         let d = binfmt(&[("qemu-aarch64", &qemu_aarch64("P"))]);
-        let e = execution_for("linux/arm64", d.path()).unwrap_err();
+        let e = execution_for(Arch::Aarch64, d.path()).unwrap_err();
         assert!(e.contains("qemu-aarch64 is registered without the F (fix-binary) flag"), "{e}");
         let d = binfmt(&[("qemu-aarch64", &qemu_aarch64("PF").replace("enabled", "disabled"))]);
-        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("qemu-aarch64 is disabled"));
+        assert!(execution_for(Arch::Aarch64, d.path()).unwrap_err().contains("qemu-aarch64 is disabled"));
 
         // Any name will do: the magic decides.
         let d = binfmt(&[("aarch64-static", &qemu_aarch64("POCF"))]);
         assert_eq!(
-            execution_for("linux/arm64", d.path()),
+            execution_for(Arch::Aarch64, d.path()),
             Ok(Execution::Emulated {
                 handler: d.path().join("aarch64-static"),
                 interpreter: "/usr/libexec/qemu-binfmt/aarch64-binfmt-P".into()
             })
         );
         fs::write(d.path().join("status"), "disabled\n").unwrap();
-        assert!(execution_for("linux/arm64", d.path()).unwrap_err().contains("binfmt_misc is disabled"));
+        assert!(execution_for(Arch::Aarch64, d.path()).unwrap_err().contains("binfmt_misc is disabled"));
     }
 
     #[test]

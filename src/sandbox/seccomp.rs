@@ -41,6 +41,8 @@ use oci_spec::runtime::{
     LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
 
+use crate::platform::Arch as Target;
+
 /// `EPERM`: what a refused system call returns.
 pub const EPERM: u32 = 1;
 /// `ENOSYS`: what `clone3` returns, so callers fall back to `clone`.
@@ -507,31 +509,32 @@ pub const PERSONALITIES: [u64; 5] = [0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 /// `AF_VSOCK`: the one socket family refused (it reaches the hypervisor).
 pub const AF_VSOCK: u64 = 40;
 
-/// The seccomp architectures of a host whose Rust `ARCH` is `arch`.
-pub fn architectures(arch: &str) -> Vec<Arch> {
-    match arch {
-        "x86_64" => vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
-        "aarch64" => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
-        _ => vec![Arch::ScmpArchNative],
+/// The seccomp architectures of a host of architecture `host` (`None`: one
+/// eifbake does not build for).
+pub fn architectures(host: Option<Target>) -> Vec<Arch> {
+    match host {
+        Some(Target::X86_64) => vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
+        Some(Target::Aarch64) => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
+        None => vec![Arch::ScmpArchNative],
     }
 }
 
-/// Every name allowed unconditionally on a host whose Rust `ARCH` is `arch`, sorted.
-pub fn allowed(arch: &str) -> Vec<&'static str> {
+/// Every name allowed unconditionally on a host of architecture `host`, sorted.
+pub fn allowed(host: Option<Target>) -> Vec<&'static str> {
     let mut names: Vec<&str> =
         [FILES, POLLING, PROCESSES, CREDENTIALS, MEMORY, SIGNALS, TIME, SCHEDULING, IPC, SOCKETS].concat();
-    match arch {
-        "x86_64" => names.extend(X86),
-        "aarch64" => names.extend(ARM),
-        _ => {}
+    match host {
+        Some(Target::X86_64) => names.extend(X86),
+        Some(Target::Aarch64) => names.extend(ARM),
+        None => {}
     }
     names.sort_unstable();
     names.dedup();
     names
 }
 
-/// The step's `linux.seccomp` for a host whose Rust `ARCH` is `arch`.
-pub fn profile(arch: &str) -> Result<LinuxSeccomp> {
+/// The step's `linux.seccomp` for a host of architecture `host` ([`Target::host`]).
+pub fn profile(host: Option<Target>) -> Result<LinuxSeccomp> {
     let allow = |names: &[&str]| {
         LinuxSyscallBuilder::default()
             .names(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -540,7 +543,7 @@ pub fn profile(arch: &str) -> Result<LinuxSeccomp> {
     let arg = |op, value: u64, value_two: u64| {
         LinuxSeccompArgBuilder::default().index(0usize).op(op).value(value).value_two(value_two).build()
     };
-    let mut rules: Vec<LinuxSyscall> = vec![allow(&allowed(arch)).build()?];
+    let mut rules: Vec<LinuxSyscall> = vec![allow(&allowed(host)).build()?];
     // (flags & CLONE_NAMESPACE_FLAGS) == 0
     rules.push(
         allow(&["clone"])
@@ -561,7 +564,7 @@ pub fn profile(arch: &str) -> Result<LinuxSeccomp> {
     Ok(LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActErrno)
         .default_errno_ret(EPERM)
-        .architectures(architectures(arch))
+        .architectures(architectures(host))
         .syscalls(rules)
         .build()?)
 }

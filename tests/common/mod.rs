@@ -11,6 +11,7 @@
 
 pub mod bin;
 pub mod git;
+pub mod http;
 pub mod qemu;
 pub mod rootfs;
 
