@@ -15,6 +15,8 @@ PACKAGES=(
   docker-registry skopeo umoci crun runc
   # rootless steps: newuidmap/newgidmap for subordinate ids (tests/rootless.rs)
   uidmap
+  # fetch steps (network = true): pasta, the user-mode network (src/sandbox/network.rs)
+  passt
   # fixtures and boot tests (qemu-system-arm has qemu-system-aarch64)
   busybox-static qemu-system-x86 qemu-system-arm
   # the demo's throwaway signing key; scripts/make-test-signing-keys.sh

@@ -56,7 +56,8 @@ impl Global {
 pub enum Command {
     /// Resolve every image of a recipe to digests and write lockfiles/NAME.lock.
     Lock(LockArgs),
-    /// Pull every pinned manifest, config and layer into the store, verifying digests.
+    /// Pull every pinned manifest, config and layer into the store, verifying digests,
+    /// and run the fetch steps (network = true) whose pinned output the store lacks.
     Fetch(RecipeLockArgs),
     /// Build a recipe into out/NAME.eif, .pcrs, .manifest.json and .provenance.json.
     ///
@@ -130,6 +131,10 @@ pub struct VerifyArgs {
     /// Keep the rebuild directory and print where.
     #[arg(long)]
     pub keep: bool,
+    /// Let the recipe's fetch steps (network = true) run with a network: they reach
+    /// whatever this machine reaches. Without it such a rebuild is refused.
+    #[arg(long)]
+    pub allow_network: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -317,6 +322,20 @@ pub struct LockArgs {
     pub update: bool,
 }
 
+/// How `lock` and `fetch` run a recipe's fetch steps (`network = true`).
+#[derive(Debug, Args)]
+pub struct FetchStepArgs {
+    /// OCI runtime for fetch steps (and the steps they need).
+    #[arg(long, value_enum, default_value_t = Runtime::Crun)]
+    pub runtime: Runtime,
+    /// Time limit of one step.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub step_timeout: u64,
+    /// Where step logs go (DIR/logs/RECIPE.STEP.log), as for build.
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
 /// What `lock` and `fetch` both take: a recipe, its lockfile and the registries to reach.
 #[derive(Debug, Args)]
 pub struct RecipeLockArgs {
@@ -332,6 +351,8 @@ pub struct RecipeLockArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub steps: FetchStepArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,9 +393,9 @@ pub enum StoreCommand {
         /// Lockfiles whose images must be kept.
         #[arg(long = "keep-lock", value_name = "FILE")]
         keep: Vec<PathBuf>,
-        /// Also empty the step-output and source caches (STORE/eifbake/steps,
-        /// STORE/eifbake/sources); later builds run their steps and fetch
-        /// their sources again.
+        /// Also empty the step-output and source caches and fetch steps' outputs
+        /// (STORE/eifbake/steps, STORE/eifbake/sources, STORE/eifbake/fetched); later
+        /// builds run their steps and fetch their sources again.
         #[arg(long)]
         caches: bool,
         /// Only report what would be removed.

@@ -30,6 +30,17 @@
 //!    `OUT_DIR/logs/RECIPE.STEP.log` ([`LOGS_DIR`]), which stays there after
 //!    the build, failed or not (the error of a failed step names it); a
 //!    cached step writes no log.
+//!
+//!    A fetch step (`network = true`) is the exception to "no network" and
+//!    to the step cache: its output is pinned in the lock by output-tree
+//!    hash ([`crate::lock::LockedStep`]) and taken from the store's fetched
+//!    trees by that hash, or the step runs (with a network, see
+//!    [`crate::sandbox::network`]) and any other tree is refused naming the
+//!    first differing file (`fetch_step`). Later steps key it by that hash.
+//!    `eifbake lock` runs the same phase to make the pins
+//!    ([`pin_fetch_steps`]), `eifbake fetch` to fill the store
+//!    ([`fetch_steps`]); `--offline` and `verify` without `--allow-network`
+//!    never run one ([`BuildOptions::network`]).
 //! 6. The enclave tree ([`crate::cpio::Tree`]) is assembled per the layout:
 //!    step outputs are collected without following anything a step wrote
 //!    (`collect_outputs`), the measured inputs ([`crate::manifest::Inputs`]:
@@ -78,15 +89,15 @@ use crate::eif::{write_eif, EifInputs, Metadata, Signing};
 use crate::epoch::Epoch;
 use crate::fetch;
 use crate::fsutil::{lstat_beneath, write_atomic, Found, LiveTempDir};
-use crate::lock::Lock;
+use crate::lock::{Lock, LockedStep};
 use crate::manifest::{self, EifOutput, FileRef, Inputs, Manifest, Origin, Outputs, SignatureOutput};
 use crate::oci::layer::{apply_layers, ApplyOptions, DeviceNode, DevicePolicy, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
 use crate::recipe::{Compression, ImageFile, Layout, Recipe, Step};
-use crate::sandbox::{execution_for, Bind, Runtime, Sandbox, StepRun, BINFMT_MISC};
+use crate::sandbox::{execution_for, Bind, NetworkAccess, Runtime, Sandbox, StepRun, BINFMT_MISC};
 use crate::signing::Validity;
-use crate::sources::SourceCache;
+use crate::sources::{first_listing_difference, output_listing, SourceCache};
 
 /// Where the inputs manifest sits in the enclave root filesystem.
 pub const INPUTS_PATH: &str = "etc/eifbake/inputs.json";
@@ -107,6 +118,11 @@ pub struct BuildOptions {
     pub runtime: Runtime,
     pub offline: bool,
     pub no_cache: bool,
+    /// Whether a fetch step (`network = true`) may run, with a network.
+    /// `verify` rebuilds other people's recipes and gives none unless told
+    /// (`--allow-network`); a fetch step whose pinned tree the store holds
+    /// needs no run either way.
+    pub network: bool,
     /// Registries reachable over plain HTTP besides loopback ones.
     pub insecure: Vec<String>,
     /// Registry mirrors, tried in order before an image's own registry.
@@ -221,17 +237,16 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         limits: &apply_options,
     };
     let kernel = checked_kernel(&loaded, &mut images)?;
-    let steps = run_steps(
-        &StepsContext {
-            loaded: &loaded,
-            opts,
-            store: &store,
-            work: &work,
-            logs: &logs,
-            source_dirs: &source_dirs,
-        },
-        &images,
-    )?;
+    let cx = StepsContext {
+        loaded: &loaded,
+        opts,
+        store: &store,
+        work: &work,
+        logs: &logs,
+        source_dirs: &source_dirs,
+        pinning: Pinning::Check,
+    };
+    let steps = run_steps(&cx, &images, &mut lock.steps.clone(), recipe.steps.len())?;
 
     // Inputs manifest: the measured inputs (embedded below, so the PCRs
     // commit to them) and their unmeasured origin (the manifest only).
@@ -266,6 +281,78 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     })
 }
 
+/// `eifbake lock`: pin the fetch steps of the recipe at `recipe_path` in
+/// `lock` (freshly made by [`crate::lock::relock`], not yet saved), running
+/// each, in order, with its inputs as a build would give them (the steps
+/// before it run or come from the step cache). Pins of `existing` whose
+/// step definition still matches are kept, and checked as a build checks
+/// them, unless `update`. Each fetched tree is kept in the store. Returns
+/// the names of the fetch steps that ran.
+pub fn pin_fetch_steps(
+    recipe_path: &Path,
+    lock: &mut Lock,
+    lock_path: &Path,
+    existing: Option<&Lock>,
+    update: bool,
+    opts: &BuildOptions,
+) -> Result<Vec<String>> {
+    let (recipe, _) = Recipe::load(recipe_path)?;
+    let unpinned = Loaded::unchecked(recipe_path, recipe, lock.clone(), lock_path, opts);
+    let mut pins = existing.map(|l| l.steps.clone()).unwrap_or_default();
+    let ran = run_fetch_steps(recipe_path, &unpinned, opts, Pinning::Lock { update }, &mut pins)?;
+    let names: Vec<&String> = unpinned.recipe.steps.iter().filter(|s| s.network).map(|s| &s.name).collect();
+    pins.retain(|name, _| names.contains(&name));
+    lock.steps = pins;
+    Ok(ran)
+}
+
+/// `eifbake fetch`: make sure the store holds the pinned output of every
+/// fetch step of a recipe (running the ones it lacks, with the steps they
+/// need), so `build --offline` works. Returns the fetch steps that ran.
+pub fn fetch_steps(recipe_path: &Path, opts: &BuildOptions) -> Result<Vec<String>> {
+    let loaded = load_inputs(recipe_path, opts)?;
+    let mut pins = loaded.lock.steps.clone();
+    run_fetch_steps(recipe_path, &loaded, opts, Pinning::Check, &mut pins)
+}
+
+/// Phases 2, 3 and 5 up to the last fetch step; the fetch steps that ran.
+fn run_fetch_steps(
+    recipe_path: &Path,
+    loaded: &Loaded,
+    opts: &BuildOptions,
+    pinning: Pinning,
+    pins: &mut BTreeMap<String, LockedStep>,
+) -> Result<Vec<String>> {
+    let Some(last) = loaded.recipe.steps.iter().rposition(|s| s.network) else { return Ok(Vec::new()) };
+    let store = Store::open(&opts.store)?;
+    let _using_store = store.writing()?;
+    fetch_images(&store, &loaded.lock, opts)?;
+    let scratch = LiveTempDir::new_in(&std::env::temp_dir(), SCRATCH_PREFIX)?;
+    let work = scratch.path().to_path_buf();
+    let logs = logs_dir(&opts.out_dir)?;
+    let source_dirs = materialise_sources(&store, loaded, recipe_path, opts.offline)?;
+    let apply_options = loaded.recipe.limits.apply_options();
+    let images = ImageTrees {
+        store: &store,
+        lock: &loaded.lock,
+        work: work.join("images"),
+        done: BTreeMap::new(),
+        limits: &apply_options,
+    };
+    let cx = StepsContext {
+        loaded,
+        opts,
+        store: &store,
+        work: &work,
+        logs: &logs,
+        source_dirs: &source_dirs,
+        pinning,
+    };
+    let done = run_steps(&cx, &images, pins, last + 1)?;
+    let fetch: Vec<&String> = loaded.recipe.steps.iter().filter(|s| s.network).map(|s| &s.name).collect();
+    Ok(done.run.into_iter().filter(|n| fetch.contains(&n)).collect())
+}
+
 /// The recipe and lock of a build, checked against each other, with what
 /// the rest of the build derives from them.
 struct Loaded {
@@ -281,6 +368,31 @@ struct Loaded {
     lock_ref: FileRef,
     /// SOURCE_DATE_EPOCH: the options' over the recipe's over 0.
     epoch: Epoch,
+}
+
+impl Loaded {
+    /// A recipe with a lock that is being made (`eifbake lock`): not
+    /// checked against each other, and with no texts for an origin.
+    fn unchecked(
+        recipe_path: &Path,
+        recipe: Recipe,
+        lock: Lock,
+        lock_path: &Path,
+        opts: &BuildOptions,
+    ) -> Loaded {
+        let recipe_file = Recipe::resolve_path(recipe_path);
+        let named = |path: String| FileRef { path, sha256: Digest::of(b""), text: None };
+        let epoch = opts.epoch.or(recipe.source_date_epoch).unwrap_or(Epoch(0));
+        Loaded {
+            recipe_ref: named(crate::recipe::Project::of(&recipe_file).recipe_relative()),
+            lock_ref: named(format!("lockfiles/{}.lock", recipe.name)),
+            recipe,
+            lock,
+            lock_path: lock_path.to_path_buf(),
+            recipe_file,
+            epoch,
+        }
+    }
 }
 
 /// Phase 1: the recipe and lock, refused when either drifted
@@ -380,6 +492,20 @@ struct StepsContext<'a> {
     /// `OUT_DIR/logs`.
     logs: &'a Path,
     source_dirs: &'a BTreeMap<String, PathBuf>,
+    pinning: Pinning,
+}
+
+/// How the steps phase treats fetch steps (`network = true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinning {
+    /// A build or `eifbake fetch`: each fetch step must have a pin whose
+    /// definition matches it; its output is taken from the store by hash,
+    /// or the step runs and anything but the pinned tree is refused.
+    Check,
+    /// `eifbake lock`: a pin whose definition still matches is kept (and
+    /// checked as a build would) unless `update`; the others are made by
+    /// running the step.
+    Lock { update: bool },
 }
 
 /// What the steps phase produced.
@@ -391,33 +517,35 @@ struct StepsDone {
     run: Vec<String>,
 }
 
-/// Phase 5: every step, in recipe order, taken from the step cache when its
-/// key ([`step_key`]) is there (and `--no-cache` was not given), run
-/// ([`run_step`]) and published in the cache otherwise.
-fn run_steps(cx: &StepsContext<'_>, images: &ImageTrees<'_>) -> Result<StepsDone> {
+/// Phase 5: the first `until` steps, in recipe order: a fetch step by its
+/// pin ([`fetch_step`]), any other taken from the step cache when its key
+/// ([`step_key`]) is there (and `--no-cache` was not given), run
+/// ([`run_step`]) and published in the cache otherwise. `pins` are the
+/// fetch steps' pins (the lock's; `eifbake lock` adds to them).
+fn run_steps(
+    cx: &StepsContext<'_>,
+    images: &ImageTrees<'_>,
+    pins: &mut BTreeMap<String, LockedStep>,
+    until: usize,
+) -> Result<StepsDone> {
     let (recipe, epoch) = (&cx.loaded.recipe, cx.loaded.epoch);
     let sandbox = Sandbox::new(cx.opts.runtime);
     let step_cache = StepCache::new(cx.store.root());
     let mut done = StepsDone { outs: BTreeMap::new(), cached: Vec::new(), run: Vec::new() };
-    for step in &recipe.steps {
+    for step in recipe.steps.iter().take(until) {
+        if step.network {
+            let (out, key, ran) = fetch_step(cx, &sandbox, images, step, &done.outs, pins)?;
+            if ran { &mut done.run } else { &mut done.cached }.push(step.name.clone());
+            done.outs.insert(step.name.clone(), (out, key));
+            continue;
+        }
         let (key, mounts) = step_key(step, &cx.loaded.lock, epoch, &done.outs, cx.source_dirs);
         let cached = if cx.opts.no_cache { None } else { step_cache.lookup(&step.name, &key)? };
         let out = if let Some(cached) = cached {
             done.cached.push(step.name.clone());
             cached
         } else {
-            let run = StepRun {
-                name: step.name.clone(),
-                rootfs: cx.work.join("steps").join(&step.name).join("rootfs"),
-                mounts,
-                workdir: step.workdir.clone(),
-                script: step.run.clone(),
-                env: step.env.clone(),
-                epoch,
-                out_dir: cx.work.join("steps").join(&step.name).join("out"),
-                log: cx.logs.join(format!("{}.{}.log", recipe.name, step.name)),
-                timeout: cx.opts.step_timeout,
-            };
+            let run = step_run(cx, step, mounts, None);
             run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run)?;
             let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
@@ -427,6 +555,187 @@ fn run_steps(cx: &StepsContext<'_>, images: &ImageTrees<'_>) -> Result<StepsDone
         done.outs.insert(step.name.clone(), (out, key));
     }
     Ok(done)
+}
+
+/// The sandbox run of `step` in the build's scratch directory, its log in `OUT_DIR/logs`.
+fn step_run(
+    cx: &StepsContext<'_>,
+    step: &Step,
+    mounts: Vec<Bind>,
+    network: Option<NetworkAccess>,
+) -> StepRun {
+    StepRun {
+        name: step.name.clone(),
+        rootfs: cx.work.join("steps").join(&step.name).join("rootfs"),
+        mounts,
+        workdir: step.workdir.clone(),
+        script: step.run.clone(),
+        env: step.env.clone(),
+        epoch: cx.loaded.epoch,
+        out_dir: cx.work.join("steps").join(&step.name).join("out"),
+        log: cx.logs.join(format!("{}.{}.log", cx.loaded.recipe.name, step.name)),
+        timeout: cx.opts.step_timeout,
+        network,
+    }
+}
+
+/// One fetch step (`network = true`): its output directory, the key later
+/// steps see it by (derived from its output-tree hash) and whether it ran.
+///
+/// Its pin must match its definition ([`fetch_definition`]). The pinned
+/// tree is taken from the store (`STORE/eifbake/fetched`, checked) unless
+/// `--no-cache` (which a step that may not run, see
+/// [`BuildOptions::network`], ignores); else the step runs with a network
+/// (never with `--offline`) and a tree other than the pinned one is refused, naming
+/// the first differing file from the lock's listing. Under
+/// [`Pinning::Lock`] a step without a matching pin runs and is pinned.
+fn fetch_step(
+    cx: &StepsContext<'_>,
+    sandbox: &Sandbox,
+    images: &ImageTrees<'_>,
+    step: &Step,
+    prior: &BTreeMap<String, (PathBuf, Digest)>,
+    pins: &mut BTreeMap<String, LockedStep>,
+) -> Result<(PathBuf, Digest, bool)> {
+    let (definition, mounts) = fetch_definition(step, &cx.loaded.lock, prior, cx.source_dirs);
+    let keep = kept_pin(cx, step, &definition, pins.get(&step.name))?;
+    let fetched = StepCache::fetched(cx.store.root());
+    if let Some(pin) = &keep {
+        // --no-cache runs a fetch step again, when it may run at all.
+        if !cx.opts.no_cache || !cx.opts.network {
+            if let Some(dir) = fetched.lookup_fetched(&step.name, &pin.output)? {
+                return Ok((dir, fetched_key(&pin.output), false));
+            }
+        }
+    }
+    if !cx.opts.network {
+        bail!(
+            "step {:?} has network = true and would run with a network: a fetch step reaches whatever this \
+             machine reaches (its LAN and cloud metadata services included), and this recipe is not yours. \
+             Give --allow-network to let it, or rebuild with --store STORE holding its pinned output",
+            step.name
+        );
+    }
+    if cx.opts.offline {
+        let (what, way) = match keep {
+            Some(_) => ("its pinned output is not in the store", "eifbake fetch"),
+            None => ("it must run to be pinned", "eifbake lock"),
+        };
+        bail!(
+            "step {:?} has network = true and {what} (store {}, under eifbake/fetched), and --offline \
+             forbids running it; run `{way} {}` (online) first",
+            step.name,
+            cx.store.root().display(),
+            cx.loaded.recipe_file.display()
+        );
+    }
+    let run = step_run(cx, step, mounts, Some(NetworkAccess::from_env()?));
+    let (recipe, lock) = (&cx.loaded.recipe, &cx.loaded.lock);
+    run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run)?;
+    let (output, files) = output_listing(&run.out_dir)
+        .with_context(|| format!("step {:?}: hashing what it fetched", step.name))?;
+    match keep {
+        Some(pin) if pin.output != output => bail!(
+            "step {:?} (network = true) fetched a tree other than the one {} pins: first difference: {}; \
+             expected output {}, got {output}. A fetch step's result is trusted by its hash only: if the \
+             change upstream is intended, run `eifbake lock --update {}` to pin the new tree",
+            step.name,
+            cx.loaded.lock_path.display(),
+            first_listing_difference(&pin.files, &files).unwrap_or_else(|| "none by path".into()),
+            pin.output,
+            cx.loaded.recipe_file.display()
+        ),
+        Some(_) => {}
+        None => {
+            pins.insert(step.name.clone(), LockedStep { definition, output, files });
+        }
+    }
+    fetched.publish(&step.name, &output, &run.out_dir)?;
+    Ok((run.out_dir, fetched_key(&output), true))
+}
+
+/// The pin of a fetch step to keep, `None` when `eifbake lock` is to make
+/// a new one; an error when a build finds no pin or one for another
+/// definition of the step.
+fn kept_pin(
+    cx: &StepsContext<'_>,
+    step: &Step,
+    definition: &Digest,
+    pin: Option<&LockedStep>,
+) -> Result<Option<LockedStep>> {
+    let (lock_path, recipe) = (cx.loaded.lock_path.display(), cx.loaded.recipe_file.display());
+    match (cx.pinning, pin) {
+        (Pinning::Lock { update: true }, _) => Ok(None),
+        (_, Some(p)) if p.definition == *definition => Ok(Some(p.clone())),
+        (Pinning::Lock { .. }, _) => Ok(None),
+        (Pinning::Check, Some(p)) => bail!(
+            "step {:?} (network = true) changed since {lock_path} pinned its output: its definition (image, \
+             run, env, workdir, mounts) now hashes to {definition}, the pin was made for {}; run `eifbake lock \
+             {recipe}` again",
+            step.name,
+            p.definition
+        ),
+        (Pinning::Check, None) => bail!(
+            "step {:?} has network = true but {lock_path} pins no output for it ([steps.{}]); run `eifbake lock \
+             {recipe}`",
+            step.name,
+            step.name
+        ),
+    }
+}
+
+/// What later steps' keys see of a fetch step: its output-tree hash.
+fn fetched_key(output: &Digest) -> Digest {
+    let mut key = KeyHasher::new();
+    key.field("fetched", output.to_string().as_bytes());
+    key.finish()
+}
+
+/// A fetch step's definition hash, which its pin records: its image's
+/// manifest digest, workdir, script, env and mounts (by what they hold);
+/// not the epoch or the tool version, which change no download. With the
+/// mounts the step runs with.
+fn fetch_definition(
+    step: &Step,
+    lock: &Lock,
+    prior: &BTreeMap<String, (PathBuf, Digest)>,
+    source_dirs: &BTreeMap<String, PathBuf>,
+) -> (Digest, Vec<Bind>) {
+    let mut key = KeyHasher::with_domain(b"eifbake-fetch-definition-v1\0");
+    key.field("image", lock.images[&step.image].manifest.to_string().as_bytes());
+    key.field("workdir", step.workdir.as_bytes());
+    key.field("run", step.run.as_bytes());
+    for (k, v) in &step.env {
+        key.field("env", format!("{k}={v}").as_bytes());
+    }
+    let mut mounts = Vec::new();
+    for (guest, id, bind) in step_mounts(step, lock, prior, source_dirs) {
+        key.field("mount", format!("{guest}={id}").as_bytes());
+        mounts.push(bind);
+    }
+    (key.finish(), mounts)
+}
+
+/// Each mount of `step`: its guest path, what identifies its content (a
+/// source's tree hash, an earlier step's key) and its read-only bind.
+fn step_mounts(
+    step: &Step,
+    lock: &Lock,
+    prior: &BTreeMap<String, (PathBuf, Digest)>,
+    source_dirs: &BTreeMap<String, PathBuf>,
+) -> Vec<(String, String, Bind)> {
+    step.mounts
+        .iter()
+        .map(|(guest, what)| {
+            let (host, id) = if let Some(prev) = what.strip_prefix("step:") {
+                let (dir, k) = &prior[prev];
+                (dir.clone(), k.to_string())
+            } else {
+                (source_dirs[what].clone(), lock.sources[what].tree.to_string())
+            };
+            (guest.clone(), id, Bind { host, guest: guest.clone(), readonly: true })
+        })
+        .collect()
 }
 
 /// A step's cache key: the tool version, the runtime ABI, its image's
@@ -451,15 +760,9 @@ fn step_key(
     for (k, v) in &step.env {
         key.field("env", format!("{k}={v}").as_bytes());
     }
-    for (guest, what) in &step.mounts {
-        let (host, id) = if let Some(prev) = what.strip_prefix("step:") {
-            let (dir, k) = &prior[prev];
-            (dir.clone(), k.to_string())
-        } else {
-            (source_dirs[what].clone(), lock.sources[what].tree.to_string())
-        };
+    for (guest, id, bind) in step_mounts(step, lock, prior, source_dirs) {
         key.field("mount", format!("{guest}={id}").as_bytes());
-        mounts.push(Bind { host, guest: guest.clone(), readonly: true });
+        mounts.push(bind);
     }
     (key.finish(), mounts)
 }
@@ -867,10 +1170,13 @@ struct KeyHasher(sha2::Sha256);
 
 impl KeyHasher {
     fn new() -> Self {
+        // v2: entries hold `out/` and a `tree` record (v1 entries were the bare output).
+        Self::with_domain(b"eifbake-step-key-v2\0")
+    }
+    fn with_domain(domain: &[u8]) -> Self {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
-        // v2: entries hold `out/` and a `tree` record (v1 entries were the bare output).
-        h.update(b"eifbake-step-key-v2\0");
+        h.update(domain);
         KeyHasher(h)
     }
     fn field(&mut self, label: &str, value: &[u8]) {

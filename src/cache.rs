@@ -7,6 +7,11 @@
 //! - `STORE/eifbake/steps/<key hex>/`: a step's output ([`StepCache`]),
 //!   `out/` holding the tree and `tree` the output-tree hash
 //!   ([`crate::sources::output_tree_hash`]) it had when it was stored.
+//! - `STORE/eifbake/fetched/<output-tree hex>/`: what a fetch step
+//!   (`network = true`) wrote, laid out like a step entry but named after
+//!   its output-tree hash, the one the lock pins ([`StepCache::fetched`]).
+//!   Like source entries, these stay in the store they were made in:
+//!   `store export` carries images only; `eifbake fetch` fills a store.
 //!
 //! What it is for: finding a cached entry, checking it, publishing a new one.
 //! Not for: computing step keys or running steps (`crate::build`), fetching
@@ -69,6 +74,28 @@ impl StepCache {
     /// The step cache of the store at `store_root`.
     pub fn new(store_root: &Path) -> StepCache {
         StepCache { dir: Layout::new(store_root).steps() }
+    }
+
+    /// The fetched trees of the store at `store_root`: entries keyed by their
+    /// own output-tree hash (see [`StepCache::lookup_fetched`]).
+    pub fn fetched(store_root: &Path) -> StepCache {
+        StepCache { dir: Layout::new(store_root).fetched() }
+    }
+
+    /// The verified copy of the tree `output` a fetch step wrote, or `None`
+    /// when the store has none; an error naming the entry when it is damaged.
+    pub fn lookup_fetched(&self, step: &str, output: &Digest) -> Result<Option<PathBuf>> {
+        let found = self.lookup(step, output)?;
+        if let Some(out) = &found {
+            let recorded = check_entry(out.parent().expect("an entry's out/"))?;
+            if recorded != *output {
+                bail!(
+                    "step {step:?}: fetched entry {} holds tree {recorded}, not the {output} it is named after;                      remove it with `eifbake store gc --caches`",
+                    self.entry(output).display()
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// The entry of `key` (which may not exist).

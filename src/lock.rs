@@ -30,7 +30,18 @@
 //! name = "itoa"
 //! version = "1.0.18"
 //! checksum = "sha256:…"               # the Cargo.lock's checksum of the .crate
+//!
+//! [steps.vendor]                      # a fetch step (`network = true`)
+//! definition = "sha256:…"             # what it was run as (image, script, env, mounts)
+//! output = "sha256:…"                 # the output-tree hash of its /out
+//! files = ["<hex> Cargo.lock", …]     # its listing, to name a changed file
 //! ```
+//!
+//! `[steps.NAME]` pins what a fetch step wrote: `eifbake lock` runs it once
+//! (see `crate::build::pin_fetch_steps`) and records its output; builds
+//! take that tree from the store or refuse a run that gives anything else,
+//! and refuse a step whose definition no longer matches. `files` is the
+//! step's [`crate::sources::output_listing`].
 //!
 //! `manifest` is what builds use. `index` is the digest the reference
 //! itself resolved to: an image index / manifest list, or — for
@@ -72,6 +83,22 @@ pub struct Lock {
     pub images: BTreeMap<String, LockedImage>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, Pin>,
+    /// Fetch steps' outputs, by step name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, LockedStep>,
+}
+
+/// What a fetch step wrote when it was locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedStep {
+    /// The hash of the step's definition when it ran (`crate::build`'s
+    /// `fetch_definition`): a step edited since no longer matches.
+    pub definition: Digest,
+    /// The output-tree hash of its `/out`.
+    pub output: Digest,
+    /// Its listing ([`crate::sources::output_listing`]), sorted by path.
+    pub files: Vec<String>,
 }
 
 /// One image of the recipe, pinned.
@@ -123,7 +150,8 @@ impl Lock {
 
     /// The lockfile text: the header comment, then TOML in a fixed key order.
     pub fn to_toml(&self) -> String {
-        let body = toml::to_string(self).expect("a lock always serialises");
+        // Pretty: a fetch step's `files` is one line per entry, for readable diffs.
+        let body = toml::to_string_pretty(self).expect("a lock always serialises");
         format!("{HEADER}{body}")
     }
 
@@ -198,6 +226,24 @@ impl Lock {
                     rp.display()
                 );
             }
+        }
+        let fetch_steps: Vec<&str> =
+            recipe.steps.iter().filter(|s| s.network).map(|s| s.name.as_str()).collect();
+        if let Some(missing) = fetch_steps.iter().find(|s| !lock.steps.contains_key(**s)) {
+            bail!(
+                "step {missing:?} of recipe {} has network = true but {} pins no output for it ([steps.{missing}]); \
+                 run `eifbake lock {}`",
+                rp.display(),
+                lp.display(),
+                rp.display()
+            );
+        }
+        if let Some(extra) = lock.steps.keys().find(|k| !fetch_steps.contains(&k.as_str())) {
+            bail!(
+                "{} pins step {extra:?}, which recipe {} has no fetch step of; run `eifbake lock`",
+                lp.display(),
+                rp.display()
+            );
         }
         if let Some(extra) = lock.images.keys().find(|k| !recipe.images.contains_key(*k)) {
             bail!(
@@ -286,8 +332,15 @@ pub fn relock(
         };
         sources.insert(name.clone(), pin);
     }
-    let lock =
-        Lock { version: VERSION, recipe: recipe_label(&rp, lock_path), recipe_sha256: sha, images, sources };
+    // Fetch steps are pinned afterwards, by running them (`crate::build::pin_fetch_steps`).
+    let lock = Lock {
+        version: VERSION,
+        recipe: recipe_label(&rp, lock_path),
+        recipe_sha256: sha,
+        images,
+        sources,
+        steps: BTreeMap::new(),
+    };
     Ok((lock, changes))
 }
 
@@ -368,6 +421,24 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         assert_eq!(lock.images["busybox"].index, None);
         assert_eq!(lock.sources["app"].commit.as_deref(), Some("0123456789abcdef0123456789abcdef01234567"));
         assert_eq!(lock.to_toml(), LITERAL);
+    }
+
+    #[test]
+    fn fetch_step_pins_round_trip_one_file_a_line() {
+        let text = format!(
+            "{LITERAL}\n[steps.vendor]\ndefinition = \"sha256:{d}\"\noutput = \"sha256:{o}\"\nfiles = [\n    \"{d} deps\",\n    \"{o} deps/a.txt\",\n]\n",
+            d = "1".repeat(64),
+            o = "2".repeat(64)
+        );
+        let lock = Lock::parse(&text, Path::new("x.lock")).unwrap();
+        assert_eq!(lock.steps["vendor"].files.len(), 2);
+        assert_eq!(lock.steps["vendor"].output, Digest::from_bytes([0x22; 32]));
+        assert_eq!(lock.to_toml(), text);
+        let e = format!(
+            "{:#}",
+            Lock::parse(&text.replace("output =", "outputs ="), Path::new("x.lock")).unwrap_err()
+        );
+        assert!(e.contains("unknown field `outputs`"), "{e}");
     }
 
     #[test]

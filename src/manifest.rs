@@ -9,7 +9,8 @@
 //! - [`Inputs`], measured: what determines the EIF's bytes, in canonical
 //!   form: tool and version, name, version, arch, SOURCE_DATE_EPOCH, each
 //!   image by its platform manifest digest, each source by its tree hash,
-//!   the steps (name, image, mounts, workdir, run, env, outputs) and the
+//!   the steps (name, image, mounts, workdir, run, env, outputs, and for a
+//!   fetch step the output-tree hash the lock pins, `fetched`) and the
 //!   enclave settings. The build embeds exactly these bytes in the EIF's
 //!   metadata (CustomMetadata) and in the root filesystem at
 //!   `etc/eifbake/inputs.json`, so the PCRs commit to them (PCR2 in the
@@ -141,6 +142,10 @@ pub struct StepInput {
     pub env: BTreeMap<String, String>,
     /// Path under `/out` -> path in the enclave.
     pub outputs: BTreeMap<String, String>,
+    /// A fetch step (`network = true`): what it wrote, the output-tree hash
+    /// the lock pins. Absent for ordinary steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<Digest>,
 }
 
 impl StepInput {
@@ -153,6 +158,7 @@ impl StepInput {
             run: s.run.clone(),
             env: s.env.clone(),
             outputs: s.outputs.clone(),
+            fetched: None,
         }
     }
 }
@@ -274,7 +280,14 @@ impl Inputs {
             source_date_epoch: epoch,
             images,
             sources,
-            steps: recipe.steps.iter().map(StepInput::from_step).collect(),
+            steps: recipe
+                .steps
+                .iter()
+                .map(|s| StepInput {
+                    fetched: lock.steps.get(&s.name).filter(|_| s.network).map(|l| l.output),
+                    ..StepInput::from_step(s)
+                })
+                .collect(),
             enclave: EnclaveSettings::from_recipe(recipe),
         };
         inputs.normalize();
@@ -753,6 +766,7 @@ mod tests {
                     run: "cp hello /out/hello".into(),
                     env: BTreeMap::new(),
                     outputs: [("/out/hello".to_string(), "/usr/bin/hello".to_string())].into_iter().collect(),
+                    fetched: None,
                 }],
                 enclave: EnclaveSettings {
                     layout: Layout::Single,

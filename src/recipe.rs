@@ -39,6 +39,14 @@
 //! - the EIF header's flags get bit 0 for `aarch64`, and the manifest
 //!   records `arch`.
 //!
+//! Fetch steps: a step with `network = true` is the only kind that reaches
+//! a network (the outside world through `pasta`, never the host's network
+//! namespace or loopback: [`crate::sandbox::network`]). What it writes is
+//! pinned by hash: `eifbake lock` runs it and records its output tree in the
+//! lock, and builds refuse any other result ([`crate::lock`],
+//! `crate::build`). Nothing about where it downloads from is trusted or
+//! measured; its output-tree hash is measured.
+//!
 //! One arch per recipe: every image is pinned for it. A step that
 //! cross-compiles in an amd64 image for an aarch64 enclave is not expressible.
 //!
@@ -259,6 +267,16 @@ pub struct Step {
     /// Path under `/out` -> path in the enclave root filesystem.
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// A fetch step: the only kind that reaches a network (the outside
+    /// world, never the host's loopback). `eifbake lock` runs it once and
+    /// pins the hash of its `/out`; builds take that tree from the store or
+    /// run it again and refuse any other result.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub network: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_workdir() -> String {
@@ -775,6 +793,18 @@ env = { RUST_LOG = "info" }
 
     fn err(text: &str) -> String {
         format!("{:#}", Recipe::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn network_is_off_unless_a_step_asks_and_only_as_a_bool() {
+        assert!(!Recipe::parse(HELLO).unwrap().steps[0].network);
+        let fetch = HELLO.replace("workdir = \"/src/app\"", "workdir = \"/src/app\"\nnetwork = true");
+        assert!(Recipe::parse(&fetch).unwrap().steps[0].network);
+        let e = err(&HELLO.replace("workdir = \"/src/app\"", "workdir = \"/src/app\"\nnetwork = \"host\""));
+        assert!(e.contains("network"), "{e}");
+        // An ordinary step serialises as before (no `network` key).
+        let r = Recipe::parse(HELLO).unwrap();
+        assert!(!toml::to_string(&r.steps[0]).unwrap().contains("network"));
     }
 
     #[test]

@@ -170,6 +170,45 @@ pub fn output_tree_hash(dir: &Path) -> Result<Digest> {
     Ok(hash_records(OUTPUT_TREE_HASH_DOMAIN, &tree_records(dir, &[], Rules::Output)?))
 }
 
+/// A step output's output-tree hash and its listing: one line per entry,
+/// `"<hex> <path>"`, sorted by path, `<hex>` being the sha256 of the
+/// entry's record (kind, mode, content digest and path, see the module
+/// documentation). The lock keeps a fetch step's listing, so a tree that
+/// later differs can be refused naming the first differing path without
+/// any copy of the locked tree. Paths must be UTF-8.
+pub fn output_listing(dir: &Path) -> Result<(Digest, Vec<String>)> {
+    let records = tree_records(dir, &[], Rules::Output)?;
+    let mut lines = Vec::with_capacity(records.len());
+    for (path, record) in &records {
+        let Ok(path) = std::str::from_utf8(path) else {
+            bail!(
+                "{}: {:?} is not a UTF-8 file name; a fetch step's output must use UTF-8 names",
+                dir.display(),
+                String::from_utf8_lossy(path)
+            )
+        };
+        lines.push(format!("{} {path}", Digest::of(record).hex()));
+    }
+    Ok((hash_records(OUTPUT_TREE_HASH_DOMAIN, &records), lines))
+}
+
+/// The first path where two listings of [`output_listing`] differ, and how:
+/// `"PATH (changed)"`, `"PATH (added)"` (only in `now`) or `"PATH (removed)"`.
+pub fn first_listing_difference(was: &[String], now: &[String]) -> Option<String> {
+    let records = |lines: &[String]| -> Vec<Record> {
+        let mut v: Vec<Record> = lines
+            .iter()
+            .map(|l| {
+                let (hex, path) = l.split_once(' ').unwrap_or(("", l));
+                (path.as_bytes().to_vec(), hex.as_bytes().to_vec())
+            })
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    first_difference(&records(was), &records(now))
+}
+
 /// Which definition a tree's records follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rules {
@@ -856,6 +895,32 @@ fn zip_entry_path(raw: &str) -> Result<PathBuf, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listings_name_the_first_changed_added_or_removed_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("deps")).unwrap();
+        fs::write(d.join("deps/a"), "a").unwrap();
+        fs::write(d.join("deps/b"), "b").unwrap();
+        let (hash, was) = output_listing(d).unwrap();
+        assert_eq!(hash, output_tree_hash(d).unwrap(), "the listing's hash is the output-tree hash");
+        assert_eq!(was.len(), 3);
+        assert!(was[1].ends_with(" deps/a") && was[1].len() == 64 + 7, "{was:?}");
+        assert_eq!(first_listing_difference(&was, &was), None);
+        fs::set_permissions(d.join("deps/b"), fs::Permissions::from_mode(0o600)).unwrap();
+        let (_, now) = output_listing(d).unwrap();
+        assert_eq!(first_listing_difference(&was, &now).as_deref(), Some("deps/b (changed)"));
+        fs::write(d.join("deps/a0"), "new").unwrap();
+        let (_, now) = output_listing(d).unwrap();
+        assert_eq!(first_listing_difference(&was, &now).as_deref(), Some("deps/a0 (added)"));
+        fs::remove_file(d.join("deps/a")).unwrap();
+        let (_, now) = output_listing(d).unwrap();
+        assert_eq!(first_listing_difference(&was, &now).as_deref(), Some("deps/a (removed)"));
+        fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xff")), "x").unwrap();
+        let e = output_listing(d).unwrap_err().to_string();
+        assert!(e.contains("not a UTF-8 file name"), "{e}");
+    }
     use std::os::unix::fs::symlink;
 
     #[test]

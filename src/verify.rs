@@ -94,6 +94,8 @@ pub struct VerifyOptions {
     pub step_timeout: Duration,
     /// Keep the rebuild directory and print where.
     pub keep: bool,
+    /// Let the recipe's fetch steps (`network = true`) run with a network.
+    pub allow_network: bool,
 }
 
 /// What the subject of verification was read from.
@@ -534,6 +536,7 @@ fn rebuild(
             runtime: opts.runtime,
             offline: opts.offline,
             no_cache: true,
+            network: opts.allow_network,
             insecure: opts.insecure.clone(),
             mirrors: opts.mirrors.clone(),
             epoch: Some(inputs.source_date_epoch),

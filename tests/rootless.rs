@@ -484,3 +484,35 @@ fn one_mapped_id_builds_the_same_and_explains_a_failing_chown() {
     assert!(err.contains("ran rootless with only its own id mapped"), "{err}");
     assert!(err.contains("newuidmap/newgidmap are not installed (Debian: apt-get install uidmap)"), "{err}");
 }
+
+/// A fetch step (`network = true`) needs real root (its runtime joins a
+/// network namespace of the host's user namespace): without it, the build
+/// is refused, naming the step and the way out, rather than run without the
+/// network or with more than it should get.
+#[test]
+fn a_fetch_step_without_root_is_refused_naming_why() {
+    let w = World::new();
+    let image = w.reg.image("fx/busybox:1");
+    let text = common::busybox_step_recipe(
+        "fetchy",
+        "0.1.0",
+        &image,
+        "path = \"app\"",
+        "mkdir /out/r; echo hi > /out/r/x",
+    )
+    .replace("workdir = \"/src/app\"", "workdir = \"/src/app\"\nnetwork = true");
+    let recipe = w.project("fetchy", &text);
+    for runner in [Runner::User, Runner::UserUnshare] {
+        let d = w.place(&format!("fetch-{runner:?}"), &runner);
+        let (store, outdir) = (d.join("store"), d.join("out"));
+        let args = ["--store", s(&store), "build", s(&recipe), "--out", s(&outdir)];
+        let out = w.eifbake(&runner, &d.join("home"), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{runner:?}: {err}");
+        assert!(
+            err.contains("step \"make\" has network = true, and eifbake gives a step a network only when it runs as real root")
+                && err.contains("build --offline"),
+            "{runner:?}: {err}"
+        );
+    }
+}

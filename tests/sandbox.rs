@@ -41,6 +41,7 @@ impl Fixture {
             out_dir: self.path("out"),
             log: self.path("step.log"),
             timeout: Duration::from_secs(60),
+            network: None,
         }
     }
 }
@@ -600,4 +601,62 @@ fn device_nodes_an_image_carries_do_not_reach_a_step() {
         ]);
         assert_eq!(code, 0, "{rt}: {out}{err}");
     }
+}
+
+/// A loopback HTTP server on the host answering every request with `body`;
+/// returns its port. It serves until the test process ends.
+fn http_server(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(c, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        }
+    });
+    port
+}
+
+#[test]
+fn only_a_fetch_step_reaches_the_network_and_the_host_loopback_only_when_listed() {
+    for rt in [Runtime::Crun, Runtime::Runc] {
+        fetch_step_network(rt);
+    }
+}
+
+fn fetch_step_network(rt: Runtime) {
+    let run = |s: &StepRun| Sandbox::new(rt).run(s);
+    let port = http_server("fetched\n");
+    let fetch = format!("wget -q -O /out/got http://127.0.0.1:{port}/file");
+    // An ordinary step: no route anywhere, the host's server unreachable.
+    let f = Fixture::new();
+    let err = run(&f.step(&fetch)).unwrap_err().to_string();
+    assert!(err.contains("failed: exit code"), "{err}");
+    // A fetch step with the port listed by the user reaches it on its own 127.0.0.1.
+    let f = Fixture::new();
+    let mut s = f.step(&format!(
+        "{fetch}; cat /etc/resolv.conf > /out/resolv; if echo x > /etc/resolv.conf; then echo rw > /out/rw; fi"
+    ));
+    s.network = Some(eifbake::sandbox::NetworkAccess::with_ports(&port.to_string()).unwrap());
+    run(&s).unwrap();
+    assert_eq!(fs::read_to_string(f.path("out/got")).unwrap(), "fetched\n");
+    // Names resolve through pasta's DNS forwarder, named in a read-only resolv.conf.
+    let resolv = format!("nameserver {}\n", eifbake::sandbox::network::DNS_ADDRESS);
+    assert_eq!(fs::read_to_string(f.path("out/resolv")).unwrap(), resolv);
+    assert!(!f.path("out/rw").exists(), "the step could write its /etc/resolv.conf");
+    // It has a route out (a network), but by default no way to the host's loopback.
+    let f = Fixture::new();
+    let mut s = f.step(&format!(
+        "for i in $(tail -n +3 /proc/net/dev | cut -d: -f1); do echo if:$i; done; \
+         grep -q '^[a-z0-9]*\t00000000' /proc/net/route && echo default-route; \
+         if {fetch}; then echo reached; fi; exit 1"
+    ));
+    s.network = Some(eifbake::sandbox::NetworkAccess::default());
+    let err = run(&s).unwrap_err().to_string();
+    assert!(err.contains("| default-route"), "{err}");
+    assert!(err.matches("| if:").count() >= 2, "only lo:\n{err}");
+    assert!(!err.contains("| reached"), "{err}");
 }

@@ -24,6 +24,30 @@ pub fn sign_with(a: &BuildSigningArgs) -> SignWith {
     })
 }
 
+/// The build options `lock` and `fetch` run fetch steps with.
+pub fn fetch_step_options(
+    a: &crate::args::FetchStepArgs,
+    lockfile: Option<std::path::PathBuf>,
+    insecure: &[String],
+    global: &Global,
+) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        store: Store::default_path(global.store.as_deref())?,
+        out_dir: a.out.clone(),
+        lockfile,
+        runtime: a.runtime,
+        offline: global.offline,
+        no_cache: false,
+        network: true,
+        insecure: insecure.to_vec(),
+        mirrors: global.mirrors()?,
+        epoch: Epoch::from_env()?,
+        step_timeout: Duration::from_secs(a.step_timeout),
+        keep_work: false,
+        signing: crate::build::SignWith::Unsigned,
+    })
+}
+
 pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
     let opts = BuildOptions {
         store: Store::default_path(global.store.as_deref())?,
@@ -32,6 +56,7 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
         runtime: args.runtime,
         offline: global.offline,
         no_cache: args.no_cache,
+        network: true,
         insecure: args.insecure_registry,
         mirrors: global.mirrors()?,
         epoch: Epoch::from_env()?,

@@ -1,7 +1,8 @@
 //! `eifbake fetch RECIPE`: pull every pinned image of a recipe into the
-//! store, and vendor its `cargo_lock` sources into the store's source cache
-//! (checked against their pins like any cached source), so that
-//! `build --offline` needs no network.
+//! store, vendor its `cargo_lock` sources into the store's source cache
+//! (checked against their pins like any cached source), and run the fetch
+//! steps whose pinned output the store lacks, so that `build --offline`
+//! needs no network.
 
 use std::process::ExitCode;
 
@@ -26,6 +27,13 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
     let fetched = fetch_lock(&store, &lock, &registry, global.offline, &progress)?;
     progress.finish();
     let vendored = vendor_crates(&store, &recipe, &lock, &args.recipe, global.offline)?;
+    let opts = super::build::fetch_step_options(
+        &args.steps,
+        args.lockfile.clone(),
+        &args.insecure_registry,
+        global,
+    )?;
+    let steps_run = crate::build::fetch_steps(&args.recipe, &opts)?;
     if args.json {
         let images: serde_json::Map<String, serde_json::Value> = fetched
             .iter()
@@ -35,9 +43,9 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
             .iter()
             .map(|(name, dir, crates)| (name.clone(), serde_json::json!({ "dir": dir, "crates": crates })))
             .collect();
-        super::output::json(
-            &serde_json::json!({ "store": store.root(), "images": images, "sources": sources }),
-        )?;
+        super::output::json(&serde_json::json!({
+            "store": store.root(), "images": images, "sources": sources, "fetch_steps_run": steps_run
+        }))?;
     } else {
         for f in &fetched {
             outln!(
@@ -49,6 +57,10 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
                 store.root().display(),
                 f.ref_name
             );
+        }
+        for (name, pin) in &lock.steps {
+            let how = if steps_run.contains(name) { "ran" } else { "in store" };
+            outln!("step {name:<11} {} {how}", pin.output);
         }
     }
     for (name, dir, crates) in &vendored {

@@ -5,6 +5,10 @@
 //! `--offline` every reference is resolved from the store, a tag by the
 //! reference recorded for an image at `fetch` or `store import --name`;
 //! otherwise the registry (or its mirrors) says what a tag means now.
+//!
+//! Fetch steps (`network = true`) are pinned by running them
+//! ([`crate::build::pin_fetch_steps`]): that needs the images in the store
+//! (they are pulled), and a runtime.
 
 use std::process::ExitCode;
 
@@ -38,7 +42,7 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let arch = recipe.arch;
-    let (lock, changes) = relock(
+    let (mut lock, changes) = relock(
         &args.target.recipe,
         &lock_path,
         existing.as_ref(),
@@ -60,13 +64,35 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
             rt.block_on(registry.resolve(r, arch))
         },
     )?;
+    let fetched = if recipe.steps.iter().any(|s| s.network) {
+        let opts = super::build::fetch_step_options(
+            &args.target.steps,
+            Some(lock_path.clone()),
+            &args.target.insecure_registry,
+            global,
+        )?;
+        crate::build::pin_fetch_steps(
+            &args.target.recipe,
+            &mut lock,
+            &lock_path,
+            existing.as_ref(),
+            args.update,
+            &opts,
+        )?
+    } else {
+        Vec::new()
+    };
     lock.save(&lock_path)?;
     if args.target.json {
-        let v = serde_json::json!({ "lockfile": lock_path, "images": changes });
+        let v = serde_json::json!({ "lockfile": lock_path, "images": changes, "fetch_steps_run": fetched });
         super::output::json(&v)?;
     } else {
         for c in &changes {
             outln!("{:<9} {:<16} {} {}", c.action, c.name, c.manifest, c.reference);
+        }
+        for (name, pin) in &lock.steps {
+            let how = if fetched.contains(name) { "ran" } else { "kept" };
+            outln!("{how:<9} step {name:<11} {} ({} entries)", pin.output, pin.files.len());
         }
         outln!("wrote {}", lock_path.display());
     }

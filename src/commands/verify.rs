@@ -36,6 +36,7 @@ pub fn run(args: VerifyArgs, global: &Global) -> Result<ExitCode> {
         offline: global.offline,
         step_timeout: Duration::from_secs(args.step_timeout),
         keep: args.keep,
+        allow_network: args.allow_network,
     };
     let report = verify(&subject, &opts)?;
     if let Some(path) = &args.attest {

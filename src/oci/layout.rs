@@ -9,6 +9,7 @@
 //! STORE/gc.lock               flock: builds and fetches shared, gc exclusive
 //! STORE/eifbake/sources/<tree hex>/        the source cache
 //! STORE/eifbake/steps/<key hex>/{out/,tree} the step cache
+//! STORE/eifbake/fetched/<tree hex>/{out/,tree} fetch steps' pinned outputs
 //! ```
 //!
 //! The first four are the OCI image layout (what skopeo and umoci read, and
@@ -44,7 +45,7 @@ pub fn blob_name(digest: &Digest) -> String {
 }
 
 /// The caches eifbake keeps beside the layout, by the name `gc --caches` reports.
-pub const CACHES: [&str; 2] = ["steps", "sources"];
+pub const CACHES: [&str; 3] = ["steps", "sources", "fetched"];
 
 /// The paths of one store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +116,11 @@ impl Layout {
     pub fn steps(&self) -> PathBuf {
         self.cache("steps")
     }
+
+    /// Fetch steps' outputs: `<tree hex>/` per pinned tree, kept by hash.
+    pub fn fetched(&self) -> PathBuf {
+        self.cache("fetched")
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +141,7 @@ mod tests {
             ("/s/ingest".into(), "/s/index.lock".into(), "/s/gc.lock".into())
         );
         assert_eq!((l.sources(), l.steps()), ("/s/eifbake/sources".into(), "/s/eifbake/steps".into()));
+        assert_eq!(l.fetched(), Path::new("/s/eifbake/fetched"));
         assert_eq!(BLOB_DIRS.concat(), "blobs/blobs/sha256/");
         assert_eq!(l.blob_tree(), Path::new("/s/blobs"));
     }

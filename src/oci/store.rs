@@ -509,7 +509,7 @@ impl Store {
     }
 
     /// Empty the caches eifbake keeps beside the layout (`eifbake/steps`,
-    /// `eifbake/sources`), under the same exclusive lock as [`Store::gc`], so
+    /// `eifbake/sources`, `eifbake/fetched`), under the same exclusive lock as [`Store::gc`], so
     /// no build that holds [`Store::writing`] is reading them. Each entry is
     /// first renamed to a `.gc-` name, so an interrupted removal never leaves a
     /// partial entry under a name a build would use. Returns (entry, bytes).

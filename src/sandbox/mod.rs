@@ -1,4 +1,5 @@
-//! Run one build step inside an OCI runtime bundle, with no network.
+//! Run one build step inside an OCI runtime bundle, with no network (a
+//! fetch step: the outside world only, see [`network`]).
 //!
 //! What this module is for: given a root filesystem directory, the sources
 //! to mount read-only, a shell script and the step's extra environment, write
@@ -7,7 +8,15 @@
 //!
 //! - fresh mount, pid, ipc, uts and network namespaces: the network namespace
 //!   holds only its own `lo` (the runtime brings it up), so nothing outside
-//!   the step is reachable, loopback servers of the host included;
+//!   the step is reachable, loopback servers of the host included. A fetch
+//!   step ([`StepRun::network`], the recipe's `network = true`) is the one
+//!   exception: it joins a network namespace of its own that `pasta`
+//!   connects to the outside world in user mode ([`network`] says how and
+//!   why pasta). It never shares the host's network namespace, so the
+//!   host's interfaces, abstract unix sockets and loopback services stay out
+//!   of reach (unless whoever runs eifbake lists loopback ports in
+//!   [`HOST_PORTS_ENV`]; a recipe cannot). Everything else below is the same
+//!   for fetch steps;
 //! - exactly the fixed environment of [`fixed_env`] (HOME, LANG, LC_ALL,
 //!   PATH, SOURCE_DATE_EPOCH, TZ) plus the
 //!   step's own variables, which may not redefine the fixed ones;
@@ -105,9 +114,12 @@ use crate::epoch::Epoch;
 use crate::platform::Arch;
 use crate::userns::{Holder, Mapping, Privilege};
 
+pub mod network;
 pub mod policy;
 pub mod seccomp;
 mod supervise;
+
+pub use network::{NetworkAccess, HOST_PORTS_ENV};
 
 /// The fixed `PATH` inside every step.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -176,6 +188,10 @@ pub struct StepRun {
     /// Where the step's output goes (created or truncated).
     pub log: PathBuf,
     pub timeout: Duration,
+    /// `None` (every ordinary step): a fresh network namespace with only
+    /// `lo`. `Some` (a fetch step): the outside world through `pasta`
+    /// ([`network`]), never the host's loopback unless the access lists ports.
+    pub network: Option<NetworkAccess>,
 }
 
 /// What a successful step run produced.
@@ -214,8 +230,17 @@ impl Sandbox {
         Sandbox { runtime }
     }
 
-    /// The OCI runtime spec for a step, with `bundle_rootfs` as the root path.
+    /// The OCI runtime spec for a step, with `bundle_rootfs` as the root
+    /// path and a fresh network namespace.
     pub fn spec(&self, step: &StepRun) -> Result<Spec> {
+        self.spec_in(step, None)
+    }
+
+    /// [`Sandbox::spec`] for a fetch step when `joined` is given (see
+    /// [`network`]): joining that network namespace instead of making a
+    /// fresh one, with that `resolv.conf` bound read-only at `/etc/resolv.conf`.
+    pub fn spec_in(&self, step: &StepRun, joined: Option<&network::Joined>) -> Result<Spec> {
+        let netns = joined.map(|j| j.netns.as_path());
         let at = format!("step {:?}", step.name);
         let env = step_env(&at, step)?;
         guest_path(&at, "workdir", &step.workdir)?;
@@ -230,9 +255,9 @@ impl Sandbox {
             .set_hostname(Some(HOSTNAME.to_string()))
             .set_process(Some(step_process(step, &env)?))
             .set_root(Some(RootBuilder::default().path(rootfs).readonly(false).build()?))
-            .set_mounts(Some(step_mounts(&at, step)?))
+            .set_mounts(Some(step_mounts(&at, step, joined)?))
             .set_annotations(None)
-            .set_linux(Some(step_linux()?));
+            .set_linux(Some(step_linux(netns)?));
         Ok(spec)
     }
 
@@ -274,11 +299,24 @@ impl Sandbox {
     }
 
     fn run_inner(&self, step: &StepRun, ns: Option<&Holder>) -> Result<StepReport> {
-        let spec = self.spec(step)?;
         let bundle = tempfile::Builder::new()
             .prefix("eifbake-bundle.")
             .tempdir()
             .context("cannot create a bundle directory")?;
+        // Dropped (pasta and the namespace gone) after the runtime's state is deleted.
+        let attached = match &step.network {
+            Some(access) => {
+                Some(network::Attached::start(&step.name, access, &bundle.path().join("pasta.log"))?)
+            }
+            None => None,
+        };
+        // The runtime's /proc is its own pid namespace's: the namespace is
+        // bound onto this file in its private mount namespace (`supervise`).
+        let joined = network::Joined::in_bundle(bundle.path());
+        if attached.is_some() {
+            joined.create()?;
+        }
+        let spec = self.spec_in(step, attached.as_ref().map(|_| &joined))?;
         let config = bundle.path().join("config.json");
         let json = config_json(&spec)?;
         fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
@@ -296,7 +334,9 @@ impl Sandbox {
         let started = Instant::now();
         let mut cmd = self.runtime_cmd(&state, ns);
         cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(&id);
-        supervise::die_with_parent(&mut cmd);
+        let holder_ns = attached.as_ref().map(network::Attached::netns_path);
+        supervise::die_with_parent(&mut cmd, holder_ns.as_deref().map(|from| (from, joined.netns.as_path())))
+            .with_context(|| format!("step {:?}: cannot prepare its runtime", step.name))?;
         // One pipe for stdout and stderr, so the log keeps the order the step wrote in.
         let (reader, writer) = pipe()?;
         cmd.stdin(Stdio::null()).stdout(Stdio::from(writer.try_clone()?)).stderr(Stdio::from(writer));
@@ -490,7 +530,7 @@ fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Result<OciMount> {
 
 /// The standard filesystems (`/proc`, `/dev`, `/sys`, `/tmp`), the step's
 /// bind mounts (never over `/out`), then its output directory at `/out`.
-fn step_mounts(at: &str, step: &StepRun) -> Result<Vec<OciMount>> {
+fn step_mounts(at: &str, step: &StepRun, joined: Option<&network::Joined>) -> Result<Vec<OciMount>> {
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
@@ -519,13 +559,21 @@ fn step_mounts(at: &str, step: &StepRun) -> Result<Vec<OciMount>> {
     let out =
         step.out_dir.to_str().with_context(|| format!("{at}: {} is not UTF-8", step.out_dir.display()))?;
     mounts.push(mount("/out", "bind", out, &["rbind", "nosuid", "nodev", "rw"])?);
+    if let Some(j) = joined {
+        let conf = j
+            .resolv_conf
+            .to_str()
+            .with_context(|| format!("{at}: {} is not UTF-8", j.resolv_conf.display()))?;
+        mounts.push(mount("/etc/resolv.conf", "bind", conf, &["bind", "nosuid", "nodev", "noexec", "ro"])?);
+    }
     Ok(mounts)
 }
 
-/// The `linux` section: fresh mount, pid, ipc, uts and network namespaces,
-/// the default masked and read-only paths, [`policy::resources`] and the
-/// seccomp profile of the host's architecture.
-fn step_linux() -> Result<oci_spec::runtime::Linux> {
+/// The `linux` section: fresh mount, pid, ipc, uts and network namespaces
+/// (a fetch step joins the network namespace at `netns`), the default
+/// masked and read-only paths, [`policy::resources`] and the seccomp profile
+/// of the host's architecture.
+fn step_linux(netns: Option<&Path>) -> Result<oci_spec::runtime::Linux> {
     let namespaces = [
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Pid,
@@ -534,7 +582,10 @@ fn step_linux() -> Result<oci_spec::runtime::Linux> {
         LinuxNamespaceType::Network,
     ]
     .into_iter()
-    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .map(|typ| match netns.filter(|_| typ == LinuxNamespaceType::Network) {
+        Some(path) => LinuxNamespaceBuilder::default().typ(typ).path(path).build(),
+        None => LinuxNamespaceBuilder::default().typ(typ).build(),
+    })
     .collect::<Result<Vec<_>, _>>()?;
     Ok(LinuxBuilder::default()
         .namespaces(namespaces)
@@ -886,6 +937,7 @@ mod tests {
             out_dir: root.join("out"),
             log: root.join("log"),
             timeout: DEFAULT_TIMEOUT,
+            network: None,
         }
     }
 
@@ -904,6 +956,46 @@ mod tests {
         let json = serde_json::to_value(&spec).unwrap();
         let out = json["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/out").unwrap();
         assert!(out["options"].as_array().unwrap().contains(&"rw".into()));
+    }
+
+    #[test]
+    fn a_fetch_steps_spec_differs_only_by_its_network_namespace_and_resolver() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = step(dir.path());
+        let plain = serde_json::to_value(Sandbox::new(Runtime::Crun).spec(&s).unwrap()).unwrap();
+        let plain_net =
+            plain["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network");
+        let plain_path = plain_net.unwrap().get("path").cloned();
+        s.network = Some(NetworkAccess::default());
+        let joined = network::Joined::in_bundle(dir.path());
+        let netns = &joined.netns;
+        let mut fetch =
+            serde_json::to_value(Sandbox::new(Runtime::Crun).spec_in(&s, Some(&joined)).unwrap()).unwrap();
+        // The one extra mount: the resolver pasta forwards, read-only.
+        let mounts = fetch["mounts"].as_array_mut().unwrap();
+        let resolv = mounts.pop().unwrap();
+        assert_eq!(resolv["destination"], "/etc/resolv.conf");
+        assert_eq!(resolv["source"], joined.resolv_conf.to_str().unwrap());
+        assert!(strings(&resolv["options"]).contains(&"ro"), "{resolv}");
+        let nss = fetch["linux"]["namespaces"].as_array_mut().unwrap();
+        let net = nss.iter_mut().find(|n| n["type"] == "network").unwrap();
+        assert_eq!(net["path"], netns.to_str().unwrap());
+        match plain_path {
+            Some(p) => net["path"] = p,
+            None => drop(net.as_object_mut().unwrap().remove("path")),
+        }
+        // Capability sets are sets: their order in the JSON is not fixed.
+        let sorted = |mut v: serde_json::Value| {
+            for set in v["process"]["capabilities"].as_object_mut().unwrap().values_mut() {
+                set.as_array_mut().unwrap().sort_by_key(|c| c.to_string());
+            }
+            v
+        };
+        assert_eq!(
+            sorted(fetch),
+            sorted(plain),
+            "capabilities, seccomp, mounts and the rest must be the same"
+        );
     }
 
     /// The config.json a step's bundle gets, as JSON.

@@ -36,19 +36,34 @@
 //! without its own user namespace), the runtime still gets the death signal
 //! but its container does not die with it; with root it always can.
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
 /// Make the runtime `cmd` starts die with this process, in its own pid namespace.
-pub fn die_with_parent(cmd: &mut Command) {
+///
+/// `bind` (a fetch step's network namespace, `/proc/HOLDER/ns/net`, and an
+/// empty file in the bundle) is bind-mounted in the runtime's private mount
+/// namespace before its fresh `/proc` hides the host's pids, so the spec
+/// can name the namespace by a path the runtime sees; the host's mounts are
+/// untouched, and the mount goes with the runtime.
+pub fn die_with_parent(cmd: &mut Command, bind: Option<(&Path, &Path)>) -> io::Result<()> {
     let parent = std::process::id() as libc::pid_t;
+    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let bind = match bind {
+        Some((from, to)) => Some((cstr(from)?, cstr(to)?)),
+        None => None,
+    };
     // SAFETY: the closure runs in the forked child before exec. It calls only
     // async-signal-safe system calls (prctl, getppid, unshare, mount, pipe2,
     // fork, poll, close, dup2, close_range, waitpid, kill, signal, _exit) on
-    // constant strings and local variables, and never returns in the waiter.
+    // constant strings, the two C strings of `bind` (made before the fork) and
+    // local variables, and never returns in the waiter.
     // That is also the contract of `death_signal`, `runtime_side` and
     // `waiter` (each runs between fork and exec, in a single-threaded child),
     // and the descriptors handed to them are the pipe just created here.
@@ -57,7 +72,8 @@ pub fn die_with_parent(cmd: &mut Command) {
             death_signal(parent)?;
             if libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) != 0 {
                 let e = io::Error::last_os_error();
-                return if e.raw_os_error() == Some(libc::EPERM) { Ok(()) } else { Err(e) };
+                // Without the namespaces a bind cannot be private: then fail.
+                return if e.raw_os_error() == Some(libc::EPERM) && bind.is_none() { Ok(()) } else { Err(e) };
             }
             check(libc::mount(
                 std::ptr::null(),
@@ -66,6 +82,15 @@ pub fn die_with_parent(cmd: &mut Command) {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ))?;
+            if let Some((from, to)) = &bind {
+                check(libc::mount(
+                    from.as_ptr(),
+                    to.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
             let mut alive = [0 as libc::c_int; 2];
             check(libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC))?;
             match libc::fork() {
@@ -75,6 +100,7 @@ pub fn die_with_parent(cmd: &mut Command) {
             }
         });
     }
+    Ok(())
 }
 
 /// In the process that becomes the runtime (pid 1 of the new namespace).
