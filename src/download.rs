@@ -144,7 +144,9 @@ fn fetch_http(url: reqwest::Url, out: &mut File, opts: &Options) -> Result<Downl
     let mut pause = opts.retry_pause;
     let mut attempt = 0;
     loop {
-        out.set_len(0).and_then(|()| io::Seek::rewind(out)).map_err(|e| format!("cannot reset the file: {e}"))?;
+        out.set_len(0)
+            .and_then(|()| io::Seek::rewind(out))
+            .map_err(|e| format!("cannot reset the file: {e}"))?;
         match rt.block_on(attempt_once(&client, url.clone(), out, opts.max_bytes)) {
             Ok(got) => return Ok(got),
             Err(f) if f.transient && attempt < RETRIES => {
@@ -180,11 +182,30 @@ fn client(opts: &Options) -> Result<reqwest::Client, String> {
 }
 
 /// One GET of `url`, streamed into `out` while hashing.
-async fn attempt_once(client: &reqwest::Client, url: reqwest::Url, out: &mut File, max: u64) -> Result<Downloaded, Failure> {
+async fn attempt_once(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    out: &mut File,
+    max: u64,
+) -> Result<Downloaded, Failure> {
     let net = |e: reqwest::Error| Failure { why: chain(&e), transient: !e.is_redirect() && !e.is_builder() };
     let mut resp = client.get(url.clone()).send().await.map_err(net)?;
     let moved = if resp.url() != &url { format!(" (redirected to {})", resp.url()) } else { String::new() };
     let status = resp.status();
+    if status.is_redirection() {
+        // reqwest hands back a redirect it will not follow (another scheme) without asking the policy.
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        let to = to.unwrap_or_else(|| "nowhere (no Location)".into());
+        return Err(Failure {
+            why: format!(
+                "HTTP {status}{moved}: redirect to {to}: only http and https redirects are followed"
+            ),
+            transient: false,
+        });
+    }
     if !status.is_success() {
         let transient = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
         return Err(Failure { why: format!("HTTP {status}{moved}"), transient });
@@ -202,13 +223,20 @@ async fn attempt_once(client: &reqwest::Client, url: reqwest::Url, out: &mut Fil
         transient: true,
     })? {
         if w.len() + chunk.len() as u64 > max {
-            return Err(Failure { why: format!("the body is larger than the limit of {max} bytes{moved}"), transient: false });
+            return Err(Failure {
+                why: format!("the body is larger than the limit of {max} bytes{moved}"),
+                transient: false,
+            });
         }
-        w.write_all(&chunk).map_err(|e| Failure { why: format!("cannot write the file: {e}"), transient: false })?;
+        w.write_all(&chunk)
+            .map_err(|e| Failure { why: format!("cannot write the file: {e}"), transient: false })?;
     }
     let (_, sha256, size) = w.finish();
     if let Some(len) = declared.filter(|&len| len != size) {
-        return Err(Failure { why: format!("truncated: {size} of {len} bytes received{moved}"), transient: true });
+        return Err(Failure {
+            why: format!("truncated: {size} of {len} bytes received{moved}"),
+            transient: true,
+        });
     }
     Ok(Downloaded { sha256, size })
 }
