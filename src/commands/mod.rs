@@ -10,6 +10,7 @@ pub mod describe;
 pub mod diff;
 pub mod eif;
 pub mod fetch;
+pub mod init;
 pub mod lock;
 pub mod ramdisk;
 pub mod store;
@@ -34,5 +35,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(c) => store::run(c, &cli.global),
         Command::Verify(a) => verify::run(a, &cli.global),
         Command::Check(a) => check::run(a, &cli.global),
+        Command::Init(a) => init::run(a),
     }
 }
