@@ -103,6 +103,31 @@ pub enum Command {
     /// The recipe names the demo's fixture images (served by `make demo` on
     /// 127.0.0.1:5055); existing files are never overwritten.
     Init(InitArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// E.g. `eifbake completions bash > /usr/local/share/bash-completion/completions/eifbake`
+    /// (`make install` does this).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the manual page (roff), e.g. `eifbake man | man -l -`.
+    ///
+    /// With --dir, write eifbake.1 and one page per subcommand
+    /// (eifbake-build.1, …) into DIR instead (`make install` does this).
+    Man {
+        /// Write every page into this directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A shell `eifbake completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

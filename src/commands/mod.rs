@@ -8,6 +8,7 @@ pub mod build;
 pub mod check;
 pub mod describe;
 pub mod diff;
+pub mod docs;
 pub mod eif;
 pub mod fetch;
 pub mod init;
@@ -36,5 +37,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => verify::run(a, &cli.global),
         Command::Check(a) => check::run(a, &cli.global),
         Command::Init(a) => init::run(a),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
     }
 }
