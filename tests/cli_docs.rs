@@ -89,3 +89,34 @@ fn man_pages_cover_every_subcommand() {
     // The pages depend on nothing but the binary.
     assert_eq!(fs::read_to_string(dir.join("eifbake.1")).unwrap(), page);
 }
+
+/// `make install` (with the binary under test, not a release build) puts
+/// the binary, the three completion scripts and the man pages under PREFIX.
+#[test]
+fn make_install_installs_binary_completions_and_man_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("prefix");
+    let out = Command::new("make")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-s", "-o", "build", "install"])
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("BIN={}", common::bin::EIFBAKE))
+        .output()
+        .expect("run make");
+    assert!(out.status.success(), "make install: {}", String::from_utf8_lossy(&out.stderr));
+    let bin = prefix.join("bin/eifbake");
+    assert_eq!(fs::read(&bin).unwrap(), fs::read(common::bin::EIFBAKE).unwrap());
+    for (file, shell) in [
+        ("share/bash-completion/completions/eifbake", "bash"),
+        ("share/zsh/site-functions/_eifbake", "zsh"),
+        ("share/fish/vendor_completions.d/eifbake.fish", "fish"),
+    ] {
+        assert_eq!(
+            fs::read_to_string(prefix.join(file)).unwrap(),
+            eifbake_ok(&["completions", shell]),
+            "{file}"
+        );
+    }
+    assert_eq!(fs::read_to_string(prefix.join("share/man/man1/eifbake.1")).unwrap(), eifbake_ok(&["man"]));
+    assert!(prefix.join("share/man/man1/eifbake-init.1").is_file());
+}
