@@ -32,7 +32,8 @@
 //! and regular files are created, with mode 0644 or 0755 (the entry's
 //! owner-exec bit), so nothing on the host changes the tree; a crate
 //! unpacks to at most [`MAX_CRATE_BYTES`] in at most [`MAX_CRATE_ENTRIES`]
-//! entries. Crate names and versions are checked to be file-name safe
+//! entries, and its download ([`crate::download`]) is refused past
+//! [`MAX_CRATE_BYTES`] too. Crate names and versions are checked to be file-name safe
 //! before they name a directory or a URL.
 //!
 //! The unpacker is its own, not [`crate::oci::layer`]'s: image layers may

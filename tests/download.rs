@@ -186,3 +186,35 @@ fn file_urls_are_read_directly_within_the_limit() {
     let err = download("pkg", &missing, &out.join("c"), &opts(4096)).unwrap_err().to_string();
     assert!(err.starts_with(&format!("sources.pkg: download of {missing} failed: cannot open ")), "{err}");
 }
+
+#[test]
+fn a_server_that_sends_nothing_times_out_after_retries() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Accepts, reads the request, then says nothing for a second.
+    let server = RawServer::start(|_| {
+        std::thread::sleep(Duration::from_secs(1));
+        Vec::new()
+    });
+    let url = server.url("/slow");
+    let to = tmp.path().join("slow");
+    let o = Options { read_timeout: Duration::from_millis(200), ..opts(1 << 20) };
+    let started = std::time::Instant::now();
+    let err = download("tool", &url, &to, &o).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("sources.tool: download of {url} failed: ")), "{err}");
+    assert!(err.contains("timed out") && err.ends_with("(after 3 attempts)"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the read timeout did not apply");
+    assert_no_file(&to);
+}
+
+/// Called from inside a tokio runtime (where starting another would
+/// panic), a download still works.
+#[test]
+fn a_download_from_inside_an_async_runtime_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HttpServer::start();
+    let url = server.serve("/a", b"async caller");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let to = tmp.path().join("a");
+    let got = rt.block_on(async { download("tool", &url, &to, &opts(1 << 20)) }).unwrap();
+    assert_eq!(got.sha256, Digest::of(b"async caller"));
+}
