@@ -218,3 +218,25 @@ fn a_download_from_inside_an_async_runtime_works() {
     let got = rt.block_on(async { download("tool", &url, &to, &opts(1 << 20)) }).unwrap();
     assert_eq!(got.sha256, Digest::of(b"async caller"));
 }
+
+/// eifbake downloads with its own HTTP client: a url source resolves with
+/// no curl (nor anything else) on PATH. (This test binary runs no other
+/// program, so changing PATH here affects no other test.)
+#[test]
+fn url_sources_download_with_nothing_on_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty-bin");
+    fs::create_dir(&empty).unwrap();
+    let server = HttpServer::start();
+    let body = b"fetched without curl\n";
+    let url = server.serve("/f.txt", body);
+    let src = source(&format!("url = {url:?}\nsha256 = \"{}\"", Digest::of(body)));
+    let old = std::env::var_os("PATH");
+    std::env::set_var("PATH", &empty);
+    let pin = resolve("tool", &src, tmp.path());
+    match old {
+        Some(p) => std::env::set_var("PATH", p),
+        None => std::env::remove_var("PATH"),
+    }
+    assert_eq!(pin.unwrap().sha256, Some(Digest::of(body)));
+}

@@ -4,7 +4,8 @@
 //!
 //! What it is for: a first recipe that locks and builds as it stands
 //! against the demo's fixture images (`make demo` serves them on
-//! 127.0.0.1:5055), to be edited from there. Not for: choosing images,
+//! 127.0.0.1:5055; a test pushes them elsewhere and reaches them through
+//! `--registry-mirror`), to be edited from there. Not for: choosing images,
 //! locking or building (the user runs `eifbake lock` and `build`).
 //!
 //! Invariants: no existing file is ever overwritten or changed: when any
@@ -91,7 +92,10 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
         outln!("wrote {}", path.display());
     }
     let dir = args.dir.display();
-    outln!("next: start the demo registry (see `make demo`), then `eifbake lock {dir}` and `eifbake build {dir}`");
+    outln!(
+        "next: `eifbake lock {dir}` and `eifbake build {dir}`; the recipe names the demo's images on \
+         127.0.0.1:5055 (scripts/demo.sh serves them): see its comments"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
