@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint fmt demo demo-arm64 bench golden deps
+.PHONY: all build install test lint fmt demo demo-arm64 bench golden deps
 
 all: build
 
@@ -12,6 +12,22 @@ deps:
 
 build:
 	$(CARGO) build --release --locked
+
+# Install the release binary, its shell completions and manual pages under
+# $(DESTDIR)$(PREFIX) (default /usr/local): bin/eifbake,
+# share/bash-completion/completions/eifbake, share/zsh/site-functions/_eifbake,
+# share/fish/vendor_completions.d/eifbake.fish, share/man/man1/eifbake*.1.
+PREFIX ?= /usr/local
+BIN ?= target/release/eifbake
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d \
+	  $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/eifbake
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/eifbake
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_eifbake
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/eifbake.fish
+	$(BIN) man --dir $(DESTDIR)$(PREFIX)/share/man/man1 > /dev/null
 
 # The whole test suite: the lints first (they fail in a minute, the suite
 # takes a quarter of an hour), then unit, integration, golden and

@@ -7,7 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential pkg-config libssl-dev git ca-certificates
-  # sources: url downloads (src/sources.rs)
+  # the demo and benchmarks poll their loopback registry (eifbake itself
+  # downloads with its own HTTP client and needs no curl)
   curl
   # formats' independent readers and writers
   cpio gzip pigz

@@ -99,6 +99,55 @@ pub enum Command {
     /// Exit 0 when all runs agree, 1 with the differences and the variation
     /// that causes them, 2 on error.
     Check(CheckArgs),
+    /// Write a commented starter recipe (and a tiny app) into DIR.
+    ///
+    /// The recipe names the demo's fixture images (served by `make demo` on
+    /// 127.0.0.1:5055); existing files are never overwritten.
+    Init(InitArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// E.g. `eifbake completions bash > /usr/local/share/bash-completion/completions/eifbake`
+    /// (`make install` does this).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the manual page (roff), e.g. `eifbake man | man -l -`.
+    ///
+    /// With --dir, write eifbake.1 and one page per subcommand
+    /// (eifbake-build.1, …) into DIR instead (`make install` does this).
+    Man {
+        /// Write every page into this directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A shell `eifbake completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// What the enclave runs: `static` (a file of the project, installed as is),
+    /// `rust` (a Cargo crate) or `go` (a Go module), compiled in a step.
+    #[arg(long, value_enum, default_value_t = Template::Static)]
+    pub template: Template,
+    /// The directory to write into (created if missing); the recipe is DIR/recipe.toml.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// A starter project `eifbake init` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    Static,
+    Rust,
+    Go,
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,8 @@
 //! and regular files are created, with mode 0644 or 0755 (the entry's
 //! owner-exec bit), so nothing on the host changes the tree; a crate
 //! unpacks to at most [`MAX_CRATE_BYTES`] in at most [`MAX_CRATE_ENTRIES`]
-//! entries. Crate names and versions are checked to be file-name safe
+//! entries, and its download ([`crate::download`]) is refused past
+//! [`MAX_CRATE_BYTES`] too. Crate names and versions are checked to be file-name safe
 //! before they name a directory or a URL.
 //!
 //! The unpacker is its own, not [`crate::oci::layer`]'s: image layers may
@@ -203,11 +204,11 @@ pub fn vendor(
     fs::write(dest.join("cargo/config.toml"), CARGO_CONFIG)?;
     fs::set_permissions(dest.join("cargo/config.toml"), fs::Permissions::from_mode(0o644))?;
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let opts = crate::download::Options { max_bytes: MAX_CRATE_BYTES, ..Default::default() };
     crates.par_iter().try_for_each(|c| {
         let file = scratch.path().join(format!("{}-{}.crate", c.name, c.version));
         let url = download_url(template, c);
-        crate::sources::download(source, &url, &file)?;
-        let (found, _) = Digest::of_reader(File::open(&file)?)?;
+        let found = crate::download::download(source, &url, &file, &opts)?.sha256;
         if found != c.checksum {
             bail!(
                 "sources.{source}: crate {} {} downloaded from {url} has sha256 {found}, but {lockfile} pins {}; \

@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod cpio;
 pub mod digest;
+pub mod download;
 pub mod eif;
 pub mod elf;
 pub mod epoch;

@@ -96,11 +96,10 @@
 //! fetch when the server refuses fetching a commit by id, then
 //! `git archive COMMIT` unpacked into the destination.
 //!
-//! Downloads (url sources and crates) shell out to `curl` (`-fsSL`; http and
-//! https, or file for a `file://` URL; redirects only to http and https):
-//! the crate's HTTP stack (reqwest inside oci-client) is async and not a
-//! direct dependency, and curl is on every Debian machine; the sha256 is
-//! computed by eifbake from the downloaded file, not trusted from anyone.
+//! Downloads (url sources and crates) go through [`crate::download`]
+//! (http and https with the linked HTTP client, or a `file://` URL read
+//! directly; a size limit, timeouts and retries); the sha256 is computed by
+//! eifbake from the downloaded bytes, not trusted from anyone.
 //!
 //! An unpacked url source is a tar (plain or gzip) or a zip (by its magic
 //! bytes). Tar entries go through the `tar` crate's `unpack_in`, which
@@ -126,6 +125,7 @@ use sha2::{Digest as _, Sha256};
 use crate::cache;
 use crate::cargo_vendor::{self, LockedCrate};
 use crate::digest::Digest;
+use crate::download;
 use crate::fsutil;
 use crate::recipe::{Source, SourceKind};
 
@@ -769,8 +769,7 @@ fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -
         .to_string();
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let tmp = scratch.path().join("download");
-    download(name, url, &tmp)?;
-    let (found, _) = Digest::of_reader(File::open(&tmp)?)?;
+    let found = download::download(name, url, &tmp, &download::Options::default())?.sha256;
     if found != sha256 {
         bail!("sources.{name}: download of {url} has sha256 {found}, but the recipe pins {sha256}");
     }
@@ -784,33 +783,6 @@ fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -
         fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
     }
     tree_hash(dest, &[])
-}
-
-/// Download `url` (https, http or file) to the file `to` with curl; errors
-/// name source `name`. The caller checks the bytes against their pin.
-pub(crate) fn download(name: &str, url: &str, to: &Path) -> Result<()> {
-    let proto = if url.starts_with("https://") || url.starts_with("http://") {
-        "=http,https"
-    } else if url.starts_with("file://") {
-        "=file"
-    } else {
-        bail!("sources.{name}.url = {url:?}: expected an https://, http:// or file:// URL");
-    };
-    let out = Command::new("curl")
-        .args(["-fsSL", "--proto", proto, "--proto-redir", "=http,https", "--retry", "2", "-o"])
-        .arg(to)
-        .arg("--")
-        .arg(url)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("sources.{name}: cannot run curl (is it installed?)"))?;
-    if !out.status.success() {
-        bail!(
-            "sources.{name}: download of {url} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        );
-    }
-    Ok(())
 }
 
 /// Unpack the archive `file` into `dest`: a zip (by its magic `PK\x03\x04`),

@@ -33,26 +33,7 @@ impl Project {
     fn new(layout: &str) -> Project {
         let reg = TestRegistry::start();
         let dir = tempfile::tempdir().unwrap();
-        let images = dir.path().join("images");
-        fs::create_dir_all(&images).unwrap();
-        common::qemu::kernel(); // make sure the kernel is cached for make-kernel-image.sh
-        let kernel_dir = common::qemu::kernel_dir();
-        let script = |name: &str| Path::new(ROOT).join("scripts").join(name);
-        run(Command::new(script("make-busybox-image.sh")).arg(images.join("busybox")).arg("1"));
-        run(Command::new(script("make-kernel-image.sh"))
-            .arg(images.join("kernel"))
-            .arg("1")
-            .env("EIFBAKE_KERNEL_DIR", &kernel_dir));
-        let init_root = dir.path().join("init-root");
-        fs::create_dir_all(&init_root).unwrap();
-        fs::copy(Path::new(ROOT).join("recipes/hello/init/init"), init_root.join("init")).unwrap();
-        run(Command::new("chmod").arg("0755").arg(&init_root).arg(init_root.join("init")));
-        run(Command::new(script("oci-layout-from-dir.sh")).arg(&init_root).arg(images.join("init")).arg("1"));
-        for (name, repo) in [("busybox", "busybox"), ("kernel", "linux-cloud"), ("init", "init")] {
-            let src = format!("oci:{}:1", images.join(name).display());
-            let dst = format!("docker://{}/eifbake-demo/{repo}:1", reg.addr);
-            common::skopeo(&["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", &src, &dst]);
-        }
+        common::push_demo_images(&reg, dir.path(), ["1", "1", "1"]);
         let project = dir.path().join("project");
         let hello = project.join("recipes/hello");
         fs::create_dir_all(hello.join("app")).unwrap();

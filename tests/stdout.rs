@@ -69,6 +69,8 @@ fn format_commands_survive_a_closed_or_full_stdout() {
     }
     let (a, b) = (&eifs[0], &eifs[1]);
     check("--help", 0, || eifbake(&[&"--help"]));
+    check("completions", 0, || eifbake(&[&"completions", &"bash"]));
+    check("man", 0, || eifbake(&[&"man"]));
     check("describe", 0, || eifbake(&[&"describe", a]));
     check("describe --json", 0, || eifbake(&[&"describe", &"--json", a]));
     check("diff", 1, || eifbake(&[&"diff", a, b]));

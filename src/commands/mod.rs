@@ -8,8 +8,10 @@ pub mod build;
 pub mod check;
 pub mod describe;
 pub mod diff;
+pub mod docs;
 pub mod eif;
 pub mod fetch;
+pub mod init;
 pub mod lock;
 pub mod ramdisk;
 pub mod store;
@@ -34,5 +36,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(c) => store::run(c, &cli.global),
         Command::Verify(a) => verify::run(a, &cli.global),
         Command::Check(a) => check::run(a, &cli.global),
+        Command::Init(a) => init::run(a),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
     }
 }

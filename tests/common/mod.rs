@@ -449,3 +449,36 @@ command = ["/bin/sh"]
 "#
     )
 }
+
+/// Make the demo's three fixture images (busybox, the cloud kernel, the
+/// demo's init: what scripts/demo.sh makes) in `work/images` and push them
+/// to `reg` as `eifbake-demo/{busybox,linux-cloud,init}`, tagged with the
+/// tags `tags` gives in that order (the demo's are `1.35`, `6.1`, `1`).
+pub fn push_demo_images(reg: &TestRegistry, work: &Path, tags: [&str; 3]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let images = work.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    qemu::kernel(); // make sure the kernel is cached for make-kernel-image.sh
+    let script = |name: &str| root.join("scripts").join(name);
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(Command::new(script("make-busybox-image.sh")).arg(images.join("busybox")).arg(tags[0]));
+    run(Command::new(script("make-kernel-image.sh"))
+        .arg(images.join("kernel"))
+        .arg(tags[1])
+        .env("EIFBAKE_KERNEL_DIR", qemu::kernel_dir()));
+    let init_root = work.join("init-root");
+    std::fs::create_dir_all(&init_root).unwrap();
+    std::fs::copy(root.join("recipes/hello/init/init"), init_root.join("init")).unwrap();
+    run(Command::new("chmod").arg("0755").arg(&init_root).arg(init_root.join("init")));
+    run(Command::new(script("oci-layout-from-dir.sh")).arg(&init_root).arg(images.join("init")).arg(tags[2]));
+    for ((name, repo), tag) in
+        [("busybox", "busybox"), ("kernel", "linux-cloud"), ("init", "init")].into_iter().zip(tags)
+    {
+        let src = format!("oci:{}:{tag}", images.join(name).display());
+        let dst = format!("docker://{}/eifbake-demo/{repo}:{tag}", reg.addr);
+        skopeo(&["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", &src, &dst]);
+    }
+}

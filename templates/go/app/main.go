@@ -1,0 +1,8 @@
+// The enclave's program: replace with yours.
+package main
+
+import "fmt"
+
+func main() {
+	fmt.Println("hello from the enclave")
+}
