@@ -12,7 +12,7 @@
 //! before any work: the recipe's `name` and the image, source and step names
 //! are single safe path components (`[A-Za-z0-9][A-Za-z0-9._-]{0,63}`);
 //! every path (mount points, workdirs, outputs keys, which are under `/out`,
-//! enclave targets, image file paths) is a normal absolute path, without
+//! enclave targets, image file paths, `report` paths) is a normal absolute path, without
 //! `.`, `..` or empty components; a step's `env` cannot name a variable
 //! every step gets fixed ([`crate::sandbox::fixed_env`]).
 //!
@@ -88,6 +88,13 @@ pub struct Recipe {
     /// module documentation for what it changes).
     #[serde(default)]
     pub arch: Arch,
+    /// Enclave paths whose sha256 and size the manifest reports
+    /// (`outputs.files`), so a user can check what a running enclave serves.
+    /// Each must be a regular file or a symlink (reported with its target,
+    /// never followed) in the final root filesystem. Not measured: naming a
+    /// path never changes the EIF.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report: Vec<String>,
     /// Image name -> OCI reference (`stagex/core-busybox:sx2026.03.0`, `…@sha256:…`).
     #[serde(default)]
     pub images: BTreeMap<String, String>,
@@ -456,7 +463,24 @@ impl Recipe {
         self.validate_names_and_images()?;
         self.validate_sources()?;
         self.validate_steps()?;
-        self.validate_enclave()
+        self.validate_enclave()?;
+        self.validate_report()
+    }
+
+    /// `report`: normal absolute paths other than `/`, each named once.
+    fn validate_report(&self) -> Result<()> {
+        for (i, path) in self.report.iter().enumerate() {
+            abs(&format!("report[{i}]"), path)?;
+            if path == "/" {
+                bail!(
+                    "report[{i}] = \"/\": name files in the enclave's root filesystem, not the root itself"
+                );
+            }
+            if self.report[..i].contains(path) {
+                bail!("report[{i}] = {path:?}: named twice; remove one");
+            }
+        }
+        Ok(())
     }
 
     /// `[signing]`: non-empty paths.
@@ -915,6 +939,24 @@ env = { RUST_LOG = "info" }
         assert_eq!(r.steps[0].env["CARGO_HOME"], "/tmp");
         let e = err(&HELLO.replace("run = ", "env = { \"A=B\" = \"x\" }\nrun = "));
         assert!(e.contains("cannot be empty or contain '='"), "{e}");
+    }
+
+    #[test]
+    fn report_paths_are_normal_absolute_and_unique() {
+        assert!(Recipe::parse(HELLO).unwrap().report.is_empty());
+        let with = |list: &str| format!("report = {list}\n{HELLO}");
+        let r = Recipe::parse(&with("[\"/srv/www/index.html\", \"/usr/bin/hello\"]")).unwrap();
+        assert_eq!(r.report, ["/srv/www/index.html", "/usr/bin/hello"]);
+        for bad in ["srv/x", "/srv/../etc/passwd", "/srv//x", "/srv/./x", "/srv/x/"] {
+            let e = err(&with(&format!("[{bad:?}]")));
+            assert!(e.contains(&format!("report[0] = {bad:?}: expected a normal absolute path")), "{e}");
+        }
+        let e = err(&with("[\"/\"]"));
+        assert!(e.contains("report[0] = \"/\": name files"), "{e}");
+        let e = err(&with("[\"/a\", \"/a\"]"));
+        assert!(e.contains("report[1] = \"/a\": named twice"), "{e}");
+        let e = err(&with("\"/a\""));
+        assert!(e.contains("report"), "{e}");
     }
 
     #[test]
