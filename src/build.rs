@@ -925,14 +925,17 @@ fn run_step(
             "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
              this host runs linux/{} programs, and {why}. Install an emulator that works in containers \
              (Debian: apt-get install qemu-user-static binfmt-support, which registers qemu-{} with the \
-             F flag), or build on a {platform} host. A recipe whose kernel, init and root filesystem \
-             all come from images needs no steps and builds anywhere.",
+             F flag), build on a {platform} host, or give the step an image for this host \
+             ([images.{}] platform = \"linux/{}\", e.g. a cross-compiler). A recipe whose kernel, init \
+             and root filesystem all come from images needs no steps and builds anywhere.",
             step.name,
             step.image,
             recipe_file.display(),
             recipe.arch,
             crate::platform::Arch::host_oci_name(),
-            recipe.arch,
+            platform.arch,
+            step.image,
+            crate::platform::Arch::host_oci_name(),
         );
     }
     // Without the image's device nodes: a step gets only the runtime's
