@@ -23,7 +23,8 @@
 //!    same store may be reading it). Sources (3.) are checked the same way
 //!    on every build: a local directory is hashed on disk, a cached tree is
 //!    re-hashed. A step to
-//!    run whose image is for another architecture than the host's is refused
+//!    run whose image (by the platform its lock entry pins: the recipe's
+//!    arch, or the image's own) is for another architecture than the host's is refused
 //!    before its runtime starts unless an emulator can run it
 //!    ([`crate::sandbox::execution_for`]); a recipe with no steps builds for
 //!    any `arch` on any host. Each step that runs streams its output to

@@ -43,6 +43,11 @@
 //! and refuse a step whose definition no longer matches. `files` is the
 //! step's [`crate::sources::output_listing`].
 //!
+//! `platform` is the recipe's `arch` as an OCI platform, or the image's own
+//! when the recipe gives one (`[images.NAME] platform = …`, a step image
+//! for another platform: see [`crate::recipe::ImageEntry`]);
+//! [`Lock::load_checked`] refuses an entry pinned for another platform.
+//!
 //! `manifest` is what builds use. `index` is the digest the reference
 //! itself resolved to: an image index / manifest list, or — for
 //! single-platform images — the same digest as `manifest`. It may be absent
