@@ -23,7 +23,8 @@
 //!    same store may be reading it). Sources (3.) are checked the same way
 //!    on every build: a local directory is hashed on disk, a cached tree is
 //!    re-hashed. A step to
-//!    run whose image is for another architecture than the host's is refused
+//!    run whose image (by the platform its lock entry pins: the recipe's
+//!    arch, or the image's own) is for another architecture than the host's is refused
 //!    before its runtime starts unless an emulator can run it
 //!    ([`crate::sandbox::execution_for`]); a recipe with no steps builds for
 //!    any `arch` on any host. Each step that runs streams its output to
@@ -50,7 +51,12 @@
 //!    whose interpreter is missing) is refused (`check_command_starts`);
 //!    ramdisks written, the EIF written ([`crate::eif`]) with the same inputs
 //!    as CustomMetadata.
-//! 7. The manifest, PCRs and provenance are written beside the EIF.
+//! 7. The manifest, PCRs and provenance are written beside the EIF. The
+//!    manifest's `outputs.files` reports each enclave path the recipe's
+//!    `report` names, looked up in the finished root filesystem
+//!    (`reported_files`): a regular file by sha256 and size, a symlink by
+//!    its target (never followed); a missing path, a directory or a device
+//!    stops the build before the EIF is written.
 //!
 //! Untrusted recipes (`verify` rebuilds other people's) cannot write outside
 //! the scratch and output directories: every name used as a path component
@@ -90,7 +96,9 @@ use crate::epoch::Epoch;
 use crate::fetch;
 use crate::fsutil::{lstat_beneath, write_atomic, Found, LiveTempDir};
 use crate::lock::{Lock, LockedStep};
-use crate::manifest::{self, EifOutput, FileRef, Inputs, Manifest, Origin, Outputs, SignatureOutput};
+use crate::manifest::{
+    self, EifOutput, FileRef, Inputs, Manifest, Origin, Outputs, ReportedFile, SignatureOutput,
+};
 use crate::oci::layer::{apply_layers, ApplyOptions, DeviceNode, DevicePolicy, LayerSource};
 use crate::oci::Store;
 use crate::progress::Progress;
@@ -254,6 +262,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let origin = Origin::of_recipe(recipe, lock, loaded.recipe_ref.clone(), loaded.lock_ref.clone());
     let inputs_json = inputs.to_json()?;
     let trees = enclave_trees(recipe, &loaded.recipe_file, &mut images, &steps.outs, &inputs_json)?;
+    let files = reported_files(recipe, &loaded.recipe_file, trees.last().expect("a user ramdisk"))?;
     let ramdisks = write_ramdisks(&trees, &work, recipe.enclave.compression, loaded.epoch)?;
 
     let stage = LiveTempDir::new_in(&opts.out_dir, STAGE_PREFIX)?;
@@ -263,6 +272,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         EifParts { kernel, ramdisks, inputs_json: &inputs_json, signer: signer.as_ref() },
         inputs,
         origin,
+        files,
         stage.path(),
     )?;
     let [eif, pcrs, provenance, manifest_path] = publish(stage.path(), &opts.out_dir, &recipe.name)?;
@@ -821,6 +831,7 @@ fn write_staged_outputs(
     parts: EifParts<'_>,
     inputs: Inputs,
     origin: Origin,
+    files: Vec<ReportedFile>,
     stage: &Path,
 ) -> Result<Manifest> {
     let (recipe, e, epoch) = (&loaded.recipe, &loaded.recipe.enclave, loaded.epoch);
@@ -864,6 +875,7 @@ fn write_staged_outputs(
                 (Some(s), Some(section)) => Some(SignatureOutput::new(s.certificate().info(), section)),
                 _ => None,
             },
+            files,
         },
     };
     write_atomic(staged("pcrs"), m.to_pcrs_file().as_bytes())?;
@@ -914,14 +926,17 @@ fn run_step(
             "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
              this host runs linux/{} programs, and {why}. Install an emulator that works in containers \
              (Debian: apt-get install qemu-user-static binfmt-support, which registers qemu-{} with the \
-             F flag), or build on a {platform} host. A recipe whose kernel, init and root filesystem \
-             all come from images needs no steps and builds anywhere.",
+             F flag), build on a {platform} host, or give the step an image for this host \
+             ([images.{}] platform = \"linux/{}\", e.g. a cross-compiler). A recipe whose kernel, init \
+             and root filesystem all come from images needs no steps and builds anywhere.",
             step.name,
             step.image,
             recipe_file.display(),
             recipe.arch,
             crate::platform::Arch::host_oci_name(),
-            recipe.arch,
+            platform.arch,
+            step.image,
+            crate::platform::Arch::host_oci_name(),
         );
     }
     // Without the image's device nodes: a step gets only the runtime's
@@ -948,10 +963,7 @@ fn enclave_trees(
     inputs_json: &[u8],
 ) -> Result<Vec<Tree>> {
     let e = &recipe.enclave;
-    let root_prefix = match e.layout {
-        Layout::Single => "",
-        Layout::NitroCli => "rootfs",
-    };
+    let root_prefix = root_prefix(e.layout);
     let mut user = Tree::new();
     if let Some(r) = &e.rootfs {
         let dir = images.extracted(r)?;
@@ -1023,6 +1035,66 @@ fn enclave_trees(
     check_command_starts(&user, root_prefix, &e.command, recipe_file)?;
     trees.push(user);
     Ok(trees)
+}
+
+/// Where the enclave's root filesystem sits in its (last) ramdisk tree.
+fn root_prefix(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Single => "",
+        Layout::NitroCli => "rootfs",
+    }
+}
+
+/// The manifest's `outputs.files`: each path the recipe's `report` names,
+/// looked up in the enclave's root filesystem (`tree`, the last ramdisk)
+/// as the enclave's `lstat` would: symlinks in the parent directories are
+/// resolved inside the tree, the last component is not. A regular file is
+/// reported with its sha256 and size, a symlink with its target; anything
+/// else (missing, a directory, a device) is refused naming the path.
+fn reported_files(recipe: &Recipe, recipe_file: &Path, tree: &Tree) -> Result<Vec<ReportedFile>> {
+    let prefix = root_prefix(recipe.enclave.layout);
+    let mut files = Vec::new();
+    for path in &recipe.report {
+        let refuse = |what: &str| {
+            anyhow::anyhow!(
+                "recipe {}: report {path:?}: {what}; name regular files (or symlinks) of the enclave's \
+                 root filesystem, e.g. a step output's target",
+                recipe_file.display()
+            )
+        };
+        let (parent, name) = path.rsplit_once('/').expect("validated: absolute");
+        let key = resolve_in_tree(tree, prefix, parent.as_bytes())
+            .map(|mut k| {
+                if !k.is_empty() {
+                    k.push(b'/');
+                }
+                k.extend_from_slice(name.as_bytes());
+                k
+            })
+            .ok_or_else(|| refuse("a parent directory is not in the enclave's root filesystem"))?;
+        let mut entry = ReportedFile { path: path.clone(), sha256: None, size: None, symlink: None };
+        match tree.get(&key) {
+            Some(Node::File { content: Content::Bytes(b), .. }) => {
+                (entry.sha256, entry.size) = (Some(Digest::of(b)), Some(b.len() as u64));
+            }
+            Some(Node::File { content: Content::Host(p), .. }) => {
+                let f = fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+                let (d, n) = Digest::of_reader(f).with_context(|| format!("cannot read {}", p.display()))?;
+                (entry.sha256, entry.size) = (Some(d), Some(n));
+            }
+            Some(Node::Symlink { target }) => {
+                let t = String::from_utf8(target.clone())
+                    .map_err(|_| refuse("is a symlink whose target is not UTF-8"))?;
+                entry.symlink = Some(t);
+            }
+            Some(Node::Dir) => return Err(refuse("is a directory (name the files under it)")),
+            Some(_) => return Err(refuse("is not a regular file or symlink")),
+            None => return Err(refuse("is not in the enclave's root filesystem")),
+        }
+        files.push(entry);
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
 }
 
 /// Put every step's declared outputs into the enclave tree at their targets

@@ -43,6 +43,11 @@
 //! and refuse a step whose definition no longer matches. `files` is the
 //! step's [`crate::sources::output_listing`].
 //!
+//! `platform` is the recipe's `arch` as an OCI platform, or the image's own
+//! when the recipe gives one (`[images.NAME] platform = …`, a step image
+//! for another platform: see [`crate::recipe::ImageEntry`]);
+//! [`Lock::load_checked`] refuses an entry pinned for another platform.
+//!
 //! `manifest` is what builds use. `index` is the digest the reference
 //! itself resolved to: an image index / manifest list, or — for
 //! single-platform images — the same digest as `manifest`. It may be absent
@@ -201,8 +206,8 @@ impl Lock {
                 rp.display()
             );
         }
-        let platform = Platform::linux(recipe.arch);
-        for (name, reference) in &recipe.images {
+        for name in recipe.images.keys() {
+            let (reference, platform) = (recipe.image_reference(name), recipe.image_platform(name));
             let Some(li) = lock.images.get(name) else {
                 bail!(
                     "image {name:?} of recipe {} is not in {}; run `eifbake lock`",
@@ -210,7 +215,7 @@ impl Lock {
                     lp.display()
                 );
             };
-            if &li.reference != reference {
+            if li.reference != reference {
                 bail!(
                     "image {name:?}: recipe {} says {reference:?} but {} pins {:?}; run `eifbake lock`",
                     rp.display(),
@@ -220,7 +225,8 @@ impl Lock {
             }
             if li.platform != platform {
                 bail!(
-                    "image {name:?}: {} pins platform {} but recipe {} builds for {platform}",
+                    "image {name:?}: {} pins platform {} but recipe {} pins it for {platform}; \
+                     run `eifbake lock`",
                     lp.display(),
                     li.platform,
                     rp.display()
@@ -273,10 +279,11 @@ pub fn relock(
 ) -> Result<(Lock, Vec<ImageChange>)> {
     let (recipe, sha) = Recipe::load(recipe_path)?;
     let rp = Recipe::resolve_path(recipe_path);
-    let platform = Platform::linux(recipe.arch);
     let mut images = BTreeMap::new();
     let mut changes = Vec::new();
-    for (name, raw) in &recipe.images {
+    for (name, entry) in &recipe.images {
+        let raw = &entry.reference().to_string();
+        let platform = recipe.image_platform(name);
         let reference: Reference =
             raw.parse().with_context(|| format!("recipe {}: images.{name}", rp.display()))?;
         let old = existing.and_then(|l| l.images.get(name));
@@ -589,5 +596,58 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         assert_eq!(l.images["init"].manifest, fake(8));
         assert_eq!(changes.iter().filter(|c| c.action == "updated").count(), 1);
         assert_eq!(l.recipe, "recipes/stagex-hello.toml");
+    }
+
+    /// An image with its own platform is resolved, pinned and checked for
+    /// it: the resolver is asked for that arch's manifest, the lock records
+    /// it, a recipe that changes it no longer matches the lock (and relock
+    /// resolves that image again, keeping the others).
+    #[test]
+    fn an_image_platform_is_pinned_and_checked_per_image() {
+        let (_dir, recipe, lock_path) = example();
+        let old = Lock::load(&lock_path).unwrap();
+        let text = std::fs::read_to_string(&recipe).unwrap();
+        let step_image = |platform: &str| {
+            text.replace(
+                "busybox = \"stagex/core-busybox:sx2026.03.0\"",
+                &format!(
+                    "busybox = \"stagex/core-busybox:sx2026.03.0\"\nbuilder = {{ ref = \"stagex/core-busybox:sx2026.03.0\", platform = \"{platform}\" }}"
+                ),
+            )
+            .replace("image = \"busybox\"", "image = \"builder\"")
+        };
+        std::fs::write(&recipe, step_image("linux/arm64")).unwrap();
+        let fake = |d: u8| Digest::from_bytes([d; 32]);
+        let mut asked = Vec::new();
+        let (lock, _) = relock(&recipe, &lock_path, Some(&old), false, |n, _| {
+            asked.push(n.to_string());
+            Ok(Resolved { index: fake(1), manifest: fake(2), platform: Platform::linux(Arch::Aarch64) })
+        })
+        .unwrap();
+        assert_eq!(asked, ["builder"], "only the new image is resolved");
+        assert_eq!(lock.images["builder"].platform, Platform::linux(Arch::Aarch64));
+        assert_eq!(lock.images["busybox"], old.images["busybox"]);
+        assert!(lock.to_toml().contains(
+            "[images.builder]\nreference = \"stagex/core-busybox:sx2026.03.0\"\nindex = \"sha256:0101"
+        ));
+        lock.save(&lock_path).unwrap();
+        Lock::load_checked(&recipe).unwrap();
+
+        // The recipe now wants the image for amd64: the arm64 pin no longer matches.
+        std::fs::write(&recipe, step_image("linux/amd64")).unwrap();
+        relock_with_sha(&lock.to_toml(), &recipe, &lock_path);
+        let e = format!("{:#}", Lock::load_checked(&recipe).unwrap_err());
+        assert!(
+            e.contains("image \"builder\"")
+                && e.contains("pins platform linux/arm64 but recipe")
+                && e.contains("pins it for linux/amd64"),
+            "{e}"
+        );
+        let (_, changes) = relock(&recipe, &lock_path, Some(&lock), false, |_, _| {
+            Ok(Resolved { index: fake(3), manifest: fake(4), platform: Platform::linux(Arch::X86_64) })
+        })
+        .unwrap();
+        let builder = changes.iter().find(|c| c.name == "builder").unwrap();
+        assert_eq!((builder.action, builder.manifest), ("updated", fake(4)));
     }
 }

@@ -21,7 +21,9 @@
 //!   app sources. Where things came from and how the recipe is written
 //!   never change a PCR: pulling the same digests from a mirror, or adding
 //!   a comment to the recipe, gives the same EIF.
-//! - [`Outputs`]: the EIF's sha256 and size and its PCRs, known only after.
+//! - [`Outputs`]: the EIF's sha256 and size and its PCRs, known only after,
+//!   and the recipe's `report` paths as the root filesystem holds them
+//!   ([`ReportedFile`]; left out when the recipe names none).
 //!
 //! [`Manifest`] is all three; [`Manifest::provenance`] restates it as an
 //! in-toto [`Statement`].
@@ -463,6 +465,31 @@ pub struct Outputs {
     /// Signed images only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureOutput>,
+    /// The enclave paths the recipe's `report` names, sorted by path; left
+    /// out when it names none (so manifests of recipes without `report`
+    /// are as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ReportedFile>,
+}
+
+/// One enclave path the recipe's `report` names, as the final root
+/// filesystem holds it: a regular file with its sha256 and size, or a
+/// symlink with its target (never followed). Unmeasured: it restates bytes
+/// the PCRs already commit to, so a user can check one served file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedFile {
+    /// The absolute enclave path, as the recipe names it.
+    pub path: String,
+    /// A regular file's sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Digest>,
+    /// A regular file's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// A symlink's target, as stored (the link itself is what is reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink: Option<String>,
 }
 
 /// Who signed the EIF, and the signature section itself: with it a
@@ -509,6 +536,7 @@ impl Manifest {
         let mut n = self.clone();
         n.inputs.normalize();
         n.origin.normalize();
+        n.outputs.files.sort_by(|a, b| a.path.cmp(&b.path));
         to_json(&n)
     }
 
@@ -830,6 +858,7 @@ mod tests {
                     pcr8: None,
                 },
                 signature: None,
+                files: Vec::new(),
             },
         }
     }

@@ -12,7 +12,7 @@
 //! before any work: the recipe's `name` and the image, source and step names
 //! are single safe path components (`[A-Za-z0-9][A-Za-z0-9._-]{0,63}`);
 //! every path (mount points, workdirs, outputs keys, which are under `/out`,
-//! enclave targets, image file paths) is a normal absolute path, without
+//! enclave targets, image file paths, `report` paths) is a normal absolute path, without
 //! `.`, `..` or empty components; a step's `env` cannot name a variable
 //! every step gets fixed ([`crate::sandbox::fixed_env`]).
 //!
@@ -25,9 +25,10 @@
 //!
 //! - `eifbake lock` resolves every image for `linux/amd64` or `linux/arm64`
 //!   (from an image index, the manifest for that platform; a single-platform
-//!   image must be for it) and records each image's `platform` in the lock;
-//! - `fetch` and `build` refuse a lock whose platforms are not the recipe's,
-//!   and an image whose config names another architecture;
+//!   image must be for it) and records each image's `platform` in the lock
+//!   (an image's own `platform`, below, overrides this);
+//! - `fetch` and `build` refuse a lock whose platforms are not the recipe's
+//!   (or the image's own), and an image whose config names another architecture;
 //! - the kernel must be that arch's: an x86 bzImage for `x86_64`, the
 //!   uncompressed arm64 `Image` for `aarch64` (see [`crate::eif::kernel`]);
 //!   a wrong or compressed one is refused before any step runs;
@@ -47,8 +48,13 @@
 //! `crate::build`). Nothing about where it downloads from is trusted or
 //! measured; its output-tree hash is measured.
 //!
-//! One arch per recipe: every image is pinned for it. A step that
-//! cross-compiles in an amd64 image for an aarch64 enclave is not expressible.
+//! Cross-arch steps: an `[images]` entry may give its own platform
+//! (`[images.builder] ref = "…" platform = "linux/amd64"`, [`ImageEntry`]):
+//! it is pinned and checked for that platform instead of the recipe's
+//! (lock, fetch), and its steps run natively where that is the host's (or
+//! need an emulator for it), so an amd64 cross-compiler can build for an
+//! aarch64 enclave. What becomes the enclave (`enclave.rootfs`, `kernel`,
+//! `init`, `nsm`) must be for `arch`, checked when the recipe is read.
 //!
 //! What of a recipe is measured: not its text (comments, key order and
 //! formatting never change a PCR) nor where its images and sources come
@@ -88,9 +94,17 @@ pub struct Recipe {
     /// module documentation for what it changes).
     #[serde(default)]
     pub arch: Arch,
-    /// Image name -> OCI reference (`stagex/core-busybox:sx2026.03.0`, `…@sha256:…`).
+    /// Enclave paths whose sha256 and size the manifest reports
+    /// (`outputs.files`), so a user can check what a running enclave serves.
+    /// Each must be a regular file or a symlink (reported with its target,
+    /// never followed) in the final root filesystem. Not measured: naming a
+    /// path never changes the EIF.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report: Vec<String>,
+    /// Image name -> OCI reference (`stagex/core-busybox:sx2026.03.0`,
+    /// `…@sha256:…`), or a table giving the image its own platform; see [`ImageEntry`].
     #[serde(default)]
-    pub images: BTreeMap<String, String>,
+    pub images: BTreeMap<String, ImageEntry>,
     /// Source name -> where it comes from.
     #[serde(default)]
     pub sources: BTreeMap<String, Source>,
@@ -105,6 +119,66 @@ pub struct Recipe {
     /// Bounds on unpacking the images' layers; see [`Limits`].
     #[serde(default, skip_serializing_if = "Limits::is_default")]
     pub limits: Limits,
+}
+
+/// One `[images]` entry: a reference (`busybox = "…"`, pinned for the
+/// recipe's `arch`), or a table `{ ref = "…", platform = "linux/amd64" }`
+/// pinning it for its own platform: a step image that runs natively on the
+/// build host while the enclave is for the other arch (a cross-compiler).
+/// Only steps may use an image of another platform than the recipe's: what
+/// becomes the enclave (`enclave.rootfs`, `kernel`, `init`, `nsm`) must be
+/// for `arch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ImageEntry {
+    Reference(String),
+    Table(ImageTable),
+}
+
+/// `[images.NAME]` as a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTable {
+    /// The OCI reference.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `linux/amd64` or `linux/arm64`; the recipe's arch when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<crate::platform::Platform>,
+}
+
+impl ImageEntry {
+    /// The OCI reference, as the recipe writes it.
+    pub fn reference(&self) -> &str {
+        match self {
+            ImageEntry::Reference(r) => r,
+            ImageEntry::Table(t) => &t.reference,
+        }
+    }
+}
+
+/// A string, or a table read with [`ImageTable`]'s own (unknown-key naming) errors.
+impl<'de> Deserialize<'de> for ImageEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ImageEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an OCI reference, or a table { ref = \"…\", platform = \"linux/amd64\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<ImageEntry, E> {
+                Ok(ImageEntry::Reference(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> std::result::Result<ImageEntry, A::Error> {
+                ImageTable::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(ImageEntry::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[limits]`: bounds on what unpacking an image's layers may produce, so a
@@ -440,6 +514,20 @@ impl Recipe {
         p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
     }
 
+    /// The reference of image `name` (a key of `[images]`).
+    pub fn image_reference(&self, name: &str) -> &str {
+        self.images[name].reference()
+    }
+
+    /// The platform image `name` is pinned for: its own `platform`, else
+    /// `linux/<arch>` of the recipe.
+    pub fn image_platform(&self, name: &str) -> crate::platform::Platform {
+        match &self.images[name] {
+            ImageEntry::Table(ImageTable { platform: Some(p), .. }) => p.clone(),
+            _ => crate::platform::Platform::linux(self.arch),
+        }
+    }
+
     /// Mode overrides parsed to numbers.
     pub fn mode_overrides(&self) -> BTreeMap<String, u32> {
         self.enclave
@@ -456,7 +544,24 @@ impl Recipe {
         self.validate_names_and_images()?;
         self.validate_sources()?;
         self.validate_steps()?;
-        self.validate_enclave()
+        self.validate_enclave()?;
+        self.validate_report()
+    }
+
+    /// `report`: normal absolute paths other than `/`, each named once.
+    fn validate_report(&self) -> Result<()> {
+        for (i, path) in self.report.iter().enumerate() {
+            abs(&format!("report[{i}]"), path)?;
+            if path == "/" {
+                bail!(
+                    "report[{i}] = \"/\": name files in the enclave's root filesystem, not the root itself"
+                );
+            }
+            if self.report[..i].contains(path) {
+                bail!("report[{i}] = {path:?}: named twice; remove one");
+            }
+        }
+        Ok(())
     }
 
     /// `[signing]`: non-empty paths.
@@ -482,10 +587,31 @@ impl Recipe {
         for key in self.sources.keys() {
             path_name("sources key", key)?;
         }
-        for (key, reference) in &self.images {
+        for (key, entry) in &self.images {
+            let reference = entry.reference();
             if reference.trim().is_empty() || reference.contains(char::is_whitespace) {
                 bail!("images.{key} = {reference:?}: expected an OCI reference such as \"stagex/core-busybox:sx2026.03.0\"");
             }
+            if let ImageEntry::Table(ImageTable { platform: Some(p), .. }) = entry {
+                if *p != crate::platform::Platform::linux(p.arch) {
+                    bail!("images.{key}.platform = \"{p}\": expected \"linux/amd64\" or \"linux/arm64\"");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `field` names an image of `[images]` whose files go into the enclave,
+    /// so it must be for the recipe's `arch`.
+    fn require_enclave_image(&self, field: &str, name: &str) -> Result<()> {
+        self.require_image(field, name)?;
+        let (platform, want) = (self.image_platform(name), crate::platform::Platform::linux(self.arch));
+        if platform != want {
+            bail!(
+                "{field} = {name:?}: images.{name} is for {platform}, but the enclave is {want} \
+                 (arch = \"{}\"); only steps may use an image of another platform",
+                self.arch
+            );
         }
         Ok(())
     }
@@ -592,19 +718,19 @@ impl Recipe {
     /// command, a one-line cmdline, positive sizes, env and modes.
     fn validate_enclave(&self) -> Result<()> {
         let e = &self.enclave;
-        self.require_image("enclave.kernel.image", &e.kernel.image)?;
+        self.require_enclave_image("enclave.kernel.image", &e.kernel.image)?;
         abs("enclave.kernel.path", &e.kernel.path)?;
         if let Some(c) = &e.kernel.config {
             abs("enclave.kernel.config", c)?;
         }
-        self.require_image("enclave.init.image", &e.init.image)?;
+        self.require_enclave_image("enclave.init.image", &e.init.image)?;
         abs("enclave.init.path", &e.init.path)?;
         if let Some(r) = &e.rootfs {
-            self.require_image("enclave.rootfs", r)?;
+            self.require_enclave_image("enclave.rootfs", r)?;
         }
         match (&e.nsm, e.layout) {
             (Some(nsm), Layout::NitroCli) => {
-                self.require_image("enclave.nsm.image", &nsm.image)?;
+                self.require_enclave_image("enclave.nsm.image", &nsm.image)?;
                 abs("enclave.nsm.path", &nsm.path)?;
             }
             (Some(_), Layout::Single) => {
@@ -915,6 +1041,58 @@ env = { RUST_LOG = "info" }
         assert_eq!(r.steps[0].env["CARGO_HOME"], "/tmp");
         let e = err(&HELLO.replace("run = ", "env = { \"A=B\" = \"x\" }\nrun = "));
         assert!(e.contains("cannot be empty or contain '='"), "{e}");
+    }
+
+    #[test]
+    fn report_paths_are_normal_absolute_and_unique() {
+        assert!(Recipe::parse(HELLO).unwrap().report.is_empty());
+        let with = |list: &str| format!("report = {list}\n{HELLO}");
+        let r = Recipe::parse(&with("[\"/srv/www/index.html\", \"/usr/bin/hello\"]")).unwrap();
+        assert_eq!(r.report, ["/srv/www/index.html", "/usr/bin/hello"]);
+        for bad in ["srv/x", "/srv/../etc/passwd", "/srv//x", "/srv/./x", "/srv/x/"] {
+            let e = err(&with(&format!("[{bad:?}]")));
+            assert!(e.contains(&format!("report[0] = {bad:?}: expected a normal absolute path")), "{e}");
+        }
+        let e = err(&with("[\"/\"]"));
+        assert!(e.contains("report[0] = \"/\": name files"), "{e}");
+        let e = err(&with("[\"/a\", \"/a\"]"));
+        assert!(e.contains("report[1] = \"/a\": named twice"), "{e}");
+        let e = err(&with("\"/a\""));
+        assert!(e.contains("report"), "{e}");
+    }
+
+    #[test]
+    fn an_image_may_give_its_own_platform_for_steps_only() {
+        use crate::platform::Platform;
+        let r = Recipe::parse(HELLO).unwrap();
+        assert_eq!(r.image_platform("busybox"), Platform::linux(Arch::X86_64));
+        let cross = HELLO
+            .replace("source_date_epoch = 1", "source_date_epoch = 1\narch = \"aarch64\"")
+            .replace("image = \"busybox\"", "image = \"builder\"")
+            .replace(
+                "[sources.app]",
+                "[images.builder]\nref = \"stagex/core-busybox:sx2026.03.0\"\nplatform = \"linux/amd64\"\n\n[sources.app]",
+            );
+        let r = Recipe::parse(&cross).unwrap();
+        assert_eq!(r.image_platform("builder"), Platform::linux(Arch::X86_64));
+        assert_eq!(r.image_platform("busybox"), Platform::linux(Arch::Aarch64));
+        assert_eq!(r.image_reference("builder"), "stagex/core-busybox:sx2026.03.0");
+        // Only steps: what becomes the enclave must be for the recipe's arch.
+        let e = err(&cross.replace("rootfs = \"busybox\"", "rootfs = \"builder\""));
+        assert!(
+            e.contains("enclave.rootfs = \"builder\": images.builder is for linux/amd64, but the enclave is linux/arm64"),
+            "{e}"
+        );
+        let e = err(&cross.replace("\"linux/amd64\"", "\"linux/arm64/v8\""));
+        assert!(e.contains("images.builder.platform = \"linux/arm64/v8\": expected"), "{e}");
+        let e = err(&cross.replace("\"linux/amd64\"", "\"linux/s390x\""));
+        assert!(e.contains("platform") && e.contains("s390x"), "{e}");
+        let e = err(&cross.replace("platform = ", "platfrom = "));
+        assert!(e.contains("unknown field `platfrom`") && e.contains("line"), "{e}");
+        let e = err(&cross.replace("ref = ", "reference = "));
+        assert!(e.contains("reference"), "{e}");
+        let e = err(&HELLO.replace("busybox = \"stagex/core-busybox:sx2026.03.0\"", "busybox = 3"));
+        assert!(e.contains("an OCI reference, or a table"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! temporary project, fetches exactly the pinned blobs and sources, runs
 //! [`crate::build::build`] there with the step cache bypassed, and compares
 //! the rebuilt EIF's sha256 and PCR0/1/2 with every expected figure it was
-//! given: the manifest's outputs, a `.pcrs` file, a published EIF.
+//! given: the manifest's outputs, a `.pcrs` file, a published EIF. The
+//! manifest's reported enclave paths (`outputs.files`, from the recipe's
+//! `report`) are compared with the rebuild's too, one `file PATH` figure
+//! each; a mismatch is `BAD`.
 //!
 //! The store: by default a fresh temporary store, so nothing from earlier
 //! builds is reused. When the caller names a store ([`VerifyOptions::store`])
@@ -585,6 +588,7 @@ impl<'a> Figures<'a> {
             let m = &o.pcrs;
             self.image("manifest", o.eif.sha256, expected.manifest_section.as_deref(), m.pcr8)?;
             self.pcrs("manifest", [m.pcr0, m.pcr1, m.pcr2]);
+            self.files(&o.files);
         }
         for p in &expected.published {
             let m = &p.measurements;
@@ -608,6 +612,33 @@ impl<'a> Figures<'a> {
     fn pcrs(&mut self, from: &str, expected: [Pcr; 3]) {
         for (i, (e, r)) in expected.iter().zip(self.rebuilt_pcrs).enumerate() {
             self.push(&format!("PCR{i}"), from, e.hex(), r.hex(), *e == r);
+        }
+    }
+
+    /// The manifest's reported enclave paths (`outputs.files`) against the
+    /// rebuild's, one figure per path either names.
+    fn files(&mut self, expected: &[crate::manifest::ReportedFile]) {
+        use crate::manifest::ReportedFile;
+        let rebuilt = &self.built.manifest.outputs.files;
+        let show = |f: Option<&ReportedFile>| match f {
+            None => "not reported".to_string(),
+            Some(ReportedFile { symlink: Some(t), .. }) => format!("symlink -> {t}"),
+            Some(f) => format!(
+                "{} ({} bytes)",
+                f.sha256.map(|d| d.to_string()).unwrap_or_default(),
+                f.size.unwrap_or_default()
+            ),
+        };
+        let paths: std::collections::BTreeSet<&str> =
+            expected.iter().chain(rebuilt).map(|f| f.path.as_str()).collect();
+        let mut figures = Vec::new();
+        for path in paths {
+            let e = expected.iter().find(|f| f.path == path);
+            let r = rebuilt.iter().find(|f| f.path == path);
+            figures.push((format!("file {path}"), show(e), show(r), e == r));
+        }
+        for (what, e, r, ok) in figures {
+            self.push(&what, "manifest", e, r, ok);
         }
     }
 

@@ -312,3 +312,88 @@ fn a_lock_pinning_another_platforms_manifest_is_refused() {
     );
     assert!(err.contains("eifbake lock --update"), "{err}");
 }
+
+/// A step whose image gives its own platform, the host's: `[images.builder]`
+/// is `fx/os:1` pinned for the host while the enclave is for the other arch.
+fn cross_step(p: &Project, host: eifbake::platform::Arch) -> String {
+    format!(
+        r#"
+[images.builder]
+ref = "{}"
+platform = "linux/{}"
+
+[[steps]]
+name = "cross"
+image = "builder"
+run = "echo made-on-$(uname -m) > /out/made"
+outputs = {{ "/out/made" = "/etc/made" }}
+"#,
+        p.reg.image("fx/os:1"),
+        host.oci()
+    )
+}
+
+/// The cross-compiling shape: an enclave for the other arch than the host's
+/// (aarch64 on an x86_64 host) whose step runs natively in an image pinned
+/// for the host's platform. The lock records that image's platform and its
+/// manifest for it, the step's output lands in the EIF for the enclave's
+/// arch, and a lock whose manifest for the image does not match its
+/// platform is refused by `fetch`, naming the image.
+#[test]
+fn a_step_image_with_its_own_platform_runs_natively_for_a_foreign_enclave() {
+    use eifbake::platform::Arch;
+    let Some(host) = Arch::host() else { return };
+    let enclave = host.other();
+    let p = Project::new();
+    synthetic_kernels(&p, "fx/synthetic-linux:1", false);
+    let recipe = p.recipe("cross", enclave.name(), "fx/synthetic-linux:1", &cross_step(&p, host));
+    let lock = p.lock(&recipe);
+    let idx = |a: Arch| usize::from(a == Arch::Aarch64); // push order: amd64, arm64
+    let (builder, os) = (&lock.images["builder"], &lock.images["os"]);
+    assert_eq!(builder.platform.to_string(), format!("linux/{}", host.oci()));
+    assert_eq!(builder.manifest, p.os.1[idx(host)].sha256().unwrap(), "not the host's manifest");
+    assert_eq!(os.platform.to_string(), format!("linux/{}", enclave.oci()));
+    assert_eq!(os.manifest, p.os.1[idx(enclave)].sha256().unwrap());
+    let lockfile = p.path("lockfiles/cross.lock");
+    let text = fs::read_to_string(&lockfile).unwrap();
+    assert!(
+        text.contains(&format!("[images.builder]\nreference = \"{}\"", p.reg.image("fx/os:1"))),
+        "{text}"
+    );
+
+    let (code, err) = p.build(&recipe, &host_path());
+    assert_eq!(code, 0, "{err}");
+    let eif = p.path("out/cross.eif");
+    let d: serde_json::Value =
+        serde_json::from_str(&eifbake_ok(&["describe", "--json", eif.to_str().unwrap()])).unwrap();
+    assert_eq!(d["arch"], enclave.name());
+    let r = eifbake::eif::Eif::open(&eif).unwrap();
+    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
+    let mut made = None;
+    while let Some(e) = cpio.next_entry().unwrap() {
+        if e.name_lossy() == "etc/made" {
+            made = Some(cpio.data_to_vec(1 << 20).unwrap());
+        }
+    }
+    let made = String::from_utf8(made.expect("etc/made is in the EIF")).unwrap();
+    assert_eq!(made, format!("made-on-{}\n", std::env::consts::ARCH), "the step did not run natively");
+
+    // The enclave's manifest under the builder's host platform: fetch refuses it, naming the image.
+    let (host_m, enclave_m) = (builder.manifest.to_string(), os.manifest.to_string());
+    fs::write(&lockfile, text.replace(&host_m, &enclave_m)).unwrap();
+    let out = common::bin::eifbake_cmd()
+        .args(["--store", p.path("store2").to_str().unwrap(), "fetch", recipe.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!(
+        "image \"builder\" ({}): the lock pins manifest {enclave_m} as linux/{}, but its config",
+        p.reg.image("fx/os:1"),
+        host.oci()
+    );
+    assert!(
+        err.contains(&want) && err.contains(&format!("says architecture \"{}\"", enclave.oci())),
+        "{err}"
+    );
+}

@@ -41,13 +41,14 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let arch = recipe.arch;
     let (mut lock, changes) = relock(
         &args.target.recipe,
         &lock_path,
         existing.as_ref(),
         args.update,
         |name, r| {
+            // Each image for its own platform ([images.NAME] platform), else the recipe's arch.
+            let arch = recipe.image_platform(name).arch;
             if r.digest().is_some() || global.offline {
                 if let Some(found) = store.as_ref().map(|s| s.resolve_local(r, arch)).transpose()?.flatten() {
                     return Ok(found);
