@@ -58,9 +58,12 @@ fn push_images(reg: &TestRegistry, images: &Path) {
     run(Command::new("chmod").arg("0755").arg(&init_root).arg(init_root.join("init")));
     run(Command::new(script("oci-layout-from-dir.sh")).arg(&init_root).arg(images.join("init")).arg("1"));
     run(Command::new(script("make-rust-image.sh")).arg(images.join("rust")).arg("1.96"));
-    for (name, repo, tag) in
-        [("busybox", "busybox", "1.35"), ("kernel", "linux-cloud", "6.1"), ("init", "init", "1"), ("rust", "rust", "1.96")]
-    {
+    for (name, repo, tag) in [
+        ("busybox", "busybox", "1.35"),
+        ("kernel", "linux-cloud", "6.1"),
+        ("init", "init", "1"),
+        ("rust", "rust", "1.96"),
+    ] {
         let src = format!("oci:{}:{tag}", images.join(name).display());
         let dst = format!("docker://{}/eifbake-demo/{repo}:{tag}", reg.addr);
         common::skopeo(&["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", &src, &dst]);
@@ -172,10 +175,10 @@ fn rust_server_builds_reproducibly_and_verifies() {
     assert!(listing.lines().any(|l| l == "usr/bin/rust-server"), "no usr/bin/rust-server in:\n{listing}");
     let unpacked = tmp.path().join("unpacked");
     fs::create_dir_all(&unpacked).unwrap();
-    run(Command::new("sh").current_dir(&unpacked).arg("-c").arg(format!(
-        "cpio -id usr/bin/rust-server < '{}'",
-        ramdisk.display()
-    )));
+    run(Command::new("sh")
+        .current_dir(&unpacked)
+        .arg("-c")
+        .arg(format!("cpio -id usr/bin/rust-server < '{}'", ramdisk.display())));
     let elf = fs::read(unpacked.join("usr/bin/rust-server")).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF");
     let interp = eifbake::elf::interpreter(&mut std::io::Cursor::new(&elf)).unwrap();
