@@ -3,7 +3,8 @@
 //! (scripts/make-rust-image.sh) from crates vendored by a `cargo_lock`
 //! source, built twice in different directories under a different umask and
 //! TZ into the same EIF bytes, and rebuilt by `eifbake verify` from the
-//! manifest alone (GOOD).
+//! manifest alone (GOOD); then the EIF's kernel and ramdisk boot under QEMU
+//! and the server answers over a forwarded port with the app's page.
 //!
 //! Loopback only: the images come from a loopback registry, the `.crate`
 //! files (httparse and itoa, which eifbake's own Cargo.lock pins, so building
@@ -195,4 +196,66 @@ fn rust_server_builds_reproducibly_and_verifies() {
         0o022,
     );
     assert!(verdict.starts_with("GOOD"), "{verdict}");
+
+    boot_and_fetch(&sections, tmp.path());
+}
+
+/// Boot the EIF's kernel and ramdisks (`sections`, from `describe
+/// --extract`) under QEMU with user-mode networking and a host port
+/// forwarded to the enclave's 8080, plus the overlay of
+/// scripts/qemu-net-overlay.sh (virtio-net modules, eth0 set up, then the
+/// server: an enclave has no network of its own), and fetch `/` with curl:
+/// it must be the app's static/index.html, byte for byte.
+fn boot_and_fetch(sections: &Path, scratch: &Path) {
+    let overlay = scratch.join("qemu-net.cpio");
+    run(Command::new(Path::new(ROOT).join("scripts/qemu-net-overlay.sh"))
+        .arg(common::qemu::kernel_dir())
+        .arg(&overlay));
+    let mut initrd = fs::read(sections.join("ramdisk0")).unwrap();
+    assert!(!sections.join("ramdisk1").exists(), "recipes/rust-server is single-ramdisk");
+    initrd.extend(fs::read(&overlay).unwrap());
+    fs::write(scratch.join("initrd"), &initrd).unwrap();
+    let cmdline = fs::read_to_string(sections.join("cmdline")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let console = scratch.join("console.log");
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "512", "-smp", "1", "-nographic", "-no-reboot", "-nodefaults"])
+        .args(["-serial", "stdio", "-monitor", "none", "-kernel"])
+        .arg(sections.join("kernel"))
+        .arg("-initrd")
+        .arg(scratch.join("initrd"))
+        .arg("-append")
+        .arg(format!("{} console=ttyS0 panic=-1 pci=conf1", cmdline.trim()))
+        .arg("-netdev")
+        .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:8080"))
+        .args(["-device", "virtio-net-pci,netdev=n0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&console).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run qemu-system-x86_64 (Debian package qemu-system-x86)");
+    let page = scratch.join("page.html");
+    let url = format!("http://127.0.0.1:{port}/");
+    let start = std::time::Instant::now();
+    let mut fetched = false;
+    while start.elapsed() < std::time::Duration::from_secs(240) && !fetched {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        fetched = Command::new("curl")
+            .args(["-fs", "-m", "5", "-o"])
+            .arg(&page)
+            .arg(&url)
+            .status()
+            .expect("cannot run curl")
+            .success();
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let log = fs::read_to_string(&console).unwrap_or_default();
+    assert!(fetched, "no answer on {url} within 240 s; console:\n{log}");
+    let want = fs::read(Path::new(ROOT).join(RECIPE).join("app/static/index.html")).unwrap();
+    assert_eq!(
+        eifbake::digest::Digest::of(&fs::read(&page).unwrap()),
+        eifbake::digest::Digest::of(&want),
+        "the enclave served another page; console:\n{log}"
+    );
 }
