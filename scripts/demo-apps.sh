@@ -16,7 +16,12 @@
 #     stores, different umask, TZ and locale, the second without the step
 #     cache; compare the EIFs and PCRs;
 #  4. eifbake verify from the manifest alone; show that the server binary is
-#     statically linked.
+#     statically linked;
+#  5. boot the EIF's kernel and ramdisk under QEMU (TCG) with user-mode
+#     networking, a test-only overlay that loads virtio-net and sets up eth0
+#     (scripts/qemu-net-overlay.sh: an enclave has no network), and port
+#     5057 forwarded to the server's 8080; fetch / with curl and check it is
+#     the app's static/index.html.
 #
 # Everything goes under out/demo-apps/ (removed first). Exits non-zero on any
 # failure, including two builds that differ.
@@ -32,7 +37,7 @@ mkdir -p "$work/images"
 reg=127.0.0.1:5055
 crates_addr=127.0.0.1:5056
 say() { printf '\n== %s\n' "$*"; }
-for port in 5055 5056; do
+for port in 5055 5056 5057; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo-apps: port $port is in use; stop what listens there" >&2
     exit 2
@@ -132,4 +137,26 @@ say "the server in the enclave's ramdisk"
 mkdir -p "$work/ramdisk"
 (cd "$work/ramdisk" && cat "$work"/sections/ramdisk* | cpio -id --quiet usr/bin/rust-server)
 file "$work/ramdisk/usr/bin/rust-server" 2>/dev/null || ls -l "$work/ramdisk/usr/bin/rust-server"
+
+say "boot under QEMU (TCG) with a network, fetch the page through 127.0.0.1:5057"
+scripts/qemu-net-overlay.sh "$EIFBAKE_KERNEL_DIR" "$work/qemu-net.cpio"
+cat "$work"/sections/ramdisk* "$work/qemu-net.cpio" > "$work/initrd"
+timeout 300 qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nographic -no-reboot -nodefaults \
+  -serial stdio -monitor none -kernel "$work/sections/kernel" -initrd "$work/initrd" \
+  -append "$(cat "$work/sections/cmdline") console=ttyS0 panic=-1 pci=conf1" \
+  -netdev user,id=n0,hostfwd=tcp:127.0.0.1:5057-:8080 -device virtio-net-pci,netdev=n0 \
+  < /dev/null > "$work/console.log" 2>&1 &
+qemu_pid=$!
+trap 'kill $registry_pid $httpd_pid $qemu_pid 2>/dev/null || true' EXIT
+for _ in $(seq 240); do
+  curl -fs -m 5 -o "$work/page.html" http://127.0.0.1:5057/ && break
+  sleep 1
+done
+grep -a -E '^(net-up|rust-server):' "$work/console.log" || true
+if ! cmp -s "$work/page.html" "recipes/$recipe/app/static/index.html"; then
+  echo "demo-apps: the enclave did not serve recipes/$recipe/app/static/index.html; console log:" >&2
+  tail -40 "$work/console.log" >&2
+  exit 1
+fi
+echo "served: sha256:$(sha256sum < "$work/page.html" | cut -d' ' -f1), the same as recipes/$recipe/app/static/index.html"
 echo "demo-apps: done. Outputs in $work/a: $recipe.eif, $recipe.pcrs, $recipe.manifest.json, $recipe.provenance.json"
