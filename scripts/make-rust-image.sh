@@ -25,7 +25,8 @@
 # and the finished layout in $EIFBAKE_RUST_IMAGE_DIR (default
 # target/fixtures/rust-image)/KEY, KEY being the sha256 of this script, the
 # busybox binary and the "name version" package list; OUTDIR is a copy. A
-# second run with the same versions takes seconds. Needs `apt-get update`
+# second run with the same versions takes seconds; a build for new versions
+# removes the older layouts of the same TAG and the .debs no longer used. Needs `apt-get update`
 # done (scripts/deps.sh) the first time.
 set -euo pipefail
 export LC_ALL=C TZ=UTC
@@ -108,6 +109,20 @@ build() {
   mv "$stage/layout" "$dest"
 }
 
+# prune PKGLIST: drop the layouts of older package versions (same TAG) and
+# the .debs no longer in the list, so the cache under target/ does not grow
+# with every Debian update.
+prune() {
+  local d f keep
+  for d in "$cache"/*-"${key#*-}"; do
+    [ "$d" = "$cache/$key" ] || rm -rf "$d"
+  done
+  keep=$(while read -r name version; do deb_file "$name" "$version"; done < "$1")
+  for f in "$debs"/*.deb; do
+    grep -qxF "$(basename "$f")" <<< "$keep" || rm -f "$f"
+  done
+}
+
 pkgs=$(mktemp)
 trap 'rm -f "$pkgs"' EXIT
 closure > "$pkgs"
@@ -123,6 +138,7 @@ if [ ! -e "$cache/$key/index.json" ]; then
   mkdir -p "$cache"
   echo "make-rust-image: building the toolchain image ($(wc -l < "$pkgs") packages) into $cache/$key" >&2
   build "$cache/$key" "$pkgs"
+  prune "$pkgs"
 fi
 cp -r "$cache/$key" "$out"
 echo "sha256:$(grep -o '"digest":"sha256:[0-9a-f]*' "$out/index.json" | cut -d: -f3)"
