@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build install test lint fmt demo demo-arm64 bench golden deps
+.PHONY: all build install test lint fmt demo demo-arm64 demo-apps bench golden deps
 
 all: build
 
@@ -59,6 +59,11 @@ demo: deps build
 # an EIF with the aarch64 flag and an arm64 Image, booted by qemu-system-aarch64.
 demo-arm64: deps build
 	bash scripts/demo.sh arm64
+
+# A Rust HTTP server with crates.io dependencies (recipes/rust-server), built
+# by a Rust toolchain image made from Debian packages, twice, and verified.
+demo-apps: deps build
+	bash scripts/demo-apps.sh
 
 bench: deps build
 	bash bench/run.sh

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod crates;
 pub mod git;
 pub mod http;
 pub mod qemu;
