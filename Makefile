@@ -42,5 +42,7 @@ demo: deps build
 demo-arm64: deps build
 	bash scripts/demo.sh arm64
 
+# The benchmark harness (bench/, crate eifbake-bench): bench/RESULTS.md and
+# target/bench/results.json. `cargo test -p eifbake-bench` runs its quick mode.
 bench: deps build
-	bash bench/run.sh
+	$(CARGO) run --release --locked -p eifbake-bench -- run

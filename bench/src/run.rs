@@ -61,12 +61,17 @@ impl Ctx {
             }
             Ok(())
         };
+        let report = self.res.join(format!("{name}.rusage"));
         let make = || {
-            let mut c = self.bash(script);
+            // Through the trampoline (see crate::timing): a small process
+            // spawns the command, so our own memory is not counted.
+            let mut c = Command::new(self.var("BENCH"));
+            c.args(["tool", "spawn", "--report"]).arg(&report).args(["--", "bash", "-c", script]);
+            c.envs(&self.vars).env("EIFBAKE_NO_PROGRESS", "1");
             c.stdout(fs::File::create(&out)?).stderr(fs::File::create(&err)?);
             Ok(c)
         };
-        let t = time_runs(runs, prep, make, |status| format!("{name}: {status}: {}", tail(&err, 3)))?;
+        let t = time_runs(runs, prep, make, |status| format!("{name}: {status}: {}", tail(&err, 3)), Some(&report))?;
         log(&format!(
             "{name}: best of {runs} {:.2} s (median {:.2} s), CPU {:.2} s, peak RSS {:.1} MiB",
             t.wall_s(),

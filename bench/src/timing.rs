@@ -5,6 +5,12 @@
 //! peak RSS is `ru_maxrss`, the largest resident set of any single process
 //! among them (what GNU time's `%M` reports).
 //!
+//! A child forked from a big process starts with that process's resident
+//! set on its books (Linux counts the memory at exec in `ru_maxrss`), so the
+//! harness does not spawn timed commands itself: a fresh, small trampoline
+//! (`eifbake-bench tool spawn`, [`trampoline`]) spawns each one, reaps it
+//! and reports its figures in a file, as GNU time did.
+//!
 //! Not for: profiling, or commands that leave processes behind (their usage
 //! is not counted).
 //!
@@ -84,6 +90,28 @@ struct Sample {
     rss_kib: u64,
 }
 
+/// The trampoline: run `argv` with our stdio, reap it, write
+/// `WALL_NS CPU_NS RSS_KIB` to `report`; returns the exit code to exit with
+/// (the child's, or 128 + signal).
+pub fn trampoline(argv: &[String], report: &std::path::Path) -> Result<u8> {
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    let (status, s) = run_once(c)?;
+    std::fs::write(report, format!("{} {} {}\n", s.wall_ns, s.cpu_ns, s.rss_kib))
+        .with_context(|| format!("write {}", report.display()))?;
+    Ok(status.code().map(|c| c as u8).unwrap_or_else(|| 128 + status.signal().unwrap_or(0) as u8))
+}
+
+/// Read a trampoline's report.
+fn read_report(report: &std::path::Path) -> Result<Sample> {
+    let text = std::fs::read_to_string(report).with_context(|| format!("read {}", report.display()))?;
+    let v: Vec<u64> = text.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    if v.len() != 3 {
+        bail!("{}: expected WALL_NS CPU_NS RSS_KIB, got {text:?}", report.display());
+    }
+    Ok(Sample { wall_ns: v[0], cpu_ns: v[1], rss_kib: v[2] })
+}
+
 /// Run `make()`'s command `runs` times (`prep` before each, untimed) and
 /// collect the samples. Fails on the first run that does not exit 0,
 /// with `describe_failure`'s text.
@@ -92,6 +120,7 @@ pub fn time_runs(
     mut prep: impl FnMut() -> Result<()>,
     mut make: impl FnMut() -> Result<Command>,
     describe_failure: impl Fn(ExitStatus) -> String,
+    report: Option<&std::path::Path>,
 ) -> Result<Timing> {
     let mut t = Timing::default();
     for _ in 0..runs.max(1) {
@@ -101,7 +130,10 @@ pub fn time_runs(
         if !status.success() {
             bail!("{}", describe_failure(status));
         }
-        t.push(sample);
+        t.push(match report {
+            Some(r) => read_report(r)?,
+            None => sample,
+        });
     }
     Ok(t)
 }
@@ -152,6 +184,7 @@ mod tests {
             || Ok(()),
             || sh("i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done"),
             |s| format!("exited {s}"),
+            None,
         )
         .unwrap();
         assert_eq!(t.wall_ns.len(), 2);
@@ -162,7 +195,7 @@ mod tests {
 
     #[test]
     fn peak_rss_is_the_childs_not_ours() {
-        let t = time_runs(1, || Ok(()), || sh("exec sleep 0.05"), |s| format!("exited {s}")).unwrap();
+        let t = time_runs(1, || Ok(()), || sh("exec sleep 0.05"), |s| format!("exited {s}"), None).unwrap();
         let small = t.max_rss_kib();
         let big = time_runs(
             1,
@@ -171,6 +204,7 @@ mod tests {
             // memory: wait4 on the shell must see its peak.
             || sh("head -c 50331648 /dev/zero | tail -n 1 >/dev/null"),
             |s| format!("exited {s}"),
+            None,
         )
         .unwrap();
         assert!(small < 16 * 1024, "sleep's peak is small: {small} KiB");
@@ -179,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_failing_command_is_an_error_with_its_description() {
-        let e = time_runs(3, || Ok(()), || sh("exit 3"), |s| format!("it exited {}", s.code().unwrap()))
+        let e = time_runs(3, || Ok(()), || sh("exit 3"), |s| format!("it exited {}", s.code().unwrap()), None)
             .unwrap_err();
         assert_eq!(e.to_string(), "it exited 3");
     }

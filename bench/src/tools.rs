@@ -17,6 +17,9 @@
 //!   on its own; the OCI gzip media type and default options (owners kept
 //!   when run as root, as GNU tar does). Prints the summary as JSON.
 //!
+//! - `spawn --report FILE -- ARGV`: the trampoline that runs each timed
+//!   command (see [`crate::timing`]).
+//!
 //! Not for: anything but benchmarks and cross-checks.
 
 use std::fs::File;
@@ -41,10 +44,18 @@ pub enum Tool {
         #[arg(required = true)]
         layers: Vec<String>,
     },
+    /// Run ARGV, reap it and write its figures to REPORT (crate::timing).
+    Spawn {
+        #[arg(long)]
+        report: PathBuf,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 pub fn run(tool: &Tool) -> Result<()> {
     match tool {
+        Tool::Spawn { report, argv } => std::process::exit(crate::timing::trampoline(argv, report)?.into()),
         Tool::Sha384Pass { file } => sha384_pass(file),
         Tool::AwsMeasure { eif } => aws_measure(eif),
         Tool::ApplyLayers { target, layers } => {
