@@ -127,7 +127,8 @@ fn repo_root() -> PathBuf {
 
 fn render_again(json: &Path, results: &Path) -> Result<()> {
     let text = std::fs::read_to_string(json).with_context(|| format!("read {}", json.display()))?;
-    let r: Results = serde_json::from_str(&text).with_context(|| format!("{}: not a results file", json.display()))?;
+    let r: Results =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a results file", json.display()))?;
     write_report(&r, results)
 }
 
@@ -143,7 +144,9 @@ fn write_report(r: &Results, path: &Path) -> Result<()> {
 fn settings(a: &RunArgs) -> Result<Settings> {
     let mut scale = Vec::new();
     for s in a.scale_mib.iter().filter(|s| !s.is_empty()) {
-        scale.push(s.parse::<u64>().with_context(|| format!("--scale-mib: expected MiB integers, got {s:?}"))?);
+        scale.push(
+            s.parse::<u64>().with_context(|| format!("--scale-mib: expected MiB integers, got {s:?}"))?,
+        );
     }
     if a.runs == 0 {
         bail!("--runs: expected a positive integer, got 0");
@@ -174,7 +177,14 @@ fn run_all(a: &RunArgs) -> Result<()> {
     std::fs::create_dir_all(&res).with_context(|| format!("create {}", res.display()))?;
     let eb = build_eifbake(&root, &res, s.quick)?;
     let eif_build = find_eif_build(&root, &res, a.eif_build.clone(), s.quick);
-    let mut ctx = Ctx { root: root.clone(), work: work.clone(), res, runs: s.runs, measure_runs: s.measure_runs, vars: BTreeMap::new() };
+    let mut ctx = Ctx {
+        root: root.clone(),
+        work: work.clone(),
+        res,
+        runs: s.runs,
+        measure_runs: s.measure_runs,
+        vars: BTreeMap::new(),
+    };
     set_vars(&mut ctx, &eb, eif_build.as_deref())?;
     let (tree, tree_stats) = data::tree(&work, s.size_mib)?;
     ctx.set("TREE", &tree);
@@ -183,8 +193,14 @@ fn run_all(a: &RunArgs) -> Result<()> {
     let machine = Machine {
         date,
         duration_s: started.elapsed().as_secs(),
-        git_branch: machine::first_line("git", &["-C", &root.to_string_lossy(), "rev-parse", "--abbrev-ref", "HEAD"]),
-        git_rev: machine::first_line("git", &["-C", &root.to_string_lossy(), "describe", "--always", "--dirty"]),
+        git_branch: machine::first_line(
+            "git",
+            &["-C", &root.to_string_lossy(), "rev-parse", "--abbrev-ref", "HEAD"],
+        ),
+        git_rev: machine::first_line(
+            "git",
+            &["-C", &root.to_string_lossy(), "describe", "--always", "--dirty"],
+        ),
         eifbake_version: machine::first_line(&eb.to_string_lossy(), &["--version"]),
         rustc: machine::first_line("rustc", &["--version"]),
         cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),

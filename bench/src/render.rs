@@ -40,7 +40,14 @@ fn cpu_ratio(a: &Timing, b: &Timing) -> String {
 
 /// `| label | wall | CPU | cores | RSS | extra… |`
 fn row(out: &mut String, label: &str, t: &Timing, extra: &[String]) {
-    let _ = write!(out, "| {label} | {:.2} | {:.2} | {:.2} | {:.1}", t.wall_s(), t.cpu_s(), t.cores(), t.rss_mib());
+    let _ = write!(
+        out,
+        "| {label} | {:.2} | {:.2} | {:.2} | {:.1}",
+        t.wall_s(),
+        t.cpu_s(),
+        t.cores(),
+        t.rss_mib()
+    );
     for c in extra {
         let _ = write!(out, " | {c}");
     }
@@ -108,7 +115,11 @@ fn header(r: &Results) -> String {
     out.push_str("Written by the bench harness (`bench/`, crate `eifbake-bench`); do not edit by hand. Recompute with:\n\n");
     let _ = writeln!(out, "```\n{}    # or: make bench\n```\n", s.command);
     let _ = writeln!(out, "- date: {}, run took {} min {} s", m.date, m.duration_s / 60, m.duration_s % 60);
-    let _ = writeln!(out, "- eifbake: {} {} ({}), built with {}", m.git_branch, m.git_rev, m.eifbake_version, m.rustc);
+    let _ = writeln!(
+        out,
+        "- eifbake: {} {} ({}), built with {}",
+        m.git_branch, m.git_rev, m.eifbake_version, m.rustc
+    );
     let _ = writeln!(
         out,
         "- machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}; load average {} at start, {} at the end",
@@ -203,10 +214,25 @@ whether its two outputs are the same bytes.\n";
     section(intro, &r.sign, |s| {
         let mut out = format!("\n| command | wall s (best of {}) | CPU s | cores | peak RSS MiB | EIF MiB | AWS time ÷ eifbake time | two runs identical |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", r.settings.runs);
         let eb = &s.eifbake;
-        row(&mut out, "eifbake eif, signed", &eb.timing, &[mib(eb.eif_bytes), "1.00".into(), yes_no(eb.identical).into()]);
-        row(&mut out, "eifbake eif, unsigned (context)", &s.eifbake_unsigned, &[mib(s.unsigned_bytes), String::new(), String::new()]);
+        row(
+            &mut out,
+            "eifbake eif, signed",
+            &eb.timing,
+            &[mib(eb.eif_bytes), "1.00".into(), yes_no(eb.identical).into()],
+        );
+        row(
+            &mut out,
+            "eifbake eif, unsigned (context)",
+            &s.eifbake_unsigned,
+            &[mib(s.unsigned_bytes), String::new(), String::new()],
+        );
         let vs = wall_ratio(&s.aws.timing, &eb.timing);
-        row(&mut out, "eif_build, signed", &s.aws.timing, &[mib(s.aws.eif_bytes), vs, yes_no(s.aws.identical).into()]);
+        row(
+            &mut out,
+            "eif_build, signed",
+            &s.aws.timing,
+            &[mib(s.aws.eif_bytes), vs, yes_no(s.aws.identical).into()],
+        );
         let _ = write!(
             out,
             "\nPCR0 and PCR8 of the two tools' signed EIFs agree: {} ({}).\n",
@@ -237,8 +263,11 @@ All four read the same file: the plain EIF that AWS `eif_build` wrote in the pac
             mib(m.file_bytes)
         );
         // The floor is the faster of the two single-core passes.
-        let floor =
-            if m.sha384sum.best_wall_ns() < m.sha384_pass.best_wall_ns() { &m.sha384sum } else { &m.sha384_pass };
+        let floor = if m.sha384sum.best_wall_ns() < m.sha384_pass.best_wall_ns() {
+            &m.sha384sum
+        } else {
+            &m.sha384_pass
+        };
         let _ = write!(out, "| command | wall s (best of {}) | CPU s | cores | peak RSS MiB | MiB/s | ÷ floor time |\n|---|---:|---:|---:|---:|---:|---:|\n", r.settings.measure_runs);
         let file_mib: f64 = mib(m.file_bytes).parse().unwrap_or(0.0);
         for (label, t) in [
@@ -251,7 +280,11 @@ All four read the same file: the plain EIF that AWS `eif_build` wrote in the pac
             row(&mut out, label, t, &[format!("{:.0}", file_mib / t.wall_s()), wall_ratio(t, floor)]);
         }
         let sp = m.aws.best_wall_ns() as f64 / m.describe.best_wall_ns() as f64;
-        targets.add("describe ≥ 2x faster than AWS EifReader", format!("{}x", wall_ratio(&m.aws, &m.describe)), sp >= 2.0);
+        targets.add(
+            "describe ≥ 2x faster than AWS EifReader",
+            format!("{}x", wall_ratio(&m.aws, &m.describe)),
+            sp >= 2.0,
+        );
         let vs = m.describe.best_wall_ns() as f64 / floor.best_wall_ns() as f64;
         targets.add(
             "describe within 1.25x of one SHA-384 pass (the faster of sha384_pass and sha384sum)",
@@ -260,7 +293,11 @@ All four read the same file: the plain EIF that AWS `eif_build` wrote in the pac
         );
         out.push_str("\nThe floor is the faster of the two single-core passes in wall time. On a busy machine a process also waits for a core, so wall times of sequential runs can differ more than their work does: the CPU column (user + system, least over the runs) shows the work itself.\n");
         let rss = format!("{:.1}", m.describe.rss_mib());
-        targets.add("peak RSS of eifbake describe < 64 MiB", format!("{rss} MiB"), rss.parse::<f64>().unwrap_or(f64::MAX) <= 64.0);
+        targets.add(
+            "peak RSS of eifbake describe < 64 MiB",
+            format!("{rss} MiB"),
+            rss.parse::<f64>().unwrap_or(f64::MAX) <= 64.0,
+        );
         targets.add("eifbake describe and AWS EifReader agree on PCR0/1/2", agree, m.disagreement.is_none());
         out
     })
@@ -294,12 +331,12 @@ Flat means: the peak at the largest size is within 1.25x of the peak at the smal
             }
             out.push('\n');
         }
-        memory_targets(r, m, targets);
+        memory_targets(m, targets);
         out
     })
 }
 
-fn memory_targets(r: &Results, m: &Memory, targets: &mut Targets) {
+fn memory_targets(m: &Memory, targets: &mut Targets) {
     let last = m.sizes.len() - 1;
     let (small, large) = (m.sizes[0], m.sizes[last]);
     for step in m.steps.iter().filter(|s| s.eifbake) {
@@ -318,7 +355,6 @@ fn memory_targets(r: &Results, m: &Memory, targets: &mut Targets) {
             met,
         );
     }
-    let _ = r;
 }
 
 fn unpack(r: &Results, targets: &mut Targets) -> String {
@@ -342,7 +378,7 @@ eifbake: `eifbake::oci::layer::apply_layers` through `eifbake-bench tool apply-l
         let _ = write!(out, "\n| command | wall s (best of {}) | CPU s | cores | peak RSS MiB | ÷ tar time |\n|---|---:|---:|---:|---:|---:|\n", r.settings.runs);
         row(&mut out, "GNU tar -xzf, 3 layers", &u.tar, &["1.00".into()]);
         let vs = wall_ratio(&u.eifbake, &u.tar);
-        row(&mut out, "eifbake apply_layers, 3 layers", &u.eifbake, &[vs.clone()]);
+        row(&mut out, "eifbake apply_layers, 3 layers", &u.eifbake, std::slice::from_ref(&vs));
         let met = u.eifbake.best_wall_ns() as f64 / u.tar.best_wall_ns() as f64 <= 1.2;
         targets.add("layer application within 1.2x of GNU tar -xzf", format!("{vs}x tar's time"), met);
         targets.add("layer application gives the same entries as GNU tar", yes_no(same), same);

@@ -71,7 +71,13 @@ impl Ctx {
             c.stdout(fs::File::create(&out)?).stderr(fs::File::create(&err)?);
             Ok(c)
         };
-        let t = time_runs(runs, prep, make, |status| format!("{name}: {status}: {}", tail(&err, 3)), Some(&report))?;
+        let t = time_runs(
+            runs,
+            prep,
+            make,
+            |status| format!("{name}: {status}: {}", tail(&err, 3)),
+            Some(&report),
+        )?;
         log(&format!(
             "{name}: best of {runs} {:.2} s (median {:.2} s), CPU {:.2} s, peak RSS {:.1} MiB",
             t.wall_s(),
@@ -118,7 +124,8 @@ pub fn tail(p: &Path, n: usize) -> String {
 
 /// Progress on stderr: `[bench HH:MM:SS] message`.
 pub fn log(msg: &str) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let (h, m, s) = ((now / 3600) % 24, (now / 60) % 60, now % 60);
     eprintln!("[bench {h:02}:{m:02}:{s:02}] {msg}");
 }

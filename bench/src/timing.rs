@@ -213,8 +213,9 @@ mod tests {
 
     #[test]
     fn a_failing_command_is_an_error_with_its_description() {
-        let e = time_runs(3, || Ok(()), || sh("exit 3"), |s| format!("it exited {}", s.code().unwrap()), None)
-            .unwrap_err();
+        let e =
+            time_runs(3, || Ok(()), || sh("exit 3"), |s| format!("it exited {}", s.code().unwrap()), None)
+                .unwrap_err();
         assert_eq!(e.to_string(), "it exited 3");
     }
 

@@ -26,7 +26,9 @@ fn tables(md: &str) -> Vec<(String, Vec<Vec<String>>)> {
     for l in md.lines() {
         if let Some(h) = l.strip_prefix("## ") {
             out.push((h.to_string(), Vec::new()));
-        } else if l.starts_with("| ") && !l.starts_with("| command |") && !l.starts_with("| step |") {
+        } else if l.starts_with("| ")
+            && !["| command |", "| step |", "| target |"].iter().any(|h| l.starts_with(h))
+        {
             let cells: Vec<String> = l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect();
             if let Some(last) = out.last_mut() {
                 last.1.push(cells);
@@ -73,6 +75,20 @@ fn quick_run_renders_every_table_with_figures() {
             assert!(rows.iter().all(|r| r[2] == "met" || r[2] == "**missed**"), "{rows:?}");
             continue;
         }
+        if prefix == "memory" {
+            // `RSS MiB (wall s)` per tree size (the peers' may be n/a).
+            for r in rows.iter().filter(|r| r[0].starts_with("eifbake")) {
+                assert_eq!(r.len(), 3, "{h}: two tree sizes: {r:?}");
+                for c in &r[1..] {
+                    let (rss, wall) = c.split_once(" (").unwrap_or_else(|| panic!("{h}: {r:?}"));
+                    let rss: f64 = rss.parse().unwrap_or_else(|_| panic!("{h}: {r:?}"));
+                    let wall: f64 =
+                        wall.trim_end_matches(')').parse().unwrap_or_else(|_| panic!("{h}: {r:?}"));
+                    assert!(rss > 0.0 && wall > 0.0, "{h}: {r:?}");
+                }
+            }
+            continue;
+        }
         for r in rows {
             // wall, CPU, cores, RSS: numbers, wall and RSS above zero.
             let nums: Vec<f64> = r[1..5]
@@ -85,7 +101,8 @@ fn quick_run_renders_every_table_with_figures() {
     assert!(md.contains("## fuzzing"), "fuzz/RESULTS.md is included");
     assert!(md.contains("## Exact commands"));
 
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(json["settings"]["quick"], true);
     let walls = json["pack"]["done"]["eb_plain"]["timing"]["wall_ns"].as_array().unwrap();
     assert_eq!(walls.len(), 1, "quick mode runs once");
@@ -95,7 +112,8 @@ fn quick_run_renders_every_table_with_figures() {
     let rss = json["measure"]["done"]["sha384sum"]["rss_kib"][0].as_u64().unwrap();
     assert!(rss < 16 * 1024, "sha384sum peak {rss} KiB");
 
-    let checked_in = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md")).unwrap();
+    let checked_in =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md")).unwrap();
     assert_eq!(skeleton(&checked_in), skeleton(&md), "bench/RESULTS.md is not in the renderer's format");
     std::fs::remove_dir_all(&tmp).unwrap();
 }

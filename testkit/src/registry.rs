@@ -104,7 +104,9 @@ impl LoopbackRegistry {
                 .stdout(Stdio::from(logf.try_clone()?))
                 .stderr(Stdio::from(logf))
                 .spawn()
-                .context("cannot run docker-registry (Debian package docker-registry; see scripts/deps.sh)")?;
+                .context(
+                    "cannot run docker-registry (Debian package docker-registry; see scripts/deps.sh)",
+                )?;
             if wait_ready(&mut child, &addr, Duration::from_secs(15)) {
                 return Ok(LoopbackRegistry { child, addr, data, log, _dir: dir });
             }

@@ -36,7 +36,8 @@ pub fn run(ctx: &Ctx) -> Result<Measure> {
 /// PCR0/1/2 of AWS's `<hex> PCRn` lines equal eifbake's JSON, else the last
 /// difference.
 fn disagreement(aws: &str, describe_json: &str) -> Result<Option<String>> {
-    let v: serde_json::Value = serde_json::from_str(describe_json).context("eifbake describe --json output")?;
+    let v: serde_json::Value =
+        serde_json::from_str(describe_json).context("eifbake describe --json output")?;
     let mut diff = None;
     for n in ["PCR0", "PCR1", "PCR2"] {
         let a = aws.lines().find_map(|l| l.strip_suffix(&format!(" {n}"))).unwrap_or("");

@@ -12,7 +12,11 @@ use crate::run::{log, remove, Ctx};
 /// (label, eifbake's?, command): `$MT` is the tree, `$MP` the output directory.
 const STEPS: [(&str, bool, &str); 5] = [
     ("eifbake ramdisk --gzip", true, r#""$EB" ramdisk --gzip "$MT" -o "$MP/r.cpio.gz""#),
-    ("eifbake eif", true, r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$MP/r.cpio.gz" -o "$MP/e.eif""#),
+    (
+        "eifbake eif",
+        true,
+        r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$MP/r.cpio.gz" -o "$MP/e.eif""#,
+    ),
     ("eifbake describe", true, r#""$EB" describe "$MP/e.eif""#),
     (
         "AWS eif_build",
@@ -31,7 +35,11 @@ pub fn run(ctx: &mut Ctx, main_size: u64, scale: &[u64]) -> Result<Memory> {
     }
     let mut steps: Vec<MemoryStep> = STEPS
         .iter()
-        .map(|(label, eifbake, _)| MemoryStep { label: label.to_string(), eifbake: *eifbake, timings: vec![] })
+        .map(|(label, eifbake, _)| MemoryStep {
+            label: label.to_string(),
+            eifbake: *eifbake,
+            timings: vec![],
+        })
         .collect();
     let mut entries = Vec::new();
     for &size in &sizes {

@@ -22,8 +22,7 @@ pub const SH_PACK_GZ: &str = r#"cd "$TREE" && find . | LC_ALL=C sort | cpio -o -
 pub const SH_PACK_PIGZ: &str = r#"cd "$TREE" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | pigz -n >"$P/pigz.cpio.gz" && "$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/pigz.cpio.gz" --output "$P/pigz.eif" >/dev/null"#;
 
 pub const SIGN_EB: &str = r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null"#;
-pub const SIGN_EB_UNSIGNED: &str =
-    r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-unsigned.eif" >/dev/null"#;
+pub const SIGN_EB_UNSIGNED: &str = r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-unsigned.eif" >/dev/null"#;
 pub const SIGN_AWS: &str = r#""$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" --output "$P/aws-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null"#;
 
 pub const M_SHA: &str = r#""$BENCH" tool sha384-pass "$MEIF""#;
@@ -37,7 +36,8 @@ pub const UNPACK_TAR: &str =
 pub const UNPACK_EB: &str =
     r#""$BENCH" tool apply-layers "$U/eb" "$L/layer1.tar.gz" "$L/layer2.tar.gz" "$L/layer3.tar.gz""#;
 
-pub const PULL_SKOPEO: &str = r#"skopeo copy --quiet --src-tls-verify=false "docker://$IMAGE" "oci:$PL/skopeo:bench""#;
+pub const PULL_SKOPEO: &str =
+    r#"skopeo copy --quiet --src-tls-verify=false "docker://$IMAGE" "oci:$PL/skopeo:bench""#;
 pub const PULL_EB: &str = r#""$EB" --store "$PL/store" fetch "$RECIPE""#;
 
 /// Whether two files hold the same bytes.

@@ -17,7 +17,11 @@ pub fn run(ctx: &Ctx) -> Result<Pack> {
     log(&format!("pack: {} runs each", ctx.runs));
     let row = |name: &str, cmd: &str, ramdisk: &str, eif: &str| -> Result<PackRow> {
         let timing = ctx.timed(name, ctx.runs, cmd, &[])?;
-        Ok(PackRow { timing, ramdisk_bytes: file_size(&p.join(ramdisk))?, eif_bytes: file_size(&p.join(eif))? })
+        Ok(PackRow {
+            timing,
+            ramdisk_bytes: file_size(&p.join(ramdisk))?,
+            eif_bytes: file_size(&p.join(eif))?,
+        })
     };
     let failed = |e: anyhow::Error| e.context("a pack command failed");
     Ok(Pack {
