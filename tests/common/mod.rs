@@ -19,11 +19,14 @@ pub mod rootfs;
 use std::path::{Path, PathBuf};
 
 use eifbake::oci::store::{Descriptor, Store};
+// Each test binary uses a subset of these too.
+#[allow(unused_imports)]
 pub use eifbake_testkit::oci::{
     busybox_layer, busybox_layer_from, layer_tar, push, push_multi_arch, skopeo, write_image, write_index,
     Entry,
 };
 /// The loopback registry, under the name the tests have always used.
+#[allow(unused_imports)]
 pub use eifbake_testkit::registry::LoopbackRegistry as TestRegistry;
 
 /// The variable that lets a non-root developer skip the root-only checks.
