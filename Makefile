@@ -65,5 +65,7 @@ demo-arm64: deps build
 demo-apps: deps build
 	bash scripts/demo-apps.sh
 
+# The benchmark harness (bench/, crate eifbake-bench): bench/RESULTS.md and
+# target/bench/results.json. `cargo test -p eifbake-bench` runs its quick mode.
 bench: deps build
-	bash bench/run.sh
+	$(CARGO) run --release --locked -p eifbake-bench -- run

@@ -8,8 +8,8 @@
 #   - N single `eifbake build --no-cache` runs (fresh output directory each);
 #   - `eifbake check --runs N` with every variation on (its N builds, its
 #     per-run project and store copies, its comparison);
-# and prints both wall times and the ratio check / N builds. Meant for
-# bench/run.sh or by hand:
+# and prints both wall times and the ratio check / N builds. Run by hand
+# (the benchmark harness, `make bench`, does not run it):
 #
 #   cargo build --release && bash bench/check.sh          # N=2
 #   N=4 bash bench/check.sh

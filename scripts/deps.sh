@@ -23,8 +23,7 @@ PACKAGES=(
   # the demo's throwaway signing key; scripts/make-test-signing-keys.sh
   openssl
   # benchmarks
-  hyperfine time
-  jq  # bench/run.sh reads JSON summaries
+  hyperfine
 )
 
 # The tests and demos boot both architectures: they download Debian's amd64

@@ -2,9 +2,11 @@
 //! hence `dead_code` is allowed here and nowhere else): the clean-environment
 //! `eifbake` runner ([`bin`]), root-only checks ([`root_or_skip`]), `git`
 //! with a fixed identity ([`git`]), the QEMU boot harness ([`qemu`]),
-//! busybox root filesystems ([`rootfs`]), a real loopback OCI registry
-//! (Debian's `docker-registry`, CNCF distribution), fixture images built from
-//! scratch into OCI layouts, and `skopeo` to push them.
+//! busybox root filesystems ([`rootfs`]), and the fixture images the tests
+//! push. The loopback OCI registry (Debian's `docker-registry`, CNCF
+//! distribution), the OCI layout writers and `skopeo` live in the
+//! `eifbake-testkit` crate (testkit/), shared with the benchmark harness,
+//! and are re-exported here.
 //!
 //! Every helper panics with a message saying what failed: these are tests.
 #![allow(dead_code)]
@@ -16,141 +18,20 @@ pub mod http;
 pub mod qemu;
 pub mod rootfs;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use eifbake::digest::Digest;
-use eifbake::oci::model::{self, media, Descriptor};
+use eifbake::oci::model::{self, Descriptor};
 use eifbake::oci::store::Store;
-
-/// A `docker-registry serve` on 127.0.0.1:<free port> with a temporary
-/// storage root; killed when dropped. Its access log counts requests.
-pub struct TestRegistry {
-    child: Child,
-    /// `127.0.0.1:PORT`
-    pub addr: String,
-    /// The filesystem storage root (`docker/registry/v2/...` lives below it).
-    pub data: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
-}
-
-/// Poll `GET /v2/` until it answers 200, the child exits, or `timeout` passes.
-fn wait_ready(child: &mut Child, addr: &str, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if let Ok(mut s) = TcpStream::connect(addr) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let req = format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-            if s.write_all(req.as_bytes()).is_ok() {
-                let mut buf = String::new();
-                let _ = s.read_to_string(&mut buf);
-                // 401 is a live registry too (one that wants credentials).
-                let status = buf.lines().next().unwrap_or("");
-                if status.starts_with("HTTP/1.") && (status.contains(" 200 ") || status.contains(" 401 ")) {
-                    return true;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-impl TestRegistry {
-    pub fn start() -> TestRegistry {
-        TestRegistry::start_with(None)
-    }
-
-    /// A registry requiring HTTP basic auth, `htpasswd` being one bcrypt
-    /// `user:hash` line (distribution accepts only bcrypt).
-    pub fn start_with_htpasswd(htpasswd: &str) -> TestRegistry {
-        TestRegistry::start_with(Some(htpasswd))
-    }
-
-    fn start_with(htpasswd: Option<&str>) -> TestRegistry {
-        let dir = tempfile::tempdir().unwrap();
-        let auth = match htpasswd {
-            Some(line) => {
-                let p = dir.path().join("htpasswd");
-                std::fs::write(&p, format!("{line}\n")).unwrap();
-                format!("auth:\n  htpasswd:\n    realm: eifbake-test\n    path: {}\n", p.display())
-            }
-            None => String::new(),
-        };
-        let data = dir.path().join("data");
-        let log = dir.path().join("registry.log");
-        let config = dir.path().join("config.yml");
-        for _attempt in 0..5 {
-            // The port is free now; another process could take it before the
-            // registry binds it, hence the retries.
-            let addr = format!("127.0.0.1:{}", free_port());
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth}http:\n  addr: {addr}\n",
-                    data.display()
-                ),
-            )
-            .unwrap();
-            let logf = std::fs::File::create(&log).unwrap();
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config)
-                .stdout(Stdio::from(logf.try_clone().unwrap()))
-                .stderr(Stdio::from(logf))
-                .spawn()
-                .expect("cannot run docker-registry (Debian package docker-registry; see scripts/deps.sh)");
-            if wait_ready(&mut child, &addr, Duration::from_secs(15)) {
-                return TestRegistry { child, addr, data, log, _dir: dir };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "docker-registry did not answer /v2/ after 5 attempts; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-
-    /// The registry's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// How many `GET` requests whose path contains `needle` the registry has answered.
-    pub fn gets(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains("\"GET /v2/") && l.contains(needle)).count()
-    }
-
-    /// Where the registry keeps a blob's bytes.
-    pub fn blob_data(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.data.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
-    }
-
-    /// `127.0.0.1:PORT/<repo>`
-    pub fn image(&self, repo_tag: &str) -> String {
-        format!("{}/{repo_tag}", self.addr)
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// Each test binary uses a subset of these too.
+#[allow(unused_imports)]
+pub use eifbake_testkit::oci::{
+    busybox_layer, busybox_layer_from, layer_tar, push, push_multi_arch, skopeo, write_image, write_index,
+    Entry,
+};
+/// The loopback registry, under the name the tests have always used.
+#[allow(unused_imports)]
+pub use eifbake_testkit::registry::LoopbackRegistry as TestRegistry;
 
 /// The variable that lets a non-root developer skip the root-only checks.
 pub const NONROOT_ENV: &str = "EIFBAKE_TESTS_NONROOT";
@@ -169,156 +50,6 @@ pub fn root_or_skip(what: &str) -> bool {
     );
     eprintln!("WARNING: NOT CHECKED (not root, {NONROOT_ENV} set): {what}");
     false
-}
-
-/// Run skopeo, returning stdout; panics with stderr on failure.
-pub fn skopeo(args: &[&str]) -> String {
-    let out = Command::new("skopeo").args(args).output().expect("cannot run skopeo (Debian package skopeo)");
-    assert!(out.status.success(), "skopeo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// One file, directory or symlink of a fixture layer.
-pub enum Entry<'a> {
-    Dir(&'a str),
-    File(&'a str, &'a [u8], u32),
-    Symlink(&'a str, &'a str),
-    /// A block or character device node: (path, `Block` or `Char`, major, minor).
-    Device(&'a str, tar::EntryType, u32, u32),
-}
-
-/// A deterministic uncompressed layer tar.
-pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mtime(1);
-        h.set_uid(0);
-        h.set_gid(0);
-        match e {
-            Entry::Dir(p) => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                b.append_data(&mut h, p, std::io::empty()).unwrap();
-            }
-            Entry::File(p, data, mode) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(*mode);
-                h.set_size(data.len() as u64);
-                b.append_data(&mut h, p, *data).unwrap();
-            }
-            Entry::Device(p, kind, major, minor) => {
-                h.set_entry_type(*kind);
-                h.set_mode(0o666);
-                h.set_size(0);
-                h.set_device_major(*major).unwrap();
-                h.set_device_minor(*minor).unwrap();
-                b.append_data(&mut h, p, std::io::empty()).unwrap();
-            }
-            Entry::Symlink(p, target) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                b.append_link(&mut h, p, target).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-/// A layer with Debian's static busybox at /bin/busybox and a few applet links.
-pub fn busybox_layer() -> Vec<u8> {
-    busybox_layer_from(Path::new(rootfs::BUSYBOX), &["sh", "ls", "cat", "echo", "cp", "mkdir"])
-}
-
-/// A layer with the static busybox `busybox` (e.g. [`rootfs::busybox_for`]
-/// another arch) at /bin/busybox and a link in /bin for each of `applets`.
-pub fn busybox_layer_from(busybox: &Path, applets: &[&str]) -> Vec<u8> {
-    let bb = std::fs::read(busybox)
-        .unwrap_or_else(|e| panic!("{} (Debian package busybox-static): {e}", busybox.display()));
-    let links: Vec<String> = applets.iter().map(|a| format!("bin/{a}")).collect();
-    let mut entries = vec![Entry::Dir("bin"), Entry::File("bin/busybox", &bb, 0o755)];
-    entries.extend(links.iter().map(|l| Entry::Symlink(l, "busybox")));
-    layer_tar(&entries)
-}
-
-/// Write one image per architecture of `archs` (OCI names) into `store`,
-/// each from `layers(arch)`, and an index over them; push the index to
-/// `dest` (`127.0.0.1:PORT/repo:tag`). Returns the index and the manifests,
-/// in the order of `archs`.
-pub fn push_multi_arch(
-    store: &Store,
-    dest: &str,
-    archs: &[&str],
-    layers: impl Fn(&str) -> Vec<Vec<u8>>,
-) -> (Descriptor, Vec<Descriptor>) {
-    let manifests: Vec<Descriptor> = archs.iter().map(|a| write_image(store, a, &layers(a))).collect();
-    let index = write_index(store, &manifests);
-    let name = dest.rsplit('/').next().unwrap().replace(':', "-");
-    push(store, &name, index.clone(), dest, None);
-    (index, manifests)
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-/// Write an image (config + layers, the first uncompressed, the rest gzip) into
-/// `store` for linux/`arch`; returns the manifest descriptor (with platform).
-pub fn write_image(store: &Store, arch: &str, layers: &[Vec<u8>]) -> Descriptor {
-    let mut layer_descs = Vec::new();
-    let mut diff_ids = Vec::new();
-    for (i, tar) in layers.iter().enumerate() {
-        diff_ids.push(Digest::of(tar).to_string());
-        let (blob, mt) =
-            if i == 0 { (tar.clone(), media::OCI_TAR) } else { (gzip(tar), media::OCI_TAR_GZIP) };
-        let d = store.put_blob_bytes(&blob).unwrap();
-        layer_descs.push(serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": blob.len()}));
-    }
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": arch, "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap();
-    let cd = store.put_blob_bytes(&config).unwrap();
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": media::OCI_CONFIG, "digest": cd.to_string(), "size": config.len()},
-        "layers": layer_descs,
-    }))
-    .unwrap();
-    let md = store.put_blob_bytes(&manifest).unwrap();
-    let mut desc = model::descriptor(media::OCI_MANIFEST, &md, manifest.len() as u64);
-    desc.set_platform(Some(model::platform("linux", arch)));
-    desc
-}
-
-/// Write an image index over `manifests` into `store`; returns its descriptor.
-pub fn write_index(store: &Store, manifests: &[Descriptor]) -> Descriptor {
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
-    }))
-    .unwrap();
-    let d = store.put_blob_bytes(&index).unwrap();
-    model::descriptor(media::OCI_INDEX, &d, index.len() as u64)
-}
-
-/// Name `desc` as `name` in the layout `store` and push it to `dest`
-/// (`127.0.0.1:PORT/repo:tag`) with skopeo (`--all` keeps indexes whole).
-pub fn push(store: &Store, name: &str, desc: Descriptor, dest: &str, creds: Option<&str>) {
-    store.add_image(name, desc).unwrap();
-    let src = format!("oci:{}:{name}", store.root().display());
-    let dst = format!("docker://{dest}");
-    let mut args = vec!["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"];
-    if let Some(c) = creds {
-        args.extend(["--dest-creds", c]);
-    }
-    args.extend([src.as_str(), dst.as_str()]);
-    skopeo(&args);
 }
 
 /// The three fixture images the tests use, pushed to `reg`:

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where Debian's busybox-static installs the binary.
-pub const BUSYBOX: &str = "/bin/busybox";
+pub use eifbake_testkit::oci::BUSYBOX;
 
 /// Debian's static busybox for `arch` (a Debian architecture): the host's
 /// [`BUSYBOX`] for `amd64`, else `busybox-static:ARCH` downloaded once by

@@ -1,9 +1,5 @@
-//! Benchmark helper (used by `bench/run.sh`, not part of eifbake): write a
-//! deterministic synthetic root filesystem of about `SIZE_MIB` MiB.
-//!
-//! ```text
-//! cargo run --release --example bench_gentree -- OUT_DIR SIZE_MIB [KERNEL_FILE]
-//! ```
+//! The synthetic root filesystem the benchmarks pack, unpack and pull: a
+//! deterministic tree of about `size_mib` MiB ([`generate`]).
 //!
 //! The same arguments always give the same tree (names, contents, modes,
 //! mtimes), whatever the machine: every byte comes from a SplitMix64 generator
@@ -20,22 +16,23 @@
 //! - a symlink beside every 97th file, some empty directories, executables
 //!   (0755) among the small files.
 //!
-//! `KERNEL_FILE`, when given, receives an 8 MiB binary-like stand-in for a
-//! kernel image (EIF writers do not parse the kernel), the same bytes for
-//! every `SIZE_MIB`.
+//! The kernel file, when asked for, receives an 8 MiB binary-like stand-in for
+//! a kernel image (EIF writers do not parse the kernel), the same bytes for
+//! every size.
 //!
 //! Not for: anything but benchmarks. It refuses to write into an existing
 //! directory, so a half-written tree is never mistaken for a complete one
-//! (`bench/run.sh` writes to a temporary name and renames on success).
+//! (the harness writes to a temporary name and renames on success). This
+//! file's own text is the tree's version ([`crate::data`] regenerates trees
+//! when it changes), so edit it only to change the tree.
 
-use std::ffi::CString;
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1 << 20;
 /// Every file, directory and symlink gets this mtime (2023-11-14).
@@ -147,24 +144,37 @@ impl Content {
 }
 
 fn set_mtime(path: &Path) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())?;
-    let ts = libc::timespec { tv_sec: MTIME, tv_nsec: 0 };
-    let times = [ts, ts];
-    // SAFETY: c is a valid NUL-terminated path and times points at two timespecs.
-    let rc =
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("set mtime of {}", path.display()));
-    }
-    Ok(())
+    let ts = rustix::fs::Timespec { tv_sec: MTIME, tv_nsec: 0 };
+    let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
+    rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .with_context(|| format!("set mtime of {}", path.display()))
 }
 
-struct Stats {
-    files: u64,
-    dirs: u64,
-    symlinks: u64,
-    bytes: u64,
+/// What a generated tree holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Bytes of file data.
+    pub bytes: u64,
+}
+
+impl TreeStats {
+    /// Files, directories and symlinks together.
+    pub fn entries(&self) -> u64 {
+        self.files + self.dirs + self.symlinks
+    }
+}
+
+/// The generator's state while it writes one tree.
+struct Gen {
+    rng: Rng,
+    content: Content,
+    buf: Vec<u8>,
+    stats: TreeStats,
+    /// Everything created, parents first (mtimes are set in reverse).
+    created: Vec<PathBuf>,
 }
 
 fn write_file(
@@ -192,16 +202,11 @@ fn write_file(
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 2 || args.len() > 3 {
-        bail!("usage: bench_gentree OUT_DIR SIZE_MIB [KERNEL_FILE]");
-    }
-    let root = PathBuf::from(&args[0]);
-    let size_mib: u64 =
-        args[1].parse().with_context(|| format!("SIZE_MIB: expected an integer, got {:?}", args[1]))?;
+/// Write the tree of `size_mib` MiB (at least 16) into `root`, which must not
+/// exist, and the 8 MiB kernel stand-in into `kernel` when given.
+pub fn generate(root: &Path, size_mib: u64, kernel: Option<&Path>) -> Result<TreeStats> {
     if size_mib < 16 {
-        bail!("SIZE_MIB: expected at least 16, got {size_mib}");
+        bail!("tree size: expected at least 16 MiB, got {size_mib}");
     }
     if root.exists() {
         bail!("{}: already exists; give a new directory", root.display());
@@ -209,100 +214,113 @@ fn main() -> Result<()> {
     let total = size_mib * MIB;
     let mut rng = Rng(SEED);
     let content = Content::new(&mut rng);
-    let mut buf = Vec::with_capacity(2 * MIB as usize);
-    let mut stats = Stats { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
-    let mut created: Vec<PathBuf> = Vec::new();
-
-    fs::create_dir(&root).with_context(|| format!("create {}", root.display()))?;
-    created.push(root.clone());
-
-    // Large files: 45% of the bytes, in four files of different kinds.
-    let data = root.join("data");
-    fs::create_dir(&data)?;
-    created.push(data.clone());
-    stats.dirs += 1;
-    let large_total = total * 45 / 100;
-    let large = [
-        ("assets.pak", Kind::Random, 35),
-        ("journal.log", Kind::Text, 25),
-        ("libbig.so", Kind::Binary, 25),
-        ("model.bin", Kind::Random, 15),
-    ];
-    for (name, kind, pct) in large {
-        let size = large_total * pct / 100;
-        let p = data.join(name);
-        write_file(&p, size, kind, 0o644, &mut rng, &content, &mut buf)?;
-        created.push(p);
-        stats.files += 1;
-        stats.bytes += size;
-    }
-
-    // Small files until the budget is used: nested directories of up to 40
-    // files, 12 subdirectories per top directory, then a new level.
-    let small_total = total - stats.bytes;
-    let mut small_bytes = 0u64;
-    let mut n = 0u64;
-    let mut dir = PathBuf::new();
-    while small_bytes < small_total {
-        if n % 40 == 0 {
-            let top = TOP_DIRS[((n / 40) % TOP_DIRS.len() as u64) as usize];
-            let group = n / 40 / TOP_DIRS.len() as u64;
-            let mid = root.join(top).join(format!("pkg-{:04}", group / 12));
-            dir = mid.join(format!("sub-{:02}", group % 12));
-            for d in [root.join(top), mid.clone(), dir.clone()] {
-                if !d.exists() {
-                    fs::create_dir(&d).with_context(|| format!("create {}", d.display()))?;
-                    created.push(d);
-                    stats.dirs += 1;
-                }
-            }
-            if group % 7 == 3 {
-                let empty = dir.join("empty");
-                fs::create_dir(&empty)?;
-                created.push(empty);
-                stats.dirs += 1;
-            }
-        }
-        // Sizes from 64 B to 64 KiB, log-uniform: most files are small.
-        let exp = 6.0 + 10.0 * (rng.below(1 << 20) as f64 / (1u64 << 20) as f64);
-        let size = (exp.exp2() as u64).min(small_total - small_bytes).max(1);
-        let (kind, ext) = match rng.below(10) {
-            0..=3 => (Kind::Text, "txt"),
-            4..=6 => (Kind::Binary, "o"),
-            _ => (Kind::Random, "dat"),
-        };
-        let mode = if matches!(kind, Kind::Binary) && rng.below(3) == 0 { 0o755 } else { 0o644 };
-        let name = format!("f{n:06}.{ext}");
-        let p = dir.join(&name);
-        write_file(&p, size, kind, mode, &mut rng, &content, &mut buf)?;
-        created.push(p);
-        stats.files += 1;
-        stats.bytes += size;
-        small_bytes += size;
-        if n % 97 == 0 {
-            let l = dir.join(format!("link-{n:06}"));
-            symlink(&name, &l)?;
-            created.push(l);
-            stats.symlinks += 1;
-        }
-        n += 1;
-    }
-
+    let mut g = Gen {
+        rng,
+        content,
+        buf: Vec::with_capacity(2 * MIB as usize),
+        stats: TreeStats::default(),
+        created: Vec::new(),
+    };
+    fs::create_dir(root).with_context(|| format!("create {}", root.display()))?;
+    g.created.push(root.to_path_buf());
+    g.large_files(root, total)?;
+    g.small_files(root, total)?;
     // Children before parents, so a directory's mtime is set last.
-    for p in created.iter().rev() {
+    for p in g.created.iter().rev() {
         set_mtime(p)?;
     }
-
-    if let Some(kernel) = args.get(2) {
+    if let Some(p) = kernel {
         // Its own generator, so the kernel is the same for every tree size.
         let mut krng = Rng(SEED ^ 0x6b65_726e_656c);
-        let p = Path::new(kernel);
-        write_file(p, 8 * MIB, Kind::Binary, 0o644, &mut krng, &content, &mut buf)?;
+        write_file(p, 8 * MIB, Kind::Binary, 0o644, &mut krng, &g.content, &mut g.buf)?;
         set_mtime(p)?;
     }
-    println!(
-        "{{\"files\": {}, \"dirs\": {}, \"symlinks\": {}, \"bytes\": {}}}",
-        stats.files, stats.dirs, stats.symlinks, stats.bytes
-    );
-    Ok(())
+    Ok(g.stats)
+}
+
+impl Gen {
+    /// Large files: 45% of the bytes, in four files of different kinds.
+    fn large_files(&mut self, root: &Path, total: u64) -> Result<()> {
+        let data = root.join("data");
+        fs::create_dir(&data)?;
+        self.created.push(data.clone());
+        self.stats.dirs += 1;
+        let large_total = total * 45 / 100;
+        let large = [
+            ("assets.pak", Kind::Random, 35),
+            ("journal.log", Kind::Text, 25),
+            ("libbig.so", Kind::Binary, 25),
+            ("model.bin", Kind::Random, 15),
+        ];
+        for (name, kind, pct) in large {
+            let size = large_total * pct / 100;
+            let p = data.join(name);
+            write_file(&p, size, kind, 0o644, &mut self.rng, &self.content, &mut self.buf)?;
+            self.created.push(p);
+            self.stats.files += 1;
+            self.stats.bytes += size;
+        }
+        Ok(())
+    }
+
+    /// Small files until the budget is used: nested directories of up to 40
+    /// files, 12 subdirectories per top directory, then a new level.
+    fn small_files(&mut self, root: &Path, total: u64) -> Result<()> {
+        let small_total = total - self.stats.bytes;
+        let mut small_bytes = 0u64;
+        let mut n = 0u64;
+        let mut dir = PathBuf::new();
+        while small_bytes < small_total {
+            if n % 40 == 0 {
+                dir = self.next_dir(root, n)?;
+            }
+            // Sizes from 64 B to 64 KiB, log-uniform: most files are small.
+            let exp = 6.0 + 10.0 * (self.rng.below(1 << 20) as f64 / (1u64 << 20) as f64);
+            let size = (exp.exp2() as u64).min(small_total - small_bytes).max(1);
+            let (kind, ext) = match self.rng.below(10) {
+                0..=3 => (Kind::Text, "txt"),
+                4..=6 => (Kind::Binary, "o"),
+                _ => (Kind::Random, "dat"),
+            };
+            let mode = if matches!(kind, Kind::Binary) && self.rng.below(3) == 0 { 0o755 } else { 0o644 };
+            let name = format!("f{n:06}.{ext}");
+            let p = dir.join(&name);
+            write_file(&p, size, kind, mode, &mut self.rng, &self.content, &mut self.buf)?;
+            self.created.push(p);
+            self.stats.files += 1;
+            self.stats.bytes += size;
+            small_bytes += size;
+            if n % 97 == 0 {
+                let l = dir.join(format!("link-{n:06}"));
+                symlink(&name, &l)?;
+                self.created.push(l);
+                self.stats.symlinks += 1;
+            }
+            n += 1;
+        }
+        Ok(())
+    }
+
+    /// The directory for small files `n..n + 40`, created with its parents
+    /// (and, for every 7th group, an empty sibling directory).
+    fn next_dir(&mut self, root: &Path, n: u64) -> Result<PathBuf> {
+        let top = TOP_DIRS[((n / 40) % TOP_DIRS.len() as u64) as usize];
+        let group = n / 40 / TOP_DIRS.len() as u64;
+        let mid = root.join(top).join(format!("pkg-{:04}", group / 12));
+        let dir = mid.join(format!("sub-{:02}", group % 12));
+        for d in [root.join(top), mid.clone(), dir.clone()] {
+            if !d.exists() {
+                fs::create_dir(&d).with_context(|| format!("create {}", d.display()))?;
+                self.created.push(d);
+                self.stats.dirs += 1;
+            }
+        }
+        if group % 7 == 3 {
+            let empty = dir.join("empty");
+            fs::create_dir(&empty)?;
+            self.created.push(empty);
+            self.stats.dirs += 1;
+        }
+        Ok(dir)
+    }
 }

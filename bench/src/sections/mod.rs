@@ -1,0 +1,46 @@
+//! The benchmark's sections, each a function from the context to its typed
+//! figures ([`crate::results`]); an error skips the section with its reason
+//! and the others still run. The shell commands they time are the constants
+//! here, which the report prints verbatim.
+//!
+//! Not for: rendering or judging the figures ([`crate::render`] does).
+//!
+//! Invariant: numbers are never made up: every figure comes from a command a
+//! section ran in this run.
+
+pub mod measure;
+pub mod memory;
+pub mod pack;
+pub mod pull;
+pub mod sign;
+pub mod unpack;
+
+pub const EB_PACK_PLAIN: &str = r#""$EB" ramdisk "$TREE" -o "$P/eb.cpio" && "$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb.eif""#;
+pub const SH_PACK_PLAIN: &str = r#"cd "$TREE" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet >"$P/sh.cpio" && "$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/sh.cpio" --output "$P/sh.eif" >/dev/null"#;
+pub const EB_PACK_GZ: &str = r#""$EB" ramdisk --gzip "$TREE" -o "$P/eb.cpio.gz" && "$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio.gz" -o "$P/eb-gz.eif""#;
+pub const SH_PACK_GZ: &str = r#"cd "$TREE" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | gzip -n >"$P/sh.cpio.gz" && "$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/sh.cpio.gz" --output "$P/sh-gz.eif" >/dev/null"#;
+pub const SH_PACK_PIGZ: &str = r#"cd "$TREE" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet | pigz -n >"$P/pigz.cpio.gz" && "$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/pigz.cpio.gz" --output "$P/pigz.eif" >/dev/null"#;
+
+pub const SIGN_EB: &str = r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null"#;
+pub const SIGN_EB_UNSIGNED: &str = r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" -o "$P/eb-unsigned.eif" >/dev/null"#;
+pub const SIGN_AWS: &str = r#""$EIF_BUILD" --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$P/eb.cpio" --output "$P/aws-signed.eif" --signing-certificate "$SIGN_CERT" --private-key "$SIGN_KEY" >/dev/null"#;
+
+pub const M_SHA: &str = r#""$BENCH" tool sha384-pass "$MEIF""#;
+pub const M_SHA384SUM: &str = r#"sha384sum "$MEIF""#;
+pub const M_DESCRIBE: &str = r#""$EB" describe "$MEIF""#;
+pub const M_DESCRIBE_JSON: &str = r#""$EB" describe --json "$MEIF""#;
+pub const M_AWS: &str = r#""$BENCH" tool aws-measure "$MEIF""#;
+
+pub const UNPACK_TAR: &str =
+    r#"mkdir "$U/tar" && for i in 1 2 3; do tar -xzf "$L/layer$i.tar.gz" -C "$U/tar" || exit 1; done"#;
+pub const UNPACK_EB: &str =
+    r#""$BENCH" tool apply-layers "$U/eb" "$L/layer1.tar.gz" "$L/layer2.tar.gz" "$L/layer3.tar.gz""#;
+
+pub const PULL_SKOPEO: &str =
+    r#"skopeo copy --quiet --src-tls-verify=false "docker://$IMAGE" "oci:$PL/skopeo:bench""#;
+pub const PULL_EB: &str = r#""$EB" --store "$PL/store" fetch "$RECIPE""#;
+
+/// Whether two files hold the same bytes.
+pub fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> anyhow::Result<bool> {
+    Ok(std::fs::read(a)? == std::fs::read(b)?)
+}
