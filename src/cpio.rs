@@ -858,6 +858,9 @@ fn walk_listing(dir: &Path, key: &[u8], listing: Vec<Listed>, visit: &mut Visit<
     Ok(())
 }
 
+/// A visited name: its node, nlink, and a directory's own listing.
+type Visited = (Node, u32, Option<Vec<Listed>>);
+
 /// What [`walk_listing`] does at a sort key.
 #[derive(Clone, Copy)]
 enum Event {
@@ -870,7 +873,7 @@ enum Event {
 /// `lstat` one listed name (`listed_dir`: the listing said it is a
 /// directory): its node, nlink and, for a directory, its listing; `None`
 /// for a socket.
-fn visit_node(host: &Path, listed_dir: bool) -> Result<Option<(Node, u32, Option<Vec<Listed>>)>> {
+fn visit_node(host: &Path, listed_dir: bool) -> Result<Option<Visited>> {
     let md = std::fs::symlink_metadata(host).map_err(|source| CpioError::Host {
         path: host.to_path_buf(),
         what: "cannot stat",
