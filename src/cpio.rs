@@ -1,6 +1,8 @@
 //! Normalised newc cpio ramdisks: an in-memory [`Tree`] of enclave paths, a
-//! streaming writer that turns it into the same bytes on any host, and a
-//! streaming [`Reader`] for `diff`, `describe` and tests.
+//! streaming writer that turns it into the same bytes on any host, a
+//! streaming walk that packs a host directory without holding its tree
+//! ([`write_host_dir`]), and a streaming [`Reader`] for `diff`, `describe`
+//! and tests.
 //!
 //! For: building the ramdisks that go into an EIF, and reading them back.
 //! Not for: compression (see [`crate::gzip`]; the [`Reader`] does detect and
@@ -17,6 +19,10 @@
 //!   [`Tree::add_hard_link`], [`Tree::merge`] (one tree on top of another);
 //!   change it with [`Tree::remove`] and [`Tree::set_mode`]; write it with [`Tree::write`] (or
 //!   [`Tree::write_with_progress`]), which returns a [`WriteSummary`].
+//! - [`write_host_dir`]: the bytes of [`Tree::add_host_dir`] on an empty
+//!   tree followed by [`Tree::write`], streamed: memory is bounded by the
+//!   directory listings being walked (and the multiply-linked files), not by
+//!   the number of entries. Invariant: the two give the same bytes.
 //! - [`Reader`]: iterate a newc archive (plain or gzip) entry by entry
 //!   ([`Reader::next_entry`] gives an [`Entry`]), reading each entry's content
 //!   as a stream ([`Reader::data`], [`Reader::data_sha256`],
