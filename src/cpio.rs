@@ -703,7 +703,7 @@ fn host_file_node(host: &Path, md: &std::fs::Metadata) -> Node {
 /// [`Tree::write_with_progress`], without holding the tree in memory.
 ///
 /// The walk reads and sorts one directory listing at a time (see
-/// [`HostWalk`]), so memory is bounded by the listings of the directories
+/// `HostWalk`), so memory is bounded by the listings of the directories
 /// being walked, not by the number of entries. Hard links need the size of
 /// each group in the first name's header: a first walk counts the names of
 /// host files with more than one link (memory proportional to those files
