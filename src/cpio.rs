@@ -1,6 +1,8 @@
 //! Normalised newc cpio ramdisks: an in-memory [`Tree`] of enclave paths, a
-//! streaming writer that turns it into the same bytes on any host, and a
-//! streaming [`Reader`] for `diff`, `describe` and tests.
+//! streaming writer that turns it into the same bytes on any host, a
+//! streaming walk that packs a host directory without holding its tree
+//! ([`write_host_dir`]), and a streaming [`Reader`] for `diff`, `describe`
+//! and tests.
 //!
 //! For: building the ramdisks that go into an EIF, and reading them back.
 //! Not for: compression (see [`crate::gzip`]; the [`Reader`] does detect and
@@ -17,6 +19,10 @@
 //!   [`Tree::add_hard_link`], [`Tree::merge`] (one tree on top of another);
 //!   change it with [`Tree::remove`] and [`Tree::set_mode`]; write it with [`Tree::write`] (or
 //!   [`Tree::write_with_progress`]), which returns a [`WriteSummary`].
+//! - [`write_host_dir`]: the bytes of [`Tree::add_host_dir`] on an empty
+//!   tree followed by [`Tree::write`], streamed: memory is bounded by the
+//!   directory listings being walked (and the multiply-linked files), not by
+//!   the number of entries. Invariant: the two give the same bytes.
 //! - [`Reader`]: iterate a newc archive (plain or gzip) entry by entry
 //!   ([`Reader::next_entry`] gives an [`Entry`]), reading each entry's content
 //!   as a stream ([`Reader::data`], [`Reader::data_sha256`],
@@ -69,6 +75,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -448,35 +455,7 @@ impl Tree {
                 what: "cannot stat",
                 source: e.into(),
             })?;
-            let ft = md.file_type();
-            let node = if ft.is_dir() {
-                Node::Dir
-            } else if ft.is_file() {
-                host_file_node(host, &md)
-            } else if ft.is_symlink() {
-                let target = std::fs::read_link(host).map_err(|source| CpioError::Host {
-                    path: host.to_path_buf(),
-                    what: "cannot read symlink",
-                    source,
-                })?;
-                Node::Symlink { target: target.as_os_str().as_bytes().to_vec() }
-            } else if ft.is_char_device() || ft.is_block_device() {
-                let (major, minor) = split_dev(md.rdev());
-                if ft.is_char_device() {
-                    Node::CharDevice { major, minor }
-                } else {
-                    Node::BlockDevice { major, minor }
-                }
-            } else if ft.is_fifo() {
-                Node::Fifo
-            } else if ft.is_socket() {
-                continue;
-            } else {
-                return Err(CpioError::HostType {
-                    path: host.to_path_buf(),
-                    reason: format!("unsupported file type (mode {:#o})", md.mode()),
-                });
-            };
+            let Some(node) = host_node(host, &md)? else { continue };
             self.insert(&key, node)?;
         }
         Ok(())
@@ -556,25 +535,16 @@ impl Tree {
         if let Some(path) = self.modes.keys().find(|k| !self.nodes.contains_key(*k)) {
             return Err(CpioError::UnknownOverride { path: lossy(path) });
         }
-        let mut entries = Entries {
-            w: CountingWriter { inner: out, count: 0 },
-            counts: self.link_counts(),
-            written_links: HashMap::new(),
-            next_ino: 1,
-            progress,
-        };
-        let mut summary = WriteSummary { entries: 0, bytes: 0, data_bytes: 0 };
+        let counts = self.link_counts();
+        let mut entries = Entries::new(out, counts.group_size, progress);
         for (key, node) in &self.nodes {
-            let h = Header { mode: self.mode_of(key, node), mtime, nlink: 1, ..Header::default() };
-            summary.entries += 1;
-            summary.data_bytes += entries.entry(key, node, h)?;
+            let mut h = Header { mode: self.mode_of(key, node), mtime, nlink: 1, ..Header::default() };
+            if let Node::Dir = node {
+                h.nlink = 2 + counts.subdirs.get(key.as_slice()).copied().unwrap_or(0);
+            }
+            entries.entry(key, node, h)?;
         }
-        let mut w = entries.w;
-        let trailer = Header { nlink: 1, ..Header::default() };
-        trailer.write(&mut w, TRAILER.as_bytes())?;
-        w.flush().map_err(CpioError::Write)?;
-        summary.bytes = w.count;
-        Ok(summary)
+        entries.finish()
     }
 
     /// Subdirectory counts (for directory nlink) and hard-link group sizes.
@@ -604,28 +574,57 @@ struct LinkCounts<'a> {
 
 /// The entries of one archive being written, in order: the inode numbers
 /// handed out (1, 2, 3, ...) and the hard-link groups already written.
-struct Entries<'a, W> {
+struct Entries<'p, W> {
     w: CountingWriter<W>,
-    counts: LinkCounts<'a>,
+    /// Number of names of each hard-link group in the whole archive.
+    group_size: HashMap<LinkKey, u32>,
     /// Hard-link groups already written: inode, mode, first name.
-    written_links: HashMap<LinkKey, (u32, u32, &'a [u8])>,
+    written_links: HashMap<LinkKey, (u32, u32, Vec<u8>)>,
     next_ino: u32,
-    progress: &'a Progress,
+    summary: WriteSummary,
+    progress: &'p Progress,
 }
 
-impl<'a, W: Write> Entries<'a, W> {
+impl<'p, W: Write> Entries<'p, W> {
+    fn new(out: W, group_size: HashMap<LinkKey, u32>, progress: &'p Progress) -> Self {
+        Entries {
+            w: CountingWriter { inner: out, count: 0 },
+            group_size,
+            written_links: HashMap::new(),
+            next_ino: 1,
+            summary: WriteSummary { entries: 0, bytes: 0, data_bytes: 0 },
+            progress,
+        }
+    }
+
     fn new_ino(&mut self) -> u32 {
         let i = self.next_ino;
         self.next_ino += 1;
         i
     }
 
-    /// Write one entry (`h` holds its mode, mtime and nlink 1); returns its data bytes.
-    fn entry(&mut self, key: &'a [u8], node: &'a Node, mut h: Header) -> Result<u64> {
+    /// Write one entry: `h` holds its mode, mtime and nlink (1, or a
+    /// directory's 2 + subdirectories).
+    fn entry(&mut self, key: &[u8], node: &Node, h: Header) -> Result<()> {
+        self.summary.entries += 1;
+        self.summary.data_bytes += self.entry_body(key, node, h)?;
+        Ok(())
+    }
+
+    /// The trailer; what was written.
+    fn finish(self) -> Result<WriteSummary> {
+        let mut w = self.w;
+        let trailer = Header { nlink: 1, ..Header::default() };
+        trailer.write(&mut w, TRAILER.as_bytes())?;
+        w.flush().map_err(CpioError::Write)?;
+        Ok(WriteSummary { bytes: w.count, ..self.summary })
+    }
+
+    /// [`Entries::entry`]'s header and data; returns its data bytes.
+    fn entry_body(&mut self, key: &[u8], node: &Node, mut h: Header) -> Result<u64> {
         match node {
             Node::Dir => {
                 h.ino = self.new_ino();
-                h.nlink = 2 + self.counts.subdirs.get(key).copied().unwrap_or(0);
                 h.write(&mut self.w, key)?;
                 Ok(0)
             }
@@ -654,18 +653,14 @@ impl<'a, W: Write> Entries<'a, W> {
 
     /// A regular file: a later name of a hard-link group is a header only
     /// (the group's inode, no data); the first carries the content.
-    fn file(
-        &mut self,
-        key: &'a [u8],
-        content: &Content,
-        link: Option<LinkKey>,
-        mut h: Header,
-    ) -> Result<u64> {
+    fn file(&mut self, key: &[u8], content: &Content, link: Option<LinkKey>, mut h: Header) -> Result<u64> {
         let mode = h.mode;
-        let group = link.filter(|l| self.counts.group_size[l] > 1);
+        let size = |l: &LinkKey| self.group_size.get(l).copied().unwrap_or(1);
+        let group = link.filter(|l| size(l) > 1);
         if let Some(l) = group {
-            h.nlink = self.counts.group_size[&l];
-            if let Some(&(ino, first_mode, first)) = self.written_links.get(&l) {
+            h.nlink = size(&l);
+            if let Some((ino, first_mode, first)) = self.written_links.get(&l) {
+                let (ino, first_mode) = (*ino, *first_mode);
                 if first_mode != mode {
                     return Err(CpioError::LinkModes {
                         first: lossy(first),
@@ -681,7 +676,7 @@ impl<'a, W: Write> Entries<'a, W> {
         }
         h.ino = self.new_ino();
         if let Some(l) = group {
-            self.written_links.insert(l, (h.ino, mode, key));
+            self.written_links.insert(l, (h.ino, mode, key.to_vec()));
         }
         match content {
             Content::Bytes(b) => {
@@ -701,6 +696,251 @@ impl<'a, W: Write> Entries<'a, W> {
 fn host_file_node(host: &Path, md: &std::fs::Metadata) -> Node {
     let link = (md.nlink() > 1).then(|| LinkKey::Host { dev: md.dev(), ino: md.ino() });
     Node::File { content: Content::Host(host.to_path_buf()), executable: md.mode() & 0o111 != 0, link }
+}
+
+/// Pack the host directory `dir` below `prefix` (`""` for the root) straight
+/// into `out`: the same bytes as [`Tree::add_host_dir`] on an empty tree and
+/// [`Tree::write_with_progress`], without holding the tree in memory.
+///
+/// The walk reads and sorts one directory listing at a time (see
+/// `HostWalk`), so memory is bounded by the listings of the directories
+/// being walked, not by the number of entries. Hard links need the size of
+/// each group in the first name's header: a first walk counts the names of
+/// host files with more than one link (memory proportional to those files
+/// only), the second writes; a tree whose links change between the two
+/// walks is an error.
+pub fn write_host_dir<W: Write>(
+    prefix: impl AsRef<[u8]>,
+    dir: impl AsRef<Path>,
+    out: W,
+    epoch: Epoch,
+    progress: &Progress,
+) -> Result<WriteSummary> {
+    let (prefix, dir) = (prefix.as_ref(), dir.as_ref());
+    let mtime = u32::try_from(epoch.0).map_err(|_| CpioError::EpochRange(epoch.0))?;
+    let mut group_size: HashMap<LinkKey, u32> = HashMap::new();
+    HostWalk::new(prefix, dir)?.run(&mut |_, node, _| {
+        if let Node::File { link: Some(l), .. } = node {
+            *group_size.entry(*l).or_default() += 1;
+        }
+        Ok(())
+    })?;
+    let mut entries = Entries::new(out, group_size.clone(), progress);
+    let mut seen: HashMap<LinkKey, u32> = HashMap::new();
+    HostWalk::new(prefix, dir)?.run(&mut |key, node, nlink| {
+        if let Node::File { link: Some(l), .. } = node {
+            *seen.entry(*l).or_default() += 1;
+        }
+        let h = Header { mode: node.canonical_mode(), mtime, nlink, ..Header::default() };
+        entries.entry(key, node, h)
+    })?;
+    if seen != group_size {
+        return Err(CpioError::HostType {
+            path: dir.to_path_buf(),
+            reason: "hard links changed while the tree was being packed; pack a stable tree".into(),
+        });
+    }
+    entries.finish()
+}
+
+/// One name in a host directory listing.
+struct Listed {
+    name: Vec<u8>,
+    is_dir: bool,
+}
+
+/// What a visitor of [`HostWalk::run`] is given: the entry's path in the
+/// ramdisk, its node, and its nlink (2 + subdirectories for a directory, 1
+/// otherwise).
+type Visit<'v> = dyn FnMut(&[u8], &Node, u32) -> Result<()> + 'v;
+
+/// A walk of a host directory in the writer's order (bytewise by full
+/// path), one directory listing at a time.
+///
+/// Bytewise order is not plain depth-first order: `a-b` (a sibling) sorts
+/// between the directory `a` and its child `a/c`, because `-` < `/`. So each
+/// directory's listing is sorted as events: a name for the entry itself and,
+/// for a subdirectory, the name followed by `/` for "walk its contents here".
+/// No other sibling name falls inside `name/...`, since names hold no `/`.
+/// A subdirectory's listing is read when its own entry is visited (its
+/// nlink needs the count of its subdirectories) and kept until its contents
+/// are walked.
+struct HostWalk {
+    dir: PathBuf,
+    /// Ramdisk paths of the prefix and its missing parents, outermost first.
+    prefix_dirs: Vec<Vec<u8>>,
+    root: Vec<Listed>,
+}
+
+impl HostWalk {
+    fn new(prefix: &[u8], dir: &Path) -> Result<Self> {
+        // A trailing '/' on the prefix is harmless here (`--prefix rootfs/`).
+        let prefix = prefix.strip_suffix(b"/").unwrap_or(prefix);
+        let mut prefix_dirs = Vec::new();
+        if !prefix.is_empty() {
+            let p = normalize(prefix)?;
+            for (i, _) in p.iter().enumerate().filter(|(_, &b)| b == b'/') {
+                prefix_dirs.push(p[..i].to_vec());
+            }
+            prefix_dirs.push(p);
+        }
+        let md = std::fs::metadata(dir).map_err(|source| CpioError::Host {
+            path: dir.to_path_buf(),
+            what: "cannot read directory",
+            source,
+        })?;
+        if !md.is_dir() {
+            return Err(CpioError::HostType { path: dir.to_path_buf(), reason: "not a directory".into() });
+        }
+        let root = read_listing(dir)?;
+        Ok(HostWalk { dir: dir.to_path_buf(), prefix_dirs, root })
+    }
+
+    /// Visit every entry, the prefix directories first.
+    fn run(self, visit: &mut Visit<'_>) -> Result<()> {
+        let root_subdirs = subdirs(&self.root);
+        let n = self.prefix_dirs.len();
+        for (i, p) in self.prefix_dirs.iter().enumerate() {
+            let nlink = if i + 1 == n { 2 + root_subdirs } else { 3 };
+            visit(p, &Node::Dir, nlink)?;
+        }
+        let key = self.prefix_dirs.last().cloned().unwrap_or_default();
+        walk_listing(&self.dir, &key, self.root, visit)
+    }
+}
+
+fn subdirs(listing: &[Listed]) -> u32 {
+    listing.iter().filter(|l| l.is_dir).count() as u32
+}
+
+/// The names in host directory `dir`, unsorted; file types from `readdir`
+/// (an `lstat` where the filesystem does not say).
+fn read_listing(dir: &Path) -> Result<Vec<Listed>> {
+    let err = |source| CpioError::Host { path: dir.to_path_buf(), what: "cannot read directory", source };
+    let mut out = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(err)? {
+        let item = item.map_err(err)?;
+        let ft = item.file_type().map_err(|source| CpioError::Host {
+            path: item.path(),
+            what: "cannot stat",
+            source,
+        })?;
+        out.push(Listed { name: item.file_name().as_bytes().to_vec(), is_dir: ft.is_dir() });
+    }
+    Ok(out)
+}
+
+/// Visit the entries below host directory `dir` (ramdisk path `key`, `""`
+/// for the root) whose listing is `listing`, in bytewise order.
+fn walk_listing(dir: &Path, key: &[u8], listing: Vec<Listed>, visit: &mut Visit<'_>) -> Result<()> {
+    // (sort key, what to do there); names are unique, so keys are too.
+    let mut events: Vec<(Vec<u8>, Event)> = Vec::with_capacity(listing.len() + subdirs(&listing) as usize);
+    for l in listing {
+        if l.is_dir {
+            let mut inside = l.name.clone();
+            inside.push(b'/');
+            events.push((inside, Event::Contents));
+        }
+        events.push((l.name, Event::Entry { is_dir: l.is_dir }));
+    }
+    events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut pending: HashMap<Vec<u8>, Vec<Listed>> = HashMap::new();
+    for (name, event) in events {
+        let Event::Entry { is_dir } = event else {
+            let name = &name[..name.len() - 1];
+            if let Some(sub) = pending.remove(name) {
+                walk_listing(&dir.join(OsStr::from_bytes(name)), &child_key(key, name), sub, visit)?;
+            }
+            continue;
+        };
+        let host = dir.join(OsStr::from_bytes(&name));
+        if let Some((node, nlink, sub)) = visit_node(&host, is_dir)? {
+            visit(&child_key(key, &name), &node, nlink)?;
+            if let Some(sub) = sub {
+                pending.insert(name, sub);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A visited name: its node, nlink, and a directory's own listing.
+type Visited = (Node, u32, Option<Vec<Listed>>);
+
+/// What [`walk_listing`] does at a sort key.
+#[derive(Clone, Copy)]
+enum Event {
+    /// Visit the entry of this name.
+    Entry { is_dir: bool },
+    /// Walk the contents of this subdirectory (the key is its name + `/`).
+    Contents,
+}
+
+/// `lstat` one listed name (`listed_dir`: the listing said it is a
+/// directory): its node, nlink and, for a directory, its listing; `None`
+/// for a socket.
+fn visit_node(host: &Path, listed_dir: bool) -> Result<Option<Visited>> {
+    let md = std::fs::symlink_metadata(host).map_err(|source| CpioError::Host {
+        path: host.to_path_buf(),
+        what: "cannot stat",
+        source,
+    })?;
+    if md.is_dir() != listed_dir {
+        return Err(CpioError::HostType {
+            path: host.to_path_buf(),
+            reason: "changed type while the tree was being packed; pack a stable tree".into(),
+        });
+    }
+    let Some(node) = host_node(host, &md)? else { return Ok(None) };
+    if node != Node::Dir {
+        return Ok(Some((node, 1, None)));
+    }
+    let sub = read_listing(host)?;
+    Ok(Some((node, 2 + subdirs(&sub), Some(sub))))
+}
+
+fn child_key(key: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1 + name.len());
+    if !key.is_empty() {
+        k.extend_from_slice(key);
+        k.push(b'/');
+    }
+    k.extend_from_slice(name);
+    k
+}
+
+/// The node for a host path given its `lstat`; `None` for a socket (skipped).
+fn host_node(host: &Path, md: &std::fs::Metadata) -> Result<Option<Node>> {
+    let ft = md.file_type();
+    let node = if ft.is_dir() {
+        Node::Dir
+    } else if ft.is_file() {
+        host_file_node(host, md)
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(host).map_err(|source| CpioError::Host {
+            path: host.to_path_buf(),
+            what: "cannot read symlink",
+            source,
+        })?;
+        Node::Symlink { target: target.as_os_str().as_bytes().to_vec() }
+    } else if ft.is_char_device() || ft.is_block_device() {
+        let (major, minor) = split_dev(md.rdev());
+        if ft.is_char_device() {
+            Node::CharDevice { major, minor }
+        } else {
+            Node::BlockDevice { major, minor }
+        }
+    } else if ft.is_fifo() {
+        Node::Fifo
+    } else if ft.is_socket() {
+        return Ok(None);
+    } else {
+        return Err(CpioError::HostType {
+            path: host.to_path_buf(),
+            reason: format!("unsupported file type (mode {:#o})", md.mode()),
+        });
+    };
+    Ok(Some(node))
 }
 
 /// Write a host file's header and content, checking that its size holds still.
@@ -1387,6 +1627,94 @@ mod tests {
         let t = Tree::from_dir(dir.path()).unwrap();
         let entries = list(&pack(&t, 0)[..]).unwrap();
         assert_eq!(entries[0].0.name, b"caf\xe9");
+    }
+
+    /// A host tree where bytewise order is not depth-first order, with hard
+    /// links (within the tree, across directories, and to a name outside
+    /// it), symlinks, empty directories, a fifo, a socket, non-UTF-8 names
+    /// and deep nesting.
+    fn awkward_host_tree(root: &Path) {
+        use std::os::unix::fs::symlink;
+        let d = root.join("tree");
+        for sub in ["a/c", "a-b/x", "a.b", "a0/empty", "z/y/empty", " lead"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let mut deep = d.join("deep");
+        for i in 0..40 {
+            deep.push(format!("{}", i % 3));
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("leaf"), "bottom").unwrap();
+        std::fs::write(d.join("a/c/f"), "linked").unwrap();
+        std::fs::hard_link(d.join("a/c/f"), d.join("a-b/x/f2")).unwrap();
+        std::fs::hard_link(d.join("a/c/f"), d.join("z/f3")).unwrap();
+        std::fs::write(root.join("outside"), "half").unwrap();
+        std::fs::hard_link(root.join("outside"), d.join("a.b/inside")).unwrap();
+        std::fs::write(d.join("a-b/run"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(d.join("a-b/run"), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        symlink("a/c/f", d.join("a/link")).unwrap();
+        symlink("../nowhere", d.join("dangling")).unwrap();
+        for name in [&b"caf\xe9"[..], b"\xff", b"a!", b"A", b"a/c/\x01"] {
+            std::fs::write(d.join(OsStr::from_bytes(name)), name).unwrap();
+        }
+        let fifo = std::ffi::CString::new(d.join("a/pipe").as_os_str().as_bytes()).unwrap();
+        // SAFETY: `fifo` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let _socket = std::os::unix::net::UnixListener::bind(d.join("a/sock")).unwrap();
+    }
+
+    #[test]
+    fn streaming_walk_writes_the_tree_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        awkward_host_tree(tmp.path());
+        let dir = tmp.path().join("tree");
+        for prefix in ["", "rootfs", "x/y/"] {
+            let mut t = Tree::new();
+            t.add_host_dir(prefix, &dir).unwrap();
+            let mut want = Vec::new();
+            let want_summary = t.write(&mut want, Epoch(1_700_000_000)).unwrap();
+            let mut got = Vec::new();
+            let got_summary =
+                write_host_dir(prefix, &dir, &mut got, Epoch(1_700_000_000), &Progress::hidden()).unwrap();
+            assert_eq!(got_summary, want_summary, "prefix {prefix:?}");
+            if got != want {
+                let names = |b: &[u8]| list(b).unwrap().into_iter().map(|(e, _)| e).collect::<Vec<_>>();
+                assert_eq!(names(&got), names(&want), "prefix {prefix:?}");
+                panic!("prefix {prefix:?}: same entries, different bytes");
+            }
+        }
+        // The tree really is awkward: order is not depth-first, links are shared.
+        let entries = list(&write_tree(&dir)[..]).unwrap();
+        let names: Vec<&[u8]> = entries.iter().map(|(e, _)| e.name.as_slice()).collect();
+        let pos = |n: &[u8]| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos(b"a") < pos(b"a!") && pos(b"a!") < pos(b"a-b/x") && pos(b"a-b/x/f2") < pos(b"a/c"));
+        let f = &entries[pos(b"a-b/x/f2")].0;
+        assert_eq!((f.nlink, f.size), (3, 6), "first name of a 3-name group carries the data");
+        assert_eq!(entries[pos(b"a.b/inside")].0.nlink, 1, "its other name is outside the tree");
+        assert!(!names.contains(&&b"a/sock"[..]));
+    }
+
+    fn write_tree(dir: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_host_dir("", dir, &mut out, Epoch(0), &Progress::hidden()).unwrap();
+        out
+    }
+
+    #[test]
+    fn streaming_walk_errors_name_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = write_host_dir("", tmp.path().join("missing"), io::sink(), Epoch(0), &Progress::hidden())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("missing") && err.to_string().contains("cannot read directory"),
+            "{err}"
+        );
+        let err = write_host_dir("../up", tmp.path(), io::sink(), Epoch(0), &Progress::hidden()).unwrap_err();
+        assert!(matches!(err, CpioError::InvalidPath { .. }), "{err}");
+        let err =
+            write_host_dir("", tmp.path(), io::sink(), Epoch(1 << 32), &Progress::hidden()).unwrap_err();
+        assert!(matches!(err, CpioError::EpochRange(_)), "{err}");
     }
 
     #[test]

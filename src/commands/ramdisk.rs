@@ -1,6 +1,8 @@
 //! `eifbake ramdisk DIR --output R [--gzip] [--prefix P] [--json]`: pack a
 //! host directory into a normalised newc ramdisk (see [`crate::cpio`]),
 //! optionally compressed with deterministic gzip (see [`crate::gzip`]).
+//! The directory is streamed ([`crate::cpio::write_host_dir`]): memory does
+//! not grow with the number of entries.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::args::{Global, RamdiskArgs};
-use crate::cpio::Tree;
+use crate::cpio::write_host_dir;
 use crate::digest::HashingWriter;
 use crate::epoch::Epoch;
 use crate::fsutil::AtomicFile;
@@ -17,20 +19,19 @@ use crate::progress::Progress;
 
 pub fn run(args: RamdiskArgs, _global: &Global) -> Result<ExitCode> {
     let epoch = Epoch::from_env()?.unwrap_or(Epoch(0));
-    let mut tree = Tree::new();
     let prefix = args.prefix.as_deref().unwrap_or("");
-    tree.add_host_dir(prefix, &args.dir).with_context(|| format!("reading {}", args.dir.display()))?;
-
-    let progress = Progress::bytes("packing", tree.data_size_hint());
+    let reading = || format!("reading {}", args.dir.display());
+    // The total is unknown: the tree is streamed, never held (see cpio::write_host_dir).
+    let progress = Progress::bytes("packing", 0);
     let file = AtomicFile::create(&args.output)?;
     let mut out = HashingWriter::new(file);
     let cpio = if args.gzip {
         let mut gz = GzipWriter::new(&mut out);
-        let s = tree.write_with_progress(&mut gz, epoch, &progress)?;
+        let s = write_host_dir(prefix, &args.dir, &mut gz, epoch, &progress).with_context(reading)?;
         gz.finish().with_context(|| format!("compressing into {}", args.output.display()))?;
         s
     } else {
-        tree.write_with_progress(&mut out, epoch, &progress)?
+        write_host_dir(prefix, &args.dir, &mut out, epoch, &progress).with_context(reading)?
     };
     out.flush().with_context(|| format!("writing {}", args.output.display()))?;
     let (file, digest, size) = out.finish();
