@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
-use eifbake::oci::layer::{apply_layers, media_type, ApplyOptions, LayerSource};
+use eifbake::oci::layer::{apply_layers, ApplyOptions, LayerSource};
+use eifbake::oci::model::media;
 use sha2::{Digest, Sha384};
 
 /// One of the helpers, with its arguments.
@@ -60,7 +61,7 @@ pub fn run(tool: &Tool) -> Result<()> {
         Tool::AwsMeasure { eif } => aws_measure(eif),
         Tool::ApplyLayers { target, layers } => {
             let sources: Vec<LayerSource> =
-                layers.iter().map(|p| LayerSource::new(p, media_type::OCI_TAR_GZIP, p.as_str())).collect();
+                layers.iter().map(|p| LayerSource::new(p, media::OCI_TAR_GZIP, p.as_str())).collect();
             let summary = apply_layers(&sources, target, &ApplyOptions::default())?;
             println!("{}", serde_json::to_string(&summary)?);
             Ok(())
