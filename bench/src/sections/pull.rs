@@ -7,8 +7,8 @@
 use std::fs::{self, File};
 
 use anyhow::{bail, Context, Result};
-use eifbake::oci::store::Store;
 use eifbake::oci::model::media;
+use eifbake::oci::store::Store;
 use eifbake_testkit::oci::{try_push, try_write_image_blobs, LayerBlob};
 use eifbake_testkit::registry::LoopbackRegistry;
 
