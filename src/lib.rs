@@ -10,31 +10,42 @@
 //! Format modules ([`cpio`], [`gzip`], [`eif`], [`oci`]) parse and write
 //! bytes and do no I/O policy; [`commands`] turns the command line into calls.
 
-pub mod args;
-pub mod build;
-pub mod cache;
+// Inputs: what a build is made of, and how it is pinned.
 pub mod cargo_vendor;
-pub mod check;
-pub mod commands;
 pub mod config;
+pub mod download;
+pub mod fetch;
+pub mod lock;
+pub mod platform;
+pub mod recipe;
+pub mod sources;
+
+// Images: OCI references, registries, the store, layers.
+pub mod oci;
+
+// Steps: the sandbox and what it keeps.
+pub mod cache;
+pub mod elf;
+pub mod sandbox;
+pub mod userns;
+
+// Formats: bytes in, bytes out, no policy.
 pub mod cpio;
 pub mod digest;
-pub mod download;
 pub mod eif;
-pub mod elf;
 pub mod epoch;
-pub mod fetch;
-pub mod fsutil;
 pub mod gzip;
-pub mod lock;
 pub mod manifest;
-pub mod oci;
 pub mod pcr;
-pub mod platform;
-pub mod progress;
-pub mod recipe;
-pub mod sandbox;
 pub mod signing;
-pub mod sources;
-pub mod userns;
+
+// The pipeline and its audits.
+pub mod build;
+pub mod check;
 pub mod verify;
+
+// The command line, and what serves every layer.
+pub mod args;
+pub mod commands;
+pub mod fsutil;
+pub mod progress;
