@@ -430,14 +430,7 @@ impl Tree {
             self.add_dir(&p)?;
             p
         };
-        let md = std::fs::metadata(dir).map_err(|source| CpioError::Host {
-            path: dir.to_path_buf(),
-            what: "cannot read directory",
-            source,
-        })?;
-        if !md.is_dir() {
-            return Err(CpioError::HostType { path: dir.to_path_buf(), reason: "not a directory".into() });
-        }
+        require_host_dir(dir)?;
         for item in walkdir::WalkDir::new(dir).follow_links(false).min_depth(1) {
             let item = item.map_err(|e| {
                 let path = e.path().unwrap_or(dir).to_path_buf();
@@ -784,14 +777,7 @@ impl HostWalk {
             }
             prefix_dirs.push(p);
         }
-        let md = std::fs::metadata(dir).map_err(|source| CpioError::Host {
-            path: dir.to_path_buf(),
-            what: "cannot read directory",
-            source,
-        })?;
-        if !md.is_dir() {
-            return Err(CpioError::HostType { path: dir.to_path_buf(), reason: "not a directory".into() });
-        }
+        require_host_dir(dir)?;
         let root = read_listing(dir)?;
         Ok(HostWalk { dir: dir.to_path_buf(), prefix_dirs, root })
     }
@@ -811,6 +797,20 @@ impl HostWalk {
 
 fn subdirs(listing: &[Listed]) -> u32 {
     listing.iter().filter(|l| l.is_dir).count() as u32
+}
+
+/// `dir` must be a directory on the host (symlinks followed: it is the
+/// caller's root, not an entry).
+fn require_host_dir(dir: &Path) -> Result<()> {
+    let md = std::fs::metadata(dir).map_err(|source| CpioError::Host {
+        path: dir.to_path_buf(),
+        what: "cannot read directory",
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(CpioError::HostType { path: dir.to_path_buf(), reason: "not a directory".into() });
+    }
+    Ok(())
 }
 
 /// The names in host directory `dir`, unsorted; file types from `readdir`

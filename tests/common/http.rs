@@ -32,16 +32,7 @@ impl HttpServer {
                 }
                 let Ok(mut conn) = conn else { continue };
                 r.fetch_add(1, Ordering::SeqCst);
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
-                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let path = request_path(&mut conn);
                 let body = f.lock().unwrap().get(&path).cloned();
                 let _ = match body {
                     Some(b) => conn
@@ -97,16 +88,7 @@ impl RawServer {
                 }
                 let Ok(mut conn) = conn else { continue };
                 r.fetch_add(1, Ordering::SeqCst);
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
-                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let path = request_path(&mut conn);
                 let _ = conn.write_all(&respond(&path));
                 let _ = conn.shutdown(std::net::Shutdown::Both);
             }
@@ -127,4 +109,18 @@ impl Drop for RawServer {
             let _ = t.join();
         }
     }
+}
+
+/// Read one request's head from `conn` and return the path of its request line.
+fn request_path(conn: &mut impl Read) -> String {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+    line.split(' ').nth(1).unwrap_or("").to_string()
 }
