@@ -55,11 +55,7 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        stop_server(&self.stop, self.port, &mut self.thread);
     }
 }
 
@@ -103,11 +99,7 @@ impl RawServer {
 
 impl Drop for RawServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        stop_server(&self.stop, self.port, &mut self.thread);
     }
 }
 
@@ -123,4 +115,13 @@ fn request_path(conn: &mut impl Read) -> String {
     }
     let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
     line.split(' ').nth(1).unwrap_or("").to_string()
+}
+
+/// Stop a server thread: raise `stop`, wake its `accept` with one connection, join it.
+fn stop_server(stop: &AtomicBool, port: u16, thread: &mut Option<std::thread::JoinHandle<()>>) {
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    if let Some(t) = thread.take() {
+        let _ = t.join();
+    }
 }
