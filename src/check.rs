@@ -563,12 +563,17 @@ fn sign_args(recipe: &Recipe, recipe_path: &Path, signing: &SignWith) -> Result<
     let mut args: Vec<OsString> = vec!["--unsigned".into()];
     if let SignWith::Recipe(o) = signing {
         if let Some((cert, key)) = signing_paths(recipe, recipe_path, o)? {
-            crate::signing::load_signer(&cert, &key, o.validity)?;
+            crate::signing::load_signer_with(&cert, &key, o.validity, &o.token)?;
             let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
             args = vec!["--signing-certificate".into(), abs(&cert)?.into(), "--private-key".into()];
             args.push(if key.starts_with("pkcs11:") { key.into() } else { abs(Path::new(&key))?.into() });
             if o.validity == crate::signing::Validity::Ignore {
                 args.push("--ignore-certificate-validity".into());
+            }
+            for (flag, path) in [("--pkcs11-module", &o.token.module), ("--pin-file", &o.token.pin_file)] {
+                if let Some(p) = path {
+                    args.extend([flag.into(), abs(p)?.into()]);
+                }
             }
         }
     }
