@@ -275,8 +275,9 @@ fn load_module(module: &Path) -> Result<Pkcs11> {
 
 /// The one slot whose token matches every token attribute of the URI.
 fn find_token(ctx: &Pkcs11, k: &KeyUri) -> Result<Slot> {
-    let slots =
-        ctx.get_slots_with_token().map_err(|e| anyhow::anyhow!("cannot list the token slots: {e}"))?;
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .map_err(|e| anyhow::anyhow!("cannot list the token slots: {e}"))?;
     let mut found = Vec::new();
     let mut seen = Vec::new();
     for slot in slots {
@@ -296,7 +297,7 @@ fn find_token(ctx: &Pkcs11, k: &KeyUri) -> Result<Slot> {
     match found.as_slice() {
         [one] => Ok(*one),
         [] if seen.is_empty() => {
-            bail!("the module has no token present (is the token plugged in / initialised?)")
+            bail!("the module has no initialised token (is the token plugged in and initialised?)")
         }
         [] => bail!("no token matches; the tokens present are {}", seen.join(", ")),
         _ => bail!("{} tokens match; add token=, serial= or slot-id= to the URI", found.len()),
