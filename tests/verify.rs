@@ -496,9 +496,16 @@ fn hsm_signed_builds_verify_through_the_recorded_signature() {
         (s(&signing_data("signer1.key")).to_string(), "does not belong to the signing certificate"),
         (s(&b.path("absent.key")).to_string(), "cannot read private key"),
     ];
+    let expired_cert = signing_data("expired.pem");
+    let expired = ["--signing-certificate", s(&expired_cert)];
     let refused = b.path("out-refused");
-    for (key, want) in cases {
-        let args = ["--store", s(&store), "build", s(&recipe), "--out", s(&refused), "--private-key", &key];
+    let expired_key = s(&signing_data("expired.key")).to_string();
+    for (key, want, extra) in
+        cases.into_iter().map(|(k, w)| (k, w, &[][..])).chain([(expired_key, "it expired on", &expired[..])])
+    {
+        let mut args = vec!["--store", s(&store), "build", s(&recipe), "--out", s(&refused)];
+        args.extend(["--private-key", &key]);
+        args.extend(extra);
         let (c, o, e) = common::eifbake_env(&args, &env_ref[..1]);
         assert_eq!(c, 2, "{key}: {o}{e}");
         assert!(e.contains(want), "{key}: expected {want:?} in {e}");
