@@ -360,4 +360,17 @@ fn softhsm_signs_and_the_key_stays_on_the_token() {
             as usize;
     assert!(fa[548..at] == fb[548..at], "the HSM-signed files differ before the signature section");
     assert_eq!(Pcr::of(Certificate::from_pem_file(&cert).unwrap().der()).hex(), aws["PCR8"]);
+
+    // In one process, a signer after another: each closes its session and
+    // finalises the module when dropped, so the next can initialise it.
+    hsm.in_process(|| {
+        let key = eifbake::signing::Certificate::from_pem_file(&cert).unwrap().p384_key().unwrap();
+        for round in 0..2 {
+            let signer =
+                eifbake::signing::load_signer(&cert, &hsm.uri(), eifbake::signing::Validity::Enforce)
+                    .unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+            let sig = signer.sign_es384(b"message").unwrap();
+            eifbake::signing::verify_es384(&key, b"message", &sig).unwrap();
+        }
+    });
 }

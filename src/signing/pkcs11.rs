@@ -148,13 +148,15 @@ fn percent_decode(s: &str) -> Result<Vec<u8>> {
 }
 
 /// A signer whose key is on a PKCS#11 token. The session stays open (and
-/// logged in) until the signer is dropped.
+/// logged in) until the signer is dropped, which closes it and then
+/// finalises the module.
 pub struct TokenSigner {
     certificate: Certificate,
     session: Mutex<Session>,
     key: ObjectHandle,
     uri: String,
-    _context: Pkcs11,
+    /// Declared after the session: dropped (finalised) after it is closed.
+    _module: Module,
 }
 
 impl TokenSigner {
@@ -169,9 +171,9 @@ impl TokenSigner {
         let shown = redact(uri);
         let fail = |e: anyhow::Error| anyhow::anyhow!("private key {shown}: {e:#}");
         let k = KeyUri::parse(uri).map_err(fail)?;
-        let module = module_path(&k, opts);
-        let context = load_module(&module).map_err(fail)?;
-        let slot = find_token(&context, &k).map_err(fail)?;
+        let module = Module(Some(load_module(&module_path(&k, opts)).map_err(fail)?));
+        let context = module.0.as_ref().expect("just loaded");
+        let slot = find_token(context, &k).map_err(fail)?;
         let session =
             context.open_ro_session(slot).map_err(|e| fail(anyhow::anyhow!("cannot open a session: {e}")))?;
         if let Some(pin) = pin(&k, opts).map_err(fail)? {
@@ -185,7 +187,7 @@ impl TokenSigner {
             session: Mutex::new(session),
             key,
             uri: shown.clone(),
-            _context: context,
+            _module: module,
         };
         signer.check_key(cert_key).map_err(fail)?;
         Ok(signer)
@@ -238,6 +240,18 @@ impl Signer for TokenSigner {
 
     fn key_location(&self) -> String {
         self.uri.clone()
+    }
+}
+
+/// A loaded, initialised module, finalised when dropped (after every
+/// session of it is closed: a local or field declared after it).
+struct Module(Option<Pkcs11>);
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        if let Some(context) = self.0.take() {
+            let _ = context.finalize();
+        }
     }
 }
 

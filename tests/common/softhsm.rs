@@ -124,9 +124,19 @@ impl SoftHsm {
     /// SoftHSM2 reads SOFTHSM2_CONF when initialised, and is one library per
     /// process: sessions of this test binary's tokens take turns.
     pub fn with_session<T>(&self, f: impl FnOnce(&Session) -> T) -> T {
+        self.in_process(|| self.session_here(f))
+    }
+
+    /// Run `f` with this token's SOFTHSM2_CONF in the test process, taking
+    /// turns with every other use of SoftHSM2 in this process.
+    pub fn in_process<T>(&self, f: impl FnOnce() -> T) -> T {
         static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         std::env::set_var("SOFTHSM2_CONF", &self.conf);
+        f()
+    }
+
+    fn session_here<T>(&self, f: impl FnOnce(&Session) -> T) -> T {
         let ctx = Pkcs11::new(MODULE).unwrap();
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).unwrap();
         let slot = ctx
