@@ -175,13 +175,20 @@ fn a_token_key_is_checked_but_the_runs_are_unsigned() {
     fs::create_dir_all(&keys).unwrap();
     fs::copy(&hsm.certificate, keys.join("cert.pem")).unwrap();
     let mut text = fs::read_to_string(&recipe).unwrap();
-    text.push_str(&format!("\n[signing]\ncertificate = \"keys/cert.pem\"\nkey = \"{}\"\n", hsm.uri()));
+    let no_pin = format!("pkcs11:token={};object={}", common::softhsm::TOKEN, common::softhsm::KEY);
+    // A PIN in the recipe would be published with it (the manifest records the recipe's text).
+    let with_pin = format!("{text}\n[signing]\ncertificate = \"keys/cert.pem\"\nkey = \"{}\"\n", hsm.uri());
+    fs::write(&recipe, with_pin).unwrap();
+    let (code, out, err) = eifbake(&["--store", s(&dir.path().join("store")), "lock", s(&recipe)]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("would publish the PIN"), "{err}");
+    text.push_str(&format!("\n[signing]\ncertificate = \"keys/cert.pem\"\nkey = \"{no_pin}\"\n"));
     fs::write(&recipe, text).unwrap();
     let store = dir.path().join("store");
     let (code, out, err) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
     assert_eq!(code, 0, "{out}{err}");
-    let conf = hsm.conf.clone();
-    let env: [(&str, &Path); 1] = [("SOFTHSM2_CONF", &conf)];
+    let (conf, pin) = (hsm.conf.clone(), PathBuf::from(common::softhsm::PIN));
+    let env: [(&str, &Path); 2] = [("SOFTHSM2_CONF", &conf), ("EIFBAKE_PKCS11_PIN", &pin)];
     let run_check = |extra: &[&str]| {
         let mut a =
             vec!["--store", s(&store), "check", s(&recipe), "--runs", "2", "--vary", "umask", "--json"];
