@@ -20,8 +20,11 @@ PACKAGES=(
   passt
   # fixtures and boot tests (qemu-system-arm has qemu-system-aarch64)
   busybox-static qemu-system-x86 qemu-system-arm
-  # the demo's throwaway signing key; scripts/make-test-signing-keys.sh
+  # the demo's throwaway signing key; scripts/make-test-signing-keys.sh;
+  # the external ES384 signer of the detached-signing tests (tests/key_custody.rs)
   openssl
+  # a PKCS#11 token for the HSM signing tests (tests/key_custody.rs, tests/verify.rs)
+  softhsm2
   # benchmarks
   hyperfine
 )

@@ -71,6 +71,18 @@ pub enum Command {
     ///
     /// Exit 0 when identical, 1 when they differ, 2 on error.
     Diff(DiffArgs),
+    /// Print the bytes an external ES384 signer signs for an EIF (detached signing).
+    ///
+    /// They are the COSE Sig_structure over PCR0 that the signature section
+    /// holds a signature of. Sign them with ES384 (SHA-384, ECDSA P-384), e.g.
+    /// `openssl dgst -sha384 -sign key.pem -out sig.der payload`, then run
+    /// `eifbake attach-signature`.
+    SignPayload(SignPayloadArgs),
+    /// Sign an unsigned EIF with a detached signature of its `sign-payload` bytes.
+    ///
+    /// The signature (DER or raw r‖s) must verify over this EIF's PCR0 with the
+    /// certificate's key, or nothing is written (exit 2).
+    AttachSignature(AttachSignatureArgs),
     /// Write an EIF from a kernel, a command line and ramdisks (low level, like eif_build).
     #[command(disable_version_flag = true)] // `--version` is the image version here
     Eif(EifArgs),
@@ -275,14 +287,71 @@ pub struct EifArgs {
     #[arg(long, value_name = "CERT.pem", requires = "private_key")]
     pub signing_certificate: Option<PathBuf>,
     /// The certificate's private key: a PEM file, PKCS#8 (`BEGIN PRIVATE KEY`) or SEC1
-    /// (`BEGIN EC PRIVATE KEY`), unencrypted. (`pkcs11:` URIs are reserved for token support.)
-    #[arg(long, value_name = "KEY.pem", requires = "signing_certificate")]
+    /// (`BEGIN EC PRIVATE KEY`), unencrypted; or a key on a PKCS#11 token, named by an
+    /// RFC 7512 URI (`pkcs11:token=LABEL;object=KEYLABEL`, PIN as `?pin-value=`,
+    /// --pin-file or $EIFBAKE_PKCS11_PIN).
+    #[arg(long, value_name = "KEY.pem|pkcs11:URI", requires = "signing_certificate")]
     pub private_key: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// Sign even when the signing certificate is expired or not yet valid. Without this
     /// flag that is an error (checked against the current time, not SOURCE_DATE_EPOCH).
     #[arg(long, requires = "signing_certificate")]
     pub ignore_certificate_validity: bool,
     /// Print the result as JSON (nitro-cli's Measurements shape included).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where a `pkcs11:` signing key's module and PIN come from.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TokenArgs {
+    /// The PKCS#11 module for a `pkcs11:` key (else the URI's module-path,
+    /// $EIFBAKE_PKCS11_MODULE, or Debian's SoftHSM2, /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, value_name = "MODULE.so")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// A file whose first line is the token's user PIN, for a `pkcs11:` key whose URI
+    /// has no pin-value or pin-source (else $EIFBAKE_PKCS11_PIN).
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    pub fn options(&self) -> crate::signing::TokenOptions {
+        crate::signing::TokenOptions { module: self.pkcs11_module.clone(), pin_file: self.pin_file.clone() }
+    }
+}
+
+/// `sign-payload`: the bytes a detached signer signs.
+#[derive(Debug, Args)]
+pub struct SignPayloadArgs {
+    /// The EIF to sign (unsigned, or signed: the payload depends only on PCR0).
+    pub eif: PathBuf,
+    /// Write the bytes to FILE (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `attach-signature`: put a detached signature on an unsigned EIF.
+#[derive(Debug, Args)]
+pub struct AttachSignatureArgs {
+    /// The unsigned EIF the signature was made for.
+    pub eif: PathBuf,
+    /// The signing certificate (PEM, one ECDSA P-384 certificate); PCR8 measures it.
+    #[arg(long, value_name = "CERT.pem")]
+    pub certificate: PathBuf,
+    /// The ES384 signature of the `sign-payload` bytes: DER (`openssl dgst -sha384 -sign`,
+    /// AWS KMS) or raw 96-byte r‖s, binary.
+    #[arg(long, value_name = "SIG")]
+    pub signature: PathBuf,
+    /// Write the signed EIF here (default: replace EIF). Written under a temporary
+    /// name and renamed; nothing is written when the signature is refused.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Attach even when the certificate is expired or not yet valid (an error otherwise).
+    #[arg(long)]
+    pub ignore_certificate_validity: bool,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -347,10 +416,13 @@ pub struct BuildSigningArgs {
     /// recipe's signing.certificate; adds PCR8, deterministically (RFC 6979).
     #[arg(long, value_name = "CERT.pem")]
     pub signing_certificate: Option<PathBuf>,
-    /// The signing key: a PEM file (PKCS#8 or SEC1, unencrypted). Wins over the recipe's
-    /// signing.key and over $EIFBAKE_SIGNING_KEY, which is used when neither names one.
-    #[arg(long, value_name = "KEY.pem")]
+    /// The signing key: a PEM file (PKCS#8 or SEC1, unencrypted) or a `pkcs11:` URI (a key
+    /// on a PKCS#11 token). Wins over the recipe's signing.key and over $EIFBAKE_SIGNING_KEY,
+    /// which is used when neither names one.
+    #[arg(long, value_name = "KEY.pem|pkcs11:URI")]
     pub private_key: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// Sign even when the certificate is expired or not yet valid (an error otherwise;
     /// checked against the current time).
     #[arg(long)]

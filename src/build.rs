@@ -164,6 +164,8 @@ pub struct SigningOverrides {
     /// `$EIFBAKE_SIGNING_KEY`: used when neither the command line nor the recipe names a key.
     pub fallback_key: Option<String>,
     pub validity: Validity,
+    /// `--pkcs11-module` and `--pin-file`, for a `pkcs11:` key.
+    pub token: crate::signing::TokenOptions,
 }
 
 /// The certificate and key a build signs with, or `None` for an unsigned
@@ -442,7 +444,9 @@ fn load_signer(
     match signing {
         SignWith::Unsigned => Ok(None),
         SignWith::Recipe(o) => match signing_paths(recipe, recipe_path, o)? {
-            Some((cert, key)) => Ok(Some(crate::signing::load_signer(&cert, &key, o.validity)?)),
+            Some((cert, key)) => {
+                Ok(Some(crate::signing::load_signer_with(&cert, &key, o.validity, &o.token)?))
+            }
             None => Ok(None),
         },
     }

@@ -41,6 +41,12 @@
 //! `dirorder` is skipped with a note. Image root filesystems and step
 //! outputs are not reordered.
 //!
+//! Signing: every run signs as `build` would (same certificate and key
+//! file; RFC 6979 makes the signature deterministic), except with a key on
+//! a PKCS#11 token: it is checked once, and the runs build unsigned, since
+//! a token's random ECDSA nonces would make every signed run differ (the
+//! signature covers PCR0 only, which the unsigned runs compare).
+//!
 //! Not for: explaining a difference byte by byte (that is
 //! [`crate::eif::diff`]) or rebuilding someone else's EIF
 //! ([`crate::verify`]).
@@ -558,15 +564,21 @@ pub fn check(recipe_path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
 
 /// The `build` flags every run signs with: the paths resolved (and the key
 /// checked) once here, given to each build as absolute paths; or
-/// `--unsigned`.
+/// `--unsigned`. A key on a PKCS#11 token is checked (the token reached,
+/// the key the certificate's) but the runs build unsigned: a token's ECDSA
+/// nonces are random, so signed runs would always differ, while the
+/// signature covers only PCR0, which the unsigned runs compare.
 fn sign_args(recipe: &Recipe, recipe_path: &Path, signing: &SignWith) -> Result<Vec<OsString>> {
     let mut args: Vec<OsString> = vec!["--unsigned".into()];
     if let SignWith::Recipe(o) = signing {
         if let Some((cert, key)) = signing_paths(recipe, recipe_path, o)? {
-            crate::signing::load_signer(&cert, &key, o.validity)?;
+            crate::signing::load_signer_with(&cert, &key, o.validity, &o.token)?;
+            if key.starts_with("pkcs11:") {
+                return Ok(args);
+            }
             let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("{}", p.display()));
             args = vec!["--signing-certificate".into(), abs(&cert)?.into(), "--private-key".into()];
-            args.push(if key.starts_with("pkcs11:") { key.into() } else { abs(Path::new(&key))?.into() });
+            args.push(abs(Path::new(&key))?.into());
             if o.validity == crate::signing::Validity::Ignore {
                 args.push("--ignore-certificate-validity".into());
             }

@@ -573,6 +573,14 @@ impl Recipe {
             if sg.key.as_deref().is_some_and(str::is_empty) {
                 bail!("signing.key: expected the path of a PEM private key; leave it out to give it with --private-key");
             }
+            // The recipe's text goes into the manifest, which is published.
+            if sg.key.as_deref().is_some_and(|k| k.starts_with("pkcs11:") && k.contains("pin-value=")) {
+                bail!(
+                    "signing.key: a pkcs11: URI with pin-value would publish the PIN (the recipe's text is \
+                     recorded in the manifest); remove pin-value and give the PIN with --pin-file or \
+                     $EIFBAKE_PKCS11_PIN"
+                );
+            }
         }
         Ok(())
     }

@@ -24,12 +24,18 @@
 //! DER: one block, 64-column base64, LF line ends), which is what goes into
 //! the EIF, so the formatting of the input file never changes the output.
 //!
+//! Key holders ([`Signer`]): a PEM key file ([`PemKeySigner`]), a key on a
+//! PKCS#11 token ([`pkcs11::TokenSigner`], `--private-key pkcs11:…`), and a
+//! signature made elsewhere over `eifbake sign-payload`'s bytes
+//! ([`DetachedSigner`]). A `pkcs11:` key and a detached signature go through
+//! the same certificate checks as a key file; whoever signs, the signature
+//! is checked under the certificate's key before any EIF is written.
+//!
 //! Not for: the signature section's bytes, COSE, or checking a signature
-//! (see `eif::signature`); other key holders (a PKCS#11 token, an external
-//! signing command) are meant to implement [`Signer`] later.
+//! (see `eif::signature`).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,6 +50,8 @@ use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Decode as _;
 
 use crate::pcr::Pcr;
+
+pub mod pkcs11;
 
 /// Length of an ES384 signature: r ‖ s, 48 bytes each.
 pub const ES384_SIGNATURE_LEN: usize = 96;
@@ -67,8 +75,8 @@ const NEED_P384: &str = "eifbake signs with ES384 and needs an ECDSA P-384 (secp
 /// A key holder that can sign an EIF: it has a certificate, and signs bytes
 /// with ES384 (ECDSA P-384 over the SHA-384 of the bytes).
 ///
-/// The PEM key file ([`PemKeySigner`]) is the one implementation today; a
-/// PKCS#11 token or an external signing command would be others. An
+/// Implementations: a PEM key file ([`PemKeySigner`]), a PKCS#11 token
+/// ([`pkcs11::TokenSigner`]), a detached signature ([`DetachedSigner`]). An
 /// implementation must return a signature that verifies under the
 /// certificate's key; the EIF writer checks it anyway.
 pub trait Signer: Send + Sync {
@@ -100,16 +108,53 @@ pub enum Validity {
 }
 
 /// Load and check a certificate and a private key (see the module docs for
-/// every check). `key` is a path to a PEM file; a `pkcs11:` URI is reserved
-/// for token support and is refused for now.
+/// every check). `key` is a path to a PEM file or a `pkcs11:` URI (a key on
+/// a PKCS#11 token, see [`crate::signing::pkcs11`]; the module and PIN come
+/// from the environment here, see [`load_signer_with`]).
 pub fn load_signer(certificate: &Path, key: &str, validity: Validity) -> Result<Arc<dyn Signer>> {
+    load_signer_with(certificate, key, validity, &TokenOptions::default())
+}
+
+/// [`load_signer`], with the PKCS#11 module and PIN file of the command line.
+pub fn load_signer_with(
+    certificate: &Path,
+    key: &str,
+    validity: Validity,
+    token: &TokenOptions,
+) -> Result<Arc<dyn Signer>> {
     if key.starts_with("pkcs11:") {
-        bail!(
-            "private key {key}: PKCS#11 tokens are not supported yet; give a PEM private key file \
-             (PKCS#8 `BEGIN PRIVATE KEY` or SEC1 `BEGIN EC PRIVATE KEY`)"
-        );
+        let (cert, cert_key) = load_certificate(certificate, validity, SystemTime::now())?;
+        return Ok(Arc::new(pkcs11::TokenSigner::open(key, cert, &cert_key, token)?));
     }
     Ok(Arc::new(PemKeySigner::load(certificate, Path::new(key), validity, SystemTime::now())?))
+}
+
+/// Where a `pkcs11:` key's module and PIN come from, besides the URI itself.
+#[derive(Clone, Debug, Default)]
+pub struct TokenOptions {
+    /// `--pkcs11-module`; else `$EIFBAKE_PKCS11_MODULE`, else [`pkcs11::DEFAULT_MODULE`].
+    pub module: Option<PathBuf>,
+    /// `--pin-file`: a file whose first line is the user PIN (used when the URI has none).
+    pub pin_file: Option<PathBuf>,
+}
+
+/// Read a signing certificate and check it as the module docs say (one PEM
+/// certificate, P-384 key, key usage, validity at `now` unless ignored);
+/// returns it with its public key. Errors name the file.
+pub fn load_certificate(
+    path: &Path,
+    validity: Validity,
+    now: SystemTime,
+) -> Result<(Certificate, VerifyingKey)> {
+    let cert = Certificate::from_pem_file(path)?;
+    let cp = path.display();
+    let named = |e: anyhow::Error| anyhow::anyhow!("signing certificate {cp}: {e:#}");
+    let cert_key = cert.p384_key().map_err(named)?;
+    cert.check_key_usage().map_err(named)?;
+    if validity == Validity::Enforce {
+        cert.check_validity(now).map_err(named)?;
+    }
+    Ok((cert, cert_key))
 }
 
 /// A signer whose private key is a PEM file; signs with RFC 6979 deterministic nonces.
@@ -122,20 +167,14 @@ pub struct PemKeySigner {
 impl PemKeySigner {
     /// Load `certificate` and `key_path`, checked as the module docs say, at time `now`.
     pub fn load(certificate: &Path, key_path: &Path, validity: Validity, now: SystemTime) -> Result<Self> {
-        let cert = Certificate::from_pem_file(certificate)?;
-        let cp = certificate.display();
-        let named = |e: anyhow::Error| anyhow::anyhow!("signing certificate {cp}: {e:#}");
-        let cert_key = cert.p384_key().map_err(named)?;
-        cert.check_key_usage().map_err(named)?;
-        if validity == Validity::Enforce {
-            cert.check_validity(now).map_err(named)?;
-        }
+        let (cert, cert_key) = load_certificate(certificate, validity, now)?;
         let key = load_p384_key(key_path)?;
         if key.verifying_key() != &cert_key {
             bail!(
-                "private key {}: does not belong to the signing certificate {cp} (their public keys differ); \
+                "private key {}: does not belong to the signing certificate {} (their public keys differ); \
                  give the key the certificate was issued for",
-                key_path.display()
+                key_path.display(),
+                certificate.display()
             );
         }
         Ok(PemKeySigner { certificate: cert, key, key_path: key_path.display().to_string() })
@@ -169,6 +208,77 @@ pub fn verify_es384(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Res
         .map_err(|_| anyhow::anyhow!("the signature is not a valid ES384 value (r or s out of range)"))?;
     key.verify(message, &sig)
         .map_err(|_| anyhow::anyhow!("the ES384 signature does not verify with the certificate's public key"))
+}
+
+/// A signature made elsewhere (detached signing: a KMS, an offline
+/// machine), over the bytes `eifbake sign-payload` printed. It "signs" by
+/// returning that signature; [`crate::eif::signature::encode`] then checks
+/// it over this image's payload with the certificate's key, as for any signer.
+pub struct DetachedSigner {
+    certificate: Certificate,
+    signature: [u8; ES384_SIGNATURE_LEN],
+    source: String,
+}
+
+impl DetachedSigner {
+    /// A signature read from `source` (a file name, for messages) that
+    /// verifies over `message` with the certificate's `key`: `bytes` is either
+    /// a DER `ECDSA-Sig-Value` (what `openssl dgst -sign` and AWS KMS
+    /// return) or the raw 96-byte r ‖ s (COSE's form). DER is tried first; a
+    /// 96-byte value is also tried as r ‖ s, and the form that verifies wins,
+    /// so the rare raw value that also parses as DER is still read right.
+    pub fn new(
+        certificate: Certificate,
+        key: &VerifyingKey,
+        bytes: &[u8],
+        message: &[u8],
+        source: &str,
+    ) -> Result<Self> {
+        let mut forms: Vec<(&str, [u8; ES384_SIGNATURE_LEN])> = Vec::new();
+        if let Ok(sig) = Signature::from_der(bytes) {
+            let mut raw = [0u8; ES384_SIGNATURE_LEN];
+            raw.copy_from_slice(&sig.to_bytes());
+            forms.push(("DER", raw));
+        }
+        if let Ok(raw) = <[u8; ES384_SIGNATURE_LEN]>::try_from(bytes) {
+            forms.push(("raw r‖s", raw));
+        }
+        if forms.is_empty() {
+            bail!(
+                "signature {source}: {} bytes that are neither a DER ECDSA signature (SEQUENCE of two \
+                 INTEGERs, as `openssl dgst -sha384 -sign` writes) nor a raw 96-byte r‖s; give the \
+                 signature file itself (binary, not base64 or hex)",
+                bytes.len()
+            );
+        }
+        for (_, sig) in &forms {
+            if verify_es384(key, message, sig).is_ok() {
+                return Ok(DetachedSigner { certificate, signature: *sig, source: source.to_string() });
+            }
+        }
+        let read_as: Vec<&str> = forms.iter().map(|(f, _)| *f).collect();
+        bail!(
+            "signature {source} (read as {}) does not verify over this EIF's PCR0 with the key of the \
+             signing certificate {}: sign exactly the bytes `eifbake sign-payload` prints for this EIF, \
+             with ES384 (SHA-384, ECDSA P-384), using the certificate's key",
+            read_as.join(", then as "),
+            certificate.subject()
+        )
+    }
+}
+
+impl Signer for DetachedSigner {
+    fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    fn sign_es384(&self, _message: &[u8]) -> Result<[u8; ES384_SIGNATURE_LEN]> {
+        Ok(self.signature)
+    }
+
+    fn key_location(&self) -> String {
+        format!("the detached signature {}", self.source)
+    }
 }
 
 /// An X.509 certificate: the DER bytes as given (what PCR8 measures) and their parse.
@@ -506,7 +616,6 @@ fn pem_blocks(bytes: &[u8]) -> Result<Vec<PemBlock>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use std::time::Duration;
 
     fn data(name: &str) -> PathBuf {
@@ -619,11 +728,18 @@ mod tests {
         assert!(
             PemKeySigner::load(&data("expired.pem"), &data("expired.key"), Validity::Ignore, now()).is_ok()
         );
+        // A token URI goes to the PKCS#11 code, which names the URI and the module it cannot load.
+        let token = TokenOptions { module: Some(PathBuf::from("/nonexistent/p11.so")), pin_file: None };
         let e = format!(
             "{:#}",
-            load_signer(&data("signer1.pem"), "pkcs11:token=x", Validity::Enforce).err().unwrap()
+            load_signer_with(&data("signer1.pem"), "pkcs11:token=x;object=k", Validity::Enforce, &token)
+                .err()
+                .unwrap()
         );
-        assert!(e.contains("PKCS#11 tokens are not supported yet"), "{e}");
+        assert!(
+            e.contains("private key pkcs11:token=x;object=k") && e.contains("/nonexistent/p11.so"),
+            "{e}"
+        );
     }
 
     #[test]

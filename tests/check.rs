@@ -161,3 +161,67 @@ fn a_signing_recipe_is_checked_signed() {
     assert_eq!(code, 0, "{v:#}\n{err}");
     assert_ne!(&v["runs"][0]["sha256"], signed_sha, "--unsigned still signed");
 }
+
+/// A recipe signed by a key on a PKCS#11 token (SoftHSM2): the token is
+/// checked, but the runs build unsigned, because the token's random ECDSA
+/// nonces would make signed runs differ; so the check passes, and a wrong
+/// PIN still fails it before any run.
+#[test]
+fn a_token_key_is_checked_but_the_runs_are_unsigned() {
+    let (reg, dir) = fixtures();
+    let hsm = common::softhsm::SoftHsm::new();
+    let recipe = project(&reg, dir.path(), "token", "mkdir -p /out/r\necho token > /out/r/x");
+    let keys = recipe.parent().unwrap().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    fs::copy(&hsm.certificate, keys.join("cert.pem")).unwrap();
+    let mut text = fs::read_to_string(&recipe).unwrap();
+    let no_pin = format!("pkcs11:token={};object={}", common::softhsm::TOKEN, common::softhsm::KEY);
+    // A PIN in the recipe would be published with it (the manifest records the recipe's text).
+    let with_pin = format!("{text}\n[signing]\ncertificate = \"keys/cert.pem\"\nkey = \"{}\"\n", hsm.uri());
+    fs::write(&recipe, with_pin).unwrap();
+    let (code, out, err) = eifbake(&["--store", s(&dir.path().join("store")), "lock", s(&recipe)]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("would publish the PIN"), "{err}");
+    text.push_str(&format!("\n[signing]\ncertificate = \"keys/cert.pem\"\nkey = \"{no_pin}\"\n"));
+    fs::write(&recipe, text).unwrap();
+    let store = dir.path().join("store");
+    let (code, out, err) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (conf, pin) = (hsm.conf.clone(), PathBuf::from(common::softhsm::PIN));
+    let env: [(&str, &Path); 2] = [("SOFTHSM2_CONF", &conf), ("EIFBAKE_PKCS11_PIN", &pin)];
+    let run_check = |extra: &[&str]| {
+        let mut a =
+            vec!["--store", s(&store), "check", s(&recipe), "--runs", "2", "--vary", "umask", "--json"];
+        a.extend_from_slice(extra);
+        common::eifbake_env(&a, &env)
+    };
+    let (code, out, err) = run_check(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (code, out, err) = common::eifbake_env(
+        &[
+            "--store",
+            s(&store),
+            "build",
+            s(&recipe),
+            "--unsigned",
+            "--out",
+            s(&dir.path().join("out")),
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let built: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for run in v["runs"].as_array().unwrap() {
+        assert_eq!(
+            run["sha256"], built["manifest"]["outputs"]["eif"]["sha256"],
+            "not the unsigned build: {v:#}"
+        );
+    }
+    let bad =
+        format!("pkcs11:token={};object={}?pin-value=0000", common::softhsm::TOKEN, common::softhsm::KEY);
+    let (code, out, err) = run_check(&["--private-key", &bad]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("cannot log in to the token"), "{err}");
+}

@@ -242,7 +242,13 @@ fn bad_certificates_and_keys_exit_2_naming_the_file() {
         (p(&truncated_cert), k("signer1.key"), "truncated-cert.pem", "no \"-----END CERTIFICATE-----\" line"),
         (k("signer1.pem"), p(&garbled_key), "garbled.key", "garbled PKCS#8 key"),
         (k("signer1.pem"), p(&not_pem_key), "not-pem.key", "no PEM block found"),
-        (k("signer1.pem"), "pkcs11:token=hsm;object=eif".into(), "pkcs11:token=hsm", "not supported yet"),
+        // A token that cannot be reached (tests/key_custody.rs has the SoftHSM2 cases).
+        (
+            k("signer1.pem"),
+            "pkcs11:token=hsm;object=eif?module-path=/nonexistent/p11.so".into(),
+            "pkcs11:token=hsm",
+            "/nonexistent/p11.so does not exist",
+        ),
         (k("signer1.pem"), p(&dir.join("absent.key")), "absent.key", "cannot read private key"),
     ];
     for (cert, keyfile, names, want) in &cases {

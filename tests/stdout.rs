@@ -75,6 +75,24 @@ fn format_commands_survive_a_closed_or_full_stdout() {
     check("describe --json", 0, || eifbake(&[&"describe", &"--json", a]));
     check("diff", 1, || eifbake(&[&"diff", a, b]));
     check("diff --json", 1, || eifbake(&[&"diff", &"--json", a, b]));
+    // Detached signing: the payload is binary output; attach prints the PCRs.
+    check("sign-payload", 0, || eifbake(&[&"sign-payload", a]));
+    let payload = eif_common::run(eif_common::eifbake().arg("sign-payload").arg(a)).stdout;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/signing");
+    let (cert, key) = (data.join("signer1.pem"), data.join("signer1.key"));
+    let signer = eifbake::signing::PemKeySigner::load(
+        &cert,
+        &key,
+        eifbake::signing::Validity::Enforce,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let sig = root.path().join("sig.raw");
+    std::fs::write(&sig, eifbake::signing::Signer::sign_es384(&signer, &payload).unwrap()).unwrap();
+    let signed = root.path().join("signed.eif");
+    check("attach-signature", 0, || {
+        eifbake(&[&"attach-signature", a, &"--certificate", &cert, &"--signature", &sig, &"--out", &signed])
+    });
     let dir = root.path().join("a");
     let out = root.path().join("again.eif");
     let eif_args = || {

@@ -53,6 +53,14 @@ fn signing_data(name: &str) -> PathBuf {
 /// has `[signing] certificate = "keys/cert.pem"` (no key: the build gets it
 /// from `$EIFBAKE_SIGNING_KEY`, the test key signer1).
 fn built_with(git: Option<&str>, signed: bool) -> Built {
+    let key = signing_data("signer1.key");
+    let signer = signed.then(|| (signing_data("signer1.pem"), vec![("EIFBAKE_SIGNING_KEY", key)]));
+    built_signed_by(git, signer)
+}
+
+/// [`built_with`], signed (when `signer` is given) with its certificate and
+/// the key its environment names (`EIFBAKE_SIGNING_KEY`, a token's settings).
+fn built_signed_by(git: Option<&str>, signer: Option<(PathBuf, Vec<(&str, PathBuf)>)>) -> Built {
     let reg = TestRegistry::start();
     let _f = common::push_fixtures(&reg);
     let dir = tempfile::tempdir().unwrap();
@@ -67,9 +75,9 @@ fn built_with(git: Option<&str>, signed: bool) -> Built {
     let script =
         "mkdir -p /out/r\necho \"hello-from-the-$((6*7))\" > /out/r/greeting\ncp main.sh data.txt /out/r/";
     let mut text = common::busybox_step_recipe("v", "1.2.3", &reg.image("fx/busybox:1"), &source, script);
-    if signed {
+    if let Some((cert, _)) = &signer {
         fs::create_dir_all(rdir.join("keys")).unwrap();
-        fs::copy(signing_data("signer1.pem"), rdir.join("keys/cert.pem")).unwrap();
+        fs::copy(cert, rdir.join("keys/cert.pem")).unwrap();
         text.push_str("\n[signing]\ncertificate = \"keys/cert.pem\"\n");
     }
     fs::write(rdir.join("recipe.toml"), text).unwrap();
@@ -78,9 +86,11 @@ fn built_with(git: Option<&str>, signed: bool) -> Built {
     let recipe = rdir.join("recipe.toml");
     let (c, o, e) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
     assert_eq!(c, 0, "{o}{e}");
-    let key = signing_data("signer1.key");
-    let env: &[(&str, &Path)] = if signed { &[("EIFBAKE_SIGNING_KEY", &key)] } else { &[] };
-    let (c, o, e) = common::eifbake_env(&["--store", s(&store), "build", s(&recipe), "--out", s(&out)], env);
+    let env: Vec<(&str, &Path)> = signer
+        .as_ref()
+        .map(|(_, env)| env.iter().map(|(k, v)| (*k, v.as_path())).collect())
+        .unwrap_or_default();
+    let (c, o, e) = common::eifbake_env(&["--store", s(&store), "build", s(&recipe), "--out", s(&out)], &env);
     assert_eq!(c, 0, "{o}{e}");
     let app = dir.path().join("rebuilder-app");
     assert!(std::process::Command::new("cp")
@@ -432,4 +442,73 @@ fn signed_build_verifies_without_the_key() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("no private key") && err.contains("EIFBAKE_SIGNING_KEY"), "{err}");
     assert!(!b.path("out-nokey").exists(), "a refused build made its output directory");
+}
+
+/// A build signed by a key on a PKCS#11 token (SoftHSM2): the token's ECDSA
+/// nonces are random, so two builds of the same recipe carry different
+/// signature bytes, yet each verifies GOOD (whole file, PCR8 included)
+/// because the rebuild reuses the signature section its manifest records.
+/// A signing problem fails the build before any work: exit 2, no EIF.
+#[test]
+fn hsm_signed_builds_verify_through_the_recorded_signature() {
+    let hsm = common::softhsm::SoftHsm::new();
+    let mut env = hsm.env();
+    env.push(("EIFBAKE_SIGNING_KEY", PathBuf::from(hsm.uri())));
+    let b = built_signed_by(None, Some((hsm.certificate.clone(), env.clone())));
+    let env_ref: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let (recipe, store) = (b.path("recipes/v/recipe.toml"), b.path("store"));
+    let out2 = b.path("out2");
+    let (c, o, e) =
+        common::eifbake_env(&["--store", s(&store), "build", s(&recipe), "--out", s(&out2)], &env_ref);
+    assert_eq!(c, 0, "{o}{e}");
+    let (one, two) = (fs::read(b.eif()).unwrap(), fs::read(out2.join("v.eif")).unwrap());
+    assert!(one != two, "the token's signatures should differ from build to build");
+    let section = |p: &Path| eifbake::eif::Eif::open(p).unwrap().signature_section().unwrap().unwrap();
+    assert_ne!(section(&b.eif()), section(&out2.join("v.eif")));
+
+    let source = format!("app={}", s(&b.app));
+    fs::remove_dir_all(b.path("recipes/v/keys")).unwrap();
+    for out in [&b.out, &out2] {
+        let (m, eif) = (out.join("v.manifest.json"), out.join("v.eif"));
+        let (code, v, err) = verify(&[s(&m), "--source", &source, "--eif", s(&eif)]);
+        assert_eq!(code, 0, "{v:#}\n{err}");
+        assert_eq!(v["verdict"], "GOOD", "{v:#}");
+        let whats: Vec<String> = v["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["ok"] == true)
+            .map(|f| format!("{} {}", f["what"].as_str().unwrap(), f["from"].as_str().unwrap()))
+            .collect();
+        for w in ["signature manifest", "sha256 published EIF", "PCR8 published EIF"] {
+            assert!(whats.iter().any(|x| x == w), "no good figure {w:?}: {whats:?}");
+        }
+    }
+
+    // Signing problems: refused before any work, exit 2, no EIF written.
+    fs::create_dir_all(b.path("recipes/v/keys")).unwrap();
+    fs::copy(&hsm.certificate, b.path("recipes/v/keys/cert.pem")).unwrap();
+    let uri = |q: &str| format!("pkcs11:token={};object={}{q}", common::softhsm::TOKEN, common::softhsm::KEY);
+    let cases = [
+        (uri("?pin-value=9999"), "cannot log in to the token"),
+        ("pkcs11:token=absent;object=k?pin-value=1234".to_string(), "no token matches"),
+        (uri("?pin-value=1234&module-path=/nonexistent/p11.so"), "does not exist"),
+        (s(&signing_data("signer1.key")).to_string(), "does not belong to the signing certificate"),
+        (s(&b.path("absent.key")).to_string(), "cannot read private key"),
+    ];
+    let expired_cert = signing_data("expired.pem");
+    let expired = ["--signing-certificate", s(&expired_cert)];
+    let refused = b.path("out-refused");
+    let expired_key = s(&signing_data("expired.key")).to_string();
+    for (key, want, extra) in
+        cases.into_iter().map(|(k, w)| (k, w, &[][..])).chain([(expired_key, "it expired on", &expired[..])])
+    {
+        let mut args = vec!["--store", s(&store), "build", s(&recipe), "--out", s(&refused)];
+        args.extend(["--private-key", &key]);
+        args.extend(extra);
+        let (c, o, e) = common::eifbake_env(&args, &env_ref[..1]);
+        assert_eq!(c, 2, "{key}: {o}{e}");
+        assert!(e.contains(want), "{key}: expected {want:?} in {e}");
+        assert!(!refused.join("v.eif").exists(), "{key}: a refused build wrote an EIF");
+    }
 }

@@ -21,6 +21,7 @@ pub fn sign_with(a: &BuildSigningArgs) -> SignWith {
         key: a.private_key.clone(),
         fallback_key: std::env::var("EIFBAKE_SIGNING_KEY").ok().filter(|k| !k.is_empty()),
         validity: if a.ignore_certificate_validity { Validity::Ignore } else { Validity::Enforce },
+        token: a.token.options(),
     })
 }
 

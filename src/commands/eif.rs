@@ -29,7 +29,7 @@ pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
         (Some(cert), Some(key)) => {
             let validity =
                 if args.ignore_certificate_validity { Validity::Ignore } else { Validity::Enforce };
-            Some(signing::load_signer(cert, key, validity)?)
+            Some(signing::load_signer_with(cert, key, validity, &args.token.options())?)
         }
         _ => None,
     };

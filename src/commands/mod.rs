@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod init;
 pub mod lock;
 pub mod ramdisk;
+pub mod sign;
 pub mod store;
 pub mod verify;
 
@@ -28,6 +29,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Ramdisk(args) => ramdisk::run(args, &cli.global),
         Command::Eif(args) => eif::run(args, &cli.global),
+        Command::SignPayload(a) => sign::payload(a),
+        Command::AttachSignature(a) => sign::attach(a),
         Command::Describe(args) => describe::run(args, &cli.global),
         Command::Diff(args) => diff::run(args, &cli.global),
         Command::Build(a) => build::run(a, &cli.global),

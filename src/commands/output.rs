@@ -45,6 +45,11 @@ pub fn text(s: &str) -> Result<(), StdoutError> {
     io::stdout().lock().write_all(s.as_bytes()).map_err(StdoutError)
 }
 
+/// Write `bytes` as they are to standard output (binary output).
+pub fn bytes(b: &[u8]) -> Result<(), StdoutError> {
+    io::stdout().lock().write_all(b).map_err(StdoutError)
+}
+
 /// Write `value` as pretty JSON and a newline to standard output, streamed
 /// (never held whole in memory as text).
 pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {

@@ -84,6 +84,13 @@ pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
     ]))
 }
 
+/// The bytes an ES384 signer signs for an image whose PCR0 is `pcr0`: the
+/// Sig_structure over the ES384 protected header and `PcrInfo {0, PCR0}`.
+/// `eifbake sign-payload` prints them for detached signing.
+pub fn to_be_signed(pcr0: &Pcr) -> Vec<u8> {
+    sig_structure(&PROTECTED_ES384, &pcr0_payload(pcr0))
+}
+
 /// An untagged COSE_Sign1 with an empty unprotected header map.
 pub fn cose_sign1(protected: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
     to_cbor(&Value::Array(vec![
@@ -105,7 +112,7 @@ fn encode_entry(pem: &[u8], cose: &[u8]) -> Vec<u8> {
 pub fn encode(signer: &dyn Signer, pcr0: &Pcr) -> Result<Vec<u8>> {
     let cert = signer.certificate();
     let payload = pcr0_payload(pcr0);
-    let tbs = sig_structure(&PROTECTED_ES384, &payload);
+    let tbs = to_be_signed(pcr0);
     let sig = signer.sign_es384(&tbs).with_context(|| format!("signing with {}", signer.key_location()))?;
     let key = cert.p384_key().context("the signing certificate")?;
     verify_es384(&key, &tbs, &sig).with_context(|| {

@@ -17,6 +17,7 @@ pub mod git;
 pub mod http;
 pub mod qemu;
 pub mod rootfs;
+pub mod softhsm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
