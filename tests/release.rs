@@ -1,0 +1,159 @@
+//! Releases on a registry: `push`, `pull`, `describe`/`diff`/`verify REF`,
+//! signed rebuild attestations as referrers and their listing, and batches
+//! of releases, against a real loopback registry (Debian's docker-registry,
+//! which has no referrers API: the referrers tag schema path).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use eifbake::digest::Digest;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn signing(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/signing").join(name)
+}
+
+/// Build the release `name` (no steps: cheap to build and rebuild) into `proj/out`.
+fn build_release(reg: &TestRegistry, proj: &Path, name: &str) -> PathBuf {
+    let recipe = write_recipe(proj, name, "x86_64", &[("busybox", reg.image("fx/busybox:1"))]);
+    let text = fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("\"/bin/sh\" }", "\"/bin/busybox\" }")
+        .replace("command = [\"/bin/sh\"]", "command = [\"/bin/sh\"]\napp_sources = [\"https://example.org/app.git\"]");
+    fs::write(&recipe, text).unwrap();
+    let store = proj.join("store");
+    eifbake_ok(&["--store", s(&store), "lock", s(&recipe)]);
+    eifbake_ok(&["--store", s(&store), "build", s(&recipe), "--out", s(&proj.join("out"))]);
+    proj.join("out").join(name)
+}
+
+fn push_json(release: &Path, reference: &str) -> serde_json::Value {
+    serde_json::from_str(&eifbake_ok(&["push", s(release), reference, "--json"])).unwrap()
+}
+
+#[test]
+fn push_pull_verify_round_trip_and_tampered_blob() {
+    let reg = TestRegistry::start();
+    let _fx = push_fixtures(&reg);
+    let proj = tempfile::tempdir().unwrap();
+    let release = build_release(&reg, proj.path(), "rel");
+    let reference = reg.image("releases/rel:1.0");
+
+    let pushed = push_json(&release, &reference);
+    let digest = pushed["digest"].as_str().unwrap().to_string();
+    // The same files give the same artifact: pushing again changes nothing.
+    assert_eq!(push_json(&release, &reference)["digest"], digest.as_str());
+
+    // skopeo reads the artifact as an OCI image manifest 1.1 artifact.
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{reference}")]);
+    assert_eq!(Digest::of(raw.as_bytes()).to_string(), digest);
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["schemaVersion"], 2);
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(m["artifactType"], "application/vnd.eifbake.release.v1");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+    assert_eq!(m["config"]["size"], 2);
+    let types: Vec<&str> = m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.eifbake.eif.v1",
+            "application/vnd.eifbake.manifest.v1+json",
+            "application/vnd.in-toto+json",
+            "application/vnd.eifbake.pcrs.v1+text"
+        ]
+    );
+    let bake: serde_json::Value =
+        serde_json::from_slice(&fs::read(release.with_extension("manifest.json")).unwrap()).unwrap();
+    let a = &m["annotations"];
+    assert_eq!(a["io.eifbake.pcr0"], bake["outputs"]["pcrs"]["PCR0"], "{a}");
+    assert_eq!(a["io.eifbake.pcr2"], bake["outputs"]["pcrs"]["PCR2"], "{a}");
+    assert_eq!(a["io.eifbake.app-sources"], "[\"https://example.org/app.git\"]");
+    assert_eq!(a["io.eifbake.tool.version"], env!("CARGO_PKG_VERSION"));
+    // skopeo copies it as an OCI artifact, every blob, digests preserved.
+    let layout = proj.path().join("layout");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:rel", s(&layout)),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+
+    // pull, by tag and by digest: the four files, byte-identical.
+    for (r, dir) in [(reference.clone(), "pulled"), (format!("{}@{digest}", reg.image("releases/rel")), "pinned")] {
+        let out = proj.path().join(dir);
+        let v: serde_json::Value =
+            serde_json::from_str(&eifbake_ok(&["pull", &r, "--out", s(&out), "--json"])).unwrap();
+        assert_eq!(v["digest"], digest.as_str());
+        for ext in ["eif", "manifest.json", "provenance.json", "pcrs"] {
+            let name = format!("rel.{ext}");
+            assert_eq!(
+                fs::read(out.join(&name)).unwrap(),
+                fs::read(release.with_extension(ext)).unwrap(),
+                "{name} differs after pull"
+            );
+        }
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 4, "temporary files left in {}", out.display());
+    }
+
+    // describe, diff and verify take the reference.
+    let d: serde_json::Value = serde_json::from_str(&eifbake_ok(&["describe", &reference, "--json"])).unwrap();
+    assert_eq!(d["Measurements"]["PCR0"], bake["outputs"]["pcrs"]["PCR0"], "{d}");
+    let (code, out, err) = eifbake(&["diff", &reference, s(&release.with_extension("eif"))]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("identical"), "{out}");
+    let (code, out, err) = eifbake(&["verify", &reference, "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "GOOD");
+    let from: Vec<&str> = v["figures"].as_array().unwrap().iter().map(|f| f["from"].as_str().unwrap()).collect();
+    assert!(from.contains(&"published EIF") && from.contains(&"pcrs file"), "{v:#}");
+
+    // A path that exists is a file, whatever it looks like; a host-less name that does not is too.
+    let (code, _, err) = eifbake(&["describe", "no-such-dir/rel.eif"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no-such-dir/rel.eif"), "{err}");
+
+    // The registry serves a tampered EIF (same length, one byte flipped): refused, naming the digest.
+    let eif_digest = Digest::from_hex(m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")).unwrap();
+    let data = reg.blob_data(&eif_digest);
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+    let out = proj.path().join("tampered");
+    let (code, _, err) = eifbake(&["pull", &reference, "--out", s(&out)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&eif_digest.to_string()) && err.contains("refusing"), "{err}");
+    let left: Vec<_> = fs::read_dir(&out).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "a refused pull left files: {left:?}");
+    let (code, _, err) = eifbake(&["verify", &reference]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&eif_digest.to_string()), "{err}");
+}
+
+#[test]
+fn push_refuses_files_that_are_not_one_release() {
+    let reg = TestRegistry::start();
+    let _fx = push_fixtures(&reg);
+    let proj = tempfile::tempdir().unwrap();
+    let release = build_release(&reg, proj.path(), "mix");
+    let pcrs = release.with_extension("pcrs");
+    let text = fs::read_to_string(&pcrs).unwrap();
+    let first = text.chars().next().unwrap();
+    fs::write(&pcrs, text.replacen(first, if first == '0' { "1" } else { "0" }, 1)).unwrap();
+    let (code, _, err) = eifbake(&["push", s(&release), &reg.image("releases/mix:1")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(".pcrs") && err.contains("not one release"), "{err}");
+    assert_eq!(reg.log().matches("PUT /v2/releases/mix/manifests").count(), 0, "{}", reg.log());
+}
