@@ -157,3 +157,138 @@ fn push_refuses_files_that_are_not_one_release() {
     assert!(err.contains(".pcrs") && err.contains("not one release"), "{err}");
     assert_eq!(reg.log().matches("PUT /v2/releases/mix/manifests").count(), 0, "{}", reg.log());
 }
+
+/// The referrer manifests listed under the referrers tag of `digest` (docker-registry has no API).
+fn tag_schema_index(reg: &TestRegistry, repo: &str, digest: &str) -> serde_json::Value {
+    let tag = digest.replace(':', "-");
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:{tag}", reg.image(repo))]);
+    serde_json::from_str(&raw).unwrap()
+}
+
+fn attestations(reference: &str, keys: &[&Path]) -> (i32, serde_json::Value, String) {
+    let mut args = vec!["attestations", reference, "--json"];
+    for k in keys {
+        args.extend(["--key", s(k)]);
+    }
+    let (code, out, err) = eifbake(&args);
+    let v = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    (code, v, err)
+}
+
+/// Push a copy of the attestation `att` (a referrer manifest digest) of
+/// `reference` whose signed payload has `edit` applied and whose signature
+/// is kept: what an attacker with push access to the repository can do.
+fn push_forged(reg: &TestRegistry, repo: &str, release: &str, att: &str, edit: impl Fn(String) -> String) {
+    use base64::Engine as _;
+    use eifbake::oci::model::DescriptorExt as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}@{att}", reg.image(repo))]);
+    let mut m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let env_digest = m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&fs::read(reg.blob_data(&Digest::from_hex(&env_digest).unwrap())).unwrap()).unwrap();
+    let payload = String::from_utf8(b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
+    let forged = edit(payload.clone());
+    assert_ne!(forged, payload, "the edit changed nothing");
+    env["payload"] = b64.encode(forged).into();
+    let env_bytes = serde_json::to_vec(&env).unwrap();
+    m["layers"][0]["digest"] = Digest::of(&env_bytes).to_string().into();
+    m["layers"][0]["size"] = env_bytes.len().into();
+    let m_bytes = serde_json::to_vec(&m).unwrap();
+    let registry = eifbake::oci::registry::Registry::new(&[]);
+    let r: eifbake::oci::Reference = reg.image(&format!("{repo}:x")).parse().unwrap();
+    let subject = Digest::from_hex(release.trim_start_matches("sha256:")).unwrap();
+    let mut entry = eifbake::oci::model::descriptor(
+        "application/vnd.oci.image.manifest.v1+json",
+        &Digest::of(&m_bytes),
+        m_bytes.len() as u64,
+    );
+    entry.set_artifact_type(Some("application/vnd.eifbake.rebuild-attestation.v1".into()));
+    entry.annotate("io.eifbake.rebuild.keyid", env["signatures"][0]["keyid"].as_str().unwrap().into());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        registry.push_blob(&r, &env_bytes).await.unwrap();
+        eifbake::release::referrers::attach(&registry, &r, &subject, &m_bytes, entry).await.unwrap();
+    });
+}
+
+#[test]
+fn signed_rebuild_attestations_as_referrers_tag_schema() {
+    let reg = TestRegistry::start();
+    let _fx = push_fixtures(&reg);
+    let proj = tempfile::tempdir().unwrap();
+    let release = build_release(&reg, proj.path(), "att");
+    let reference = reg.image("releases/att:1");
+    let digest = push_json(&release, &reference)["digest"].as_str().unwrap().to_string();
+    let (key1, cert1, cert2) = (signing("signer1.key"), signing("signer1.pem"), signing("signer2.pem"));
+    let push_args = ["--attest", "--push", "--key", s(&key1), "--cert", s(&cert1)];
+
+    // No attestation yet.
+    let (code, v, err) = attestations(&reference, &[&cert1]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["attestations"], serde_json::json!([]), "{v}");
+
+    let mut args = vec!["verify", &reference];
+    args.extend(push_args);
+    let out = eifbake_ok(&args);
+    assert!(out.starts_with("GOOD att\n") && out.contains("attached the signed summary"), "{out}");
+
+    // docker-registry has no referrers API: the tag schema holds the referrer.
+    let index = tag_schema_index(&reg, "releases/att", &digest);
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["artifactType"], "application/vnd.eifbake.rebuild-attestation.v1");
+    let att = entries[0]["digest"].as_str().unwrap().to_string();
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}@{att}", reg.image("releases/att"))]);
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["subject"]["digest"], digest.as_str());
+    assert_eq!(m["layers"][0]["mediaType"], "application/vnd.dsse.envelope.v1+json");
+
+    // Listed with signer1's certificate: good, with verdict, tool version and date.
+    let (code, v, err) = attestations(&reference, &[&cert1]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["mechanism"], "tag-schema");
+    let a = &v["attestations"][0];
+    assert_eq!(a["status"], "good", "{v}");
+    assert_eq!(a["verdict"], "PASSED");
+    assert_eq!(a["tool_version"], env!("CARGO_PKG_VERSION"));
+    assert!(a["who"].as_str().unwrap().contains("eifbake test signer 1"), "{a}");
+    assert!(a["time_verified"].as_str().unwrap().ends_with('Z'), "{a}");
+    // With another rebuilder's key only: shown, not believed.
+    let (code, v, _) = attestations(&reference, &[&cert2]);
+    assert_eq!(code, 0);
+    assert_eq!(v["attestations"][0]["status"], "unknown-key", "{v}");
+    assert_eq!(v["attestations"][0]["verdict"], serde_json::Value::Null, "an unverified verdict was shown");
+    // The text form marks it too.
+    let (_, text, _) = eifbake(&["attestations", &reference, "--key", s(&cert2)]);
+    assert!(text.contains("UNKNOWN KEY"), "{text}");
+
+    // Again: this rebuilder's attestation is there, so the release is skipped.
+    let mut again = args.clone();
+    again.push("--json");
+    let v: serde_json::Value = serde_json::from_str(&eifbake_ok(&again)).unwrap();
+    assert_eq!(v["skipped"], true, "{v}");
+    assert_eq!(tag_schema_index(&reg, "releases/att", &digest)["manifests"].as_array().unwrap().len(), 1);
+
+    // A forged copy: the verdict time edited, the signature kept. Flagged BAD, exit 1.
+    push_forged(&reg, "releases/att", &digest, &att, |p| p.replace("\"timeVerified\":\"", "\"timeVerified\":\"1"));
+    let (code, v, err) = attestations(&reference, &[&cert1]);
+    assert_eq!(code, 1, "{v}{err}");
+    let list = v["attestations"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{v}");
+    assert_eq!(list[0]["status"], "good");
+    assert_eq!(list[1]["status"], "bad");
+    assert!(list[1]["problem"].as_str().unwrap().contains("does not verify"), "{v}");
+
+    // The stored envelope damaged at rest: refused by its digest, flagged BAD.
+    let env = Digest::from_hex(m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")).unwrap();
+    let mut bytes = fs::read(reg.blob_data(&env)).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    fs::write(reg.blob_data(&env), &bytes).unwrap();
+    let (code, v, _) = attestations(&reference, &[&cert1]);
+    assert_eq!(code, 1);
+    assert_eq!(v["attestations"][0]["status"], "bad", "{v}");
+    assert!(v["attestations"][0]["problem"].as_str().unwrap().contains(&env.to_string()), "{v}");
+}
