@@ -292,3 +292,62 @@ fn signed_rebuild_attestations_as_referrers_tag_schema() {
     assert_eq!(v["attestations"][0]["status"], "bad", "{v}");
     assert!(v["attestations"][0]["problem"].as_str().unwrap().contains(&env.to_string()), "{v}");
 }
+
+/// `verify REF… --jobs N`: one JSON line per release, resumed after an
+/// interruption (what already carries this rebuilder's attestation is skipped).
+#[test]
+fn many_releases_one_line_each_and_resume() {
+    let reg = TestRegistry::start();
+    let _fx = push_fixtures(&reg);
+    let proj = tempfile::tempdir().unwrap();
+    let refs: Vec<String> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| {
+            let r = reg.image(&format!("releases/{n}:1"));
+            push_json(&build_release(&reg, proj.path(), n), &r);
+            r
+        })
+        .collect();
+    let (key1, cert1) = (signing("signer1.key"), signing("signer1.pem"));
+    let run = |subjects: &[&str], jobs: &str| {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(subjects);
+        args.extend(["--attest", "--push", "--key", s(&key1), "--cert", s(&cert1), "--jobs", jobs]);
+        let (code, out, err) = eifbake(&args);
+        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (code, lines, err)
+    };
+    let by_subject = |lines: &[serde_json::Value], r: &str| -> serde_json::Value {
+        lines.iter().find(|l| l["subject"] == r).cloned().unwrap_or_else(|| panic!("no line for {r}: {lines:?}"))
+    };
+
+    // A first run that covers only m1 (as if interrupted after it).
+    let out = eifbake_ok(&["verify", &refs[0], "--attest", "--push", "--key", s(&key1), "--cert", s(&cert1)]);
+    assert!(out.starts_with("GOOD m1\n"), "one release: the report as text\n{out}");
+
+    // The whole batch, two at a time, plus a release that does not exist.
+    let missing = reg.image("releases/none:1");
+    let (code, lines, err) = run(&[&refs[0], &refs[1], &missing, &refs[2]], "2");
+    assert_eq!(code, 2, "a missing release is an error line and exit 2: {lines:?}\n{err}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let first = by_subject(&lines, &refs[0]);
+    assert_eq!(first["skipped"], true, "{first}");
+    for r in &refs[1..] {
+        let l = by_subject(&lines, r);
+        assert_eq!((l["skipped"].clone(), l["verdict"].clone()), (false.into(), "GOOD".into()), "{l}");
+        assert!(l["attestation"].as_str().unwrap().starts_with("sha256:"), "{l}");
+        assert!(l["release"].as_str().unwrap().starts_with("sha256:"), "{l}");
+    }
+    let none = by_subject(&lines, &missing);
+    assert!(none["error"].as_str().unwrap().contains("releases/none"), "{none}");
+
+    // Everything attested now: a re-run rebuilds nothing.
+    let (code, lines, _) = run(&[&refs[0], &refs[1], &refs[2]], "2");
+    assert_eq!(code, 0);
+    assert!(lines.iter().all(|l| l["skipped"] == true), "{lines:?}");
+    for r in &refs {
+        let (code, v, _) = attestations(r, &[&cert1]);
+        assert_eq!(code, 0);
+        assert_eq!(v["attestations"].as_array().unwrap().len(), 1, "{r}: {v}");
+    }
+}
