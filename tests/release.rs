@@ -351,3 +351,36 @@ fn many_releases_one_line_each_and_resume() {
         assert_eq!(v["attestations"].as_array().unwrap().len(), 1, "{r}: {v}");
     }
 }
+
+/// A registry with the referrers API (docker-registry behind a proxy that
+/// answers the endpoint): the attestation is found through the API and no
+/// referrers tag is written.
+#[test]
+fn signed_rebuild_attestation_through_the_referrers_api() {
+    let reg = TestRegistry::start();
+    let _fx = push_fixtures(&reg);
+    let proxy = eifbake_testkit::referrers::ReferrersProxy::start(&reg.addr);
+    let proj = tempfile::tempdir().unwrap();
+    let release = build_release(&reg, proj.path(), "api");
+    let reference = proxy.image("releases/api:1");
+    let digest = push_json(&release, &reference)["digest"].as_str().unwrap().to_string();
+    let (key1, cert1) = (signing("signer1.key"), signing("signer1.pem"));
+    let out = eifbake_ok(&["verify", &reference, "--attest", "--push", "--key", s(&key1), "--cert", s(&cert1)]);
+    assert!(out.contains("attached the signed summary"), "{out}");
+    assert!(proxy.api_hits() > 0);
+    assert_eq!(proxy.recorded(), 1);
+    assert!(
+        !reg.log().contains(&format!("/manifests/{}", digest.replace(':', "-"))),
+        "the referrers tag was written although the registry has the API:\n{}",
+        reg.log()
+    );
+    let (code, v, err) = attestations(&reference, &[&cert1]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["mechanism"], "api", "{v}");
+    assert_eq!(v["attestations"][0]["status"], "good", "{v}");
+    assert_eq!(v["attestations"][0]["verdict"], "PASSED", "{v}");
+    // Straight to the registry (no API, no tag): nothing is listed.
+    let (_, v, _) = attestations(&reg.image("releases/api:1"), &[&cert1]);
+    assert_eq!(v["mechanism"], "tag-schema");
+    assert_eq!(v["attestations"], serde_json::json!([]), "{v}");
+}

@@ -164,14 +164,16 @@ pub fn list(
     let eif = release_eif(release)?;
     let mut out = Vec::new();
     for d in found {
-        let is_ours = d.artifact_type().as_ref().map(|t| t.to_string()).as_deref() == Some(media::REBUILD_ATTESTATION);
-        if !is_ours {
+        // Some listings drop `artifactType`: such an entry is fetched and its manifest decides.
+        let artifact_type = d.artifact_type().as_ref().map(|t| t.to_string());
+        if artifact_type.is_some() && artifact_type.as_deref() != Some(media::REBUILD_ATTESTATION) {
             continue;
         }
         let digest = d.sha256()?;
         let claimed = d.annotation(annotation::KEY_ID).unwrap_or_default().to_string();
         let listed = match rt.block_on(check_one(registry, reference, release, &eif, &digest, keys)) {
-            Ok(l) => l,
+            Ok(Some(l)) => l,
+            Ok(None) => continue,
             Err(e) => Listed {
                 digest,
                 status: Status::Bad,
@@ -194,7 +196,8 @@ fn release_eif(release: &Published) -> Result<Digest> {
     l.context("the release has no EIF layer")?.sha256()
 }
 
-/// Fetch and check one attestation referrer (see the module docs).
+/// Fetch and check one attestation referrer (see the module docs); `None`
+/// when the referrer is something else (another artifact type).
 async fn check_one(
     registry: &Registry,
     reference: &Reference,
@@ -202,13 +205,16 @@ async fn check_one(
     eif: &Digest,
     digest: &Digest,
     keys: &[NamedKey],
-) -> Result<Listed> {
+) -> Result<Option<Listed>> {
     let (bytes, _) = registry.fetch_manifest(&pinned(reference, digest)?).await?;
     let what = format!("attestation {digest}");
     let m = match model::Manifest::parse(&bytes, &what)? {
         model::Manifest::Image(m) => m,
-        model::Manifest::Index(_) => bail!("{what}: an index, not an attestation"),
+        model::Manifest::Index(_) => return Ok(None),
     };
+    if m.artifact_type().as_ref().map(|t| t.to_string()).as_deref() != Some(media::REBUILD_ATTESTATION) {
+        return Ok(None);
+    }
     if m.subject().as_ref().map(|s| s.digest().to_string()) != Some(release.digest.to_string()) {
         bail!("{what}: its subject is not this release {}", release.digest);
     }
@@ -231,7 +237,7 @@ async fn check_one(
         problem: Some("signed by a key not named with --key".into()),
     };
     let Some(key) = keys.iter().find(|k| envelope.key_ids().contains(&k.id.as_str())) else {
-        return Ok(listed);
+        return Ok(Some(listed));
     };
     listed.who = key.label.clone();
     let payload = envelope.verify(&key.key).with_context(|| format!("{what}: signature of {}", key.label))?;
@@ -250,7 +256,7 @@ async fn check_one(
     listed.verdict = s(&p["verificationResult"]);
     listed.tool_version = s(&p["verifier"]["version"]["eifbake"]);
     listed.time_verified = s(&p["timeVerified"]);
-    Ok(listed)
+    Ok(Some(listed))
 }
 
 /// Whether `release` already carries a good attestation signed by `key`
