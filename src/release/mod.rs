@@ -329,3 +329,91 @@ pub fn local_eif(registry: &Registry, arg: &Path, scratch: &Path) -> Result<Path
 pub fn tool_version(m: &ImageManifest) -> Option<String> {
     m.annotations().as_ref()?.get(annotation::TOOL_VERSION).cloned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest::from_json(include_bytes!("../../tests/data/manifest.json")).unwrap()
+    }
+
+    #[test]
+    fn an_existing_path_is_a_file_a_host_qualified_name_a_release() {
+        let dir = tempfile::tempdir().unwrap();
+        // Looks like a reference, but exists: a file.
+        let odd = dir.path().join("127.0.0.1:5000");
+        fs::create_dir(&odd).unwrap();
+        fs::write(odd.join("x:1"), b"").unwrap();
+        let p = odd.join("x:1");
+        assert_eq!(Subject::parse(p.to_str().unwrap()).unwrap(), Subject::File(p.clone()));
+        let release = |s: &str| match Subject::parse(s).unwrap() {
+            Subject::Release(r) => r,
+            other => panic!("{s}: {other:?}"),
+        };
+        let r = release("127.0.0.1:5000/rel/hello:1.0");
+        assert_eq!((r.registry(), r.repository(), r.tag()), ("127.0.0.1:5000", "rel/hello", Some("1.0")));
+        let d = Digest::of(b"m");
+        assert_eq!(release(&format!("ghcr.io/o/hello@{d}")).digest(), Some(d));
+        assert_eq!(release("localhost/hello:2").registry(), "localhost");
+        assert_eq!(release("docker.io/o/hello:3").repository(), "o/hello");
+        // No registry host, or not there: files (the command then says they are missing).
+        for f in ["out/hello.manifest.json", "hello.eif", "o/hello:1", "./x.y/z", "../a.b/c"] {
+            assert_eq!(Subject::parse(f).unwrap(), Subject::File(PathBuf::from(f)), "{f}");
+        }
+        let e = format!("{:#}", Subject::parse("ghcr.io/UPPER/Case:1").unwrap_err());
+        assert!(e.contains("no such file, and not a registry reference"), "{e}");
+    }
+
+    #[test]
+    fn release_files_are_named_from_the_prefix_or_any_member() {
+        let want = ReleaseFiles::in_dir(Path::new("out"), "hello");
+        for p in ["out/hello", "out/hello.eif", "out/hello.manifest.json", "out/hello.provenance.json", "out/hello.pcrs"] {
+            assert_eq!(ReleaseFiles::of(Path::new(p)), want, "{p}");
+        }
+        assert_eq!(want.paths()[3], Path::new("out/hello.pcrs"));
+    }
+
+    #[test]
+    fn the_artifact_manifest_is_deterministic_and_annotated() {
+        let m = manifest();
+        let layers: [(Digest, u64); 4] = std::array::from_fn(|i| (Digest::of(&[i as u8]), i as u64 + 1));
+        let a = artifact_manifest("hello", &m, &layers);
+        for _ in 0..4 {
+            assert_eq!(artifact_manifest("hello", &m, &layers), a);
+        }
+        let parsed = parse_release(&a, "test").unwrap();
+        assert_eq!(parsed.layers().len(), 4);
+        assert_eq!(parsed.layers()[0].media_type().to_string(), media::EIF);
+        assert_eq!(parsed.layers()[3].annotation(annotation::TITLE), Some("hello.pcrs"));
+        assert_eq!(parsed.config().sha256().unwrap(), Digest::of(b"{}"));
+        let ann = parsed.annotations().clone().unwrap();
+        assert_eq!(ann["io.eifbake.pcr0"], "0".repeat(96));
+        assert_eq!(ann["io.eifbake.pcr2"], "2".repeat(96));
+        assert!(!ann.contains_key("io.eifbake.pcr8"), "unsigned: no PCR8");
+        assert_eq!(ann[annotation::TOOL_VERSION], m.inputs.tool.version);
+        // Another artifact type is not a release.
+        let other = String::from_utf8(a).unwrap().replace(media::RELEASE, "application/x-other");
+        let e = format!("{:#}", parse_release(other.as_bytes(), "blob X").unwrap_err());
+        assert!(e.contains("blob X") && e.contains("not an eifbake release"), "{e}");
+    }
+
+    #[test]
+    fn files_that_disagree_or_unsafe_names_are_refused() {
+        let m = manifest();
+        let pcrs = m.outputs.pcrs.to_pcrs_file();
+        check_agreement(&m, &m.outputs.eif.sha256, pcrs.as_bytes(), "r").unwrap();
+        let e = format!("{:#}", check_agreement(&m, &Digest::of(b"other"), pcrs.as_bytes(), "r").unwrap_err());
+        assert!(e.contains("outputs.eif.sha256") && e.contains("not one release"), "{e}");
+        let wrong = pcrs.replacen('0', "1", 1);
+        let e = format!("{:#}", check_agreement(&m, &m.outputs.eif.sha256, wrong.as_bytes(), "r").unwrap_err());
+        assert!(e.contains(".pcrs"), "{e}");
+        for bad in ["../x", ".hidden", "a/b", ""] {
+            let mut m = manifest();
+            m.inputs.name = bad.into();
+            let e = format!("{:#}", release_name(&m, "r").unwrap_err());
+            assert!(e.contains("inputs.name"), "{bad}: {e}");
+        }
+        assert_eq!(release_name(&manifest(), "r").unwrap(), "hello");
+    }
+}
