@@ -22,10 +22,10 @@ fn signing(name: &str) -> PathBuf {
 /// Build the release `name` (no steps: cheap to build and rebuild) into `proj/out`.
 fn build_release(reg: &TestRegistry, proj: &Path, name: &str) -> PathBuf {
     let recipe = write_recipe(proj, name, "x86_64", &[("busybox", reg.image("fx/busybox:1"))]);
-    let text = fs::read_to_string(&recipe)
-        .unwrap()
-        .replace("\"/bin/sh\" }", "\"/bin/busybox\" }")
-        .replace("command = [\"/bin/sh\"]", "command = [\"/bin/sh\"]\napp_sources = [\"https://example.org/app.git\"]");
+    let text = fs::read_to_string(&recipe).unwrap().replace("\"/bin/sh\" }", "\"/bin/busybox\" }").replace(
+        "command = [\"/bin/sh\"]",
+        "command = [\"/bin/sh\"]\napp_sources = [\"https://example.org/app.git\"]",
+    );
     fs::write(&recipe, text).unwrap();
     let store = proj.join("store");
     eifbake_ok(&["--store", s(&store), "lock", s(&recipe)]);
@@ -59,7 +59,8 @@ fn push_pull_verify_round_trip_and_tampered_blob() {
     assert_eq!(m["artifactType"], "application/vnd.eifbake.release.v1");
     assert_eq!(m["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
     assert_eq!(m["config"]["size"], 2);
-    let types: Vec<&str> = m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+    let types: Vec<&str> =
+        m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
     assert_eq!(
         types,
         [
@@ -86,11 +87,14 @@ fn push_pull_verify_round_trip_and_tampered_blob() {
         &format!("docker://{reference}"),
         &format!("oci:{}:rel", s(&layout)),
     ]);
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
 
     // pull, by tag and by digest: the four files, byte-identical.
-    for (r, dir) in [(reference.clone(), "pulled"), (format!("{}@{digest}", reg.image("releases/rel")), "pinned")] {
+    for (r, dir) in
+        [(reference.clone(), "pulled"), (format!("{}@{digest}", reg.image("releases/rel")), "pinned")]
+    {
         let out = proj.path().join(dir);
         let v: serde_json::Value =
             serde_json::from_str(&eifbake_ok(&["pull", &r, "--out", s(&out), "--json"])).unwrap();
@@ -107,7 +111,8 @@ fn push_pull_verify_round_trip_and_tampered_blob() {
     }
 
     // describe, diff and verify take the reference.
-    let d: serde_json::Value = serde_json::from_str(&eifbake_ok(&["describe", &reference, "--json"])).unwrap();
+    let d: serde_json::Value =
+        serde_json::from_str(&eifbake_ok(&["describe", &reference, "--json"])).unwrap();
     assert_eq!(d["Measurements"]["PCR0"], bake["outputs"]["pcrs"]["PCR0"], "{d}");
     let (code, out, err) = eifbake(&["diff", &reference, s(&release.with_extension("eif"))]);
     assert_eq!(code, 0, "{out}{err}");
@@ -116,7 +121,8 @@ fn push_pull_verify_round_trip_and_tampered_blob() {
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verdict"], "GOOD");
-    let from: Vec<&str> = v["figures"].as_array().unwrap().iter().map(|f| f["from"].as_str().unwrap()).collect();
+    let from: Vec<&str> =
+        v["figures"].as_array().unwrap().iter().map(|f| f["from"].as_str().unwrap()).collect();
     assert!(from.contains(&"published EIF") && from.contains(&"pcrs file"), "{v:#}");
 
     // A path that exists is a file, whatever it looks like; a host-less name that does not is too.
@@ -125,7 +131,8 @@ fn push_pull_verify_round_trip_and_tampered_blob() {
     assert!(err.contains("no-such-dir/rel.eif"), "{err}");
 
     // The registry serves a tampered EIF (same length, one byte flipped): refused, naming the digest.
-    let eif_digest = Digest::from_hex(m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")).unwrap();
+    let eif_digest =
+        Digest::from_hex(m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")).unwrap();
     let data = reg.blob_data(&eif_digest);
     let mut bytes = fs::read(&data).unwrap();
     let mid = bytes.len() / 2;
@@ -135,7 +142,8 @@ fn push_pull_verify_round_trip_and_tampered_blob() {
     let (code, _, err) = eifbake(&["pull", &reference, "--out", s(&out)]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&eif_digest.to_string()) && err.contains("refusing"), "{err}");
-    let left: Vec<_> = fs::read_dir(&out).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        fs::read_dir(&out).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "a refused pull left files: {left:?}");
     let (code, _, err) = eifbake(&["verify", &reference]);
     assert_eq!(code, 2, "{err}");
@@ -161,7 +169,8 @@ fn push_refuses_files_that_are_not_one_release() {
 /// The referrer manifests listed under the referrers tag of `digest` (docker-registry has no API).
 fn tag_schema_index(reg: &TestRegistry, repo: &str, digest: &str) -> serde_json::Value {
     let tag = digest.replace(':', "-");
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:{tag}", reg.image(repo))]);
+    let raw =
+        skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}:{tag}", reg.image(repo))]);
     serde_json::from_str(&raw).unwrap()
 }
 
@@ -182,11 +191,13 @@ fn push_forged(reg: &TestRegistry, repo: &str, release: &str, att: &str, edit: i
     use base64::Engine as _;
     use eifbake::oci::model::DescriptorExt as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}@{att}", reg.image(repo))]);
+    let raw =
+        skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}@{att}", reg.image(repo))]);
     let mut m: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let env_digest = m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
     let mut env: serde_json::Value =
-        serde_json::from_slice(&fs::read(reg.blob_data(&Digest::from_hex(&env_digest).unwrap())).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(reg.blob_data(&Digest::from_hex(&env_digest).unwrap())).unwrap())
+            .unwrap();
     let payload = String::from_utf8(b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
     let forged = edit(payload.clone());
     assert_ne!(forged, payload, "the edit changed nothing");
@@ -240,7 +251,12 @@ fn signed_rebuild_attestations_as_referrers_tag_schema() {
     assert_eq!(entries.len(), 1, "{index}");
     assert_eq!(entries[0]["artifactType"], "application/vnd.eifbake.rebuild-attestation.v1");
     let att = entries[0]["digest"].as_str().unwrap().to_string();
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}@{att}", reg.image("releases/att"))]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}@{att}", reg.image("releases/att")),
+    ]);
     let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(m["subject"]["digest"], digest.as_str());
     assert_eq!(m["layers"][0]["mediaType"], "application/vnd.dsse.envelope.v1+json");
@@ -272,7 +288,9 @@ fn signed_rebuild_attestations_as_referrers_tag_schema() {
     assert_eq!(tag_schema_index(&reg, "releases/att", &digest)["manifests"].as_array().unwrap().len(), 1);
 
     // A forged copy: the verdict time edited, the signature kept. Flagged BAD, exit 1.
-    push_forged(&reg, "releases/att", &digest, &att, |p| p.replace("\"timeVerified\":\"", "\"timeVerified\":\"1"));
+    push_forged(&reg, "releases/att", &digest, &att, |p| {
+        p.replace("\"timeVerified\":\"", "\"timeVerified\":\"1")
+    });
     let (code, v, err) = attestations(&reference, &[&cert1]);
     assert_eq!(code, 1, "{v}{err}");
     let list = v["attestations"].as_array().unwrap();
@@ -282,7 +300,8 @@ fn signed_rebuild_attestations_as_referrers_tag_schema() {
     assert!(list[1]["problem"].as_str().unwrap().contains("does not verify"), "{v}");
 
     // The stored envelope damaged at rest: refused by its digest, flagged BAD.
-    let env = Digest::from_hex(m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")).unwrap();
+    let env =
+        Digest::from_hex(m["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")).unwrap();
     let mut bytes = fs::read(reg.blob_data(&env)).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 1;
@@ -318,7 +337,11 @@ fn many_releases_one_line_each_and_resume() {
         (code, lines, err)
     };
     let by_subject = |lines: &[serde_json::Value], r: &str| -> serde_json::Value {
-        lines.iter().find(|l| l["subject"] == r).cloned().unwrap_or_else(|| panic!("no line for {r}: {lines:?}"))
+        lines
+            .iter()
+            .find(|l| l["subject"] == r)
+            .cloned()
+            .unwrap_or_else(|| panic!("no line for {r}: {lines:?}"))
     };
 
     // A first run that covers only m1 (as if interrupted after it).
@@ -365,7 +388,8 @@ fn signed_rebuild_attestation_through_the_referrers_api() {
     let reference = proxy.image("releases/api:1");
     let digest = push_json(&release, &reference)["digest"].as_str().unwrap().to_string();
     let (key1, cert1) = (signing("signer1.key"), signing("signer1.pem"));
-    let out = eifbake_ok(&["verify", &reference, "--attest", "--push", "--key", s(&key1), "--cert", s(&cert1)]);
+    let out =
+        eifbake_ok(&["verify", &reference, "--attest", "--push", "--key", s(&key1), "--cert", s(&cert1)]);
     assert!(out.contains("attached the signed summary"), "{out}");
     assert!(proxy.api_hits() > 0);
     assert_eq!(proxy.recorded(), 1);
@@ -383,4 +407,48 @@ fn signed_rebuild_attestation_through_the_referrers_api() {
     let (_, v, _) = attestations(&reg.image("releases/api:1"), &[&cert1]);
     assert_eq!(v["mechanism"], "tag-schema");
     assert_eq!(v["attestations"], serde_json::json!([]), "{v}");
+}
+
+/// `tester:s3cret` (bcrypt, as in tests/registry.rs).
+const HTPASSWD: &str = "tester:$2b$04$OATPRXNlogEudCL5LayDPue3piz66RIRRWbA1cpBrvImAsxxXg05.";
+
+/// A registry that wants credentials: push and pull (manifests and blobs) use the auth file's.
+#[test]
+fn push_and_pull_with_credentials() {
+    use base64::Engine as _;
+    let reg = TestRegistry::start_with_htpasswd(HTPASSWD);
+    let _fx = push_fixtures_with(&reg, Some("tester:s3cret"));
+    let proj = tempfile::tempdir().unwrap();
+    let auth = proj.path().join("auth.json");
+    let b64 = base64::engine::general_purpose::STANDARD.encode("tester:s3cret");
+    fs::write(&auth, format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.addr)).unwrap();
+    let env =
+        [("REGISTRY_AUTH_FILE", auth.as_path()), ("HOME", proj.path()), ("XDG_RUNTIME_DIR", proj.path())];
+    let recipe = write_recipe(proj.path(), "cred", "x86_64", &[("busybox", reg.image("fx/busybox:1"))]);
+    let text = fs::read_to_string(&recipe).unwrap().replace("\"/bin/sh\" }", "\"/bin/busybox\" }");
+    fs::write(&recipe, text).unwrap();
+    let store = proj.path().join("store");
+    let out = proj.path().join("out");
+    for args in [
+        vec!["--store", s(&store), "lock", s(&recipe)],
+        vec!["--store", s(&store), "build", s(&recipe), "--out", s(&out)],
+    ] {
+        let (code, o, e) = eifbake_env(&args, &env);
+        assert_eq!(code, 0, "{o}{e}");
+    }
+    let reference = reg.image("releases/cred:1");
+    let release = out.join("cred");
+    // Without credentials: refused.
+    let nofile = proj.path().join("none.json");
+    let (code, _, err) = eifbake_env(
+        &["push", s(&release), &reference],
+        &[("REGISTRY_AUTH_FILE", &nofile), ("HOME", proj.path()), ("XDG_RUNTIME_DIR", proj.path())],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, o, e) = eifbake_env(&["push", s(&release), &reference], &env);
+    assert_eq!(code, 0, "{o}{e}");
+    let pulled = proj.path().join("pulled");
+    let (code, o, e) = eifbake_env(&["pull", &reference, "--out", s(&pulled)], &env);
+    assert_eq!(code, 0, "{o}{e}");
+    assert_eq!(fs::read(pulled.join("cred.eif")).unwrap(), fs::read(out.join("cred.eif")).unwrap());
 }

@@ -13,10 +13,10 @@ use crate::oci::registry::Registry;
 use crate::oci::Reference;
 use crate::release::rebuilds::{list, NamedKey, Status};
 
-pub fn run(args: AttestationsArgs, global: &Global) -> Result<ExitCode> {
+pub fn run(args: AttestationsArgs, _global: &Global) -> Result<ExitCode> {
     let reference: Reference = args.reference.parse().context("attestations: the release")?;
     let keys = args.keys.iter().map(|p| NamedKey::load(p)).collect::<Result<Vec<_>>>()?;
-    let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
+    let registry = Registry::new(&args.insecure_registry);
     let release = crate::release::resolve(&registry, &reference)?;
     let (listed, mechanism) = list(&registry, &reference, &release, &keys)?;
     if args.json {

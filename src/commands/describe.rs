@@ -27,8 +27,8 @@ use crate::eif::{Eif, SectionKind};
 
 /// Describe the EIF ([`describe`]), print it as text or JSON, extract its
 /// sections when asked and it has no problem; exit 2 when it has one.
-pub fn run(args: DescribeArgs, global: &Global) -> Result<ExitCode> {
-    let registry = crate::oci::registry::Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
+pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
+    let registry = crate::oci::registry::Registry::new(&args.insecure_registry);
     let scratch = tempfile::Builder::new().prefix("eifbake-describe-").tempdir()?;
     let d = describe(&crate::release::local_eif(&registry, &args.eif, scratch.path())?)?;
     if args.json {

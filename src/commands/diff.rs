@@ -11,8 +11,8 @@ use crate::eif::diff::{compare, Change, EifDiff, SectionSummary};
 use crate::eif::Eif;
 use crate::progress::Progress;
 
-pub fn run(args: DiffArgs, global: &Global) -> Result<ExitCode> {
-    let registry = crate::oci::registry::Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
+pub fn run(args: DiffArgs, _global: &Global) -> Result<ExitCode> {
+    let registry = crate::oci::registry::Registry::new(&args.insecure_registry);
     let scratch = tempfile::Builder::new().prefix("eifbake-diff-").tempdir()?;
     let (da, db) = (scratch.path().join("a"), scratch.path().join("b"));
     let a = Eif::open(&crate::release::local_eif(&registry, &args.a, &da)?)?;

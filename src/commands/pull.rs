@@ -9,9 +9,9 @@ use crate::args::{Global, PullArgs};
 use crate::oci::registry::Registry;
 use crate::oci::Reference;
 
-pub fn run(args: PullArgs, global: &Global) -> Result<ExitCode> {
+pub fn run(args: PullArgs, _global: &Global) -> Result<ExitCode> {
     let reference: Reference = args.reference.parse().context("pull: the release")?;
-    let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
+    let registry = Registry::new(&args.insecure_registry);
     let (p, files) = crate::release::pull(&registry, &reference, &args.out)?;
     let paths: Vec<String> = files.paths().iter().map(|p| p.display().to_string()).collect();
     if args.json {

@@ -62,7 +62,10 @@ pub fn run(args: VerifyArgs, global: &Global) -> Result<ExitCode> {
     let ctx = context(&args, global)?;
     let batch = args.subjects.len() > 1 || args.jobs > 1;
     if batch && ctx.attest_file.is_some() {
-        bail!("--attest=FILE names one file, but there are {} subjects; use --attest --push", args.subjects.len());
+        bail!(
+            "--attest=FILE names one file, but there are {} subjects; use --attest --push",
+            args.subjects.len()
+        );
     }
     if !batch {
         let o = one(&args.subjects[0], &ctx)?;
@@ -140,7 +143,8 @@ fn context(args: &VerifyArgs, global: &Global) -> Result<Shared> {
         }
         _ => None,
     };
-    let registry = Registry::new(&args.insecure_registry).with_mirrors(opts.mirrors.clone());
+    // Releases come from the registry their reference names; mirrors serve the rebuild's images.
+    let registry = Registry::new(&args.insecure_registry);
     Ok(Shared { opts, registry, attest_file, signer })
 }
 
@@ -159,7 +163,9 @@ fn one(arg: &Path, ctx: &Shared) -> Result<Outcome> {
     let reference = match Subject::parse(text)? {
         Subject::File(path) => {
             if ctx.signer.is_some() {
-                bail!("{text}: --push attaches the summary to a release; give a registry reference, not a file");
+                bail!(
+                    "{text}: --push attaches the summary to a release; give a registry reference, not a file"
+                );
             }
             let subject = load_subject(&path)?;
             let report = verify(&subject, &ctx.opts)?;
@@ -214,7 +220,10 @@ fn now() -> Result<Epoch> {
     Ok(match Epoch::from_env()? {
         Some(e) => e,
         None => Epoch(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         ),
     })
 }

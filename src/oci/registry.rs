@@ -411,24 +411,29 @@ async fn download_blob(t: &Target, store: &Store, d: &Descriptor, progress: &Pro
 }
 
 /// Releases and their referrers: publishing and reading single artifacts
-/// (see [`crate::release`]). Pushes go to the reference's own registry,
-/// never to a mirror; reads ask mirrors first like every pull.
+/// (see [`crate::release`]). Both go to the registry the reference names,
+/// never to a mirror (mirrors serve the images a build pins); each call
+/// stores the credentials before its first request, so blob requests are
+/// authenticated like manifest requests.
 impl Registry {
-    /// The reference's own registry (the last target: after its mirrors).
-    fn own(&self, reference: &Reference) -> Result<Target> {
-        Ok(self.targets(reference)?.pop().expect("a reference's own registry is always a target"))
+    /// The reference's own registry (the last target: after its mirrors),
+    /// with its credentials stored in its client.
+    async fn own(&self, reference: &Reference) -> Result<Target> {
+        let t = self.targets(reference)?.pop().expect("a reference's own registry is always a target");
+        t.client.store_auth_if_needed(&t.http_host, &t.auth).await;
+        Ok(t)
     }
 
     /// The manifest `reference` names (by digest, checked, or by tag) and its digest.
     pub async fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest)> {
-        let targets = self.targets(reference)?;
-        first_ok(&targets, |t| pull_manifest(t, t.as_given(), reference.digest(), None)).await
+        let t = self.own(reference).await?;
+        pull_manifest(&t, t.as_given(), reference.digest(), None).await
     }
 
     /// The manifest `digest` in `reference`'s repository, or `None` when the
     /// registry does not have it (a missing referrers tag).
     pub async fn fetch_manifest_if_any(&self, reference: &Reference, tag: &str) -> Result<Option<Vec<u8>>> {
-        let t = self.own(reference)?;
+        let t = self.own(reference).await?;
         let mut r = oci_client::Reference::with_tag(t.registry.clone(), t.repository.clone(), tag.into());
         r.set_mirror_registry(t.http_host.clone());
         match t.client.pull_manifest_raw(&r, &t.auth, media::MANIFESTS).await {
@@ -450,12 +455,14 @@ impl Registry {
         d: &Descriptor,
         w: &mut impl std::io::Write,
     ) -> Result<()> {
-        let targets = self.targets(reference)?;
+        let t = self.own(reference).await?;
         let digest = d.sha256()?;
         let what = format!("blob {digest} of {reference}");
-        let t = &targets[targets.len() - 1];
-        let mut s =
-            t.client.pull_blob_stream(&t.pinned(&digest), &oci_desc(d)).await.with_context(|| what.clone())?;
+        let mut s = t
+            .client
+            .pull_blob_stream(&t.pinned(&digest), &oci_desc(d))
+            .await
+            .with_context(|| what.clone())?;
         let mut h = crate::digest::HashingWriter::new(w);
         let refused = || format!("{what}: refusing what the registry served (nothing was written from it)");
         while let Some(chunk) = s.try_next().await.with_context(refused)? {
@@ -477,7 +484,7 @@ impl Registry {
 
     /// Upload `bytes` as a blob of `reference`'s repository; returns its digest.
     pub async fn push_blob(&self, reference: &Reference, bytes: &[u8]) -> Result<Digest> {
-        let t = self.own(reference)?;
+        let t = self.own(reference).await?;
         let digest = Digest::of(bytes);
         t.client
             .push_blob(&t.pinned(&digest), bytes, &digest.to_string())
@@ -494,15 +501,16 @@ impl Registry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest> {
-        let t = self.own(reference)?;
+        let t = self.own(reference).await?;
         let digest = Digest::of(bytes);
         let mut r = match tag {
-            Some(tag) => oci_client::Reference::with_tag(t.registry.clone(), t.repository.clone(), tag.into()),
+            Some(tag) => {
+                oci_client::Reference::with_tag(t.registry.clone(), t.repository.clone(), tag.into())
+            }
             None => t.pinned(&digest),
         };
         r.set_mirror_registry(t.http_host.clone());
         let content_type = media_type.parse().context("a media type is a valid header value")?;
-        t.client.auth(&r, &t.auth, oci_client::RegistryOperation::Push).await.ok();
         t.client
             .push_manifest_raw(&r, bytes.to_vec(), content_type)
             .await
@@ -514,9 +522,8 @@ impl Registry {
     /// `digest`, or `None` when the registry has no referrers API (it
     /// answers 404: use the referrers tag schema).
     pub async fn referrers_api(&self, reference: &Reference, digest: &Digest) -> Result<Option<ImageIndex>> {
-        let t = self.own(reference)?;
+        let t = self.own(reference).await?;
         let r = t.pinned(digest);
-        t.client.auth(&r, &t.auth, oci_client::RegistryOperation::Pull).await.ok();
         match t.client.pull_referrers(&r, None).await {
             Ok(index) => {
                 let v = serde_json::to_value(index)?;

@@ -110,7 +110,8 @@ impl Envelope {
 /// `PUBLIC KEY` (SubjectPublicKeyInfo); errors name the file.
 pub fn load_public_key(path: &std::path::Path) -> Result<VerifyingKey> {
     use p384::pkcs8::DecodePublicKey as _;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
     if text.contains("BEGIN CERTIFICATE") {
         let cert = crate::signing::Certificate::from_pem_file(path)?;
         return cert.p384_key().with_context(|| format!("certificate {}", path.display()));
@@ -141,8 +142,10 @@ mod tests {
     #[test]
     fn pae_is_the_dsse_v1_encoding() {
         // The example of the DSSE specification (protocol.md).
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"),
-            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec());
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
     }
 
     #[test]

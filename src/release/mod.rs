@@ -132,7 +132,8 @@ impl Subject {
             return Ok(Subject::File(path.to_path_buf()));
         }
         let first = arg.split('/').next().unwrap_or("");
-        let host_like = arg.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+        let host_like =
+            arg.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
         if host_like && !first.starts_with('.') {
             let r: Reference = arg.parse().with_context(|| {
                 format!("{arg}: no such file, and not a registry reference (REGISTRY/REPO[:TAG][@sha256:…])")
@@ -218,7 +219,10 @@ fn release_name(m: &Manifest, what: &str) -> Result<String> {
 }
 
 fn tokio() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Push the release `files` to `reference` (which must have a tag and no digest).
@@ -229,7 +233,9 @@ pub fn push(registry: &Registry, files: &ReleaseFiles, reference: &Reference) ->
     let tag = reference.tag().unwrap_or("latest");
     let mut blobs = Vec::with_capacity(4);
     for p in files.paths() {
-        blobs.push(fs::read(p).with_context(|| format!("cannot read {} (push takes out/NAME: the four files build writes)", p.display()))?);
+        blobs.push(fs::read(p).with_context(|| {
+            format!("cannot read {} (push takes out/NAME: the four files build writes)", p.display())
+        })?);
     }
     let m = Manifest::from_json(&blobs[1]).with_context(|| files.manifest.display().to_string())?;
     let what = format!("release {}", files.eif.with_extension("").display());
@@ -257,7 +263,10 @@ pub fn parse_release(bytes: &[u8], what: &str) -> Result<ImageManifest> {
     };
     let at = m.artifact_type().as_ref().map(|t| t.to_string()).unwrap_or_default();
     if at != media::RELEASE {
-        bail!("{what}: artifactType {at:?}, not an eifbake release ({}); was it pushed by eifbake push?", media::RELEASE);
+        bail!(
+            "{what}: artifactType {at:?}, not an eifbake release ({}); was it pushed by eifbake push?",
+            media::RELEASE
+        );
     }
     Ok(m)
 }
@@ -276,7 +285,8 @@ pub fn pull(registry: &Registry, reference: &Reference, out: &Path) -> Result<(P
     let what = format!("{reference} ({})", rel.digest);
     let mut found = Vec::with_capacity(4);
     for (media_type, _) in LAYERS {
-        let hits: Vec<_> = rel.manifest.layers().iter().filter(|l| l.media_type().to_string() == media_type).collect();
+        let hits: Vec<_> =
+            rel.manifest.layers().iter().filter(|l| l.media_type().to_string() == media_type).collect();
         match hits.as_slice() {
             [one] => found.push((*one).clone()),
             _ => bail!("{what}: {} layers of type {media_type}; a release has exactly one", hits.len()),
@@ -368,7 +378,13 @@ mod tests {
     #[test]
     fn release_files_are_named_from_the_prefix_or_any_member() {
         let want = ReleaseFiles::in_dir(Path::new("out"), "hello");
-        for p in ["out/hello", "out/hello.eif", "out/hello.manifest.json", "out/hello.provenance.json", "out/hello.pcrs"] {
+        for p in [
+            "out/hello",
+            "out/hello.eif",
+            "out/hello.manifest.json",
+            "out/hello.provenance.json",
+            "out/hello.pcrs",
+        ] {
             assert_eq!(ReleaseFiles::of(Path::new(p)), want, "{p}");
         }
         assert_eq!(want.paths()[3], Path::new("out/hello.pcrs"));
@@ -403,10 +419,12 @@ mod tests {
         let m = manifest();
         let pcrs = m.outputs.pcrs.to_pcrs_file();
         check_agreement(&m, &m.outputs.eif.sha256, pcrs.as_bytes(), "r").unwrap();
-        let e = format!("{:#}", check_agreement(&m, &Digest::of(b"other"), pcrs.as_bytes(), "r").unwrap_err());
+        let e =
+            format!("{:#}", check_agreement(&m, &Digest::of(b"other"), pcrs.as_bytes(), "r").unwrap_err());
         assert!(e.contains("outputs.eif.sha256") && e.contains("not one release"), "{e}");
         let wrong = pcrs.replacen('0', "1", 1);
-        let e = format!("{:#}", check_agreement(&m, &m.outputs.eif.sha256, wrong.as_bytes(), "r").unwrap_err());
+        let e =
+            format!("{:#}", check_agreement(&m, &m.outputs.eif.sha256, wrong.as_bytes(), "r").unwrap_err());
         assert!(e.contains(".pcrs"), "{e}");
         for bad in ["../x", ".hidden", "a/b", ""] {
             let mut m = manifest();

@@ -218,7 +218,9 @@ async fn check_one(
     if m.subject().as_ref().map(|s| s.digest().to_string()) != Some(release.digest.to_string()) {
         bail!("{what}: its subject is not this release {}", release.digest);
     }
-    let [layer] = m.layers().as_slice() else { bail!("{what}: {} layers, expected one envelope", m.layers().len()) };
+    let [layer] = m.layers().as_slice() else {
+        bail!("{what}: {} layers, expected one envelope", m.layers().len())
+    };
     if layer.size() > MAX_ENVELOPE {
         bail!("{what}: the envelope declares {} bytes, more than {MAX_ENVELOPE}", layer.size());
     }
@@ -241,13 +243,18 @@ async fn check_one(
     };
     listed.who = key.label.clone();
     let payload = envelope.verify(&key.key).with_context(|| format!("{what}: signature of {}", key.label))?;
-    let st: serde_json::Value =
-        serde_json::from_slice(&payload).with_context(|| format!("{what}: the signed payload is not JSON"))?;
-    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE || st["predicateType"] != crate::verify::VSA_PREDICATE_TYPE {
+    let st: serde_json::Value = serde_json::from_slice(&payload)
+        .with_context(|| format!("{what}: the signed payload is not JSON"))?;
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE
+        || st["predicateType"] != crate::verify::VSA_PREDICATE_TYPE
+    {
         bail!("{what}: the signed payload is not an in-toto verification summary");
     }
     if st["subject"][0]["digest"]["sha256"].as_str() != Some(eif.hex().as_str()) {
-        bail!("{what}: the signed summary is about another EIF ({}), not this release's {eif}", st["subject"][0]["digest"]["sha256"]);
+        bail!(
+            "{what}: the signed summary is about another EIF ({}), not this release's {eif}",
+            st["subject"][0]["digest"]["sha256"]
+        );
     }
     let p = &st["predicate"];
     let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
@@ -261,7 +268,12 @@ async fn check_one(
 
 /// Whether `release` already carries a good attestation signed by `key`
 /// (a rebuilder resuming a batch skips it).
-pub fn attested_by(registry: &Registry, reference: &Reference, release: &Published, key: &NamedKey) -> Result<bool> {
+pub fn attested_by(
+    registry: &Registry,
+    reference: &Reference,
+    release: &Published,
+    key: &NamedKey,
+) -> Result<bool> {
     let (listed, _) = list(registry, reference, release, std::slice::from_ref(key))?;
     Ok(listed.iter().any(|l| l.status == Status::Good))
 }

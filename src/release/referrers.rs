@@ -43,7 +43,11 @@ pub fn tag_of(subject: &Digest) -> String {
 }
 
 /// The referrers of `subject` in `repo`'s repository, and how they were found.
-pub async fn list(registry: &Registry, repo: &Reference, subject: &Digest) -> Result<(Vec<Descriptor>, Mechanism)> {
+pub async fn list(
+    registry: &Registry,
+    repo: &Reference,
+    subject: &Digest,
+) -> Result<(Vec<Descriptor>, Mechanism)> {
     if let Some(index) = registry.referrers_api(repo, subject).await? {
         return Ok((index.manifests().clone(), Mechanism::Api));
     }

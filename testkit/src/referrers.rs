@@ -124,7 +124,10 @@ fn serve(mut conn: TcpStream, upstream: &str, referrers: &Referrers, hits: &Atom
         Ok(r) => r,
         Err(e) => {
             let msg = format!("{e:#}");
-            let head = format!("HTTP/1.1 501 Not Implemented\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", msg.len());
+            let head = format!(
+                "HTTP/1.1 501 Not Implemented\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                msg.len()
+            );
             conn.write_all(head.as_bytes())?;
             return Ok(conn.write_all(msg.as_bytes())?);
         }
