@@ -184,10 +184,11 @@ fn attestations(reference: &str, keys: &[&Path]) -> (i32, serde_json::Value, Str
     (code, v, err)
 }
 
-/// Push a copy of the attestation `att` (a referrer manifest digest) of
-/// `reference` whose signed payload has `edit` applied and whose signature
-/// is kept: what an attacker with push access to the repository can do.
-fn push_forged(reg: &TestRegistry, repo: &str, release: &str, att: &str, edit: impl Fn(String) -> String) {
+/// Push a copy of the attestation `att` (a referrer manifest digest in
+/// `repo`) whose signed payload has `edit` applied and whose signature is
+/// kept, as a referrer of the release `to` (`(repo, digest)`): what an
+/// attacker with push access to the repository can do.
+fn push_forged(reg: &TestRegistry, repo: &str, att: &str, to: (&str, &str), edit: impl Fn(String) -> String) {
     use base64::Engine as _;
     use eifbake::oci::model::DescriptorExt as _;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -199,15 +200,22 @@ fn push_forged(reg: &TestRegistry, repo: &str, release: &str, att: &str, edit: i
         serde_json::from_slice(&fs::read(reg.blob_data(&Digest::from_hex(&env_digest).unwrap())).unwrap())
             .unwrap();
     let payload = String::from_utf8(b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
-    let forged = edit(payload.clone());
-    assert_ne!(forged, payload, "the edit changed nothing");
-    env["payload"] = b64.encode(forged).into();
+    env["payload"] = b64.encode(edit(payload)).into();
     let env_bytes = serde_json::to_vec(&env).unwrap();
     m["layers"][0]["digest"] = Digest::of(&env_bytes).to_string().into();
     m["layers"][0]["size"] = env_bytes.len().into();
+    let (to_repo, release) = to;
+    let target = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}@{release}", reg.image(to_repo)),
+    ]);
+    m["subject"]["digest"] = release.into();
+    m["subject"]["size"] = target.len().into();
     let m_bytes = serde_json::to_vec(&m).unwrap();
     let registry = eifbake::oci::registry::Registry::new(&[]);
-    let r: eifbake::oci::Reference = reg.image(&format!("{repo}:x")).parse().unwrap();
+    let r: eifbake::oci::Reference = reg.image(&format!("{to_repo}:x")).parse().unwrap();
     let subject = Digest::from_hex(release.trim_start_matches("sha256:")).unwrap();
     let mut entry = eifbake::oci::model::descriptor(
         "application/vnd.oci.image.manifest.v1+json",
@@ -288,7 +296,7 @@ fn signed_rebuild_attestations_as_referrers_tag_schema() {
     assert_eq!(tag_schema_index(&reg, "releases/att", &digest)["manifests"].as_array().unwrap().len(), 1);
 
     // A forged copy: the verdict time edited, the signature kept. Flagged BAD, exit 1.
-    push_forged(&reg, "releases/att", &digest, &att, |p| {
+    push_forged(&reg, "releases/att", &att, ("releases/att", &digest), |p| {
         p.replace("\"timeVerified\":\"", "\"timeVerified\":\"1")
     });
     let (code, v, err) = attestations(&reference, &[&cert1]);
@@ -364,14 +372,26 @@ fn many_releases_one_line_each_and_resume() {
     let none = by_subject(&lines, &missing);
     assert!(none["error"].as_str().unwrap().contains("releases/none"), "{none}");
 
+    // m1's good attestation copied onto m2 (signature intact): about another EIF, BAD.
+    let (_, v1, _) = attestations(&refs[0], &[&cert1]);
+    let att1 = v1["attestations"][0]["digest"].as_str().unwrap().to_string();
+    let m2 = by_subject(&lines, &refs[1])["release"].as_str().unwrap().to_string();
+    push_forged(&reg, "releases/m1", &att1, ("releases/m2", &m2), |p| p);
+    let (code, v, _) = attestations(&refs[1], &[&cert1]);
+    assert_eq!(code, 1, "{v}");
+    let bad: Vec<&serde_json::Value> =
+        v["attestations"].as_array().unwrap().iter().filter(|a| a["status"] == "bad").collect();
+    assert_eq!(bad.len(), 1, "{v}");
+    assert!(bad[0]["problem"].as_str().unwrap().contains("another EIF"), "{v}");
+
     // Everything attested now: a re-run rebuilds nothing.
     let (code, lines, _) = run(&[&refs[0], &refs[1], &refs[2]], "2");
     assert_eq!(code, 0);
     assert!(lines.iter().all(|l| l["skipped"] == true), "{lines:?}");
     for r in &refs {
-        let (code, v, _) = attestations(r, &[&cert1]);
-        assert_eq!(code, 0);
-        assert_eq!(v["attestations"].as_array().unwrap().len(), 1, "{r}: {v}");
+        let (_, v, _) = attestations(r, &[&cert1]);
+        let good = v["attestations"].as_array().unwrap().iter().filter(|a| a["status"] == "good").count();
+        assert_eq!(good, 1, "{r}: {v}");
     }
 }
 

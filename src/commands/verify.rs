@@ -61,6 +61,9 @@ struct Outcome {
 pub fn run(args: VerifyArgs, global: &Global) -> Result<ExitCode> {
     let ctx = context(&args, global)?;
     let batch = args.subjects.len() > 1 || args.jobs > 1;
+    if batch && (args.pcrs.is_some() || args.eif.is_some()) {
+        bail!("--pcrs and --eif name one release's files; give them with one subject only");
+    }
     if batch && ctx.attest_file.is_some() {
         bail!(
             "--attest=FILE names one file, but there are {} subjects; use --attest --push",

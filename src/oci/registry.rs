@@ -23,6 +23,11 @@
 //!   asked for before anything uses it; blobs go through
 //!   [`Store::blob_writer`] so a bad download never becomes visible.
 //!
+//! Releases ([`crate::release`]) use the same client to push blobs and
+//! manifests, stream one verified blob into a writer, read a referrers tag
+//! and ask the referrers API; those go to the registry a reference names,
+//! never to a mirror.
+//!
 //! Not for: choosing what to pin (that is [`crate::lock`]) or any store
 //! layout policy beyond "put verified blobs in".
 

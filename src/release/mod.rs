@@ -335,11 +335,6 @@ pub fn local_eif(registry: &Registry, arg: &Path, scratch: &Path) -> Result<Path
     }
 }
 
-/// The tool version annotation of a release, for messages.
-pub fn tool_version(m: &ImageManifest) -> Option<String> {
-    m.annotations().as_ref()?.get(annotation::TOOL_VERSION).cloned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
