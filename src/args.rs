@@ -220,10 +220,12 @@ pub struct VerifyArgs {
     /// manifest, and the EIF with --eif.) Several releases: one JSON line each.
     #[arg(required = true, num_args = 1..)]
     pub subjects: Vec<PathBuf>,
-    /// A published .pcrs file (`<hex> PCRn` lines) to compare with.
+    /// A published .pcrs file (`<hex> PCRn` lines) to compare with, or a release
+    /// on a registry (its .pcrs).
     #[arg(long, value_name = "FILE")]
     pub pcrs: Option<PathBuf>,
-    /// A published EIF to compare with (and diff against on BAD).
+    /// A published EIF to compare with (and diff against on BAD), or a release on
+    /// a registry (its EIF).
     #[arg(long, value_name = "PUBLISHED.eif")]
     pub eif: Option<PathBuf>,
     /// The directory of a path source (checked against its pinned tree hash).

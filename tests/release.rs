@@ -125,6 +125,21 @@ fn push_pull_verify_round_trip_and_tampered_blob() {
         v["figures"].as_array().unwrap().iter().map(|f| f["from"].as_str().unwrap()).collect();
     assert!(from.contains(&"published EIF") && from.contains(&"pcrs file"), "{v:#}");
 
+    // --eif and --pcrs take a reference too (the release's EIF and .pcrs).
+    let (code, out, err) = eifbake(&[
+        "verify",
+        s(&release.with_extension("manifest.json")),
+        "--eif",
+        &reference,
+        "--pcrs",
+        &reference,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "GOOD");
+    assert_eq!(v["figures"].as_array().unwrap().len(), 11, "manifest 4, published EIF 4, pcrs file 3: {v:#}");
+
     // A path that exists is a file, whatever it looks like; a host-less name that does not is too.
     let (code, _, err) = eifbake(&["describe", "no-such-dir/rel.eif"]);
     assert_eq!(code, 2);

@@ -40,6 +40,8 @@ struct Shared {
     attest_file: Option<PathBuf>,
     /// With `--push`: the signer and its public key.
     signer: Option<(Arc<dyn Signer>, NamedKey)>,
+    /// Where `--eif REF` and `--pcrs REF` were pulled; removed when done.
+    _pulled: tempfile::TempDir,
 }
 
 /// The result of one subject.
@@ -148,7 +150,16 @@ fn context(args: &VerifyArgs, global: &Global) -> Result<Shared> {
     };
     // Releases come from the registry their reference names; mirrors serve the rebuild's images.
     let registry = Registry::new(&args.insecure_registry);
-    Ok(Shared { opts, registry, attest_file, signer })
+    // `--eif` and `--pcrs` may name releases too: their EIF and .pcrs.
+    let pulled = tempfile::Builder::new().prefix("eifbake-published-").tempdir()?;
+    let mut opts = opts;
+    if let Some(e) = &opts.published_eif {
+        opts.published_eif = Some(release::local_eif(&registry, e, &pulled.path().join("eif"))?);
+    }
+    if let Some(p) = &opts.pcrs {
+        opts.pcrs = Some(release::local_file(&registry, p, &pulled.path().join("pcrs"), |f| &f.pcrs)?);
+    }
+    Ok(Shared { opts, registry, attest_file, signer, _pulled: pulled })
 }
 
 /// Verify one subject (a file, or a release: skipped when already attested by us).

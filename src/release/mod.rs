@@ -328,10 +328,21 @@ pub fn pull(registry: &Registry, reference: &Reference, out: &Path) -> Result<(P
 /// The EIF a command argument names: the file itself, or, for a release on
 /// a registry, its EIF pulled (verified) into `scratch`.
 pub fn local_eif(registry: &Registry, arg: &Path, scratch: &Path) -> Result<PathBuf> {
+    local_file(registry, arg, scratch, |f| &f.eif)
+}
+
+/// The file a command argument names: the file itself, or, for a release on
+/// a registry, the member `pick` chooses of the release pulled into `scratch`.
+pub fn local_file(
+    registry: &Registry,
+    arg: &Path,
+    scratch: &Path,
+    pick: impl Fn(&ReleaseFiles) -> &PathBuf,
+) -> Result<PathBuf> {
     let text = arg.to_str().with_context(|| format!("{}: not UTF-8", arg.display()))?;
     match Subject::parse(text)? {
         Subject::File(p) => Ok(p),
-        Subject::Release(r) => Ok(pull(registry, &r, scratch)?.1.eif),
+        Subject::Release(r) => Ok(pick(&pull(registry, &r, scratch)?.1).clone()),
     }
 }
 
