@@ -179,6 +179,17 @@ fn push_refuses_files_that_are_not_one_release() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(".pcrs") && err.contains("not one release"), "{err}");
     assert_eq!(reg.log().matches("PUT /v2/releases/mix/manifests").count(), 0, "{}", reg.log());
+
+    // --push attaches to a release: a file subject, or --attest without FILE and --push, is refused.
+    let (key1, cert1) = (signing("signer1.key"), signing("signer1.pem"));
+    let manifest = release.with_extension("manifest.json");
+    let (code, _, err) =
+        eifbake(&["verify", s(&manifest), "--attest", "--push", "--key", s(&key1), "--cert", s(&cert1)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("give a registry reference"), "{err}");
+    let (code, _, err) = eifbake(&["verify", s(&manifest), "--attest"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--attest without FILE needs --push"), "{err}");
 }
 
 /// The referrer manifests listed under the referrers tag of `digest` (docker-registry has no API).
