@@ -435,8 +435,8 @@ impl Registry {
         pull_manifest(&t, t.as_given(), reference.digest(), None).await
     }
 
-    /// The manifest `digest` in `reference`'s repository, or `None` when the
-    /// registry does not have it (a missing referrers tag).
+    /// The manifest under `tag` in `reference`'s repository, or `None` when
+    /// the registry does not have it (a referrers tag not written yet).
     pub async fn fetch_manifest_if_any(&self, reference: &Reference, tag: &str) -> Result<Option<Vec<u8>>> {
         let t = self.own(reference).await?;
         let mut r = oci_client::Reference::with_tag(t.registry.clone(), t.repository.clone(), tag.into());
@@ -525,7 +525,9 @@ impl Registry {
 
     /// The referrers API's index of the manifests whose `subject` is
     /// `digest`, or `None` when the registry has no referrers API (it
-    /// answers 404: use the referrers tag schema).
+    /// answers 404: use the referrers tag schema). The entries may lack
+    /// `artifactType` and annotations (oci-client's index type drops them):
+    /// callers decide by each referrer's own manifest.
     pub async fn referrers_api(&self, reference: &Reference, digest: &Digest) -> Result<Option<ImageIndex>> {
         let t = self.own(reference).await?;
         let r = t.pinned(digest);
