@@ -66,10 +66,14 @@ pub enum Command {
     /// no network; an unchanged step is taken from the step cache.
     Build(BuildArgs),
     /// Show an EIF's header, sections, CRC, PCRs, metadata and embedded manifest.
+    ///
+    /// EIF may be a release on a registry (REGISTRY/REPO:TAG or …@sha256:…),
+    /// pulled and verified first (see `eifbake pull`).
     Describe(DescribeArgs),
     /// Show what differs between two EIFs: header, sections, ramdisk entries.
     ///
-    /// Exit 0 when identical, 1 when they differ, 2 on error.
+    /// Exit 0 when identical, 1 when they differ, 2 on error. Either side may
+    /// be a release on a registry (its EIF is compared).
     Diff(DiffArgs),
     /// Print the bytes an external ES384 signer signs for an EIF (detached signing).
     ///
@@ -83,6 +87,18 @@ pub enum Command {
     /// The signature (DER or raw r‖s) must verify over this EIF's PCR0 with the
     /// certificate's key, or nothing is written (exit 2).
     AttachSignature(AttachSignatureArgs),
+    /// Publish a release (out/NAME: its .eif, .manifest.json, .provenance.json
+    /// and .pcrs) as one OCI artifact at REF (REGISTRY/REPO:TAG); print its digest.
+    Push(PushArgs),
+    /// Download a release from a registry, verifying every digest, and write
+    /// its four files into --out.
+    Pull(PullArgs),
+    /// List the signed rebuild attestations attached to a release: who rebuilt it,
+    /// with what verdict, tool version and date, each signature checked.
+    ///
+    /// Exit 0 when no attestation is bad (unknown keys are shown, not believed),
+    /// 1 when one is damaged, tampered with or about another release, 2 on error.
+    Attestations(AttestationsArgs),
     /// Write an EIF from a kernel, a command line and ramdisks (low level, like eif_build).
     #[command(disable_version_flag = true)] // `--version` is the image version here
     Eif(EifArgs),
@@ -163,14 +179,65 @@ pub enum Template {
 }
 
 #[derive(Debug, Args)]
+pub struct PushArgs {
+    /// out/NAME (or the path of any of its four files).
+    pub release: PathBuf,
+    /// REGISTRY/REPO:TAG to publish to.
+    pub reference: String,
+    /// Registries reachable over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:….
+    pub reference: String,
+    /// Where to write NAME.eif, .manifest.json, .provenance.json and .pcrs (created if missing).
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Registries reachable over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestationsArgs {
+    /// The release: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:….
+    pub reference: String,
+    /// A rebuilder's public key or certificate (PEM, P-384) whose signatures to
+    /// believe. Repeatable.
+    #[arg(long = "key", value_name = "PUB.pem")]
+    pub keys: Vec<PathBuf>,
+    /// Registries reachable over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// NAME.manifest.json. (An EIF embeds only its measured inputs, not the recipe and
-    /// lock or where images came from: give its manifest, and the EIF with --eif.)
-    pub subject: PathBuf,
-    /// A published .pcrs file (`<hex> PCRn` lines) to compare with.
+    /// NAME.manifest.json, or releases on a registry (REGISTRY/REPO:TAG or
+    /// …@sha256:…; a path that exists is a file). A release is pulled and verified,
+    /// and its EIF and .pcrs are compared too. (An EIF embeds only its measured
+    /// inputs, not the recipe and lock or where images came from: give its
+    /// manifest, and the EIF with --eif.) Several releases: one JSON line each.
+    #[arg(required = true, num_args = 1..)]
+    pub subjects: Vec<PathBuf>,
+    /// A published .pcrs file (`<hex> PCRn` lines) to compare with, or a release
+    /// on a registry (its .pcrs).
     #[arg(long, value_name = "FILE")]
     pub pcrs: Option<PathBuf>,
-    /// A published EIF to compare with (and diff against on BAD).
+    /// A published EIF to compare with (and diff against on BAD), or a release on
+    /// a registry (its EIF).
     #[arg(long, value_name = "PUBLISHED.eif")]
     pub eif: Option<PathBuf>,
     /// The directory of a path source (checked against its pinned tree hash).
@@ -179,9 +246,24 @@ pub struct VerifyArgs {
     /// Rebuild even when the manifest was written by another eifbake version.
     #[arg(long)]
     pub allow_tool_mismatch: bool,
-    /// Write an in-toto Statement (SLSA verification summary) of the result here.
-    #[arg(long, value_name = "FILE")]
-    pub attest: Option<PathBuf>,
+    /// Write an in-toto Statement (SLSA verification summary) of the result to
+    /// FILE; with --push, FILE may be left out (`--attest --push`, or `--attest=FILE`).
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub attest: Option<Option<PathBuf>>,
+    /// Sign the summary (a DSSE envelope, --key and --cert) and attach it to each
+    /// release as a referrer; releases already carrying this key's attestation are
+    /// skipped (a batch resumes where it stopped).
+    #[arg(long, requires_all = ["attest", "key", "cert"])]
+    pub push: bool,
+    /// The rebuilder's P-384 private key (PEM) that signs pushed attestations.
+    #[arg(long, value_name = "KEY.pem")]
+    pub key: Option<PathBuf>,
+    /// The rebuilder's certificate for --key (names the rebuilder).
+    #[arg(long, value_name = "CERT.pem")]
+    pub cert: Option<PathBuf>,
+    /// How many releases to rebuild at once.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: u32,
     #[arg(long, value_enum, default_value_t = Runtime::Crun)]
     pub runtime: Runtime,
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
@@ -358,7 +440,13 @@ pub struct AttachSignatureArgs {
 
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
+    /// An EIF file, or a release on a registry (a path that exists is a file;
+    /// otherwise HOST/REPO:TAG or HOST/REPO@sha256:… whose HOST has a `.` or `:`
+    /// or is `localhost` is a reference).
     pub eif: PathBuf,
+    /// Registries reachable over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// Also write every section to DIR: `kernel`, `cmdline`, `metadata.json`,
     /// `ramdisk0`, `ramdisk1`, ... (e.g. to boot them under QEMU).
     #[arg(long, value_name = "DIR")]
@@ -370,8 +458,12 @@ pub struct DescribeArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
+    /// EIF files or releases on registries (as for `describe`).
     pub a: PathBuf,
     pub b: PathBuf,
+    /// Registries reachable over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -44,6 +44,9 @@ pub mod build;
 pub mod check;
 pub mod verify;
 
+// Releases on registries: push, pull, signed rebuild attestations.
+pub mod release;
+
 // The command line, and what serves every layer.
 pub mod args;
 pub mod commands;

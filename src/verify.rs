@@ -48,8 +48,9 @@
 //! are refused naming the eifbake version that can rebuild them.
 //!
 //! Not for: deciding whether builds are deterministic under varied
-//! conditions (that is [`crate::check`]), or signing attestations (the
-//! statement written by [`attestation`] is handed to a signer).
+//! conditions (that is [`crate::check`]), or signing and publishing
+//! attestations (the statement written by [`attestation`] is signed and
+//! attached to a release by [`crate::release::rebuilds`]).
 
 use std::collections::BTreeMap;
 use std::fs;

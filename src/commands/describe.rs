@@ -1,4 +1,5 @@
-//! `eifbake describe EIF [--json]`: header, sections, CRC check, PCRs,
+//! `eifbake describe EIF|REF [--json]` (a release on a registry is pulled
+//! and verified first, see [`crate::release`]): header, sections, CRC check, PCRs,
 //! metadata, the measured inputs (CustomMetadata) and, for a signed image,
 //! the signing certificate and whether the signature holds.
 //!
@@ -27,7 +28,9 @@ use crate::eif::{Eif, SectionKind};
 /// Describe the EIF ([`describe`]), print it as text or JSON, extract its
 /// sections when asked and it has no problem; exit 2 when it has one.
 pub fn run(args: DescribeArgs, _global: &Global) -> Result<ExitCode> {
-    let d = describe(&args.eif)?;
+    let registry = crate::oci::registry::Registry::new(&args.insecure_registry);
+    let scratch = tempfile::Builder::new().prefix("eifbake-describe-").tempdir()?;
+    let d = describe(&crate::release::local_eif(&registry, &args.eif, scratch.path())?)?;
     if args.json {
         super::output::json(&d.to_json())?;
     } else {

@@ -1,4 +1,5 @@
-//! `eifbake diff A.eif B.eif [--json]`: what differs between two EIFs
+//! `eifbake diff A.eif B.eif [--json]`: what differs between two EIFs (either
+//! may be a release on a registry, pulled and verified first)
 //! (see [`crate::eif::diff`]). Exit 0 same, 1 different, 2 error.
 
 use std::process::ExitCode;
@@ -11,8 +12,11 @@ use crate::eif::Eif;
 use crate::progress::Progress;
 
 pub fn run(args: DiffArgs, _global: &Global) -> Result<ExitCode> {
-    let a = Eif::open(&args.a)?;
-    let b = Eif::open(&args.b)?;
+    let registry = crate::oci::registry::Registry::new(&args.insecure_registry);
+    let scratch = tempfile::Builder::new().prefix("eifbake-diff-").tempdir()?;
+    let (da, db) = (scratch.path().join("a"), scratch.path().join("b"));
+    let a = Eif::open(&crate::release::local_eif(&registry, &args.a, &da)?)?;
+    let b = Eif::open(&crate::release::local_eif(&registry, &args.b, &db)?)?;
     let progress = Progress::bytes("comparing", 0);
     let d = compare(&a, &b, &progress)?;
     progress.finish();

@@ -4,6 +4,7 @@
 #[macro_use]
 pub mod output;
 
+pub mod attestations;
 pub mod build;
 pub mod check;
 pub mod describe;
@@ -13,6 +14,8 @@ pub mod eif;
 pub mod fetch;
 pub mod init;
 pub mod lock;
+pub mod pull;
+pub mod push;
 pub mod ramdisk;
 pub mod sign;
 pub mod store;
@@ -33,6 +36,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::AttachSignature(a) => sign::attach(a),
         Command::Describe(args) => describe::run(args, &cli.global),
         Command::Diff(args) => diff::run(args, &cli.global),
+        Command::Push(a) => push::run(a, &cli.global),
+        Command::Pull(a) => pull::run(a, &cli.global),
+        Command::Attestations(a) => attestations::run(a, &cli.global),
         Command::Build(a) => build::run(a, &cli.global),
         Command::Lock(a) => lock::run(a, &cli.global),
         Command::Fetch(a) => fetch::run(a, &cli.global),

@@ -3,7 +3,8 @@
 //! - [`layout`]: where everything lives under a store directory.
 //! - [`model`]: the OCI types (oci-spec's) and media types every other module uses.
 //! - [`reference`]: parse and print image references (`stagex/core-busybox:sx2026.03.0`).
-//! - [`registry`]: resolve references to digests and download verified blobs.
+//! - [`registry`]: resolve references to digests and download verified blobs;
+//!   push and read the single artifacts of releases ([`crate::release`]).
 //! - [`store`]: the OCI image layout on disk where every verified blob lives.
 //! - [`layer`]: apply an image's layers to a directory, safely (no writes outside it).
 //!

@@ -64,6 +64,20 @@ pub mod media {
     pub const DOCKER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
     pub const OCTET_STREAM: &str = "application/octet-stream";
 
+    /// OCI 1.1's empty descriptor (`{}`), the config of artifacts.
+    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    /// The `artifactType` of an eifbake release (see `crate::release`).
+    pub const RELEASE: &str = "application/vnd.eifbake.release.v1";
+    /// A release's layers: the EIF, the eifbake manifest, the provenance (an
+    /// in-toto Statement, as in-toto names it) and the `.pcrs` text.
+    pub const EIF: &str = "application/vnd.eifbake.eif.v1";
+    pub const EIFBAKE_MANIFEST: &str = "application/vnd.eifbake.manifest.v1+json";
+    pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+    pub const PCRS: &str = "application/vnd.eifbake.pcrs.v1+text";
+    /// The `artifactType` of a signed rebuild attestation, and its one layer.
+    pub const REBUILD_ATTESTATION: &str = "application/vnd.eifbake.rebuild-attestation.v1";
+    pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+
     /// What a registry is asked for when eifbake pulls a manifest.
     pub const MANIFESTS: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 }

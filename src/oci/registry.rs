@@ -23,6 +23,11 @@
 //!   asked for before anything uses it; blobs go through
 //!   [`Store::blob_writer`] so a bad download never becomes visible.
 //!
+//! Releases ([`crate::release`]) use the same client to push blobs and
+//! manifests, stream one verified blob into a writer, read a referrers tag
+//! and ask the referrers API; those go to the registry a reference names,
+//! never to a mirror.
+//!
 //! Not for: choosing what to pin (that is [`crate::lock`]) or any store
 //! layout policy beyond "put verified blobs in".
 
@@ -35,7 +40,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 
-use super::model::{self, media, Descriptor, DescriptorExt, Manifest};
+use super::model::{self, media, Descriptor, DescriptorExt, ImageIndex, Manifest};
 use super::reference::{host_is_loopback, Reference};
 use super::store::{Store, MAX_MANIFEST_SIZE};
 use crate::config::Mirror;
@@ -408,6 +413,149 @@ async fn download_blob(t: &Target, store: &Store, d: &Descriptor, progress: &Pro
     }
     w.finish().with_context(what)?;
     Ok(n)
+}
+
+/// Releases and their referrers: publishing and reading single artifacts
+/// (see [`crate::release`]). Both go to the registry the reference names,
+/// never to a mirror (mirrors serve the images a build pins); each call
+/// stores the credentials before its first request, so blob requests are
+/// authenticated like manifest requests.
+impl Registry {
+    /// The reference's own registry (the last target: after its mirrors),
+    /// with its credentials stored in its client.
+    async fn own(&self, reference: &Reference) -> Result<Target> {
+        let t = self.targets(reference)?.pop().expect("a reference's own registry is always a target");
+        t.client.store_auth_if_needed(&t.http_host, &t.auth).await;
+        Ok(t)
+    }
+
+    /// The manifest `reference` names (by digest, checked, or by tag) and its digest.
+    pub async fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest)> {
+        let t = self.own(reference).await?;
+        pull_manifest(&t, t.as_given(), reference.digest(), None).await
+    }
+
+    /// The manifest under `tag` in `reference`'s repository, or `None` when
+    /// the registry does not have it (a referrers tag not written yet).
+    pub async fn fetch_manifest_if_any(&self, reference: &Reference, tag: &str) -> Result<Option<Vec<u8>>> {
+        let t = self.own(reference).await?;
+        let mut r = oci_client::Reference::with_tag(t.registry.clone(), t.repository.clone(), tag.into());
+        r.set_mirror_registry(t.http_host.clone());
+        match t.client.pull_manifest_raw(&r, &t.auth, media::MANIFESTS).await {
+            Ok((bytes, _)) if bytes.len() as u64 > MAX_MANIFEST_SIZE => {
+                bail!("manifest {} is larger than {MAX_MANIFEST_SIZE} bytes", r.whole())
+            }
+            Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot fetch the manifest {}", r.whole())),
+        }
+    }
+
+    /// Stream the blob `d` of `reference`'s repository into `w`, checking its
+    /// size and digest; an error names the digest, and `w` then holds
+    /// content that must be discarded.
+    pub async fn fetch_blob_into(
+        &self,
+        reference: &Reference,
+        d: &Descriptor,
+        w: &mut impl std::io::Write,
+    ) -> Result<()> {
+        let t = self.own(reference).await?;
+        let digest = d.sha256()?;
+        let what = format!("blob {digest} of {reference}");
+        let mut s = t
+            .client
+            .pull_blob_stream(&t.pinned(&digest), &oci_desc(d))
+            .await
+            .with_context(|| what.clone())?;
+        let mut h = crate::digest::HashingWriter::new(w);
+        let refused = || format!("{what}: refusing what the registry served (nothing was written from it)");
+        while let Some(chunk) = s.try_next().await.with_context(refused)? {
+            if h.len() + chunk.len() as u64 > d.size() {
+                bail!("{what}: longer than the {} bytes its manifest declares; refusing it", d.size());
+            }
+            std::io::Write::write_all(&mut h, &chunk).with_context(|| what.clone())?;
+        }
+        let (_, got, n) = h.finish();
+        if n != d.size() || got != digest {
+            bail!(
+                "{what}: the registry served {n} bytes with digest {got}, not the {} bytes the manifest \
+                 names; refusing it (the registry's copy is damaged or tampered with)",
+                d.size()
+            );
+        }
+        Ok(())
+    }
+
+    /// Upload `bytes` as a blob of `reference`'s repository; returns its digest.
+    pub async fn push_blob(&self, reference: &Reference, bytes: &[u8]) -> Result<Digest> {
+        let t = self.own(reference).await?;
+        let digest = Digest::of(bytes);
+        t.client
+            .push_blob(&t.pinned(&digest), bytes, &digest.to_string())
+            .await
+            .with_context(|| format!("cannot push blob {digest} to {}/{}", t.registry, t.repository))?;
+        Ok(digest)
+    }
+
+    /// Upload a manifest under `tag` (or by its digest when `None`); returns its digest.
+    pub async fn push_manifest(
+        &self,
+        reference: &Reference,
+        tag: Option<&str>,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest> {
+        let t = self.own(reference).await?;
+        let digest = Digest::of(bytes);
+        let mut r = match tag {
+            Some(tag) => {
+                oci_client::Reference::with_tag(t.registry.clone(), t.repository.clone(), tag.into())
+            }
+            None => t.pinned(&digest),
+        };
+        r.set_mirror_registry(t.http_host.clone());
+        let content_type = media_type.parse().context("a media type is a valid header value")?;
+        t.client
+            .push_manifest_raw(&r, bytes.to_vec(), content_type)
+            .await
+            .with_context(|| format!("cannot push the manifest {digest} to {}", r.whole()))?;
+        Ok(digest)
+    }
+
+    /// The referrers API's index of the manifests whose `subject` is
+    /// `digest`, or `None` when the registry has no referrers API (it
+    /// answers 404: use the referrers tag schema). The entries may lack
+    /// `artifactType` and annotations (oci-client's index type drops them):
+    /// callers decide by each referrer's own manifest.
+    pub async fn referrers_api(&self, reference: &Reference, digest: &Digest) -> Result<Option<ImageIndex>> {
+        let t = self.own(reference).await?;
+        let r = t.pinned(digest);
+        match t.client.pull_referrers(&r, None).await {
+            Ok(index) => {
+                let v = serde_json::to_value(index)?;
+                let index: ImageIndex = serde_json::from_value(v)
+                    .with_context(|| format!("the referrers of {} are not an image index", r.whole()))?;
+                Ok(Some(index))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot list the referrers of {}", r.whole())),
+        }
+    }
+}
+
+/// Whether a registry answered "not found" (404, or an error envelope saying so).
+fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    match e {
+        E::ServerError { code, .. } => *code == 404,
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| matches!(x.code, C::NotFound | C::ManifestUnknown | C::NameUnknown | C::Unsupported)),
+        _ => false,
+    }
 }
 
 /// The auth files consulted, in order.

@@ -4,6 +4,8 @@
 //!
 //! - [`registry`]: a real `docker-registry serve` (CNCF distribution) on a
 //!   free loopback port, stopped when dropped;
+//! - [`referrers`]: a loopback proxy adding the OCI 1.1 referrers API to that
+//!   registry (which lacks it);
 //! - [`oci`]: layer tars, image configs, manifests and indexes written into an
 //!   OCI layout ([`eifbake::oci::store::Store`]), pushed with `skopeo`.
 //!
@@ -17,4 +19,5 @@
 //! deterministic: the same inputs give the same blobs and digests.
 
 pub mod oci;
+pub mod referrers;
 pub mod registry;
