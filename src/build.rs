@@ -107,6 +107,8 @@ use crate::sandbox::{execution_for, Bind, NetworkAccess, Runtime, Sandbox, StepR
 use crate::signing::Validity;
 use crate::sources::{first_listing_difference, output_listing, SourceCache};
 
+mod root;
+
 /// Where the inputs manifest sits in the enclave root filesystem.
 pub const INPUTS_PATH: &str = "etc/eifbake/inputs.json";
 /// The directory of the output directory holding the step logs, `RECIPE.STEP.log`.
@@ -556,7 +558,8 @@ fn run_steps(
             cached
         } else {
             let run = step_run(cx, step, mounts, None);
-            run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run)?;
+            let inputs = root::RootInputs { prior: &done.outs, source_dirs: cx.source_dirs };
+            run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run, &inputs)?;
             let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
             done.run.push(step.name.clone());
@@ -586,6 +589,8 @@ fn step_run(
         log: cx.logs.join(format!("{}.{}.log", cx.loaded.recipe.name, step.name)),
         timeout: cx.opts.step_timeout,
         network,
+        user: None,
+        keep_out: false,
     }
 }
 
@@ -641,7 +646,8 @@ fn fetch_step(
     }
     let run = step_run(cx, step, mounts, Some(NetworkAccess::from_env()?));
     let (recipe, lock) = (&cx.loaded.recipe, &cx.loaded.lock);
-    run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run)?;
+    let inputs = root::RootInputs { prior, source_dirs: cx.source_dirs };
+    run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run, &inputs)?;
     let (output, files) = output_listing(&run.out_dir)
         .with_context(|| format!("step {:?}: hashing what it fetched", step.name))?;
     match keep {
@@ -712,7 +718,8 @@ fn fetch_definition(
     source_dirs: &BTreeMap<String, PathBuf>,
 ) -> (Digest, Vec<Bind>) {
     let mut key = KeyHasher::with_domain(b"eifbake-fetch-definition-v1\0");
-    key.field("image", lock.images[&step.image].manifest.to_string().as_bytes());
+    key.field("image", image_id(lock, &step.image).as_bytes());
+    root_fields(&mut key, step, lock, prior);
     key.field("workdir", step.workdir.as_bytes());
     key.field("run", step.run.as_bytes());
     for (k, v) in &step.env {
@@ -748,6 +755,39 @@ fn step_mounts(
         .collect()
 }
 
+/// What identifies image `name` in a key: its manifest digest (empty for
+/// a root step without an image).
+fn image_id(lock: &Lock, name: &str) -> String {
+    lock.images.get(name).map(|li| li.manifest.to_string()).unwrap_or_default()
+}
+
+/// A root step's root, copies (each source by what it holds) and user, in
+/// its key; nothing for other steps, whose keys stay as they were.
+fn root_fields(key: &mut KeyHasher, step: &Step, lock: &Lock, prior: &BTreeMap<String, (PathBuf, Digest)>) {
+    let Some(root) = &step.root else { return };
+    let id = |what: &str| -> String {
+        match what.split_once(':') {
+            Some(("step", n)) => format!("step:{}", prior[n].1),
+            Some(("source", n)) => format!("source:{}", lock.sources[n].tree),
+            Some(("image", n)) => format!("image:{}", image_id(lock, n)),
+            _ => what.to_string(),
+        }
+    };
+    key.field("root", id(root).as_bytes());
+    for c in &step.copy {
+        let from = c.from.as_deref().map(id).unwrap_or_default();
+        let line = format!(
+            "{from}\0{}\0{}\0{}\0{}",
+            c.src.join("\0"),
+            c.dst,
+            c.mode.as_deref().unwrap_or(""),
+            c.no_archives
+        );
+        key.field("copy", line.as_bytes());
+    }
+    key.field("user", step.user.as_deref().unwrap_or("").as_bytes());
+}
+
 /// A step's cache key: the tool version, the runtime ABI, its image's
 /// manifest digest, the epoch, its workdir, script and env, and each mount
 /// by what it holds (a source's tree hash, an earlier step's key); with the
@@ -763,7 +803,8 @@ fn step_key(
     let mut key = KeyHasher::new();
     key.field("tool", manifest::TOOL_VERSION.as_bytes());
     key.field("runtime-abi", b"1");
-    key.field("image", lock.images[&step.image].manifest.to_string().as_bytes());
+    key.field("image", image_id(lock, &step.image).as_bytes());
+    root_fields(&mut key, step, lock, prior);
     key.field("epoch", epoch.to_string().as_bytes());
     key.field("workdir", step.workdir.as_bytes());
     key.field("run", step.run.as_bytes());
@@ -910,7 +951,10 @@ fn logs_dir(out_dir: &Path) -> Result<PathBuf> {
 
 /// Run one step that is not in the cache: refuse it when the host cannot
 /// run its image's programs, give it a fresh root filesystem, run it in the
-/// sandbox (its log at `run.log`), then drop the root filesystem.
+/// sandbox (its log at `run.log`), then drop the root filesystem. A root
+/// step ([`Step::root`]) starts from its root and copies ([`root::prepare`])
+/// and its root becomes its output ([`root::finish`]).
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     sandbox: &Sandbox,
     images: &ImageTrees<'_>,
@@ -919,8 +963,48 @@ fn run_step(
     lock: &Lock,
     step: &Step,
     run: &StepRun,
+    inputs: &root::RootInputs<'_>,
 ) -> Result<()> {
-    let platform = &lock.images[&step.image].platform;
+    let has_script = !step.run.trim().is_empty();
+    if has_script {
+        check_runnable(recipe, recipe_file, lock, step)?;
+    }
+    // Without the image's device nodes: a step gets only the runtime's
+    // standard devices, and crun applies no device cgroup.
+    let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..images.limits.clone() };
+    if step.root.is_some() {
+        let missing = root::prepare(step, &run.rootfs, images, inputs, &no_devices)?;
+        if has_script {
+            let out = run.rootfs.join("out");
+            let user = step
+                .user
+                .as_deref()
+                .and_then(|u| u.split_once(':'))
+                .map(|(u, g)| (u.parse().expect("validated uid"), g.parse().expect("validated gid")));
+            let keep_out = out.symlink_metadata().is_ok();
+            let r = StepRun { out_dir: out, keep_out, user, ..run.clone() };
+            sandbox.run(&r).with_context(|| {
+                format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
+            })?;
+        }
+        return root::finish(&run.rootfs, &missing, &run.out_dir);
+    }
+    images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
+    sandbox.run(run).with_context(|| {
+        format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
+    })?;
+    let _ = fs::remove_dir_all(&run.rootfs);
+    Ok(())
+}
+
+/// Refuse a step the host cannot run: its image (or, for a root step
+/// without one, the recipe's arch) is for another architecture and no
+/// emulator is registered.
+fn check_runnable(recipe: &Recipe, recipe_file: &Path, lock: &Lock, step: &Step) -> Result<()> {
+    let platform = match lock.images.get(&step.image) {
+        Some(li) => li.platform.clone(),
+        None => crate::platform::Platform::linux(recipe.arch),
+    };
     if let Err(why) = execution_for(platform.arch, Path::new(BINFMT_MISC)) {
         bail!(
             "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
@@ -939,14 +1023,6 @@ fn run_step(
             crate::platform::Arch::host_oci_name(),
         );
     }
-    // Without the image's device nodes: a step gets only the runtime's
-    // standard devices, and crun applies no device cgroup.
-    let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..images.limits.clone() };
-    images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
-    sandbox.run(run).with_context(|| {
-        format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
-    })?;
-    let _ = fs::remove_dir_all(&run.rootfs);
     Ok(())
 }
 

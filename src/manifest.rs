@@ -148,6 +148,15 @@ pub struct StepInput {
     /// the lock pins. Absent for ordinary steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetched: Option<Digest>,
+    /// A root step's root (`image`, `scratch`, `step:NAME`); absent for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// A root step's copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<crate::recipe::CopyOp>,
+    /// A root step's `UID:GID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl StepInput {
@@ -161,6 +170,9 @@ impl StepInput {
             env: s.env.clone(),
             outputs: s.outputs.clone(),
             fetched: None,
+            root: s.root.clone(),
+            copy: s.copy.clone(),
+            user: s.user.clone(),
         }
     }
 }
@@ -198,6 +210,9 @@ pub struct EnclaveSettings {
     pub compression: Compression,
     /// Enclave path (without a leading `/`) -> octal mode, four digits.
     pub modes: BTreeMap<String, String>,
+    /// `enclave.labels` (a Containerfile's `LABEL`s); absent when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl EnclaveSettings {
@@ -221,6 +236,7 @@ impl EnclaveSettings {
                 .into_iter()
                 .map(|(p, m)| (p.trim_start_matches('/').to_string(), format!("{m:04o}")))
                 .collect(),
+            labels: e.labels.clone(),
         }
     }
 }

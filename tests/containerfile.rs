@@ -1,0 +1,300 @@
+//! Containerfiles built by eifbake (lowered to root steps of a recipe) and,
+//! as an independent oracle, by `buildah bud` (daemonless, vfs storage in a
+//! private directory) from the same fixture images in the loopback
+//! registry: the final stage's trees must agree. Also the refusals (an
+//! unsupported instruction, an unresolvable `FROM`, an `ADD` whose checksum
+//! does not match), each naming the Containerfile and line, exit 2.
+//! Runs as root (CI does): steps, buildah and cpio extraction need it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{eifbake, TestRegistry};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// One entry of a tree: kind and content (file sha256 / symlink target), mode, uid, gid.
+type Listing = BTreeMap<String, (String, u32, u32, u32)>;
+
+fn listing(root: &Path) -> Listing {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name() {
+        let e = e.unwrap();
+        let md = e.path().symlink_metadata().unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let what = if md.file_type().is_symlink() {
+            format!("symlink {}", fs::read_link(e.path()).unwrap().display())
+        } else if md.is_dir() {
+            "dir".to_string()
+        } else if md.is_file() {
+            format!("file {}", eifbake::digest::Digest::of(&fs::read(e.path()).unwrap()))
+        } else {
+            format!("other {:o}", md.mode())
+        };
+        let mode = if md.file_type().is_symlink() { 0o777 } else { md.permissions().mode() & 0o7777 };
+        out.insert(rel, (what, mode, md.uid(), md.gid()));
+    }
+    out
+}
+
+/// eifbake's documented normalisation of the enclave's tree: owners 0,
+/// directories and files with an execute bit 0755, other files 0644.
+fn normalised(l: &Listing) -> Listing {
+    l.iter()
+        .map(|(k, (what, mode, _, _))| {
+            let m = if what.starts_with("symlink") {
+                0o777
+            } else if what == "dir" || mode & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            (k.clone(), (what.clone(), m, 0, 0))
+        })
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A project `root/recipes/NAME/` with `recipe.toml` naming `Containerfile`
+/// (`cf`), its context files (`files`: path, content, mode), kernel and
+/// init taken from the busybox fixture.
+fn project(reg: &TestRegistry, root: &Path, name: &str, cf: &str, files: &[(&str, &str, u32)]) -> PathBuf {
+    let dir = root.join("recipes").join(name);
+    fs::create_dir_all(&dir).unwrap();
+    for (p, content, mode) in files {
+        let p = dir.join(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    fs::write(dir.join("Containerfile"), cf).unwrap();
+    let recipe = format!(
+        r#"name = "{name}"
+source_date_epoch = 1700000000
+containerfile = "Containerfile"
+build_args = {{ BASE = "{}", NAME = "from-build-arg" }}
+
+[images]
+bb = "{}"
+
+[enclave]
+kernel = {{ image = "bb", path = "/bin/busybox" }}
+init = {{ image = "bb", path = "/bin/busybox" }}
+cmdline = "console=ttyS0"
+"#,
+        reg.image("fx/busybox:1"),
+        reg.image("fx/busybox:1")
+    );
+    fs::write(dir.join("recipe.toml"), recipe).unwrap();
+    dir
+}
+
+/// `eifbake lock` then `build` of `dir/Containerfile` (named directly);
+/// returns the output directory.
+fn eifbake_build(root: &Path, dir: &Path) -> PathBuf {
+    let (store, out) = (root.join("store"), root.join("out"));
+    let cf = dir.join("Containerfile");
+    for args in [vec!["lock", s(&cf)], vec!["build", s(&cf), "--out", s(&out)]] {
+        let mut a = vec!["--store", s(&store)];
+        a.extend(args);
+        let (code, o, e) = eifbake(&a);
+        assert_eq!(code, 0, "eifbake {a:?}: {o}{e}");
+    }
+    out
+}
+
+/// The enclave's root filesystem of `out/NAME.eif`, extracted with GNU cpio.
+fn eif_root(root: &Path, out: &Path, name: &str) -> PathBuf {
+    let x = root.join("extract");
+    let eif = out.join(format!("{name}.eif"));
+    let (code, o, e) = eifbake(&["describe", s(&eif), "--extract", s(&x)]);
+    assert_eq!(code, 0, "describe: {o}{e}");
+    let tree = root.join("eif-root");
+    fs::create_dir_all(&tree).unwrap();
+    let cpio = fs::File::open(x.join("ramdisk0")).unwrap();
+    let o = Command::new("cpio")
+        .args(["-i", "-d", "--no-absolute-filenames", "--quiet"])
+        .current_dir(&tree)
+        .stdin(cpio)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cpio: {}", String::from_utf8_lossy(&o.stderr));
+    tree
+}
+
+/// `buildah bud` of `dir/Containerfile` (vfs storage under `root`, TLS off
+/// for the loopback registry, `--network=none` for every RUN: this buildah
+/// does not take the RUN flag, so it is removed from the copy it reads);
+/// returns the final stage's root, unpacked by umoci with owners and modes.
+fn buildah_build(reg: &TestRegistry, root: &Path, dir: &Path) -> PathBuf {
+    let b = root.join("buildah");
+    let cf = fs::read_to_string(dir.join("Containerfile")).unwrap().replace("--network=none ", "");
+    fs::create_dir_all(&b).unwrap();
+    fs::write(b.join("Containerfile"), cf).unwrap();
+    let storage = [
+        "--storage-driver=vfs".to_string(),
+        format!("--root={}", b.join("root").display()),
+        format!("--runroot={}", b.join("runroot").display()),
+    ];
+    let env =
+        [("BUILDAH_ISOLATION", "chroot"), ("TMPDIR", s(root)), ("CONTAINERS_REGISTRIES_CONF", "/dev/null")];
+    run(Command::new("buildah")
+        .args(&storage)
+        .args(["bud", "--tls-verify=false", "--network=none", "--layers=false", "--timestamp=0"])
+        .args(["--build-arg", &format!("BASE={}", reg.image("fx/busybox:1"))])
+        .args(["--build-arg", "NAME=from-build-arg"])
+        .args(["-f", s(&b.join("Containerfile")), "-t", "localhost/oracle:1", s(dir)])
+        .envs(env));
+    let layout = b.join("layout");
+    run(Command::new("buildah")
+        .args(&storage)
+        .args(["push", "localhost/oracle:1", &format!("oci:{}:x", layout.display())])
+        .envs(env));
+    let bundle = b.join("bundle");
+    run(Command::new("umoci").args(["unpack", "--image", &format!("{}:x", layout.display()), s(&bundle)]));
+    bundle.join("rootfs")
+}
+
+/// What eifbake adds to every enclave root (the measured inputs, init,
+/// cmd, env, the runtime directories): left out of the comparison.
+fn without_eifbake_additions(mut l: Listing, other: &Listing) -> Listing {
+    for k in ["init", "cmd", "env", "etc/eifbake", "etc/eifbake/inputs.json"] {
+        l.remove(k);
+    }
+    for d in ["dev", "proc", "sys", "tmp", "run", "etc"] {
+        if !other.contains_key(d)
+            && l.get(d).is_some_and(|(w, ..)| w == "dir")
+            && !l.keys().any(|k| k.starts_with(&format!("{d}/")))
+        {
+            l.remove(d);
+        }
+    }
+    l
+}
+
+/// The empty files buildah's RUN leaves where it mounted the container's
+/// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (BuildKit leaves
+/// none): not part of what the Containerfile says.
+fn buildah_without_mount_points(mut l: Listing) -> Listing {
+    const EMPTY: &str = "file sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for f in ["etc/hostname", "etc/hosts", "etc/resolv.conf"] {
+        if l.get(f).is_some_and(|(w, ..)| w == EMPTY) {
+            l.remove(f);
+        }
+    }
+    l
+}
+
+/// The empty directories buildah's RUN leaves as mount points (`/dev`,
+/// `/proc`, `/sys`, `/run`), which `COPY --from=build / /` then carries:
+/// eifbake's steps leave none (the enclave gets its own).
+fn buildah_without_run_dirs(mut l: Listing) -> Listing {
+    for d in ["dev", "proc", "sys", "run"] {
+        if l.get(d).is_some_and(|(w, ..)| w == "dir") && !l.keys().any(|k| k.starts_with(&format!("{d}/"))) {
+            l.remove(d);
+        }
+    }
+    l
+}
+
+fn diff(a: &Listing, b: &Listing) -> String {
+    let mut out = String::new();
+    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        if a.get(k) != b.get(k) {
+            out.push_str(&format!("{k}: eifbake {:?} buildah {:?}\n", a.get(k), b.get(k)));
+        }
+    }
+    out
+}
+
+/// Every supported instruction, in two stages; the final stage's tree as
+/// eifbake puts it into the EIF equals buildah's, normalised the way eifbake
+/// documents (owners 0, modes 0755/0644), and eifbake's own step output
+/// (kept in the step cache) equals buildah's exactly: names, contents,
+/// modes, symlink targets, owners.
+#[test]
+fn every_instruction_matches_buildah() {
+    if !common::root_or_skip("building a Containerfile with steps and buildah") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cf = r#"# syntax=docker/dockerfile:1
+# escape=\
+ARG BASE
+FROM ${BASE} AS build
+ENV SOURCE_DATE_EPOCH=1 GREETING="hello world"
+ARG NAME=default
+WORKDIR /work
+COPY app/ ./
+COPY --chmod=0700 tool.sh /usr/local/bin/tool
+ADD data.txt /data/
+RUN --network=none echo "$GREETING $NAME $SOURCE_DATE_EPOCH" > /work/greeting \
+    # a comment inside the continuation
+    && /bin/busybox ln -s greeting /work/link && /bin/busybox chmod 0640 /work/greeting \
+    && /bin/busybox mkdir -m 0777 /work/shared
+RUN ["/bin/busybox", "touch", "/work/exec-form"]
+USER 1000:1000
+RUN --network=none echo "written as $(/bin/busybox id -u):$(/bin/busybox id -g)" > /work/shared/by-user
+USER 0
+
+FROM scratch
+COPY --from=build / /
+COPY --from=build /work/greeting /work/link /srv/
+WORKDIR /srv/empty
+ARG NAME
+LABEL org.opencontainers.image.title="containerfile test" version=$NAME
+ENTRYPOINT ["/bin/sh"]
+CMD ["-c", "cat /srv/greeting"]
+"#;
+    let files = [
+        ("app/main.txt", "main\n", 0o644),
+        ("app/sub/run.sh", "#!/bin/sh\necho run\n", 0o755),
+        ("tool.sh", "#!/bin/sh\necho tool\n", 0o644),
+        ("data.txt", "data\n", 0o644),
+    ];
+    let dir = project(&reg, root, "every", cf, &files);
+    let out = eifbake_build(root, &dir);
+    let ours = listing(&eif_root(root, &out, "every"));
+    let theirs = buildah_without_mount_points(listing(&buildah_build(&reg, root, &dir)));
+    let ours = without_eifbake_additions(ours, &theirs);
+    let d = diff(&ours, &normalised(&theirs));
+    assert!(d.is_empty(), "the EIF's root differs from buildah's (normalised):\n{d}");
+    assert!(theirs.contains_key("srv/empty") && theirs.contains_key("work/shared/by-user"), "{theirs:?}");
+    // Exactly, before the enclave's normalisation: the final step's output in the step cache.
+    let steps = root.join("store/eifbake/steps");
+    let exact: Vec<Listing> = fs::read_dir(&steps)
+        .unwrap()
+        .map(|e| listing(&e.unwrap().path().join("out")))
+        .filter(|l| l.contains_key("srv/empty"))
+        .collect();
+    assert_eq!(exact.len(), 1, "one cached output is the final stage's");
+    let d = diff(&exact[0], &buildah_without_run_dirs(theirs.clone()));
+    assert!(d.is_empty(), "the final stage's tree differs from buildah's:\n{d}");
+    // The command, env and labels.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("every.manifest.json")).unwrap()).unwrap();
+    let e = &manifest["inputs"]["enclave"];
+    assert_eq!(e["command"], serde_json::json!(["/bin/sh", "-c", "cat /srv/greeting"]));
+    assert_eq!(e["labels"]["version"], "from-build-arg");
+    assert_eq!(e["labels"]["org.opencontainers.image.title"], "containerfile test");
+}
