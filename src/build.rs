@@ -984,7 +984,12 @@ fn run_step(
             let keep_out = out.symlink_metadata().is_ok();
             let r = StepRun { out_dir: out, keep_out, user, ..run.clone() };
             sandbox.run(&r).with_context(|| {
-                format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
+                format!(
+                    "{}step {:?} failed; its full output is in {}",
+                    crate::containerfile::lower::origin_of(recipe, recipe_file, &step.name),
+                    step.name,
+                    run.log.display()
+                )
             })?;
         }
         return root::finish(&run.rootfs, &missing, &run.out_dir);

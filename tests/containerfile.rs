@@ -141,11 +141,16 @@ fn eif_root(root: &Path, out: &Path, name: &str) -> PathBuf {
 
 /// `buildah bud` of `dir/Containerfile` (vfs storage under `root`, TLS off
 /// for the loopback registry, `--network=none` for every RUN: this buildah
-/// does not take the RUN flag, so it is removed from the copy it reads);
+/// (1.28) takes neither `RUN --network` nor `ADD --checksum`, so both are
+/// removed from the copy it reads; eifbake checks the checksums);
 /// returns the final stage's root, unpacked by umoci with owners and modes.
 fn buildah_build(reg: &TestRegistry, root: &Path, dir: &Path) -> PathBuf {
     let b = root.join("buildah");
     let cf = fs::read_to_string(dir.join("Containerfile")).unwrap().replace("--network=none ", "");
+    let cf: String = cf
+        .lines()
+        .map(|l| l.split(' ').filter(|w| !w.starts_with("--checksum=")).collect::<Vec<_>>().join(" ") + "\n")
+        .collect();
     fs::create_dir_all(&b).unwrap();
     fs::write(b.join("Containerfile"), cf).unwrap();
     let storage = [
@@ -297,4 +302,91 @@ CMD ["-c", "cat /srv/greeting"]
     assert_eq!(e["command"], serde_json::json!(["/bin/sh", "-c", "cat /srv/greeting"]));
     assert_eq!(e["labels"]["version"], "from-build-arg");
     assert_eq!(e["labels"]["org.opencontainers.image.title"], "containerfile test");
+}
+
+/// `eifbake lock` of `dir/Containerfile`: (exit code, stderr).
+fn lock(root: &Path, dir: &Path) -> (i32, String) {
+    let (store, cf) = (root.join("store"), dir.join("Containerfile"));
+    let (code, o, e) = eifbake(&["--store", s(&store), "lock", s(&cf)]);
+    (code, format!("{o}{e}"))
+}
+
+/// An unsupported instruction, a `FROM` that `lock` cannot resolve and an
+/// `ADD` whose download does not match its checksum are each refused with
+/// exit 2, naming the Containerfile and the line.
+#[test]
+fn refusals_name_the_containerfile_and_line() {
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let http = common::http::HttpServer::start();
+    let url = http.serve("/data.bin", b"the real bytes\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cases = [
+        (
+            "unsupported",
+            "ARG BASE\nFROM ${BASE}\nEXPOSE 8080\nCMD [\"/bin/sh\"]\n".to_string(),
+            ":3: EXPOSE: not supported",
+        ),
+        (
+            "unresolvable",
+            format!(
+                "ARG BASE\nFROM ${{BASE}} AS a\n\nFROM {}\nCMD [\"/bin/sh\"]\n",
+                reg.image("fx/no-such-image:1")
+            ),
+            ":4: locking image",
+        ),
+        (
+            "checksum",
+            format!(
+                "ARG BASE\nFROM ${{BASE}}\nADD --checksum=sha256:{} {url} /data.bin\nCMD [\"/bin/sh\"]\n",
+                "0".repeat(64)
+            ),
+            ":3: locking source",
+        ),
+    ];
+    for (name, cf, want) in cases {
+        let dir = project(&reg, root, name, &cf, &[]);
+        let (code, err) = lock(root, &dir);
+        let at = format!("{}{want}", dir.join("Containerfile").display());
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(&at), "{name}: expected {at:?} in:\n{err}");
+    }
+}
+
+/// `ADD --checksum URL` with the right checksum: pinned in the lock as a
+/// url source, the file in the tree as buildah puts it (mode 0600).
+#[test]
+fn add_url_matches_buildah() {
+    if !common::root_or_skip("building a Containerfile with steps and buildah") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let http = common::http::HttpServer::start();
+    let body = b"downloaded\n";
+    let url = http.serve("/dl/data.bin", body);
+    let sum = eifbake::digest::Digest::of(body);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cf = format!(
+        "ARG BASE\nFROM ${{BASE}}\nADD --checksum={sum} {url} /opt/\nADD --checksum={sum} --chmod=0755 {url} /opt/exe\nCMD [\"/bin/sh\"]\n"
+    );
+    let dir = project(&reg, root, "addurl", &cf, &[]);
+    let out = eifbake_build(root, &dir);
+    let lock = fs::read_to_string(root.join("lockfiles/addurl.lock")).unwrap();
+    assert!(lock.contains("[sources.cf-line3]") && lock.contains(&url), "{lock}");
+    let ours = listing(&eif_root(root, &out, "addurl"));
+    let theirs = buildah_without_mount_points(listing(&buildah_build(&reg, root, &dir)));
+    let ours = without_eifbake_additions(ours, &theirs);
+    let d = diff(&ours, &normalised(&theirs));
+    assert!(d.is_empty(), "the EIF's root differs from buildah's (normalised):\n{d}");
+    assert_eq!(theirs["opt/data.bin"].1, 0o600, "buildah: a downloaded file is 0600");
+    let exact: Vec<Listing> = fs::read_dir(root.join("store/eifbake/steps"))
+        .unwrap()
+        .map(|e| listing(&e.unwrap().path().join("out")))
+        .filter(|l| l.contains_key("opt/exe"))
+        .collect();
+    let d = diff(&exact[0], &buildah_without_run_dirs(theirs));
+    assert!(d.is_empty(), "the final stage's tree differs from buildah's:\n{d}");
 }

@@ -137,6 +137,13 @@ fn start_stage(
     results: &[(Option<String>, Root)],
 ) -> Result<StageState> {
     let from = expand(&stage.from, global);
+    if from.is_empty() || from.contains(char::is_whitespace) {
+        bail!(
+            "{:?} expands to {from:?}, not an image: a variable in FROM must be an ARG declared before \
+             the first FROM (given a value there or with the recipe's build_args)",
+            stage.from
+        );
+    }
     let (root, image) = if from == "scratch" {
         (Root::Scratch, None)
     } else if let Some((_, r)) = results.iter().find(|(n, _)| n.as_deref() == Some(from.as_str())) {
@@ -398,6 +405,18 @@ fn finish(recipe: &mut Recipe, st: StageState, file: &str) -> Result<()> {
     Ok(())
 }
 
+/// `FILE:LINE: ` of the Containerfile instruction an image, source or step
+/// named `cf-lineN` was lowered from (the recipe at `recipe_file` names
+/// the Containerfile), for errors; empty for any other name.
+pub fn origin_of(recipe: &Recipe, recipe_file: &Path, name: &str) -> String {
+    match (&recipe.containerfile, name.strip_prefix("cf-line")) {
+        (Some(cf), Some(line)) if line.parse::<u32>().is_ok() => {
+            format!("{}:{line}: ", Recipe::base_dir(recipe_file).join(cf).display())
+        }
+        _ => String::new(),
+    }
+}
+
 /// `path` made absolute against `workdir`, with `.` and empty components
 /// dropped and `..` resolved lexically (never above `/`); a trailing `/` kept.
 fn absolute(workdir: &str, path: &str) -> String {
@@ -573,6 +592,8 @@ cmdline = "console=ttyS0"
             lowered("FROM scratch AS e\nFROM scratch\nCOPY --from=e / /\nCMD x\n", &[]).unwrap_err()
         );
         assert!(e.contains("Containerfile:3: COPY: --from=e: that stage is empty"), "{e}");
+        let e = format!("{:#}", lowered("FROM $UNDECLARED\nCMD x\n", &[("UNDECLARED", "a")]).unwrap_err());
+        assert!(e.contains("Containerfile:1: FROM: \"$UNDECLARED\" expands to \"\""), "{e}");
         let e = format!("{:#}", lowered("FROM a\nRUN x\n", &[]).unwrap_err());
         assert!(e.contains("no ENTRYPOINT or CMD"), "{e}");
     }
