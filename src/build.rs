@@ -261,7 +261,8 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     // Inputs manifest: the measured inputs (embedded below, so the PCRs
     // commit to them) and their unmeasured origin (the manifest only).
     let inputs = Inputs::of_recipe(recipe, lock, loaded.epoch)?;
-    let origin = Origin::of_recipe(recipe, lock, loaded.recipe_ref.clone(), loaded.lock_ref.clone());
+    let mut origin = Origin::of_recipe(recipe, lock, loaded.recipe_ref.clone(), loaded.lock_ref.clone());
+    origin.containerfile = containerfile_ref(&loaded)?;
     let inputs_json = inputs.to_json()?;
     let trees = enclave_trees(recipe, &loaded.recipe_file, &mut images, &steps.outs, &inputs_json)?;
     let files = reported_files(recipe, &loaded.recipe_file, trees.last().expect("a user ramdisk"))?;
@@ -432,6 +433,18 @@ fn load_inputs(recipe_path: &Path, opts: &BuildOptions) -> Result<Loaded> {
         None => recipe.source_date_epoch.unwrap_or(Epoch(0)),
     };
     Ok(Loaded { recipe, lock, lock_path, recipe_file, recipe_ref, lock_ref, epoch })
+}
+
+/// The Containerfile a recipe names, as the origin records it: its path
+/// relative to the recipe's directory and its text.
+fn containerfile_ref(loaded: &Loaded) -> Result<Option<FileRef>> {
+    let Some(rel) = &loaded.recipe.containerfile else { return Ok(None) };
+    let file = Recipe::base_dir(&loaded.recipe_file).join(rel);
+    let text =
+        fs::read_to_string(&file).with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+    let path =
+        rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
+    Ok(Some(FileRef { path, sha256: Digest::of(text.as_bytes()), text: Some(text) }))
 }
 
 /// The signer of a signed build ([`signing_paths`]), loaded and checked, or

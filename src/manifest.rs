@@ -409,6 +409,10 @@ impl SourceOrigin {
 pub struct Origin {
     pub recipe: FileRef,
     pub lock: FileRef,
+    /// The Containerfile the recipe names (`containerfile`), with its text:
+    /// `verify` needs it beside the recipe. Absent for other recipes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerfile: Option<FileRef>,
     /// Sorted by name.
     pub images: Vec<ImageOrigin>,
     /// Sorted by name.
@@ -447,7 +451,14 @@ impl Origin {
                 SourceKind::CargoLock { path } => format!("cargo_lock:{}", path.display()),
             });
         }
-        let mut o = Origin { recipe: recipe_file, lock: lock_file, images, sources, app_sources };
+        let mut o = Origin {
+            recipe: recipe_file,
+            lock: lock_file,
+            containerfile: None,
+            images,
+            sources,
+            app_sources,
+        };
         o.normalize();
         o
     }
@@ -811,6 +822,9 @@ mod tests {
                     env: BTreeMap::new(),
                     outputs: [("/out/hello".to_string(), "/usr/bin/hello".to_string())].into_iter().collect(),
                     fetched: None,
+                    root: None,
+                    copy: Vec::new(),
+                    user: None,
                 }],
                 enclave: EnclaveSettings {
                     layout: Layout::Single,
@@ -826,9 +840,11 @@ mod tests {
                     ports: vec![5005],
                     compression: Compression::None,
                     modes: [("usr/bin/hello".to_string(), "0755".to_string())].into_iter().collect(),
+                    labels: BTreeMap::new(),
                 },
             },
             origin: Origin {
+                containerfile: None,
                 recipe: FileRef {
                     path: "recipes/hello.toml".into(),
                     sha256: Digest::of(b"recipe"),

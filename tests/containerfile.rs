@@ -390,3 +390,83 @@ fn add_url_matches_buildah() {
     let d = diff(&exact[0], &buildah_without_run_dirs(theirs));
     assert!(d.is_empty(), "the final stage's tree differs from buildah's:\n{d}");
 }
+
+/// Copy `examples/stagex-containerfile` to `to` (its registry address made
+/// the test registry's); returns the copy.
+fn copy_example(to: &Path, addr: &str) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stagex-containerfile");
+    fs::create_dir_all(to.parent().unwrap()).unwrap();
+    run(Command::new("cp").arg("-r").arg(&example).arg(to));
+    let recipe = to.join("recipe.toml");
+    let text = fs::read_to_string(&recipe).unwrap().replace("127.0.0.1:5055", addr);
+    fs::write(&recipe, text).unwrap();
+    to.to_path_buf()
+}
+
+/// `examples/stagex-containerfile` (multi-stage, StageX style, against the
+/// demo's fixture images): locked with its base pinned by `@sha256`, built
+/// in two directories with different umask, time zone, locale, store and no
+/// step cache, the same EIF bytes; `verify` rebuilds it from the manifest
+/// (and the build context) and says GOOD.
+#[test]
+fn stagex_example_builds_twice_identically_and_verifies() {
+    if !common::root_or_skip("building the Containerfile example") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    common::push_demo_images(&reg, work, ["1.35", "6.1", "1"]);
+    let a = copy_example(&work.join("a/stagex-containerfile"), &reg.addr);
+    let store_a = work.join("store-a");
+    let cf_a = a.join("Containerfile");
+    let (code, o, e) = eifbake(&["--store", s(&store_a), "lock", s(&cf_a)]);
+    assert_eq!(code, 0, "lock: {o}{e}");
+    // StageX style: the base by digest, the one the tag resolved to.
+    let lock = eifbake::lock::Lock::load(&a.join("lockfiles/stagex-containerfile.lock")).unwrap();
+    let tag = format!("{}/eifbake-demo/busybox:1.35", reg.addr);
+    let pinned = lock.images.values().find(|i| i.reference == tag).expect("the FROM image in the lock");
+    let by_digest = format!("{tag}@{}", pinned.manifest);
+    let recipe = a.join("recipe.toml");
+    let text =
+        fs::read_to_string(&recipe).unwrap().replace(&format!("\"{tag}\""), &format!("\"{by_digest}\""));
+    fs::write(&recipe, text).unwrap();
+    let (code, o, e) = eifbake(&["--store", s(&store_a), "lock", s(&a)]);
+    assert_eq!(code, 0, "lock by digest: {o}{e}");
+    let lock = fs::read_to_string(a.join("lockfiles/stagex-containerfile.lock")).unwrap();
+    assert!(lock.contains(&by_digest), "{lock}");
+    let out_a = work.join("out-a");
+    let (code, o, e) = eifbake(&["--store", s(&store_a), "build", s(&cf_a), "--out", s(&out_a)]);
+    assert_eq!(code, 0, "build A: {o}{e}");
+
+    // B: another directory, umask, time zone, locale, store, and no cache.
+    let b = work.join("b/elsewhere/stagex-containerfile");
+    fs::create_dir_all(b.parent().unwrap()).unwrap();
+    run(Command::new("cp").arg("-a").arg(&a).arg(&b));
+    let out_b = work.join("out-b");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "umask 077 && exec \"$@\"", "sh"]).arg(common::bin::eifbake_cmd().get_program());
+    common::bin::clean_env(&mut cmd)
+        .args(["--store", s(&work.join("store-b")), "build", s(&b.join("Containerfile")), "--no-cache"])
+        .args(["--out", s(&out_b)])
+        .envs([("TZ", "Pacific/Chatham"), ("LC_ALL", "C.UTF-8"), ("LANG", "C.UTF-8")]);
+    run(&mut cmd);
+    for ext in ["eif", "pcrs", "manifest.json"] {
+        let f = format!("stagex-containerfile.{ext}");
+        assert!(fs::read(out_a.join(&f)).unwrap() == fs::read(out_b.join(&f)).unwrap(), "{f} differs");
+    }
+    // The enclave: the program and busybox, the command from ENTRYPOINT.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out_a.join("stagex-containerfile.manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["inputs"]["enclave"]["command"], serde_json::json!(["/usr/bin/hello"]));
+    let tree = listing(&eif_root(work, &out_a, "stagex-containerfile"));
+    assert_eq!(tree["usr/bin/hello"].1, 0o755);
+    assert!(tree.contains_key("bin/busybox") && tree.contains_key("etc/motd"), "{tree:?}");
+
+    // verify: from the manifest alone and the build context.
+    let m = out_a.join("stagex-containerfile.manifest.json");
+    let ctx = format!("context={}", a.display());
+    let (code, o, e) = eifbake(&["verify", s(&m), "--source", &ctx]);
+    assert_eq!(code, 0, "verify: {o}{e}");
+    assert!(o.contains("GOOD"), "{o}");
+}

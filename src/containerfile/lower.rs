@@ -41,6 +41,11 @@ use crate::recipe::{CopyOp, ImageEntry, Recipe, Source, Step};
 /// one is exported by the script instead (the step's `env` cannot name them).
 const FIXED: [&str; 6] = ["HOME", "LANG", "LC_ALL", "PATH", "SOURCE_DATE_EPOCH", "TZ"];
 
+/// Names left out of the build context (as a `.dockerignore` would): the
+/// lock and the outputs (a Containerfile at the project root has them in its
+/// context, and they change after every lock and build) and `.git`.
+pub const CONTEXT_IGNORE: [&str; 3] = [".git", "lockfiles", "out"];
+
 /// Where a stage's root stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Root {
@@ -49,7 +54,9 @@ enum Root {
     Step(String),
 }
 
-/// The state of the stage being lowered.
+/// The state of the stage being lowered; a stage built `FROM` an earlier
+/// one starts from that one's (its ARGs excepted, as in BuildKit).
+#[derive(Debug, Clone)]
 struct StageState {
     root: Root,
     /// The stage's image key, if it has one: what its steps run (for the platform).
@@ -76,14 +83,16 @@ pub fn lower(recipe: &mut Recipe, cf: &Containerfile, cf_rel: &Path, file: &str)
     }
     let context = cf_rel.parent().map(Path::to_path_buf).unwrap_or_default();
     let context = if context.as_os_str().is_empty() { ".".into() } else { context };
-    recipe.sources.insert("context".into(), path_source(context));
+    let mut ctx = path_source(context);
+    ctx.ignore = CONTEXT_IGNORE.iter().map(|s| s.to_string()).collect();
+    recipe.sources.insert("context".into(), ctx);
     let mut global: BTreeMap<String, String> = BTreeMap::new();
     for (_, name, default) in &cf.global_args {
         if let Some(v) = recipe.build_args.get(name).cloned().or_else(|| default.clone()) {
             global.insert(name.clone(), expand(&v, &global));
         }
     }
-    let mut results: Vec<(Option<String>, Root)> = Vec::new();
+    let mut results: Vec<(Option<String>, StageState)> = Vec::new();
     let mut last = None;
     for stage in &cf.stages {
         let at = |line: u32, what: &str, e: anyhow::Error| anyhow::anyhow!("{file}:{line}: {what}: {e:#}");
@@ -93,7 +102,7 @@ pub fn lower(recipe: &mut Recipe, cf: &Containerfile, cf_rel: &Path, file: &str)
                 .map_err(|e| at(*line, keyword(ins), e))?;
         }
         flush(recipe, &mut st, None);
-        results.push((stage.name.clone(), st.root.clone()));
+        results.push((stage.name.clone(), st.clone()));
         last = Some(st);
     }
     let st = last.expect("parsed: at least one stage");
@@ -134,7 +143,7 @@ fn start_stage(
     recipe: &mut Recipe,
     stage: &Stage,
     global: &BTreeMap<String, String>,
-    results: &[(Option<String>, Root)],
+    results: &[(Option<String>, StageState)],
 ) -> Result<StageState> {
     let from = expand(&stage.from, global);
     if from.is_empty() || from.contains(char::is_whitespace) {
@@ -144,14 +153,16 @@ fn start_stage(
             stage.from
         );
     }
+    if let Some((_, earlier)) = results.iter().find(|(n, _)| n.as_deref() == Some(from.as_str())) {
+        return Ok(StageState {
+            args: BTreeMap::new(),
+            pending: Vec::new(),
+            pending_line: stage.line,
+            ..earlier.clone()
+        });
+    }
     let (root, image) = if from == "scratch" {
         (Root::Scratch, None)
-    } else if let Some((_, r)) = results.iter().find(|(n, _)| n.as_deref() == Some(from.as_str())) {
-        let image = match r {
-            Root::Image(k) => Some(k.clone()),
-            _ => None,
-        };
-        (r.clone(), image)
     } else {
         let key = format!("cf-line{}", stage.line);
         recipe.images.insert(key.clone(), ImageEntry::Reference(from));
@@ -184,7 +195,7 @@ fn lower_one(
     line: u32,
     ins: &Instruction,
     global: &BTreeMap<String, String>,
-    results: &[(Option<String>, Root)],
+    results: &[(Option<String>, StageState)],
 ) -> Result<()> {
     let v = vars(st);
     match ins {
@@ -262,11 +273,11 @@ fn copy_from(
     recipe: &mut Recipe,
     name: &str,
     line: u32,
-    results: &[(Option<String>, Root)],
+    results: &[(Option<String>, StageState)],
 ) -> Result<String> {
     let by_name = results.iter().find(|(n, _)| n.as_deref() == Some(&name.to_ascii_lowercase()));
     let by_index = name.parse::<usize>().ok().and_then(|i| results.get(i));
-    match by_name.or(by_index).map(|(_, r)| r) {
+    match by_name.or(by_index).map(|(_, st)| &st.root) {
         Some(Root::Scratch) => bail!("--from={name}: that stage is empty (FROM scratch with no files)"),
         Some(Root::Image(k)) => Ok(format!("image:{k}")),
         Some(Root::Step(s)) => Ok(format!("step:{s}")),
@@ -596,6 +607,22 @@ cmdline = "console=ttyS0"
         assert!(e.contains("Containerfile:1: FROM: \"$UNDECLARED\" expands to \"\""), "{e}");
         let e = format!("{:#}", lowered("FROM a\nRUN x\n", &[]).unwrap_err());
         assert!(e.contains("no ENTRYPOINT or CMD"), "{e}");
+    }
+
+    #[test]
+    fn a_stage_from_a_stage_inherits_its_env_workdir_user_and_command() {
+        let r = lowered(
+            "FROM a@sha256:bb AS base\nARG A=1\nENV E=2\nWORKDIR /w\nUSER 5\nCMD [\"c\"]\nRUN x\nFROM base\nRUN echo $A\n",
+            &[],
+        )
+        .unwrap();
+        let s = &r.steps[1];
+        assert_eq!((s.root.as_deref(), s.image.as_str()), (Some("step:cf-line7"), "cf-line1"));
+        assert_eq!(s.env.get("E").map(String::as_str), Some("2"));
+        assert!(!s.env.contains_key("A"), "ARGs do not cross stages");
+        assert_eq!((s.workdir.as_str(), s.user.as_deref()), ("/w", Some("5:0")));
+        assert_eq!(r.enclave.command, ["c"]);
+        assert_eq!(r.enclave.env.get("E").map(String::as_str), Some("2"));
     }
 
     #[test]
