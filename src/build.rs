@@ -32,6 +32,11 @@
 //!    the build, failed or not (the error of a failed step names it); a
 //!    cached step writes no log.
 //!
+//!    A root step ([`Step::root`], what a Containerfile lowers to) starts
+//!    from an exact copy of an earlier root step's output (or its image,
+//!    or nothing), gets its copies done by eifbake, and its root after the
+//!    run is its output ([`root`]).
+//!
 //!    A fetch step (`network = true`) is the exception to "no network" and
 //!    to the step cache: its output is pinned in the lock by output-tree
 //!    hash ([`crate::lock::LockedStep`]) and taken from the store's fetched

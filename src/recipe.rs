@@ -48,6 +48,13 @@
 //! `crate::build`). Nothing about where it downloads from is trusted or
 //! measured; its output-tree hash is measured.
 //!
+//! Containerfiles: `containerfile = "Containerfile"` (with `build_args`)
+//! names one beside the recipe; [`Recipe::load`] reads it and lowers it
+//! ([`crate::containerfile::lower`]) into images, sources and root steps
+//! before validating, and the sha256 a lock pins covers both files
+//! ([`pinned_digest`]). A root step (`root`, `copy`, `user`) runs in its
+//! stage's root filesystem, and that root is its output.
+//!
 //! Cross-arch steps: an `[images]` entry may give its own platform
 //! (`[images.builder] ref = "…" platform = "linux/amd64"`, [`ImageEntry`]):
 //! it is pinned and checked for that platform instead of the recipe's
@@ -1136,7 +1143,8 @@ env = { RUST_LOG = "info" }
     #[test]
     fn missing_and_mistyped_keys() {
         let e = err(&HELLO.replace("command = [\"/usr/bin/hello\"]\n", ""));
-        assert!(e.contains("missing field `command`"), "{e}");
+        // Optional in TOML (a Containerfile's ENTRYPOINT/CMD can give it), required after.
+        assert!(e.contains("enclave.command: give the program to run"), "{e}");
         let e = err(&HELLO.replace("source_date_epoch = 1", "source_date_epoch = \"yesterday\""));
         assert!(e.contains("source_date_epoch"), "{e}");
     }
