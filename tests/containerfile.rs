@@ -470,3 +470,49 @@ fn stagex_example_builds_twice_identically_and_verifies() {
     assert_eq!(code, 0, "verify: {o}{e}");
     assert!(o.contains("GOOD"), "{o}");
 }
+
+/// A Containerfile is untrusted input: what its steps leave in a root
+/// (symlinks to host paths) never leads a later copy or step out of the
+/// build. A `COPY` through a symlink lands inside the root, a `COPY
+/// --from` of one reads the stage's own file, and a root whose `/out` is a
+/// symlink is refused before the runtime could bind the host's directory.
+#[test]
+fn symlinks_a_step_leaves_never_lead_out_of_the_root() {
+    if !common::root_or_skip("building a Containerfile with steps") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let marker = root.join("host-dir");
+    fs::create_dir_all(&marker).unwrap();
+    fs::write(marker.join("secret"), "host secret\n").unwrap();
+    let m = marker.display();
+    let cf = format!(
+        "ARG BASE\nFROM ${{BASE}} AS evil\n\
+         RUN --network=none /bin/busybox ln -s {m} /into && /bin/busybox ln -s {m}/secret /leak \
+         && /bin/busybox mkdir -p {m} && echo inside > {m}/secret\n\
+         COPY data.txt /into/\n\
+         FROM ${{BASE}}\nCOPY --from=evil /leak /leaked\nCOPY --from=evil {m}/ /copied/\nCMD [\"/bin/sh\"]\n"
+    );
+    let dir = project(&reg, root, "evil", &cf, &[("data.txt", "data\n", 0o644)]);
+    let out = eifbake_build(root, &dir);
+    assert_eq!(fs::read_dir(&marker).unwrap().count(), 1, "nothing written into the host directory");
+    assert_eq!(fs::read_to_string(marker.join("secret")).unwrap(), "host secret\n");
+    let tree = eif_root(root, &out, "evil");
+    assert_eq!(fs::read_to_string(tree.join("leaked")).unwrap(), "inside\n", "the stage's own file");
+    assert_eq!(fs::read_to_string(tree.join("copied/data.txt")).unwrap(), "data\n");
+    assert_eq!(fs::read_to_string(tree.join("copied/secret")).unwrap(), "inside\n");
+
+    // A root whose /out is a symlink (copied from a stage that made one).
+    let cf = "ARG BASE\nFROM ${BASE} AS evil\nRUN --network=none /bin/busybox mkdir /x && /bin/busybox ln -s /etc /x/out\n\
+              FROM ${BASE}\nCOPY --from=evil /x/ /\nRUN --network=none echo x > /out/passwd\nCMD [\"/bin/sh\"]\n";
+    let dir = project(&reg, root, "evilout", cf, &[]);
+    let (store, c) = (root.join("store"), dir.join("Containerfile"));
+    let (code, o, e) = eifbake(&["--store", s(&store), "lock", s(&c)]);
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, o, e) = eifbake(&["--store", s(&store), "build", s(&c), "--out", s(&root.join("out2"))]);
+    assert_eq!(code, 2, "{o}{e}");
+    assert!(e.contains("/out in its root is not a directory"), "{e}");
+}
