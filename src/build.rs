@@ -576,7 +576,7 @@ fn run_steps(
             cached
         } else {
             let run = step_run(cx, step, mounts, None);
-            let inputs = root::RootInputs { prior: &done.outs, source_dirs: cx.source_dirs };
+            let inputs = root::RootInputs { prior: &done.outs, source_dirs: cx.source_dirs, epoch };
             run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run, &inputs)?;
             let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
@@ -664,7 +664,7 @@ fn fetch_step(
     }
     let run = step_run(cx, step, mounts, Some(NetworkAccess::from_env()?));
     let (recipe, lock) = (&cx.loaded.recipe, &cx.loaded.lock);
-    let inputs = root::RootInputs { prior, source_dirs: cx.source_dirs };
+    let inputs = root::RootInputs { prior, source_dirs: cx.source_dirs, epoch: cx.loaded.epoch };
     run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run, &inputs)?;
     let (output, files) = output_listing(&run.out_dir)
         .with_context(|| format!("step {:?}: hashing what it fetched", step.name))?;

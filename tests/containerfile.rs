@@ -516,3 +516,31 @@ fn symlinks_a_step_leaves_never_lead_out_of_the_root() {
     assert_eq!(code, 2, "{o}{e}");
     assert!(e.contains("/out in its root is not a directory"), "{e}");
 }
+
+/// `eifbake check` takes a Containerfile like a recipe: it builds the
+/// project under varied conditions and finds the builds identical.
+#[test]
+fn check_builds_a_containerfile_under_variations() {
+    if !common::root_or_skip("building a Containerfile with steps") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cf = "ARG BASE\nFROM ${BASE}\nWORKDIR /app\nCOPY app/ .\n\
+              RUN --network=none /bin/busybox stat -c '%n %Y' /app /app/a /app/b > /times\n\
+              CMD [\"/bin/sh\"]\n";
+    let dir = project(&reg, root, "checked", cf, &[("app/a", "a\n", 0o644), ("app/b", "b\n", 0o755)]);
+    let (store, c) = (root.join("store"), dir.join("Containerfile"));
+    let (code, o, e) = eifbake(&["--store", s(&store), "lock", s(&c)]);
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, o, e) = eifbake(&["--store", s(&store), "check", s(&c), "--vary", "path,umask,tz,dirorder"]);
+    assert_eq!(code, 0, "check: {o}{e}");
+    // What a step sees of its root's times is SOURCE_DATE_EPOCH, not when the files were copied.
+    let out = root.join("out");
+    let (code, o, e) = eifbake(&["--store", s(&store), "build", s(&c), "--out", s(&out)]);
+    assert_eq!(code, 0, "build: {o}{e}");
+    let times = fs::read_to_string(eif_root(root, &out, "checked").join("times")).unwrap();
+    assert_eq!(times, "/app 1700000000\n/app/a 1700000000\n/app/b 1700000000\n");
+}

@@ -9,7 +9,9 @@
 //! program of the image. After the step's script (if any) ran, the mount
 //! points the runtime had to create (`/proc`, `/sys`, `/dev`, `/tmp`,
 //! `/out`, `/etc/resolv.conf`) are removed again when they are still empty,
-//! and the root becomes the step's output.
+//! and the root becomes the step's output. Before the script runs, every
+//! time in the root is SOURCE_DATE_EPOCH (copies would otherwise carry the
+//! clock of the build).
 //!
 //! Not for: running the script (the sandbox) or keys and caching
 //! (`crate::build`).
@@ -39,6 +41,8 @@ const MOUNT_POINTS: [&str; 6] = ["proc", "sys", "dev", "tmp", "out", "etc/resolv
 pub(super) struct RootInputs<'a> {
     pub prior: &'a BTreeMap<String, (PathBuf, Digest)>,
     pub source_dirs: &'a BTreeMap<String, PathBuf>,
+    /// SOURCE_DATE_EPOCH: every modification time in a prepared root.
+    pub epoch: crate::epoch::Epoch,
 }
 
 /// Make `rootfs` for root step `step`: its root, then its copies. Returns
@@ -67,6 +71,7 @@ pub(super) fn prepare(
         copy_op(rootfs, op, images, inputs, no_devices, &rootfs.with_file_name(format!("copy-from-{j}")))
             .with_context(|| format!("step {:?}: copy[{j}] to {}", step.name, op.dst))?;
     }
+    clamp_times(rootfs, inputs.epoch)?;
     let missing = MOUNT_POINTS.into_iter().filter(|m| rootfs.join(m).symlink_metadata().is_err()).collect();
     match rootfs.join("out").symlink_metadata() {
         Ok(m) if !m.is_dir() => {
@@ -74,6 +79,23 @@ pub(super) fn prepare(
         }
         _ => Ok(missing),
     }
+}
+
+/// Set the modification and access time of every entry of `root` (not
+/// following symlinks) to `epoch`: what a step reads of its root's times
+/// is the same on every build, whenever its files were copied or cached.
+fn clamp_times(root: &Path, epoch: crate::epoch::Epoch) -> Result<()> {
+    use rustix::fs::{utimensat, AtFlags, Timestamps, CWD};
+    let t = rustix::fs::Timespec { tv_sec: epoch.0 as _, tv_nsec: 0 };
+    let times = Timestamps { last_access: t, last_modification: t };
+    // Children first, so setting a directory's time is its last change.
+    for e in walkdir::WalkDir::new(root).follow_links(false).contents_first(true) {
+        let e = e.with_context(|| format!("cannot walk {}", root.display()))?;
+        utimensat(CWD, e.path(), &times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot set the times of {}", e.path().display()))?;
+    }
+    Ok(())
 }
 
 /// After the run: remove the mount points the runtime created that are
