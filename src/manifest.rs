@@ -10,12 +10,16 @@
 //!   form: tool and version, name, version, arch, SOURCE_DATE_EPOCH, each
 //!   image by its platform manifest digest, each source by its tree hash,
 //!   the steps (name, image, mounts, workdir, run, env, outputs, and for a
-//!   fetch step the output-tree hash the lock pins, `fetched`) and the
-//!   enclave settings. The build embeds exactly these bytes in the EIF's
+//!   fetch step the output-tree hash the lock pins, `fetched`; for a root
+//!   step, what a Containerfile lowers to, its `root`, `copy` and `user`)
+//!   and the enclave settings (with `labels` when there are any). Keys that
+//!   only some builds have are left out when empty, so older manifests'
+//!   bytes are unchanged. The build embeds exactly these bytes in the EIF's
 //!   metadata (CustomMetadata) and in the root filesystem at
 //!   `etc/eifbake/inputs.json`, so the PCRs commit to them (PCR2 in the
 //!   `nitro-cli` layout, PCR1 in `single`, PCR0 in both).
-//! - [`Origin`], unmeasured: the recipe and lock files (path, sha256, text),
+//! - [`Origin`], unmeasured: the recipe and lock files (path, sha256, text)
+//!   and the Containerfile the recipe names, if any,
 //!   each image's reference (registry host included), index digest and
 //!   platform, each source's kind, URL, commit and archive sha256, and the
 //!   app sources. Where things came from and how the recipe is written

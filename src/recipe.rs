@@ -351,7 +351,9 @@ pub struct Step {
     pub mounts: BTreeMap<String, String>,
     #[serde(default = "default_workdir")]
     pub workdir: String,
-    /// Shell script run with `/bin/sh -euc`.
+    /// Shell script run with `/bin/sh -euc`; a root step may have none
+    /// (it only copies).
+    #[serde(default)]
     pub run: String,
     /// Extra environment, on top of the fixed one (SOURCE_DATE_EPOCH, TZ=UTC, LC_ALL=C, …).
     #[serde(default)]
@@ -1106,6 +1108,30 @@ cmdline = "console=ttyS0"
 command = ["/usr/bin/hello"]
 env = { RUST_LOG = "info" }
 "#;
+
+    #[test]
+    fn root_steps_are_checked_when_read() {
+        let with = |step: &str| HELLO.replace("[enclave]", &format!("{step}\n[enclave]"));
+        let ok = with(
+            "[[steps]]\nname = \"r1\"\nimage = \"busybox\"\nroot = \"image\"\nrun = \"true\"\n\
+             [[steps]]\nname = \"r2\"\nroot = \"step:r1\"\nuser = \"5:0\"\noutputs = { \"/out\" = \"/\" }\n\
+             copy = [{ from = \"source:app\", src = [\"a\"], dst = \"/x/\", mode = \"0644\" }, { dst = \"/w\" }]\n",
+        );
+        Recipe::parse(&ok).unwrap();
+        for (bad, want) in [
+            (ok.replace("root = \"step:r1\"", "root = \"step:compile\""), "no earlier root step named \"compile\""),
+            (ok.replace("root = \"step:r1\"", "root = \"host\""), "expected \"image\", \"scratch\" or \"step:NAME\""),
+            (ok.replace("source:app", "source:nope"), "copy[0].from = \"source:nope\""),
+            (ok.replace("user = \"5:0\"", "user = \"root\""), "expected numeric \"UID:GID\""),
+            (ok.replace("mode = \"0644\"", "mode = \"rwx\""), "copy[0].mode"),
+            (ok.replace("dst = \"/w\"", "dst = \"w/../..\""), "copy[1].dst"),
+            (with("[[steps]]\nname = \"r\"\nimage = \"busybox\"\nrun = \"true\"\nuser = \"1:1\"\noutputs = { \"/out\" = \"/\" }\n"), "belong to root steps"),
+            (with("[[steps]]\nname = \"r\"\nimage = \"busybox\"\noutputs = { \"/out\" = \"/\" }\n"), "run: give the script"),
+        ] {
+            let e = err(&bad);
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
 
     #[test]
     fn parses_the_sketch() {

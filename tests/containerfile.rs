@@ -544,3 +544,25 @@ fn check_builds_a_containerfile_under_variations() {
     let times = fs::read_to_string(eif_root(root, &out, "checked").join("times")).unwrap();
     assert_eq!(times, "/app 1700000000\n/app/a 1700000000\n/app/b 1700000000\n");
 }
+
+/// A local `ADD` of an archive, which BuildKit would unpack, is refused
+/// (eifbake does not unpack) naming the file, rather than copied as it is.
+#[test]
+fn local_add_of_an_archive_is_refused() {
+    if !common::root_or_skip("building a Containerfile with steps") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cf = "ARG BASE\nFROM ${BASE}\nADD plain.txt /p/\nADD data.tar.gz /d/\nCMD [\"/bin/sh\"]\n";
+    let dir = project(&reg, root, "addtar", cf, &[("plain.txt", "plain\n", 0o644)]);
+    fs::write(dir.join("data.tar.gz"), eifbake_testkit::oci::gzip(b"not really a tar")).unwrap();
+    let (store, c) = (root.join("store"), dir.join("Containerfile"));
+    let (code, o, e) = eifbake(&["--store", s(&store), "lock", s(&c)]);
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, o, e) = eifbake(&["--store", s(&store), "build", s(&c), "--out", s(&root.join("out"))]);
+    assert_eq!(code, 2, "{o}{e}");
+    assert!(e.contains("data.tar.gz is an archive"), "{e}");
+}

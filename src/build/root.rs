@@ -303,7 +303,6 @@ pub(super) fn resolve_in_root(root: &Path, guest: &str, follow_last: bool) -> Re
 
 /// Whether the file starts like an archive ADD would unpack (tar, gzip, bzip2, xz, zstd).
 fn is_archive(path: &Path) -> Result<bool> {
-    use std::io::Read;
     let mut head = [0u8; 512];
     let mut f = fs::File::open(path)?;
     let n = crate::fsutil::read_full(&mut f, &mut head)?;
@@ -312,8 +311,7 @@ fn is_archive(path: &Path) -> Result<bool> {
         || h.starts_with(b"BZh")
         || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
         || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (n >= 262 && &h[257..262] == b"ustar")
-        || f.read(&mut [0u8; 1]).is_err())
+        || (n >= 262 && &h[257..262] == b"ustar"))
 }
 
 #[cfg(test)]
