@@ -302,6 +302,18 @@ CMD ["-c", "cat /srv/greeting"]
     assert_eq!(e["command"], serde_json::json!(["/bin/sh", "-c", "cat /srv/greeting"]));
     assert_eq!(e["labels"]["version"], "from-build-arg");
     assert_eq!(e["labels"]["org.opencontainers.image.title"], "containerfile test");
+    // The same as buildah's image config: ENTRYPOINT + CMD, and the labels
+    // (but the one buildah adds of itself).
+    let layout = format!("oci:{}:x", root.join("buildah/layout").display());
+    let cfg: serde_json::Value =
+        serde_json::from_str(&run(Command::new("skopeo").args(["inspect", "--config", &layout]))).unwrap();
+    let c = &cfg["config"];
+    let mut argv = c["Entrypoint"].as_array().cloned().unwrap_or_default();
+    argv.extend(c["Cmd"].as_array().cloned().unwrap_or_default());
+    assert_eq!(e["command"], serde_json::Value::Array(argv), "buildah's Entrypoint + Cmd");
+    let mut labels = c["Labels"].as_object().cloned().unwrap_or_default();
+    labels.retain(|k, _| !k.starts_with("io.buildah."));
+    assert_eq!(e["labels"], serde_json::Value::Object(labels), "buildah's labels");
 }
 
 /// `eifbake lock` of `dir/Containerfile`: (exit code, stderr).
