@@ -258,6 +258,8 @@ RUN --network=none echo "$GREETING $NAME $SOURCE_DATE_EPOCH" > /work/greeting \
     && /bin/busybox ln -s greeting /work/link && /bin/busybox chmod 0640 /work/greeting \
     && /bin/busybox mkdir -m 0777 /work/shared
 RUN ["/bin/busybox", "touch", "/work/exec-form"]
+RUN --network=none mkdir -p /out/sub && echo kept > /out/sub/f
+RUN --network=none cat /out/sub/f > /work/from-out
 USER 1000:1000
 RUN --network=none echo "written as $(/bin/busybox id -u):$(/bin/busybox id -g)" > /work/shared/by-user
 USER 0
@@ -284,7 +286,9 @@ CMD ["-c", "cat /srv/greeting"]
     let ours = without_eifbake_additions(ours, &theirs);
     let d = diff(&ours, &normalised(&theirs));
     assert!(d.is_empty(), "the EIF's root differs from buildah's (normalised):\n{d}");
-    assert!(theirs.contains_key("srv/empty") && theirs.contains_key("work/shared/by-user"), "{theirs:?}");
+    for k in ["srv/empty", "work/shared/by-user", "out/sub/f", "work/from-out"] {
+        assert!(theirs.contains_key(k), "{k} in {theirs:?}");
+    }
     // Exactly, before the enclave's normalisation: the final step's output in the step cache.
     let steps = root.join("store/eifbake/steps");
     let exact: Vec<Listing> = fs::read_dir(&steps)
