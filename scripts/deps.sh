@@ -14,6 +14,8 @@ PACKAGES=(
   cpio gzip pigz
   # OCI: registry, reference clients, runtimes
   docker-registry skopeo umoci crun runc
+  # the independent Containerfile builder tests/containerfile.rs compares against
+  buildah
   # rootless steps: newuidmap/newgidmap for subordinate ids (tests/rootless.rs)
   uidmap
   # fetch steps (network = true): pasta, the user-mode network (src/sandbox/network.rs)

@@ -32,6 +32,11 @@
 //!    the build, failed or not (the error of a failed step names it); a
 //!    cached step writes no log.
 //!
+//!    A root step ([`Step::root`], what a Containerfile lowers to) starts
+//!    from an exact copy of an earlier root step's output (or its image,
+//!    or nothing), gets its copies done by eifbake, and its root after the
+//!    run is its output ([`root`]).
+//!
 //!    A fetch step (`network = true`) is the exception to "no network" and
 //!    to the step cache: its output is pinned in the lock by output-tree
 //!    hash ([`crate::lock::LockedStep`]) and taken from the store's fetched
@@ -106,6 +111,8 @@ use crate::recipe::{Compression, ImageFile, Layout, Recipe, Step};
 use crate::sandbox::{execution_for, Bind, NetworkAccess, Runtime, Sandbox, StepRun, BINFMT_MISC};
 use crate::signing::Validity;
 use crate::sources::{first_listing_difference, output_listing, SourceCache};
+
+mod root;
 
 /// Where the inputs manifest sits in the enclave root filesystem.
 pub const INPUTS_PATH: &str = "etc/eifbake/inputs.json";
@@ -261,7 +268,8 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     // Inputs manifest: the measured inputs (embedded below, so the PCRs
     // commit to them) and their unmeasured origin (the manifest only).
     let inputs = Inputs::of_recipe(recipe, lock, loaded.epoch)?;
-    let origin = Origin::of_recipe(recipe, lock, loaded.recipe_ref.clone(), loaded.lock_ref.clone());
+    let mut origin = Origin::of_recipe(recipe, lock, loaded.recipe_ref.clone(), loaded.lock_ref.clone());
+    origin.containerfile = containerfile_ref(&loaded)?;
     let inputs_json = inputs.to_json()?;
     let trees = enclave_trees(recipe, &loaded.recipe_file, &mut images, &steps.outs, &inputs_json)?;
     let files = reported_files(recipe, &loaded.recipe_file, trees.last().expect("a user ramdisk"))?;
@@ -434,6 +442,18 @@ fn load_inputs(recipe_path: &Path, opts: &BuildOptions) -> Result<Loaded> {
     Ok(Loaded { recipe, lock, lock_path, recipe_file, recipe_ref, lock_ref, epoch })
 }
 
+/// The Containerfile a recipe names, as the origin records it: its path
+/// relative to the recipe's directory and its text.
+fn containerfile_ref(loaded: &Loaded) -> Result<Option<FileRef>> {
+    let Some(rel) = &loaded.recipe.containerfile else { return Ok(None) };
+    let file = Recipe::base_dir(&loaded.recipe_file).join(rel);
+    let text =
+        fs::read_to_string(&file).with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+    let path =
+        rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
+    Ok(Some(FileRef { path, sha256: Digest::of(text.as_bytes()), text: Some(text) }))
+}
+
 /// The signer of a signed build ([`signing_paths`]), loaded and checked, or
 /// `None` for an unsigned one.
 fn load_signer(
@@ -560,7 +580,8 @@ fn run_steps(
             cached
         } else {
             let run = step_run(cx, step, mounts, None);
-            run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run)?;
+            let inputs = root::RootInputs { prior: &done.outs, source_dirs: cx.source_dirs, epoch };
+            run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run, &inputs)?;
             let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
             done.run.push(step.name.clone());
@@ -590,6 +611,8 @@ fn step_run(
         log: cx.logs.join(format!("{}.{}.log", cx.loaded.recipe.name, step.name)),
         timeout: cx.opts.step_timeout,
         network,
+        user: None,
+        keep_out: false,
     }
 }
 
@@ -645,7 +668,8 @@ fn fetch_step(
     }
     let run = step_run(cx, step, mounts, Some(NetworkAccess::from_env()?));
     let (recipe, lock) = (&cx.loaded.recipe, &cx.loaded.lock);
-    run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run)?;
+    let inputs = root::RootInputs { prior, source_dirs: cx.source_dirs, epoch: cx.loaded.epoch };
+    run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run, &inputs)?;
     let (output, files) = output_listing(&run.out_dir)
         .with_context(|| format!("step {:?}: hashing what it fetched", step.name))?;
     match keep {
@@ -716,7 +740,8 @@ fn fetch_definition(
     source_dirs: &BTreeMap<String, PathBuf>,
 ) -> (Digest, Vec<Bind>) {
     let mut key = KeyHasher::with_domain(b"eifbake-fetch-definition-v1\0");
-    key.field("image", lock.images[&step.image].manifest.to_string().as_bytes());
+    key.field("image", image_id(lock, &step.image).as_bytes());
+    root_fields(&mut key, step, lock, prior);
     key.field("workdir", step.workdir.as_bytes());
     key.field("run", step.run.as_bytes());
     for (k, v) in &step.env {
@@ -752,6 +777,39 @@ fn step_mounts(
         .collect()
 }
 
+/// What identifies image `name` in a key: its manifest digest (empty for
+/// a root step without an image).
+fn image_id(lock: &Lock, name: &str) -> String {
+    lock.images.get(name).map(|li| li.manifest.to_string()).unwrap_or_default()
+}
+
+/// A root step's root, copies (each source by what it holds) and user, in
+/// its key; nothing for other steps, whose keys stay as they were.
+fn root_fields(key: &mut KeyHasher, step: &Step, lock: &Lock, prior: &BTreeMap<String, (PathBuf, Digest)>) {
+    let Some(root) = &step.root else { return };
+    let id = |what: &str| -> String {
+        match what.split_once(':') {
+            Some(("step", n)) => format!("step:{}", prior[n].1),
+            Some(("source", n)) => format!("source:{}", lock.sources[n].tree),
+            Some(("image", n)) => format!("image:{}", image_id(lock, n)),
+            _ => what.to_string(),
+        }
+    };
+    key.field("root", id(root).as_bytes());
+    for c in &step.copy {
+        let from = c.from.as_deref().map(id).unwrap_or_default();
+        let line = format!(
+            "{from}\0{}\0{}\0{}\0{}",
+            c.src.join("\0"),
+            c.dst,
+            c.mode.as_deref().unwrap_or(""),
+            c.no_archives
+        );
+        key.field("copy", line.as_bytes());
+    }
+    key.field("user", step.user.as_deref().unwrap_or("").as_bytes());
+}
+
 /// A step's cache key: the tool version, the runtime ABI, its image's
 /// manifest digest, the epoch, its workdir, script and env, and each mount
 /// by what it holds (a source's tree hash, an earlier step's key); with the
@@ -767,7 +825,8 @@ fn step_key(
     let mut key = KeyHasher::new();
     key.field("tool", manifest::TOOL_VERSION.as_bytes());
     key.field("runtime-abi", b"1");
-    key.field("image", lock.images[&step.image].manifest.to_string().as_bytes());
+    key.field("image", image_id(lock, &step.image).as_bytes());
+    root_fields(&mut key, step, lock, prior);
     key.field("epoch", epoch.to_string().as_bytes());
     key.field("workdir", step.workdir.as_bytes());
     key.field("run", step.run.as_bytes());
@@ -914,7 +973,10 @@ fn logs_dir(out_dir: &Path) -> Result<PathBuf> {
 
 /// Run one step that is not in the cache: refuse it when the host cannot
 /// run its image's programs, give it a fresh root filesystem, run it in the
-/// sandbox (its log at `run.log`), then drop the root filesystem.
+/// sandbox (its log at `run.log`), then drop the root filesystem. A root
+/// step ([`Step::root`]) starts from its root and copies ([`root::prepare`])
+/// and its root becomes its output ([`root::finish`]).
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     sandbox: &Sandbox,
     images: &ImageTrees<'_>,
@@ -923,8 +985,53 @@ fn run_step(
     lock: &Lock,
     step: &Step,
     run: &StepRun,
+    inputs: &root::RootInputs<'_>,
 ) -> Result<()> {
-    let platform = &lock.images[&step.image].platform;
+    let has_script = !step.run.trim().is_empty();
+    if has_script {
+        check_runnable(recipe, recipe_file, lock, step)?;
+    }
+    // Without the image's device nodes: a step gets only the runtime's
+    // standard devices, and crun applies no device cgroup.
+    let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..images.limits.clone() };
+    if step.root.is_some() {
+        let missing = root::prepare(step, &run.rootfs, images, inputs, &no_devices)?;
+        if has_script {
+            let out = run.rootfs.join("out");
+            let user = step
+                .user
+                .as_deref()
+                .and_then(|u| u.split_once(':'))
+                .map(|(u, g)| (u.parse().expect("validated uid"), g.parse().expect("validated gid")));
+            let keep_out = out.symlink_metadata().is_ok();
+            let r = StepRun { out_dir: out, keep_out, user, ..run.clone() };
+            sandbox.run(&r).with_context(|| {
+                format!(
+                    "{}step {:?} failed; its full output is in {}",
+                    crate::containerfile::lower::origin_of(recipe, recipe_file, &step.name),
+                    step.name,
+                    run.log.display()
+                )
+            })?;
+        }
+        return root::finish(&run.rootfs, &missing, &run.out_dir);
+    }
+    images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
+    sandbox.run(run).with_context(|| {
+        format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
+    })?;
+    let _ = fs::remove_dir_all(&run.rootfs);
+    Ok(())
+}
+
+/// Refuse a step the host cannot run: its image (or, for a root step
+/// without one, the recipe's arch) is for another architecture and no
+/// emulator is registered.
+fn check_runnable(recipe: &Recipe, recipe_file: &Path, lock: &Lock, step: &Step) -> Result<()> {
+    let platform = match lock.images.get(&step.image) {
+        Some(li) => li.platform.clone(),
+        None => crate::platform::Platform::linux(recipe.arch),
+    };
     if let Err(why) = execution_for(platform.arch, Path::new(BINFMT_MISC)) {
         bail!(
             "step {:?} cannot run: its image {:?} is for {platform} (recipe {} has arch = \"{}\"), \
@@ -943,14 +1050,6 @@ fn run_step(
             crate::platform::Arch::host_oci_name(),
         );
     }
-    // Without the image's device nodes: a step gets only the runtime's
-    // standard devices, and crun applies no device cgroup.
-    let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..images.limits.clone() };
-    images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
-    sandbox.run(run).with_context(|| {
-        format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
-    })?;
-    let _ = fs::remove_dir_all(&run.rootfs);
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 // Inputs: what a build is made of, and how it is pinned.
 pub mod cargo_vendor;
 pub mod config;
+pub mod containerfile;
 pub mod download;
 pub mod fetch;
 pub mod lock;

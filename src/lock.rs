@@ -284,8 +284,9 @@ pub fn relock(
     for (name, entry) in &recipe.images {
         let raw = &entry.reference().to_string();
         let platform = recipe.image_platform(name);
+        let from = || crate::containerfile::lower::origin_of(&recipe, &rp, name);
         let reference: Reference =
-            raw.parse().with_context(|| format!("recipe {}: images.{name}", rp.display()))?;
+            raw.parse().with_context(|| format!("{}recipe {}: images.{name}", from(), rp.display()))?;
         let old = existing.and_then(|l| l.images.get(name));
         if let Some(old) = old.filter(|o| !update && &o.reference == raw && o.platform == platform) {
             changes.push(ImageChange {
@@ -297,7 +298,8 @@ pub fn relock(
             images.insert(name.clone(), old.clone());
             continue;
         }
-        let r = resolve(name, &reference).with_context(|| format!("locking image {name:?} ({raw})"))?;
+        let r =
+            resolve(name, &reference).with_context(|| format!("{}locking image {name:?} ({raw})", from()))?;
         if let Some(d) = reference.digest() {
             if r.index != d && r.manifest != d {
                 bail!(
@@ -334,8 +336,12 @@ pub fn relock(
         let old = existing.and_then(|l| l.sources.get(name));
         let pin = match old {
             Some(old) if !update && pin_still_matches(name, old, source, &base_dir) => old.clone(),
-            _ => crate::sources::resolve(name, source, &base_dir)
-                .with_context(|| format!("locking source {name:?}"))?,
+            _ => crate::sources::resolve(name, source, &base_dir).with_context(|| {
+                format!(
+                    "{}locking source {name:?}",
+                    crate::containerfile::lower::origin_of(&recipe, &rp, name)
+                )
+            })?,
         };
         sources.insert(name.clone(), pin);
     }

@@ -10,12 +10,16 @@
 //!   form: tool and version, name, version, arch, SOURCE_DATE_EPOCH, each
 //!   image by its platform manifest digest, each source by its tree hash,
 //!   the steps (name, image, mounts, workdir, run, env, outputs, and for a
-//!   fetch step the output-tree hash the lock pins, `fetched`) and the
-//!   enclave settings. The build embeds exactly these bytes in the EIF's
+//!   fetch step the output-tree hash the lock pins, `fetched`; for a root
+//!   step, what a Containerfile lowers to, its `root`, `copy` and `user`)
+//!   and the enclave settings (with `labels` when there are any). Keys that
+//!   only some builds have are left out when empty, so older manifests'
+//!   bytes are unchanged. The build embeds exactly these bytes in the EIF's
 //!   metadata (CustomMetadata) and in the root filesystem at
 //!   `etc/eifbake/inputs.json`, so the PCRs commit to them (PCR2 in the
 //!   `nitro-cli` layout, PCR1 in `single`, PCR0 in both).
-//! - [`Origin`], unmeasured: the recipe and lock files (path, sha256, text),
+//! - [`Origin`], unmeasured: the recipe and lock files (path, sha256, text)
+//!   and the Containerfile the recipe names, if any,
 //!   each image's reference (registry host included), index digest and
 //!   platform, each source's kind, URL, commit and archive sha256, and the
 //!   app sources. Where things came from and how the recipe is written
@@ -148,6 +152,15 @@ pub struct StepInput {
     /// the lock pins. Absent for ordinary steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetched: Option<Digest>,
+    /// A root step's root (`image`, `scratch`, `step:NAME`); absent for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// A root step's copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<crate::recipe::CopyOp>,
+    /// A root step's `UID:GID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl StepInput {
@@ -161,6 +174,9 @@ impl StepInput {
             env: s.env.clone(),
             outputs: s.outputs.clone(),
             fetched: None,
+            root: s.root.clone(),
+            copy: s.copy.clone(),
+            user: s.user.clone(),
         }
     }
 }
@@ -198,6 +214,9 @@ pub struct EnclaveSettings {
     pub compression: Compression,
     /// Enclave path (without a leading `/`) -> octal mode, four digits.
     pub modes: BTreeMap<String, String>,
+    /// `enclave.labels` (a Containerfile's `LABEL`s); absent when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl EnclaveSettings {
@@ -221,6 +240,7 @@ impl EnclaveSettings {
                 .into_iter()
                 .map(|(p, m)| (p.trim_start_matches('/').to_string(), format!("{m:04o}")))
                 .collect(),
+            labels: e.labels.clone(),
         }
     }
 }
@@ -393,6 +413,10 @@ impl SourceOrigin {
 pub struct Origin {
     pub recipe: FileRef,
     pub lock: FileRef,
+    /// The Containerfile the recipe names (`containerfile`), with its text:
+    /// `verify` needs it beside the recipe. Absent for other recipes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerfile: Option<FileRef>,
     /// Sorted by name.
     pub images: Vec<ImageOrigin>,
     /// Sorted by name.
@@ -431,7 +455,14 @@ impl Origin {
                 SourceKind::CargoLock { path } => format!("cargo_lock:{}", path.display()),
             });
         }
-        let mut o = Origin { recipe: recipe_file, lock: lock_file, images, sources, app_sources };
+        let mut o = Origin {
+            recipe: recipe_file,
+            lock: lock_file,
+            containerfile: None,
+            images,
+            sources,
+            app_sources,
+        };
         o.normalize();
         o
     }
@@ -795,6 +826,9 @@ mod tests {
                     env: BTreeMap::new(),
                     outputs: [("/out/hello".to_string(), "/usr/bin/hello".to_string())].into_iter().collect(),
                     fetched: None,
+                    root: None,
+                    copy: Vec::new(),
+                    user: None,
                 }],
                 enclave: EnclaveSettings {
                     layout: Layout::Single,
@@ -810,9 +844,11 @@ mod tests {
                     ports: vec![5005],
                     compression: Compression::None,
                     modes: [("usr/bin/hello".to_string(), "0755".to_string())].into_iter().collect(),
+                    labels: BTreeMap::new(),
                 },
             },
             origin: Origin {
+                containerfile: None,
                 recipe: FileRef {
                     path: "recipes/hello.toml".into(),
                     sha256: Digest::of(b"recipe"),

@@ -48,6 +48,13 @@
 //! `crate::build`). Nothing about where it downloads from is trusted or
 //! measured; its output-tree hash is measured.
 //!
+//! Containerfiles: `containerfile = "Containerfile"` (with `build_args`)
+//! names one beside the recipe; [`Recipe::load`] reads it and lowers it
+//! ([`crate::containerfile::lower`]) into images, sources and root steps
+//! before validating, and the sha256 a lock pins covers both files
+//! ([`pinned_digest`]). A root step (`root`, `copy`, `user`) runs in its
+//! stage's root filesystem, and that root is its output.
+//!
 //! Cross-arch steps: an `[images]` entry may give its own platform
 //! (`[images.builder] ref = "…" platform = "linux/amd64"`, [`ImageEntry`]):
 //! it is pinned and checked for that platform instead of the recipe's
@@ -119,6 +126,15 @@ pub struct Recipe {
     /// Bounds on unpacking the images' layers; see [`Limits`].
     #[serde(default, skip_serializing_if = "Limits::is_default")]
     pub limits: Limits,
+    /// A Containerfile (relative to the recipe) that makes the enclave's
+    /// root filesystem and command: lowered into `images`, `sources` and
+    /// `steps` when the recipe is loaded ([`crate::containerfile::lower`]);
+    /// the recipe itself gives the kernel, init and enclave settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerfile: Option<PathBuf>,
+    /// `--build-arg`s for the Containerfile (`ARG` values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_args: BTreeMap<String, String>,
 }
 
 /// One `[images]` entry: a reference (`busybox = "…"`, pinned for the
@@ -325,7 +341,9 @@ impl Source {
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub name: String,
-    /// A key of `[images]`.
+    /// A key of `[images]`. May be empty only for a root step whose `root`
+    /// is `scratch` or `step:NAME` (it runs the recipe's arch).
+    #[serde(default)]
     pub image: String,
     /// Mount point in the sandbox -> source name (read-only), or `step:NAME`
     /// for the `/out` of an earlier step.
@@ -333,7 +351,9 @@ pub struct Step {
     pub mounts: BTreeMap<String, String>,
     #[serde(default = "default_workdir")]
     pub workdir: String,
-    /// Shell script run with `/bin/sh -euc`.
+    /// Shell script run with `/bin/sh -euc`; a root step may have none
+    /// (it only copies).
+    #[serde(default)]
     pub run: String,
     /// Extra environment, on top of the fixed one (SOURCE_DATE_EPOCH, TZ=UTC, LC_ALL=C, …).
     #[serde(default)]
@@ -347,6 +367,43 @@ pub struct Step {
     /// run it again and refuse any other result.
     #[serde(default, skip_serializing_if = "is_false")]
     pub network: bool,
+    /// A root step (what a Containerfile instruction becomes): the step
+    /// runs in this root filesystem, writable, and what it leaves there is
+    /// its output (its `/out` for `outputs`, mounts and later steps):
+    /// `image` (a fresh copy of its image), `scratch` (empty) or
+    /// `step:NAME` (a copy of an earlier root step's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Root steps only: files copied into the root before `run`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<CopyOp>,
+    /// Root steps only: `UID:GID` the script runs as (default 0:0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// One copy into a root step's root filesystem, done by eifbake (not by a
+/// program of the image) before the step's script runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyOp {
+    /// `source:NAME`, `step:NAME` (an earlier root step's output) or
+    /// `image:NAME`; absent: make the directory `dst` (WORKDIR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Paths inside `from`, resolved inside it (symlinks never leave it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub src: Vec<String>,
+    /// Absolute path in the root; ending in `/` (or with several `src`):
+    /// the directory the sources go into.
+    pub dst: String,
+    /// Octal mode of everything copied; absent: as in `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Refuse a source that is an archive (a Containerfile's local `ADD`
+    /// would unpack it; eifbake does not).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_archives: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -407,9 +464,13 @@ pub struct Enclave {
     pub nsm: Option<ImageFile>,
     pub cmdline: String,
     /// The program the init runs, as argv.
+    #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Free-form labels (a Containerfile's `LABEL`s), measured with the settings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     #[serde(default = "default_cpus")]
     pub cpus: u64,
     #[serde(default = "default_memory")]
@@ -482,28 +543,79 @@ impl Project {
 }
 
 impl Recipe {
-    /// Find the recipe file for a path: a `.toml` file, or a directory holding `recipe.toml`.
+    /// Find the recipe file for a path: a `.toml` file, a directory holding
+    /// `recipe.toml`, or a Containerfile ([`is_containerfile`]): the
+    /// `recipe.toml` beside it (which names it with `containerfile`).
     pub fn resolve_path(path: &Path) -> PathBuf {
         if path.is_dir() {
             path.join("recipe.toml")
+        } else if is_containerfile(path) {
+            path.parent().unwrap_or(Path::new("")).join("recipe.toml")
         } else {
             path.to_path_buf()
         }
     }
 
-    /// Read, parse and validate a recipe file; returns it with the sha256 of its bytes.
+    /// Read, parse and validate a recipe file (lowering the Containerfile it
+    /// names, if any); returns it with the sha256 that pins it: of its
+    /// bytes, or, with a Containerfile, of both files ([`pinned_digest`]).
     pub fn load(path: &Path) -> Result<(Recipe, Digest)> {
         let path = Self::resolve_path(path);
         let bytes = std::fs::read(&path).with_context(|| format!("cannot read recipe {}", path.display()))?;
         let text = std::str::from_utf8(&bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
-        let recipe = Self::parse(text).with_context(|| format!("invalid recipe {}", path.display()))?;
-        Ok((recipe, Digest::of(&bytes)))
+        let cf = Self::containerfile_of(text, &path)?;
+        let recipe = Self::parse_with(text, cf.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
+            .with_context(|| format!("invalid recipe {}", path.display()))?;
+        Ok((recipe, pinned_digest(&bytes, cf.as_ref().map(|(_, t)| t.as_str()))))
+    }
+
+    /// The Containerfile a recipe's text names (its path as given, joined
+    /// to the recipe's directory, and its text); `None` when it names none.
+    pub fn containerfile_of(text: &str, recipe_file: &Path) -> Result<Option<(PathBuf, String)>> {
+        #[derive(Deserialize)]
+        struct Named {
+            containerfile: Option<PathBuf>,
+        }
+        let Ok(Named { containerfile: Some(rel) }) = toml::from_str::<Named>(text) else { return Ok(None) };
+        relative_file("containerfile", &rel)?;
+        let file = Self::base_dir(recipe_file).join(&rel);
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "recipe {}: containerfile = {:?}: cannot read {}",
+                recipe_file.display(),
+                rel,
+                file.display()
+            )
+        })?;
+        Ok(Some((file, text)))
     }
 
     /// Parse and validate recipe text.
     pub fn parse(text: &str) -> Result<Recipe> {
-        let recipe: Recipe =
+        Self::parse_with(text, None)
+    }
+
+    /// Parse recipe text, lower the Containerfile it names (`containerfile`:
+    /// its path, for errors, and its text), and validate the result.
+    pub fn parse_with(text: &str, containerfile: Option<(&Path, &str)>) -> Result<Recipe> {
+        let mut recipe: Recipe =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        match (&recipe.containerfile, containerfile) {
+            (Some(rel), Some((file, cf_text))) => {
+                relative_file("containerfile", rel)?;
+                let name = file.display().to_string();
+                let cf = crate::containerfile::Containerfile::parse(cf_text, &name)?;
+                let rel = rel.clone();
+                crate::containerfile::lower::lower(&mut recipe, &cf, &rel, &name)?;
+            }
+            (Some(rel), None) => {
+                bail!("containerfile = {rel:?}: the Containerfile's text is needed to read this recipe")
+            }
+            (None, _) if !recipe.build_args.is_empty() => {
+                bail!("build_args: only a recipe with `containerfile` takes build arguments")
+            }
+            (None, _) => {}
+        }
         recipe.validate()?;
         Ok(recipe)
     }
@@ -670,9 +782,12 @@ impl Recipe {
             step_names.push(&step.name);
         }
         for (i, step) in self.steps.iter().enumerate() {
-            let used_later = self.steps[i + 1..]
-                .iter()
-                .any(|s| s.mounts.values().any(|m| m.strip_prefix("step:") == Some(&step.name)));
+            let named = |m: &str| m.strip_prefix("step:") == Some(&step.name);
+            let used_later = self.steps[i + 1..].iter().any(|s| {
+                s.mounts.values().any(|m| named(m))
+                    || s.root.as_deref().is_some_and(named)
+                    || s.copy.iter().any(|c| c.from.as_deref().is_some_and(named))
+            });
             if step.outputs.is_empty() && !used_later {
                 bail!(
                     "steps[{i}] ({:?}): has no outputs and no later step mounts it, so nothing it builds reaches the enclave; \
@@ -693,7 +808,12 @@ impl Recipe {
         if step_names.contains(&step.name.as_str()) {
             bail!("{at}.name: step names must be unique");
         }
-        self.require_image(&format!("{at}.image"), &step.image)?;
+        match step.root.as_deref() {
+            Some("image") | None => self.require_image(&format!("{at}.image"), &step.image)?,
+            Some(_) if step.image.is_empty() => {}
+            Some(_) => self.require_enclave_image(&format!("{at}.image"), &step.image)?,
+        }
+        self.validate_root_step(&at, step, step_names)?;
         for (mount, what) in &step.mounts {
             abs(&format!("{at}.mounts key"), mount)?;
             if mount == "/out" || mount.starts_with("/out/") {
@@ -718,6 +838,67 @@ impl Recipe {
             }
             abs(&format!("{at}.outputs key"), from)?;
             abs(&format!("{at}.outputs.{from:?}"), to)?;
+        }
+        Ok(())
+    }
+
+    /// A root step's `root`, `copy` and `user` (and that other steps have none).
+    fn validate_root_step(&self, at: &str, step: &Step, step_names: &[&str]) -> Result<()> {
+        let Some(root) = &step.root else {
+            if !step.copy.is_empty() || step.user.is_some() {
+                bail!("{at}: `copy` and `user` belong to root steps (with `root = …`)");
+            }
+            if step.run.trim().is_empty() {
+                bail!("{at}.run: give the script the step runs");
+            }
+            return Ok(());
+        };
+        let earlier_root_step = |name: &str| {
+            step_names.contains(&name) && self.steps.iter().any(|s| s.name == name && s.root.is_some())
+        };
+        match root.strip_prefix("step:") {
+            Some(prev) if earlier_root_step(prev) => {}
+            Some(prev) => bail!("{at}.root = {root:?}: no earlier root step named {prev:?}"),
+            None if root == "scratch" || root == "image" => {}
+            None => bail!("{at}.root = {root:?}: expected \"image\", \"scratch\" or \"step:NAME\""),
+        }
+        if step.network && step.run.trim().is_empty() {
+            bail!("{at}: a fetch step (network = true) needs a script");
+        }
+        for (j, c) in step.copy.iter().enumerate() {
+            let cat = format!("{at}.copy[{j}]");
+            let dst = c.dst.trim_end_matches('/');
+            abs(&format!("{cat}.dst"), if dst.is_empty() { "/" } else { dst })?;
+            if let Some(m) = &c.mode {
+                if !matches!(u32::from_str_radix(m, 8), Ok(v) if v <= 0o7777) {
+                    bail!("{cat}.mode = {m:?}: expected an octal mode such as \"0755\"");
+                }
+            }
+            let Some(from) = &c.from else {
+                if !c.src.is_empty() {
+                    bail!("{cat}: `src` needs `from`");
+                }
+                continue;
+            };
+            if c.src.is_empty() {
+                bail!("{cat}.src: name what to copy from {from:?}");
+            }
+            match from.split_once(':') {
+                Some(("source", n)) if self.sources.contains_key(n) => {}
+                Some(("image", n)) if self.images.contains_key(n) => {}
+                Some(("step", n)) if earlier_root_step(n) => {}
+                _ => bail!(
+                    "{cat}.from = {from:?}: expected source:NAME, image:NAME or step:NAME (an earlier root step) \
+                     naming one the recipe has"
+                ),
+            }
+        }
+        if let Some(u) = &step.user {
+            let ok =
+                u.split_once(':').is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+            if !ok {
+                bail!("{at}.user = {u:?}: expected numeric \"UID:GID\"");
+            }
         }
         Ok(())
     }
@@ -768,6 +949,27 @@ impl Recipe {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `path` names a Containerfile rather than a recipe: a file called
+/// `Containerfile` or `Dockerfile`, or ending in `.Containerfile` or `.Dockerfile`.
+pub fn is_containerfile(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    ["Containerfile", "Dockerfile"].iter().any(|c| name == *c || name.ends_with(&format!(".{c}")))
+}
+
+/// The sha256 a lock pins a recipe by: of its bytes alone, or, for a
+/// recipe with a Containerfile, of both (an edit of either needs `lock`).
+pub fn pinned_digest(recipe: &[u8], containerfile: Option<&str>) -> Digest {
+    match containerfile {
+        None => Digest::of(recipe),
+        Some(cf) => {
+            let mut b = recipe.to_vec();
+            b.extend_from_slice(b"\0eifbake-containerfile\0");
+            b.extend_from_slice(cf.as_bytes());
+            Digest::of(&b)
+        }
     }
 }
 
@@ -916,6 +1118,30 @@ env = { RUST_LOG = "info" }
 "#;
 
     #[test]
+    fn root_steps_are_checked_when_read() {
+        let with = |step: &str| HELLO.replace("[enclave]", &format!("{step}\n[enclave]"));
+        let ok = with(
+            "[[steps]]\nname = \"r1\"\nimage = \"busybox\"\nroot = \"image\"\nrun = \"true\"\n\
+             [[steps]]\nname = \"r2\"\nroot = \"step:r1\"\nuser = \"5:0\"\noutputs = { \"/out\" = \"/\" }\n\
+             copy = [{ from = \"source:app\", src = [\"a\"], dst = \"/x/\", mode = \"0644\" }, { dst = \"/w\" }]\n",
+        );
+        Recipe::parse(&ok).unwrap();
+        for (bad, want) in [
+            (ok.replace("root = \"step:r1\"", "root = \"step:compile\""), "no earlier root step named \"compile\""),
+            (ok.replace("root = \"step:r1\"", "root = \"host\""), "expected \"image\", \"scratch\" or \"step:NAME\""),
+            (ok.replace("source:app", "source:nope"), "copy[0].from = \"source:nope\""),
+            (ok.replace("user = \"5:0\"", "user = \"root\""), "expected numeric \"UID:GID\""),
+            (ok.replace("mode = \"0644\"", "mode = \"rwx\""), "copy[0].mode"),
+            (ok.replace("dst = \"/w\"", "dst = \"w/../..\""), "copy[1].dst"),
+            (with("[[steps]]\nname = \"r\"\nimage = \"busybox\"\nrun = \"true\"\nuser = \"1:1\"\noutputs = { \"/out\" = \"/\" }\n"), "belong to root steps"),
+            (with("[[steps]]\nname = \"r\"\nimage = \"busybox\"\noutputs = { \"/out\" = \"/\" }\n"), "run: give the script"),
+        ] {
+            let e = err(&bad);
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
     fn parses_the_sketch() {
         let r = Recipe::parse(HELLO).unwrap();
         assert_eq!(r.name, "hello");
@@ -951,7 +1177,8 @@ env = { RUST_LOG = "info" }
     #[test]
     fn missing_and_mistyped_keys() {
         let e = err(&HELLO.replace("command = [\"/usr/bin/hello\"]\n", ""));
-        assert!(e.contains("missing field `command`"), "{e}");
+        // Optional in TOML (a Containerfile's ENTRYPOINT/CMD can give it), required after.
+        assert!(e.contains("enclave.command: give the program to run"), "{e}");
         let e = err(&HELLO.replace("source_date_epoch = 1", "source_date_epoch = \"yesterday\""));
         assert!(e.contains("source_date_epoch"), "{e}");
     }

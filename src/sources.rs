@@ -759,14 +759,19 @@ fn unpack_tar<R: Read>(r: R, dest: &Path) -> Result<()> {
 
 /// Download `url` into `dest` (a directory it creates): the file itself, named
 /// after the URL's last path segment, or its unpacked contents. Returns the tree hash.
-fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -> Result<Digest> {
-    let file_name = url
-        .split(['?', '#'])
+/// The file name a url source that is not unpacked is materialised as:
+/// the URL's last path component (without query or fragment), else `download`.
+pub fn url_file_name(url: &str) -> String {
+    url.split(['?', '#'])
         .next()
         .and_then(|u| u.rsplit('/').next())
         .filter(|s| !s.is_empty() && *s != "." && *s != "..")
         .unwrap_or("download")
-        .to_string();
+        .to_string()
+}
+
+fn fetch_url(name: &str, url: &str, sha256: Digest, unpack: bool, dest: &Path) -> Result<Digest> {
+    let file_name = url_file_name(url);
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let tmp = scratch.path().join("download");
     let found = download::download(name, url, &tmp, &download::Options::default())?.sha256;

@@ -234,6 +234,25 @@ fn copy_into(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Write the Containerfile a manifest's origin carries beside the recreated
+/// recipe (its path is relative to the recipe's directory, checked like the
+/// others); returns its path and text.
+fn recreate_containerfile(origin: &Origin, recipe_path: &Path) -> Result<Option<(PathBuf, String)>> {
+    let Some(cf) = &origin.containerfile else { return Ok(None) };
+    let text = cf.text.as_deref().context("manifest field origin.containerfile.text is missing")?;
+    if Digest::of(text.as_bytes()) != cf.sha256 {
+        bail!(
+            "manifest field origin.containerfile.text does not hash to origin.containerfile.sha256 {}",
+            cf.sha256
+        );
+    }
+    let rel = safe_relative(&cf.path, "origin.containerfile.path")?;
+    let path = Recipe::base_dir(recipe_path).join(rel);
+    fs::create_dir_all(path.parent().expect("relative path under dir"))?;
+    fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some((path, text.to_string())))
+}
+
 /// Recreate the project (recipe, lock, path sources) under `dir` from a
 /// manifest's origin; path sources are checked against the measured tree
 /// hashes in `inputs`. Returns the recipe path.
@@ -267,7 +286,10 @@ pub fn recreate_project(
         fs::create_dir_all(p.parent().expect("relative path under dir"))?;
         fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
     }
-    let recipe = Recipe::parse(recipe_text).context("manifest field origin.recipe.text")?;
+    let containerfile = recreate_containerfile(origin, &recipe_path)?;
+    let recipe =
+        Recipe::parse_with(recipe_text, containerfile.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
+            .context("manifest field origin.recipe.text")?;
     let base = Recipe::base_dir(&recipe_path);
     for name in sources.keys() {
         match recipe.sources.get(name) {
@@ -305,10 +327,20 @@ pub fn recreate_project(
                 );
             }
             let rel = path.to_string_lossy();
-            let dest = base.join(safe_relative(&rel, &format!("sources.{name}.path"))?);
+            // "." is the recipe's own directory (a Containerfile's build context).
+            let dest = match rel.as_ref() {
+                "." => base.clone(),
+                rel => base.join(safe_relative(rel, &format!("sources.{name}.path"))?),
+            };
             copy_into(given, &dest)?;
         }
     }
+    // A source that holds the recipe's directory (a build context) brought
+    // its own copies of the recipe, lock and Containerfile: the manifest's win.
+    for (p, text) in [(&recipe_path, recipe_text), (&lock_path, lock_text)] {
+        fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    recreate_containerfile(origin, &recipe_path)?;
     Ok(recipe_path)
 }
 

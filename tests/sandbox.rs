@@ -42,6 +42,8 @@ impl Fixture {
             log: self.path("step.log"),
             timeout: Duration::from_secs(60),
             network: None,
+            user: None,
+            keep_out: false,
         }
     }
 }

@@ -192,6 +192,12 @@ pub struct StepRun {
     /// `lo`. `Some` (a fetch step): the outside world through `pasta`
     /// ([`network`]), never the host's loopback unless the access lists ports.
     pub network: Option<NetworkAccess>,
+    /// `UID:GID` the script runs as; `None`: 0:0.
+    pub user: Option<(u32, u32)>,
+    /// `out_dir` exists already and is used as it is (a root step whose
+    /// root has an `/out` of its own: `out_dir` is that directory, checked
+    /// not to be a symlink); otherwise it must not exist.
+    pub keep_out: bool,
 }
 
 /// What a successful step run produced.
@@ -270,7 +276,11 @@ impl Sandbox {
     /// afterwards, in `/out` and in the root filesystem, so both can be read
     /// and removed.
     pub fn run(&self, step: &StepRun) -> Result<StepReport> {
-        if step.out_dir.symlink_metadata().is_ok() {
+        if step.keep_out {
+            if !step.out_dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                bail!("step {:?}: {} is not a directory", step.name, step.out_dir.display());
+            }
+        } else if step.out_dir.symlink_metadata().is_ok() {
             bail!(
                 "step {:?}: output directory {} already exists; each run needs a fresh one",
                 step.name,
@@ -502,10 +512,11 @@ fn step_env(at: &str, step: &StepRun) -> Result<BTreeMap<String, String>> {
     Ok(env)
 }
 
-/// `/bin/sh -euc SCRIPT` as root with [`UMASK`], no new privileges, the
+/// `/bin/sh -euc SCRIPT` as root (or [`StepRun::user`]) with [`UMASK`], no new privileges, the
 /// build capabilities and [`policy::rlimits`].
 fn step_process(step: &StepRun, env: &BTreeMap<String, String>) -> Result<oci_spec::runtime::Process> {
-    let user = UserBuilder::default().uid(0u32).gid(0u32).umask(UMASK).build()?;
+    let (uid, gid) = step.user.unwrap_or((0, 0));
+    let user = UserBuilder::default().uid(uid).gid(gid).umask(UMASK).build()?;
     Ok(ProcessBuilder::default()
         .terminal(false)
         .user(user)
@@ -938,6 +949,8 @@ mod tests {
             log: root.join("log"),
             timeout: DEFAULT_TIMEOUT,
             network: None,
+            user: None,
+            keep_out: false,
         }
     }
 
