@@ -598,7 +598,12 @@ impl Store {
                 dir.display()
             );
         }
-        let mut imported = Vec::new();
+        // Fetched trees first, each checked against its name: a tampered
+        // export is refused before any of its images is recorded.
+        let mut imported: Vec<String> = crate::cache::import_fetched(self.root(), dir)?
+            .into_iter()
+            .map(|(tree, new)| format!("fetched tree {tree}{}", if new { "" } else { " (already there)" }))
+            .collect();
         for mut desc in chosen {
             self.copy_closure(&src, &desc)?;
             let ref_name = match name {
@@ -631,7 +636,11 @@ impl Store {
         for entry in ar.entries().with_context(|| format!("{}: not a tar archive", tar_path.display()))? {
             let mut entry = entry.with_context(|| format!("{}: corrupt tar archive", tar_path.display()))?;
             let kind = entry.header().entry_type();
-            if !(kind.is_file() || kind.is_dir()) {
+            // Fetched trees keep their links (checked by hash on import);
+            // the OCI layout itself is files and directories only.
+            let in_fetched = entry.path()?.starts_with(crate::cache::fetched_dir(Path::new("")));
+            entry.set_preserve_permissions(in_fetched);
+            if !(kind.is_file() || kind.is_dir() || in_fetched) {
                 bail!("{}: entry {:?} is not a file or directory", tar_path.display(), entry.path()?);
             }
             // unpack_in refuses paths that would escape the directory.
@@ -664,8 +673,10 @@ impl Store {
         Ok(())
     }
 
-    /// Export one image as an OCI layout directory, or an oci-archive when `out` ends in `.tar`.
-    pub fn export(&self, image: &str, out: &Path) -> Result<()> {
+    /// Export one image as an OCI layout directory, or an oci-archive when
+    /// `out` ends in `.tar`, with the fetched trees `fetched` names (step,
+    /// output-tree hash) beside it under `eifbake/fetched/` ([`crate::cache`]).
+    pub fn export(&self, image: &str, out: &Path, fetched: &[(String, Digest)]) -> Result<()> {
         let desc = self.find_image(image)?;
         let (blobs, missing) = self.closure(&desc.sha256()?)?;
         if let Some(m) = missing.iter().next() {
@@ -696,6 +707,7 @@ impl Store {
             let oci_layout = layout::OCI_LAYOUT_CONTENT;
             ar.append_data(&mut header(oci_layout.len() as u64, false), layout::OCI_LAYOUT, oci_layout)?;
             ar.append_data(&mut header(index_bytes.len() as u64, false), layout::INDEX, &index_bytes[..])?;
+            crate::cache::export_fetched_tar(&mut ar, self.root(), fetched)?;
             ar.into_inner().with_context(|| format!("writing {}", out.display()))?.commit()?;
         } else {
             let dst_layout = Layout::new(out);
@@ -710,6 +722,7 @@ impl Store {
                 dst.put_blob_verified(self.open_blob(d)?, d, fs::metadata(self.blob_path(d))?.len())?;
             }
             fsutil::write_atomic(dst_layout.index(), &index_bytes)?;
+            crate::cache::export_fetched_dir(self.root(), fetched, out)?;
             let _ = fs::remove_dir(dst_layout.ingest());
             let _ = fs::remove_file(dst_layout.index_lock());
         }
@@ -833,10 +846,10 @@ mod tests {
         assert!(!s.has_blob(&b.sha256().unwrap()) && !s.has_blob(&Digest::of(b"layer b")));
 
         let out = tempfile::tempdir().unwrap();
-        s.export("a", &out.path().join("x.tar")).unwrap();
-        s.export("a", &out.path().join("y.tar")).unwrap();
+        s.export("a", &out.path().join("x.tar"), &[]).unwrap();
+        s.export("a", &out.path().join("y.tar"), &[]).unwrap();
         assert_eq!(fs::read(out.path().join("x.tar")).unwrap(), fs::read(out.path().join("y.tar")).unwrap());
-        s.export("a", &out.path().join("dir")).unwrap();
+        s.export("a", &out.path().join("dir"), &[]).unwrap();
         for src in ["x.tar", "dir"] {
             let d2 = tempfile::tempdir().unwrap();
             let s2 = Store::open(d2.path()).unwrap();
