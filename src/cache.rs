@@ -283,7 +283,8 @@ fn append_tree<W: std::io::Write>(ar: &mut tar::Builder<W>, src: &Path, name: &P
             let target = fs::read_link(entry.path())?;
             ar.append_link(&mut h, &path, target)?;
         } else if ft.is_file() {
-            let f = fs::File::open(entry.path()).with_context(|| format!("cannot open {}", entry.path().display()))?;
+            let f = fs::File::open(entry.path())
+                .with_context(|| format!("cannot open {}", entry.path().display()))?;
             ar.append_data(&mut h, &path, f)?;
         } else {
             h.set_size(0);

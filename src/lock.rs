@@ -338,7 +338,9 @@ pub fn relock(
         let matching = old.filter(|o| pin_still_matches(name, o, source, &base_dir));
         let pin = match (matching, offline) {
             (Some(old), _) if !update => old.clone(),
-            (_, Some(cache)) => crate::sources::pin_offline(name, source, &base_dir, matching, cache, recipe_path)?,
+            (_, Some(cache)) => {
+                crate::sources::pin_offline(name, source, &base_dir, matching, cache, recipe_path)?
+            }
             _ => crate::sources::resolve(name, source, &base_dir)
                 .with_context(|| format!("locking source {name:?}"))?,
         };

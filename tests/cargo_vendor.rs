@@ -472,17 +472,24 @@ fn lock_offline_uses_the_stores_copies_and_never_downloads() {
     let (code, log) = run(&store, &config, &["--offline", "lock", s(&recipe)]);
     assert_eq!(code, 2, "{log}");
     assert!(
-        log.contains("sources.app: pinning it means downloading the 2 crates of probe/Cargo.lock, and --offline")
-            && log.contains(&format!("run `eifbake lock {}` without --offline", recipe.display())),
+        log.contains(
+            "sources.app: pinning it means downloading the 2 crates of probe/Cargo.lock, and --offline"
+        ) && log.contains(&format!("run `eifbake lock {}` without --offline", recipe.display())),
         "{log}"
     );
     assert!(!log.contains("Connection refused") && !log.contains("connect"), "it tried to download: {log}");
     let probe = rdir.join("probe");
-    fs::write(&recipe, fs::read_to_string(&recipe).unwrap().replace("cargo_lock = \"probe/Cargo.lock\"", "path = \"probe\"")).unwrap();
+    fs::write(
+        &recipe,
+        fs::read_to_string(&recipe).unwrap().replace("cargo_lock = \"probe/Cargo.lock\"", "path = \"probe\""),
+    )
+    .unwrap();
     let (code, log) = run(&store, &config, &["--offline", "lock", s(&recipe)]);
     assert_eq!(code, 2, "{log}");
     assert!(
-        log.contains(&format!("sources.data: pinning it means downloading {data_url}, and --offline forbids")),
+        log.contains(&format!(
+            "sources.data: pinning it means downloading {data_url}, and --offline forbids"
+        )),
         "{log}"
     );
     assert!(probe.is_dir() && !lockfile.exists());

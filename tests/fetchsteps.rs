@@ -392,7 +392,10 @@ fn store_export_carries_fetched_trees_to_an_offline_rebuild() {
     let store3 = p.path("store3");
     let (code, log) = run_in(&store3, &["store", "import", s(&dir)]);
     assert_eq!(code, 2, "{log}");
-    assert!(log.contains(&format!("fetched tree {want}")) && log.contains("changed after it was exported"), "{log}");
+    assert!(
+        log.contains(&format!("fetched tree {want}")) && log.contains("changed after it was exported"),
+        "{log}"
+    );
     // The archive edited in place (tar checksums cover headers only): refused the same way.
     let bytes = fs::read(&tar).unwrap();
     let at = bytes.windows(10).position(|w| w == b"version 1\n").expect("the tree's file in the archive");
@@ -402,8 +405,12 @@ fn store_export_carries_fetched_trees_to_an_offline_rebuild() {
     fs::write(&tampered, edited).unwrap();
     let (code, log) = run_in(&store3, &["store", "import", s(&tampered)]);
     assert_eq!(code, 2, "{log}");
-    assert!(log.contains(&format!("fetched tree {want}")) && log.contains("changed after it was exported"), "{log}");
-    let left: Vec<_> = fs::read_dir(store3.join("eifbake/fetched")).map(|rd| rd.flatten().count()).into_iter().collect();
+    assert!(
+        log.contains(&format!("fetched tree {want}")) && log.contains("changed after it was exported"),
+        "{log}"
+    );
+    let left: Vec<_> =
+        fs::read_dir(store3.join("eifbake/fetched")).map(|rd| rd.flatten().count()).into_iter().collect();
     assert!(left.iter().all(|n| *n == 0), "a refused tree was kept: {left:?}");
     let (code, log) = run_in(&store3, &["store", "ls"]);
     assert_eq!(code, 0, "{log}");
