@@ -865,6 +865,60 @@ mod tests {
         }
     }
 
+    /// A fetched tree with what a step may write (modes other than the
+    /// umask's, a symlink, a hard link, a read-only directory) goes through
+    /// an archive and a directory export into another store unchanged (its
+    /// output-tree hash, which covers all of that, is checked on import),
+    /// and the same trees export to the same archive bytes.
+    #[test]
+    fn export_and_import_carry_fetched_trees_whole() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.add_image("a", image(&s, b"layer a")).unwrap();
+        let out = dir.path().join("step-out");
+        fs::create_dir_all(out.join("deps/ro")).unwrap();
+        fs::write(out.join("deps/tool"), "#!/bin/sh\n").unwrap();
+        fs::write(out.join("deps/ro/data"), "data").unwrap();
+        fsutil::set_mode(&out.join("deps/tool"), 0o4750).unwrap();
+        fs::hard_link(out.join("deps/tool"), out.join("deps/tool-again")).unwrap();
+        symlink("../deps/tool", out.join("deps/link")).unwrap();
+        fsutil::set_mode(&out.join("deps/ro"), 0o555).unwrap();
+        let tree = crate::sources::output_tree_hash(&out).unwrap();
+        crate::cache::StepCache::fetched(dir.path()).publish("vendor", &tree, &out).unwrap();
+        let pins = [("vendor".to_string(), tree)];
+
+        let x = tempfile::tempdir().unwrap();
+        s.export("a", &x.path().join("x.tar"), &pins).unwrap();
+        s.export("a", &x.path().join("y.tar"), &pins).unwrap();
+        assert_eq!(fs::read(x.path().join("x.tar")).unwrap(), fs::read(x.path().join("y.tar")).unwrap());
+        s.export("a", &x.path().join("dir"), &pins).unwrap();
+        for src in ["x.tar", "dir"] {
+            let d2 = tempfile::tempdir().unwrap();
+            let s2 = Store::open(d2.path()).unwrap();
+            let p = x.path().join(src);
+            let names = if src == "dir" {
+                s2.import_layout(&p, None, None)
+            } else {
+                s2.import_archive(&p, None, None)
+            }
+            .unwrap();
+            assert_eq!(names, [format!("fetched tree {tree}"), "a".to_string()], "{src}");
+            let got = crate::cache::StepCache::fetched(d2.path()).lookup_fetched("vendor", &tree).unwrap();
+            let got = got.unwrap_or_else(|| panic!("{src}: the tree is not in the importing store"));
+            assert_eq!(crate::sources::output_tree_hash(&got).unwrap(), tree, "{src}");
+        }
+        // A tree the store lacks cannot be exported: named, with the way to get it.
+        let missing = [("other".to_string(), Digest::of(b"no such tree"))];
+        let e = s.export("a", &x.path().join("z.tar"), &missing).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("step \"other\": its pinned output")
+                && format!("{e:#}").contains("eifbake fetch"),
+            "{e:#}"
+        );
+        assert!(!x.path().join("z.tar").exists(), "a failed export left a file");
+    }
+
     #[test]
     fn a_manifest_of_the_wrong_type_is_refused_naming_the_blob() {
         let dir = tempfile::tempdir().unwrap();
