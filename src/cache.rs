@@ -169,6 +169,7 @@ impl StepCache {
         let label = format!("fetched tree {output}");
         let published = publish(&self.dir, &self.entry(output), |staged| {
             let hash = stage_entry(&label, out, staged)?;
+            refuse_special(&label, &staged.join(OUT))?;
             if hash != *output {
                 bail!(
                     "{label}: {} hashes to {hash}, not to the hash it is named after: it was changed after \
@@ -187,6 +188,23 @@ impl StepCache {
             }
         }
     }
+}
+
+/// Refuse a tree holding anything but directories, regular files and
+/// symbolic links: a device node brought in by an import would reach the
+/// steps that mount the tree (a fetch step's own output never has one).
+fn refuse_special(label: &str, tree: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(tree).follow_links(false) {
+        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
+        let ft = entry.file_type();
+        if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+            bail!(
+                "{label}: {} is neither a directory, a regular file nor a symbolic link; refusing the tree",
+                entry.path().strip_prefix(tree).unwrap_or(entry.path()).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The checked `out/` directories of the fetched trees `pins` names (step

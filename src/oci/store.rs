@@ -637,10 +637,12 @@ impl Store {
             let mut entry = entry.with_context(|| format!("{}: corrupt tar archive", tar_path.display()))?;
             let kind = entry.header().entry_type();
             // Fetched trees keep their links (checked by hash on import);
-            // the OCI layout itself is files and directories only.
+            // the OCI layout itself is files and directories only. No
+            // device node or FIFO is ever created.
             let in_fetched = entry.path()?.starts_with(crate::cache::fetched_dir(Path::new("")));
             entry.set_preserve_permissions(in_fetched);
-            if !(kind.is_file() || kind.is_dir() || in_fetched) {
+            let link = kind.is_symlink() || kind.is_hard_link();
+            if !(kind.is_file() || kind.is_dir() || (in_fetched && link)) {
                 bail!("{}: entry {:?} is not a file or directory", tar_path.display(), entry.path()?);
             }
             // unpack_in refuses paths that would escape the directory.
@@ -908,6 +910,46 @@ mod tests {
             let got = got.unwrap_or_else(|| panic!("{src}: the tree is not in the importing store"));
             assert_eq!(crate::sources::output_tree_hash(&got).unwrap(), tree, "{src}");
         }
+        // A device node slipped into an export is never created: refused in
+        // an archive by its entry, in a directory before the tree is kept.
+        let mut ar = tar::Builder::new(Vec::new());
+        let mut src = tar::Archive::new(File::open(x.path().join("x.tar")).unwrap());
+        for e in src.entries().unwrap() {
+            let mut e = e.unwrap();
+            let (mut h, path) = (e.header().clone(), e.path().unwrap().into_owned());
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            ar.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Char);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        h.set_mode(0o666);
+        h.set_size(0);
+        let node = format!("eifbake/fetched/{}/out/deps/null", tree.hex());
+        ar.append_data(&mut h, &node, io::empty()).unwrap();
+        fs::write(x.path().join("dev.tar"), ar.into_inner().unwrap()).unwrap();
+        let d3 = tempfile::tempdir().unwrap();
+        let s3 = Store::open(d3.path()).unwrap();
+        let e = s3.import_archive(&x.path().join("dev.tar"), None, None).unwrap_err();
+        assert!(format!("{e:#}").contains(&format!("entry {node:?} is not a file or directory")), "{e:#}");
+        let in_dir = x.path().join(format!("dir/{node}"));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &in_dir,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = s3.import_layout(&x.path().join("dir"), None, None).unwrap_err();
+        assert!(
+            format!("{e:#}").contains(&format!("fetched tree {tree}: deps/null is neither a directory")),
+            "{e:#}"
+        );
+        assert!(crate::cache::StepCache::fetched(d3.path()).lookup_fetched("v", &tree).unwrap().is_none());
+
         // A tree the store lacks cannot be exported: named, with the way to get it.
         let missing = [("other".to_string(), Digest::of(b"no such tree"))];
         let e = s.export("a", &x.path().join("z.tar"), &missing).unwrap_err();
