@@ -252,22 +252,19 @@ pub fn export_fetched_tar<W: std::io::Write>(
         return Ok(());
     }
     let base = fetched_dir(Path::new(""));
-    for dir in [base.parent().expect("eifbake/"), &base] {
+    let dir = |ar: &mut tar::Builder<W>, path: &Path| {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
         h.set_size(0);
         h.set_mtime(0);
-        ar.append_data(&mut h, dir, std::io::empty())?;
-    }
+        ar.append_data(&mut h, path, std::io::empty())
+    };
+    dir(ar, base.parent().expect("eifbake/"))?;
+    dir(ar, &base)?;
     for (output, out) in trees {
         let hex = base.join(output.hex());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
-        ar.append_data(&mut h, &hex, std::io::empty())?;
+        dir(ar, &hex)?;
         append_tree(ar, &out, &hex.join(OUT)).with_context(|| format!("exporting fetched tree {output}"))?;
     }
     Ok(())
