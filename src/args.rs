@@ -572,6 +572,9 @@ pub struct RecipeLockArgs {
 pub enum StoreCommand {
     /// Import an OCI image layout directory or an oci-archive tarball.
     ///
+    /// Fetched trees an export carries (`store export --fetched`) are imported too,
+    /// each checked against its tree hash.
+    ///
     /// With --name REF the image is recorded as that reference, so that
     /// `eifbake lock --offline` resolves REF from the store (no registry needed).
     Import {
@@ -593,6 +596,10 @@ pub enum StoreCommand {
         image: String,
         /// Destination: a directory, or a path ending in .tar for an oci-archive.
         output: PathBuf,
+        /// Also carry the pinned outputs of LOCKFILE's fetch steps (`network = true`),
+        /// so that a store importing the export can `build --offline` (repeatable).
+        #[arg(long, value_name = "LOCKFILE")]
+        fetched: Vec<PathBuf>,
     },
     /// List the images in the store.
     Ls {

@@ -10,8 +10,10 @@
 //! - `STORE/eifbake/fetched/<output-tree hex>/`: what a fetch step
 //!   (`network = true`) wrote, laid out like a step entry but named after
 //!   its output-tree hash, the one the lock pins ([`StepCache::fetched`]).
-//!   Like source entries, these stay in the store they were made in:
-//!   `store export` carries images only; `eifbake fetch` fills a store.
+//!   `eifbake fetch` fills a store; `store export --fetched LOCKFILE`
+//!   carries a lock's trees to another store ([`export_fetched_tar`],
+//!   [`export_fetched_dir`]) and `store import` brings them in
+//!   ([`import_fetched`]), each checked against the hash it is named after.
 //!
 //! What it is for: finding a cached entry, checking it, publishing a new one.
 //! Not for: computing step keys or running steps (`crate::build`), fetching
@@ -151,16 +153,208 @@ impl StepCache {
     }
 }
 
+/// Where an export keeps fetched trees, relative to its root: the store's
+/// own place for them (`eifbake/fetched/<tree hex>/out/`).
+pub fn fetched_dir(root: &Path) -> PathBuf {
+    Layout::new(root).fetched()
+}
+
+impl StepCache {
+    /// Publish `out`, a fetched tree brought from elsewhere (an export), as
+    /// the entry of `output`, the hash it claims: the copy is hashed before
+    /// it is published and refused, naming the tree, when it hashes to
+    /// anything else. Returns false when the store had the entry already
+    /// (then checked, and kept).
+    pub fn import_fetched(&self, output: &Digest, out: &Path) -> Result<bool> {
+        let label = format!("fetched tree {output}");
+        let published = publish(&self.dir, &self.entry(output), |staged| {
+            let hash = stage_entry(&label, out, staged)?;
+            refuse_special(&label, &staged.join(OUT))?;
+            if hash != *output {
+                bail!(
+                    "{label}: {} hashes to {hash}, not to the hash it is named after: it was changed after \
+                     it was exported, so eifbake refuses it. Export it again from a store that holds it \
+                     (`eifbake store export IMAGE FILE --fetched LOCKFILE`)",
+                    out.display()
+                );
+            }
+            Ok(hash)
+        })?;
+        match published {
+            Published::New(_) => Ok(true),
+            Published::Exists(_) => {
+                self.lookup_fetched("(imported)", output)?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Refuse a tree holding anything but directories, regular files and
+/// symbolic links: a device node brought in by an import would reach the
+/// steps that mount the tree (a fetch step's own output never has one).
+fn refuse_special(label: &str, tree: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(tree).follow_links(false) {
+        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
+        let ft = entry.file_type();
+        if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+            bail!(
+                "{label}: {} is neither a directory, a regular file nor a symbolic link; refusing the tree",
+                entry.path().strip_prefix(tree).unwrap_or(entry.path()).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The checked `out/` directories of the fetched trees `pins` names (step
+/// name, output-tree hash) in the store at `store_root`, each tree once,
+/// in hash order; an error naming the step and `eifbake fetch` for one the
+/// store lacks.
+fn fetched_trees(store_root: &Path, pins: &[(String, Digest)]) -> Result<Vec<(Digest, PathBuf)>> {
+    let cache = StepCache::fetched(store_root);
+    let mut found = std::collections::BTreeMap::new();
+    for (step, output) in pins {
+        match cache.lookup_fetched(step, output)? {
+            Some(out) => found.insert(*output, out),
+            None => bail!(
+                "step {step:?}: its pinned output {output} is not in the store {} (under eifbake/fetched); run \
+                 `eifbake fetch RECIPE` with this store first",
+                store_root.display()
+            ),
+        };
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Copy the fetched trees `pins` names from the store at `store_root` into
+/// the layout directory `dest` (as entries of its own fetched cache, so
+/// `dest` also works as a store).
+pub fn export_fetched_dir(store_root: &Path, pins: &[(String, Digest)], dest: &Path) -> Result<()> {
+    let into = StepCache::fetched(dest);
+    for (output, out) in fetched_trees(store_root, pins)? {
+        into.import_fetched(&output, &out)?;
+    }
+    Ok(())
+}
+
+/// Append the fetched trees `pins` names to the archive `ar`, each under
+/// `eifbake/fetched/<tree hex>/out/`: entries in path order, never
+/// following a symlink, with their modes, owner 0 and mtime 0 (hard links
+/// within a tree as links), so the same trees give the same bytes.
+pub fn export_fetched_tar<W: std::io::Write>(
+    ar: &mut tar::Builder<W>,
+    store_root: &Path,
+    pins: &[(String, Digest)],
+) -> Result<()> {
+    let trees = fetched_trees(store_root, pins)?;
+    if trees.is_empty() {
+        return Ok(());
+    }
+    let base = fetched_dir(Path::new(""));
+    let dir = |ar: &mut tar::Builder<W>, path: &Path| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        ar.append_data(&mut h, path, std::io::empty())
+    };
+    dir(ar, base.parent().expect("eifbake/"))?;
+    dir(ar, &base)?;
+    for (output, out) in trees {
+        let hex = base.join(output.hex());
+        dir(ar, &hex)?;
+        append_tree(ar, &out, &hex.join(OUT)).with_context(|| format!("exporting fetched tree {output}"))?;
+    }
+    Ok(())
+}
+
+/// Append `src` (a directory, itself included) to `ar` under `name`.
+fn append_tree<W: std::io::Write>(ar: &mut tar::Builder<W>, src: &Path, name: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let walker = walkdir::WalkDir::new(src).follow_links(false).sort_by_file_name();
+    let mut first_links: std::collections::HashMap<(u64, u64), PathBuf> = std::collections::HashMap::new();
+    for entry in walker {
+        let entry = entry.with_context(|| format!("cannot walk {}", src.display()))?;
+        let path = name.join(entry.path().strip_prefix(src).expect("walkdir yields paths under its root"));
+        let md = entry.metadata().with_context(|| format!("cannot stat {}", entry.path().display()))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        let ft = md.file_type();
+        if !md.is_dir() && !ft.is_symlink() && md.nlink() > 1 {
+            if let Some(first) = first_links.get(&(md.dev(), md.ino())) {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                ar.append_link(&mut h, &path, first)?;
+                continue;
+            }
+            first_links.insert((md.dev(), md.ino()), path.clone());
+        }
+        if ft.is_symlink() {
+            let target = fs::read_link(entry.path())?;
+            ar.append_link(&mut h, &path, target)?;
+        } else if ft.is_file() {
+            let f = fs::File::open(entry.path())
+                .with_context(|| format!("cannot open {}", entry.path().display()))?;
+            ar.append_data(&mut h, &path, f)?;
+        } else {
+            h.set_size(0);
+            ar.append_data(&mut h, &path, std::io::empty())?;
+        }
+    }
+    Ok(())
+}
+
+/// Bring the fetched trees an export at `root` holds (`eifbake/fetched/
+/// <tree hex>/out/`) into the store at `store_root`, each checked against
+/// its name ([`StepCache::import_fetched`]). Returns the trees, in hash
+/// order, and whether each was new.
+pub fn import_fetched(store_root: &Path, root: &Path) -> Result<Vec<(Digest, bool)>> {
+    let dir = fetched_dir(root);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for e in rd {
+        names.push(e.with_context(|| format!("cannot read {}", dir.display()))?.file_name());
+    }
+    names.sort();
+    let cache = StepCache::fetched(store_root);
+    let mut imported = Vec::new();
+    for name in names {
+        let text = name.to_string_lossy();
+        let Ok(output) = Digest::from_hex(&text) else {
+            bail!(
+                "{}: {text:?} is not a fetched tree (expected its 64-hex-digit tree hash as its name)",
+                dir.display()
+            )
+        };
+        imported.push((output, cache.import_fetched(&output, &dir.join(&*text).join(OUT))?));
+    }
+    Ok(imported)
+}
+
 /// Build a step entry at `staged`: a copy of `out` in `out/`, and in `tree`
 /// the output-tree hash of that copy, hashed once, after copying: the
 /// record describes exactly what is published (the copy's fidelity to `out`
 /// is [`fsutil::copy_tree`]'s, tested there).
 fn stage_step(step: &str, out: &Path, staged: &Path) -> Result<Digest> {
+    stage_entry(&format!("step {step:?}"), out, staged)
+}
+
+/// [`stage_step`] for what `label` names (a step, an imported tree).
+fn stage_entry(label: &str, out: &Path, staged: &Path) -> Result<Digest> {
     fs::create_dir(staged).with_context(|| format!("cannot create {}", staged.display()))?;
     let copy = staged.join(OUT);
     fsutil::copy_tree(out, &copy, &[], CopyModes::Exact)
-        .with_context(|| format!("step {step:?}: copying its output into the step cache"))?;
-    let hash = output_tree_hash(&copy).with_context(|| format!("step {step:?}: hashing its output"))?;
+        .with_context(|| format!("{label}: copying its output into the store"))?;
+    let hash = output_tree_hash(&copy).with_context(|| format!("{label}: hashing its output"))?;
     fs::write(staged.join(RECORD), format!("{hash}\n"))
         .with_context(|| format!("cannot write {}", staged.join(RECORD).display()))?;
     Ok(hash)

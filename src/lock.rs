@@ -270,11 +270,14 @@ impl Lock {
 /// digest rather than the tag). Sources are pinned with
 /// [`crate::sources::resolve`]: git and url pins are kept while the recipe
 /// still asks for the same thing (unless `update`), path sources re-hashed.
+/// With `offline` (`lock --offline`: the store's source cache) nothing is
+/// downloaded and no remote asked: [`crate::sources::pin_offline`].
 pub fn relock(
     recipe_path: &Path,
     lock_path: &Path,
     existing: Option<&Lock>,
     update: bool,
+    offline: Option<&crate::sources::SourceCache>,
     mut resolve: impl FnMut(&str, &Reference) -> Result<Resolved>,
 ) -> Result<(Lock, Vec<ImageChange>)> {
     let (recipe, sha) = Recipe::load(recipe_path)?;
@@ -334,8 +337,12 @@ pub fn relock(
     let mut sources = BTreeMap::new();
     for (name, source) in &recipe.sources {
         let old = existing.and_then(|l| l.sources.get(name));
-        let pin = match old {
-            Some(old) if !update && pin_still_matches(name, old, source, &base_dir) => old.clone(),
+        let matching = old.filter(|o| pin_still_matches(name, o, source, &base_dir));
+        let pin = match (matching, offline) {
+            (Some(old), _) if !update => old.clone(),
+            (_, Some(cache)) => {
+                crate::sources::pin_offline(name, source, &base_dir, matching, cache, recipe_path)?
+            }
             _ => crate::sources::resolve(name, source, &base_dir).with_context(|| {
                 format!(
                     "{}locking source {name:?}",
@@ -569,7 +576,7 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         let fake = |d: u8| Digest::from_bytes([d; 32]);
         let mut calls = Vec::new();
         // Nothing changed: every entry is kept, the resolver is never called.
-        let (same, changes) = relock(&recipe, &lock_path, Some(&old), false, |n, _| {
+        let (same, changes) = relock(&recipe, &lock_path, Some(&old), false, None, |n, _| {
             calls.push(n.to_string());
             bail!("unexpected")
         })
@@ -578,7 +585,7 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         assert_eq!(same, old);
         assert!(changes.iter().all(|c| c.action == "kept"));
         // --update re-resolves everything.
-        let (new, changes) = relock(&recipe, &lock_path, Some(&old), true, |_, _| {
+        let (new, changes) = relock(&recipe, &lock_path, Some(&old), true, None, |_, _| {
             Ok(Resolved { index: fake(1), manifest: fake(2), platform: Platform::linux(Arch::X86_64) })
         })
         .unwrap();
@@ -589,12 +596,12 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
             .unwrap()
             .replace("user-nit:sx2026.03.0", &format!("user-nit@{}", fake(7)));
         std::fs::write(&recipe, pinned).unwrap();
-        let e = relock(&recipe, &lock_path, Some(&old), false, |_, _| {
+        let e = relock(&recipe, &lock_path, Some(&old), false, None, |_, _| {
             Ok(Resolved { index: fake(1), manifest: fake(2), platform: Platform::linux(Arch::X86_64) })
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("not to its own digest"), "{e:#}");
-        let (l, changes) = relock(&recipe, &lock_path, Some(&old), false, |_, r| {
+        let (l, changes) = relock(&recipe, &lock_path, Some(&old), false, None, |_, r| {
             assert_eq!(r.digest(), Some(fake(7)));
             Ok(Resolved { index: fake(7), manifest: fake(8), platform: Platform::linux(Arch::X86_64) })
         })
@@ -625,7 +632,7 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
         std::fs::write(&recipe, step_image("linux/arm64")).unwrap();
         let fake = |d: u8| Digest::from_bytes([d; 32]);
         let mut asked = Vec::new();
-        let (lock, _) = relock(&recipe, &lock_path, Some(&old), false, |n, _| {
+        let (lock, _) = relock(&recipe, &lock_path, Some(&old), false, None, |n, _| {
             asked.push(n.to_string());
             Ok(Resolved { index: fake(1), manifest: fake(2), platform: Platform::linux(Arch::Aarch64) })
         })
@@ -649,7 +656,7 @@ sha256 = "sha256:cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b75
                 && e.contains("pins it for linux/amd64"),
             "{e}"
         );
-        let (_, changes) = relock(&recipe, &lock_path, Some(&lock), false, |_, _| {
+        let (_, changes) = relock(&recipe, &lock_path, Some(&lock), false, None, |_, _| {
             Ok(Resolved { index: fake(3), manifest: fake(4), platform: Platform::linux(Arch::X86_64) })
         })
         .unwrap();

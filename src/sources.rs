@@ -394,6 +394,57 @@ pub fn resolve(name: &str, source: &Source, base_dir: &Path) -> Result<Pin> {
     }
 }
 
+/// Pin a source for `lock --offline`, which downloads nothing and asks no
+/// git remote. A path source is hashed. A url or `cargo_lock` source whose
+/// existing pin still matches the recipe (`matching`: same URL and sha256,
+/// the same crates) is re-resolved from the store's copy: its tree in
+/// `cache`, checked against the pin (the pin is content-addressed, so a
+/// download could only give the same tree or fail). Anything else (a new or
+/// changed url or `cargo_lock` source, a tree the store lacks, any git
+/// source: where a rev points now is the remote's to say) is refused,
+/// naming the source, what would be fetched and the command that fetches it.
+pub fn pin_offline(
+    name: &str,
+    source: &Source,
+    base_dir: &Path,
+    matching: Option<&Pin>,
+    cache: &SourceCache,
+    recipe: &Path,
+) -> Result<Pin> {
+    let recipe = recipe.display();
+    let what = match source.kind() {
+        SourceKind::Path { .. } => return resolve(name, source, base_dir),
+        SourceKind::Git { url, rev } => {
+            bail!(
+                "sources.{name}: pinning git rev {rev:?} asks {url} which commit it names now, and --offline \
+                 forbids asking; run `eifbake lock {recipe}` without --offline (or, to keep the pinned commit, \
+                 without --update)"
+            )
+        }
+        SourceKind::Url { url, .. } => format!("downloading {url}"),
+        SourceKind::CargoLock { path } => {
+            let crates = read_cargo_lock(name, path, base_dir)?;
+            format!("downloading the {} crates of {}", crates.len(), path.display())
+        }
+    };
+    let Some(pin) = matching else {
+        bail!(
+            "sources.{name}: pinning it means {what}, and --offline forbids downloading; run `eifbake lock \
+             {recipe}` without --offline"
+        )
+    };
+    if cache.holds(name, pin)? {
+        return Ok(pin.clone());
+    }
+    bail!(
+        "sources.{name}: its pinned tree {} is not in the store's source cache {} and re-pinning it means \
+         {what}, which --offline forbids; run `eifbake fetch {recipe}` without --offline to keep its tree in \
+         the store, or lock without --update",
+        pin.tree,
+        cache.dir.display()
+    )
+}
+
 /// The crates.io packages of the `Cargo.lock` of source `name` (at `path`,
 /// relative to `base_dir`); errors name the source.
 pub fn read_cargo_lock(name: &str, path: &Path, base_dir: &Path) -> Result<Vec<LockedCrate>> {
@@ -537,6 +588,12 @@ impl SourceCache {
             }
         }
         Ok(entry)
+    }
+
+    /// Whether the cache holds the tree `pin` names, checked; an error
+    /// naming the entry when it holds anything else.
+    pub fn holds(&self, name: &str, pin: &Pin) -> Result<bool> {
+        self.verified(name, &self.dir.join(pin.tree.hex()), pin)
     }
 
     /// Whether `entry` exists and holds `pin.tree`; an error naming it and

@@ -11,7 +11,11 @@
 //!   platform and what to install;
 //! - a kernel for the other architecture is refused by `build`, both ways,
 //!   before any step runs;
-//! - a lock edited to pin another platform's manifest is refused.
+//! - a lock edited to pin another platform's manifest is refused;
+//! - a real cross-compile: a step in an x86_64 toolchain image (Debian's
+//!   `gcc-aarch64-linux-gnu`, made by scripts/make-debian-image.sh and
+//!   cached under target/fixtures/) pinned for linux/amd64 compiles a static
+//!   aarch64 program, which the aarch64 EIF runs under `qemu-system-aarch64`.
 //!
 //! Needs root, docker-registry, skopeo, crun, qemu-system-arm, and Debian's
 //! arm64 kernel and busybox-static:arm64 (downloaded once from the Debian
@@ -395,5 +399,145 @@ fn a_step_image_with_its_own_platform_runs_natively_for_a_foreign_enclave() {
     assert!(
         err.contains(&want) && err.contains(&format!("says architecture \"{}\"", enclave.oci())),
         "{err}"
+    );
+}
+
+/// The cross toolchain image: Debian's x86_64-hosted aarch64 C compiler and
+/// arm64 libc (both amd64 packages), made by scripts/make-debian-image.sh
+/// (cached under target/fixtures/cross-gcc-image, keyed by the package
+/// versions) and pushed to `p`'s registry as `fx/cross-gcc:12`.
+fn push_cross_gcc(p: &Project) -> String {
+    let layout = p.path("cross-gcc");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-debian-image.sh");
+    let out = std::process::Command::new(script)
+        .arg("cross-gcc")
+        .arg(&layout)
+        .arg("12")
+        .args(["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "make-debian-image.sh: {}", String::from_utf8_lossy(&out.stderr));
+    let reference = p.reg.image("fx/cross-gcc:12");
+    let src = format!("oci:{}:12", layout.display());
+    common::skopeo(&[
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{reference}"),
+    ]);
+    reference
+}
+
+/// The program cross-compiled: prints a computed marker and the machine it runs on.
+const HELLO_C: &str = r#"#include <stdio.h>
+#include <sys/utsname.h>
+int main(void) {
+    struct utsname u;
+    if (uname(&u) != 0) return 1;
+    printf("EIFBAKE-CROSS-%d on %s\n", 6 * 7, u.machine);
+    return 0;
+}
+"#;
+
+/// The ELF header's `e_machine` of an ELF64 little-endian file, or why not.
+fn elf64_machine(bytes: &[u8]) -> Result<u16, String> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return Err("not an ELF file".into());
+    }
+    if bytes[4] != 2 || bytes[5] != 1 {
+        return Err(format!("not ELF64 little-endian (class {}, data {})", bytes[4], bytes[5]));
+    }
+    Ok(u16::from_le_bytes([bytes[18], bytes[19]]))
+}
+
+/// A real cross-compile: on an x86_64 host, a step in an x86_64 toolchain
+/// image (its own `platform = "linux/amd64"`) compiles a static C program
+/// for aarch64 into an aarch64 EIF; the lock records the step image's
+/// platform, the program in the EIF is an aarch64 ELF with no interpreter,
+/// and the EIF boots under `qemu-system-aarch64`, running it.
+#[test]
+fn a_program_cross_compiled_on_x86_64_runs_in_the_aarch64_enclave() {
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("skipped: the cross toolchain image is made from Debian's amd64 packages");
+        return;
+    }
+    if !common::root_or_skip("steps run in crun") {
+        return;
+    }
+    let p = Project::new();
+    let cc = push_cross_gcc(&p);
+    push_multi_arch(&p.layout(), &p.reg.image("fx/linux:1"), &["arm64"], |arch| {
+        kernel_layer(&fs::read(common::qemu::kernel_for(arch)).unwrap(), None)
+    });
+    fs::create_dir_all(p.path("recipes/hello-src")).unwrap();
+    fs::write(p.path("recipes/hello-src/hello.c"), HELLO_C).unwrap();
+    let extra = format!(
+        r#"
+[images.cc]
+ref = "{cc}"
+platform = "linux/amd64"
+
+[sources.hello]
+path = "hello-src"
+
+[[steps]]
+name = "compile"
+image = "cc"
+mounts = {{ "/src" = "hello" }}
+run = "aarch64-linux-gnu-gcc -static -O2 -pipe -o /out/hello /src/hello.c"
+outputs = {{ "/out/hello" = "/bin/cross-hello" }}
+"#
+    );
+    let recipe = p.recipe("cross-cc", "aarch64", "fx/linux:1", &extra);
+    let text = fs::read_to_string(&recipe).unwrap();
+    let marker_cmd = text.lines().find(|l| l.starts_with("command = ")).unwrap().to_string();
+    fs::write(&recipe, text.replace(&marker_cmd, r#"command = ["/bin/cross-hello"]"#)).unwrap();
+
+    // The lock records the step image's own platform and the enclave's.
+    let lock = p.lock(&recipe);
+    assert_eq!(lock.images["cc"].platform.to_string(), "linux/amd64");
+    assert_eq!(lock.images["os"].platform.to_string(), "linux/arm64");
+    assert_eq!(lock.images["linux"].platform.to_string(), "linux/arm64");
+    let lock_text = fs::read_to_string(p.path("lockfiles/cross-cc.lock")).unwrap();
+    let cc_entry = lock_text.split("[images.cc]").nth(1).expect("[images.cc] in the lock");
+    let cc_entry = cc_entry.split("\n[").next().unwrap();
+    assert!(cc_entry.contains("platform = \"linux/amd64\""), "{lock_text}");
+
+    let (code, err) = p.build(&recipe, &host_path());
+    assert_eq!(code, 0, "{err}");
+    let eif = p.path("out/cross-cc.eif");
+
+    // The program in the EIF really is an aarch64 ELF, static.
+    let r = eifbake::eif::Eif::open(&eif).unwrap();
+    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
+    let mut program = None;
+    while let Some(e) = cpio.next_entry().unwrap() {
+        if e.name_lossy() == "bin/cross-hello" {
+            program = Some(cpio.data_to_vec(64 << 20).unwrap());
+        }
+    }
+    let program = program.expect("bin/cross-hello is in the EIF");
+    const EM_AARCH64: u16 = 183;
+    assert_eq!(elf64_machine(&program), Ok(EM_AARCH64), "bin/cross-hello is not an aarch64 ELF");
+    let interp = eifbake::elf::interpreter(&mut std::io::Cursor::new(&program)).unwrap();
+    assert_eq!(interp, None, "bin/cross-hello is not static");
+
+    // It runs in the aarch64 enclave.
+    let sections = p.path("sections");
+    eifbake_ok(&["describe", eif.to_str().unwrap(), "--extract", sections.to_str().unwrap()]);
+    let cmdline = fs::read_to_string(sections.join("cmdline")).unwrap();
+    let boot = common::qemu::boot_arch(
+        "arm64",
+        &sections.join("kernel"),
+        &[&sections.join("ramdisk0")],
+        &cmdline,
+        Duration::from_secs(180),
+    );
+    assert!(
+        boot.console.contains("EIFBAKE-CROSS-42 on aarch64"),
+        "the cross-compiled program did not print its marker:\n{}",
+        boot.console
     );
 }

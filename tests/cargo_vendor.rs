@@ -408,3 +408,89 @@ fn cargo_lock_entries_that_cannot_be_vendored_are_refused() {
         vec![LockedCrate { name: "a".into(), version: "1.0.0".into(), checksum: Digest::of(b"x") }]
     );
 }
+
+/// `lock --offline` downloads nothing, with the loopback server stopped:
+/// `--update` re-pins a `cargo_lock` and a `url` source from the store's
+/// copies of their trees (and refuses, naming the source and `eifbake
+/// fetch`, once they are gone); a lock made from scratch is refused, naming
+/// the source, what it would download and `eifbake lock` without --offline.
+#[test]
+fn lock_offline_uses_the_stores_copies_and_never_downloads() {
+    let locked: Vec<LockedCrate> = CRATES.iter().map(|n| own_locked(n)).collect();
+    let crates: Vec<(LockedCrate, Vec<u8>)> = locked.iter().map(|c| (c.clone(), cached_crate(c))).collect();
+    let reg = TestRegistry::start();
+    common::push_fixtures(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, config) = (tmp.path().join("store"), tmp.path().join("eifbake.toml"));
+    let server = HttpServer::start();
+    serve_crates(&server, &crates, &config);
+    let data = b"offline data\n";
+    let data_url = server.serve("/data.txt", data);
+    let rdir = tmp.path().join("recipes/airgap");
+    write_probe(&rdir.join("probe"), &locked);
+    let sources = format!(
+        "cargo_lock = \"probe/Cargo.lock\"\n\n[sources.data]\nurl = \"{data_url}\"\nsha256 = \"{}\"",
+        Digest::of(data)
+    );
+    let script = "mkdir /out/r && ls /src/app/vendor > /out/r/crates";
+    let recipe = rdir.join("recipe.toml");
+    fs::write(
+        &recipe,
+        common::busybox_step_recipe("airgap", "0.1.0", &reg.image("fx/busybox:1"), &sources, script),
+    )
+    .unwrap();
+    let lockfile = tmp.path().join("lockfiles/airgap.lock");
+    let (code, log) = run(&store, &config, &["lock", s(&recipe)]);
+    assert_eq!(code, 0, "lock: {log}");
+    let (code, log) = run(&store, &config, &["fetch", s(&recipe)]);
+    assert_eq!(code, 0, "fetch: {log}");
+    let lock = fs::read_to_string(&lockfile).unwrap();
+    let served = server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(served >= 3, "lock downloaded {served} files");
+
+    // Upstream gone: --update re-pins from the store's trees, unchanged.
+    drop(server);
+    let (code, log) = run(&store, &config, &["--offline", "lock", "--update", s(&recipe)]);
+    assert_eq!(code, 0, "lock --offline --update: {log}");
+    assert_eq!(fs::read_to_string(&lockfile).unwrap(), lock);
+
+    // Without the trees in the store: refused, naming the source and `eifbake fetch`.
+    run(&store, &config, &["store", "gc", "--caches"]);
+    assert_eq!(cache_entries(&store), Vec::<PathBuf>::new());
+    let (code, log) = run(&store, &config, &["--offline", "lock", "--update", s(&recipe)]);
+    assert_eq!(code, 2, "{log}");
+    assert!(
+        log.contains("sources.app: its pinned tree")
+            && log.contains("downloading the 2 crates of probe/Cargo.lock, which --offline forbids")
+            && log.contains(&format!("run `eifbake fetch {}` without --offline", recipe.display())),
+        "{log}"
+    );
+    assert_eq!(fs::read_to_string(&lockfile).unwrap(), lock, "a refused lock was written");
+
+    // A lock from scratch: each source refused before any download, naming it.
+    fs::remove_file(&lockfile).unwrap();
+    let (code, log) = run(&store, &config, &["--offline", "lock", s(&recipe)]);
+    assert_eq!(code, 2, "{log}");
+    assert!(
+        log.contains(
+            "sources.app: pinning it means downloading the 2 crates of probe/Cargo.lock, and --offline"
+        ) && log.contains(&format!("run `eifbake lock {}` without --offline", recipe.display())),
+        "{log}"
+    );
+    assert!(!log.contains("Connection refused") && !log.contains("connect"), "it tried to download: {log}");
+    let probe = rdir.join("probe");
+    fs::write(
+        &recipe,
+        fs::read_to_string(&recipe).unwrap().replace("cargo_lock = \"probe/Cargo.lock\"", "path = \"probe\""),
+    )
+    .unwrap();
+    let (code, log) = run(&store, &config, &["--offline", "lock", s(&recipe)]);
+    assert_eq!(code, 2, "{log}");
+    assert!(
+        log.contains(&format!(
+            "sources.data: pinning it means downloading {data_url}, and --offline forbids"
+        )),
+        "{log}"
+    );
+    assert!(probe.is_dir() && !lockfile.exists());
+}

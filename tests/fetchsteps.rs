@@ -342,6 +342,81 @@ fn verify_runs_a_fetch_step_only_when_allowed() {
     assert!(log.contains("first difference: deps/a.txt (changed)"), "{log}");
 }
 
+/// `eifbake --store STORE ARGS` with no loopback port opened to fetch steps: (exit code, output).
+fn run_in(store: &Path, args: &[&str]) -> (i32, String) {
+    let out = bin::eifbake_cmd().arg("--store").arg(store).args(args).output().unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), log)
+}
+
+/// An air-gapped rebuilder: `store export --fetched LOCKFILE` carries the
+/// image and the fetch step's pinned tree; `store import` into an empty
+/// store, then `build --offline` with upstream changed and no port opened
+/// to it gives the same EIF bytes. An export whose tree was changed after
+/// it was made (in a directory or in the archive) is refused on import,
+/// naming the tree, and leaves nothing behind.
+#[test]
+fn store_export_carries_fetched_trees_to_an_offline_rebuild() {
+    if !common::root_or_skip("fetch steps run in crun with pasta") {
+        return;
+    }
+    let p = Project::new("carried");
+    p.lock();
+    let (code, log) = p.build(&[]);
+    assert_eq!(code, 0, "{log}");
+    let eif = fs::read(p.path("out/carried.eif")).unwrap();
+    let want = expected_output("version 1\n");
+    let lockfile = p.path("lockfiles/carried.lock");
+    let tar = p.path("carried.tar");
+    let said = p.ok(&["store", "export", &p.image, s(&tar), "--fetched", s(&lockfile)]);
+    assert!(said.contains(&format!("exported step vendor's fetched tree {want}")), "{said}");
+
+    // The rebuilder: an empty store, nothing upstream, no port opened to it.
+    p.upstream.set("gone\n");
+    let store2 = p.path("store2");
+    let (code, log) = run_in(&store2, &["store", "import", s(&tar)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains(&format!("imported fetched tree {want}")), "{log}");
+    let out2 = p.path("out2");
+    let (code, log) = run_in(&store2, &["--offline", "build", s(&p.recipe), "--out", s(&out2)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("step vendor: cached"), "{log}");
+    assert!(fs::read(out2.join("carried.eif")).unwrap() == eif, "the offline rebuild gave other bytes");
+
+    // Tampered after export, as a directory: refused, naming the tree; nothing imported.
+    let dir = p.path("exported");
+    p.ok(&["store", "export", &p.image, s(&dir), "--fetched", s(&lockfile)]);
+    let file = dir.join(format!("eifbake/fetched/{}/out/deps/a.txt", want.trim_start_matches("sha256:")));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "version 1\n");
+    fs::write(&file, "version 9\n").unwrap();
+    let store3 = p.path("store3");
+    let (code, log) = run_in(&store3, &["store", "import", s(&dir)]);
+    assert_eq!(code, 2, "{log}");
+    assert!(
+        log.contains(&format!("fetched tree {want}")) && log.contains("changed after it was exported"),
+        "{log}"
+    );
+    // The archive edited in place (tar checksums cover headers only): refused the same way.
+    let bytes = fs::read(&tar).unwrap();
+    let at = bytes.windows(10).position(|w| w == b"version 1\n").expect("the tree's file in the archive");
+    let mut edited = bytes.clone();
+    edited[at..at + 10].copy_from_slice(b"version 9\n");
+    let tampered = p.path("tampered.tar");
+    fs::write(&tampered, edited).unwrap();
+    let (code, log) = run_in(&store3, &["store", "import", s(&tampered)]);
+    assert_eq!(code, 2, "{log}");
+    assert!(
+        log.contains(&format!("fetched tree {want}")) && log.contains("changed after it was exported"),
+        "{log}"
+    );
+    let left: Vec<_> =
+        fs::read_dir(store3.join("eifbake/fetched")).map(|rd| rd.flatten().count()).into_iter().collect();
+    assert!(left.iter().all(|n| *n == 0), "a refused tree was kept: {left:?}");
+    let (code, log) = run_in(&store3, &["store", "ls"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("fx/busybox"), "an image of a refused export was recorded: {log}");
+}
+
 /// The children (pid, command) of `parent`, from `/proc`.
 fn children(parent: u32) -> Vec<(u32, String)> {
     let mut found = Vec::new();

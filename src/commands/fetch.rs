@@ -1,8 +1,9 @@
 //! `eifbake fetch RECIPE`: pull every pinned image of a recipe into the
-//! store, vendor its `cargo_lock` sources into the store's source cache
-//! (checked against their pins like any cached source), and run the fetch
-//! steps whose pinned output the store lacks, so that `build --offline`
-//! needs no network.
+//! store, make its git, url and `cargo_lock` sources present in the store's
+//! source cache (vendoring crates; checked against their pins like any
+//! cached source), and run the fetch steps whose pinned output the store
+//! lacks, so that `build --offline` and `lock --offline --update` need no
+//! network.
 
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
     let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
     let fetched = fetch_lock(&store, &lock, &registry, global.offline, &progress)?;
     progress.finish();
-    let vendored = vendor_crates(&store, &recipe, &lock, &args.recipe, global.offline)?;
+    let vendored = cache_sources(&store, &recipe, &lock, &args.recipe, global.offline)?;
     let opts = super::build::fetch_step_options(
         &args.steps,
         args.lockfile.clone(),
@@ -41,7 +42,9 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
             .collect();
         let sources: serde_json::Map<String, serde_json::Value> = vendored
             .iter()
-            .map(|(name, dir, crates)| (name.clone(), serde_json::json!({ "dir": dir, "crates": crates })))
+            .map(|(name, dir, crates)| {
+                (name.clone(), serde_json::json!({ "dir": dir, "crates": crates.unwrap_or(0) }))
+            })
             .collect();
         super::output::json(&serde_json::json!({
             "store": store.root(), "images": images, "sources": sources, "fetch_steps_run": steps_run
@@ -64,33 +67,38 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
         }
     }
     for (name, dir, crates) in &vendored {
-        outln!("{name:<16} {crates} crates vendored  ({})", dir.display());
+        match crates {
+            Some(n) => outln!("{name:<16} {n} crates vendored  ({})", dir.display()),
+            None => outln!("{name:<16} source in store  ({})", dir.display()),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `cargo_lock` sources of `recipe`, each made present in the source
-/// cache: (name, cached directory, number of crates).
-fn vendor_crates(
+/// The git, url and `cargo_lock` sources of `recipe` (path sources are on
+/// disk already), each made present in the source cache: (name, cached
+/// directory, number of crates for a `cargo_lock` source).
+fn cache_sources(
     store: &Store,
     recipe: &Recipe,
     lock: &Lock,
     recipe_path: &Path,
     offline: bool,
-) -> Result<Vec<(String, PathBuf, usize)>> {
+) -> Result<Vec<(String, PathBuf, Option<usize>)>> {
     let cache = SourceCache::new(store.layout().sources());
     let base_dir = Recipe::base_dir(recipe_path);
     let mut out = Vec::new();
     for (name, source) in &recipe.sources {
-        if !matches!(source.kind(), SourceKind::CargoLock { .. }) {
+        if matches!(source.kind(), SourceKind::Path { .. }) {
             continue;
         }
+        let is_crates = matches!(source.kind(), SourceKind::CargoLock { .. });
         let pin = lock
             .sources
             .get(name)
             .with_context(|| format!("sources.{name} is not pinned; run `eifbake lock`"))?;
         let dir = cache.get(name, source, &base_dir, pin, offline)?;
-        out.push((name.clone(), dir, pin.crates.len()));
+        out.push((name.clone(), dir, is_crates.then_some(pin.crates.len())));
     }
     Ok(out)
 }

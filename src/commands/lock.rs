@@ -6,6 +6,12 @@
 //! reference recorded for an image at `fetch` or `store import --name`;
 //! otherwise the registry (or its mirrors) says what a tag means now.
 //!
+//! Sources: with `--offline` nothing is downloaded and no git remote asked
+//! ([`crate::sources::pin_offline`]): a url or `cargo_lock` pin is kept
+//! while it matches the recipe (with `--update`, only when the store's
+//! source cache holds its tree, checked), and anything that would need a
+//! download is refused, naming the source and the command that fetches it.
+//!
 //! Fetch steps (`network = true`) are pinned by running them
 //! ([`crate::build::pin_fetch_steps`]): that needs the images in the store
 //! (they are pulled), and a runtime.
@@ -36,6 +42,7 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
     let store_dir = Store::default_path(global.store.as_deref())?;
     let store =
         if Layout::new(&store_dir).oci_layout().is_file() { Some(Store::open(&store_dir)?) } else { None };
+    let source_cache = crate::sources::SourceCache::new(Layout::new(&store_dir).sources());
     let registry = Registry::new(&args.target.insecure_registry).with_mirrors(global.mirrors()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,6 +53,7 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
         &lock_path,
         existing.as_ref(),
         args.update,
+        global.offline.then_some(&source_cache),
         |name, r| {
             // Each image for its own platform ([images.NAME] platform), else the recipe's arch.
             let arch = recipe.image_platform(name).arch;

@@ -1,4 +1,5 @@
-//! `eifbake store import|export|ls|gc`: move images in and out of the store.
+//! `eifbake store import|export|ls|gc`: move images (and fetch steps'
+//! pinned outputs) in and out of the store.
 
 use std::process::ExitCode;
 
@@ -25,9 +26,17 @@ pub fn run(cmd: StoreCommand, global: &Global) -> Result<ExitCode> {
                 outln!("imported {n}");
             }
         }
-        StoreCommand::Export { image, output } => {
-            store.export(&image, &output)?;
+        StoreCommand::Export { image, output, fetched } => {
+            let mut pins = Vec::new();
+            for path in &fetched {
+                let lock = Lock::load(path)?;
+                pins.extend(lock.steps.into_iter().map(|(step, pin)| (step, pin.output)));
+            }
+            store.export(&image, &output, &pins)?;
             outln!("exported {image} to {}", output.display());
+            for (step, tree) in &pins {
+                outln!("exported step {step}'s fetched tree {tree}");
+            }
         }
         StoreCommand::Ls { json } => {
             let index = store.index()?;

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! The first four are the OCI image layout (what skopeo and umoci read, and
-//! what `store export` writes); the rest is eifbake's own.
+//! what `store export` writes); the rest is eifbake's own (`store export
+//! --fetched` adds `eifbake/fetched/<tree hex>/out/` beside the layout).
 //!
 //! What it is for: answering "where is X" for the store ([`super::Store`]),
 //! the caches ([`crate::cache`], [`crate::sources::SourceCache`]), `check`

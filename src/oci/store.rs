@@ -598,7 +598,12 @@ impl Store {
                 dir.display()
             );
         }
-        let mut imported = Vec::new();
+        // Fetched trees first, each checked against its name: a tampered
+        // export is refused before any of its images is recorded.
+        let mut imported: Vec<String> = crate::cache::import_fetched(self.root(), dir)?
+            .into_iter()
+            .map(|(tree, new)| format!("fetched tree {tree}{}", if new { "" } else { " (already there)" }))
+            .collect();
         for mut desc in chosen {
             self.copy_closure(&src, &desc)?;
             let ref_name = match name {
@@ -631,7 +636,13 @@ impl Store {
         for entry in ar.entries().with_context(|| format!("{}: not a tar archive", tar_path.display()))? {
             let mut entry = entry.with_context(|| format!("{}: corrupt tar archive", tar_path.display()))?;
             let kind = entry.header().entry_type();
-            if !(kind.is_file() || kind.is_dir()) {
+            // Fetched trees keep their links (checked by hash on import);
+            // the OCI layout itself is files and directories only. No
+            // device node or FIFO is ever created.
+            let in_fetched = entry.path()?.starts_with(crate::cache::fetched_dir(Path::new("")));
+            entry.set_preserve_permissions(in_fetched);
+            let link = kind.is_symlink() || kind.is_hard_link();
+            if !(kind.is_file() || kind.is_dir() || (in_fetched && link)) {
                 bail!("{}: entry {:?} is not a file or directory", tar_path.display(), entry.path()?);
             }
             // unpack_in refuses paths that would escape the directory.
@@ -664,8 +675,10 @@ impl Store {
         Ok(())
     }
 
-    /// Export one image as an OCI layout directory, or an oci-archive when `out` ends in `.tar`.
-    pub fn export(&self, image: &str, out: &Path) -> Result<()> {
+    /// Export one image as an OCI layout directory, or an oci-archive when
+    /// `out` ends in `.tar`, with the fetched trees `fetched` names (step,
+    /// output-tree hash) beside it under `eifbake/fetched/` ([`crate::cache`]).
+    pub fn export(&self, image: &str, out: &Path, fetched: &[(String, Digest)]) -> Result<()> {
         let desc = self.find_image(image)?;
         let (blobs, missing) = self.closure(&desc.sha256()?)?;
         if let Some(m) = missing.iter().next() {
@@ -696,6 +709,7 @@ impl Store {
             let oci_layout = layout::OCI_LAYOUT_CONTENT;
             ar.append_data(&mut header(oci_layout.len() as u64, false), layout::OCI_LAYOUT, oci_layout)?;
             ar.append_data(&mut header(index_bytes.len() as u64, false), layout::INDEX, &index_bytes[..])?;
+            crate::cache::export_fetched_tar(&mut ar, self.root(), fetched)?;
             ar.into_inner().with_context(|| format!("writing {}", out.display()))?.commit()?;
         } else {
             let dst_layout = Layout::new(out);
@@ -710,6 +724,7 @@ impl Store {
                 dst.put_blob_verified(self.open_blob(d)?, d, fs::metadata(self.blob_path(d))?.len())?;
             }
             fsutil::write_atomic(dst_layout.index(), &index_bytes)?;
+            crate::cache::export_fetched_dir(self.root(), fetched, out)?;
             let _ = fs::remove_dir(dst_layout.ingest());
             let _ = fs::remove_file(dst_layout.index_lock());
         }
@@ -833,10 +848,10 @@ mod tests {
         assert!(!s.has_blob(&b.sha256().unwrap()) && !s.has_blob(&Digest::of(b"layer b")));
 
         let out = tempfile::tempdir().unwrap();
-        s.export("a", &out.path().join("x.tar")).unwrap();
-        s.export("a", &out.path().join("y.tar")).unwrap();
+        s.export("a", &out.path().join("x.tar"), &[]).unwrap();
+        s.export("a", &out.path().join("y.tar"), &[]).unwrap();
         assert_eq!(fs::read(out.path().join("x.tar")).unwrap(), fs::read(out.path().join("y.tar")).unwrap());
-        s.export("a", &out.path().join("dir")).unwrap();
+        s.export("a", &out.path().join("dir"), &[]).unwrap();
         for src in ["x.tar", "dir"] {
             let d2 = tempfile::tempdir().unwrap();
             let s2 = Store::open(d2.path()).unwrap();
@@ -850,6 +865,100 @@ mod tests {
             assert_eq!(names, ["a"]);
             assert_eq!(s2.layers(&a.sha256().unwrap()).unwrap().len(), 1);
         }
+    }
+
+    /// A fetched tree with what a step may write (modes other than the
+    /// umask's, a symlink, a hard link, a read-only directory) goes through
+    /// an archive and a directory export into another store unchanged (its
+    /// output-tree hash, which covers all of that, is checked on import),
+    /// and the same trees export to the same archive bytes.
+    #[test]
+    fn export_and_import_carry_fetched_trees_whole() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.add_image("a", image(&s, b"layer a")).unwrap();
+        let out = dir.path().join("step-out");
+        fs::create_dir_all(out.join("deps/ro")).unwrap();
+        fs::write(out.join("deps/tool"), "#!/bin/sh\n").unwrap();
+        fs::write(out.join("deps/ro/data"), "data").unwrap();
+        fsutil::set_mode(&out.join("deps/tool"), 0o4750).unwrap();
+        fs::hard_link(out.join("deps/tool"), out.join("deps/tool-again")).unwrap();
+        symlink("../deps/tool", out.join("deps/link")).unwrap();
+        fsutil::set_mode(&out.join("deps/ro"), 0o555).unwrap();
+        let tree = crate::sources::output_tree_hash(&out).unwrap();
+        crate::cache::StepCache::fetched(dir.path()).publish("vendor", &tree, &out).unwrap();
+        let pins = [("vendor".to_string(), tree)];
+
+        let x = tempfile::tempdir().unwrap();
+        s.export("a", &x.path().join("x.tar"), &pins).unwrap();
+        s.export("a", &x.path().join("y.tar"), &pins).unwrap();
+        assert_eq!(fs::read(x.path().join("x.tar")).unwrap(), fs::read(x.path().join("y.tar")).unwrap());
+        s.export("a", &x.path().join("dir"), &pins).unwrap();
+        for src in ["x.tar", "dir"] {
+            let d2 = tempfile::tempdir().unwrap();
+            let s2 = Store::open(d2.path()).unwrap();
+            let p = x.path().join(src);
+            let names = if src == "dir" {
+                s2.import_layout(&p, None, None)
+            } else {
+                s2.import_archive(&p, None, None)
+            }
+            .unwrap();
+            assert_eq!(names, [format!("fetched tree {tree}"), "a".to_string()], "{src}");
+            let got = crate::cache::StepCache::fetched(d2.path()).lookup_fetched("vendor", &tree).unwrap();
+            let got = got.unwrap_or_else(|| panic!("{src}: the tree is not in the importing store"));
+            assert_eq!(crate::sources::output_tree_hash(&got).unwrap(), tree, "{src}");
+        }
+        // A device node slipped into an export is never created: refused in
+        // an archive by its entry, in a directory before the tree is kept.
+        let mut ar = tar::Builder::new(Vec::new());
+        let mut src = tar::Archive::new(File::open(x.path().join("x.tar")).unwrap());
+        for e in src.entries().unwrap() {
+            let mut e = e.unwrap();
+            let (mut h, path) = (e.header().clone(), e.path().unwrap().into_owned());
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            ar.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Char);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        h.set_mode(0o666);
+        h.set_size(0);
+        let node = format!("eifbake/fetched/{}/out/deps/null", tree.hex());
+        ar.append_data(&mut h, &node, io::empty()).unwrap();
+        fs::write(x.path().join("dev.tar"), ar.into_inner().unwrap()).unwrap();
+        let d3 = tempfile::tempdir().unwrap();
+        let s3 = Store::open(d3.path()).unwrap();
+        let e = s3.import_archive(&x.path().join("dev.tar"), None, None).unwrap_err();
+        assert!(format!("{e:#}").contains(&format!("entry {node:?} is not a file or directory")), "{e:#}");
+        let in_dir = x.path().join(format!("dir/{node}"));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &in_dir,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = s3.import_layout(&x.path().join("dir"), None, None).unwrap_err();
+        assert!(
+            format!("{e:#}").contains(&format!("fetched tree {tree}: deps/null is neither a directory")),
+            "{e:#}"
+        );
+        assert!(crate::cache::StepCache::fetched(d3.path()).lookup_fetched("v", &tree).unwrap().is_none());
+
+        // A tree the store lacks cannot be exported: named, with the way to get it.
+        let missing = [("other".to_string(), Digest::of(b"no such tree"))];
+        let e = s.export("a", &x.path().join("z.tar"), &missing).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("step \"other\": its pinned output")
+                && format!("{e:#}").contains("eifbake fetch"),
+            "{e:#}"
+        );
+        assert!(!x.path().join("z.tar").exists(), "a failed export left a file");
     }
 
     #[test]
