@@ -8,12 +8,14 @@
 //!   (scripts/make-go-image.sh); the recipe `report`s the served files, so
 //!   the manifest lists their sha256.
 //!
-//! Each is built twice in different directories under a different umask and
-//! TZ into the same EIF bytes, statically linked, rebuilt by `eifbake verify`
-//! from the manifest alone (GOOD); then the EIF's kernel and ramdisk boot
-//! under QEMU and curl fetches the served files over a forwarded port: the
-//! bytes must be the source files' (and, for go-www, hash to the digests the
-//! manifest reports). `eifbake check` (every variation) passes on go-www.
+//! Each is built into the same EIF bytes three times: once in the test's
+//! project, and by `eifbake check` (every variation: another directory,
+//! umask, TZ, locale, user, environment, CPU set, directory order, start
+//! time) in a control run and a varied run; the server is statically
+//! linked; `eifbake verify` rebuilds it from the manifest alone (GOOD); then
+//! the EIF's kernel and ramdisk boot under QEMU and curl fetches the served
+//! files over a forwarded port: the bytes must be the source files' (and,
+//! for go-www, hash to the digests the manifest reports).
 //!
 //! Loopback only: the images come from a loopback registry, the `.crate`
 //! files (httparse and itoa, which eifbake's own Cargo.lock pins, so building
@@ -22,7 +24,11 @@
 //! Cost: the toolchain images are built once and cached under
 //! target/fixtures/ (keyed by the Debian package versions); build A uses a
 //! store under target/fixtures/apps-store, so a warm run reuses its step.
-//! Build B (`--no-cache`), `verify` and `check`'s runs always compile.
+//! `check`'s two runs (`--no-cache`) and `verify` always compile: three
+//! compiles per app, each about 30 s for rust-server and 130 s for go-www
+//! (Go rebuilds the part of its standard library net/http needs, since
+//! CGO_ENABLED=0 and -trimpath match none of Debian's prebuilt packages) on
+//! the 2-core machine under load.
 //!
 //! Needs root, crun, docker-registry, skopeo (scripts/deps.sh), the Debian
 //! archive the first time (the toolchain packages, the cloud kernel).
@@ -138,7 +144,8 @@ impl Setup {
         let ignore = ["target".to_string()];
         eifbake::fsutil::copy_tree(&self.app.source(), &dest, &ignore, eifbake::fsutil::CopyModes::Canonical)
             .unwrap();
-        let recipe = fs::read_to_string(dest.join("recipe.toml")).unwrap().replace("127.0.0.1:5055", &self.reg.addr);
+        let recipe =
+            fs::read_to_string(dest.join("recipe.toml")).unwrap().replace("127.0.0.1:5055", &self.reg.addr);
         fs::write(dest.join("recipe.toml"), recipe).unwrap();
     }
 
@@ -185,7 +192,7 @@ fn persistent_store() -> PathBuf {
     Path::new(ROOT).join("target/fixtures/apps-store")
 }
 
-/// What [`build_twice`] leaves: build A's project and outputs, and the
+/// What [`build_and_check`] leaves: build A's project and outputs, and the
 /// sections of its EIF (`describe --extract`).
 struct Built {
     project: PathBuf,
@@ -199,36 +206,44 @@ impl Built {
     }
 }
 
-/// Lock the app, build it in two directories (the second elsewhere, umask
-/// 077, another TZ and locale, a fresh store, no step cache) and assert the
-/// two EIFs and PCRs are the same bytes; then extract build A's sections.
-fn build_twice(setup: &Setup) -> Built {
+/// Lock the app and build it (build A: umask 022, TZ=UTC, the persistent
+/// store, so a warm run reuses its step), then run `eifbake check --json`
+/// from the same project: a control build and one with all nine variations
+/// at once (another, deeper directory, umask 077, another TZ and locale, ...),
+/// each a separate `build --no-cache` in a fresh store. All three EIFs must
+/// be the same bytes. Then extract build A's sections.
+fn build_and_check(setup: &Setup) -> Built {
     let (app, recipe) = (setup.app, setup.app.recipe());
-    let (a, b) = (setup.path("a/project"), setup.path("elsewhere/b/project"));
-    setup.locked_project(&a);
-    setup.copy_recipe(&b);
-    let lock = format!("lockfiles/{}.lock", app.name);
-    fs::create_dir_all(b.join("lockfiles")).unwrap();
-    fs::copy(a.join(&lock), b.join(&lock)).unwrap();
+    let project = setup.path("a/project");
+    setup.locked_project(&project);
+    let (out, store) = (setup.path("out-a"), persistent_store());
+    let args = ["--store", s(&store), "build", &recipe, "--out", s(&out)];
+    eifbake_ok(&project, &args, &setup.env(&[("TZ", "UTC"), ("LC_ALL", "C")]), 0o022);
+    let eif = out.join(format!("{}.eif", app.name));
+    let built = Digest::of(&fs::read(&eif).unwrap()).to_string();
 
-    let (out_a, out_b) = (setup.path("out-a"), setup.path("out-b"));
-    let (store_a, store_b) = (persistent_store(), setup.path("store-b"));
-    let args_a = ["--store", s(&store_a), "build", &recipe, "--out", s(&out_a)];
-    eifbake_ok(&a, &args_a, &setup.env(&[("TZ", "UTC"), ("LC_ALL", "C")]), 0o022);
-    let args_b = ["--store", s(&store_b), "build", &recipe, "--out", s(&out_b), "--no-cache"];
-    eifbake_ok(&b, &args_b, &setup.env(&[("TZ", "Asia/Kathmandu"), ("LC_ALL", "C.UTF-8")]), 0o077);
-
-    let (eif_a, eif_b) = (out_a.join(format!("{}.eif", app.name)), out_b.join(format!("{}.eif", app.name)));
-    if fs::read(&eif_a).unwrap() != fs::read(&eif_b).unwrap() {
-        let diff = common::bin::eifbake_cmd().args(["diff", s(&eif_a), s(&eif_b)]).output().unwrap();
-        panic!("the two builds of {} differ:\n{}", app.name, String::from_utf8_lossy(&diff.stdout));
+    let store = setup.path("check-store");
+    let args = ["--store", s(&store), "check", &recipe, "--json"];
+    let report = eifbake_ok(&project, &args, &setup.env(&[]), 0o022);
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(v["reproducible"], true, "{v:#}");
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 0, "as root nothing is skipped: {v:#}");
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{v:#}");
+    assert_eq!(runs[1]["vary"].as_array().unwrap().len(), 9, "every variation applied: {v:#}");
+    for run in runs {
+        assert_eq!(
+            run["sha256"].as_str(),
+            Some(built.as_str()),
+            "check's {} run differs from build A: {v:#}",
+            run["label"]
+        );
     }
-    let pcrs = format!("{}.pcrs", app.name);
-    assert_eq!(fs::read(out_a.join(&pcrs)).unwrap(), fs::read(out_b.join(&pcrs)).unwrap());
+    eprintln!("check {}: runs took {} s and {} s", app.name, runs[0]["seconds"], runs[1]["seconds"]);
 
     let sections = setup.path("sections");
-    eifbake_ok(&a, &["describe", s(&eif_a), "--extract", s(&sections)], &[], 0o022);
-    Built { project: a, out: out_a, sections }
+    eifbake_ok(&project, &["describe", s(&eif), "--extract", s(&sections)], &[], 0o022);
+    Built { project, out, sections }
 }
 
 /// The enclave's server binary is in the ramdisk, an ELF with no
@@ -241,7 +256,10 @@ fn assert_static_server(app: &App, sections: &Path, scratch: &Path) {
     assert!(listing.lines().any(|l| l == member), "no {member} in:\n{listing}");
     let unpacked = scratch.join("unpacked");
     fs::create_dir_all(&unpacked).unwrap();
-    run(Command::new("sh").current_dir(&unpacked).arg("-c").arg(format!("cpio -id {member} < '{}'", ramdisk.display())));
+    run(Command::new("sh")
+        .current_dir(&unpacked)
+        .arg("-c")
+        .arg(format!("cpio -id {member} < '{}'", ramdisk.display())));
     let elf = fs::read(unpacked.join(&member)).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF");
     let interp = eifbake::elf::interpreter(&mut std::io::Cursor::new(&elf)).unwrap();
@@ -249,11 +267,12 @@ fn assert_static_server(app: &App, sections: &Path, scratch: &Path) {
 }
 
 /// A rebuilder's view: `verify` from the manifest alone (with the app's
-/// path source, which no one can download) in a fresh store; the step is
-/// never reused by verify. Must be GOOD.
+/// path source, which no one can download), in the store `check` filled
+/// with the pinned blobs (content addressed, so sharing it hides nothing;
+/// verify never reuses a step). Must be GOOD.
 fn assert_verifies(setup: &Setup, built: &Built) {
     let app = built.project.join(setup.app.recipe()).join("app");
-    let store = setup.path("store-verify");
+    let store = setup.path("check-store");
     let manifest = built.manifest(setup.app.name);
     let args = ["--store", s(&store), "verify", s(&manifest), "--source", &format!("app={}", s(&app))];
     let verdict = eifbake_ok(setup.tmp.path(), &args, &setup.env(&[]), 0o022);
@@ -261,12 +280,12 @@ fn assert_verifies(setup: &Setup, built: &Built) {
 }
 
 #[test]
-fn rust_server_builds_reproducibly_and_verifies() {
+fn rust_server_reproduces_passes_check_verifies_and_serves() {
     if !common::root_or_skip("building recipes/rust-server (steps run in crun)") {
         return;
     }
     let setup = Setup::new(&RUST_SERVER);
-    let built = build_twice(&setup);
+    let built = build_and_check(&setup);
     assert_static_server(&RUST_SERVER, &built.sections, setup.tmp.path());
     assert_verifies(&setup, &built);
     let served = boot_and_fetch(&RUST_SERVER, &built.sections, setup.tmp.path(), &["/"]);
@@ -281,12 +300,12 @@ const GO_WWW_FILES: [(&str, &str, &str); 2] = [
 ];
 
 #[test]
-fn go_www_builds_reproducibly_verifies_and_serves_the_reported_files() {
+fn go_www_reproduces_passes_check_verifies_and_serves_the_reported_files() {
     if !common::root_or_skip("building recipes/go-www (steps run in crun)") {
         return;
     }
     let setup = Setup::new(&GO_WWW);
-    let built = build_twice(&setup);
+    let built = build_and_check(&setup);
     assert_static_server(&GO_WWW, &built.sections, setup.tmp.path());
     assert_verifies(&setup, &built);
 
@@ -304,37 +323,13 @@ fn go_www_builds_reproducibly_verifies_and_serves_the_reported_files() {
     let served = boot_and_fetch(&GO_WWW, &built.sections, setup.tmp.path(), &urls);
     for (url, file, path) in GO_WWW_FILES {
         let source = Digest::of(&fs::read(GO_WWW.source().join("app/static").join(file)).unwrap());
-        assert_eq!(Digest::of(&served[url]), source, "{url}: the enclave served other bytes than static/{file}");
+        assert_eq!(
+            Digest::of(&served[url]),
+            source,
+            "{url}: the enclave served other bytes than static/{file}"
+        );
         assert_eq!(reported.get(path).copied(), Some(source.to_string().as_str()), "{path} in the manifest");
     }
-}
-
-/// `eifbake check` with every variation (the default: a control and one
-/// run with all nine at once) passes on go-www.
-///
-/// Not run on rust-server in the tests: measured warm on the 2-core CI
-/// machine, `check` there takes RUST_CHECK_FIGURE (two full compiles of the
-/// app and its crates, each in a fresh store), over the suite's budget for one
-/// test; `eifbake check recipes/rust-server` (after `make demo-apps`) passes
-/// by hand.
-#[test]
-fn go_www_passes_check_with_every_variation() {
-    if !common::root_or_skip("checking recipes/go-www (steps run in crun; user and dirorder need root)") {
-        return;
-    }
-    let setup = Setup::new(&GO_WWW);
-    let project = setup.path("project");
-    setup.locked_project(&project);
-    let store = setup.path("store");
-    let args = ["--store", s(&store), "check", &GO_WWW.recipe(), "--json"];
-    let out = eifbake_ok(&project, &args, &setup.env(&[]), 0o022);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["reproducible"], true, "{v:#}");
-    assert_eq!(v["skipped"].as_array().unwrap().len(), 0, "as root nothing is skipped: {v:#}");
-    let runs = v["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 2, "{v:#}");
-    assert_eq!(runs[1]["vary"].as_array().unwrap().len(), 9, "every variation applied: {v:#}");
-    assert_eq!(runs[0]["sha256"], runs[1]["sha256"], "{v:#}");
 }
 
 /// Boot the EIF's kernel and ramdisks (`sections`, from `describe
