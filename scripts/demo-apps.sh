@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# `make demo-apps` (scripts/demo-apps.sh): a real Rust application with
-# crates.io dependencies, recipes/rust-server, built reproducibly with no
-# internet.
+# `make demo-apps` (scripts/demo-apps.sh): two real applications built
+# reproducibly with no internet: recipes/rust-server (Rust, crates.io
+# dependencies) and recipes/go-www (Go, files embedded with //go:embed and
+# reported by sha256 in the manifest). Steps 3 to 5 run for each.
 #
 #  1. make the fixture images from Debian packages: busybox, the cloud
-#     kernel, the demo's init, and the Rust 1.96 toolchain
-#     (scripts/make-rust-image.sh: rustc-web, cargo-web, gcc...; cached under
-#     target/fixtures/), and serve them from a loopback registry
-#     (docker-registry) on 127.0.0.1:5055, the address the recipe names;
+#     kernel, the demo's init, the Rust 1.96 toolchain
+#     (scripts/make-rust-image.sh: rustc-web, cargo-web, gcc...) and the Go
+#     1.19 toolchain (scripts/make-go-image.sh: golang-go), both cached under
+#     target/fixtures/, and serve them from a loopback registry
+#     (docker-registry) on 127.0.0.1:5055, the address the recipes name;
 #  2. serve the app's crates (httparse, itoa: eifbake's own dependencies, so
 #     in ~/.cargo/registry/cache after building eifbake) from a loopback HTTP
 #     server (busybox httpd) on 127.0.0.1:5056, named by the eifbake config
@@ -20,15 +22,15 @@
 #  5. boot the EIF's kernel and ramdisk under QEMU (TCG) with user-mode
 #     networking, a test-only overlay that loads virtio-net and sets up eth0
 #     (scripts/qemu-net-overlay.sh: an enclave has no network), and port
-#     5057 forwarded to the server's 8080; fetch / with curl and check it is
-#     the app's static/index.html.
+#     5057 forwarded to the server's 8080; fetch the app's pages with curl
+#     and check they are its static files, byte for byte (for go-www, also
+#     the sha256 the manifest reports for them).
 #
 # Everything goes under out/demo-apps/ (removed first). Exits non-zero on any
 # failure, including two builds that differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-recipe=rust-server
 work=$root/out/demo-apps
 bin=$root/target/release/eifbake
 [ -x "$bin" ] || cargo build --release --locked
@@ -44,7 +46,7 @@ for port in 5055 5056 5057; do
   fi
 done
 
-say "fixture images (Debian's busybox-static, cloud kernel, rustc-web and cargo-web)"
+say "fixture images (Debian's busybox-static, cloud kernel, rustc-web and cargo-web, golang-go)"
 export EIFBAKE_KERNEL_DIR=${EIFBAKE_KERNEL_DIR:-$root/target/fixtures/kernel}
 init_root=$work/init-rootfs
 mkdir -p "$init_root"
@@ -55,6 +57,8 @@ scripts/make-kernel-image.sh "$work/images/kernel" 6.1 > /dev/null
 scripts/oci-layout-from-dir.sh "$init_root" "$work/images/init" 1 > /dev/null
 printf 'rust toolchain image '
 time scripts/make-rust-image.sh "$work/images/rust" 1.96
+printf 'go toolchain image '
+time scripts/make-go-image.sh "$work/images/golang" 1.19
 
 say "loopback registry on $reg, crates on $crates_addr"
 mkdir -p "$work/registry" "$work/crates"
@@ -78,7 +82,7 @@ while read -r name version; do
   fi
   cp "$file" "$work/crates/$name/"
 done < <(awk -F'"' '/^name = /{n=$2} /^version = /{v=$2} /^source = "registry/{print n, v}' \
-  "recipes/$recipe/app/Cargo.lock")
+  "recipes/rust-server/app/Cargo.lock")
 busybox httpd -f -p "$crates_addr" -h "$work/crates" &
 httpd_pid=$!
 trap 'kill $registry_pid $httpd_pid 2>/dev/null || true' EXIT
@@ -88,75 +92,114 @@ for _ in $(seq 100); do
   curl -fs "http://$reg/v2/" > /dev/null && break
   sleep 0.1
 done
-for img in busybox:1.35 kernel:6.1 init:1 rust:1.96; do
+for img in busybox:1.35 kernel:6.1 init:1 rust:1.96 golang:1.19; do
   name=${img%%:*} tag=${img##*:}
   repo=$name
   [ "$name" = kernel ] && repo=linux-cloud
   skopeo copy --quiet --preserve-digests --dest-tls-verify=false \
     "oci:$work/images/$name:$tag" "docker://$reg/eifbake-demo/$repo:$tag"
 done
-echo "pushed busybox, linux-cloud, init and rust; serving $(ls "$work/crates" | tr '\n' ' ')"
+echo "pushed busybox, linux-cloud, init, rust and golang; serving $(ls "$work/crates" | tr '\n' ' ')"
 
-say "eifbake lock"
-lock=$work/$recipe.lock
-"$bin" lock "recipes/$recipe" --lockfile "$lock"
-grep -E '^\[|^(name|version|checksum|tree|manifest) =' "$lock"
 
-say "build A (umask 022, TZ=UTC, LC_ALL=C, store $work/store-a)"
-(umask 022; TZ=UTC LC_ALL=C EIFBAKE_STORE=$work/store-a \
-  "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/a")
+# demo RECIPE SERVED: steps 3 to 5 for recipes/RECIPE, its outputs under
+# $work/RECIPE/. SERVED lists "URL FILE [REPORTED]" lines: what the enclave
+# must serve (FILE under recipes/RECIPE/app), and the enclave path whose
+# sha256 the manifest must report for it.
+demo() {
+  local recipe=$1 served=$2 w=$work/$1
+  mkdir -p "$w"
+  say "$recipe: eifbake lock"
+  local lock=$w/$recipe.lock
+  "$bin" lock "recipes/$recipe" --lockfile "$lock"
+  grep -E '^\[|^(name|version|checksum|tree|manifest) =' "$lock"
 
-say "build B (another directory, umask 077, TZ=Asia/Kathmandu, LC_ALL=C.UTF-8, fresh store, no cache)"
-other=$work/elsewhere/checkout
-mkdir -p "$other"
-cp -r "recipes" "$other/recipes"
-rm -rf "$other/recipes/$recipe/app/target"
-(umask 077; cd "$other" && TZ=Asia/Kathmandu LC_ALL=C.UTF-8 LANG=C.UTF-8 EIFBAKE_STORE=$work/store-b \
-  "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/b" --no-cache)
+  say "$recipe: build A (umask 022, TZ=UTC, LC_ALL=C, store $w/store-a)"
+  (umask 022; TZ=UTC LC_ALL=C EIFBAKE_STORE=$w/store-a \
+    "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$w/a")
 
-say "compare"
-a=$(sha256sum < "$work/a/$recipe.eif" | cut -d' ' -f1)
-b=$(sha256sum < "$work/b/$recipe.eif" | cut -d' ' -f1)
-echo "A  sha256:$a"
-echo "B  sha256:$b"
-sed 's/^/A  /' "$work/a/$recipe.pcrs"
-sed 's/^/B  /' "$work/b/$recipe.pcrs"
-if [ "$a" != "$b" ] || ! cmp -s "$work/a/$recipe.pcrs" "$work/b/$recipe.pcrs"; then
-  echo "demo-apps: the two builds differ:" >&2
-  "$bin" diff "$work/a/$recipe.eif" "$work/b/$recipe.eif" >&2 || true
-  exit 1
-fi
-echo "identical: same EIF bytes, same PCRs"
+  say "$recipe: build B (another directory, umask 077, TZ=Asia/Kathmandu, LC_ALL=C.UTF-8, fresh store, no cache)"
+  local other=$w/elsewhere/checkout
+  mkdir -p "$other"
+  cp -r "recipes" "$other/recipes"
+  rm -rf "$other/recipes/$recipe/app/target"
+  (umask 077; cd "$other" && TZ=Asia/Kathmandu LC_ALL=C.UTF-8 LANG=C.UTF-8 EIFBAKE_STORE=$w/store-b \
+    "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$w/b" --no-cache)
+  compare "$recipe" "$w"
 
-say "eifbake verify: from the manifest alone (fresh store and directory; the crates downloaded again)"
-"$bin" verify "$work/a/$recipe.manifest.json" --source "app=recipes/$recipe/app" \
-  --pcrs "$work/a/$recipe.pcrs" --eif "$work/a/$recipe.eif"
+  say "$recipe: eifbake verify: from the manifest alone (fresh store and directory)"
+  "$bin" verify "$w/a/$recipe.manifest.json" --source "app=recipes/$recipe/app" \
+    --pcrs "$w/a/$recipe.pcrs" --eif "$w/a/$recipe.eif"
 
-say "the server in the enclave's ramdisk"
-"$bin" describe "$work/a/$recipe.eif" --extract "$work/sections" > /dev/null
-mkdir -p "$work/ramdisk"
-(cd "$work/ramdisk" && cat "$work"/sections/ramdisk* | cpio -id --quiet usr/bin/rust-server)
-file "$work/ramdisk/usr/bin/rust-server" 2>/dev/null || ls -l "$work/ramdisk/usr/bin/rust-server"
+  say "$recipe: the server in the enclave's ramdisk"
+  "$bin" describe "$w/a/$recipe.eif" --extract "$w/sections" > /dev/null
+  mkdir -p "$w/ramdisk"
+  (cd "$w/ramdisk" && cat "$w"/sections/ramdisk* | cpio -id --quiet "usr/bin/$recipe")
+  file "$w/ramdisk/usr/bin/$recipe" 2>/dev/null || ls -l "$w/ramdisk/usr/bin/$recipe"
+  boot_and_fetch "$recipe" "$w" "$served"
+}
 
-say "boot under QEMU (TCG) with a network, fetch the page through 127.0.0.1:5057"
-scripts/qemu-net-overlay.sh "$EIFBAKE_KERNEL_DIR" "$work/qemu-net.cpio"
-cat "$work"/sections/ramdisk* "$work/qemu-net.cpio" > "$work/initrd"
-timeout 300 qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nographic -no-reboot -nodefaults \
-  -serial stdio -monitor none -kernel "$work/sections/kernel" -initrd "$work/initrd" \
-  -append "$(cat "$work/sections/cmdline") console=ttyS0 panic=-1 pci=conf1" \
-  -netdev user,id=n0,hostfwd=tcp:127.0.0.1:5057-:8080 -device virtio-net-pci,netdev=n0 \
-  < /dev/null > "$work/console.log" 2>&1 &
-qemu_pid=$!
+# compare RECIPE DIR: builds A and B are the same bytes, or stop.
+compare() {
+  local recipe=$1 w=$2 a b
+  say "$recipe: compare"
+  a=$(sha256sum < "$w/a/$recipe.eif" | cut -d' ' -f1)
+  b=$(sha256sum < "$w/b/$recipe.eif" | cut -d' ' -f1)
+  echo "A  sha256:$a"
+  echo "B  sha256:$b"
+  sed 's/^/A  /' "$w/a/$recipe.pcrs"
+  sed 's/^/B  /' "$w/b/$recipe.pcrs"
+  if [ "$a" != "$b" ] || ! cmp -s "$w/a/$recipe.pcrs" "$w/b/$recipe.pcrs"; then
+    echo "demo-apps: the two builds of $recipe differ:" >&2
+    "$bin" diff "$w/a/$recipe.eif" "$w/b/$recipe.eif" >&2 || true
+    exit 1
+  fi
+  echo "identical: same EIF bytes, same PCRs"
+}
+
+# boot_and_fetch RECIPE DIR SERVED: boot build A under QEMU, fetch SERVED.
+boot_and_fetch() {
+  local recipe=$1 w=$2 url file reported sha want
+  say "$recipe: boot under QEMU (TCG) with a network, fetch through 127.0.0.1:5057"
+  scripts/qemu-net-overlay.sh "$EIFBAKE_KERNEL_DIR" "$w/qemu-net.cpio" "/usr/bin/$recipe"
+  cat "$w"/sections/ramdisk* "$w/qemu-net.cpio" > "$w/initrd"
+  # no_timer_check: a loaded host can make TCG too slow for the kernel's IO-APIC timer check.
+  timeout 300 qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nographic -no-reboot -nodefaults \
+    -serial stdio -monitor none -kernel "$w/sections/kernel" -initrd "$w/initrd" \
+    -append "$(cat "$w/sections/cmdline") console=ttyS0 panic=-1 pci=conf1 no_timer_check" \
+    -netdev user,id=n0,hostfwd=tcp:127.0.0.1:5057-:8080 -device virtio-net-pci,netdev=n0 \
+    < /dev/null > "$w/console.log" 2>&1 &
+  qemu_pid=$!
+  for _ in $(seq 240); do
+    curl -fs -m 5 -o /dev/null http://127.0.0.1:5057/ && break
+    sleep 1
+  done
+  grep -a -E "^(net-up|$recipe):" "$w/console.log" || true
+  while read -r url file reported; do
+    curl -fs -m 5 -o "$w/page" "http://127.0.0.1:5057$url" || true
+    if ! cmp -s "$w/page" "recipes/$recipe/app/$file"; then
+      echo "demo-apps: the enclave did not serve recipes/$recipe/app/$file at $url; console log:" >&2
+      tail -40 "$w/console.log" >&2
+      exit 1
+    fi
+    sha=sha256:$(sha256sum < "$w/page" | cut -d' ' -f1)
+    echo "served $url: $sha, the same as recipes/$recipe/app/$file"
+    [ -n "$reported" ] || continue
+    want=$(grep -A1 "\"path\": \"$reported\"" "$w/a/$recipe.manifest.json" | grep -o 'sha256:[0-9a-f]*' || true)
+    if [ "$want" != "$sha" ]; then
+      echo "demo-apps: the manifest reports ${want:-nothing} for $reported, not $sha" >&2
+      exit 1
+    fi
+    echo "  and the manifest reports $reported as $want"
+  done <<< "$served"
+  kill "$qemu_pid" 2>/dev/null || true
+  wait "$qemu_pid" 2>/dev/null || true
+  qemu_pid=
+}
+
+qemu_pid=
 trap 'kill $registry_pid $httpd_pid $qemu_pid 2>/dev/null || true' EXIT
-for _ in $(seq 240); do
-  curl -fs -m 5 -o "$work/page.html" http://127.0.0.1:5057/ && break
-  sleep 1
-done
-grep -a -E '^(net-up|rust-server):' "$work/console.log" || true
-if ! cmp -s "$work/page.html" "recipes/$recipe/app/static/index.html"; then
-  echo "demo-apps: the enclave did not serve recipes/$recipe/app/static/index.html; console log:" >&2
-  tail -40 "$work/console.log" >&2
-  exit 1
-fi
-echo "served: sha256:$(sha256sum < "$work/page.html" | cut -d' ' -f1), the same as recipes/$recipe/app/static/index.html"
-echo "demo-apps: done. Outputs in $work/a: $recipe.eif, $recipe.pcrs, $recipe.manifest.json, $recipe.provenance.json"
+demo rust-server "/ static/index.html"
+demo go-www "/ static/index.html /usr/share/www/index.html
+/style.css static/style.css /usr/share/www/style.css"
+echo "demo-apps: done. Outputs in $work/rust-server/a and $work/go-www/a: NAME.eif, NAME.pcrs, NAME.manifest.json, NAME.provenance.json"

@@ -108,7 +108,9 @@ deb_file() {
 build() {
   local dest=$1 stage name version
   stage=$(mktemp -d "$(dirname "$dest")/.$cache_name-image.XXXXXX")
-  trap 'rm -rf "$stage"' RETURN
+  # Removed when build returns; the trap then unsets itself, or it would fire
+  # again on the next function's return, where $stage is no longer set.
+  trap 'rm -rf "$stage"; trap - RETURN' RETURN
   "$here/make-busybox-image.sh" "$stage/busybox" > /dev/null
   local layer
   layer=$(grep -o '"layers":\[{[^]]*' "$stage/busybox/blobs/sha256/$(

@@ -1,0 +1,3 @@
+module eifbake.example/go-www
+
+go 1.19
