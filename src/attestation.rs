@@ -776,3 +776,351 @@ pub fn expected_from_pcrs_file(path: &Path) -> Result<Measurements> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read PCR file {}", path.display()))?;
     Measurements::parse_pcrs_file(&text).with_context(|| format!("PCR file {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eif::signature::{cose_sign1, PROTECTED_ES384};
+    use p384::ecdsa::signature::Signer as _;
+    use p384::ecdsa::SigningKey;
+    use p384::pkcs8::DecodePrivateKey as _;
+    use std::path::PathBuf;
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/attestation").join(name)
+    }
+
+    fn cert(name: &str) -> Vec<u8> {
+        crate::signing::Certificate::from_pem_file(&data(&format!("chain/{name}.pem")))
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    fn key(name: &str) -> SigningKey {
+        SigningKey::from_pkcs8_pem(&std::fs::read_to_string(data(&format!("chain/{name}.key"))).unwrap())
+            .unwrap()
+    }
+
+    fn real() -> SignedDocument {
+        parse(&read_file(&data("nitro-2024-09-07.b64")).unwrap()).unwrap()
+    }
+
+    /// 2026-01-01T00:00:00Z: inside the made-up chain's 2020..2099.
+    const NOW: Epoch = Epoch(1_767_225_600);
+
+    fn measurements(pcrs: &BTreeMap<u8, Pcr>) -> Measurements {
+        Measurements { pcr0: pcrs[&0], pcr1: pcrs[&1], pcr2: pcrs[&2], pcr8: None }
+    }
+
+    /// A document under the made-up chain, as an NSM would write it.
+    fn made_up(cabundle: &[&str], leaf: &str) -> Document {
+        let pcrs = (0..16u8).map(|n| (n, if n < 3 { Pcr::of(&[n]) } else { Pcr([0; 48]) })).collect();
+        Document {
+            module_id: "i-0123456789abcdef0-enc0123456789abcdef".into(),
+            digest: "SHA384".into(),
+            timestamp: NOW.0 * 1000 + 250,
+            pcrs,
+            certificate: cert(leaf),
+            cabundle: cabundle.iter().map(|c| cert(c)).collect(),
+            public_key: None,
+            user_data: Some(b"hello".to_vec()),
+            nonce: Some(vec![0xab; 20]),
+        }
+    }
+
+    fn sign(doc: &Document, signer: &SigningKey) -> Vec<u8> {
+        let payload = doc.to_cbor();
+        let sig: Signature = signer.sign(&sig_structure(&PROTECTED_ES384, &payload));
+        cose_sign1(&PROTECTED_ES384, &payload, &sig.to_bytes())
+    }
+
+    fn policy(doc: &Document) -> Policy {
+        Policy {
+            anchor: TrustAnchor::from_der(cert("root"), "the test root"),
+            at: NOW,
+            nonce: doc.nonce.clone(),
+            expected: measurements(&doc.pcrs),
+            allow_unsigned: false,
+        }
+    }
+
+    fn run(bytes: &[u8], policy: &Policy) -> Report {
+        verify(&parse(bytes).unwrap(), policy)
+    }
+
+    /// The detail of the failed check `what`, or a panic showing the report.
+    fn failed(r: &Report, what: &str) -> String {
+        let c = r.checks.iter().find(|c| c.what == what).unwrap();
+        assert_eq!((r.verdict, c.status), (Verdict::Bad, Status::Failed), "{r:#?}");
+        c.detail.clone()
+    }
+
+    #[test]
+    fn the_pinned_root_is_the_embedded_one_and_the_real_chains_root() {
+        let aws = TrustAnchor::aws_nitro();
+        assert_eq!(aws.sha256(), AWS_NITRO_ROOT_G1_SHA256);
+        let c = crate::signing::Certificate::from_der(aws.der.clone()).unwrap();
+        assert_eq!(c.subject(), "CN=aws.nitro-enclaves,OU=AWS,O=Amazon,C=US");
+        assert_eq!(real().document.cabundle[0], aws.der);
+    }
+
+    #[test]
+    fn the_real_document_parses_and_re_encodes_to_the_same_bytes() {
+        let r = real();
+        let d = &r.document;
+        assert_eq!(d.module_id, "i-0a22e5c5f24d22174-enc0191cceb4289903f");
+        assert_eq!((d.digest.as_str(), d.timestamp), ("SHA384", 1_725_719_859_545));
+        assert_eq!(d.time(), "2024-09-07T14:37:39.545Z");
+        assert_eq!(d.pcrs.len(), 16);
+        assert_eq!(d.cabundle.len(), 4);
+        assert_eq!(d.nonce.as_deref(), Some(&[1u8; 1024][..]));
+        assert_eq!(r.cose.algorithm, Some(COSE_ES384));
+        assert!(!r.is_unsigned());
+        assert_eq!(d.to_cbor(), r.cose.payload, "the encoder writes the NSM's bytes");
+    }
+
+    #[test]
+    fn the_real_document_verifies_at_its_time_and_not_after() {
+        let r = real();
+        let expected =
+            Measurements::parse_pcrs_file(&std::fs::read_to_string(data("nitro-2024-09-07.pcrs")).unwrap())
+                .unwrap();
+        let mut p = Policy {
+            anchor: TrustAnchor::aws_nitro(),
+            at: Epoch(1_725_719_859),
+            nonce: Some(vec![1; 1024]),
+            expected,
+            allow_unsigned: false,
+        };
+        let report = verify(&r, &p);
+        assert_eq!(report.verdict, Verdict::Good, "{report:#?}");
+        assert!(report.checks.iter().all(|c| c.status == Status::Ok));
+        assert!(report.checks[0].detail.contains("5 certificates from the AWS Nitro Enclaves Root G1"));
+        p.at = Epoch(1_725_730_000); // 17:26:40, the leaf is still valid; cabundle[3] too
+        assert_eq!(verify(&r, &p).verdict, Verdict::Good);
+        p.at = Epoch(1_725_730_660); // 17:37:40, one second after the leaf expired
+        let report = verify(&r, &p);
+        let d = failed(&report, "chain");
+        assert!(d.contains("the enclave certificate") && d.contains("expired before"), "{d}");
+        assert!(report.notes.iter().any(|n| n.contains("pass --at 2024-09-07T14:37:39Z")), "{report:#?}");
+    }
+
+    #[test]
+    fn a_made_up_chain_verifies_only_under_its_own_root() {
+        let doc = made_up(&["root", "inter"], "leaf");
+        let bytes = sign(&doc, &key("leaf"));
+        let p = policy(&doc);
+        let r = run(&bytes, &p);
+        assert_eq!(r.verdict, Verdict::Good, "{r:#?}");
+        assert_eq!(r.user_data.as_deref(), Some(hex::encode(b"hello").as_str()));
+        // Tagged (CBOR tag 18) the same.
+        let tagged = [&[0xd2][..], &bytes].concat();
+        assert_eq!(run(&tagged, &p).verdict, Verdict::Good);
+        // Under AWS's root: refused, naming both fingerprints.
+        let aws = Policy { anchor: TrustAnchor::aws_nitro(), ..p.clone() };
+        let d = failed(&run(&bytes, &aws), "chain");
+        assert!(
+            d.contains("is not the AWS Nitro Enclaves Root G1") && d.contains(AWS_NITRO_ROOT_G1_SHA256),
+            "{d}"
+        );
+        // Root missing from the bundle, or the bundle out of order.
+        for bundle in [&["inter"][..], &["inter", "root"]] {
+            let d = failed(&run(&sign(&made_up(bundle, "leaf"), &key("leaf")), &p), "chain");
+            assert!(d.contains("cabundle[0]") && d.contains("is not the test root"), "{d}");
+        }
+    }
+
+    #[test]
+    fn chain_rules_are_enforced() {
+        let cases: [(&[&str], &str, &str); 5] = [
+            (&["root", "inter-not-ca"], "leaf-under-not-ca", "is not a CA"),
+            (&["root", "inter-sha256"], "leaf", "ecdsa-with-SHA384"),
+            (&["root", "inter"], "leaf-expired", "expired before 2026-01-01T00:00:00Z"),
+            (&["root"], "leaf", "names issuer"),
+            (&["root", "inter", "inter"], "leaf", "names issuer"),
+        ];
+        for (bundle, leaf, want) in cases {
+            let doc = made_up(bundle, leaf);
+            let d = failed(&run(&sign(&doc, &key("leaf")), &policy(&doc)), "chain");
+            assert!(d.contains(want), "{bundle:?} {leaf}: expected {want:?} in {d:?}");
+        }
+        // A CA as the enclave certificate (signing with its own key).
+        let doc = made_up(&["root"], "inter");
+        let d = failed(&run(&sign(&doc, &key("inter")), &policy(&doc)), "chain");
+        assert!(d.contains("is a CA"), "{d}");
+        // Not yet valid.
+        let doc = made_up(&["root", "inter"], "leaf");
+        let early = Policy { at: Epoch(1_500_000_000), ..policy(&doc) };
+        let d = failed(&run(&sign(&doc, &key("leaf")), &early), "chain");
+        assert!(d.contains("is not valid yet at 2017-07-14T02:40:00Z"), "{d}");
+        // pathLenConstraint 1 on the intermediate: two CAs below it are too many.
+        let der = cert("inter");
+        let link =
+            Link { name: "x".into(), der: &der, cert: x509_cert::Certificate::from_der(&der).unwrap() };
+        assert!(check_ca(&link, 1).is_ok());
+        assert!(format!("{:#}", check_ca(&link, 2).unwrap_err()).contains("pathLenConstraint"));
+    }
+
+    #[test]
+    fn signature_payload_and_key_are_bound() {
+        let doc = made_up(&["root", "inter"], "leaf");
+        let p = policy(&doc);
+        // Signed by another key than the enclave certificate's.
+        let d = failed(&run(&sign(&doc, &key("inter")), &p), "signature");
+        assert!(d.contains("does not verify"), "{d}");
+        // A PCR changed after signing: the signature breaks (and the comparison names it).
+        let good = parse(&sign(&doc, &key("leaf"))).unwrap();
+        let mut forged = good.document.clone();
+        forged.pcrs.insert(2, Pcr::of(b"evil"));
+        let cose = cose_sign1(&good.cose.protected, &forged.to_cbor(), &good.cose.signature);
+        let r = run(&cose, &p);
+        failed(&r, "signature");
+        assert!(failed(&r, "PCR2").contains("attested"));
+        // Another algorithm in the protected header.
+        let es256 = [0xa1, 0x01, 0x26];
+        let cose = cose_sign1(&es256, &good.cose.payload, &good.cose.signature);
+        assert!(failed(&run(&cose, &p), "signature").contains("algorithm -7"));
+    }
+
+    #[test]
+    fn nonce_and_pcrs_are_compared() {
+        let doc = made_up(&["root", "inter"], "leaf");
+        let bytes = sign(&doc, &key("leaf"));
+        let p = Policy { nonce: Some(vec![0xab; 19]), ..policy(&doc) };
+        assert!(failed(&run(&bytes, &p), "nonce").contains("the document's nonce is abab"));
+        let mut none = doc.clone();
+        none.nonce = None;
+        let d = failed(&run(&sign(&none, &key("leaf")), &policy(&doc)), "nonce");
+        assert!(d.contains("has no nonce"), "{d}");
+        // No --nonce: skipped, with a note.
+        let r = run(&bytes, &Policy { nonce: None, ..policy(&doc) });
+        assert_eq!(r.verdict, Verdict::Good);
+        assert!(r.notes.iter().any(|n| n.contains("20-byte nonce that was not checked")), "{r:#?}");
+        // PCR8 expected but the enclave is not signed; PCR8 attested but not expected.
+        let mut want = measurements(&doc.pcrs);
+        want.pcr8 = Some(Pcr::of(b"cert"));
+        let d = failed(&run(&bytes, &Policy { expected: want.clone(), ..policy(&doc) }), "PCR8");
+        assert!(d.contains("attested 000000"), "{d}");
+        let mut signed_image = doc.clone();
+        signed_image.pcrs.insert(8, Pcr::of(b"cert"));
+        let bytes = sign(&signed_image, &key("leaf"));
+        assert_eq!(run(&bytes, &Policy { expected: want, ..policy(&doc) }).verdict, Verdict::Good);
+        let r = run(&bytes, &policy(&doc));
+        assert_eq!(r.verdict, Verdict::Good);
+        assert!(r.notes.iter().any(|n| n.contains("the enclave's image is signed (PCR8")), "{r:#?}");
+        // A debug enclave: PCR0/1/2 all zeros.
+        let mut debug = doc.clone();
+        for n in 0..3 {
+            debug.pcrs.insert(n, Pcr([0; 48]));
+        }
+        let d = failed(&run(&sign(&debug, &key("leaf")), &policy(&doc)), "PCR0");
+        assert!(d.contains("debug mode"), "{d}");
+    }
+
+    /// The shape QEMU's virtio-nsm writes: alg -1, 64 zero bytes for the
+    /// signature, the certificate and the one cabundle entry; absent fields null.
+    fn qemu_shaped(doc: &Document) -> Vec<u8> {
+        let mut d = doc.clone();
+        d.certificate = vec![0; 64];
+        d.cabundle = vec![vec![0; 64]];
+        d.public_key = None;
+        cose_sign1(&[0xa1, 0x01, 0x20], &d.to_cbor(), &[0; 64])
+    }
+
+    #[test]
+    fn unsigned_documents_need_the_insecure_flag_and_are_never_good() {
+        let doc = made_up(&["root", "inter"], "leaf");
+        let bytes = qemu_shaped(&doc);
+        let parsed = parse(&bytes).unwrap();
+        assert!(parsed.is_unsigned());
+        assert_eq!(parsed.document.public_key, None);
+        let r = run(&bytes, &policy(&doc));
+        assert!(failed(&r, "signature").contains("pass --insecure-unsigned"));
+        assert!(!r.signed);
+        let allow = Policy { allow_unsigned: true, ..policy(&doc) };
+        let r = run(&bytes, &allow);
+        assert_eq!(r.verdict, Verdict::Unauthenticated, "{r:#?}");
+        assert!(r.checks[..2]
+            .iter()
+            .all(|c| c.status == Status::Skipped && c.detail.contains("NOT AUTHENTICATED")));
+        // Allowed, but the PCRs differ: BAD.
+        let mut other = allow.clone();
+        other.expected.pcr1 = Pcr::of(b"other");
+        failed(&run(&bytes, &other), "PCR1");
+        // A zero signature under a real ES384 header is unsigned too.
+        let d = parse(&bytes).unwrap();
+        assert!(parse(&cose_sign1(&PROTECTED_ES384, &d.cose.payload, &[0; 96])).unwrap().is_unsigned());
+    }
+
+    fn parse_err(doc: &Document, edit: impl FnOnce(&mut Vec<(Value, Value)>)) -> String {
+        let Value::Map(mut m) = ciborium::from_reader::<Value, _>(&doc.to_cbor()[..]).unwrap() else {
+            panic!()
+        };
+        edit(&mut m);
+        let mut payload = Vec::new();
+        ciborium::into_writer(&Value::Map(m), &mut payload).unwrap();
+        format!("{:#}", parse(&cose_sign1(&PROTECTED_ES384, &payload, &[1; 96])).unwrap_err())
+    }
+
+    #[test]
+    fn malformed_payloads_are_unreadable_naming_the_field() {
+        let doc = made_up(&["root", "inter"], "leaf");
+        let t = |s: &str| Value::Text(s.into());
+        let cases: Vec<(Box<dyn FnOnce(&mut Vec<(Value, Value)>)>, &str)> = vec![
+            (Box::new(|m| m.push((t("nonce"), Value::Null))), "field \"nonce\" appears twice"),
+            (Box::new(|m| m.push((t("extra"), Value::Null))), "unknown field \"extra\""),
+            (Box::new(|m| drop(m.remove(3))), "field \"pcrs\" is missing"),
+            (Box::new(|m| m[1].1 = t("SHA256")), "\"digest\" is \"SHA256\""),
+            (Box::new(|m| m[2].1 = Value::Integer((-5).into())), "\"timestamp\" is not a positive integer"),
+            (Box::new(|m| m[4].1 = t("pem")), "\"certificate\" is not a byte string"),
+            (Box::new(|m| m[8].1 = Value::Integer(1.into())), "\"nonce\" is neither bytes nor null"),
+            (Box::new(|m| m[3].1 = Value::Map(vec![])), "\"pcrs\" has 0 entries"),
+            (
+                Box::new(|m| {
+                    m[3].1 = Value::Map(vec![(Value::Integer(0.into()), Value::Bytes(vec![0; 32]))])
+                }),
+                "PCR0 is 32 bytes",
+            ),
+            (
+                Box::new(|m| {
+                    m[3].1 = Value::Map(vec![(Value::Integer(40.into()), Value::Bytes(vec![0; 48]))])
+                }),
+                "not a PCR index",
+            ),
+            (Box::new(|m| m[0].0 = Value::Integer(1.into())), "a key is not a text string"),
+        ];
+        for (edit, want) in cases {
+            let e = parse_err(&doc, edit);
+            assert!(
+                e.contains("the attestation document's payload") && e.contains(want),
+                "expected {want:?} in {e:?}"
+            );
+        }
+        let good = sign(&doc, &key("leaf"));
+        for n in [1, 10, good.len() / 2, good.len() - 1] {
+            assert!(parse(&good[..n]).is_err(), "truncated to {n} bytes");
+        }
+        let e = format!("{:#}", parse(&[good.as_slice(), &[0]].concat()).unwrap_err());
+        assert!(e.contains("unexpected byte"), "{e}");
+    }
+
+    #[test]
+    fn files_may_be_binary_base64_or_hex() {
+        let bin = sign(&made_up(&["root", "inter"], "leaf"), &key("leaf"));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bin);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bin);
+        let wrapped: String =
+            b64.as_bytes().chunks(76).map(|c| format!("{}\n", std::str::from_utf8(c).unwrap())).collect();
+        for text in [b64.as_bytes(), url.as_bytes(), wrapped.as_bytes(), hex::encode(&bin).as_bytes()] {
+            assert_eq!(decode_text(text).unwrap(), bin);
+        }
+        assert_eq!(decode_text(&bin).unwrap(), bin);
+        assert!(decode_text(b"  \n").unwrap_err().to_string().contains("empty"));
+        assert!(decode_text(b"not a document!").unwrap_err().to_string().contains("neither binary CBOR"));
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'A'; DOCUMENT_FILE_LIMIT as usize + 1]).unwrap();
+        assert!(format!("{:#}", read_file(&big).unwrap_err()).contains("DOCUMENT_FILE_LIMIT"));
+    }
+}
