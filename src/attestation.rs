@@ -1066,8 +1066,11 @@ mod tests {
     #[test]
     fn malformed_payloads_are_unreadable_naming_the_field() {
         let doc = made_up(&["root", "inter"], "leaf");
-        let t = |s: &str| Value::Text(s.into());
-        let cases: Vec<(Box<dyn FnOnce(&mut Vec<(Value, Value)>)>, &str)> = vec![
+        fn t(s: &str) -> Value {
+            Value::Text(s.into())
+        }
+        type Edit = Box<dyn FnOnce(&mut Vec<(Value, Value)>)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|m| m.push((t("nonce"), Value::Null))), "field \"nonce\" appears twice"),
             (Box::new(|m| m.push((t("extra"), Value::Null))), "unknown field \"extra\""),
             (Box::new(|m| drop(m.remove(3))), "field \"pcrs\" is missing"),
