@@ -164,36 +164,35 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     decode_text(&bytes).with_context(|| format!("attestation document {p}"))
 }
 
-/// Binary CBOR as is; otherwise base64 or hex text.
+/// Binary CBOR as is; otherwise base64 or hex text. Of the text decodings
+/// that succeed, the first that looks like a COSE_Sign1 wins (else the first,
+/// so that the parser names what is wrong with it).
 fn decode_text(bytes: &[u8]) -> Result<Vec<u8>> {
     // A COSE_Sign1 starts with an array of 4 (0x84) or tag 18 (0xd2).
-    if matches!(bytes.first(), Some(0x84 | 0xd2)) {
+    let cose = |b: &[u8]| matches!(b.first(), Some(0x84 | 0xd2));
+    if cose(bytes) {
         return Ok(bytes.to_vec());
     }
     let text: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     if text.is_empty() {
         bail!("the file is empty; expected a COSE_Sign1 (binary CBOR, base64 or hex)");
     }
-    if text.iter().all(u8::is_ascii_hexdigit) && text.len() % 2 == 0 {
-        if let Ok(b) = hex::decode(&text) {
-            return Ok(b);
-        }
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let unpadded = text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(&text);
+    let decoded: Vec<Vec<u8>> = [
+        hex::decode(&text).ok(),
+        STANDARD.decode(&text).ok(),
+        URL_SAFE.decode(&text).ok(),
+        STANDARD_NO_PAD.decode(unpadded).ok(),
+        URL_SAFE_NO_PAD.decode(unpadded).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match decoded.iter().position(|d| cose(d)).or(if decoded.is_empty() { None } else { Some(0) }) {
+        Some(i) => Ok(decoded.into_iter().nth(i).expect("index in range")),
+        None => bail!("not a COSE_Sign1: neither binary CBOR (0x84 or 0xd2 first) nor base64 nor hex text"),
     }
-    let engines = [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE];
-    for e in engines {
-        if let Ok(b) = e.decode(&text) {
-            return Ok(b);
-        }
-    }
-    let nopad = text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(&text);
-    for e in
-        [&base64::engine::general_purpose::STANDARD_NO_PAD, &base64::engine::general_purpose::URL_SAFE_NO_PAD]
-    {
-        if let Ok(b) = e.decode(nopad) {
-            return Ok(b);
-        }
-    }
-    bail!("not a COSE_Sign1: neither binary CBOR (0x84 or 0xd2 first) nor base64 nor hex text")
 }
 
 /// Parse a COSE_Sign1 attestation document (see the module docs for what is refused).
@@ -1109,6 +1108,23 @@ mod tests {
     }
 
     #[test]
+    fn damaged_documents_never_panic_and_never_pass() {
+        // Every 37th byte of a signed document changed: each result is an error
+        // or BAD (the payload is signed, the header too), never a panic or GOOD.
+        let doc = made_up(&["root", "inter"], "leaf");
+        let good = sign(&doc, &key("leaf"));
+        let p = policy(&doc);
+        for i in (0..good.len()).step_by(37) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x41;
+            if let Ok(parsed) = parse(&bad) {
+                let r = verify(&parsed, &p);
+                assert_eq!(r.verdict, Verdict::Bad, "byte {i} changed: {r:#?}");
+            }
+        }
+    }
+
+    #[test]
     fn files_may_be_binary_base64_or_hex() {
         let bin = sign(&made_up(&["root", "inter"], "leaf"), &key("leaf"));
         let b64 = base64::engine::general_purpose::STANDARD.encode(&bin);
@@ -1119,6 +1135,10 @@ mod tests {
             assert_eq!(decode_text(text).unwrap(), bin);
         }
         assert_eq!(decode_text(&bin).unwrap(), bin);
+        // Text that is both hex and base64 ("84aabbcc" is f3 86 9a 6d b7 1c in
+        // base64): the decoding that gives a COSE_Sign1 wins.
+        assert_eq!(decode_text(b"84aabbcc").unwrap(), [0x84, 0xaa, 0xbb, 0xcc]);
+        assert_eq!(decode_text(b"hEShATgi").unwrap(), [0x84, 0x44, 0xa1, 0x01, 0x38, 0x22]);
         assert!(decode_text(b"  \n").unwrap_err().to_string().contains("empty"));
         assert!(decode_text(b"not a document!").unwrap_err().to_string().contains("neither binary CBOR"));
         let dir = tempfile::tempdir().unwrap();

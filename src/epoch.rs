@@ -1,4 +1,5 @@
-//! `SOURCE_DATE_EPOCH` as a type.
+//! `SOURCE_DATE_EPOCH` as a type, and the one place times are formatted
+//! (RFC 3339) and parsed back (times users give, e.g. `attestation verify --at`).
 //!
 //! Per the reproducible-builds.org specification the value is a decimal count
 //! of seconds since 1970-01-01 UTC; anything else is a hard error rather than
