@@ -451,45 +451,9 @@ pub struct Report {
 pub fn verify(doc: &SignedDocument, policy: &Policy) -> Report {
     let d = &doc.document;
     let signed = !doc.is_unsigned();
-    let mut checks = Vec::new();
     let mut notes = Vec::new();
-    if signed {
-        let leaf = match check_chain(d, &policy.anchor, policy.at) {
-            Ok((key, detail)) => {
-                checks.push(check("chain", Status::Ok, detail));
-                Some(key)
-            }
-            Err(e) => {
-                checks.push(check("chain", Status::Failed, format!("{e:#}")));
-                leaf_key(&d.certificate).ok()
-            }
-        };
-        checks.push(match check_signature(doc, leaf.as_ref()) {
-            Ok(detail) => check("signature", Status::Ok, detail),
-            Err(e) => check("signature", Status::Failed, format!("{e:#}")),
-        });
-        if checks[0].status == Status::Failed && checks[0].detail.contains(" expired ") {
-            notes.push(format!(
-                "the document says it was made at {}; to check it as of then, pass --at {}",
-                d.time(),
-                Epoch(d.timestamp / 1000).rfc3339()
-            ));
-        }
-    } else {
-        let why = format!(
-            "the document is not signed (its signature is {} zero byte(s), the shape QEMU's nitro-enclave machine \
-             writes)",
-            doc.cose.signature.len()
-        );
-        let status = if policy.allow_unsigned { Status::Skipped } else { Status::Failed };
-        let detail = if policy.allow_unsigned {
-            format!("{why}; NOT AUTHENTICATED (--insecure-unsigned)")
-        } else {
-            format!("{why}; pass --insecure-unsigned to compare its PCRs anyway, knowing nothing is authenticated")
-        };
-        checks.push(check("chain", status, detail.clone()));
-        checks.push(check("signature", status, detail));
-    }
+    let mut checks =
+        if signed { authenticity(doc, policy, &mut notes) } else { unsigned(doc, policy.allow_unsigned) };
     checks.push(check_nonce(d, policy.nonce.as_deref(), &mut notes));
     checks.extend(check_pcrs(d, &policy.expected, &mut notes));
     let failed = checks.iter().any(|c| c.status == Status::Failed);
@@ -512,6 +476,56 @@ pub fn verify(doc: &SignedDocument, policy: &Policy) -> Report {
         nonce: hex_opt(&d.nonce),
         notes,
     }
+}
+
+/// The `chain` and `signature` checks of a signed document. The signature
+/// is checked even when the chain fails, with the enclave certificate's key
+/// when it has one, so a BAD names both.
+fn authenticity(doc: &SignedDocument, policy: &Policy, notes: &mut Vec<String>) -> Vec<Check> {
+    let d = &doc.document;
+    let mut checks = Vec::new();
+    let leaf = match check_chain(d, &policy.anchor, policy.at) {
+        Ok((key, detail)) => {
+            checks.push(check("chain", Status::Ok, detail));
+            Some(key)
+        }
+        Err(e) => {
+            let detail = format!("{e:#}");
+            if detail.contains(" expired before ") {
+                notes.push(format!(
+                    "the document says it was made at {}; to check it as of then, pass --at {}",
+                    d.time(),
+                    Epoch(d.timestamp / 1000).rfc3339()
+                ));
+            }
+            checks.push(check("chain", Status::Failed, detail));
+            p384_key_of(&d.certificate).ok()
+        }
+    };
+    checks.push(match check_signature(doc, leaf.as_ref()) {
+        Ok(detail) => check("signature", Status::Ok, detail),
+        Err(e) => check("signature", Status::Failed, format!("{e:#}")),
+    });
+    checks
+}
+
+/// The `chain` and `signature` lines of an unsigned document: failed, or
+/// skipped when the caller allows unsigned documents.
+fn unsigned(doc: &SignedDocument, allowed: bool) -> Vec<Check> {
+    let why = format!(
+        "the document is not signed (its signature is {} zero byte(s), the shape QEMU's nitro-enclave machine \
+         writes)",
+        doc.cose.signature.len()
+    );
+    let (status, detail) = if allowed {
+        (Status::Skipped, format!("{why}; NOT AUTHENTICATED (--insecure-unsigned)"))
+    } else {
+        (
+            Status::Failed,
+            format!("{why}; pass --insecure-unsigned to compare its PCRs anyway, knowing nothing is authenticated"),
+        )
+    };
+    vec![check("chain", status, detail.clone()), check("signature", status, detail)]
 }
 
 fn check(what: &str, status: Status, detail: String) -> Check {
@@ -671,7 +685,7 @@ fn check_link(l: &Link<'_>, issuer: &Link<'_>, at: Epoch) -> Result<()> {
     if tbs.issuer != issuer.cert.tbs_certificate.subject {
         bail!("names issuer {}, but the certificate before it is {}", tbs.issuer, subject(issuer));
     }
-    let key = issuer_key(issuer.der).with_context(|| format!("its issuer {}", issuer.name))?;
+    let key = p384_key_of(issuer.der).with_context(|| format!("its issuer {}", issuer.name))?;
     let sig = l.cert.signature.as_bytes().context("its signature is not a whole number of bytes")?;
     let sig = Signature::from_der(sig)
         .map_err(|_| anyhow::anyhow!("its signature is not a valid ECDSA P-384 value"))?;
@@ -680,12 +694,9 @@ fn check_link(l: &Link<'_>, issuer: &Link<'_>, at: Epoch) -> Result<()> {
     critical_extensions_known(l)
 }
 
-fn issuer_key(der: &[u8]) -> Result<VerifyingKey> {
+/// A certificate's ECDSA P-384 public key (any other key is an error naming it).
+fn p384_key_of(der: &[u8]) -> Result<VerifyingKey> {
     crate::signing::Certificate::from_der(der.to_vec())?.p384_key()
-}
-
-fn leaf_key(der: &[u8]) -> Result<VerifyingKey> {
-    issuer_key(der)
 }
 
 /// The raw DER of the TBSCertificate: the first element of the outer SEQUENCE, as signed.
@@ -758,7 +769,7 @@ fn check_leaf(l: &Link<'_>) -> Result<VerifyingKey> {
     if ku.is_some_and(|k| !k.digital_signature()) {
         bail!("its keyUsage lacks digitalSignature");
     }
-    leaf_key(l.der)
+    p384_key_of(l.der)
 }
 
 /// The expected measurements from a build manifest or a `.pcrs` file.
