@@ -4,7 +4,7 @@
 # certificate in tests/data/signing), cpio archives from GNU cpio (newc with
 # 512-byte blocks, and the 070702 "crc" variant), OCI layers (tar, gzip,
 # zstd) with whiteouts, links and pax records, and the project's recipes and
-# lockfiles. Usage: fuzz/make-seeds.sh [PATH-TO-EIFBAKE] (default: the top
+# lockfiles, and the real attestation documents of tests/data/attestation. Usage: fuzz/make-seeds.sh [PATH-TO-EIFBAKE] (default: the top
 # crate's target/debug/eifbake). Seeds are small on purpose: AFL mutates
 # small inputs best.
 set -euo pipefail
@@ -14,7 +14,7 @@ eifbake=${1:-$top/target/debug/eifbake}
 c=$here/corpus
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$c"/{eif,cpio,layers,recipe,lock}
+mkdir -p "$c"/{eif,cpio,layers,recipe,lock,attestation}
 export SOURCE_DATE_EPOCH=1 EIFBAKE_NO_PROGRESS=1
 
 # A 1 KiB "bzImage" (boot sector signature, HdrS, protocol 2.15) and a tree.
@@ -80,4 +80,8 @@ cp "$top/lockfiles/stagex-hello.lock" "$c/lock/stagex-hello.lock"
 for f in "$top"/recipes/*/*.lock "$top"/recipes/*.lock; do
     [ -e "$f" ] && cp "$f" "$c/lock/$(basename "$(dirname "$f")")-$(basename "$f")"
 done
+for f in "$top"/tests/data/attestation/*.b64; do
+    base64 -d "$f" > "$c/attestation/$(basename "$f" .b64).cbor"
+done
 du -sh "$c"/*
+

@@ -122,6 +122,9 @@ pub enum Command {
     /// never reused. SOURCE_DATE_EPOCH comes from the manifest;
     /// in the environment it only sets the attestation's timeVerified.
     Verify(VerifyArgs),
+    /// Check a running enclave's attestation document against a build.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
     /// Build a recipe several times under varied conditions and compare the bytes.
     ///
     /// Exit 0 when all runs agree, 1 with the differences and the variation
@@ -278,6 +281,49 @@ pub struct VerifyArgs {
     /// whatever this machine reaches. Without it such a rebuild is refused.
     #[arg(long)]
     pub allow_network: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `eifbake attestation …`
+#[derive(Debug, Subcommand)]
+pub enum AttestationCommand {
+    /// Verify an NSM attestation document and compare its PCRs with a build's: GOOD or BAD.
+    ///
+    /// Checks the certificate chain up to the AWS Nitro Enclaves root (pinned by
+    /// its SHA-256), each certificate's dates at --at, ECDSA P-384/SHA-384
+    /// throughout, the document's ES384 signature, the nonce when --nonce is
+    /// given, and PCR0, PCR1, PCR2 (and PCR8 when expected) against the
+    /// manifest's or the .pcrs file's.
+    ///
+    /// Exit 0 GOOD, 1 BAD (every reason printed), 2 unreadable document or inputs.
+    Verify(AttestationVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("expected").required(true).args(["manifest", "pcrs"])))]
+pub struct AttestationVerifyArgs {
+    /// The attestation document: COSE_Sign1 bytes, or their base64 or hex.
+    pub document: PathBuf,
+    /// The build's NAME.manifest.json, whose PCRs the enclave must have.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// A .pcrs file (`<hex> PCRn` lines), whose PCRs the enclave must have.
+    #[arg(long, value_name = "FILE")]
+    pub pcrs: Option<PathBuf>,
+    /// The nonce the document must carry, in hex (the one you sent the enclave).
+    #[arg(long, value_name = "HEX")]
+    pub nonce: Option<String>,
+    /// Check the certificates' dates at this time instead of now: RFC 3339 in UTC
+    /// (2024-09-07T14:37:39Z) or seconds since 1970. The enclave's certificate
+    /// lives about three hours, so an archived document needs its own time.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Accept an unsigned document (QEMU's nitro-enclave machine writes them) and
+    /// compare its PCRs: the verdict is UNAUTHENTICATED, since anyone can write one.
+    #[arg(long)]
+    pub insecure_unsigned: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -1,4 +1,5 @@
-//! `SOURCE_DATE_EPOCH` as a type.
+//! `SOURCE_DATE_EPOCH` as a type, and the one place times are formatted
+//! (RFC 3339) and parsed back (times users give, e.g. `attestation verify --at`).
 //!
 //! Per the reproducible-builds.org specification the value is a decimal count
 //! of seconds since 1970-01-01 UTC; anything else is a hard error rather than
@@ -67,7 +68,43 @@ impl Epoch {
         let y = if mo <= 2 { y + 1 } else { y };
         format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
     }
+
+    /// Parse a time a user gives: RFC 3339 in UTC (`2024-09-07T14:37:39Z`,
+    /// `+00:00` for `Z`, fractional seconds dropped) or integer seconds since 1970.
+    pub fn parse_time(s: &str) -> Result<Epoch, TimeError> {
+        let err = || TimeError(s.to_string());
+        if let Ok(e) = s.parse::<Epoch>() {
+            return Ok(e);
+        }
+        let t = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00")).ok_or_else(err)?;
+        let t = t.split_once('.').map_or(t, |(whole, frac)| {
+            if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
+                whole
+            } else {
+                "invalid"
+            }
+        });
+        let b = t.as_bytes();
+        let shape = b.len() == 19
+            && [4, 7].iter().all(|&i| b[i] == b'-')
+            && matches!(b[10], b'T' | b't' | b' ')
+            && [13, 16].iter().all(|&i| b[i] == b':');
+        if !shape {
+            return Err(err());
+        }
+        let num = |r: std::ops::Range<usize>| t[r].parse::<u16>().map_err(|_| err());
+        let (y, mo, d, h, mi, se) =
+            (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+        let dt = x509_cert::der::DateTime::new(y, mo as u8, d as u8, h as u8, mi as u8, se as u8)
+            .map_err(|_| err())?;
+        Ok(Epoch(dt.unix_duration().as_secs()))
+    }
 }
+
+/// A time that [`Epoch::parse_time`] cannot read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("time {0:?} is neither RFC 3339 in UTC (e.g. 2024-09-07T14:37:39Z) nor integer seconds since 1970")]
+pub struct TimeError(pub String);
 
 #[cfg(test)]
 mod tests {
@@ -87,5 +124,28 @@ mod tests {
         assert_eq!(Epoch(1).rfc3339(), "1970-01-01T00:00:01Z");
         assert_eq!(Epoch(951_782_400).rfc3339(), "2000-02-29T00:00:00Z");
         assert_eq!(Epoch(1_774_569_600).rfc3339(), "2026-03-27T00:00:00Z");
+    }
+
+    #[test]
+    fn parses_times_both_ways() {
+        for e in [0, 1, 951_782_400, 1_725_719_859, 1_774_569_600] {
+            assert_eq!(Epoch::parse_time(&Epoch(e).rfc3339()), Ok(Epoch(e)));
+        }
+        assert_eq!(Epoch::parse_time("2024-09-07T14:37:39.545Z"), Ok(Epoch(1_725_719_859)));
+        assert_eq!(Epoch::parse_time("2024-09-07T14:37:39+00:00"), Ok(Epoch(1_725_719_859)));
+        assert_eq!(Epoch::parse_time("1725719859"), Ok(Epoch(1_725_719_859)));
+        for bad in [
+            "",
+            "2024-09-07",
+            "2024-09-07T14:37:39",
+            "2024-09-07T14:37:39+02:00",
+            "2024-02-30T00:00:00Z",
+            "2024-09-07T24:00:00Z",
+            "2024-09-07T14:37:39.Z",
+            "2024-9-07T14:37:39Z",
+            "yesterday",
+        ] {
+            assert!(Epoch::parse_time(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -41,6 +41,7 @@ pub mod pcr;
 pub mod signing;
 
 // The pipeline and its audits.
+pub mod attestation;
 pub mod build;
 pub mod check;
 pub mod verify;

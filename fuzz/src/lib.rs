@@ -20,7 +20,7 @@ use eifbake::oci::layer::{apply_layers, ApplyOptions, DevicePolicy, LayerSource}
 use eifbake::progress::Progress;
 
 /// Every target, by the name `run` and the corpus directories use.
-pub const TARGETS: [&str; 5] = ["eif", "cpio", "layers", "recipe", "lock"];
+pub const TARGETS: [&str; 6] = ["eif", "cpio", "layers", "recipe", "lock", "attestation"];
 
 /// Run target `name` on one input. Panics on an unknown name.
 pub fn run(name: &str, data: &[u8]) {
@@ -30,6 +30,7 @@ pub fn run(name: &str, data: &[u8]) {
         "layers" => layers(data),
         "recipe" => recipe(data),
         "lock" => lock(data),
+        "attestation" => attestation(data),
         _ => panic!("no fuzz target {name}; the targets are {TARGETS:?}"),
     }
 }
@@ -141,4 +142,25 @@ pub fn lock(data: &[u8]) {
         let again = Lock::parse(&written, path).expect("a lockfile eifbake wrote must parse");
         assert_eq!(again.to_toml(), written, "writing a lockfile is not stable");
     }
+}
+
+/// Target `attestation`: the attestation-document parser on arbitrary bytes;
+/// a document it accepts is verified (against the AWS root and zero PCRs,
+/// unsigned ones allowed on an odd first byte) and must survive re-encoding
+/// its payload and parsing it back unchanged.
+pub fn attestation(data: &[u8]) {
+    use eifbake::attestation::{self, Document, Policy, TrustAnchor};
+    use eifbake::pcr::{Measurements, Pcr};
+    let Ok(doc) = attestation::parse(data) else { return };
+    let zero = Pcr([0; 48]);
+    let policy = Policy {
+        anchor: TrustAnchor::aws_nitro(),
+        at: eifbake::epoch::Epoch(1_725_719_859),
+        nonce: Some(vec![1; 1024]),
+        expected: Measurements { pcr0: zero, pcr1: zero, pcr2: zero, pcr8: Some(zero) },
+        allow_unsigned: data.first().is_some_and(|b| b & 1 == 1),
+    };
+    let _ = attestation::verify(&doc, &policy);
+    let again = Document::from_cbor(&doc.document.to_cbor()).expect("a payload eifbake wrote must parse");
+    assert_eq!(again, doc.document, "re-encoding an attestation document's payload is not stable");
 }

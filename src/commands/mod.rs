@@ -4,6 +4,7 @@
 #[macro_use]
 pub mod output;
 
+pub mod attestation;
 pub mod attestations;
 pub mod build;
 pub mod check;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(c) => store::run(c, &cli.global),
         Command::Verify(a) => verify::run(a, &cli.global),
         Command::Check(a) => check::run(a, &cli.global),
+        Command::Attestation(c) => attestation::run(c),
         Command::Init(a) => init::run(a),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
