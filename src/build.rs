@@ -215,6 +215,9 @@ pub struct BuildResult {
     /// Steps taken from the cache / run.
     pub steps_cached: Vec<String>,
     pub steps_run: Vec<String>,
+    /// Seconds each step of `steps_run` spent in the sandbox (its runtime
+    /// started to its exit; extracting its root filesystem not included).
+    pub step_seconds: BTreeMap<String, f64>,
 }
 
 /// Build a recipe. See the module documentation for the order of work;
@@ -288,6 +291,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         manifest,
         steps_cached: steps.cached,
         steps_run: steps.run,
+        step_seconds: steps.seconds,
     })
 }
 
@@ -525,6 +529,8 @@ struct StepsDone {
     /// Step names taken from the cache / run, in recipe order.
     cached: Vec<String>,
     run: Vec<String>,
+    /// Sandbox seconds of each step that ran, by name.
+    seconds: BTreeMap<String, f64>,
 }
 
 /// Phase 5: the first `until` steps, in recipe order: a fetch step by its
@@ -541,11 +547,15 @@ fn run_steps(
     let (recipe, epoch) = (&cx.loaded.recipe, cx.loaded.epoch);
     let sandbox = Sandbox::new(cx.opts.runtime);
     let step_cache = StepCache::new(cx.store.root());
-    let mut done = StepsDone { outs: BTreeMap::new(), cached: Vec::new(), run: Vec::new() };
+    let mut done =
+        StepsDone { outs: BTreeMap::new(), cached: Vec::new(), run: Vec::new(), seconds: BTreeMap::new() };
     for step in recipe.steps.iter().take(until) {
         if step.network {
             let (out, key, ran) = fetch_step(cx, &sandbox, images, step, &done.outs, pins)?;
-            if ran { &mut done.run } else { &mut done.cached }.push(step.name.clone());
+            if let Some(took) = ran {
+                done.seconds.insert(step.name.clone(), took.as_secs_f64());
+            }
+            if ran.is_some() { &mut done.run } else { &mut done.cached }.push(step.name.clone());
             done.outs.insert(step.name.clone(), (out, key));
             continue;
         }
@@ -556,7 +566,9 @@ fn run_steps(
             cached
         } else {
             let run = step_run(cx, step, mounts, None);
-            run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run)?;
+            let took =
+                run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run)?;
+            done.seconds.insert(step.name.clone(), took.as_secs_f64());
             let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
             done.run.push(step.name.clone());
@@ -606,7 +618,7 @@ fn fetch_step(
     step: &Step,
     prior: &BTreeMap<String, (PathBuf, Digest)>,
     pins: &mut BTreeMap<String, LockedStep>,
-) -> Result<(PathBuf, Digest, bool)> {
+) -> Result<(PathBuf, Digest, Option<Duration>)> {
     let (definition, mounts) = fetch_definition(step, &cx.loaded.lock, prior, cx.source_dirs);
     let keep = kept_pin(cx, step, &definition, pins.get(&step.name))?;
     let fetched = StepCache::fetched(cx.store.root());
@@ -614,7 +626,7 @@ fn fetch_step(
         // --no-cache runs a fetch step again, when it may run at all.
         if !cx.opts.no_cache || !cx.opts.network {
             if let Some(dir) = fetched.lookup_fetched(&step.name, &pin.output)? {
-                return Ok((dir, fetched_key(&pin.output), false));
+                return Ok((dir, fetched_key(&pin.output), None));
             }
         }
     }
@@ -641,7 +653,7 @@ fn fetch_step(
     }
     let run = step_run(cx, step, mounts, Some(NetworkAccess::from_env()?));
     let (recipe, lock) = (&cx.loaded.recipe, &cx.loaded.lock);
-    run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run)?;
+    let took = run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run)?;
     let (output, files) = output_listing(&run.out_dir)
         .with_context(|| format!("step {:?}: hashing what it fetched", step.name))?;
     match keep {
@@ -661,7 +673,7 @@ fn fetch_step(
         }
     }
     fetched.publish(&step.name, &output, &run.out_dir)?;
-    Ok((run.out_dir, fetched_key(&output), true))
+    Ok((run.out_dir, fetched_key(&output), Some(took)))
 }
 
 /// The pin of a fetch step to keep, `None` when `eifbake lock` is to make
@@ -910,7 +922,8 @@ fn logs_dir(out_dir: &Path) -> Result<PathBuf> {
 
 /// Run one step that is not in the cache: refuse it when the host cannot
 /// run its image's programs, give it a fresh root filesystem, run it in the
-/// sandbox (its log at `run.log`), then drop the root filesystem.
+/// sandbox (its log at `run.log`), then drop the root filesystem. Returns
+/// the time it spent in the sandbox.
 fn run_step(
     sandbox: &Sandbox,
     images: &ImageTrees<'_>,
@@ -919,7 +932,7 @@ fn run_step(
     lock: &Lock,
     step: &Step,
     run: &StepRun,
-) -> Result<()> {
+) -> Result<Duration> {
     let platform = &lock.images[&step.image].platform;
     if let Err(why) = execution_for(platform.arch, Path::new(BINFMT_MISC)) {
         bail!(
@@ -943,11 +956,11 @@ fn run_step(
     // standard devices, and crun applies no device cgroup.
     let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..images.limits.clone() };
     images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
-    sandbox.run(run).with_context(|| {
+    let report = sandbox.run(run).with_context(|| {
         format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
     })?;
     let _ = fs::remove_dir_all(&run.rootfs);
-    Ok(())
+    Ok(report.duration)
 }
 
 /// The enclave's ramdisk trees, per the layout (single: one; nitro-cli:
