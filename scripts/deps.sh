@@ -22,8 +22,8 @@ PACKAGES=(
   busybox-static qemu-system-x86 qemu-system-arm
   # the demo's throwaway signing key; scripts/make-test-signing-keys.sh
   openssl
-  # benchmarks
-  hyperfine
+  # benchmarks (buildah: the peer of the application builds, bench/src/sections/apps.rs)
+  hyperfine buildah
 )
 
 # The tests and demos boot both architectures: they download Debian's amd64
