@@ -309,7 +309,13 @@ fn compress_block(block: &[u8], dict: &[u8], last: bool) -> io::Result<(Vec<u8>,
 
 /// Deflate `block` with `c` (fresh or reset) primed with `dict` into `out`
 /// (cleared first), ending in a sync flush, or in a final block when `last`.
-fn deflate_block(c: &mut Compress, block: &[u8], dict: &[u8], last: bool, out: &mut Vec<u8>) -> io::Result<()> {
+fn deflate_block(
+    c: &mut Compress,
+    block: &[u8],
+    dict: &[u8],
+    last: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }

@@ -254,14 +254,20 @@ fn run_all(a: &RunArgs) -> Result<()> {
 /// Every section, in the report's order; the settings, machine and tree of
 /// the result are placeholders the caller fills.
 fn run_sections(ctx: &mut Ctx, s: &Settings, onepass_dir: &Path) -> Results {
-    let skipped = |name: &str| Outcome::Skipped(format!("{name} not selected (--only {})", s.only.join(",")));
     let want = |name: &str| s.only.is_empty() || s.only.iter().any(|o| o == name);
     let p = ctx.work.join("pack");
     let prepared = remove(&p).and_then(|_| Ok(std::fs::create_dir_all(&p)?));
     ctx.set("P", &p);
-    let pack: Outcome<_> =
-        if want("pack") { prepared.and_then(|_| sections::pack::run(ctx)).into() } else { skipped("pack") };
-    let sign = if want("sign") { sections::sign::run(ctx, pack.done()).into() } else { skipped("sign") };
+    let pack: Outcome<_> = if want("pack") {
+        prepared.and_then(|_| sections::pack::run(ctx)).into()
+    } else {
+        not_selected(&s.only, "pack")
+    };
+    let sign = if want("sign") {
+        sections::sign::run(ctx, pack.done()).into()
+    } else {
+        not_selected(&s.only, "sign")
+    };
     let measure = if want("measure") {
         sections::pack::aws_eif(ctx)
             .and_then(|eif| {
@@ -270,13 +276,20 @@ fn run_sections(ctx: &mut Ctx, s: &Settings, onepass_dir: &Path) -> Results {
             })
             .into()
     } else {
-        skipped("measure")
+        not_selected(&s.only, "measure")
     };
-    let memory =
-        if want("memory") { sections::memory::run(ctx, s.size_mib, &s.scale_mib).into() } else { skipped("memory") };
+    let memory = if want("memory") {
+        sections::memory::run(ctx, s.size_mib, &s.scale_mib).into()
+    } else {
+        not_selected(&s.only, "memory")
+    };
     // Quick mode packs its small synthetic tree instead of real files.
     let onepass_dir = if s.quick { ctx.var("TREE").to_path_buf() } else { onepass_dir.to_path_buf() };
-    let onepass = if want("onepass") { sections::onepass::run(ctx, &onepass_dir).into() } else { skipped("onepass") };
+    let onepass = if want("onepass") {
+        sections::onepass::run(ctx, &onepass_dir).into()
+    } else {
+        not_selected(&s.only, "onepass")
+    };
     ctx.set("U", ctx.work.join("unpack"));
     ctx.set("PL", ctx.work.join("pull"));
     let (unpack, pull) = if want("unpack") || want("pull") {
@@ -286,15 +299,23 @@ fn run_sections(ctx: &mut Ctx, s: &Settings, onepass_dir: &Path) -> Results {
         });
         match layers {
             Ok(l) => (
-                if want("unpack") { sections::unpack::run(ctx, &l).into() } else { skipped("unpack") },
-                if want("pull") { sections::pull::run(ctx, &l).into() } else { skipped("pull") },
+                if want("unpack") {
+                    sections::unpack::run(ctx, &l).into()
+                } else {
+                    not_selected(&s.only, "unpack")
+                },
+                if want("pull") {
+                    sections::pull::run(ctx, &l).into()
+                } else {
+                    not_selected(&s.only, "pull")
+                },
             ),
             Err(e) => (Outcome::Skipped(format!("{e:#}")), Outcome::Skipped(format!("{e:#}"))),
         }
     } else {
-        (skipped("unpack"), skipped("pull"))
+        (not_selected(&s.only, "unpack"), not_selected(&s.only, "pull"))
     };
-    let apps = if want("apps") { sections::apps::run(ctx).into() } else { skipped("apps") };
+    let apps = if want("apps") { sections::apps::run(ctx).into() } else { not_selected(&s.only, "apps") };
     Results {
         settings: s.clone(),
         machine: placeholder_machine(),
@@ -308,6 +329,11 @@ fn run_sections(ctx: &mut Ctx, s: &Settings, onepass_dir: &Path) -> Results {
         apps,
         onepass,
     }
+}
+
+/// The outcome of a section `--only` left out.
+fn not_selected<T>(only: &[String], name: &str) -> Outcome<T> {
+    Outcome::Skipped(format!("{name} not selected (--only {})", only.join(",")))
 }
 
 fn placeholder_machine() -> Machine {

@@ -133,7 +133,11 @@ fn header(r: &Results) -> String {
         s.runs
     );
     if !m.others.is_empty() {
-        let _ = writeln!(out, "- also running at the start (ps, CPU share over each process's life): {}", m.others.join(", "));
+        let _ = writeln!(
+            out,
+            "- also running at the start (ps, CPU share over each process's life): {}",
+            m.others.join(", ")
+        );
     }
     let _ = writeln!(out, "- peers: {}", m.peers.join(", "));
     let _ = writeln!(
@@ -375,7 +379,11 @@ The floor is the faster of `sha384sum` and `sha384_pass` over the resulting EIF:
             mib(o.ramdisk_bytes),
             mib(o.eif_bytes)
         );
-        let floor = if o.sha384sum.best_wall_ns() < o.sha384_pass.best_wall_ns() { &o.sha384sum } else { &o.sha384_pass };
+        let floor = if o.sha384sum.best_wall_ns() < o.sha384_pass.best_wall_ns() {
+            &o.sha384sum
+        } else {
+            &o.sha384_pass
+        };
         let _ = write!(out, "\n| command | wall s (best of {}) | CPU s | cores | peak RSS MiB | ÷ floor time |\n|---|---:|---:|---:|---:|---:|\n", r.settings.runs);
         row(&mut out, "sha384sum of the EIF", &o.sha384sum, &[wall_ratio(&o.sha384sum, floor)]);
         row(&mut out, "sha384_pass of the EIF", &o.sha384_pass, &[wall_ratio(&o.sha384_pass, floor)]);
@@ -473,7 +481,12 @@ Both tools start from the same four images (busybox, kernel, init, rust) in one 
         let cold = a.eb_cold.best_wall_ns() as f64 / a.buildah_cold.best_wall_ns() as f64;
         targets.add(
             "recipes/rust-server cold build ≤ 1.2x buildah bud's",
-            format!("{}x (peak RSS {:.1} vs {:.1} MiB)", wall_ratio(&a.eb_cold, &a.buildah_cold), a.eb_cold.rss_mib(), a.buildah_cold.rss_mib()),
+            format!(
+                "{}x (peak RSS {:.1} vs {:.1} MiB)",
+                wall_ratio(&a.eb_cold, &a.buildah_cold),
+                a.eb_cold.rss_mib(),
+                a.buildah_cold.rss_mib()
+            ),
             cold <= 1.2,
         );
         targets.add(
@@ -483,7 +496,8 @@ Both tools start from the same four images (busybox, kernel, init, rust) in one 
         );
         // The run with the best wall time, against its own compile.
         let best = (0..a.eb_change.wall_ns.len()).min_by_key(|&i| a.eb_change.wall_ns[i]).unwrap_or(0);
-        let (wall, step) = (a.eb_change.wall_ns[best] as f64 / 1e9, a.change_step_s.get(best).copied().unwrap_or(f64::NAN));
+        let (wall, step) =
+            (a.eb_change.wall_ns[best] as f64 / 1e9, a.change_step_s.get(best).copied().unwrap_or(f64::NAN));
         let _ = write!(
             out,
             "\nRebuild after a change: {wall:.2} s, of which the compile step {step:.2} s in the sandbox and {:.2} s the rest (lock, sources hashed, the toolchain image's root filesystem extracted, the ramdisk and EIF written).\n",
@@ -494,7 +508,11 @@ Both tools start from the same four images (busybox, kernel, init, rust) in one 
             format!("{wall:.2} s = compile {step:.2} s + {:.2} s", wall - step),
             wall - step <= 2.0,
         );
-        let _ = write!(out, "\nThe Containerfile (`REG` = the loopback registry):\n\n```dockerfile\n{}```\n", crate::sections::apps::CONTAINERFILE);
+        let _ = write!(
+            out,
+            "\nThe Containerfile (`REG` = the loopback registry):\n\n```dockerfile\n{}```\n",
+            crate::sections::apps::CONTAINERFILE
+        );
         out
     })
 }

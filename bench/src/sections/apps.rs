@@ -112,9 +112,12 @@ fn prepare(ctx: &mut Ctx, aw: &Path, reg: &str) -> Result<()> {
     ctx.set("KDIR", ctx.root.join("target/fixtures/kernel"));
     ctx.set("ROOT", ctx.root.clone());
     ctx.sh(IMAGES).context("making the fixture images failed")?;
-    for (name, repo, tag) in
-        [("busybox", "busybox", "1.35"), ("kernel", "linux-cloud", "6.1"), ("init", "init", "1"), ("rust", "rust", "1.96")]
-    {
+    for (name, repo, tag) in [
+        ("busybox", "busybox", "1.35"),
+        ("kernel", "linux-cloud", "6.1"),
+        ("init", "init", "1"),
+        ("rust", "rust", "1.96"),
+    ] {
         let src = format!("oci:{}:{tag}", aw.join("images").join(name).display());
         let dst = format!("docker://{reg}/eifbake-demo/{repo}:{tag}");
         try_skopeo(&["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", &src, &dst])?;
@@ -175,7 +178,9 @@ fn crate_files(crates: &[LockedCrate], dir: &Path) -> Result<String> {
             .with_context(|| format!("read {}", cache.display()))?
             .filter_map(|e| e.ok().map(|e| e.path().join(&name)))
             .find(|p| p.is_file())
-            .with_context(|| format!("{name} is not in {}/*/ (building eifbake puts it there)", cache.display()))?;
+            .with_context(|| {
+                format!("{name} is not in {}/*/ (building eifbake puts it there)", cache.display())
+            })?;
         fs::create_dir_all(dir.join(&c.name))?;
         fs::copy(&found, dir.join(&c.name).join(&name))?;
     }
@@ -197,8 +202,11 @@ fn measure(ctx: &Ctx, aw: &Path) -> Result<Apps> {
     let eb_change = ctx.timed("app_eb_change", runs, APP_EB_CHANGE, &[]).map_err(failed)?;
     let change_log = fs::read_to_string(aw.join("change.log"))?;
     // One compile line per run, in run order.
-    let change_step_s: Vec<f64> =
-        change_log.lines().filter(|l| l.starts_with("step compile: ran")).map(step_seconds).collect::<Result<_>>()?;
+    let change_step_s: Vec<f64> = change_log
+        .lines()
+        .filter(|l| l.starts_with("step compile: ran"))
+        .map(step_seconds)
+        .collect::<Result<_>>()?;
     if change_step_s.len() != eb_change.wall_ns.len() {
         bail!("expected one compile per change run in {}:\n{change_log}", aw.join("change.log").display());
     }

@@ -10,8 +10,8 @@
 
 pub mod apps;
 pub mod measure;
-pub mod onepass;
 pub mod memory;
+pub mod onepass;
 pub mod pack;
 pub mod pull;
 pub mod sign;
