@@ -38,8 +38,8 @@
 //! pool (the global one, or the pool of an enclosing `ThreadPool::install`)
 //! as soon as it fills, while the caller goes on producing the next one, and
 //! the results are written in input order. At most `2 × threads` (at least
-//! 4) blocks are in flight at once, and their buffers and compressors are
-//! reused from block to block (allocated at most once per block in flight),
+//! 4) blocks are in flight at once, and their buffers are reused from block
+//! to block (allocated at most once per block in flight),
 //! so memory stays flat whatever the input size or number of cpio entries.
 //!
 //! One caveat, stated plainly: identical bytes across *machines* also rely on
@@ -89,18 +89,19 @@ pub struct GzipSummary {
 type InFlight = mpsc::Receiver<io::Result<Job>>;
 
 /// One block's compression: its input, the dictionary it is primed with
-/// (the previous block's tail), its deflate output and CRC, and the
-/// compressor. A job goes to the pool and comes back with its output; once
-/// written out, its buffers and compressor serve a later block, so a stream
-/// of any length allocates at most `batch + 1` of each instead of one per
-/// block (per-block allocations of 1 MiB buffers made the allocator's
-/// footprint creep up with the input size).
+/// (the previous block's tail), its deflate output and CRC. A job goes to
+/// the pool and comes back with its output; once written out, its buffers
+/// serve a later block, so a stream of any length allocates at most
+/// `batch + 1` of each instead of one per block (per-block allocations of
+/// 1 MiB buffers made the allocator's footprint creep up with the input
+/// size). The compressor itself is made fresh for every block: a reset
+/// zlib-rs compressor does not give the same bytes as a new one, and the
+/// bytes are fixed.
 struct Job {
     block: Vec<u8>,
     dict: Vec<u8>,
     out: Vec<u8>,
     crc: crc32fast::Hasher,
-    deflate: Compress,
 }
 
 impl Job {
@@ -110,7 +111,6 @@ impl Job {
             dict: Vec::with_capacity(DICT_SIZE),
             out: Vec::new(),
             crc: crc32fast::Hasher::new(),
-            deflate: Compress::new(Compression::new(LEVEL), false),
         }
     }
 
@@ -118,9 +118,8 @@ impl Job {
     fn run(mut self, last: bool) -> io::Result<Job> {
         self.crc = crc32fast::Hasher::new();
         self.crc.update(&self.block);
-        // A reset compressor is a fresh one (same level, totals zero): same bytes.
-        self.deflate.reset();
-        deflate_block(&mut self.deflate, &self.block, &self.dict, last, &mut self.out)?;
+        let mut c = Compress::new(Compression::new(LEVEL), false);
+        deflate_block(&mut c, &self.block, &self.dict, last, &mut self.out)?;
         Ok(self)
     }
 }
@@ -295,8 +294,8 @@ fn tail(block: &[u8]) -> &[u8] {
 
 /// Raw-deflate one block, primed with `dict`, ending in a sync flush, or in
 /// a final block when `last`. Returns the compressed bytes and the block's
-/// CRC. (The writer reuses its compressors and buffers through [`Job`]; this
-/// is the same work with fresh ones.)
+/// CRC. (The writer reuses its buffers through [`Job`]; this is the same
+/// work with fresh ones.)
 #[cfg(test)]
 fn compress_block(block: &[u8], dict: &[u8], last: bool) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
     let mut crc = crc32fast::Hasher::new();
@@ -307,7 +306,7 @@ fn compress_block(block: &[u8], dict: &[u8], last: bool) -> io::Result<(Vec<u8>,
     Ok((out, crc))
 }
 
-/// Deflate `block` with `c` (fresh or reset) primed with `dict` into `out`
+/// Deflate `block` with the fresh compressor `c` primed with `dict` into `out`
 /// (cleared first), ending in a sync flush, or in a final block when `last`.
 fn deflate_block(
     c: &mut Compress,
@@ -428,6 +427,24 @@ mod tests {
             assert!(o == &outputs[0], "output differs between thread counts");
         }
         assert_eq!(gunzip(&outputs[0]), data);
+    }
+
+    #[test]
+    fn reused_buffers_give_the_bytes_of_fresh_ones() {
+        // More blocks than the writer keeps in flight, so buffers are reused;
+        // the reference compresses every block with fresh buffers.
+        let data = sample(9 * BLOCK_SIZE + 4321, 11);
+        let mut want = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, OS_BYTE];
+        let blocks: Vec<&[u8]> = data.chunks(BLOCK_SIZE).collect();
+        let mut dict: &[u8] = b"";
+        for (i, b) in blocks.iter().enumerate() {
+            let last = i + 1 == blocks.len();
+            want.extend(compress_block(b, dict, last).unwrap().0);
+            dict = tail(b);
+        }
+        want.extend(crc32fast::hash(&data).to_le_bytes());
+        want.extend((data.len() as u32).to_le_bytes());
+        assert!(gz(&data) == want, "the writer's bytes differ from block-by-block fresh compression");
     }
 
     #[test]
