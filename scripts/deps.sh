@@ -14,7 +14,8 @@ PACKAGES=(
   cpio gzip pigz
   # OCI: registry, reference clients, runtimes
   docker-registry skopeo umoci crun runc
-  # the independent Containerfile builder tests/containerfile.rs compares against
+  # the independent Containerfile builder tests/containerfile.rs compares
+  # against, and the peer of the application benchmarks (bench/src/sections/apps.rs)
   buildah
   # rootless steps: newuidmap/newgidmap for subordinate ids (tests/rootless.rs)
   uidmap

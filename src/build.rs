@@ -224,6 +224,9 @@ pub struct BuildResult {
     /// Steps taken from the cache / run.
     pub steps_cached: Vec<String>,
     pub steps_run: Vec<String>,
+    /// Seconds each step of `steps_run` spent in the sandbox (its runtime
+    /// started to its exit; extracting its root filesystem not included).
+    pub step_seconds: BTreeMap<String, f64>,
 }
 
 /// Build a recipe. See the module documentation for the order of work;
@@ -298,6 +301,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
         manifest,
         steps_cached: steps.cached,
         steps_run: steps.run,
+        step_seconds: steps.seconds,
     })
 }
 
@@ -549,6 +553,8 @@ struct StepsDone {
     /// Step names taken from the cache / run, in recipe order.
     cached: Vec<String>,
     run: Vec<String>,
+    /// Sandbox seconds of each step that ran, by name.
+    seconds: BTreeMap<String, f64>,
 }
 
 /// Phase 5: the first `until` steps, in recipe order: a fetch step by its
@@ -565,11 +571,15 @@ fn run_steps(
     let (recipe, epoch) = (&cx.loaded.recipe, cx.loaded.epoch);
     let sandbox = Sandbox::new(cx.opts.runtime);
     let step_cache = StepCache::new(cx.store.root());
-    let mut done = StepsDone { outs: BTreeMap::new(), cached: Vec::new(), run: Vec::new() };
+    let mut done =
+        StepsDone { outs: BTreeMap::new(), cached: Vec::new(), run: Vec::new(), seconds: BTreeMap::new() };
     for step in recipe.steps.iter().take(until) {
         if step.network {
             let (out, key, ran) = fetch_step(cx, &sandbox, images, step, &done.outs, pins)?;
-            if ran { &mut done.run } else { &mut done.cached }.push(step.name.clone());
+            if let Some(took) = ran {
+                done.seconds.insert(step.name.clone(), took.as_secs_f64());
+            }
+            if ran.is_some() { &mut done.run } else { &mut done.cached }.push(step.name.clone());
             done.outs.insert(step.name.clone(), (out, key));
             continue;
         }
@@ -581,7 +591,17 @@ fn run_steps(
         } else {
             let run = step_run(cx, step, mounts, None);
             let inputs = root::RootInputs { prior: &done.outs, source_dirs: cx.source_dirs, epoch };
-            run_step(&sandbox, images, recipe, &cx.loaded.recipe_file, &cx.loaded.lock, step, &run, &inputs)?;
+            let took = run_step(
+                &sandbox,
+                images,
+                recipe,
+                &cx.loaded.recipe_file,
+                &cx.loaded.lock,
+                step,
+                &run,
+                &inputs,
+            )?;
+            done.seconds.insert(step.name.clone(), took.as_secs_f64());
             let out_dir = run.out_dir;
             step_cache.publish(&step.name, &key, &out_dir)?;
             done.run.push(step.name.clone());
@@ -633,7 +653,7 @@ fn fetch_step(
     step: &Step,
     prior: &BTreeMap<String, (PathBuf, Digest)>,
     pins: &mut BTreeMap<String, LockedStep>,
-) -> Result<(PathBuf, Digest, bool)> {
+) -> Result<(PathBuf, Digest, Option<Duration>)> {
     let (definition, mounts) = fetch_definition(step, &cx.loaded.lock, prior, cx.source_dirs);
     let keep = kept_pin(cx, step, &definition, pins.get(&step.name))?;
     let fetched = StepCache::fetched(cx.store.root());
@@ -641,7 +661,7 @@ fn fetch_step(
         // --no-cache runs a fetch step again, when it may run at all.
         if !cx.opts.no_cache || !cx.opts.network {
             if let Some(dir) = fetched.lookup_fetched(&step.name, &pin.output)? {
-                return Ok((dir, fetched_key(&pin.output), false));
+                return Ok((dir, fetched_key(&pin.output), None));
             }
         }
     }
@@ -669,7 +689,7 @@ fn fetch_step(
     let run = step_run(cx, step, mounts, Some(NetworkAccess::from_env()?));
     let (recipe, lock) = (&cx.loaded.recipe, &cx.loaded.lock);
     let inputs = root::RootInputs { prior, source_dirs: cx.source_dirs, epoch: cx.loaded.epoch };
-    run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run, &inputs)?;
+    let took = run_step(sandbox, images, recipe, &cx.loaded.recipe_file, lock, step, &run, &inputs)?;
     let (output, files) = output_listing(&run.out_dir)
         .with_context(|| format!("step {:?}: hashing what it fetched", step.name))?;
     match keep {
@@ -689,7 +709,7 @@ fn fetch_step(
         }
     }
     fetched.publish(&step.name, &output, &run.out_dir)?;
-    Ok((run.out_dir, fetched_key(&output), true))
+    Ok((run.out_dir, fetched_key(&output), Some(took)))
 }
 
 /// The pin of a fetch step to keep, `None` when `eifbake lock` is to make
@@ -975,7 +995,8 @@ fn logs_dir(out_dir: &Path) -> Result<PathBuf> {
 /// run its image's programs, give it a fresh root filesystem, run it in the
 /// sandbox (its log at `run.log`), then drop the root filesystem. A root
 /// step ([`Step::root`]) starts from its root and copies ([`root::prepare`])
-/// and its root becomes its output ([`root::finish`]).
+/// and its root becomes its output ([`root::finish`]). Returns the time it
+/// spent in the sandbox (zero for a root step with no script).
 #[allow(clippy::too_many_arguments)]
 fn run_step(
     sandbox: &Sandbox,
@@ -986,7 +1007,7 @@ fn run_step(
     step: &Step,
     run: &StepRun,
     inputs: &root::RootInputs<'_>,
-) -> Result<()> {
+) -> Result<Duration> {
     let has_script = !step.run.trim().is_empty();
     if has_script {
         check_runnable(recipe, recipe_file, lock, step)?;
@@ -994,6 +1015,7 @@ fn run_step(
     // Without the image's device nodes: a step gets only the runtime's
     // standard devices, and crun applies no device cgroup.
     let no_devices = ApplyOptions { devices: DevicePolicy::Skip, ..images.limits.clone() };
+    let mut took = Duration::ZERO;
     if step.root.is_some() {
         let missing = root::prepare(step, &run.rootfs, images, inputs, &no_devices)?;
         if has_script {
@@ -1005,23 +1027,27 @@ fn run_step(
                 .map(|(u, g)| (u.parse().expect("validated uid"), g.parse().expect("validated gid")));
             let keep_out = out.symlink_metadata().is_ok();
             let r = StepRun { out_dir: out, keep_out, user, ..run.clone() };
-            sandbox.run(&r).with_context(|| {
-                format!(
-                    "{}step {:?} failed; its full output is in {}",
-                    crate::containerfile::lower::origin_of(recipe, recipe_file, &step.name),
-                    step.name,
-                    run.log.display()
-                )
-            })?;
+            took = sandbox
+                .run(&r)
+                .with_context(|| {
+                    format!(
+                        "{}step {:?} failed; its full output is in {}",
+                        crate::containerfile::lower::origin_of(recipe, recipe_file, &step.name),
+                        step.name,
+                        run.log.display()
+                    )
+                })?
+                .duration;
         }
-        return root::finish(&run.rootfs, &missing, &run.out_dir);
+        root::finish(&run.rootfs, &missing, &run.out_dir)?;
+        return Ok(took);
     }
     images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
-    sandbox.run(run).with_context(|| {
+    let report = sandbox.run(run).with_context(|| {
         format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
     })?;
     let _ = fs::remove_dir_all(&run.rootfs);
-    Ok(())
+    Ok(report.duration)
 }
 
 /// Refuse a step the host cannot run: its image (or, for a root step

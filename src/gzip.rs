@@ -38,8 +38,9 @@
 //! pool (the global one, or the pool of an enclosing `ThreadPool::install`)
 //! as soon as it fills, while the caller goes on producing the next one, and
 //! the results are written in input order. At most `2 × threads` (at least
-//! 4) blocks are in flight at once, so memory stays flat whatever the input
-//! size.
+//! 4) blocks are in flight at once, and their buffers are reused from block
+//! to block (allocated at most once per block in flight),
+//! so memory stays flat whatever the input size or number of cpio entries.
 //!
 //! One caveat, stated plainly: identical bytes across *machines* also rely on
 //! the deflate implementation (flate2's zlib-rs backend, pinned by
@@ -84,8 +85,44 @@ pub struct GzipSummary {
     pub crc32: u32,
 }
 
-/// A block being compressed on the rayon pool; its result arrives on the channel.
-type InFlight = mpsc::Receiver<io::Result<(Vec<u8>, crc32fast::Hasher)>>;
+/// A block being compressed on the rayon pool; its job comes back on the channel.
+type InFlight = mpsc::Receiver<io::Result<Job>>;
+
+/// One block's compression: its input, the dictionary it is primed with
+/// (the previous block's tail), its deflate output and CRC. A job goes to
+/// the pool and comes back with its output; once written out, its buffers
+/// serve a later block, so a stream of any length allocates at most
+/// `batch + 1` of each instead of one per block (per-block allocations of
+/// 1 MiB buffers made the allocator's footprint creep up with the input
+/// size). The compressor itself is made fresh for every block: a reset
+/// zlib-rs compressor does not give the same bytes as a new one, and the
+/// bytes are fixed.
+struct Job {
+    block: Vec<u8>,
+    dict: Vec<u8>,
+    out: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+impl Job {
+    fn new() -> Job {
+        Job {
+            block: Vec::with_capacity(BLOCK_SIZE),
+            dict: Vec::with_capacity(DICT_SIZE),
+            out: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// Compress `block` primed with `dict` into `out` (see [`compress_block`]).
+    fn run(mut self, last: bool) -> io::Result<Job> {
+        self.crc = crc32fast::Hasher::new();
+        self.crc.update(&self.block);
+        let mut c = Compress::new(Compression::new(LEVEL), false);
+        deflate_block(&mut c, &self.block, &self.dict, last, &mut self.out)?;
+        Ok(self)
+    }
+}
 
 /// A streaming deterministic gzip compressor; see the module docs.
 pub struct GzipWriter<W: Write> {
@@ -96,6 +133,8 @@ pub struct GzipWriter<W: Write> {
     current: Vec<u8>,
     /// The last `DICT_SIZE` bytes of the last full block handed out (empty at the start).
     dict: Vec<u8>,
+    /// Jobs already written out, for the next blocks to reuse.
+    spare: Vec<Job>,
     /// How many blocks may be in flight before `write` waits for the oldest.
     batch: usize,
     crc: crc32fast::Hasher,
@@ -112,7 +151,8 @@ impl<W: Write> GzipWriter<W> {
             inner: Some(inner),
             in_flight: VecDeque::with_capacity(batch),
             current: Vec::with_capacity(BLOCK_SIZE),
-            dict: Vec::new(),
+            dict: Vec::with_capacity(DICT_SIZE),
+            spare: Vec::with_capacity(batch),
             batch,
             crc: crc32fast::Hasher::new(),
             input_bytes: 0,
@@ -136,26 +176,45 @@ impl<W: Write> GzipWriter<W> {
         Ok(())
     }
 
-    /// Hand a full block to the rayon pool, primed with the previous block's
-    /// tail. The caller goes on filling the next block meanwhile, so reading
-    /// and compressing overlap.
-    fn submit(&mut self, block: Vec<u8>) {
-        let dict = std::mem::replace(&mut self.dict, tail(&block).to_vec());
+    /// A job holding the block filled so far (`current` gets the job's old,
+    /// emptied buffer) primed with the previous block's tail; `dict` becomes
+    /// this block's tail.
+    fn take_block(&mut self) -> Job {
+        let mut job = self.spare.pop().unwrap_or_else(Job::new);
+        std::mem::swap(&mut job.block, &mut self.current);
+        self.current.clear();
+        job.dict.clear();
+        job.dict.extend_from_slice(&self.dict);
+        self.dict.clear();
+        self.dict.extend_from_slice(tail(&job.block));
+        job
+    }
+
+    /// Hand the full block to the rayon pool. The caller goes on filling the
+    /// next block meanwhile, so reading and compressing overlap.
+    fn submit(&mut self) {
+        let job = self.take_block();
         let (tx, rx) = mpsc::sync_channel(1);
         rayon::spawn(move || {
-            let _ = tx.send(compress_block(&block, &dict, false));
+            let _ = tx.send(job.run(false));
         });
         self.in_flight.push_back(rx);
+    }
+
+    /// Write out a compressed block and keep its job for reuse.
+    fn emit_job(&mut self, job: Job) -> io::Result<()> {
+        self.write_header()?;
+        self.emit(&job.out)?;
+        self.crc.combine(&job.crc);
+        self.spare.push(job);
+        Ok(())
     }
 
     /// Write out the oldest block in flight, waiting for it.
     fn emit_oldest(&mut self) -> io::Result<()> {
         let rx = self.in_flight.pop_front().expect("a block in flight");
-        let (out, crc) = wait(&rx)?;
-        self.write_header()?;
-        self.emit(&out)?;
-        self.crc.combine(&crc);
-        Ok(())
+        let job = wait(&rx)?;
+        self.emit_job(job)
     }
 
     /// Write out every finished block at the front, and wait while too many are in flight.
@@ -169,11 +228,8 @@ impl<W: Write> GzipWriter<W> {
     /// Compress what is left, write the trailer, and return the inner writer.
     pub fn finish(mut self) -> io::Result<(W, GzipSummary)> {
         self.drain(0)?;
-        self.write_header()?;
-        let last = std::mem::take(&mut self.current);
-        let (out, crc) = compress_block(&last, &self.dict, true)?;
-        self.emit(&out)?;
-        self.crc.combine(&crc);
+        let last = self.take_block().run(true)?;
+        self.emit_job(last)?;
         let crc32 = self.crc.clone().finalize();
         let mut trailer = [0u8; 8];
         trailer[..4].copy_from_slice(&crc32.to_le_bytes());
@@ -189,16 +245,12 @@ impl<W: Write> Write for GzipWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
         while !rest.is_empty() {
-            if self.current.capacity() == 0 {
-                self.current = Vec::with_capacity(BLOCK_SIZE);
-            }
             let room = BLOCK_SIZE - self.current.len();
             let n = room.min(rest.len());
             self.current.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
             if self.current.len() == BLOCK_SIZE {
-                let full = std::mem::take(&mut self.current);
-                self.submit(full);
+                self.submit();
                 self.drain(self.batch - 1)?;
             }
         }
@@ -216,7 +268,7 @@ impl<W: Write> Write for GzipWriter<W> {
 /// Wait for a block's result. On a rayon worker thread (the caller runs
 /// inside `ThreadPool::install`), help the pool run queued jobs while
 /// waiting, or a one-thread pool would wait for itself forever.
-fn wait(rx: &InFlight) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+fn wait(rx: &InFlight) -> io::Result<Job> {
     let died = || io::Error::other("a gzip compression task died");
     loop {
         match rx.try_recv() {
@@ -241,23 +293,41 @@ fn tail(block: &[u8]) -> &[u8] {
 }
 
 /// Raw-deflate one block, primed with `dict`, ending in a sync flush, or in
-/// a final block when `last`. Returns the compressed bytes and the block's CRC.
+/// a final block when `last`. Returns the compressed bytes and the block's
+/// CRC. (The writer reuses its buffers through [`Job`]; this is the same
+/// work with fresh ones.)
+#[cfg(test)]
 fn compress_block(block: &[u8], dict: &[u8], last: bool) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(block);
     let mut c = Compress::new(Compression::new(LEVEL), false);
+    let mut out = Vec::new();
+    deflate_block(&mut c, block, dict, last, &mut out)?;
+    Ok((out, crc))
+}
+
+/// Deflate `block` with the fresh compressor `c` primed with `dict` into `out`
+/// (cleared first), ending in a sync flush, or in a final block when `last`.
+fn deflate_block(
+    c: &mut Compress,
+    block: &[u8],
+    dict: &[u8],
+    last: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }
     let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    out.clear();
     // Deflate's worst case is a few bytes per 16 KiB stored block; leave room for it.
-    let mut out = Vec::with_capacity(block.len() + block.len() / 64 + 64);
+    out.reserve(block.len() + block.len() / 64 + 64);
     loop {
         let consumed = c.total_in() as usize;
         if out.len() == out.capacity() {
             out.reserve(64 * 1024);
         }
-        let status = c.compress_vec(&block[consumed..], &mut out, flush).map_err(io::Error::other)?;
+        let status = c.compress_vec(&block[consumed..], out, flush).map_err(io::Error::other)?;
         let done_input = c.total_in() as usize == block.len();
         match status {
             Status::StreamEnd => break,
@@ -266,7 +336,7 @@ fn compress_block(block: &[u8], dict: &[u8], last: bool) -> io::Result<(Vec<u8>,
             Status::Ok | Status::BufError => {}
         }
     }
-    Ok((out, crc))
+    Ok(())
 }
 
 /// Compress everything `reader` yields into `writer`; returns the summary.
@@ -357,6 +427,24 @@ mod tests {
             assert!(o == &outputs[0], "output differs between thread counts");
         }
         assert_eq!(gunzip(&outputs[0]), data);
+    }
+
+    #[test]
+    fn reused_buffers_give_the_bytes_of_fresh_ones() {
+        // More blocks than the writer keeps in flight, so buffers are reused;
+        // the reference compresses every block with fresh buffers.
+        let data = sample(9 * BLOCK_SIZE + 4321, 11);
+        let mut want = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, OS_BYTE];
+        let blocks: Vec<&[u8]> = data.chunks(BLOCK_SIZE).collect();
+        let mut dict: &[u8] = b"";
+        for (i, b) in blocks.iter().enumerate() {
+            let last = i + 1 == blocks.len();
+            want.extend(compress_block(b, dict, last).unwrap().0);
+            dict = tail(b);
+        }
+        want.extend(crc32fast::hash(&data).to_le_bytes());
+        want.extend((data.len() as u32).to_le_bytes());
+        assert!(gz(&data) == want, "the writer's bytes differ from block-by-block fresh compression");
     }
 
     #[test]

@@ -126,6 +126,14 @@ fn builds_boots_and_rebuilds_identically_elsewhere() {
     let out_a = work.join("out-a");
     let log = p.build(&p.project(), &work.join("store-a"), &out_a, &[], &[("TZ", "UTC"), ("LC_ALL", "C")]);
     assert!(log.contains("step compile: ran"), "{log}");
+    // The time the step spent in the sandbox, which the benchmarks compare rebuilds against.
+    let secs: f64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("step compile: ran (")?.strip_suffix(" s in the sandbox)"))
+        .unwrap_or_else(|| panic!("no sandbox time for the step in:\n{log}"))
+        .parse()
+        .unwrap();
+    assert!(secs > 0.0 && secs < 600.0, "{log}");
     let eif_a = out_a.join("hello.eif");
     // The four outputs and the step logs, nothing else: the staging directory is gone.
     let mut names: Vec<String> =

@@ -63,6 +63,26 @@ pub fn peers(eif_build: Option<&Path>) -> Vec<String> {
         format!("AWS eif_build {eif_build_version}"),
         "aws-nitro-enclaves-image-format 0.8".into(),
         first_line("skopeo", &["--version"]),
+        first_line("buildah", &["--version"]),
         format!("docker-registry {}", registry.split_whitespace().last().unwrap_or("?")),
     ]
+}
+
+/// The processes using the most CPU right now (over their lifetime, as `ps`
+/// reports it), other than this harness and `ps` itself: `COMMAND (CPU%)`.
+pub fn others() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let out = Command::new("ps").args(["-eo", "pid,ppid,pcpu,comm", "--sort=-pcpu"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (pid, ppid, cpu, comm) = (f.first()?, f.get(1)?, f.get(2)?, f.get(3)?);
+            let ours = *pid == me || *ppid == me || *comm == "ps";
+            let busy = cpu.parse::<f64>().ok()? >= 5.0;
+            (!ours && busy).then(|| format!("{comm} ({cpu}%)"))
+        })
+        .take(8)
+        .collect()
 }

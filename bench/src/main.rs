@@ -83,6 +83,18 @@ struct RunArgs {
     /// Runs per timed command; the best wall time counts.
     #[arg(long, default_value_t = 3)]
     runs: u32,
+    /// Runs of each command of the apps section (every cold build compiles
+    /// the application, so fewer than --runs by default).
+    #[arg(long, default_value_t = 2)]
+    app_runs: u32,
+    /// Run only these sections (comma-separated: pack, sign, measure,
+    /// memory, onepass, unpack, pull, apps); the others are reported as
+    /// skipped. For trying one section; the checked-in report runs all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The directory of real files the onepass section packs.
+    #[arg(long, default_value = "/usr/share")]
+    onepass_dir: PathBuf,
     /// Extra tree sizes for the memory section, comma-separated ("" for none).
     #[arg(long, default_value = "128,1024", value_delimiter = ',')]
     scale_mib: Vec<String>,
@@ -148,21 +160,33 @@ fn settings(a: &RunArgs) -> Result<Settings> {
             s.parse::<u64>().with_context(|| format!("--scale-mib: expected MiB integers, got {s:?}"))?,
         );
     }
-    if a.runs == 0 {
-        bail!("--runs: expected a positive integer, got 0");
+    if a.runs == 0 || a.app_runs == 0 {
+        bail!("--runs, --app-runs: expected a positive integer, got 0");
     }
-    let (size_mib, runs, scale_mib) = if a.quick { (16, 1, vec![32]) } else { (a.size_mib, a.runs, scale) };
+    let (size_mib, runs, app_runs, scale_mib) =
+        if a.quick { (16, 1, 1, vec![32]) } else { (a.size_mib, a.runs, a.app_runs, scale) };
     let scale_arg: Vec<String> = scale_mib.iter().map(u64::to_string).collect();
     let command = if a.quick {
         "cargo run --release --locked -p eifbake-bench -- run --quick".to_string()
     } else {
         format!(
-            "cargo run --release --locked -p eifbake-bench -- run --size-mib {size_mib} --runs {runs} --scale-mib \"{}\"",
+            "cargo run --release --locked -p eifbake-bench -- run --size-mib {size_mib} --runs {runs} --app-runs {app_runs} --scale-mib \"{}\"",
             scale_arg.join(",")
         )
     };
+    let command = if a.only.is_empty() { command } else { format!("{command} --only {}", a.only.join(",")) };
     let measure_runs = if a.quick { 1 } else { runs.max(5) };
-    Ok(Settings { size_mib, runs, measure_runs, scale_mib, quick: a.quick, command, cmdline: CMDLINE.into() })
+    Ok(Settings {
+        size_mib,
+        runs,
+        measure_runs,
+        app_runs,
+        scale_mib,
+        quick: a.quick,
+        only: a.only.clone(),
+        command,
+        cmdline: CMDLINE.into(),
+    })
 }
 
 fn run_all(a: &RunArgs) -> Result<()> {
@@ -170,6 +194,7 @@ fn run_all(a: &RunArgs) -> Result<()> {
     let root = repo_root();
     let s = settings(a)?;
     let load_start = machine::load();
+    let others = machine::others();
     let date = machine::first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let work = root.join(&a.work);
     let res = work.join("results");
@@ -183,13 +208,14 @@ fn run_all(a: &RunArgs) -> Result<()> {
         res,
         runs: s.runs,
         measure_runs: s.measure_runs,
+        app_runs: s.app_runs,
         vars: BTreeMap::new(),
     };
     set_vars(&mut ctx, &eb, eif_build.as_deref())?;
     let (tree, tree_stats) = data::tree(&work, s.size_mib)?;
     ctx.set("TREE", &tree);
     ctx.set("KERNEL", data::kernel_path(&work));
-    let r = run_sections(&mut ctx, &s);
+    let r = run_sections(&mut ctx, &s, &a.onepass_dir);
     let machine = Machine {
         date,
         duration_s: started.elapsed().as_secs(),
@@ -211,6 +237,7 @@ fn run_all(a: &RunArgs) -> Result<()> {
         load_end: machine::load(),
         peers: machine::peers(eif_build.as_deref()),
         user: machine::first_line("id", &["-un"]),
+        others,
     };
     let results = Results { settings: s, machine, tree: tree_stats, ..r };
     let json = root.join(&a.json);
@@ -226,29 +253,69 @@ fn run_all(a: &RunArgs) -> Result<()> {
 
 /// Every section, in the report's order; the settings, machine and tree of
 /// the result are placeholders the caller fills.
-fn run_sections(ctx: &mut Ctx, s: &Settings) -> Results {
+fn run_sections(ctx: &mut Ctx, s: &Settings, onepass_dir: &Path) -> Results {
+    let want = |name: &str| s.only.is_empty() || s.only.iter().any(|o| o == name);
     let p = ctx.work.join("pack");
     let prepared = remove(&p).and_then(|_| Ok(std::fs::create_dir_all(&p)?));
     ctx.set("P", &p);
-    let pack: Outcome<_> = prepared.and_then(|_| sections::pack::run(ctx)).into();
-    let sign = sections::sign::run(ctx, pack.done()).into();
-    let measure = sections::pack::aws_eif(ctx)
-        .and_then(|eif| {
-            ctx.set("MEIF", eif);
-            sections::measure::run(ctx)
-        })
-        .into();
-    let memory = sections::memory::run(ctx, s.size_mib, &s.scale_mib).into();
-    let layers = data::layers(ctx, s.size_mib).map(|l| {
-        ctx.set("L", l[0].path.parent().expect("layers live in a directory"));
-        l
-    });
+    let pack: Outcome<_> = if want("pack") {
+        prepared.and_then(|_| sections::pack::run(ctx)).into()
+    } else {
+        not_selected(&s.only, "pack")
+    };
+    let sign = if want("sign") {
+        sections::sign::run(ctx, pack.done()).into()
+    } else {
+        not_selected(&s.only, "sign")
+    };
+    let measure = if want("measure") {
+        sections::pack::aws_eif(ctx)
+            .and_then(|eif| {
+                ctx.set("MEIF", eif);
+                sections::measure::run(ctx)
+            })
+            .into()
+    } else {
+        not_selected(&s.only, "measure")
+    };
+    let memory = if want("memory") {
+        sections::memory::run(ctx, s.size_mib, &s.scale_mib).into()
+    } else {
+        not_selected(&s.only, "memory")
+    };
+    // Quick mode packs its small synthetic tree instead of real files.
+    let onepass_dir = if s.quick { ctx.var("TREE").to_path_buf() } else { onepass_dir.to_path_buf() };
+    let onepass = if want("onepass") {
+        sections::onepass::run(ctx, &onepass_dir).into()
+    } else {
+        not_selected(&s.only, "onepass")
+    };
     ctx.set("U", ctx.work.join("unpack"));
     ctx.set("PL", ctx.work.join("pull"));
-    let (unpack, pull) = match layers {
-        Ok(l) => (sections::unpack::run(ctx, &l).into(), sections::pull::run(ctx, &l).into()),
-        Err(e) => (Outcome::Skipped(format!("{e:#}")), Outcome::Skipped(format!("{e:#}"))),
+    let (unpack, pull) = if want("unpack") || want("pull") {
+        let layers = data::layers(ctx, s.size_mib).map(|l| {
+            ctx.set("L", l[0].path.parent().expect("layers live in a directory"));
+            l
+        });
+        match layers {
+            Ok(l) => (
+                if want("unpack") {
+                    sections::unpack::run(ctx, &l).into()
+                } else {
+                    not_selected(&s.only, "unpack")
+                },
+                if want("pull") {
+                    sections::pull::run(ctx, &l).into()
+                } else {
+                    not_selected(&s.only, "pull")
+                },
+            ),
+            Err(e) => (Outcome::Skipped(format!("{e:#}")), Outcome::Skipped(format!("{e:#}"))),
+        }
+    } else {
+        (not_selected(&s.only, "unpack"), not_selected(&s.only, "pull"))
     };
+    let apps = if want("apps") { sections::apps::run(ctx).into() } else { not_selected(&s.only, "apps") };
     Results {
         settings: s.clone(),
         machine: placeholder_machine(),
@@ -259,7 +326,14 @@ fn run_sections(ctx: &mut Ctx, s: &Settings) -> Results {
         memory,
         unpack,
         pull,
+        apps,
+        onepass,
     }
+}
+
+/// The outcome of a section `--only` left out.
+fn not_selected<T>(only: &[String], name: &str) -> Outcome<T> {
+    Outcome::Skipped(format!("{name} not selected (--only {})", only.join(",")))
 }
 
 fn placeholder_machine() -> Machine {
@@ -278,6 +352,7 @@ fn placeholder_machine() -> Machine {
         load_end: String::new(),
         peers: vec![],
         user: String::new(),
+        others: vec![],
     }
 }
 

@@ -27,6 +27,11 @@ pub struct Results {
     pub memory: Outcome<Memory>,
     pub unpack: Outcome<Unpack>,
     pub pull: Outcome<Pull>,
+    /// Absent from the JSON of runs before the section existed.
+    #[serde(default)]
+    pub apps: Outcome<Apps>,
+    #[serde(default)]
+    pub onepass: Outcome<OnePass>,
 }
 
 /// A section's figures, or why it has none.
@@ -35,6 +40,12 @@ pub struct Results {
 pub enum Outcome<T> {
     Done(T),
     Skipped(String),
+}
+
+impl<T> Default for Outcome<T> {
+    fn default() -> Self {
+        Outcome::Skipped("not measured in this run".into())
+    }
 }
 
 impl<T> Outcome<T> {
@@ -64,6 +75,12 @@ pub struct Settings {
     /// Extra tree sizes of the memory section.
     pub scale_mib: Vec<u64>,
     pub quick: bool,
+    /// The sections `--only` selected (empty: all).
+    #[serde(default)]
+    pub only: Vec<String>,
+    /// Runs of each command of the apps section (each cold build compiles).
+    #[serde(default)]
+    pub app_runs: u32,
     /// The command line that reproduces this run.
     pub command: String,
     /// The kernel command line packed into every EIF.
@@ -89,6 +106,10 @@ pub struct Machine {
     pub peers: Vec<String>,
     /// The user the commands ran as.
     pub user: String,
+    /// What else was using the CPU when the run started (`ps`, the busiest
+    /// processes other than this run's).
+    #[serde(default)]
+    pub others: Vec<String>,
 }
 
 /// A command's timing and the sizes of what it wrote.
@@ -176,4 +197,38 @@ pub struct Pull {
     pub missing: Option<String>,
     pub skopeo: Timing,
     pub eifbake: Timing,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Apps {
+    pub runs: u32,
+    pub eb_cold: Timing,
+    pub eb_noop: Timing,
+    pub eb_change: Timing,
+    pub eb_verify: Timing,
+    pub buildah_cold: Timing,
+    pub buildah_noop: Timing,
+    pub buildah_change: Timing,
+    /// Sandbox seconds of the compile step in the last cold build.
+    pub cold_step_s: f64,
+    /// Sandbox seconds of the compile step in each change run, in run order.
+    pub change_step_s: Vec<f64>,
+    pub eif_bytes: u64,
+    /// buildah's size of the image it built, as `buildah images` prints it.
+    pub buildah_image_size: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OnePass {
+    /// The directory packed.
+    pub dir: String,
+    /// Entries below it (`find -mindepth 1`) and its bytes (`du -sb`).
+    pub entries: u64,
+    pub dir_bytes: u64,
+    pub ramdisk_bytes: u64,
+    pub eif_bytes: u64,
+    /// `eifbake ramdisk` + `eifbake eif`.
+    pub eifbake: Timing,
+    pub sha384sum: Timing,
+    pub sha384_pass: Timing,
 }

@@ -29,6 +29,8 @@ pub struct Ctx {
     pub res: PathBuf,
     pub runs: u32,
     pub measure_runs: u32,
+    /// Runs of the apps section's commands.
+    pub app_runs: u32,
     /// Variables of the commands, by name.
     pub vars: BTreeMap<String, PathBuf>,
 }
@@ -53,14 +55,25 @@ impl Ctx {
     /// (untimed). Logs the figures; a failing run is an error ending with the
     /// last lines of its stderr.
     pub fn timed(&self, name: &str, runs: u32, script: &str, clear: &[&Path]) -> Result<Timing> {
-        let out = self.res.join(format!("{name}.stdout"));
-        let err = self.res.join(format!("{name}.stderr"));
         let prep = || {
             for p in clear {
                 remove(p)?;
             }
             Ok(())
         };
+        self.timed_with(name, runs, script, prep)
+    }
+
+    /// [`Ctx::timed`] with `prep` run (untimed) before every run.
+    pub fn timed_with(
+        &self,
+        name: &str,
+        runs: u32,
+        script: &str,
+        prep: impl FnMut() -> Result<()>,
+    ) -> Result<Timing> {
+        let out = self.res.join(format!("{name}.stdout"));
+        let err = self.res.join(format!("{name}.stderr"));
         let report = self.res.join(format!("{name}.rusage"));
         let make = || {
             // Through the trampoline (see crate::timing): a small process

@@ -4,7 +4,10 @@
 //! shape the renderer produces (same headings and table headers).
 //!
 //! Needs what the full benchmark needs (scripts/deps.sh --with-eif-build):
-//! cpio, pigz, skopeo, docker-registry and AWS eif_build.
+//! cpio, pigz, skopeo, docker-registry, buildah, crun, AWS eif_build, and
+//! root (the apps section builds recipes/rust-server with eifbake and
+//! buildah: a few minutes, the Rust toolchain image cached under
+//! target/fixtures/).
 
 use std::path::Path;
 use std::process::Command;
@@ -63,8 +66,10 @@ fn quick_run_renders_every_table_with_figures() {
         ("sign:", 3),
         ("measure:", 5),
         ("memory", 5),
+        ("onepass:", 3),
         ("unpack:", 2),
         ("pull:", 2),
+        ("apps:", 7),
     ] {
         let (h, rows) = by_heading
             .iter()
@@ -106,6 +111,11 @@ fn quick_run_renders_every_table_with_figures() {
     assert_eq!(json["settings"]["quick"], true);
     let walls = json["pack"]["done"]["eb_plain"]["timing"]["wall_ns"].as_array().unwrap();
     assert_eq!(walls.len(), 1, "quick mode runs once");
+
+    // The change rebuild is judged against its own compile step, read from
+    // eifbake's output: it must be there.
+    let step = json["apps"]["done"]["change_step_s"][0].as_f64().unwrap();
+    assert!(step > 0.0, "compile step of the change rebuild: {step} s");
 
     // Memory is measured per command, not inherited from the harness: the
     // smallest peak (sha384sum) is far below the harness's own.

@@ -74,7 +74,10 @@ pub fn run(args: BuildArgs, global: &Global) -> Result<ExitCode> {
             outln!("step {s}: cached");
         }
         for s in &r.steps_run {
-            outln!("step {s}: ran");
+            match r.step_seconds.get(s) {
+                Some(secs) => outln!("step {s}: ran ({secs:.2} s in the sandbox)"),
+                None => outln!("step {s}: ran"),
+            }
         }
         outln!("{}  {}  ({} bytes)", o.eif.sha256, r.eif.display(), o.eif.size);
         super::output::text(&std::fs::read_to_string(&r.pcrs)?)?;

@@ -8,8 +8,10 @@
 //! Invariant: numbers are never made up: every figure comes from a command a
 //! section ran in this run.
 
+pub mod apps;
 pub mod measure;
 pub mod memory;
+pub mod onepass;
 pub mod pack;
 pub mod pull;
 pub mod sign;
@@ -39,6 +41,16 @@ pub const UNPACK_EB: &str =
 pub const PULL_SKOPEO: &str =
     r#"skopeo copy --quiet --src-tls-verify=false "docker://$IMAGE" "oci:$PL/skopeo:bench""#;
 pub const PULL_EB: &str = r#""$EB" --store "$PL/store" fetch "$RECIPE""#;
+
+pub const APP_EB_BUILD: &str = r#"cd "$AP" && "$EB" --store "$AS" build recipes/rust-server --out "$AO""#;
+pub const APP_EB_CHANGE: &str = r#"set -o pipefail; echo "// edited $(date +%s%N)" >>"$AP/recipes/rust-server/app/src/main.rs" && cd "$AP" && "$EB" --store "$AS" lock recipes/rust-server >/dev/null && "$EB" --store "$AS" build recipes/rust-server --out "$AO" | tee -a "$AW/change.log""#;
+pub const APP_EB_VERIFY: &str = r#""$EB" --store "$AS" verify "$AO/rust-server.manifest.json" --source "app=$AP/recipes/rust-server/app" --pcrs "$AO/rust-server.pcrs" --eif "$AO/rust-server.eif""#;
+pub const APP_BUILDAH: &str = r#"buildah --root "$BR/root" --runroot "$BR/run" --storage-driver overlay bud --quiet --layers --tls-verify=false --network none --runtime runc -f "$BC/Containerfile" -t localhost/rust-server:bench "$BC""#;
+pub const APP_BUILDAH_CHANGE: &str = r#"echo "// edited $(date +%s%N)" >>"$BC/app/src/main.rs" && buildah --root "$BR/root" --runroot "$BR/run" --storage-driver overlay bud --quiet --layers --tls-verify=false --network none --runtime runc -f "$BC/Containerfile" -t localhost/rust-server:bench "$BC""#;
+
+pub const ONEPASS_EB: &str = r#""$EB" ramdisk "$OD" -o "$OP/r.cpio" >/dev/null && "$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$OP/r.cpio" -o "$OP/e.eif" >/dev/null"#;
+pub const ONEPASS_SHA384SUM: &str = r#"sha384sum "$OP/e.eif""#;
+pub const ONEPASS_SHA: &str = r#""$BENCH" tool sha384-pass "$OP/e.eif""#;
 
 /// Whether two files hold the same bytes.
 pub fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> anyhow::Result<bool> {
