@@ -472,9 +472,14 @@ fn keyring_refs(recipe: &Recipe, recipe_path: &Path) -> Result<Vec<FileRef>> {
     let mut out = Vec::new();
     for rel in crate::trust::keyrings(recipe) {
         let p = base.join(&rel);
-        let text = fs::read_to_string(&p)
-            .with_context(|| format!("cannot read keyring {} as text (export it with --armor)", p.display()))?;
-        out.push(FileRef { path: rel.to_string_lossy().into_owned(), sha256: Digest::of(text.as_bytes()), text: Some(text) });
+        let text = fs::read_to_string(&p).with_context(|| {
+            format!("cannot read keyring {} as text (export it with --armor)", p.display())
+        })?;
+        out.push(FileRef {
+            path: rel.to_string_lossy().into_owned(),
+            sha256: Digest::of(text.as_bytes()),
+            text: Some(text),
+        });
     }
     Ok(out)
 }

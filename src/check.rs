@@ -362,7 +362,10 @@ impl Ctx<'_> {
         }
         // The kept image signatures: an offline run checks its [trust] policy with them.
         if base.signatures_root().is_dir() {
-            run_cmd(Command::new("cp").arg("-a").arg(base.signatures_root()).arg(store.caches()), "cp signatures")?;
+            run_cmd(
+                Command::new("cp").arg("-a").arg(base.signatures_root()).arg(store.caches()),
+                "cp signatures",
+            )?;
         }
         // Its source cache: the pinned trees, created in name order (reverse
         // order for `dirorder`), on the tmpfs when there is one, and checked

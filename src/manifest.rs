@@ -441,8 +441,14 @@ impl Origin {
                 SourceKind::CargoLock { path } => format!("cargo_lock:{}", path.display()),
             });
         }
-        let mut o =
-            Origin { recipe: recipe_file, lock: lock_file, images, sources, app_sources, keyrings: Vec::new() };
+        let mut o = Origin {
+            recipe: recipe_file,
+            lock: lock_file,
+            images,
+            sources,
+            app_sources,
+            keyrings: Vec::new(),
+        };
         o.normalize();
         o
     }

@@ -143,10 +143,7 @@ fn verified_payload<'k>(
         return Err(not_signed(&"it carries no signature"));
     }
     let mut payload = Vec::new();
-    (&mut msg)
-        .take(MAX_SIGNATURE_BYTES + 1)
-        .read_to_end(&mut payload)
-        .map_err(|e| not_signed(&e))?;
+    (&mut msg).take(MAX_SIGNATURE_BYTES + 1).read_to_end(&mut payload).map_err(|e| not_signed(&e))?;
     if payload.len() as u64 > MAX_SIGNATURE_BYTES {
         return Err(format!("its payload is larger than {MAX_SIGNATURE_BYTES} bytes"));
     }
@@ -173,7 +170,7 @@ fn verified_payload<'k>(
         .issuer_fingerprint()
         .iter()
         .map(|f| format!("{f:X}"))
-        .chain(sig.issuer().iter().map(|k| format!("{k:X}")))
+        .chain(sig.issuer().iter().map(|k| hex::encode_upper(k.as_ref())))
         .collect();
     Err(format!(
         "no key of the keyring verifies it (signed by {}): a key outside the keyring, or a damaged signature",
@@ -220,7 +217,9 @@ fn key_valid_at(key: &SignedPublicKey, sub: Option<usize>, at: DateTime<Utc>) ->
         .filter(|s| s.created().is_some_and(|c| *c <= at))
         .filter(|s| s.key_flags().sign())
         .filter(|s| s.verify_subkey_binding(primary, &sk.key).is_ok())
-        .filter(|s| s.embedded_signature().is_some_and(|b| b.verify_primary_key_binding(&sk.key, primary).is_ok()))
+        .filter(|s| {
+            s.embedded_signature().is_some_and(|b| b.verify_primary_key_binding(&sk.key, primary).is_ok())
+        })
         .max_by_key(|s| *s.created().expect("filtered"))
         .ok_or_else(|| format!("subkey {sub_fpr} of key {fpr} is not bound to it for signing"))?;
     expired(&format!("subkey {sub_fpr} of key {fpr}"), sk.key.created_at(), binding, at)
@@ -265,26 +264,30 @@ fn check_payload(payload: &[u8], digest: &Digest, reference: &Reference) -> Resu
     if top.keys().any(|k| k != "critical" && k != "optional") {
         return Err(bad("members other than `critical` and `optional`"));
     }
-    let exactly = |v: &Value, what: &str, keys: &[&str]| -> Result<serde_json::Map<String, Value>, Rejection> {
-        let o = v.as_object().ok_or_else(|| bad(&format!("{what} is not an object")))?;
-        if o.len() != keys.len() || !keys.iter().all(|k| o.contains_key(*k)) {
-            return Err(bad(&format!("{what} must have exactly the members {}", keys.join(", "))));
-        }
-        Ok(o.clone())
-    };
-    let critical = exactly(top.get("critical").unwrap_or(&Value::Null), "critical", &["type", "image", "identity"])?;
+    let exactly =
+        |v: &Value, what: &str, keys: &[&str]| -> Result<serde_json::Map<String, Value>, Rejection> {
+            let o = v.as_object().ok_or_else(|| bad(&format!("{what} is not an object")))?;
+            if o.len() != keys.len() || !keys.iter().all(|k| o.contains_key(*k)) {
+                return Err(bad(&format!("{what} must have exactly the members {}", keys.join(", "))));
+            }
+            Ok(o.clone())
+        };
+    let critical =
+        exactly(top.get("critical").unwrap_or(&Value::Null), "critical", &["type", "image", "identity"])?;
     if critical["type"] != SIGNATURE_TYPE {
         return Err(bad(&format!("critical.type is {}, not {SIGNATURE_TYPE:?}", critical["type"])));
     }
     let image = exactly(&critical["image"], "critical.image", &["docker-manifest-digest"])?;
     let identity = exactly(&critical["identity"], "critical.identity", &["docker-reference"])?;
-    let signed_digest = image["docker-manifest-digest"].as_str().ok_or_else(|| bad("the digest is not a string"))?;
+    let signed_digest =
+        image["docker-manifest-digest"].as_str().ok_or_else(|| bad("the digest is not a string"))?;
     if signed_digest != digest.to_string() {
         return Err(format!(
             "it signs manifest {signed_digest}, not the pinned manifest {digest} (a signature of another image)"
         ));
     }
-    let signed_ref = identity["docker-reference"].as_str().ok_or_else(|| bad("the identity is not a string"))?;
+    let signed_ref =
+        identity["docker-reference"].as_str().ok_or_else(|| bad("the identity is not a string"))?;
     if !identity_matches(signed_ref, reference) {
         return Err(format!("it signs the identity {signed_ref:?}, not {reference}"));
     }
@@ -306,7 +309,12 @@ fn identity_matches(signed: &str, reference: &Reference) -> bool {
 
 /// The URL or file path of signature `n` of `digest` in `lookaside`.
 pub fn lookaside_location(lookaside: &str, reference: &Reference, digest: &Digest, n: usize) -> String {
-    format!("{}/{}@sha256={}/signature-{n}", lookaside.trim_end_matches('/'), reference.repository(), digest.hex())
+    format!(
+        "{}/{}@sha256={}/signature-{n}",
+        lookaside.trim_end_matches('/'),
+        reference.repository(),
+        digest.hex()
+    )
 }
 
 /// Fetch the signatures of `digest` from the lookaside, from
@@ -338,9 +346,13 @@ fn fetch_lookaside(
             match fs::metadata(&p) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 Ok(m) if m.len() > MAX_SIGNATURE_BYTES => {
-                    bail!("image {image:?}: signature {} is larger than {MAX_SIGNATURE_BYTES} bytes", p.display())
+                    bail!(
+                        "image {image:?}: signature {} is larger than {MAX_SIGNATURE_BYTES} bytes",
+                        p.display()
+                    )
                 }
-                _ => fs::read(&p).with_context(|| format!("image {image:?}: cannot read signature {}", p.display()))?,
+                _ => fs::read(&p)
+                    .with_context(|| format!("image {image:?}: cannot read signature {}", p.display()))?,
             }
         };
         out.push(bytes);
@@ -379,7 +391,9 @@ fn kept(store: &Store, digest: &Digest) -> Result<Vec<(PathBuf, Result<Vec<u8>, 
         let b = if found.hex() == name {
             Ok(bytes)
         } else {
-            Err(format!("the kept file changed since it was stored (it hashes to {found}): tampered or damaged"))
+            Err(format!(
+                "the kept file changed since it was stored (it hashes to {found}): tampered or damaged"
+            ))
         };
         out.push((p, b));
     }
@@ -404,7 +418,11 @@ fn judge(
     let mut signers = BTreeSet::new();
     let mut rejected = Vec::new();
     for (at, bytes) in sigs {
-        match bytes.as_ref().map_err(Clone::clone).and_then(|b| check_signature(b, keyring, digest, reference)) {
+        match bytes
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|b| check_signature(b, keyring, digest, reference))
+        {
             Ok(fpr) => {
                 if !signers.insert(fpr.clone()) {
                     rejected.push((at.clone(), format!("key {fpr} signed already (a key counts once)")));
@@ -496,9 +514,16 @@ fn refusal(
 }
 
 /// `lock`/`build` drift check: the keyring file is the one the lock was made with.
-pub fn check_locked_keyring(name: &str, t: &ImageTrust, li: &LockedImage, base: &Path, lock: &Path) -> Result<()> {
+pub fn check_locked_keyring(
+    name: &str,
+    t: &ImageTrust,
+    li: &LockedImage,
+    base: &Path,
+    lock: &Path,
+) -> Result<()> {
     let path = base.join(&t.keyring);
-    let bytes = fs::read(&path).with_context(|| format!("image {name:?}: cannot read keyring {}", path.display()))?;
+    let bytes =
+        fs::read(&path).with_context(|| format!("image {name:?}: cannot read keyring {}", path.display()))?;
     let found = Digest::of(&bytes);
     match li.keyring {
         Some(k) if k == found => Ok(()),
@@ -536,7 +561,8 @@ pub fn check_images(
 
 /// The keyring files of `recipe`'s policies (relative to the recipe), each once, sorted.
 pub fn keyrings(recipe: &crate::recipe::Recipe) -> Vec<PathBuf> {
-    let set: BTreeSet<PathBuf> = recipe.images.keys().filter_map(|n| recipe.image_trust(n)).map(|t| t.keyring).collect();
+    let set: BTreeSet<PathBuf> =
+        recipe.images.keys().filter_map(|n| recipe.image_trust(n)).map(|t| t.keyring).collect();
     set.into_iter().collect()
 }
 

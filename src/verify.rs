@@ -321,9 +321,15 @@ fn recreate_keyrings(recipe: &Recipe, origin: &Origin, base: &Path) -> Result<()
         let f = origin.keyrings.iter().find(|k| k.path == rel).with_context(|| {
             format!("manifest field origin.keyrings has no keyring {rel:?}, which the recipe's [trust] names")
         })?;
-        let text = f.text.as_deref().with_context(|| format!("manifest field origin.keyrings: {rel:?} has no text"))?;
+        let text = f
+            .text
+            .as_deref()
+            .with_context(|| format!("manifest field origin.keyrings: {rel:?} has no text"))?;
         if Digest::of(text.as_bytes()) != f.sha256 {
-            bail!("manifest field origin.keyrings: {rel:?}: the text does not hash to its sha256 {}", f.sha256);
+            bail!(
+                "manifest field origin.keyrings: {rel:?}: the text does not hash to its sha256 {}",
+                f.sha256
+            );
         }
         let dest = base.join(safe_relative(&rel, "origin.keyrings.path")?);
         fs::create_dir_all(dest.parent().expect("under base"))?;

@@ -88,7 +88,8 @@ impl Gpg {
 
 impl Drop for Gpg {
     fn drop(&mut self) {
-        let _ = Command::new("gpgconf").env("GNUPGHOME", self.home.path()).args(["--kill", "gpg-agent"]).status();
+        let _ =
+            Command::new("gpgconf").env("GNUPGHOME", self.home.path()).args(["--kill", "gpg-agent"]).status();
     }
 }
 
@@ -169,7 +170,8 @@ impl World {
     /// and revoke R (gpg's own revocation certificate), then export the
     /// keyring (A, B, E, R) and give it to the verifying home.
     fn finish_keys(&self) -> PathBuf {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let t = format!("--faked-system-time={}!", now - 10 * 86400 + 60);
         self.gpg.run(&[&t, "--quick-set-expire", &self.expired, "1d"]);
         let rev = self.gpg.home.path().join(format!("openpgp-revocs.d/{}.rev", self.revoked));
@@ -259,7 +261,10 @@ fn signatures_by_gpg_and_skopeo_meet_the_threshold_and_each_refusal_is_named() {
         let (code, _, err) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
         assert_eq!(code, 2, "{what}: {err}");
         assert!(err.contains("image \"busybox\"") && err.contains(why), "{what}: {err}");
-        assert!(err.contains("1 valid signature(s)") && err.contains("below its threshold of 2"), "{what}: {err}");
+        assert!(
+            err.contains("1 valid signature(s)") && err.contains("below its threshold of 2"),
+            "{what}: {err}"
+        );
         assert!(!proj.path().join("lockfiles/t.lock").exists(), "{what}: a refused lock was written");
     }
     // The expired key's reason names when it expired; the outsider's names it.
@@ -291,15 +296,27 @@ fn kept_signatures_are_checked_offline_and_a_tampered_store_is_refused() {
     eifbake_ok(&["--store", s(&store), "fetch", s(&recipe)]);
     let out = eifbake_ok(&["--offline", "--store", s(&store), "fetch", s(&recipe)]);
     assert!(out.contains("signed by 2"), "{out}");
-    assert_eq!(http.requests.load(std::sync::atomic::Ordering::SeqCst), asked, "offline fetch asked the lookaside");
+    assert_eq!(
+        http.requests.load(std::sync::atomic::Ordering::SeqCst),
+        asked,
+        "offline fetch asked the lookaside"
+    );
     let kept = Layout::new(&store).signatures(&w.digest);
     let files: Vec<PathBuf> = std::fs::read_dir(&kept).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 2);
     // An offline build passes the signature check (and stops later, at the
     // fixture's kernel, which is a busybox binary).
     let out_dir = proj.path().join("out");
-    let (code, _, err) =
-        eifbake(&["--offline", "--store", s(&store), "build", s(&recipe), "--out", s(&out_dir), "--unsigned"]);
+    let (code, _, err) = eifbake(&[
+        "--offline",
+        "--store",
+        s(&store),
+        "build",
+        s(&recipe),
+        "--out",
+        s(&out_dir),
+        "--unsigned",
+    ]);
     assert_eq!(code, 2);
     assert!(!err.contains("threshold") && err.contains("kernel"), "{err}");
 
@@ -308,15 +325,31 @@ fn kept_signatures_are_checked_offline_and_a_tampered_store_is_refused() {
     let n = bytes.len();
     bytes[n - 5] ^= 0x55;
     std::fs::write(&files[0], &bytes).unwrap();
-    let (code, _, err) =
-        eifbake(&["--offline", "--store", s(&store), "build", s(&recipe), "--out", s(&out_dir), "--unsigned"]);
+    let (code, _, err) = eifbake(&[
+        "--offline",
+        "--store",
+        s(&store),
+        "build",
+        s(&recipe),
+        "--out",
+        s(&out_dir),
+        "--unsigned",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("image \"busybox\"") && err.contains("tampered or damaged"), "{err}");
     assert!(err.contains("1 valid signature(s)") && err.contains(s(&files[0])), "{err}");
     // Deleted: refused too.
     std::fs::remove_file(&files[0]).unwrap();
-    let (code, _, err) =
-        eifbake(&["--offline", "--store", s(&store), "build", s(&recipe), "--out", s(&out_dir), "--unsigned"]);
+    let (code, _, err) = eifbake(&[
+        "--offline",
+        "--store",
+        s(&store),
+        "build",
+        s(&recipe),
+        "--out",
+        s(&out_dir),
+        "--unsigned",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("image \"busybox\"") && err.contains("below its threshold of 2"), "{err}");
     assert!(err.contains("--offline"), "{err}");
@@ -330,5 +363,8 @@ fn kept_signatures_are_checked_offline_and_a_tampered_store_is_refused() {
     std::fs::write(&kr, text).unwrap();
     let (code, _, err) = eifbake(&["--offline", "--store", s(&store), "fetch", s(&recipe)]);
     assert_eq!(code, 2);
-    assert!(err.contains("keyring") && err.contains("changed since") && err.contains("eifbake lock"), "{err}");
+    assert!(
+        err.contains("keyring") && err.contains("changed since") && err.contains("eifbake lock"),
+        "{err}"
+    );
 }

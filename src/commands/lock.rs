@@ -119,7 +119,8 @@ fn check_signatures(
         return Ok(Default::default());
     }
     let store = Store::open(store_dir)?;
-    let verdicts = crate::trust::check_images(&store, recipe, lock, recipe_path, crate::trust::Source::Lookaside)?;
+    let verdicts =
+        crate::trust::check_images(&store, recipe, lock, recipe_path, crate::trust::Source::Lookaside)?;
     let base = Recipe::base_dir(recipe_path);
     for (name, v) in &verdicts {
         let t = recipe.image_trust(name).expect("checked images have a policy");
