@@ -102,12 +102,12 @@ fn raw_manifest(image: &str, dir: &Path, name: &str) -> (PathBuf, Digest) {
 }
 
 /// Put `sigs` in the lookaside directory `dir` for `repo`@`digest` (replacing what was there).
-fn lookaside(dir: &Path, repo: &str, digest: &Digest, sigs: &[&[u8]]) {
+fn lookaside<S: AsRef<[u8]>>(dir: &Path, repo: &str, digest: &Digest, sigs: &[S]) {
     let d = dir.join(format!("{repo}@sha256={}", digest.hex()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     for (i, sig) in sigs.iter().enumerate() {
-        std::fs::write(d.join(format!("signature-{}", i + 1)), sig).unwrap();
+        std::fs::write(d.join(format!("signature-{}", i + 1)), sig.as_ref()).unwrap();
     }
 }
 
@@ -245,7 +245,7 @@ fn signatures_by_gpg_and_skopeo_meet_the_threshold_and_each_refusal_is_named() {
 
     // Each bad signature beside one good one (threshold 2): refused,
     // naming the image, the reason and how many were valid.
-    let cases: [(&str, Vec<&[u8]>, &str); 7] = [
+    let cases: [(&str, Vec<&Vec<u8>>, &str); 7] = [
         ("wrong digest", vec![&sig_a, &wrong_digest], "not the pinned manifest"),
         ("wrong identity", vec![&sig_a, &wrong_identity], "fx/other:1"),
         ("expired key", vec![&sig_a, &by_expired], "had expired"),
