@@ -792,6 +792,7 @@ mod tests {
             reference: reference.into(),
             index_digest: None,
             platform: Platform::linux(Arch::X86_64),
+            signers: Vec::new(),
         };
         let mut busybox = from("busybox", "stagex/core-busybox:sx2026.03.0");
         busybox.index_digest = Some(Digest::of(b"example index"));
@@ -845,6 +846,7 @@ mod tests {
                 },
             },
             origin: Origin {
+                keyrings: Vec::new(),
                 recipe: FileRef {
                     path: "recipes/hello.toml".into(),
                     sha256: Digest::of(b"recipe"),

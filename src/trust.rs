@@ -104,6 +104,9 @@ fn fingerprint(key: &impl KeyDetails) -> String {
 /// Why one signature does not count.
 pub type Rejection = String;
 
+/// One signature to judge: where it is, and its bytes (or why it cannot be used).
+type Found = (PathBuf, Result<Vec<u8>, Rejection>);
+
 /// Check one signature blob against the keyring, the manifest `digest` and
 /// the image's `reference`; the primary-key fingerprint of its signer.
 pub fn check_signature(
@@ -374,7 +377,7 @@ fn keep(store: &Store, digest: &Digest, sigs: &[Vec<u8>]) -> Result<()> {
 }
 
 /// The signatures kept for `digest`: (file, bytes or why it is refused).
-fn kept(store: &Store, digest: &Digest) -> Result<Vec<(PathBuf, Result<Vec<u8>, Rejection>)>> {
+fn kept(store: &Store, digest: &Digest) -> Result<Vec<Found>> {
     let dir = store.layout().signatures(digest);
     let mut out = Vec::new();
     let entries = match fs::read_dir(&dir) {
