@@ -240,7 +240,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     // Held for the whole build: `store gc` waits, so it never removes blobs
     // or cache entries this build reads.
     let _using_store = store.writing()?;
-    fetch_images(&store, lock, opts)?;
+    let trusted = fetch_images(&store, &loaded, recipe_path, opts)?;
 
     let scratch = LiveTempDir::new_in(&std::env::temp_dir(), SCRATCH_PREFIX)?;
     let work = scratch.path().to_path_buf();
@@ -273,6 +273,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
     let inputs = Inputs::of_recipe(recipe, lock, loaded.epoch)?;
     let mut origin = Origin::of_recipe(recipe, lock, loaded.recipe_ref.clone(), loaded.lock_ref.clone());
     origin.containerfile = containerfile_ref(&loaded)?;
+    origin.add_trust(&trusted, keyring_refs(recipe, recipe_path)?);
     let inputs_json = inputs.to_json()?;
     let trees = enclave_trees(recipe, &loaded.recipe_file, &mut images, &steps.outs, &inputs_json)?;
     let files = reported_files(recipe, &loaded.recipe_file, trees.last().expect("a user ramdisk"))?;
@@ -350,7 +351,7 @@ fn run_fetch_steps(
     let Some(last) = loaded.recipe.steps.iter().rposition(|s| s.network) else { return Ok(Vec::new()) };
     let store = Store::open(&opts.store)?;
     let _using_store = store.writing()?;
-    fetch_images(&store, &loaded.lock, opts)?;
+    fetch_images(&store, loaded, recipe_path, opts)?;
     let scratch = LiveTempDir::new_in(&std::env::temp_dir(), SCRATCH_PREFIX)?;
     let work = scratch.path().to_path_buf();
     let logs = logs_dir(&opts.out_dir)?;
@@ -477,11 +478,38 @@ fn load_signer(
 }
 
 /// Phase 2: every image blob pinned in the lock is in the store (missing
-/// ones pulled unless `--offline`).
-fn fetch_images(store: &Store, lock: &Lock, opts: &BuildOptions) -> Result<()> {
+/// ones pulled unless `--offline`), and every image with a `[trust]`
+/// policy carries enough valid signatures ([`crate::trust`]: the store's
+/// kept ones, fetched again only when they fall short and not offline).
+fn fetch_images(
+    store: &Store,
+    loaded: &Loaded,
+    recipe_path: &Path,
+    opts: &BuildOptions,
+) -> Result<BTreeMap<String, crate::trust::ImageVerdict>> {
     let registry = crate::oci::registry::Registry::new(&opts.insecure).with_mirrors(opts.mirrors.clone());
-    fetch::fetch_lock(store, lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
-    Ok(())
+    fetch::fetch_lock(store, &loaded.lock, &registry, opts.offline, &Progress::bytes("fetch", 0))?;
+    let source = crate::trust::Source::Kept { offline: opts.offline };
+    crate::trust::check_images(store, &loaded.recipe, &loaded.lock, recipe_path, source)
+}
+
+/// The keyrings of the recipe's `[trust]` policies, with their text, for
+/// the manifest's origin (so `verify` can recreate them).
+fn keyring_refs(recipe: &Recipe, recipe_path: &Path) -> Result<Vec<FileRef>> {
+    let base = Recipe::base_dir(recipe_path);
+    let mut out = Vec::new();
+    for rel in crate::trust::keyrings(recipe) {
+        let p = base.join(&rel);
+        let text = fs::read_to_string(&p).with_context(|| {
+            format!("cannot read keyring {} as text (export it with --armor)", p.display())
+        })?;
+        out.push(FileRef {
+            path: rel.to_string_lossy().into_owned(),
+            sha256: Digest::of(text.as_bytes()),
+            text: Some(text),
+        });
+    }
+    Ok(out)
 }
 
 /// Phase 3: each source materialised from its pin (refused when it

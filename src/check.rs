@@ -343,8 +343,8 @@ impl Ctx<'_> {
         Ok(lock_rel)
     }
 
-    /// Run `i`'s store in `dir`: the base store's blobs shared, its own
-    /// source cache (trees created in reverse name order when `reverse`)
+    /// Run `i`'s store in `dir`: the base store's blobs shared, its kept
+    /// image signatures copied, its own source cache (trees created in reverse name order when `reverse`)
     /// and step cache.
     fn run_store(&self, dir: &Path, i: usize, reverse: bool) -> Result<PathBuf> {
         let store = Layout::new(dir.join("store"));
@@ -365,6 +365,13 @@ impl Ctx<'_> {
             if base.root().join(f).exists() {
                 fs::copy(base.root().join(f), store.root().join(f))?;
             }
+        }
+        // The kept image signatures: an offline run checks its [trust] policy with them.
+        if base.signatures_root().is_dir() {
+            run_cmd(
+                Command::new("cp").arg("-a").arg(base.signatures_root()).arg(store.caches()),
+                "cp signatures",
+            )?;
         }
         // Its source cache: the pinned trees, created in name order (reverse
         // order for `dirorder`), on the tmpfs when there is one, and checked

@@ -84,20 +84,39 @@ pub struct Downloaded {
 /// within `opts`; errors name source `name` and the URL. The caller checks
 /// the returned digest against its pin.
 pub fn download(name: &str, url: &str, to: &Path, opts: &Options) -> Result<Downloaded> {
-    let fail = |why: &dyn std::fmt::Display| anyhow!("sources.{name}: download of {url} failed: {why}");
+    download_as(&format!("sources.{name}"), url, to, opts)
+}
+
+/// A server answered 404 Not Found: the download's error when it is
+/// nothing else, so a caller probing for files (a signature lookaside)
+/// can tell "absent" from "failed".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
+/// [`download`], its errors naming `what` (e.g. `sources.app`).
+pub fn download_as(what: &str, url: &str, to: &Path, opts: &Options) -> Result<Downloaded> {
+    let fail = |why: &dyn std::fmt::Display| {
+        let msg = format!("{what}: download of {url} failed: {why}");
+        if why.to_string().starts_with("HTTP 404 ") {
+            anyhow::Error::new(NotFound(msg))
+        } else {
+            anyhow!(msg)
+        }
+    };
     let parsed = reqwest::Url::parse(url).map_err(|e| fail(&format!("not a valid URL ({e})")))?;
     let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("sources.{name}: cannot create a temporary file in {}", dir.display()))?;
+        .with_context(|| format!("{what}: cannot create a temporary file in {}", dir.display()))?;
     let got = match parsed.scheme() {
         "file" => copy_file(&parsed, tmp.as_file_mut(), opts.max_bytes).map_err(|e| fail(&e))?,
         "http" | "https" => {
             let file = tmp.as_file_mut();
             off_runtime(|| fetch_http(parsed, file, opts)).map_err(|e| fail(&e))?
         }
-        _ => bail!("sources.{name}.url = {url:?}: expected an https://, http:// or file:// URL"),
+        _ => bail!("{what}: {url:?}: expected an https://, http:// or file:// URL"),
     };
-    tmp.persist(to).with_context(|| format!("sources.{name}: cannot write {}", to.display()))?;
+    tmp.persist(to).with_context(|| format!("{what}: cannot write {}", to.display()))?;
     Ok(got)
 }
 

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod platform;
 pub mod recipe;
 pub mod sources;
+pub mod trust;
 
 // Images: OCI references, registries, the store, layers.
 pub mod oci;

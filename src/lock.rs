@@ -14,6 +14,8 @@
 //! index = "sha256:…"                  # optional, see below
 //! manifest = "sha256:…"               # the linux/<arch> platform manifest
 //! platform = "linux/amd64"
+//! keyring = "sha256:…"                # with a [trust] policy: the keyring checked with
+//! signers = ["3D0A…", "9F21…"]         # and the primary keys whose signatures counted
 //!
 //! [sources.app]                       # see crate::sources::Pin
 //! kind = "git"
@@ -47,6 +49,10 @@
 //! when the recipe gives one (`[images.NAME] platform = …`, a step image
 //! for another platform: see [`crate::recipe::ImageEntry`]);
 //! [`Lock::load_checked`] refuses an entry pinned for another platform.
+//!
+//! `keyring` and `signers` are written by `eifbake lock` for an image with a
+//! signature policy ([`crate::trust`]); [`Lock::load_checked`] refuses a
+//! keyring file whose sha256 is no longer the locked one.
 //!
 //! `manifest` is what builds use. `index` is the digest the reference
 //! itself resolved to: an image index / manifest list, or — for
@@ -119,6 +125,14 @@ pub struct LockedImage {
     pub manifest: Digest,
     /// `linux/amd64` or `linux/arm64`.
     pub platform: Platform,
+    /// With a signature policy (`[trust]`): the sha256 of the keyring file
+    /// the signatures were checked with (a changed keyring needs a new lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<Digest>,
+    /// With a signature policy: the primary-key fingerprints of the keys
+    /// whose valid signatures of `manifest` met the threshold, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
 }
 
 /// What `relock` did to one image.
@@ -222,6 +236,9 @@ impl Lock {
                     lp.display(),
                     li.reference
                 );
+            }
+            if let Some(t) = recipe.image_trust(name) {
+                crate::trust::check_locked_keyring(name, &t, li, &Recipe::base_dir(recipe_path), &lp)?;
             }
             if li.platform != platform {
                 bail!(
@@ -330,6 +347,8 @@ pub fn relock(
                 index: Some(r.index),
                 manifest: r.manifest,
                 platform: r.platform,
+                keyring: None,
+                signers: Vec::new(),
             },
         );
     }

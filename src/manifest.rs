@@ -373,6 +373,10 @@ pub struct ImageOrigin {
     pub index_digest: Option<Digest>,
     /// `linux/amd64` or `linux/arm64`.
     pub platform: Platform,
+    /// With a `[trust]` policy: the primary-key fingerprints of the keys
+    /// whose valid signatures of the manifest the build checked, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
 }
 
 /// Where a source came from (unmeasured; see [`crate::sources::Pin`]).
@@ -426,6 +430,11 @@ pub struct Origin {
     /// a local directory `path:DIR`; plus `enclave.app_sources`. Sorted,
     /// deduplicated.
     pub app_sources: Vec<String>,
+    /// The keyrings of the recipe's `[trust]` policies (path relative to
+    /// the recipe, sha256, text), so `verify` can check the signatures
+    /// again; left out when the recipe has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyrings: Vec<FileRef>,
 }
 
 impl Origin {
@@ -444,6 +453,7 @@ impl Origin {
                 reference: li.reference.clone(),
                 index_digest: li.index,
                 platform: li.platform.clone(),
+                signers: Vec::new(),
             })
             .collect();
         let sources = lock.sources.iter().map(|(n, p)| SourceOrigin::from_pin(n, p)).collect();
@@ -462,9 +472,25 @@ impl Origin {
             images,
             sources,
             app_sources,
+            keyrings: Vec::new(),
         };
         o.normalize();
         o
+    }
+
+    /// Record who signed each image (the verdicts of [`crate::trust`]) and
+    /// the keyrings the signatures were checked with.
+    pub fn add_trust(
+        &mut self,
+        verdicts: &BTreeMap<String, crate::trust::ImageVerdict>,
+        keyrings: Vec<FileRef>,
+    ) {
+        for img in &mut self.images {
+            if let Some(v) = verdicts.get(&img.name) {
+                img.signers = v.signers.clone();
+            }
+        }
+        self.keyrings = keyrings;
     }
 
     /// Sort images and sources by name and `app_sources` bytewise, deduplicated.
@@ -791,6 +817,7 @@ mod tests {
             reference: reference.into(),
             index_digest: None,
             platform: Platform::linux(Arch::X86_64),
+            signers: Vec::new(),
         };
         let mut busybox = from("busybox", "stagex/core-busybox:sx2026.03.0");
         busybox.index_digest = Some(Digest::of(b"example index"));
@@ -849,6 +876,7 @@ mod tests {
             },
             origin: Origin {
                 containerfile: None,
+                keyrings: Vec::new(),
                 recipe: FileRef {
                     path: "recipes/hello.toml".into(),
                     sha256: Digest::of(b"recipe"),

@@ -135,6 +135,89 @@ pub struct Recipe {
     /// `--build-arg`s for the Containerfile (`ARG` values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub build_args: BTreeMap<String, String>,
+    /// Signatures an image must carry before it is used; see [`Trust`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<Trust>,
+}
+
+/// `[trust]`: the OpenPGP signatures ("simple signing", as skopeo and
+/// podman write them) an image must carry before `lock`, `fetch`, `build`
+/// or `verify` use it ([`crate::trust`]). The keys of `[trust]` are the
+/// default of every image; `[trust.images.NAME]` overrides them, key by key,
+/// for one image. An image is checked when any of the three is set for it,
+/// and then all three must be:
+///
+/// - `keyring`: an armored or binary OpenPGP keyring (`gpg --export
+///   --armor`), relative to the recipe; its sha256 is pinned in the lock;
+/// - `threshold`: how many distinct keys of the keyring must have signed
+///   the pinned manifest (a key signing twice counts once);
+/// - `lookaside`: where the signatures are, in the containers lookaside
+///   layout: an `https://` or `http://` URL, or a directory (relative to
+///   the recipe, or absolute).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookaside: Option<String>,
+    /// Per image (a key of `[images]`): overrides of the keys above.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, TrustOverride>,
+}
+
+/// `[trust.images.NAME]`: one image's own keyring, threshold or lookaside.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookaside: Option<String>,
+}
+
+/// The signature policy of one image, resolved from `[trust]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageTrust {
+    /// Relative to the recipe.
+    pub keyring: PathBuf,
+    pub threshold: u32,
+    pub lookaside: String,
+}
+
+impl Trust {
+    /// The policy of image `name`, `None` when none of its keys is set;
+    /// an error naming the missing key when only some are.
+    fn resolve(&self, name: &str) -> Result<Option<ImageTrust>> {
+        let o = self.images.get(name).cloned().unwrap_or_default();
+        let keyring = o.keyring.or_else(|| self.keyring.clone());
+        let threshold = o.threshold.or(self.threshold);
+        let lookaside = o.lookaside.or_else(|| self.lookaside.clone());
+        if keyring.is_none() && threshold.is_none() && lookaside.is_none() {
+            return Ok(None);
+        }
+        let missing = |key: &str| {
+            anyhow::anyhow!(
+                "trust: image {name:?} has a signature policy without `{key}`; set trust.{key} \
+                 (or trust.images.{name}.{key}): keyring, threshold and lookaside go together"
+            )
+        };
+        let keyring = keyring.ok_or_else(|| missing("keyring"))?;
+        let threshold = threshold.ok_or_else(|| missing("threshold"))?;
+        let lookaside = lookaside.ok_or_else(|| missing("lookaside"))?;
+        relative_file(&format!("trust (image {name:?}) keyring"), &keyring)?;
+        if threshold == 0 {
+            bail!("trust (image {name:?}): threshold = 0: expected at least 1 (leave [trust] out to check no signatures)");
+        }
+        if lookaside.trim().is_empty() {
+            bail!("trust (image {name:?}): lookaside = \"\": expected an https:// URL or a directory");
+        }
+        Ok(Some(ImageTrust { keyring, threshold, lookaside }))
+    }
 }
 
 /// One `[images]` entry: a reference (`busybox = "…"`, pinned for the
@@ -640,6 +723,11 @@ impl Recipe {
         }
     }
 
+    /// The signature policy of image `name` ([`Trust`]), `None` when it has none.
+    pub fn image_trust(&self, name: &str) -> Option<ImageTrust> {
+        self.trust.as_ref().and_then(|t| t.resolve(name).expect("validated: complete trust policies"))
+    }
+
     /// Mode overrides parsed to numbers.
     pub fn mode_overrides(&self) -> BTreeMap<String, u32> {
         self.enclave
@@ -654,6 +742,7 @@ impl Recipe {
         self.limits.validate()?;
         self.validate_signing()?;
         self.validate_names_and_images()?;
+        self.validate_trust()?;
         self.validate_sources()?;
         self.validate_steps()?;
         self.validate_enclave()?;
@@ -672,6 +761,18 @@ impl Recipe {
             if self.report[..i].contains(path) {
                 bail!("report[{i}] = {path:?}: named twice; remove one");
             }
+        }
+        Ok(())
+    }
+
+    /// `[trust]`: per-image tables name images, every image's policy is complete.
+    fn validate_trust(&self) -> Result<()> {
+        let Some(t) = &self.trust else { return Ok(()) };
+        for name in t.images.keys() {
+            self.require_image(&format!("trust.images key {name:?}"), name)?;
+        }
+        for name in self.images.keys() {
+            t.resolve(name)?;
         }
         Ok(())
     }

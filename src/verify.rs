@@ -291,6 +291,7 @@ pub fn recreate_project(
         Recipe::parse_with(recipe_text, containerfile.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
             .context("manifest field origin.recipe.text")?;
     let base = Recipe::base_dir(&recipe_path);
+    recreate_keyrings(&recipe, origin, &base)?;
     for name in sources.keys() {
         match recipe.sources.get(name) {
             Some(s) if matches!(s.kind(), SourceKind::Path { .. }) => {}
@@ -342,6 +343,32 @@ pub fn recreate_project(
     }
     recreate_containerfile(origin, &recipe_path)?;
     Ok(recipe_path)
+}
+
+/// The keyrings of the recipe's `[trust]` policies, from the manifest's
+/// origin (each checked against its sha256), written where the recipe
+/// names them, so the rebuild checks the images' signatures as the build did.
+fn recreate_keyrings(recipe: &Recipe, origin: &Origin, base: &Path) -> Result<()> {
+    for rel in crate::trust::keyrings(recipe) {
+        let rel = rel.to_string_lossy();
+        let f = origin.keyrings.iter().find(|k| k.path == rel).with_context(|| {
+            format!("manifest field origin.keyrings has no keyring {rel:?}, which the recipe's [trust] names")
+        })?;
+        let text = f
+            .text
+            .as_deref()
+            .with_context(|| format!("manifest field origin.keyrings: {rel:?} has no text"))?;
+        if Digest::of(text.as_bytes()) != f.sha256 {
+            bail!(
+                "manifest field origin.keyrings: {rel:?}: the text does not hash to its sha256 {}",
+                f.sha256
+            );
+        }
+        let dest = base.join(safe_relative(&rel, "origin.keyrings.path")?);
+        fs::create_dir_all(dest.parent().expect("under base"))?;
+        fs::write(&dest, text).with_context(|| format!("cannot write {}", dest.display()))?;
+    }
+    Ok(())
 }
 
 /// A rebuild failed: keep its directory (the project and `out/logs`, where

@@ -27,6 +27,8 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
     let registry = Registry::new(&args.insecure_registry).with_mirrors(global.mirrors()?);
     let fetched = fetch_lock(&store, &lock, &registry, global.offline, &progress)?;
     progress.finish();
+    let source = crate::trust::Source::Kept { offline: global.offline };
+    let signed = crate::trust::check_images(&store, &recipe, &lock, &args.recipe, source)?;
     let vendored = cache_sources(&store, &recipe, &lock, &args.recipe, global.offline)?;
     let opts = super::build::fetch_step_options(
         &args.steps,
@@ -47,7 +49,8 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
             })
             .collect();
         super::output::json(&serde_json::json!({
-            "store": store.root(), "images": images, "sources": sources, "fetch_steps_run": steps_run
+            "store": store.root(), "images": images, "sources": sources, "fetch_steps_run": steps_run,
+            "signatures": signed
         }))?;
     } else {
         for f in &fetched {
@@ -60,6 +63,9 @@ pub fn run(args: RecipeLockArgs, global: &Global) -> Result<ExitCode> {
                 store.root().display(),
                 f.ref_name
             );
+        }
+        for (name, v) in &signed {
+            outln!("{name:<16} signed by {} ({})", v.signers.len(), v.signers.join(", "));
         }
         for (name, pin) in &lock.steps {
             let how = if steps_run.contains(name) { "ran" } else { "in store" };

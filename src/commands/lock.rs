@@ -73,6 +73,7 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
             rt.block_on(registry.resolve(r, arch))
         },
     )?;
+    let signed = check_signatures(&recipe, &mut lock, &args.target.recipe, &store_dir)?;
     let fetched = if recipe.steps.iter().any(|s| s.network) {
         let opts = super::build::fetch_step_options(
             &args.target.steps,
@@ -93,11 +94,16 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
     };
     lock.save(&lock_path)?;
     if args.target.json {
-        let v = serde_json::json!({ "lockfile": lock_path, "images": changes, "fetch_steps_run": fetched });
+        let v = serde_json::json!({
+            "lockfile": lock_path, "images": changes, "fetch_steps_run": fetched, "signatures": signed
+        });
         super::output::json(&v)?;
     } else {
         for c in &changes {
             outln!("{:<9} {:<16} {} {}", c.action, c.name, c.manifest, c.reference);
+        }
+        for (name, v) in &signed {
+            outln!("signed    {name:<16} by {} ({})", v.signers.len(), v.signers.join(", "));
         }
         for (name, pin) in &lock.steps {
             let how = if fetched.contains(name) { "ran" } else { "kept" };
@@ -106,4 +112,30 @@ pub fn run(args: LockArgs, global: &Global) -> Result<ExitCode> {
         outln!("wrote {}", lock_path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The images with a `[trust]` policy: their signatures fetched from the
+/// lookaside, kept in the store (created if need be), checked, and the
+/// keyring's sha256 and the signers recorded in `lock`.
+fn check_signatures(
+    recipe: &Recipe,
+    lock: &mut Lock,
+    recipe_path: &std::path::Path,
+    store_dir: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, crate::trust::ImageVerdict>> {
+    if !recipe.images.keys().any(|n| recipe.image_trust(n).is_some()) {
+        return Ok(Default::default());
+    }
+    let store = Store::open(store_dir)?;
+    let verdicts =
+        crate::trust::check_images(&store, recipe, lock, recipe_path, crate::trust::Source::Lookaside)?;
+    let base = Recipe::base_dir(recipe_path);
+    for (name, v) in &verdicts {
+        let t = recipe.image_trust(name).expect("checked images have a policy");
+        let keyring = std::fs::read(base.join(&t.keyring))?;
+        let li = lock.images.get_mut(name).expect("checked images are locked");
+        li.keyring = Some(crate::digest::Digest::of(&keyring));
+        li.signers = v.signers.clone();
+    }
+    Ok(verdicts)
 }

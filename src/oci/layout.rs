@@ -10,7 +10,13 @@
 //! STORE/eifbake/sources/<tree hex>/        the source cache
 //! STORE/eifbake/steps/<key hex>/{out/,tree} the step cache
 //! STORE/eifbake/fetched/<tree hex>/{out/,tree} fetch steps' pinned outputs
+//! STORE/eifbake/signatures/<manifest hex>/<sha256 hex>  image signatures kept
 //! ```
+//!
+//! Image signatures ([`crate::trust`]) are kept by the manifest digest they
+//! sign, each file named by the sha256 of its bytes: added, never replaced,
+//! and not a cache (`gc --caches` leaves them), since an offline build needs
+//! them to check the recipe's threshold.
 //!
 //! The first four are the OCI image layout (what skopeo and umoci read, and
 //! what `store export` writes); the rest is eifbake's own (`store export
@@ -122,6 +128,17 @@ impl Layout {
     pub fn fetched(&self) -> PathBuf {
         self.cache("fetched")
     }
+
+    /// The image signatures kept, `<manifest hex>/` per signed manifest.
+    pub fn signatures_root(&self) -> PathBuf {
+        self.caches().join("signatures")
+    }
+
+    /// The signatures kept for the manifest `digest`: one file per
+    /// signature, named by the sha256 of its bytes.
+    pub fn signatures(&self, digest: &Digest) -> PathBuf {
+        self.signatures_root().join(digest.hex())
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +160,7 @@ mod tests {
         );
         assert_eq!((l.sources(), l.steps()), ("/s/eifbake/sources".into(), "/s/eifbake/steps".into()));
         assert_eq!(l.fetched(), Path::new("/s/eifbake/fetched"));
+        assert_eq!(l.signatures(&d), PathBuf::from(format!("/s/eifbake/signatures/{}", d.hex())));
         assert_eq!(BLOB_DIRS.concat(), "blobs/blobs/sha256/");
         assert_eq!(l.blob_tree(), Path::new("/s/blobs"));
     }
