@@ -295,23 +295,33 @@ pub enum AttestationCommand {
     /// its SHA-256), each certificate's dates at --at, ECDSA P-384/SHA-384
     /// throughout, the document's ES384 signature, the nonce when --nonce is
     /// given, and PCR0, PCR1, PCR2 (and PCR8 when expected) against the
-    /// manifest's or the .pcrs file's.
+    /// manifest's or the .pcrs file's, or a release's on a registry (RELEASE,
+    /// pulled and its digests verified first, as `eifbake pull` does).
     ///
     /// Exit 0 GOOD, 1 BAD (every reason printed), 2 unreadable document or inputs.
     Verify(AttestationVerifyArgs),
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("expected").required(true).args(["manifest", "pcrs"])))]
+#[command(group(clap::ArgGroup::new("expected").required(true).args(["release", "manifest", "pcrs"])))]
 pub struct AttestationVerifyArgs {
     /// The attestation document: COSE_Sign1 bytes, or their base64 or hex.
     pub document: PathBuf,
-    /// The build's NAME.manifest.json, whose PCRs the enclave must have.
+    /// A release on a registry (REGISTRY/REPO:TAG or …@sha256:…, see `eifbake
+    /// push`) whose PCRs the enclave must have.
+    #[arg(value_name = "RELEASE")]
+    pub release: Option<PathBuf>,
+    /// The build's NAME.manifest.json, whose PCRs the enclave must have (or a
+    /// release on a registry: its manifest).
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
-    /// A .pcrs file (`<hex> PCRn` lines), whose PCRs the enclave must have.
+    /// A .pcrs file (`<hex> PCRn` lines), whose PCRs the enclave must have (or
+    /// a release on a registry: its .pcrs).
     #[arg(long, value_name = "FILE")]
     pub pcrs: Option<PathBuf>,
+    /// Registries reachable over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// The nonce the document must carry, in hex (the one you sent the enclave).
     #[arg(long, value_name = "HEX")]
     pub nonce: Option<String>,

@@ -1,7 +1,8 @@
 //! Releases on a registry: `push`, `pull`, `describe`/`diff`/`verify REF`,
 //! signed rebuild attestations as referrers and their listing, and batches
 //! of releases, against a real loopback registry (Debian's docker-registry,
-//! which has no referrers API: the referrers tag schema path).
+//! which has no referrers API: the referrers tag schema path), and an
+//! enclave's attestation document checked against a release's PCRs.
 
 mod common;
 
@@ -497,4 +498,58 @@ fn push_and_pull_with_credentials() {
     let (code, o, e) = eifbake_env(&["pull", &reference, "--out", s(&pulled)], &env);
     assert_eq!(code, 0, "{o}{e}");
     assert_eq!(fs::read(pulled.join("cred.eif")).unwrap(), fs::read(out.join("cred.eif")).unwrap());
+}
+
+/// `attestation verify DOC RELEASE` (and `--manifest REF`, `--pcrs REF`):
+/// the PCRs come from the release, pulled and checked. The document is
+/// QEMU-shaped (unsigned, accepted only with --insecure-unsigned) with the
+/// release's PCRs written in, since no real enclave signs for a test build;
+/// its chain and signature checks are tests/attestation.rs's.
+#[test]
+fn an_attestation_document_is_compared_with_a_release_on_the_registry() {
+    use eifbake::attestation;
+    use eifbake::eif::signature::cose_sign1;
+    use eifbake::pcr::{Measurements, Pcr};
+
+    let reg = TestRegistry::start();
+    let _fx = push_fixtures(&reg);
+    let proj = tempfile::tempdir().unwrap();
+    let release = build_release(&reg, proj.path(), "att");
+    let reference = reg.image("releases/att:1");
+    push_json(&release, &reference);
+    let pcrs =
+        Measurements::parse_pcrs_file(&fs::read_to_string(release.with_extension("pcrs")).unwrap()).unwrap();
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/attestation/nitro-2024-09-07.b64");
+    let document = |pcr0: Pcr| {
+        let mut doc = attestation::parse(&attestation::read_file(&real).unwrap()).unwrap().document;
+        for (i, p) in [(0, pcr0), (1, pcrs.pcr1), (2, pcrs.pcr2)] {
+            doc.pcrs.insert(i, p);
+        }
+        (doc.certificate, doc.cabundle) = (vec![0; 64], vec![vec![0; 64]]);
+        let path = proj.path().join(format!("doc-{}.cbor", &pcr0.hex()[..8]));
+        fs::write(&path, cose_sign1(&[0xa1, 0x01, 0x20], &doc.to_cbor(), &[0; 64])).unwrap();
+        path
+    };
+    let (same, other) = (document(pcrs.pcr0), document(Pcr::of(b"another image")));
+    for how in [vec![reference.as_str()], vec!["--manifest", &reference], vec!["--pcrs", &reference]] {
+        let mut args = vec!["attestation", "verify", s(&same)];
+        args.extend(&how);
+        args.push("--insecure-unsigned");
+        let (code, out, err) = eifbake(&args);
+        assert_eq!(code, 0, "{how:?}: {out}{err}");
+        assert!(out.starts_with("UNAUTHENTICATED") && !out.contains("FAILED"), "{how:?}: {out}");
+        args[2] = s(&other);
+        let (code, out, _) = eifbake(&args);
+        assert_eq!(code, 1, "{how:?}: {out}");
+        assert!(out.lines().any(|l| l.starts_with("PCR0") && l.contains("FAILED")), "{how:?}: {out}");
+    }
+    // RELEASE must be a reference: a file there is refused, naming the flags.
+    let (code, _, err) = eifbake(&["attestation", "verify", s(&same), s(&release.with_extension("pcrs"))]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a release on a registry") && err.contains("--pcrs"), "{err}");
+    // A release that is not there: exit 2, named.
+    let missing = reg.image("releases/none:1");
+    let (code, _, err) = eifbake(&["attestation", "verify", s(&same), &missing, "--insecure-unsigned"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("releases/none"), "{err}");
 }

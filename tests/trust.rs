@@ -373,3 +373,43 @@ fn kept_signatures_are_checked_offline_and_a_tampered_store_is_refused() {
         "{err}"
     );
 }
+
+/// A rebuilder's side: a build under `[trust]` lists its signers in the
+/// manifest, and `verify` of that manifest, in an empty store, fetches the
+/// signatures again and checks them before it builds: GOOD while two
+/// maintainers' signatures are there, refused once one is withdrawn.
+#[test]
+fn verify_rechecks_the_signatures_and_refuses_below_the_threshold() {
+    let w = world();
+    let (sig_a, sig_b) = (w.sign(&w.a), w.sign(&w.b));
+    let keyring = w.finish_keys();
+    let sigdir = w.dir.path().join("lookaside-verify");
+    lookaside(&sigdir, "fx/busybox", &w.digest, &[&sig_a, &sig_b]);
+    let (proj, recipe) = project(&w, &keyring, 2, s(&sigdir));
+    // The fixture's init is a symlink to busybox; naming busybox itself builds.
+    let text = std::fs::read_to_string(&recipe).unwrap().replace("\"/bin/sh\" }", "\"/bin/busybox\" }");
+    std::fs::write(&recipe, text).unwrap();
+    let (store, out) = (proj.path().join("store"), proj.path().join("out"));
+    eifbake_ok(&["--store", s(&store), "lock", s(&recipe)]);
+    eifbake_ok(&["--store", s(&store), "build", s(&recipe), "--out", s(&out), "--unsigned"]);
+    let manifest = out.join("t.manifest.json");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let image = m["origin"]["images"].as_array().unwrap().iter().find(|i| i["name"] == "busybox").unwrap();
+    let mut want = vec![w.a.clone(), w.b.clone()];
+    want.sort();
+    assert_eq!(image["signers"], serde_json::json!(want), "{image}");
+    assert_eq!(m["origin"]["keyrings"].as_array().map(Vec::len), Some(1), "{}", m["origin"]);
+
+    let fresh = proj.path().join("rebuilder-store");
+    let (code, o, e) = eifbake(&["--store", s(&fresh), "verify", s(&manifest)]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("GOOD"), "{o}");
+
+    // One maintainer withdraws: a new rebuilder is refused before anything runs.
+    lookaside(&sigdir, "fx/busybox", &w.digest, &[&sig_a]);
+    let fresh = proj.path().join("rebuilder-store-2");
+    let (code, o, e) = eifbake(&["--store", s(&fresh), "verify", s(&manifest)]);
+    assert_eq!(code, 2, "{o}{e}");
+    assert!(e.contains("image \"busybox\"") && e.contains("below its threshold of 2"), "{e}");
+    assert!(!o.contains("GOOD"), "{o}");
+}

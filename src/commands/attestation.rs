@@ -1,15 +1,19 @@
-//! `eifbake attestation verify DOC (--manifest M | --pcrs F)`: check an
-//! enclave's attestation document, see [`crate::attestation`].
+//! `eifbake attestation verify DOC (RELEASE | --manifest M | --pcrs F)`:
+//! check an enclave's attestation document, see [`crate::attestation`]. A
+//! release on a registry (as RELEASE, or in place of M or F) is pulled and
+//! verified first ([`crate::release::local_file`]).
 //! Exit 0 GOOD (or UNAUTHENTICATED with --insecure-unsigned), 1 BAD,
 //! 2 unreadable document, manifest, .pcrs file, nonce or time.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::args::{AttestationCommand, AttestationVerifyArgs};
 use crate::attestation::{self, Policy, Report, TrustAnchor, Verdict};
 use crate::epoch::Epoch;
+use crate::release::{ReleaseFiles, Subject};
 
 pub fn run(cmd: AttestationCommand) -> Result<ExitCode> {
     match cmd {
@@ -18,10 +22,25 @@ pub fn run(cmd: AttestationCommand) -> Result<ExitCode> {
 }
 
 fn verify(args: AttestationVerifyArgs) -> Result<ExitCode> {
-    let expected = match (&args.manifest, &args.pcrs) {
-        (Some(m), _) => attestation::expected_from_manifest(m)?,
-        (None, Some(p)) => attestation::expected_from_pcrs_file(p)?,
-        (None, None) => unreachable!("clap requires --manifest or --pcrs"),
+    let registry = crate::oci::registry::Registry::new(&args.insecure_registry);
+    let scratch = tempfile::Builder::new().prefix("eifbake-attestation-").tempdir()?;
+    let pulled = |arg: &std::path::Path, pick: fn(&ReleaseFiles) -> &PathBuf| {
+        crate::release::local_file(&registry, arg, scratch.path(), pick)
+    };
+    let expected = match (&args.release, &args.manifest, &args.pcrs) {
+        (Some(r), _, _) => {
+            let text = r.to_str().unwrap_or_default();
+            if !matches!(Subject::parse(text)?, Subject::Release(_)) {
+                bail!(
+                    "{}: not a release on a registry (REGISTRY/REPO:TAG); for a file give --manifest or --pcrs",
+                    r.display()
+                );
+            }
+            attestation::expected_from_manifest(&pulled(r, |f| &f.manifest)?)?
+        }
+        (None, Some(m), _) => attestation::expected_from_manifest(&pulled(m, |f| &f.manifest)?)?,
+        (None, None, Some(p)) => attestation::expected_from_pcrs_file(&pulled(p, |f| &f.pcrs)?)?,
+        (None, None, None) => unreachable!("clap requires RELEASE, --manifest or --pcrs"),
     };
     let nonce = match &args.nonce {
         Some(h) => Some(hex::decode(h.trim()).with_context(|| {
