@@ -501,7 +501,11 @@ fn symlinks_a_step_leaves_never_lead_out_of_the_root() {
     let _f = common::push_fixtures(&reg);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let marker = root.join("host-dir");
+    // The host directory the stage's symlinks name, outside /tmp: a step's
+    // /tmp is a fresh tmpfs, so a twin the stage made there would be gone
+    // and the copies below would fail for that reason instead.
+    let host = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let marker = host.path().join("host-dir");
     fs::create_dir_all(&marker).unwrap();
     fs::write(marker.join("secret"), "host secret\n").unwrap();
     let m = marker.display();
