@@ -399,8 +399,11 @@ pub struct EifArgs {
     /// Kernel command line (written without a trailing NUL).
     #[arg(long)]
     pub cmdline: String,
-    /// Ramdisks, in order; give the flag once per ramdisk.
-    #[arg(long, required = true)]
+    /// Ramdisks, in order; give the flag once per ramdisk. A ramdisk file
+    /// is copied as it is; a directory is packed on the way into a plain
+    /// newc archive (the bytes `eifbake ramdisk DIR` writes, mtimes from
+    /// SOURCE_DATE_EPOCH), in the same pass as the EIF: no intermediate file.
+    #[arg(long, required = true, value_name = "FILE|DIR")]
     pub ramdisk: Vec<PathBuf>,
     /// Where to write the EIF (written atomically).
     #[arg(long, short)]

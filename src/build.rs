@@ -968,6 +968,7 @@ fn write_staged_outputs(
             arch: recipe.arch,
             default_mem: e.memory_mib << 20,
             default_cpus: e.cpus,
+            epoch,
             metadata,
             signing: parts.signer.cloned().map(Signing::Key),
         },

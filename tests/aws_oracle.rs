@@ -84,6 +84,7 @@ fn write_ours_signed(inp: &Inputs, arch: Arch, out: &Path, signing: Option<Signi
         arch,
         default_mem: eif::DEFAULT_MEM,
         default_cpus: eif::DEFAULT_CPUS,
+        epoch: Epoch(0),
         metadata: metadata(),
         signing,
     };

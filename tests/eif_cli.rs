@@ -360,7 +360,13 @@ fn eif_errors_leave_no_output() {
     base(&mut c);
     let o = run(c.arg("--ramdisk").arg(dir));
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("is not a regular file"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("lies inside the ramdisk directory"), "{}", text(&o.stderr));
+
+    let mut c = eifbake();
+    base(&mut c);
+    let o = run(c.arg("--ramdisk").arg("/dev/null"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("is not a regular file or a directory"), "{}", text(&o.stderr));
 
     assert_eq!(listing(), before, "a failed eif run left files behind");
 }
@@ -563,4 +569,78 @@ fn diff_of_small_unsorted_ramdisks_is_exact() {
     let o = diff(&a, &c, false);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("same entries in a different order"), "{}", text(&o.stdout));
+}
+
+/// A tree with what a root filesystem holds: directories, a file, an
+/// executable, a symlink and a hard link.
+fn rootfs_tree(root: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let t = root.join("tree");
+    fs::create_dir_all(t.join("usr/bin")).unwrap();
+    fs::create_dir_all(t.join("etc")).unwrap();
+    fs::write(t.join("etc/motd"), b"hello\n").unwrap();
+    fs::write(t.join("usr/bin/hello"), bytes(3, 300_000)).unwrap();
+    fs::set_permissions(t.join("usr/bin/hello"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink("hello", t.join("usr/bin/hi")).unwrap();
+    fs::hard_link(t.join("etc/motd"), t.join("etc/issue")).unwrap();
+    t
+}
+
+/// `eif --ramdisk DIR` packs the directory in the same pass: the same bytes
+/// as `ramdisk DIR -o R` then `eif --ramdisk R`, as the first ramdisk (PCR1)
+/// or a later one (PCR2); a tree that cannot be packed leaves no output.
+#[test]
+fn a_directory_ramdisk_is_packed_in_the_same_pass() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    write_inputs(dir, b"x", 0o100644);
+    let tree = rootfs_tree(dir);
+    let packed = dir.join("tree.cpio");
+    let o = run(eifbake().arg("ramdisk").arg(&tree).arg("-o").arg(&packed).env("SOURCE_DATE_EPOCH", "7"));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let eif = |name: &str, ramdisks: [&Path; 2]| {
+        let out = dir.join(name);
+        let mut c = eifbake();
+        c.arg("eif").arg("--kernel").arg(dir.join("bzImage")).args(["--cmdline", "console=ttyS0"]);
+        for r in ramdisks {
+            c.arg("--ramdisk").arg(r);
+        }
+        let o = run(c.arg("--output").arg(&out).args(["--name", "img"]).env("SOURCE_DATE_EPOCH", "7"));
+        assert!(o.status.success(), "{name}: {}", text(&o.stderr));
+        fs::read(out).unwrap()
+    };
+    let boot = dir.join("boot.cpio");
+    let later = (eif("a.eif", [&boot, &packed]), eif("b.eif", [&boot, &tree]));
+    assert!(later.0 == later.1, "a directory as the second ramdisk gave other bytes than its packed file");
+    let first = (eif("c.eif", [&packed, &boot]), eif("d.eif", [&tree, &boot]));
+    assert!(first.0 == first.1, "a directory as the first ramdisk gave other bytes than its packed file");
+    assert!(later.0 != first.0, "the two orders should differ");
+    let o = describe(&dir.join("d.eif"));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    // A file over newc's 4 GiB limit (sparse: no disk used) cannot go into
+    // a ramdisk: exit 2, the file named, no output, no temporary file left.
+    fs::File::create(tree.join("etc/huge")).unwrap().set_len(1 << 32).unwrap();
+    let out = dir.join("e.eif");
+    let o = run(eifbake()
+        .arg("eif")
+        .arg("--kernel")
+        .arg(dir.join("bzImage"))
+        .args(["--cmdline", "x", "--ramdisk"])
+        .arg(&tree)
+        .arg("--output")
+        .arg(&out));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("etc/huge") && text(&o.stderr).contains("too large"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!out.exists(), "a failed pack left {}", out.display());
+    let leftovers: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }

@@ -374,6 +374,7 @@ fn inputs(dir: &Path, user: &[u8], signing: Option<Signing>) -> EifInputs {
         arch: Arch::X86_64,
         default_mem: eif::DEFAULT_MEM,
         default_cpus: eif::DEFAULT_CPUS,
+        epoch: Epoch(1),
         metadata: Metadata::new("img", "1", Epoch(1), None, None).unwrap(),
         signing,
     }

@@ -227,8 +227,10 @@ pub struct OnePass {
     pub dir_bytes: u64,
     pub ramdisk_bytes: u64,
     pub eif_bytes: u64,
-    /// `eifbake ramdisk` + `eifbake eif`.
+    /// `eifbake eif --ramdisk DIR`: the one pass.
     pub eifbake: Timing,
+    /// `eifbake ramdisk DIR -o R` + `eifbake eif --ramdisk R`: the same EIF in two steps.
+    pub two_steps: Timing,
     pub sha384sum: Timing,
     pub sha384_pass: Timing,
 }

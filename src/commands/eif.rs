@@ -1,5 +1,6 @@
 //! `eifbake eif --kernel K --cmdline S --ramdisk R... --output O`: write an
-//! EIF (see [`crate::eif`]) and print its PCRs; `--pcrs FILE` also writes
+//! EIF (see [`crate::eif`]) and print its PCRs. A ramdisk given as a
+//! directory is packed into the EIF in the same pass (no ramdisk file); `--pcrs FILE` also writes
 //! them as `<hex> PCRn` lines. `--signing-certificate C --private-key K`
 //! signs it (PCR8; see [`crate::signing`]), the key checked before any
 //! bytes are written.
@@ -40,6 +41,7 @@ pub fn run(args: EifArgs, _global: &Global) -> Result<ExitCode> {
         arch: args.arch,
         default_mem: eif::DEFAULT_MEM,
         default_cpus: eif::DEFAULT_CPUS,
+        epoch,
         metadata,
         signing: signer.clone().map(Signing::Key),
     };

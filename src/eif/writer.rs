@@ -8,6 +8,14 @@
 //! rewritten with its size and the CRC: the CRC of header bytes `[0, 544)`
 //! combined with the CRC of everything after the header, which was computed
 //! while streaming. The data is still read once.
+//!
+//! A ramdisk may also be given as a host directory: it is packed into a
+//! plain newc archive ([`crate::cpio::write_host_dir`], the same bytes as
+//! `eifbake ramdisk DIR`) straight into the EIF, with no intermediate file.
+//! Its size is known only once it is written, so its section header is
+//! written as a placeholder and patched afterwards, its bytes' CRC kept
+//! apart and combined in after the real section header's; every section's
+//! offset and size go into the header when it is rewritten at the end.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -20,6 +28,7 @@ use super::{
     signature, Header, Metadata, SectionHeader, SectionKind, CHUNK, HEADER_CRC_SPAN, HEADER_SIZE, MAGIC,
     MAX_SECTIONS, SECTION_HEADER_SIZE, VERSION,
 };
+use crate::epoch::Epoch;
 use crate::fsutil::AtomicFile;
 use crate::pcr::{Measurements, Measurer, Pcr};
 use crate::platform::Arch;
@@ -52,8 +61,12 @@ pub struct EifInputs {
     pub kernel: PathBuf,
     /// Written as given, without a trailing NUL.
     pub cmdline: String,
-    /// In order; the first is measured into PCR1, the rest into PCR2.
+    /// In order; the first is measured into PCR1, the rest into PCR2. A
+    /// ramdisk file is copied as it is; a directory is packed on the way.
     pub ramdisks: Vec<PathBuf>,
+    /// The mtime of every entry of a ramdisk given as a directory
+    /// (SOURCE_DATE_EPOCH); unused for ramdisk files.
+    pub epoch: Epoch,
     pub arch: Arch,
     /// Header default memory, in bytes (AWS writes 1 GiB).
     pub default_mem: u64,
@@ -77,6 +90,7 @@ pub struct Written {
 
 /// Write `inputs` as an EIF at `output`, atomically: on any error the target is untouched.
 pub fn write_eif(inputs: &EifInputs, output: &Path, progress: &Progress) -> Result<Written> {
+    refuse_output_inside_ramdisk(inputs, output)?;
     let mut out = AtomicFile::create(output)?;
     let written =
         write_to(inputs, &mut out, progress).with_context(|| format!("writing {}", output.display()))?;
@@ -84,26 +98,55 @@ pub fn write_eif(inputs: &EifInputs, output: &Path, progress: &Progress) -> Resu
     Ok(written)
 }
 
-/// One section to stream: from a file, or from bytes in memory.
+/// Refuse an output inside a ramdisk given as a directory: the EIF (being
+/// written there under a temporary name) would pack itself.
+fn refuse_output_inside_ramdisk(inputs: &EifInputs, output: &Path) -> Result<()> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(parent) = parent.canonicalize() else { return Ok(()) };
+    for r in inputs.ramdisks.iter().filter(|r| r.is_dir()) {
+        if r.canonicalize().is_ok_and(|dir| parent.starts_with(dir)) {
+            bail!(
+                "the output {} lies inside the ramdisk directory {}: the EIF would pack itself; write it elsewhere",
+                output.display(),
+                r.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One section to stream: from a file, from bytes in memory, or a host
+/// directory packed into a ramdisk on the way.
 enum Source<'a> {
     File { path: &'a Path, file: File, size: u64 },
     Bytes(&'a [u8]),
+    Dir(&'a Path),
 }
 
 impl Source<'_> {
-    fn size(&self) -> u64 {
+    /// The section's size, where it is known before it is written.
+    fn size(&self) -> Option<u64> {
         match self {
-            Source::File { size, .. } => *size,
-            Source::Bytes(b) => b.len() as u64,
+            Source::File { size, .. } => Some(*size),
+            Source::Bytes(b) => Some(b.len() as u64),
+            Source::Dir(_) => None,
         }
     }
 }
 
-fn open_input<'a>(what: &str, path: &'a Path) -> Result<Source<'a>> {
+/// A section's file; for a ramdisk, a directory too (`dirs_ok`).
+fn open_input<'a>(what: &str, path: &'a Path, dirs_ok: bool) -> Result<Source<'a>> {
     let file = File::open(path).with_context(|| format!("cannot open {what} {}", path.display()))?;
     let meta = file.metadata().with_context(|| format!("cannot stat {what} {}", path.display()))?;
+    if meta.is_dir() && dirs_ok {
+        return Ok(Source::Dir(path));
+    }
     if !meta.is_file() {
-        bail!("{what} {} is not a regular file", path.display());
+        let also = if dirs_ok { " or a directory" } else { "" };
+        bail!("{what} {} is not a regular file{also}", path.display());
     }
     Ok(Source::File { path, file, size: meta.len() })
 }
@@ -117,15 +160,15 @@ pub fn write_to<W: Write + Seek>(inputs: &EifInputs, w: &mut W, progress: &Progr
     check_inputs(inputs)?;
     let metadata = inputs.metadata.to_bytes();
     let sections = open_sections(inputs, &metadata)?;
-    let (mut header, mut total) = lay_out(inputs, &sections);
-    progress.inc_length(total);
+    progress.inc_length(HEADER_SIZE + sections.iter().filter_map(|(_, s)| s.size()).sum::<u64>());
 
-    // The header is rewritten at the end; its CRC is combined with this one
-    // over everything that follows it.
+    // The header is rewritten at the end, with every section's offset and
+    // size; its CRC is combined with this one over everything that follows it.
     let mut body_crc = crc32fast::Hasher::new();
-    w.write_all(&header.to_bytes())?;
+    w.write_all(&[0; HEADER_SIZE as usize])?;
     progress.inc(HEADER_SIZE);
-    let mut measurements = stream_sections(w, sections, &mut body_crc, progress)?;
+    let (mut measurements, sizes) = stream_sections(w, sections, &mut body_crc, inputs.epoch, progress)?;
+    let (mut header, mut total) = lay_out(inputs, &sizes);
 
     let mut written_signature = None;
     if let Some(signing) = &inputs.signing {
@@ -176,19 +219,19 @@ fn check_inputs(inputs: &EifInputs) -> Result<()> {
 /// The unsigned sections in file order: kernel, cmdline, metadata, ramdisks.
 fn open_sections<'a>(inputs: &'a EifInputs, metadata: &'a [u8]) -> Result<Vec<(SectionKind, Source<'a>)>> {
     let mut sections: Vec<(SectionKind, Source)> = vec![
-        (SectionKind::Kernel, open_input("kernel", &inputs.kernel)?),
+        (SectionKind::Kernel, open_input("kernel", &inputs.kernel, false)?),
         (SectionKind::Cmdline, Source::Bytes(inputs.cmdline.as_bytes())),
         (SectionKind::Metadata, Source::Bytes(metadata)),
     ];
     for r in &inputs.ramdisks {
-        sections.push((SectionKind::Ramdisk, open_input("ramdisk", r)?));
+        sections.push((SectionKind::Ramdisk, open_input("ramdisk", r, true)?));
     }
     Ok(sections)
 }
 
-/// The header (CRC still zero) with every section's offset and size, and
-/// the file size those sections make.
-fn lay_out(inputs: &EifInputs, sections: &[(SectionKind, Source)]) -> (Header, u64) {
+/// The header (CRC still zero) with every section's offset and size (as
+/// written, in file order), and the file size those sections make.
+fn lay_out(inputs: &EifInputs, sizes: &[u64]) -> (Header, u64) {
     let mut header = Header {
         magic: MAGIC,
         version: VERSION,
@@ -196,37 +239,46 @@ fn lay_out(inputs: &EifInputs, sections: &[(SectionKind, Source)]) -> (Header, u
         default_mem: inputs.default_mem,
         default_cpus: inputs.default_cpus,
         reserved: 0,
-        num_sections: sections.len() as u16,
+        num_sections: sizes.len() as u16,
         section_offsets: [0; MAX_SECTIONS],
         section_sizes: [0; MAX_SECTIONS],
         unused: 0,
         crc32: 0,
     };
     let mut offset = HEADER_SIZE;
-    for (i, (_, src)) in sections.iter().enumerate() {
+    for (i, &size) in sizes.iter().enumerate() {
         header.section_offsets[i] = offset;
-        header.section_sizes[i] = src.size();
-        offset += SECTION_HEADER_SIZE + src.size();
+        header.section_sizes[i] = size;
+        offset += SECTION_HEADER_SIZE + size;
     }
     (header, offset)
 }
 
 /// Write each section (its header, then its bytes) after the EIF header,
-/// feeding the CRC and the PCR measurer in the same pass.
-fn stream_sections<W: Write>(
+/// feeding the CRC and the PCR measurer in the same pass; returns the
+/// measurements and each section's size.
+fn stream_sections<W: Write + Seek>(
     w: &mut W,
     sections: Vec<(SectionKind, Source)>,
     body_crc: &mut crc32fast::Hasher,
+    epoch: Epoch,
     progress: &Progress,
-) -> Result<Measurements> {
+) -> Result<(Measurements, Vec<u64>)> {
     let mut measurer = Measurer::new(CHUNK);
+    let mut sizes = Vec::with_capacity(sections.len());
     for (kind, src) in sections {
-        let sh = SectionHeader::new(kind, src.size()).to_bytes();
-        body_crc.update(&sh);
-        w.write_all(&sh)?;
         if kind == SectionKind::Ramdisk {
             measurer.start_ramdisk();
         }
+        if let Source::Dir(dir) = src {
+            sizes.push(stream_dir(w, dir, epoch, body_crc, &mut measurer, progress)?);
+            continue;
+        }
+        let size = src.size().expect("files and bytes have a size");
+        sizes.push(size);
+        let sh = SectionHeader::new(kind, size).to_bytes();
+        body_crc.update(&sh);
+        w.write_all(&sh)?;
         match src {
             Source::Bytes(b) => {
                 body_crc.update(b);
@@ -240,9 +292,86 @@ fn stream_sections<W: Write>(
                 let out = Sink { w: &mut *w, crc: &mut *body_crc, progress };
                 stream_file(out, path, file, size, kind, &mut measurer)?;
             }
+            Source::Dir(_) => unreachable!("streamed above"),
         }
     }
-    measurer.finish()
+    Ok((measurer.finish()?, sizes))
+}
+
+/// Pack the host directory `dir` as a ramdisk section at the current
+/// position: a placeholder section header, the archive (measured and CRC'd
+/// on the way, its CRC kept apart), then the real header written over the
+/// placeholder and its CRC and the archive's appended to `body_crc`.
+/// Returns the section's size.
+fn stream_dir<W: Write + Seek>(
+    w: &mut W,
+    dir: &Path,
+    epoch: Epoch,
+    body_crc: &mut crc32fast::Hasher,
+    measurer: &mut Measurer,
+    progress: &Progress,
+) -> Result<u64> {
+    let at = w.stream_position()?;
+    w.write_all(&[0; SECTION_HEADER_SIZE as usize])?;
+    let mut data_crc = crc32fast::Hasher::new();
+    let buf = measurer.buffer();
+    let mut sink = RamdiskSink { w: &mut *w, crc: &mut data_crc, measurer, buf, filled: 0, progress };
+    let summary = crate::cpio::write_host_dir("", dir, &mut sink, epoch, &Progress::hidden())
+        .with_context(|| format!("packing ramdisk {}", dir.display()))?;
+    sink.flush_buffer()?;
+    let sh = SectionHeader::new(SectionKind::Ramdisk, summary.bytes).to_bytes();
+    body_crc.update(&sh);
+    body_crc.combine(&data_crc);
+    let end = w.stream_position()?;
+    w.seek(SeekFrom::Start(at))?;
+    w.write_all(&sh)?;
+    w.seek(SeekFrom::Start(end))?;
+    Ok(summary.bytes)
+}
+
+/// Where a directory ramdisk's archive goes: gathered in the measurer's
+/// buffers, each full one written out, CRC'd and measured.
+struct RamdiskSink<'a, W> {
+    w: &'a mut W,
+    crc: &'a mut crc32fast::Hasher,
+    measurer: &'a mut Measurer,
+    buf: Vec<u8>,
+    filled: usize,
+    progress: &'a Progress,
+}
+
+impl<W: Write> RamdiskSink<'_, W> {
+    /// Write out, CRC and measure what the buffer holds.
+    fn flush_buffer(&mut self) -> std::io::Result<()> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        let n = self.filled;
+        self.crc.update(&self.buf[..n]);
+        self.w.write_all(&self.buf[..n])?;
+        self.progress.inc_length(n as u64);
+        self.progress.inc(n as u64);
+        let buf = std::mem::take(&mut self.buf);
+        self.buf = self.measurer.ramdisk(buf, n).map_err(std::io::Error::other)?;
+        self.filled = 0;
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for RamdiskSink<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.filled == self.buf.len() {
+            self.flush_buffer()?;
+        }
+        let n = data.len().min(self.buf.len() - self.filled);
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a section's bytes go: the file, its CRC and the progress count.

@@ -2,10 +2,10 @@
 //! pass over the EIF that results (the floor: PCR0 alone hashes almost every
 //! byte of it, so no writer can be faster on one core).
 //!
-//! The CLI has no one-pass path from a directory to an EIF (`eifbake eif`
-//! takes ramdisk files, and `build` writes its ramdisks to scratch files
-//! too), so this times what a user runs: `eifbake ramdisk DIR -o R` then
-//! `eifbake eif … --ramdisk R`, the intermediate ramdisk file included.
+//! The one pass is `eifbake eif … --ramdisk DIR`: the directory is packed
+//! into the EIF as it is written, no intermediate ramdisk file. For
+//! comparison the same EIF is made in two steps, `eifbake ramdisk DIR -o R`
+//! then `eifbake eif … --ramdisk R`, and the two must be byte-identical.
 //!
 //! Not for: the synthetic tree (the pack section has it); this one reads a
 //! directory of the machine's own files (`/usr/share` unless
@@ -35,7 +35,11 @@ pub fn run(ctx: &mut Ctx, dir: &std::path::Path) -> Result<OnePass> {
     let failed = |e: anyhow::Error| e.context("a onepass command failed");
     let eifbake = ctx.timed("op_eb", ctx.runs, ONEPASS_EB, &[]).map_err(failed)?;
     let eif_bytes = file_size(&op.join("e.eif"))?;
+    let two_steps = ctx.timed("op_two", ctx.runs, ONEPASS_TWO_STEPS, &[]).map_err(failed)?;
     let ramdisk_bytes = file_size(&op.join("r.cpio"))?;
+    if !same_bytes(&op.join("e.eif"), &op.join("e2.eif"))? {
+        bail!("onepass: `eif --ramdisk DIR` and `ramdisk` + `eif` gave different EIFs");
+    }
     let sha384sum = ctx.timed("op_sha384sum", ctx.runs, ONEPASS_SHA384SUM, &[]).map_err(failed)?;
     let sha384_pass = ctx.timed("op_sha", ctx.runs, ONEPASS_SHA, &[]).map_err(failed)?;
     remove(&op)?;
@@ -46,6 +50,7 @@ pub fn run(ctx: &mut Ctx, dir: &std::path::Path) -> Result<OnePass> {
         ramdisk_bytes,
         eif_bytes,
         eifbake,
+        two_steps,
         sha384sum,
         sha384_pass,
     })
