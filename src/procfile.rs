@@ -124,8 +124,8 @@ pub fn parse(text: &str, file: &str, format: Format) -> Result<Deployment> {
     let mut d = Deployment::default();
     for (line, key, value) in entries {
         let at = |e: anyhow::Error| anyhow::anyhow!("{file}:{line}: {key}: {e:#}");
-        if d.lines.insert(key.clone(), line).is_some() {
-            return Err(at(anyhow::anyhow!("given twice (also on line {}); keep one", d.lines[&key])));
+        if let Some(first) = d.lines.insert(key.clone(), line) {
+            return Err(at(anyhow::anyhow!("given twice (also on line {first}); keep one")));
         }
         field(&mut d, &key, value).map_err(at)?;
     }
@@ -679,4 +679,209 @@ fn recipe_name(req: &ImportRequest, repo: &Path) -> Result<String> {
         bail!("the repository's directory name {n:?} is not a recipe name; give one with --name");
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str, format: Format) -> String {
+        format!("{:#}", parse(text, "Procfile", format).unwrap_err())
+    }
+
+    fn perr(text: &str) -> String {
+        err(text, Format::Procfile)
+    }
+
+    fn options() -> Options {
+        Options {
+            name: "app".into(),
+            kernel_image: "k@sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
+            kernel_path: "/bzImage".into(),
+            kernel_config: Some("/linux.config".into()),
+            init_image: "i:1".into(),
+            init_path: "/init".into(),
+            cmdline: "console=ttyS0".into(),
+        }
+    }
+
+    const FULL: &str = "# comment\nrun: /app/server --port 8083\ncontainerfile: build/Containerfile\n\
+        app_sources: https://codeberg.org/a/b, git://example.org/c.git\nenclave_sources: https://codeberg.org/e/os\n\
+        metadata: v1 build\nmemory: 4096\ncpus: 4\ndomain: api.example.com\ne2e: true\nports: 8083, 9000\n\
+        http_port: 8083\ndisk_gb: 30\nlocksmith: false\ndebug: false\nno_cache: true\n";
+
+    #[test]
+    fn every_field_of_a_procfile() {
+        let d = parse(FULL, "Procfile", Format::Procfile).unwrap();
+        assert_eq!(d.run, ["/app/server", "--port", "8083"]);
+        assert_eq!(d.containerfile.as_deref(), Some("build/Containerfile"));
+        assert_eq!(d.app_sources, ["https://codeberg.org/a/b", "git://example.org/c.git"]);
+        assert_eq!(d.enclave_sources, ["https://codeberg.org/e/os"]);
+        assert_eq!(d.metadata.as_deref(), Some("v1 build"));
+        assert_eq!((d.memory_mib, d.cpus), (Some(4096), Some(4)));
+        assert_eq!(d.deployment["ports"], "8083,9000");
+        assert_eq!(d.deployment.len(), 8);
+        assert_eq!(d.lines["cpus"], 8);
+    }
+
+    #[test]
+    fn caution_hcl_spells_the_same_fields() {
+        let hcl = "# caution.hcl\nrun = \"/app/server --port 8083\"\ncontainerfile = \"build/Containerfile\" // c\n\
+            app_sources = [\n  \"https://codeberg.org/a/b\",\n  \"git://example.org/c.git\",\n]\n\
+            enclave_sources = [\"https://codeberg.org/e/os\"]\nmetadata = \"v1 build\"\nmemory = 4096\ncpus = 4\n\
+            domain = \"api.example.com\"\ne2e = true\nports = [\"8083\", \"9000\"]\nhttp_port = 8083\ndisk_gb = 30\n\
+            locksmith = false\ndebug = false\nno_cache = true\n";
+        let (a, b) = (
+            parse(FULL, "f", Format::Procfile).unwrap(),
+            parse(hcl, "f", Format::Hcl).unwrap(),
+        );
+        assert_eq!((a.run, a.app_sources, a.deployment), (b.run, b.app_sources, b.deployment));
+        let d = parse("run = [\"/app/x\", \"a b\"]\n", "f", Format::Hcl).unwrap();
+        assert_eq!(d.run, ["/app/x", "a b"], "a list is the argv as given");
+        assert_eq!(Format::of(Path::new("x/caution.hcl")), Format::Hcl);
+        assert_eq!(Format::of(Path::new("Procfile")), Format::Procfile);
+    }
+
+    #[test]
+    fn procfile_errors_name_file_line_and_key() {
+        let cases = [
+            ("run: /a\nnot a field\n", "Procfile:2: \"not a field\" is not `key: value`"),
+            ("run: /a\nRun: /b\n", "Procfile:2: \"Run\" is not a field name"),
+            ("run: /a\nrun: /b\n", "Procfile:2: run: given twice (also on line 1)"),
+            ("run: /a\nregion: us-east-1\n", "Procfile:2: region: unknown field; known: run,"),
+            ("containerfile: Containerfile\n", "Procfile: run: missing"),
+            ("run: /a\nbuild: make\n", "Procfile:2: build: the legacy build command is not supported"),
+            ("run: /a\nssh_keys: ssh-ed25519 AAAA\n", "Procfile:2: ssh_keys: an EIF eifbake builds has no SSH"),
+            ("run: /a\ncontainerfile: C\noci_tarball: t.tar\n", "Procfile:3: oci_tarball: give either"),
+            ("run: /a\nbinary: /b\n", "Procfile:1: run: with binary = \"/b\""),
+            ("run: /a; rm -rf /\n", "Procfile:1: run: ';': run is split on spaces"),
+            ("run: sh -c \"$X\"\n", "Procfile:1: run: '\"'"),
+            ("run:\n", "Procfile:1: run: empty value"),
+            ("run: /a\nmetadata:\n", "Procfile:2: metadata: empty value"),
+            ("run: /a\nmemory: 0\n", "Procfile:2: memory: \"0\": expected a positive whole number"),
+            ("run: /a\ncpus: two\n", "Procfile:2: cpus: \"two\": expected a positive"),
+            ("run: /a\ne2e: yes\n", "Procfile:2: e2e: \"yes\": expected true or false"),
+            ("run: /a\nports: 8083, 70000\n", "Procfile:2: ports: \"70000\": expected a port"),
+            ("run: /a\nhttp_port: 0\n", "Procfile:2: http_port: \"0\""),
+            ("run: /a\ndomain: a.com; x\n", "Procfile:2: domain: \"a.com; x\": expected a domain"),
+        ];
+        for (text, want) in cases {
+            let e = perr(text);
+            assert!(e.contains(want), "{text:?}:\n{e}\nwant {want:?}");
+        }
+    }
+
+    /// Attack: paths out of the repository or the container, refused when read.
+    #[test]
+    fn paths_out_of_the_repository_are_refused() {
+        for (field, value) in [
+            ("containerfile", "../outside/Containerfile"),
+            ("containerfile", "/etc/passwd"),
+            ("containerfile", "a/../../Containerfile"),
+            ("oci_tarball", "../../image.tar"),
+            ("oci_tarball", "/tmp/image.tar"),
+        ] {
+            let e = perr(&format!("run: /a\n{field}: {value}\n"));
+            assert!(e.contains(&format!("Procfile:2: {field}: {value:?}: expected a file of the repository")), "{e}");
+        }
+        for value in ["app/server", "/app/../../etc/shadow", "/app//x", "/"] {
+            let e = perr(&format!("run: {value}\nbinary: {value}\n"));
+            assert!(e.contains(&format!("Procfile:2: binary: {value:?}: expected the absolute path")), "{e}");
+        }
+    }
+
+    /// Attack: source URLs with shell metacharacters or other schemes.
+    #[test]
+    fn source_urls_are_plain_git_urls() {
+        for u in [
+            "https://x.org/a;touch /tmp/p",
+            "https://x.org/$(id)",
+            "https://x.org/`id`",
+            "file:///etc/passwd",
+            "ext::sh -c id",
+            "--upload-pack=touch /tmp/p",
+            "https://",
+            "http://x.org/a",
+            "",
+        ] {
+            for field in ["app_sources", "enclave_sources"] {
+                let e = perr(&format!("run: /a\n{field}: https://ok.org/a, {u}\n"));
+                assert!(e.contains(&format!("Procfile:2: {field}: {:?}: expected a git URL", u.trim())), "{u}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn hcl_errors_name_file_line_and_key() {
+        let cases = [
+            ("run = \"/a\"\nservice {\n", "Procfile:2: \"service {\": blocks are not supported"),
+            ("run = \"/a\"\nmetadata = \"${var.x}\"\n", "Procfile:2: metadata: ${…} interpolation"),
+            ("run = \"/a\nx\n", "Procfile:1: run: the string has no closing quote"),
+            ("run = \"/a\"\napp_sources = [\"https://a.org/b\",\n", "Procfile:2: app_sources: the list has no closing ]"),
+            ("run = \"/a\"\nmetadata = [\"x\"]\n", "Procfile:2: metadata: expected one value, not a list"),
+            ("run = \"/a\"\ncpus = two\n", "Procfile:2: cpus: \"two\": expected a \"string\""),
+            ("run = \"/a\"\nports = [8083]\n", "Procfile:2: ports: list items must be \"strings\""),
+            ("run = \"/a\" x\n", "Procfile:1: run: \"x\" after the string"),
+            ("run = \"/a\\q\"\n", "Procfile:1: run: unsupported escape \\q"),
+            ("run = \"/a\"\nrun = \"/b\"\n", "Procfile:2: run: given twice"),
+            ("run = \"/a\"\nbuild = \"make\"\n", "Procfile:2: build: the legacy build"),
+        ];
+        for (text, want) in cases {
+            let e = err(text, Format::Hcl);
+            assert!(e.contains(want), "{text:?}:\n{e}\nwant {want:?}");
+        }
+    }
+
+    /// Attack: a symlink in the repository that leads out of it.
+    #[test]
+    fn symlinks_out_of_the_repository_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (repo, outside) = (tmp.path().join("repo"), tmp.path().join("outside"));
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("Containerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(repo.join("inside"), "FROM scratch\n").unwrap();
+        std::os::unix::fs::symlink(outside.join("Containerfile"), repo.join("Containerfile")).unwrap();
+        std::os::unix::fs::symlink("../outside", repo.join("dir")).unwrap();
+        for (field, p) in [("containerfile", "Containerfile"), ("oci_tarball", "dir/Containerfile")] {
+            let d = parse(&format!("run: /a\n{field}: {p}\n"), "Procfile", Format::Procfile).unwrap();
+            let e = format!("{:#}", check_paths(&d, &repo, "Procfile").unwrap_err());
+            assert!(e.contains(&format!("Procfile:2: {field}: {p:?} leads to")), "{e}");
+            assert!(e.contains("not a file inside the repository"), "{e}");
+        }
+        let d = parse("run: /a\ncontainerfile: inside\n", "Procfile", Format::Procfile).unwrap();
+        check_paths(&d, &repo, "Procfile").unwrap();
+    }
+
+    #[test]
+    fn rendered_recipes_are_deterministic_and_valid() {
+        let d = parse(FULL, "Procfile", Format::Procfile).unwrap();
+        let a = render(&d, &options(), "Procfile", "ab", "Containerfile");
+        assert_eq!(a, render(&d, &options(), "Procfile", "ab", "Containerfile"));
+        let cf = "FROM scratch\nCOPY x /\nCMD [\"/x\"]\n";
+        let r = crate::recipe::Recipe::parse_with(&a, Some((Path::new("build/Containerfile"), cf))).unwrap();
+        assert_eq!(r.enclave.command, ["/app/server", "--port", "8083"], "run wins over CMD");
+        assert_eq!((r.enclave.memory_mib, r.enclave.cpus), (4096, 4));
+        assert_eq!(r.containerfile_context.as_deref(), Some(Path::new(".")));
+        assert_eq!(r.sources["context"].path.as_deref(), Some(Path::new(".")));
+        assert_eq!(r.enclave.enclave_sources, ["https://codeberg.org/e/os"]);
+        assert_eq!(r.enclave.metadata.as_deref(), Some("v1 build"));
+        assert_eq!(r.deployment["domain"], "api.example.com");
+        // binary with a Containerfile: a last root step copies only it.
+        let d = parse("run: /app/x\nbinary: /app/x\n", "Procfile", Format::Procfile).unwrap();
+        let text = render(&d, &options(), "Procfile", "ab", "Containerfile");
+        let r = crate::recipe::Recipe::parse_with(&text, Some((Path::new("Containerfile"), cf))).unwrap();
+        let last = r.steps.last().unwrap();
+        assert_eq!((last.name.as_str(), last.root.as_deref()), ("containerfile-only", Some("scratch")));
+        assert_eq!((last.copy[0].src.as_slice(), last.copy[0].dst.as_str()), (&["/app/x".to_string()][..], "/app/x"));
+        assert_eq!(last.copy[0].from.as_deref(), Some("step:cf-line2"));
+        assert_eq!(last.outputs.get("/out").map(String::as_str), Some("/"));
+        // An OCI tarball: the image `app`; with binary, a root step from it.
+        let d = parse("run: /app/x\noci_tarball: app.tar\n", "P", Format::Procfile).unwrap();
+        let r = crate::recipe::Recipe::parse(&render(&d, &options(), "Procfile", "ab", "")).unwrap();
+        assert_eq!((r.enclave.rootfs.as_deref(), r.image_reference("app")), (Some("app"), "localhost/eifbake-import/app:oci-tarball"));
+        let d = parse("run: /app/x\noci_tarball: app.tar\nbinary: /app/x\n", "P", Format::Procfile).unwrap();
+        let r = crate::recipe::Recipe::parse(&render(&d, &options(), "Procfile", "ab", "")).unwrap();
+        assert_eq!((r.enclave.rootfs.as_deref(), r.steps[0].copy[0].from.as_deref()), (None, Some("image:app")));
+    }
 }
