@@ -213,3 +213,50 @@ fn procfile_app_imports_builds_twice_identically_verifies_and_binary_keeps_one_f
     assert_eq!(app, ["app/hello"], "the binary form's root: {only:?}");
     assert!(full.len() > only.len() + 2, "{full:?}");
 }
+
+/// Attack: `binary` names a symlink the Containerfile's stage made to a
+/// host path. The copy resolves it inside the stage's root (as every copy
+/// does), so the enclave gets the stage's own file, never the host's.
+#[test]
+fn binary_through_a_symlink_never_reads_the_host() {
+    if !common::root_or_skip("building a Containerfile with steps") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    common::push_fixtures(&reg);
+    let bb = reg.image("fx/busybox:1");
+    let tmp = tempfile::tempdir().unwrap();
+    // Outside /tmp: a step's /tmp is a fresh tmpfs (see tests/containerfile.rs).
+    let host = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let m = host.path().join("host-dir");
+    fs::create_dir_all(&m).unwrap();
+    fs::write(m.join("secret"), "host secret\n").unwrap();
+    let m = m.display();
+    let repo = tmp.path().join("evil");
+    fs::create_dir_all(&repo).unwrap();
+    fs::write(
+        repo.join("Containerfile"),
+        format!(
+            "FROM {bb} AS bb\nFROM scratch\nCOPY --from=bb . /\n\
+             RUN --network=none /bin/busybox mkdir -p /app {m} && echo inside > {m}/secret \
+             && /bin/busybox ln -s {m}/secret /app/server\nCMD [\"/app/server\"]\n"
+        ),
+    )
+    .unwrap();
+    fs::write(repo.join("Procfile"), "run: /app/server\nbinary: /app/server\n").unwrap();
+    let boot = ["--kernel-image", &bb, "--kernel-path", "/bin/busybox", "--kernel-config", ""];
+    let boot = [&boot[..], &["--init-image", &bb, "--init-path", "/bin/busybox"]].concat();
+    ok(&[&["import", s(&repo.join("Procfile"))], &boot[..]].concat());
+    let store = tmp.path().join("store");
+    ok(&["--store", s(&store), "lock", s(&repo)]);
+    let out = tmp.path().join("out");
+    ok(&["--store", s(&store), "build", s(&repo), "--out", s(&out)]);
+    let tree = eif_root(tmp.path(), &out.join("evil.eif"));
+    let server = tree.join("app/server");
+    assert!(server.symlink_metadata().unwrap().is_file(), "the copy follows the link inside the root");
+    assert_eq!(fs::read_to_string(&server).unwrap(), "inside\n", "the stage's own file, not the host's");
+    let all = fs::read_dir(tree.join("app")).unwrap().count();
+    assert_eq!(all, 1);
+    assert_eq!(fs::read_to_string(host.path().join("host-dir/secret")).unwrap(), "host secret\n");
+    assert_eq!(fs::read_dir(host.path().join("host-dir")).unwrap().count(), 1, "nothing written to the host");
+}
