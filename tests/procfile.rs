@@ -260,3 +260,57 @@ fn binary_through_a_symlink_never_reads_the_host() {
     assert_eq!(fs::read_to_string(host.path().join("host-dir/secret")).unwrap(), "host secret\n");
     assert_eq!(fs::read_dir(host.path().join("host-dir")).unwrap().count(), 1, "nothing written to the host");
 }
+
+/// `oci_tarball`: the image the recipe's comment says to import (`store
+/// import FILE --name REF`) is the root filesystem; with `binary`, a root
+/// step copies only that file of it. Kernel and init come from the same
+/// tarball here, so `lock --offline` needs no registry at all.
+#[test]
+fn oci_tarball_is_the_root_and_binary_keeps_one_file_of_it() {
+    if !common::root_or_skip("building from an OCI tarball") {
+        return;
+    }
+    let reg = TestRegistry::start();
+    common::push_fixtures(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("tarball-app");
+    fs::create_dir_all(&repo).unwrap();
+    let tar = repo.join("image.tar");
+    common::skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}", reg.image("fx/busybox:1")),
+        &format!("oci-archive:{}", tar.display()),
+    ]);
+    let reference = eifbake::procfile::tarball_reference("tarball-app");
+    let store = tmp.path().join("store");
+    ok(&["--store", s(&store), "store", "import", s(&tar), "--name", &reference]);
+    let procfile = repo.join("Procfile");
+    let boot = ["--kernel-image", &reference, "--kernel-path", "/bin/busybox", "--kernel-config", ""];
+    let boot = [&boot[..], &["--init-image", &reference, "--init-path", "/bin/busybox"]].concat();
+    for (i, (procfile_text, want)) in [
+        ("run: /bin/sh\noci_tarball: image.tar\n", &["bin/busybox", "bin/cat", "bin/sh"][..]),
+        ("run: /bin/busybox\noci_tarball: image.tar\nbinary: /bin/busybox\n", &["bin/busybox"][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fs::write(&procfile, procfile_text).unwrap();
+        ok(&[&["import", s(&procfile), "--force"], &boot[..]].concat());
+        let recipe = fs::read_to_string(repo.join("recipe.toml")).unwrap();
+        assert!(recipe.contains(&format!("eifbake store import image.tar --name {reference}")), "{recipe}");
+        ok(&["--store", s(&store), "--offline", "lock", s(&repo)]);
+        let out = tmp.path().join(format!("out{i}"));
+        ok(&["--store", s(&store), "--offline", "build", s(&repo), "--out", s(&out)]);
+        let root = files(&eif_root(tmp.path(), &out.join("tarball-app.eif")));
+        let eifbake_adds = ["cmd", "env", "etc/eifbake/inputs.json", "init"];
+        let app: Vec<&str> = root.iter().map(String::as_str).filter(|f| !eifbake_adds.contains(f)).collect();
+        for w in want {
+            assert!(app.contains(w), "{procfile_text}: {w} missing from {app:?}");
+        }
+        if want.len() == 1 {
+            assert_eq!(app, want, "the binary form's root");
+        }
+    }
+}
