@@ -187,7 +187,9 @@ fn hcl_entries(text: &str, file: &str) -> Result<Vec<(u32, String, Value)>> {
         let at = |e: anyhow::Error| anyhow::anyhow!("{file}:{line}: {e:#}");
         let Some((key, value)) = t.split_once('=') else {
             let what = if t.ends_with('{') { "blocks are not supported" } else { "not `key = value`" };
-            return Err(at(anyhow::anyhow!("{t:?}: {what}; caution.hcl takes the Procfile's fields as attributes")));
+            return Err(at(anyhow::anyhow!(
+                "{t:?}: {what}; caution.hcl takes the Procfile's fields as attributes"
+            )));
         };
         let key = key.trim();
         check_key(key).map_err(at)?;
@@ -272,7 +274,9 @@ fn hcl_string(s: &str) -> Result<(String, &str)> {
                 Some('t') => out.push('\t'),
                 other => bail!("unsupported escape \\{}", other.map(String::from).unwrap_or_default()),
             },
-            '$' if s[i..].starts_with("${") => bail!("${{…}} interpolation is not supported; write the value"),
+            '$' if s[i..].starts_with("${") => {
+                bail!("${{…}} interpolation is not supported; write the value")
+            }
             c => out.push(c),
         }
     }
@@ -369,7 +373,9 @@ fn command(v: Value) -> Result<Vec<String>> {
     };
     match argv.first() {
         None => bail!("empty value"),
-        Some(a) if a.is_empty() || argv.iter().any(|a| a.contains('\0')) => bail!("empty program or NUL byte"),
+        Some(a) if a.is_empty() || argv.iter().any(|a| a.contains('\0')) => {
+            bail!("empty program or NUL byte")
+        }
         Some(_) => Ok(argv),
     }
 }
@@ -389,7 +395,9 @@ fn repo_path(p: &str) -> Result<String> {
 fn container_path(p: &str) -> Result<String> {
     let rest = p.strip_prefix('/').unwrap_or("");
     if rest.is_empty() || p.contains('\0') || rest.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        bail!("{p:?}: expected the absolute path of a file in the container, e.g. /app/server (no '.' or '..')");
+        bail!(
+            "{p:?}: expected the absolute path of a file in the container, e.g. /app/server (no '.' or '..')"
+        );
     }
     Ok(p.to_string())
 }
@@ -506,8 +514,8 @@ pub fn render(d: &Deployment, o: &Options, file: &str, sha: &str, containerfile:
         None => r += &containerfile_part(d, containerfile),
     }
     r += &format!(
-        "\n# The enclave's kernel and init (a {file} has no words for them): `eifbake import` \
-         --kernel-image/--init-image chose these.\n[images]\nkernel = {}\ninit = {}\n",
+        "\n# The enclave's kernel and init (a {file} has no words for them), as\n\
+         # `eifbake import --kernel-image/--init-image` chose them.\n[images]\nkernel = {}\ninit = {}\n",
         q(&o.kernel_image),
         q(&o.init_image)
     );
@@ -528,9 +536,11 @@ pub fn render(d: &Deployment, o: &Options, file: &str, sha: &str, containerfile:
 
 fn header(file: &str, sha: &str) -> String {
     format!(
-        "# An eifbake recipe written by `eifbake import {file}` ({file} sha256 {sha}).\n\
-         # Review it: this file, not {file}, is what `eifbake lock` pins and `build` builds.\n\
-         # Import again (with --force) after editing {file}, or edit this recipe and keep it.\n"
+        "# An eifbake recipe written by `eifbake import {file}`, from the {file} whose\n\
+         # sha256 is {sha}.\n\
+         # Review it: this file, not {file}, is what `eifbake lock` pins and `build`\n\
+         # builds. Import again (with --force) after editing {file}, or edit this\n\
+         # recipe and keep it.\n"
     )
 }
 
@@ -541,7 +551,10 @@ fn containerfile_part(d: &Deployment, containerfile: &str) -> String {
         q(d.containerfile.as_deref().unwrap_or(containerfile))
     );
     if let Some(b) = &d.binary {
-        r += &format!("# binary: only this file of the final stage goes into the enclave.\ncontainerfile_only = [{}]\n", q(b));
+        r += &format!(
+            "# binary: only this file of the final stage goes into the enclave.\ncontainerfile_only = [{}]\n",
+            q(b)
+        );
     }
     r
 }
@@ -577,14 +590,19 @@ fn enclave_part(d: &Deployment, o: &Options, file: &str) -> String {
         r += "rootfs = \"app\"\n";
     }
     r += &match &o.kernel_config {
-        Some(c) => format!("kernel = {{ image = \"kernel\", path = {}, config = {} }}\n", q(&o.kernel_path), q(c)),
+        Some(c) => {
+            format!("kernel = {{ image = \"kernel\", path = {}, config = {} }}\n", q(&o.kernel_path), q(c))
+        }
         None => format!("kernel = {{ image = \"kernel\", path = {} }}\n", q(&o.kernel_path)),
     };
     r += &format!("init = {{ image = \"init\", path = {} }}\ncmdline = {}\n", q(&o.init_path), q(&o.cmdline));
     r += &format!("# run\ncommand = {}\n", list(&d.run));
     r += &format!("# {file}'s memory (MB) and cpus, or Caution's defaults\n");
     r += &format!("cpus = {}\nmemory_mib = {}\n", d.cpus.unwrap_or(2), d.memory_mib.unwrap_or(512));
-    r += &format!("# In the manifest (origin), for third parties to rebuild from.\napp_sources = {}\n", list(&d.app_sources));
+    r += &format!(
+        "# In the manifest (origin), for third parties to rebuild from.\napp_sources = {}\n",
+        list(&d.app_sources)
+    );
     if !d.enclave_sources.is_empty() {
         r += &format!("enclave_sources = {}\n", list(&d.enclave_sources));
     }
@@ -731,10 +749,7 @@ mod tests {
             enclave_sources = [\"https://codeberg.org/e/os\"]\nmetadata = \"v1 build\"\nmemory = 4096\ncpus = 4\n\
             domain = \"api.example.com\"\ne2e = true\nports = [\"8083\", \"9000\"]\nhttp_port = 8083\ndisk_gb = 30\n\
             locksmith = false\ndebug = false\nno_cache = true\n";
-        let (a, b) = (
-            parse(FULL, "f", Format::Procfile).unwrap(),
-            parse(hcl, "f", Format::Hcl).unwrap(),
-        );
+        let (a, b) = (parse(FULL, "f", Format::Procfile).unwrap(), parse(hcl, "f", Format::Hcl).unwrap());
         assert_eq!((a.run, a.app_sources, a.deployment), (b.run, b.app_sources, b.deployment));
         let d = parse("run = [\"/app/x\", \"a b\"]\n", "f", Format::Hcl).unwrap();
         assert_eq!(d.run, ["/app/x", "a b"], "a list is the argv as given");
@@ -751,7 +766,10 @@ mod tests {
             ("run: /a\nregion: us-east-1\n", "Procfile:2: region: unknown field; known: run,"),
             ("containerfile: Containerfile\n", "Procfile: run: missing"),
             ("run: /a\nbuild: make\n", "Procfile:2: build: the legacy build command is not supported"),
-            ("run: /a\nssh_keys: ssh-ed25519 AAAA\n", "Procfile:2: ssh_keys: an EIF eifbake builds has no SSH"),
+            (
+                "run: /a\nssh_keys: ssh-ed25519 AAAA\n",
+                "Procfile:2: ssh_keys: an EIF eifbake builds has no SSH",
+            ),
             ("run: /a\ncontainerfile: C\noci_tarball: t.tar\n", "Procfile:3: oci_tarball: give either"),
             ("run: /a\nbinary: /b\n", "Procfile:1: run: with binary = \"/b\""),
             ("run: /a; rm -rf /\n", "Procfile:1: run: ';': run is split on spaces"),
@@ -782,7 +800,10 @@ mod tests {
             ("oci_tarball", "/tmp/image.tar"),
         ] {
             let e = perr(&format!("run: /a\n{field}: {value}\n"));
-            assert!(e.contains(&format!("Procfile:2: {field}: {value:?}: expected a file of the repository")), "{e}");
+            assert!(
+                e.contains(&format!("Procfile:2: {field}: {value:?}: expected a file of the repository")),
+                "{e}"
+            );
         }
         for value in ["app/server", "/app/../../etc/shadow", "/app//x", "/"] {
             let e = perr(&format!("run: {value}\nbinary: {value}\n"));
@@ -806,7 +827,10 @@ mod tests {
         ] {
             for field in ["app_sources", "enclave_sources"] {
                 let e = perr(&format!("run: /a\n{field}: https://ok.org/a, {u}\n"));
-                assert!(e.contains(&format!("Procfile:2: {field}: {:?}: expected a git URL", u.trim())), "{u}: {e}");
+                assert!(
+                    e.contains(&format!("Procfile:2: {field}: {:?}: expected a git URL", u.trim())),
+                    "{u}: {e}"
+                );
             }
         }
     }
@@ -817,7 +841,10 @@ mod tests {
             ("run = \"/a\"\nservice {\n", "Procfile:2: \"service {\": blocks are not supported"),
             ("run = \"/a\"\nmetadata = \"${var.x}\"\n", "Procfile:2: metadata: ${…} interpolation"),
             ("run = \"/a\nx\n", "Procfile:1: run: the string has no closing quote"),
-            ("run = \"/a\"\napp_sources = [\"https://a.org/b\",\n", "Procfile:2: app_sources: the list has no closing ]"),
+            (
+                "run = \"/a\"\napp_sources = [\"https://a.org/b\",\n",
+                "Procfile:2: app_sources: the list has no closing ]",
+            ),
             ("run = \"/a\"\nmetadata = [\"x\"]\n", "Procfile:2: metadata: expected one value, not a list"),
             ("run = \"/a\"\ncpus = two\n", "Procfile:2: cpus: \"two\": expected a \"string\""),
             ("run = \"/a\"\nports = [8083]\n", "Procfile:2: ports: list items must be \"strings\""),
@@ -873,15 +900,24 @@ mod tests {
         let r = crate::recipe::Recipe::parse_with(&text, Some((Path::new("Containerfile"), cf))).unwrap();
         let last = r.steps.last().unwrap();
         assert_eq!((last.name.as_str(), last.root.as_deref()), ("containerfile-only", Some("scratch")));
-        assert_eq!((last.copy[0].src.as_slice(), last.copy[0].dst.as_str()), (&["/app/x".to_string()][..], "/app/x"));
+        assert_eq!(
+            (last.copy[0].src.as_slice(), last.copy[0].dst.as_str()),
+            (&["/app/x".to_string()][..], "/app/x")
+        );
         assert_eq!(last.copy[0].from.as_deref(), Some("step:cf-line2"));
         assert_eq!(last.outputs.get("/out").map(String::as_str), Some("/"));
         // An OCI tarball: the image `app`; with binary, a root step from it.
         let d = parse("run: /app/x\noci_tarball: app.tar\n", "P", Format::Procfile).unwrap();
         let r = crate::recipe::Recipe::parse(&render(&d, &options(), "Procfile", "ab", "")).unwrap();
-        assert_eq!((r.enclave.rootfs.as_deref(), r.image_reference("app")), (Some("app"), "localhost/eifbake-import/app:oci-tarball"));
+        assert_eq!(
+            (r.enclave.rootfs.as_deref(), r.image_reference("app")),
+            (Some("app"), "localhost/eifbake-import/app:oci-tarball")
+        );
         let d = parse("run: /app/x\noci_tarball: app.tar\nbinary: /app/x\n", "P", Format::Procfile).unwrap();
         let r = crate::recipe::Recipe::parse(&render(&d, &options(), "Procfile", "ab", "")).unwrap();
-        assert_eq!((r.enclave.rootfs.as_deref(), r.steps[0].copy[0].from.as_deref()), (None, Some("image:app")));
+        assert_eq!(
+            (r.enclave.rootfs.as_deref(), r.steps[0].copy[0].from.as_deref()),
+            (None, Some("image:app"))
+        );
     }
 }

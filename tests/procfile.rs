@@ -32,7 +32,8 @@ fn copy_example(to: &Path, image: Option<&str>) -> PathBuf {
     fs::remove_file(to.join("recipe.toml")).unwrap();
     if let Some(image) = image {
         let cf = to.join("Containerfile");
-        let text = fs::read_to_string(&cf).unwrap().replace("127.0.0.1:5055/eifbake-demo/busybox:1.35", image);
+        let text =
+            fs::read_to_string(&cf).unwrap().replace("127.0.0.1:5055/eifbake-demo/busybox:1.35", image);
         fs::write(&cf, text).unwrap();
     }
     to.to_path_buf()
@@ -59,7 +60,10 @@ fn the_example_recipe_is_what_import_writes() {
     let (code, o, e) = eifbake(&args);
     assert_eq!(code, 0, "import: {o}{e}");
     let written = fs::read(dir.join("recipe.toml")).unwrap();
-    assert!(written == fs::read(example().join("recipe.toml")).unwrap(), "examples/procfile-app/recipe.toml is stale");
+    assert!(
+        written == fs::read(example().join("recipe.toml")).unwrap(),
+        "examples/procfile-app/recipe.toml is stale"
+    );
     let (code, _, e) = eifbake(&args);
     assert_eq!(code, 2);
     assert!(e.contains("recipe.toml exists; give --force"), "{e}");
@@ -89,9 +93,21 @@ fn refusals_name_the_file_line_and_key_and_write_nothing() {
     let cases: [(&str, &str, &str); 6] = [
         ("Procfile", "run: /app/x\nbuild: make\n", "Procfile:2: build: the legacy build command"),
         ("Procfile", "containerfile: Containerfile\n", "Procfile: run: missing"),
-        ("Procfile", "run: /x\ncontainerfile: link/Containerfile\n", "Procfile:2: containerfile: \"link/Containerfile\" leads to"),
-        ("Procfile", "run: /x\noci_tarball: link/image.tar\n", "Procfile:2: oci_tarball: \"link/image.tar\" leads to"),
-        ("Procfile", "run: /x\ncontainerfile: ../outside/Containerfile\n", "Procfile:2: containerfile: \"../outside/Containerfile\": expected"),
+        (
+            "Procfile",
+            "run: /x\ncontainerfile: link/Containerfile\n",
+            "Procfile:2: containerfile: \"link/Containerfile\" leads to",
+        ),
+        (
+            "Procfile",
+            "run: /x\noci_tarball: link/image.tar\n",
+            "Procfile:2: oci_tarball: \"link/image.tar\" leads to",
+        ),
+        (
+            "Procfile",
+            "run: /x\ncontainerfile: ../outside/Containerfile\n",
+            "Procfile:2: containerfile: \"../outside/Containerfile\": expected",
+        ),
         ("caution.hcl", "run = \"/x\"\nregion = \"us-east-1\"\n", "caution.hcl:2: region: unknown field"),
     ];
     for (i, (name, text, want)) in cases.iter().enumerate() {

@@ -22,6 +22,11 @@ pub fn run(a: ImportArgs) -> Result<ExitCode> {
     };
     let req = ImportRequest { file: a.file, out: a.output, force: a.force, name: a.name, options };
     let out = import(&req)?;
-    outln!("wrote {}; review it, then: eifbake lock {} && eifbake build {}", out.display(), out.display(), out.display());
+    outln!(
+        "wrote {}; review it, then: eifbake lock {} && eifbake build {}",
+        out.display(),
+        out.display(),
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

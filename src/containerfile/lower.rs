@@ -443,7 +443,13 @@ fn only(recipe: &mut Recipe, st: &mut StageState) {
     let copy = recipe
         .containerfile_only
         .iter()
-        .map(|p| CopyOp { from: Some(from.clone()), src: vec![p.clone()], dst: p.clone(), mode: None, no_archives: false })
+        .map(|p| CopyOp {
+            from: Some(from.clone()),
+            src: vec![p.clone()],
+            dst: p.clone(),
+            mode: None,
+            no_archives: false,
+        })
         .collect();
     recipe.steps.push(Step {
         name: ONLY_STEP.into(),
