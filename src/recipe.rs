@@ -1505,6 +1505,32 @@ env = { RUST_LOG = "info" }
     }
 
     #[test]
+    fn containerfile_context_and_only_are_checked() {
+        let base = "name = \"a\"\n[images]\nk = \"k@sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n\
+                    [enclave]\nkernel = { image = \"k\", path = \"/k\" }\ninit = { image = \"k\", path = \"/i\" }\ncmdline = \"c\"\n";
+        let with = |top: &str| format!("{top}\n{base}");
+        let cf = "FROM scratch\nCOPY x /\nCMD [\"/x\"]\n";
+        let parse = |text: &str| {
+            Recipe::parse_with(text, Some((Path::new("Containerfile"), cf))).map_err(|e| format!("{e:#}"))
+        };
+        let e =
+            parse(&with("containerfile = \"Containerfile\"\ncontainerfile_context = \"/etc\"")).unwrap_err();
+        assert!(e.contains("containerfile_context = \"/etc\": expected a directory relative"), "{e}");
+        let e =
+            parse(&with("containerfile = \"Containerfile\"\ncontainerfile_only = [\"app/x\"]")).unwrap_err();
+        assert!(e.contains("containerfile_only[0] = \"app/x\": expected a normal absolute path"), "{e}");
+        let e = parse(&with("containerfile = \"Containerfile\"\ncontainerfile_only = [\"/a/../../x\"]"))
+            .unwrap_err();
+        assert!(e.contains("containerfile_only[0]"), "{e}");
+        let e = err(&with("containerfile_only = [\"/x\"]"));
+        assert!(e.contains("only a recipe with `containerfile` takes them"), "{e}");
+        let r = parse(&with("containerfile = \"Containerfile\"\ncontainerfile_context = \"..\"")).unwrap();
+        assert_eq!(r.sources["context"].path.as_deref(), Some(Path::new("..")));
+        let r = parse(&with("containerfile = \"sub/Containerfile\"")).unwrap();
+        assert_eq!(r.sources["context"].path.as_deref(), Some(Path::new("sub")), "default: its directory");
+    }
+
+    #[test]
     fn signing_table() {
         let r = Recipe::parse(&format!("{HELLO}\n[signing]\ncertificate = \"keys/cert.pem\"\n")).unwrap();
         let sg = r.signing.unwrap();
