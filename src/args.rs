@@ -135,6 +135,12 @@ pub enum Command {
     /// The recipe names the demo's fixture images (served by `make demo` on
     /// 127.0.0.1:5055); existing files are never overwritten.
     Init(InitArgs),
+    /// Write an eifbake recipe from a Caution `Procfile` or `caution.hcl`.
+    ///
+    /// The recipe (default: recipe.toml beside the file) is what `lock` pins
+    /// and `build` builds; it adds the kernel, init and command line the file
+    /// has no words for. Existing recipes are kept unless --force.
+    Import(ImportArgs),
     /// Print a shell completion script for bash, zsh or fish.
     ///
     /// E.g. `eifbake completions bash > /usr/local/share/bash-completion/completions/eifbake`
@@ -171,6 +177,39 @@ pub struct InitArgs {
     /// The directory to write into (created if missing); the recipe is DIR/recipe.toml.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Procfile or caution.hcl, at the repository's root.
+    pub file: PathBuf,
+    /// The recipe to write (beside FILE); default FILE's directory/recipe.toml.
+    #[arg(short = 'o', long = "output", value_name = "RECIPE")]
+    pub output: Option<PathBuf>,
+    /// Replace an existing recipe.
+    #[arg(long)]
+    pub force: bool,
+    /// The recipe's name (out/NAME.eif); default the name of FILE's directory.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The image holding the enclave's kernel.
+    #[arg(long, value_name = "REF", default_value = "stagex/user-linux-nitro:sx2026.03.0")]
+    pub kernel_image: String,
+    /// The kernel's path in that image.
+    #[arg(long, value_name = "PATH", default_value = "/bzImage")]
+    pub kernel_path: String,
+    /// The kernel's config in that image (for the EIF metadata); "" for none.
+    #[arg(long, value_name = "PATH", default_value = "/linux.config")]
+    pub kernel_config: String,
+    /// The image holding the enclave's init.
+    #[arg(long, value_name = "REF", default_value = "stagex/user-nit:sx2026.03.0")]
+    pub init_image: String,
+    /// The init's path in that image.
+    #[arg(long, value_name = "PATH", default_value = "/init")]
+    pub init_path: String,
+    /// The kernel command line.
+    #[arg(long, default_value = "console=ttyS0 reboot=k panic=30 pci=off nomodules random.trust_cpu=on")]
+    pub cmdline: String,
 }
 
 /// A starter project `eifbake init` writes.

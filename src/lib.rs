@@ -18,6 +18,7 @@ pub mod download;
 pub mod fetch;
 pub mod lock;
 pub mod platform;
+pub mod procfile;
 pub mod recipe;
 pub mod sources;
 pub mod trust;

@@ -21,8 +21,10 @@
 //! - [`Origin`], unmeasured: the recipe and lock files (path, sha256, text)
 //!   and the Containerfile the recipe names, if any,
 //!   each image's reference (registry host included), index digest and
-//!   platform, each source's kind, URL, commit and archive sha256, and the
-//!   app sources. Where things came from and how the recipe is written
+//!   platform, each source's kind, URL, commit and archive sha256, the
+//!   app sources, and (when the recipe has them, e.g. imported from a
+//!   Procfile) the enclave sources, the metadata string and the deployment
+//!   settings. Where things came from and how the recipe is written
 //!   never change a PCR: pulling the same digests from a mirror, or adding
 //!   a comment to the recipe, gives the same EIF.
 //! - [`Outputs`]: the EIF's sha256 and size and its PCRs, known only after,
@@ -430,6 +432,17 @@ pub struct Origin {
     /// a local directory `path:DIR`; plus `enclave.app_sources`. Sorted,
     /// deduplicated.
     pub app_sources: Vec<String>,
+    /// Where the enclave's platform code comes from (`enclave.enclave_sources`,
+    /// a Procfile's `enclave_sources`), as given; left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enclave_sources: Vec<String>,
+    /// `enclave.metadata` (a Procfile's `metadata`); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// The recipe's `[deployment]` (a Procfile's deployment-only fields,
+    /// `domain`, `ports`, …); left out when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployment: BTreeMap<String, String>,
     /// The keyrings of the recipe's `[trust]` policies (path relative to
     /// the recipe, sha256, text), so `verify` can check the signatures
     /// again; left out when the recipe has none.
@@ -472,6 +485,9 @@ impl Origin {
             images,
             sources,
             app_sources,
+            enclave_sources: recipe.enclave.enclave_sources.clone(),
+            metadata: recipe.enclave.metadata.clone(),
+            deployment: recipe.deployment.clone(),
             keyrings: Vec::new(),
         };
         o.normalize();
@@ -877,6 +893,9 @@ mod tests {
             origin: Origin {
                 containerfile: None,
                 keyrings: Vec::new(),
+                enclave_sources: Vec::new(),
+                metadata: None,
+                deployment: BTreeMap::new(),
                 recipe: FileRef {
                     path: "recipes/hello.toml".into(),
                     sha256: Digest::of(b"recipe"),

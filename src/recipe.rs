@@ -135,6 +135,21 @@ pub struct Recipe {
     /// `--build-arg`s for the Containerfile (`ARG` values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub build_args: BTreeMap<String, String>,
+    /// The Containerfile's build context, a directory relative to the
+    /// recipe; default the Containerfile's own directory. (A Procfile's
+    /// Containerfile is built with the repository root as context.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerfile_context: Option<PathBuf>,
+    /// Only these paths of the Containerfile's final stage go into the
+    /// enclave (a Procfile's `binary`): a last root step copies them from
+    /// the final stage into an empty root; default the whole stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containerfile_only: Vec<String>,
+    /// Deployment settings that mean nothing to a build (a Procfile's
+    /// `domain`, `ports`, …): recorded in the manifest's
+    /// `origin.deployment`, never measured, so they never change a PCR.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployment: BTreeMap<String, String>,
     /// Signatures an image must carry before it is used; see [`Trust`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<Trust>,
@@ -569,6 +584,13 @@ pub struct Enclave {
     /// Extra `app_sources` URLs for the manifest, beyond sources marked `app_source`.
     #[serde(default)]
     pub app_sources: Vec<String>,
+    /// Where the enclave's own platform code comes from (a Procfile's
+    /// `enclave_sources`): listed in the manifest's `origin.enclave_sources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enclave_sources: Vec<String>,
+    /// A free string for the manifest's `origin.metadata` (a Procfile's `metadata`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
 }
 
 fn default_cpus() -> u64 {
@@ -686,6 +708,12 @@ impl Recipe {
         match (&recipe.containerfile, containerfile) {
             (Some(rel), Some((file, cf_text))) => {
                 relative_file("containerfile", rel)?;
+                if let Some(ctx) = &recipe.containerfile_context {
+                    context_dir(ctx)?;
+                }
+                for (i, p) in recipe.containerfile_only.iter().enumerate() {
+                    abs(&format!("containerfile_only[{i}]"), p)?;
+                }
                 let name = file.display().to_string();
                 let cf = crate::containerfile::Containerfile::parse(cf_text, &name)?;
                 let rel = rel.clone();
@@ -696,6 +724,11 @@ impl Recipe {
             }
             (None, _) if !recipe.build_args.is_empty() => {
                 bail!("build_args: only a recipe with `containerfile` takes build arguments")
+            }
+            (None, _) if recipe.containerfile_context.is_some() || !recipe.containerfile_only.is_empty() => {
+                bail!(
+                    "containerfile_context and containerfile_only: only a recipe with `containerfile` takes them"
+                )
             }
             (None, _) => {}
         }
@@ -1114,6 +1147,19 @@ fn relative_file(field: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `containerfile_context`: a directory relative to the recipe's
+/// directory (`.` for the recipe's own), without NUL bytes.
+fn context_dir(path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() || text.contains('\0') || path.is_absolute() {
+        bail!(
+            "containerfile_context = {text:?}: expected a directory relative to the recipe's directory \
+             (\".\" for its own)"
+        );
+    }
+    Ok(())
+}
+
 /// A normal absolute path: `/`, or `/` followed by non-empty components
 /// that are neither `.` nor `..`, without NUL bytes (no trailing `/`).
 fn abs(field: &str, path: &str) -> Result<()> {
@@ -1456,6 +1502,32 @@ env = { RUST_LOG = "info" }
         assert!(e.contains("limits.max_layer_expansion = 0: expected an integer from 1 to 100000"), "{e}");
         let e = err(&format!("{HELLO}\n[limits]\nmax_image_bytes = 1000\n"));
         assert!(e.contains("limits.max_image_bytes = 1000"), "{e}");
+    }
+
+    #[test]
+    fn containerfile_context_and_only_are_checked() {
+        let base = "name = \"a\"\n[images]\nk = \"k@sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n\
+                    [enclave]\nkernel = { image = \"k\", path = \"/k\" }\ninit = { image = \"k\", path = \"/i\" }\ncmdline = \"c\"\n";
+        let with = |top: &str| format!("{top}\n{base}");
+        let cf = "FROM scratch\nCOPY x /\nCMD [\"/x\"]\n";
+        let parse = |text: &str| {
+            Recipe::parse_with(text, Some((Path::new("Containerfile"), cf))).map_err(|e| format!("{e:#}"))
+        };
+        let e =
+            parse(&with("containerfile = \"Containerfile\"\ncontainerfile_context = \"/etc\"")).unwrap_err();
+        assert!(e.contains("containerfile_context = \"/etc\": expected a directory relative"), "{e}");
+        let e =
+            parse(&with("containerfile = \"Containerfile\"\ncontainerfile_only = [\"app/x\"]")).unwrap_err();
+        assert!(e.contains("containerfile_only[0] = \"app/x\": expected a normal absolute path"), "{e}");
+        let e = parse(&with("containerfile = \"Containerfile\"\ncontainerfile_only = [\"/a/../../x\"]"))
+            .unwrap_err();
+        assert!(e.contains("containerfile_only[0]"), "{e}");
+        let e = err(&with("containerfile_only = [\"/x\"]"));
+        assert!(e.contains("only a recipe with `containerfile` takes them"), "{e}");
+        let r = parse(&with("containerfile = \"Containerfile\"\ncontainerfile_context = \"..\"")).unwrap();
+        assert_eq!(r.sources["context"].path.as_deref(), Some(Path::new("..")));
+        let r = parse(&with("containerfile = \"sub/Containerfile\"")).unwrap();
+        assert_eq!(r.sources["context"].path.as_deref(), Some(Path::new("sub")), "default: its directory");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod docs;
 pub mod eif;
 pub mod fetch;
+pub mod import;
 pub mod init;
 pub mod lock;
 pub mod pull;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => check::run(a, &cli.global),
         Command::Attestation(c) => attestation::run(c),
         Command::Init(a) => init::run(a),
+        Command::Import(a) => import::run(a),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
     }

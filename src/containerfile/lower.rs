@@ -19,7 +19,11 @@
 //!   its `ENV` the enclave's environment (the recipe's win), `LABEL`s
 //!   `enclave.labels`.
 //! - The final stage's root is the enclave's root filesystem: its last
-//!   step's whole output (`outputs = { "/out" = "/" }`), or its image.
+//!   step's whole output (`outputs = { "/out" = "/" }`), or its image;
+//!   with `containerfile_only` (a Procfile's `binary`), a last root step
+//!   `containerfile-only` from scratch that copies just those paths of it.
+//! - The build context is the Containerfile's directory, or the recipe's
+//!   `containerfile_context`.
 //!
 //! Variables (`$X`, `${X}`, `${X:-default}`, `${X:+alt}`) are substituted
 //! here, as BuildKit does, in every instruction but `RUN`, `ENTRYPOINT` and
@@ -27,7 +31,8 @@
 //!
 //! Invariants: the lowered recipe is validated like any other afterwards;
 //! names are `cf-lineN` (unique: one instruction per line), so an error
-//! about one names the Containerfile line it came from.
+//! about one names the Containerfile line it came from; the one other name
+//! is [`ONLY_STEP`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,7 +86,10 @@ pub fn lower(recipe: &mut Recipe, cf: &Containerfile, cf_rel: &Path, file: &str)
              Containerfile's final stage is the root filesystem"
         );
     }
-    let context = cf_rel.parent().map(Path::to_path_buf).unwrap_or_default();
+    let context = match &recipe.containerfile_context {
+        Some(c) => c.clone(),
+        None => cf_rel.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
     let context = if context.as_os_str().is_empty() { ".".into() } else { context };
     let mut ctx = path_source(context);
     ctx.ignore = CONTEXT_IGNORE.iter().map(|s| s.to_string()).collect();
@@ -390,9 +398,15 @@ fn argv(c: &Command) -> Vec<String> {
 }
 
 /// The final stage: its root becomes the enclave's, its command and env the enclave's.
-fn finish(recipe: &mut Recipe, st: StageState, file: &str) -> Result<()> {
+fn finish(recipe: &mut Recipe, mut st: StageState, file: &str) -> Result<()> {
+    if let Root::Scratch = &st.root {
+        bail!("{file}: the final stage is empty (FROM scratch and no COPY or ADD)");
+    }
+    if !recipe.containerfile_only.is_empty() {
+        only(recipe, &mut st);
+    }
     match &st.root {
-        Root::Scratch => bail!("{file}: the final stage is empty (FROM scratch and no COPY or ADD)"),
+        Root::Scratch => unreachable!("refused above; `only` leaves a step"),
         Root::Image(k) => recipe.enclave.rootfs = Some(k.clone()),
         Root::Step(s) => {
             let step = recipe.steps.iter_mut().find(|x| &x.name == s).expect("a step of this stage");
@@ -415,6 +429,46 @@ fn finish(recipe: &mut Recipe, st: StageState, file: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `containerfile_only`: a last root step, `containerfile-only`, copies
+/// just those paths of the final stage's root into an empty root (copies
+/// resolve symlinks inside the stage's root, as every copy does), and
+/// becomes the final root.
+fn only(recipe: &mut Recipe, st: &mut StageState) {
+    let from = match &st.root {
+        Root::Image(k) => format!("image:{k}"),
+        Root::Step(s) => format!("step:{s}"),
+        Root::Scratch => unreachable!("the caller refuses an empty final stage"),
+    };
+    let copy = recipe
+        .containerfile_only
+        .iter()
+        .map(|p| CopyOp {
+            from: Some(from.clone()),
+            src: vec![p.clone()],
+            dst: p.clone(),
+            mode: None,
+            no_archives: false,
+        })
+        .collect();
+    recipe.steps.push(Step {
+        name: ONLY_STEP.into(),
+        image: String::new(),
+        mounts: BTreeMap::new(),
+        workdir: "/".into(),
+        run: String::new(),
+        env: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+        network: false,
+        root: Some("scratch".into()),
+        copy,
+        user: None,
+    });
+    st.root = Root::Step(ONLY_STEP.into());
+}
+
+/// The name of the step [`only`] adds (never a `cf-lineN`).
+pub const ONLY_STEP: &str = "containerfile-only";
 
 /// `FILE:LINE: ` of the Containerfile instruction an image, source or step
 /// named `cf-lineN` was lowered from (the recipe at `recipe_file` names
