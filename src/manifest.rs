@@ -12,7 +12,8 @@
 //!   the steps (name, image, mounts, workdir, run, env, outputs, and for a
 //!   fetch step the output-tree hash the lock pins, `fetched`; for a root
 //!   step, what a Containerfile lowers to, its `root`, `copy` and `user`)
-//!   and the enclave settings (with `labels` when there are any). Keys that
+//!   and the enclave settings (with `labels`, and a Procfile's
+//!   `app_sources`, `enclave_sources` and `metadata`, when there are any). Keys that
 //!   only some builds have are left out when empty, so older manifests'
 //!   bytes are unchanged. The build embeds exactly these bytes in the EIF's
 //!   metadata (CustomMetadata) and in the root filesystem at
@@ -22,9 +23,9 @@
 //!   and the Containerfile the recipe names, if any,
 //!   each image's reference (registry host included), index digest and
 //!   platform, each source's kind, URL, commit and archive sha256, the
-//!   app sources, and (when the recipe has them, e.g. imported from a
-//!   Procfile) the enclave sources, the metadata string and the deployment
-//!   settings. Where things came from and how the recipe is written
+//!   app sources (the recipe's own list and the URLs of sources marked
+//!   `app_source`), and (when the recipe has them, e.g. imported from a
+//!   Procfile) the deployment settings. Where things came from and how the recipe is written
 //!   never change a PCR: pulling the same digests from a mirror, or adding
 //!   a comment to the recipe, gives the same EIF.
 //! - [`Outputs`]: the EIF's sha256 and size and its PCRs, known only after,
@@ -219,6 +220,21 @@ pub struct EnclaveSettings {
     /// `enclave.labels` (a Containerfile's `LABEL`s); absent when none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// `enclave.app_sources` as the recipe lists them (a Procfile's
+    /// `app_sources`): measured, so an attested enclave commits to where its
+    /// code is published, as Caution's platform has it; absent when none.
+    /// (Sources marked `app_source` add their URL to the unmeasured
+    /// [`Origin::app_sources`] only: a mirror must not change a PCR.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_sources: Vec<String>,
+    /// `enclave.enclave_sources` (a Procfile's): where the enclave's platform
+    /// code is published; measured likewise; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enclave_sources: Vec<String>,
+    /// `enclave.metadata` (a Procfile's free-form `metadata`); measured like
+    /// `labels`; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
 }
 
 impl EnclaveSettings {
@@ -243,6 +259,9 @@ impl EnclaveSettings {
                 .map(|(p, m)| (p.trim_start_matches('/').to_string(), format!("{m:04o}")))
                 .collect(),
             labels: e.labels.clone(),
+            app_sources: e.app_sources.clone(),
+            enclave_sources: e.enclave_sources.clone(),
+            metadata: e.metadata.clone(),
         }
     }
 }
@@ -432,13 +451,6 @@ pub struct Origin {
     /// a local directory `path:DIR`; plus `enclave.app_sources`. Sorted,
     /// deduplicated.
     pub app_sources: Vec<String>,
-    /// Where the enclave's platform code comes from (`enclave.enclave_sources`,
-    /// a Procfile's `enclave_sources`), as given; left out when none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub enclave_sources: Vec<String>,
-    /// `enclave.metadata` (a Procfile's `metadata`); left out when none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<String>,
     /// The recipe's `[deployment]` (a Procfile's deployment-only fields,
     /// `domain`, `ports`, …); left out when empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -485,8 +497,6 @@ impl Origin {
             images,
             sources,
             app_sources,
-            enclave_sources: recipe.enclave.enclave_sources.clone(),
-            metadata: recipe.enclave.metadata.clone(),
             deployment: recipe.deployment.clone(),
             keyrings: Vec::new(),
         };
@@ -888,13 +898,14 @@ mod tests {
                     compression: Compression::None,
                     modes: [("usr/bin/hello".to_string(), "0755".to_string())].into_iter().collect(),
                     labels: BTreeMap::new(),
+                    app_sources: Vec::new(),
+                    enclave_sources: Vec::new(),
+                    metadata: None,
                 },
             },
             origin: Origin {
                 containerfile: None,
                 keyrings: Vec::new(),
-                enclave_sources: Vec::new(),
-                metadata: None,
                 deployment: BTreeMap::new(),
                 recipe: FileRef {
                     path: "recipes/hello.toml".into(),

@@ -20,7 +20,8 @@
 //! - `binary`: only that file of the final stage or image goes into the
 //!   root (`containerfile_only`, or a root step for an OCI tarball);
 //! - `app_sources`, `enclave_sources`, `metadata`: `enclave.app_sources`,
-//!   `enclave.enclave_sources`, `enclave.metadata` (the manifest's origin);
+//!   `enclave.enclave_sources`, `enclave.metadata` (measured: the PCRs
+//!   commit to them, as Caution embeds them for attestation);
 //! - `memory`, `cpus`: `enclave.memory_mib`, `enclave.cpus`;
 //! - `domain`, `e2e`, `debug`, `no_cache`, `ports`, `http_port`, `disk_gb`,
 //!   `locksmith`: `[deployment]` (the manifest's `origin.deployment`,

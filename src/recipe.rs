@@ -581,14 +581,15 @@ pub struct Enclave {
     /// Enclave path -> octal mode (`"4755"`), overriding the canonical 0755/0644.
     #[serde(default)]
     pub modes: BTreeMap<String, String>,
-    /// Extra `app_sources` URLs for the manifest, beyond sources marked `app_source`.
+    /// `app_sources` URLs: measured in `inputs.enclave`, and listed with the
+    /// URLs of sources marked `app_source` in the manifest's `origin`.
     #[serde(default)]
     pub app_sources: Vec<String>,
     /// Where the enclave's own platform code comes from (a Procfile's
-    /// `enclave_sources`): listed in the manifest's `origin.enclave_sources`.
+    /// `enclave_sources`): measured, in the manifest's `inputs.enclave`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enclave_sources: Vec<String>,
-    /// A free string for the manifest's `origin.metadata` (a Procfile's `metadata`).
+    /// A free string (a Procfile's `metadata`), measured in `inputs.enclave`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
 }

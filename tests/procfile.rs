@@ -201,13 +201,20 @@ fn procfile_app_imports_builds_twice_identically_verifies_and_binary_keeps_one_f
     let m: serde_json::Value = serde_json::from_slice(&fs::read(&m_path).unwrap()).unwrap();
     let origin = &m["origin"];
     assert_eq!(origin["app_sources"], serde_json::json!(["https://codeberg.org/example/procfile-app"]));
-    assert_eq!(origin["enclave_sources"], serde_json::json!(["https://codeberg.org/example/enclaveos"]));
-    assert_eq!(origin["metadata"], "procfile-app example 0.1.0");
     assert_eq!(origin["deployment"], serde_json::json!({"domain": "hello.example.com", "ports": "8083"}));
+    // The source lists and the metadata are measured: in the inputs the EIF embeds.
     let enclave = &m["inputs"]["enclave"];
+    assert_eq!(enclave["app_sources"], serde_json::json!(["https://codeberg.org/example/procfile-app"]));
+    assert_eq!(enclave["enclave_sources"], serde_json::json!(["https://codeberg.org/example/enclaveos"]));
+    assert_eq!(enclave["metadata"], "procfile-app example 0.1.0");
+    assert!(origin.get("enclave_sources").is_none() && origin.get("metadata").is_none(), "{origin}");
     assert_eq!(enclave["command"], serde_json::json!(["/app/hello", "--greeting", "hello"]));
     assert_eq!((enclave["memory_mib"].as_u64(), enclave["cpus"].as_u64()), (Some(256), Some(2)));
-    let full = files(&eif_root(work, &out_a.join("procfile-app.eif")));
+    let root_a = eif_root(work, &out_a.join("procfile-app.eif"));
+    let embedded: serde_json::Value =
+        serde_json::from_slice(&fs::read(root_a.join("etc/eifbake/inputs.json")).unwrap()).unwrap();
+    assert_eq!(embedded, m["inputs"], "the EIF embeds the manifest's inputs, source lists included");
+    let full = files(&root_a);
     assert!(full.contains(&"app/hello".to_string()) && full.contains(&"bin/busybox".to_string()), "{full:?}");
 
     let ctx = format!("context={}", a.display());
