@@ -1218,6 +1218,75 @@ command = ["/usr/bin/hello"]
 env = { RUST_LOG = "info" }
 "#;
 
+    /// `[trust]` and `[trust.images.NAME]`: what they accept, how an image's
+    /// policy is resolved key by key, the exact errors for keys they do not
+    /// know, and the TOML a parsed `[trust]` writes back.
+    #[test]
+    fn trust_tables_resolve_key_by_key_and_refuse_unknown_keys() {
+        let with = |trust: &str| format!("{HELLO}\n{trust}");
+        let r = Recipe::parse(&with(
+            "[trust]\nkeyring = \"k.asc\"\nthreshold = 2\nlookaside = \"https://sigs.example\"\n\
+             [trust.images.kernel]\nthreshold = 1\nlookaside = \"sigs\"\n",
+        ))
+        .unwrap();
+        let policy = |keyring: &str, threshold, lookaside: &str| {
+            Some(ImageTrust { keyring: keyring.into(), threshold, lookaside: lookaside.into() })
+        };
+        assert_eq!(r.image_trust("busybox"), policy("k.asc", 2, "https://sigs.example"));
+        assert_eq!(r.image_trust("kernel"), policy("k.asc", 1, "sigs"));
+        let written = toml::to_string(r.trust.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            written,
+            "keyring = \"k.asc\"\nthreshold = 2\nlookaside = \"https://sigs.example\"\n\n\
+             [images.kernel]\nthreshold = 1\nlookaside = \"sigs\"\n"
+        );
+        // Only one image checked: the others have no policy.
+        let r = Recipe::parse(&with(
+            "[trust.images.init]\nkeyring = \"k.asc\"\nthreshold = 1\nlookaside = \"sigs\"\n",
+        ))
+        .unwrap();
+        assert_eq!((r.image_trust("init"), r.image_trust("busybox")), (policy("k.asc", 1, "sigs"), None));
+        let err = |t: &str| format!("{:#}", Recipe::parse(&with(t)).unwrap_err());
+        // The parse errors, to the caret (the line numbers depend on HELLO).
+        let caret = |line: &str, at: usize, n: usize, why: &str| {
+            format!("| {line}\n   | {}{}\n{why}", " ".repeat(at), "^".repeat(n))
+        };
+        let known = "expected one of `keyring`, `threshold`, `lookaside`";
+        for (bad, want) in [
+            (
+                "[trust]\nkeyring = \"k.asc\"\nthreshold = 1\nlookasid = \"x\"\n",
+                caret("lookasid = \"x\"", 0, 8, &format!("unknown field `lookasid`, {known}, `images`")),
+            ),
+            (
+                "[trust.images.init]\nthreshhold = 1\n",
+                caret("threshhold = 1", 0, 10, &format!("unknown field `threshhold`, {known}")),
+            ),
+            (
+                "[trust]\nthreshold = \"2\"\n",
+                caret("threshold = \"2\"", 12, 3, "invalid type: string \"2\", expected u32"),
+            ),
+            (
+                "[trust.images.init]\nthreshold = -1\n",
+                caret("threshold = -1", 12, 2, "invalid value: integer `-1`, expected u32"),
+            ),
+            (
+                "[trust]\nthreshold = 1\n",
+                "trust: image \"busybox\" has a signature policy without `keyring`; set trust.keyring \
+                 (or trust.images.busybox.keyring): keyring, threshold and lookaside go together"
+                    .into(),
+            ),
+            (
+                "[trust.images.nope]\nthreshold = 1\n",
+                "trust.images key \"nope\" = \"nope\": no image of that name in [images] \
+                 (defined: busybox, init, kernel)"
+                    .into(),
+            ),
+        ] {
+            let e = err(bad);
+            assert!(e.ends_with(&want), "{bad:?}:\n{e}\nwant the end:\n{want}");
+        }
+    }
+
     #[test]
     fn root_steps_are_checked_when_read() {
         let with = |step: &str| HELLO.replace("[enclave]", &format!("{step}\n[enclave]"));
