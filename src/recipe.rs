@@ -154,30 +154,64 @@ pub struct Recipe {
 /// - `lookaside`: where the signatures are, in the containers lookaside
 ///   layout: an `https://` or `http://` URL, or a directory (relative to
 ///   the recipe, or absolute).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Read by hand ([`Trust`]'s `Deserialize`): serde's `flatten` of the defaults
+/// would lose an unknown key's position and the list of known keys in errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Trust {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyring: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lookaside: Option<String>,
-    /// Per image (a key of `[images]`): overrides of the keys above.
+    /// The keys every image has unless its own table overrides them.
+    #[serde(flatten)]
+    pub defaults: TrustKeys,
+    /// Per image (a key of `[images]`): overrides of the defaults.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub images: BTreeMap<String, TrustOverride>,
+    pub images: BTreeMap<String, TrustKeys>,
 }
 
-/// `[trust.images.NAME]`: one image's own keyring, threshold or lookaside.
+/// The three keys of `[trust]` and of `[trust.images.NAME]` (one image's own
+/// keyring, threshold or lookaside), each optional until resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrustOverride {
+pub struct TrustKeys {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyring: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookaside: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Trust {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Trust, D::Error> {
+        /// The keys of `[trust]`; another is refused with this list, at its line.
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Key {
+            Keyring,
+            Threshold,
+            Lookaside,
+            Images,
+        }
+        struct Table;
+        impl<'de> serde::de::Visitor<'de> for Table {
+            type Value = Trust;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the [trust] table")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Trust, M::Error> {
+                let mut t = Trust::default();
+                while let Some(key) = map.next_key()? {
+                    match key {
+                        Key::Keyring => t.defaults.keyring = Some(map.next_value()?),
+                        Key::Threshold => t.defaults.threshold = Some(map.next_value()?),
+                        Key::Lookaside => t.defaults.lookaside = Some(map.next_value()?),
+                        Key::Images => t.images = map.next_value()?,
+                    }
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_struct("Trust", &["keyring", "threshold", "lookaside", "images"], Table)
+    }
 }
 
 /// The signature policy of one image, resolved from `[trust]`.
@@ -193,10 +227,10 @@ impl Trust {
     /// The policy of image `name`, `None` when none of its keys is set;
     /// an error naming the missing key when only some are.
     fn resolve(&self, name: &str) -> Result<Option<ImageTrust>> {
-        let o = self.images.get(name).cloned().unwrap_or_default();
-        let keyring = o.keyring.or_else(|| self.keyring.clone());
-        let threshold = o.threshold.or(self.threshold);
-        let lookaside = o.lookaside.or_else(|| self.lookaside.clone());
+        let (o, d) = (self.images.get(name).cloned().unwrap_or_default(), &self.defaults);
+        let keyring = o.keyring.or_else(|| d.keyring.clone());
+        let threshold = o.threshold.or(d.threshold);
+        let lookaside = o.lookaside.or_else(|| d.lookaside.clone());
         if keyring.is_none() && threshold.is_none() && lookaside.is_none() {
             return Ok(None);
         }
