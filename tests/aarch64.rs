@@ -199,21 +199,19 @@ fn aarch64_recipe_locks_arm64_manifests_and_its_eif_boots() {
     assert_eq!(d["Metadata"]["CustomMetadata"]["arch"], "aarch64", "the manifest records the arch");
 
     // It boots: the EIF's own kernel, cmdline and ramdisk on QEMU's arm64 virt machine.
-    let sections = p.path("sections");
-    eifbake_ok(&["describe", eif.to_str().unwrap(), "--extract", sections.to_str().unwrap()]);
-    let cmdline = fs::read_to_string(sections.join("cmdline")).unwrap();
-    let boot = common::qemu::boot_arch(
-        "arm64",
-        &sections.join("kernel"),
-        &[&sections.join("ramdisk0")],
-        &cmdline,
-        Duration::from_secs(180),
-    );
+    let boot = boot_arm64(&p, &eif);
     assert!(
         boot.console.contains("EIFBAKE-ARM64-42 on aarch64"),
         "the enclave did not print its marker:\n{}",
         boot.console
     );
+}
+
+/// Extract `eif`'s sections and boot them on QEMU's arm64 virt machine.
+fn boot_arm64(p: &Project, eif: &Path) -> common::qemu::Boot {
+    let sections = p.path("sections");
+    eifbake_ok(&["describe", eif.to_str().unwrap(), "--extract", sections.to_str().unwrap()]);
+    common::qemu::boot_sections("arm64", &sections, Duration::from_secs(180))
 }
 
 /// An index whose arm64 manifest holds a (synthetic) arm64 Image and whose
@@ -525,16 +523,7 @@ outputs = {{ "/out/hello" = "/bin/cross-hello" }}
     assert_eq!(interp, None, "bin/cross-hello is not static");
 
     // It runs in the aarch64 enclave.
-    let sections = p.path("sections");
-    eifbake_ok(&["describe", eif.to_str().unwrap(), "--extract", sections.to_str().unwrap()]);
-    let cmdline = fs::read_to_string(sections.join("cmdline")).unwrap();
-    let boot = common::qemu::boot_arch(
-        "arm64",
-        &sections.join("kernel"),
-        &[&sections.join("ramdisk0")],
-        &cmdline,
-        Duration::from_secs(180),
-    );
+    let boot = boot_arm64(&p, &eif);
     assert!(
         boot.console.contains("EIFBAKE-CROSS-42 on aarch64"),
         "the cross-compiled program did not print its marker:\n{}",
