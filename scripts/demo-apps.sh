@@ -39,8 +39,8 @@ mkdir -p "$work/images"
 reg=127.0.0.1:5055
 crates_addr=127.0.0.1:5056
 say() { printf '\n== %s\n' "$*"; }
-# shellcheck source=scripts/demo-registry.sh
-. scripts/demo-registry.sh
+# shellcheck source=scripts/demo-common.sh
+. scripts/demo-common.sh
 for port in 5055 5056 5057; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo-apps: port $port is in use; stop what listens there" >&2
@@ -125,19 +125,8 @@ demo() {
 
 # compare RECIPE DIR: builds A and B are the same bytes, or stop.
 compare() {
-  local recipe=$1 w=$2 a b
-  say "$recipe: compare"
-  a=$(sha256sum < "$w/a/$recipe.eif" | cut -d' ' -f1)
-  b=$(sha256sum < "$w/b/$recipe.eif" | cut -d' ' -f1)
-  echo "A  sha256:$a"
-  echo "B  sha256:$b"
-  sed 's/^/A  /' "$w/a/$recipe.pcrs"
-  sed 's/^/B  /' "$w/b/$recipe.pcrs"
-  if [ "$a" != "$b" ] || ! cmp -s "$w/a/$recipe.pcrs" "$w/b/$recipe.pcrs"; then
-    echo "demo-apps: the two builds of $recipe differ:" >&2
-    "$bin" diff "$w/a/$recipe.eif" "$w/b/$recipe.eif" >&2 || true
-    exit 1
-  fi
+  say "$1: compare"
+  compare_builds demo-apps "$1" "$2"
   echo "identical: same EIF bytes, same PCRs"
 }
 

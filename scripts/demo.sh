@@ -40,8 +40,8 @@ mkdir -p "$work/images"
 port=5055
 reg=127.0.0.1:$port
 say() { printf '\n== %s\n' "$*"; }
-# shellcheck source=scripts/demo-registry.sh
-. scripts/demo-registry.sh
+# shellcheck source=scripts/demo-common.sh
+. scripts/demo-common.sh
 
 say "fixture images (from Debian's busybox-static and cloud kernel)"
 export EIFBAKE_KERNEL_DIR=${EIFBAKE_KERNEL_DIR:-$root/target/fixtures/kernel}
@@ -105,17 +105,7 @@ cp -r recipes "$other/recipes"
   "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/b" --no-cache "${sign[@]}")
 
 say "compare"
-a=$(sha256sum < "$work/a/$recipe.eif" | cut -d' ' -f1)
-b=$(sha256sum < "$work/b/$recipe.eif" | cut -d' ' -f1)
-echo "A  sha256:$a"
-echo "B  sha256:$b"
-sed 's/^/A  /' "$work/a/$recipe.pcrs"
-sed 's/^/B  /' "$work/b/$recipe.pcrs"
-if [ "$a" != "$b" ] || ! cmp -s "$work/a/$recipe.pcrs" "$work/b/$recipe.pcrs"; then
-  echo "demo: the two builds differ:" >&2
-  "$bin" diff "$work/a/$recipe.eif" "$work/b/$recipe.eif" >&2 || true
-  exit 1
-fi
+compare_builds demo "$recipe" "$work"
 "$bin" diff "$work/a/$recipe.eif" "$work/b/$recipe.eif"
 echo "identical: same signed EIF bytes, same PCRs (PCR8 included): the signature is deterministic"
 

@@ -1,6 +1,7 @@
-# demo-registry.sh: the loopback registry demo.sh and demo-apps.sh serve
-# their fixture images from. Sourced, not run; needs $work and $reg
-# (127.0.0.1:PORT) set.
+# demo-common.sh: what demo.sh and demo-apps.sh share: the loopback
+# registry they serve their fixture images from, and the comparison of
+# their two builds. Sourced, not run; needs $work, $reg (127.0.0.1:PORT)
+# and $bin (eifbake) set.
 #
 # For: the demos only (Debian's docker-registry, no TLS, loopback). Not for:
 # the tests, which have their own registry in tests/common. Invariant: the
@@ -14,6 +15,10 @@
 #       copies oci:$work/images/NAME:TAG to $reg/eifbake-demo/REPO:TAG, REPO
 #       being NAME except linux-cloud for the kernel; --all copies every
 #       platform of an index.
+#   compare_builds DEMO RECIPE DIR
+#       prints the sha256 and PCRs of DIR/a/RECIPE.eif and DIR/b/RECIPE.eif;
+#       when they differ, prints `eifbake diff` and exits 1 (DEMO names the
+#       demo in the message).
 
 start_registry() {
   mkdir -p "$work/registry"
@@ -45,4 +50,19 @@ push_demo_images() {
     skopeo copy --quiet "${all[@]}" --preserve-digests --dest-tls-verify=false \
       "oci:$work/images/$name:$tag" "docker://$reg/eifbake-demo/$repo:$tag"
   done
+}
+
+compare_builds() {
+  local demo=$1 recipe=$2 w=$3 a b
+  a=$(sha256sum < "$w/a/$recipe.eif" | cut -d' ' -f1)
+  b=$(sha256sum < "$w/b/$recipe.eif" | cut -d' ' -f1)
+  echo "A  sha256:$a"
+  echo "B  sha256:$b"
+  sed 's/^/A  /' "$w/a/$recipe.pcrs"
+  sed 's/^/B  /' "$w/b/$recipe.pcrs"
+  if [ "$a" != "$b" ] || ! cmp -s "$w/a/$recipe.pcrs" "$w/b/$recipe.pcrs"; then
+    echo "$demo: the two builds of $recipe differ:" >&2
+    "$bin" diff "$w/a/$recipe.eif" "$w/b/$recipe.eif" >&2 || true
+    exit 1
+  fi
 }
