@@ -207,6 +207,20 @@ fn aarch64_recipe_locks_arm64_manifests_and_its_eif_boots() {
     );
 }
 
+/// The data of `name` (at most `max` bytes) in `eif`'s first ramdisk; panics
+/// when it is not there.
+fn ramdisk_file(eif: &Path, name: &str, max: u64) -> Vec<u8> {
+    let r = eifbake::eif::Eif::open(eif).unwrap();
+    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
+    let mut found = None;
+    while let Some(e) = cpio.next_entry().unwrap() {
+        if e.name_lossy() == name {
+            found = Some(cpio.data_to_vec(max).unwrap());
+        }
+    }
+    found.unwrap_or_else(|| panic!("{name} is in the EIF"))
+}
+
 /// Extract `eif`'s sections and boot them on QEMU's arm64 virt machine.
 fn boot_arm64(p: &Project, eif: &Path) -> common::qemu::Boot {
     let sections = p.path("sections");
@@ -369,15 +383,7 @@ fn a_step_image_with_its_own_platform_runs_natively_for_a_foreign_enclave() {
     let d: serde_json::Value =
         serde_json::from_str(&eifbake_ok(&["describe", "--json", eif.to_str().unwrap()])).unwrap();
     assert_eq!(d["arch"], enclave.name());
-    let r = eifbake::eif::Eif::open(&eif).unwrap();
-    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
-    let mut made = None;
-    while let Some(e) = cpio.next_entry().unwrap() {
-        if e.name_lossy() == "etc/made" {
-            made = Some(cpio.data_to_vec(1 << 20).unwrap());
-        }
-    }
-    let made = String::from_utf8(made.expect("etc/made is in the EIF")).unwrap();
+    let made = String::from_utf8(ramdisk_file(&eif, "etc/made", 1 << 20)).unwrap();
     assert_eq!(made, format!("made-on-{}\n", std::env::consts::ARCH), "the step did not run natively");
 
     // The enclave's manifest under the builder's host platform: fetch refuses it, naming the image.
@@ -508,15 +514,7 @@ outputs = {{ "/out/hello" = "/bin/cross-hello" }}
     let eif = p.path("out/cross-cc.eif");
 
     // The program in the EIF really is an aarch64 ELF, static.
-    let r = eifbake::eif::Eif::open(&eif).unwrap();
-    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
-    let mut program = None;
-    while let Some(e) = cpio.next_entry().unwrap() {
-        if e.name_lossy() == "bin/cross-hello" {
-            program = Some(cpio.data_to_vec(64 << 20).unwrap());
-        }
-    }
-    let program = program.expect("bin/cross-hello is in the EIF");
+    let program = ramdisk_file(&eif, "bin/cross-hello", 64 << 20);
     const EM_AARCH64: u16 = 183;
     assert_eq!(elf64_machine(&program), Ok(EM_AARCH64), "bin/cross-hello is not an aarch64 ELF");
     let interp = eifbake::elf::interpreter(&mut std::io::Cursor::new(&program)).unwrap();
