@@ -7,7 +7,7 @@
 set -euo pipefail
 goal=${1:?usage: $0 GOAL [TARGET...]}
 shift
-targets=("${@:-cpio lock recipe eif layers attestation}")
+targets=("${@:-cpio lock recipe containerfile signature eif layers attestation}")
 read -r -a targets <<<"${targets[*]}"
 cd "$(dirname "$0")"
 execs() {

@@ -4,7 +4,11 @@
 # certificate in tests/data/signing), cpio archives from GNU cpio (newc with
 # 512-byte blocks, and the 070702 "crc" variant), OCI layers (tar, gzip,
 # zstd) with whiteouts, links and pax records, and the project's recipes and
-# lockfiles, and the real attestation documents of tests/data/attestation. Usage: fuzz/make-seeds.sh [PATH-TO-EIFBAKE] (default: the top
+# lockfiles, the real attestation documents of tests/data/attestation, the
+# Containerfiles of examples/, and simple-signing signatures made by
+# `skopeo standalone-sign` with a throwaway gpg key (its public keyring and
+# the signed manifest go to signature-key/, which the `signature` harness
+# reads; a new run makes a new key, so seeds and keyring change together). Usage: fuzz/make-seeds.sh [PATH-TO-EIFBAKE] (default: the top
 # crate's target/debug/eifbake). Seeds are small on purpose: AFL mutates
 # small inputs best.
 set -euo pipefail
@@ -14,7 +18,7 @@ eifbake=${1:-$top/target/debug/eifbake}
 c=$here/corpus
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$c"/{eif,cpio,layers,recipe,lock,attestation}
+mkdir -p "$c"/{eif,cpio,layers,recipe,lock,attestation,containerfile,signature}
 export SOURCE_DATE_EPOCH=1 EIFBAKE_NO_PROGRESS=1
 
 # A 1 KiB "bzImage" (boot sector signature, HdrS, protocol 2.15) and a tree.
@@ -83,5 +87,55 @@ done
 for f in "$top"/tests/data/attestation/*.b64; do
     base64 -d "$f" > "$c/attestation/$(basename "$f" .b64).cbor"
 done
+for f in "$top"/examples/*/Containerfile; do
+    cp "$f" "$c/containerfile/$(basename "$(dirname "$f")")"
+done
+# The rest of the subset src/containerfile.rs reads, in one small file.
+cat >"$c/containerfile/subset" <<'CF'
+# syntax=docker/dockerfile:1
+# escape=\
+ARG BASE=registry.example/base:1
+FROM ${BASE}@sha256:0000000000000000000000000000000000000000000000000000000000000000 AS build
+ENV A=1 B="two words"
+WORKDIR /src
+COPY --chmod=0755 a.sh b/ /src/
+ADD --checksum=sha256:1111111111111111111111111111111111111111111111111111111111111111 https://example.org/x.tar /x.tar
+RUN --network=none set -e; \
+    echo "$A" \
+      > /out
+RUN ["/bin/sh", "-c", "true"]
+FROM scratch
+COPY --from=build /out /out
+LABEL org.opencontainers.image.title="t"
+USER 1000:1000
+ENTRYPOINT ["/out"]
+CMD ["--help"]
+CF
+
+# Signatures as a lookaside serves them (the same tools tests/trust.rs uses).
+# The harness checks them against signature-key/: the reference below and
+# the manifest's digest must stay as fuzz/src/lib.rs names them.
+export GNUPGHOME=$work/gnupg
+mkdir -m 700 "$GNUPGHOME"
+gpg_() { gpg --batch --yes --quiet --pinentry-mode loopback --passphrase "" "$@"; }
+fpr() { gpg_ --with-colons --list-keys "$1" | awk -F: '$1 == "fpr" {print $10; exit}'; }
+gpg_ --quick-gen-key "Fuzz <fuzz@eifbake.test>" ed25519 sign never
+gpg_ --quick-gen-key "Outsider <out@eifbake.test>" ed25519 sign never
+key=$(fpr fuzz@eifbake.test)
+k=$here/signature-key
+mkdir -p "$k"
+gpg_ --armor --export "$key" >"$k/keyring.asc"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}\n' >"$k/manifest.json"
+ref=registry.example/fuzz/image:1
+sign() { skopeo standalone-sign --output "$c/signature/$1" "$k/manifest.json" "$2" "$3"; }
+sign good "$ref" "$key"
+sign other-identity registry.example/fuzz/other:1 "$key"
+sign outsider "$ref" "$(fpr out@eifbake.test)"
+# An uncompressed message, and one whose signature expires, over a payload
+# skopeo wrote (lookasides serve binary OpenPGP; an armored one is refused).
+gpg_ --decrypt --output "$work/payload.json" "$c/signature/good" 2>/dev/null
+gpg_ --local-user "$key" --compress-algo none --sign --output "$c/signature/uncompressed" "$work/payload.json"
+gpg_ --local-user "$key" --default-sig-expire 10y --sign --output "$c/signature/expiring" "$work/payload.json"
+gpgconf --kill gpg-agent
 du -sh "$c"/*
 

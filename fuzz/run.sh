@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz one target with AFL++ for a while: fuzz/run.sh TARGET SECONDS
 #
-# TARGET is one of: eif cpio layers recipe lock attestation (src/bin/TARGET.rs).
+# TARGET is one of: eif cpio layers recipe lock attestation containerfile signature (src/bin/TARGET.rs).
 # Starts from corpus/TARGET (resuming out/TARGET when it exists), stops
 # after SECONDS, then prints one line to parse:
 #   FUZZ-RESULT target=T seconds=S execs=N crashes=C hangs=H corpus=Q
@@ -13,7 +13,7 @@
 # input a hang.
 set -euo pipefail
 if [ $# -ne 2 ]; then
-    echo "usage: $0 TARGET SECONDS (TARGET: eif cpio layers recipe lock attestation)" >&2
+    echo "usage: $0 TARGET SECONDS (TARGET: eif cpio layers recipe lock attestation containerfile signature)" >&2
     exit 2
 fi
 target=$1

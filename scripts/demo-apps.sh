@@ -39,6 +39,8 @@ mkdir -p "$work/images"
 reg=127.0.0.1:5055
 crates_addr=127.0.0.1:5056
 say() { printf '\n== %s\n' "$*"; }
+# shellcheck source=scripts/demo-common.sh
+. scripts/demo-common.sh
 for port in 5055 5056 5057; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo-apps: port $port is in use; stop what listens there" >&2
@@ -61,16 +63,8 @@ printf 'go toolchain image '
 time scripts/make-go-image.sh "$work/images/golang" 1.19
 
 say "loopback registry on $reg, crates on $crates_addr"
-mkdir -p "$work/registry" "$work/crates"
-cat > "$work/registry/config.yml" <<YAML
-version: 0.1
-log: { level: error }
-storage: { filesystem: { rootdirectory: $work/registry/data } }
-http: { addr: $reg }
-YAML
-docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null || true' EXIT
+mkdir -p "$work/crates"
+start_registry
 # The app's crates, from the host's cargo cache, at /NAME/NAME-VERSION.crate.
 cache=${CARGO_HOME:-$HOME/.cargo}/registry/cache
 while read -r name version; do
@@ -88,17 +82,7 @@ httpd_pid=$!
 trap 'kill $registry_pid $httpd_pid 2>/dev/null || true' EXIT
 printf '[cargo]\ndownload = "http://%s/{crate}/{crate}-{version}.crate"\n' "$crates_addr" > "$work/eifbake.toml"
 export EIFBAKE_CONFIG=$work/eifbake.toml
-for _ in $(seq 100); do
-  curl -fs "http://$reg/v2/" > /dev/null && break
-  sleep 0.1
-done
-for img in busybox:1.35 kernel:6.1 init:1 rust:1.96 golang:1.19; do
-  name=${img%%:*} tag=${img##*:}
-  repo=$name
-  [ "$name" = kernel ] && repo=linux-cloud
-  skopeo copy --quiet --preserve-digests --dest-tls-verify=false \
-    "oci:$work/images/$name:$tag" "docker://$reg/eifbake-demo/$repo:$tag"
-done
+push_demo_images busybox:1.35 kernel:6.1 init:1 rust:1.96 golang:1.19
 echo "pushed busybox, linux-cloud, init, rust and golang; serving $(ls "$work/crates" | tr '\n' ' ')"
 
 
@@ -141,19 +125,8 @@ demo() {
 
 # compare RECIPE DIR: builds A and B are the same bytes, or stop.
 compare() {
-  local recipe=$1 w=$2 a b
-  say "$recipe: compare"
-  a=$(sha256sum < "$w/a/$recipe.eif" | cut -d' ' -f1)
-  b=$(sha256sum < "$w/b/$recipe.eif" | cut -d' ' -f1)
-  echo "A  sha256:$a"
-  echo "B  sha256:$b"
-  sed 's/^/A  /' "$w/a/$recipe.pcrs"
-  sed 's/^/B  /' "$w/b/$recipe.pcrs"
-  if [ "$a" != "$b" ] || ! cmp -s "$w/a/$recipe.pcrs" "$w/b/$recipe.pcrs"; then
-    echo "demo-apps: the two builds of $recipe differ:" >&2
-    "$bin" diff "$w/a/$recipe.eif" "$w/b/$recipe.eif" >&2 || true
-    exit 1
-  fi
+  say "$1: compare"
+  compare_builds demo-apps "$1" "$2"
   echo "identical: same EIF bytes, same PCRs"
 }
 

@@ -40,6 +40,8 @@ mkdir -p "$work/images"
 port=5055
 reg=127.0.0.1:$port
 say() { printf '\n== %s\n' "$*"; }
+# shellcheck source=scripts/demo-common.sh
+. scripts/demo-common.sh
 
 say "fixture images (from Debian's busybox-static and cloud kernel)"
 export EIFBAKE_KERNEL_DIR=${EIFBAKE_KERNEL_DIR:-$root/target/fixtures/kernel}
@@ -71,27 +73,8 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "demo: port $port is in use; the demo recipe names 127.0.0.1:$port, stop what listens there" >&2
   exit 2
 fi
-mkdir -p "$work/registry"
-cat > "$work/registry/config.yml" <<YAML
-version: 0.1
-log: { level: error }
-storage: { filesystem: { rootdirectory: $work/registry/data } }
-http: { addr: $reg }
-YAML
-docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -fs "http://$reg/v2/" > /dev/null && break
-  sleep 0.1
-done
-for img in busybox:1.35 kernel:6.1 init:1; do
-  name=${img%%:*} tag=${img##*:}
-  repo=$name
-  [ "$name" = kernel ] && repo=linux-cloud
-  skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false \
-    "oci:$work/images/$name:$tag" "docker://$reg/eifbake-demo/$repo:$tag"
-done
+start_registry
+push_demo_images --all busybox:1.35 kernel:6.1 init:1
 echo "pushed busybox, linux-cloud and init"
 
 say "eifbake lock"
@@ -122,17 +105,7 @@ cp -r recipes "$other/recipes"
   "$bin" build "recipes/$recipe" --lockfile "$lock" --out "$work/b" --no-cache "${sign[@]}")
 
 say "compare"
-a=$(sha256sum < "$work/a/$recipe.eif" | cut -d' ' -f1)
-b=$(sha256sum < "$work/b/$recipe.eif" | cut -d' ' -f1)
-echo "A  sha256:$a"
-echo "B  sha256:$b"
-sed 's/^/A  /' "$work/a/$recipe.pcrs"
-sed 's/^/B  /' "$work/b/$recipe.pcrs"
-if [ "$a" != "$b" ] || ! cmp -s "$work/a/$recipe.pcrs" "$work/b/$recipe.pcrs"; then
-  echo "demo: the two builds differ:" >&2
-  "$bin" diff "$work/a/$recipe.eif" "$work/b/$recipe.eif" >&2 || true
-  exit 1
-fi
+compare_builds demo "$recipe" "$work"
 "$bin" diff "$work/a/$recipe.eif" "$work/b/$recipe.eif"
 echo "identical: same signed EIF bytes, same PCRs (PCR8 included): the signature is deterministic"
 

@@ -25,37 +25,9 @@ set -euo pipefail
 export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:-$here/../tests/data/signing}
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-command -v openssl >/dev/null || { echo "make-test-signing-keys: the openssl CLI is needed" >&2; exit 2; }
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/certs"
-: > "$work/index.txt"
-echo 1000 > "$work/serial"
-cat > "$work/ca.cnf" <<EOF
-[ ca ]
-default_ca = test_ca
-[ test_ca ]
-dir = $work
-database = \$dir/index.txt
-new_certs_dir = \$dir/certs
-serial = \$dir/serial
-default_md = sha384
-policy = policy_any
-unique_subject = no
-copy_extensions = none
-email_in_dn = no
-[ policy_any ]
-commonName = supplied
-organizationName = optional
-[ req ]
-distinguished_name = dn
-prompt = no
-[ dn ]
-CN = unused
+# shellcheck source=scripts/test-ca.sh
+. "$here/test-ca.sh"
+test_ca_init make-test-signing-keys "${1:-$here/../tests/data/signing}" 1000 "\
 [ v3_ca ]
 basicConstraints = critical, CA:true
 keyUsage = critical, keyCertSign, cRLSign
@@ -69,24 +41,13 @@ authorityKeyIdentifier = keyid
 basicConstraints = critical, CA:false
 keyUsage = critical, keyAgreement
 subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
+authorityKeyIdentifier = keyid"
 
-ec_key() { openssl genpkey -algorithm EC -pkeyopt "ec_paramgen_curve:$2" -out "$out/$1.key"; }
-
-# sign NAME SUBJECT START END EXTENSIONS
-sign() {
-  openssl req -new -key "$out/$1.key" -subj "$2" -out "$work/$1.csr" -config "$work/ca.cnf"
-  openssl ca -batch -config "$work/ca.cnf" -notext -md sha384 -cert "$out/ca.pem" -keyfile "$out/ca.key" \
-    -startdate "$3" -enddate "$4" -extensions "$5" -in "$work/$1.csr" -out "$out/$1.pem" 2>/dev/null
-}
+# sign NAME SUBJECT START END EXTENSIONS: NAME.key's certificate, issued by the test CA
+sign() { ca_sign "$1" "$1" "$2" ca "$3" "$4" "$5"; }
 
 ec_key ca P-384
-openssl req -new -key "$out/ca.key" -subj "/O=eifbake tests/CN=eifbake test CA (test only)" \
-  -out "$work/ca.csr" -config "$work/ca.cnf"
-openssl ca -batch -selfsign -config "$work/ca.cnf" -notext -md sha384 -keyfile "$out/ca.key" \
-  -startdate 20200101000000Z -enddate 20991231235959Z -extensions v3_ca -in "$work/ca.csr" \
-  -out "$out/ca.pem" 2>/dev/null
+ca_selfsign ca "/O=eifbake tests/CN=eifbake test CA (test only)" v3_ca
 
 for n in signer1 signer2 expired future no-digital-signature; do ec_key "$n" P-384; done
 ec_key p256 P-256

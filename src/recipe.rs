@@ -169,30 +169,64 @@ pub struct Recipe {
 /// - `lookaside`: where the signatures are, in the containers lookaside
 ///   layout: an `https://` or `http://` URL, or a directory (relative to
 ///   the recipe, or absolute).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Read by hand ([`Trust`]'s `Deserialize`): serde's `flatten` of the defaults
+/// would lose an unknown key's position and the list of known keys in errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Trust {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyring: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lookaside: Option<String>,
-    /// Per image (a key of `[images]`): overrides of the keys above.
+    /// The keys every image has unless its own table overrides them.
+    #[serde(flatten)]
+    pub defaults: TrustKeys,
+    /// Per image (a key of `[images]`): overrides of the defaults.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub images: BTreeMap<String, TrustOverride>,
+    pub images: BTreeMap<String, TrustKeys>,
 }
 
-/// `[trust.images.NAME]`: one image's own keyring, threshold or lookaside.
+/// The three keys of `[trust]` and of `[trust.images.NAME]` (one image's own
+/// keyring, threshold or lookaside), each optional until resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrustOverride {
+pub struct TrustKeys {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyring: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookaside: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Trust {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Trust, D::Error> {
+        /// The keys of `[trust]`; another is refused with this list, at its line.
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Key {
+            Keyring,
+            Threshold,
+            Lookaside,
+            Images,
+        }
+        struct Table;
+        impl<'de> serde::de::Visitor<'de> for Table {
+            type Value = Trust;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the [trust] table")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Trust, M::Error> {
+                let mut t = Trust::default();
+                while let Some(key) = map.next_key()? {
+                    match key {
+                        Key::Keyring => t.defaults.keyring = Some(map.next_value()?),
+                        Key::Threshold => t.defaults.threshold = Some(map.next_value()?),
+                        Key::Lookaside => t.defaults.lookaside = Some(map.next_value()?),
+                        Key::Images => t.images = map.next_value()?,
+                    }
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_struct("Trust", &["keyring", "threshold", "lookaside", "images"], Table)
+    }
 }
 
 /// The signature policy of one image, resolved from `[trust]`.
@@ -208,10 +242,10 @@ impl Trust {
     /// The policy of image `name`, `None` when none of its keys is set;
     /// an error naming the missing key when only some are.
     fn resolve(&self, name: &str) -> Result<Option<ImageTrust>> {
-        let o = self.images.get(name).cloned().unwrap_or_default();
-        let keyring = o.keyring.or_else(|| self.keyring.clone());
-        let threshold = o.threshold.or(self.threshold);
-        let lookaside = o.lookaside.or_else(|| self.lookaside.clone());
+        let (o, d) = (self.images.get(name).cloned().unwrap_or_default(), &self.defaults);
+        let keyring = o.keyring.or_else(|| d.keyring.clone());
+        let threshold = o.threshold.or(d.threshold);
+        let lookaside = o.lookaside.or_else(|| d.lookaside.clone());
         if keyring.is_none() && threshold.is_none() && lookaside.is_none() {
             return Ok(None);
         }
@@ -1264,6 +1298,75 @@ cmdline = "console=ttyS0"
 command = ["/usr/bin/hello"]
 env = { RUST_LOG = "info" }
 "#;
+
+    /// `[trust]` and `[trust.images.NAME]`: what they accept, how an image's
+    /// policy is resolved key by key, the exact errors for keys they do not
+    /// know, and the TOML a parsed `[trust]` writes back.
+    #[test]
+    fn trust_tables_resolve_key_by_key_and_refuse_unknown_keys() {
+        let with = |trust: &str| format!("{HELLO}\n{trust}");
+        let r = Recipe::parse(&with(
+            "[trust]\nkeyring = \"k.asc\"\nthreshold = 2\nlookaside = \"https://sigs.example\"\n\
+             [trust.images.kernel]\nthreshold = 1\nlookaside = \"sigs\"\n",
+        ))
+        .unwrap();
+        let policy = |keyring: &str, threshold, lookaside: &str| {
+            Some(ImageTrust { keyring: keyring.into(), threshold, lookaside: lookaside.into() })
+        };
+        assert_eq!(r.image_trust("busybox"), policy("k.asc", 2, "https://sigs.example"));
+        assert_eq!(r.image_trust("kernel"), policy("k.asc", 1, "sigs"));
+        let written = toml::to_string(r.trust.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            written,
+            "keyring = \"k.asc\"\nthreshold = 2\nlookaside = \"https://sigs.example\"\n\n\
+             [images.kernel]\nthreshold = 1\nlookaside = \"sigs\"\n"
+        );
+        // Only one image checked: the others have no policy.
+        let r = Recipe::parse(&with(
+            "[trust.images.init]\nkeyring = \"k.asc\"\nthreshold = 1\nlookaside = \"sigs\"\n",
+        ))
+        .unwrap();
+        assert_eq!((r.image_trust("init"), r.image_trust("busybox")), (policy("k.asc", 1, "sigs"), None));
+        let err = |t: &str| format!("{:#}", Recipe::parse(&with(t)).unwrap_err());
+        // The parse errors, to the caret (the line numbers depend on HELLO).
+        let caret = |line: &str, at: usize, n: usize, why: &str| {
+            format!("| {line}\n   | {}{}\n{why}", " ".repeat(at), "^".repeat(n))
+        };
+        let known = "expected one of `keyring`, `threshold`, `lookaside`";
+        for (bad, want) in [
+            (
+                "[trust]\nkeyring = \"k.asc\"\nthreshold = 1\nlookasid = \"x\"\n",
+                caret("lookasid = \"x\"", 0, 8, &format!("unknown field `lookasid`, {known}, `images`")),
+            ),
+            (
+                "[trust.images.init]\nthreshhold = 1\n",
+                caret("threshhold = 1", 0, 10, &format!("unknown field `threshhold`, {known}")),
+            ),
+            (
+                "[trust]\nthreshold = \"2\"\n",
+                caret("threshold = \"2\"", 12, 3, "invalid type: string \"2\", expected u32"),
+            ),
+            (
+                "[trust.images.init]\nthreshold = -1\n",
+                caret("threshold = -1", 12, 2, "invalid value: integer `-1`, expected u32"),
+            ),
+            (
+                "[trust]\nthreshold = 1\n",
+                "trust: image \"busybox\" has a signature policy without `keyring`; set trust.keyring \
+                 (or trust.images.busybox.keyring): keyring, threshold and lookaside go together"
+                    .into(),
+            ),
+            (
+                "[trust.images.nope]\nthreshold = 1\n",
+                "trust.images key \"nope\" = \"nope\": no image of that name in [images] \
+                 (defined: busybox, init, kernel)"
+                    .into(),
+            ),
+        ] {
+            let e = err(bad);
+            assert!(e.ends_with(&want), "{bad:?}:\n{e}\nwant the end:\n{want}");
+        }
+    }
 
     #[test]
     fn root_steps_are_checked_when_read() {

@@ -199,21 +199,33 @@ fn aarch64_recipe_locks_arm64_manifests_and_its_eif_boots() {
     assert_eq!(d["Metadata"]["CustomMetadata"]["arch"], "aarch64", "the manifest records the arch");
 
     // It boots: the EIF's own kernel, cmdline and ramdisk on QEMU's arm64 virt machine.
-    let sections = p.path("sections");
-    eifbake_ok(&["describe", eif.to_str().unwrap(), "--extract", sections.to_str().unwrap()]);
-    let cmdline = fs::read_to_string(sections.join("cmdline")).unwrap();
-    let boot = common::qemu::boot_arch(
-        "arm64",
-        &sections.join("kernel"),
-        &[&sections.join("ramdisk0")],
-        &cmdline,
-        Duration::from_secs(180),
-    );
+    let boot = boot_arm64(&p, &eif);
     assert!(
         boot.console.contains("EIFBAKE-ARM64-42 on aarch64"),
         "the enclave did not print its marker:\n{}",
         boot.console
     );
+}
+
+/// The data of `name` (at most `max` bytes) in `eif`'s first ramdisk; panics
+/// when it is not there.
+fn ramdisk_file(eif: &Path, name: &str, max: u64) -> Vec<u8> {
+    let r = eifbake::eif::Eif::open(eif).unwrap();
+    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
+    let mut found = None;
+    while let Some(e) = cpio.next_entry().unwrap() {
+        if e.name_lossy() == name {
+            found = Some(cpio.data_to_vec(max).unwrap());
+        }
+    }
+    found.unwrap_or_else(|| panic!("{name} is in the EIF"))
+}
+
+/// Extract `eif`'s sections and boot them on QEMU's arm64 virt machine.
+fn boot_arm64(p: &Project, eif: &Path) -> common::qemu::Boot {
+    let sections = p.path("sections");
+    eifbake_ok(&["describe", eif.to_str().unwrap(), "--extract", sections.to_str().unwrap()]);
+    common::qemu::boot_sections("arm64", &sections, Duration::from_secs(180))
 }
 
 /// An index whose arm64 manifest holds a (synthetic) arm64 Image and whose
@@ -371,15 +383,7 @@ fn a_step_image_with_its_own_platform_runs_natively_for_a_foreign_enclave() {
     let d: serde_json::Value =
         serde_json::from_str(&eifbake_ok(&["describe", "--json", eif.to_str().unwrap()])).unwrap();
     assert_eq!(d["arch"], enclave.name());
-    let r = eifbake::eif::Eif::open(&eif).unwrap();
-    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
-    let mut made = None;
-    while let Some(e) = cpio.next_entry().unwrap() {
-        if e.name_lossy() == "etc/made" {
-            made = Some(cpio.data_to_vec(1 << 20).unwrap());
-        }
-    }
-    let made = String::from_utf8(made.expect("etc/made is in the EIF")).unwrap();
+    let made = String::from_utf8(ramdisk_file(&eif, "etc/made", 1 << 20)).unwrap();
     assert_eq!(made, format!("made-on-{}\n", std::env::consts::ARCH), "the step did not run natively");
 
     // The enclave's manifest under the builder's host platform: fetch refuses it, naming the image.
@@ -510,31 +514,14 @@ outputs = {{ "/out/hello" = "/bin/cross-hello" }}
     let eif = p.path("out/cross-cc.eif");
 
     // The program in the EIF really is an aarch64 ELF, static.
-    let r = eifbake::eif::Eif::open(&eif).unwrap();
-    let mut cpio = eifbake::cpio::Reader::new(r.section_reader(r.ramdisks().next().unwrap())).unwrap();
-    let mut program = None;
-    while let Some(e) = cpio.next_entry().unwrap() {
-        if e.name_lossy() == "bin/cross-hello" {
-            program = Some(cpio.data_to_vec(64 << 20).unwrap());
-        }
-    }
-    let program = program.expect("bin/cross-hello is in the EIF");
+    let program = ramdisk_file(&eif, "bin/cross-hello", 64 << 20);
     const EM_AARCH64: u16 = 183;
     assert_eq!(elf64_machine(&program), Ok(EM_AARCH64), "bin/cross-hello is not an aarch64 ELF");
     let interp = eifbake::elf::interpreter(&mut std::io::Cursor::new(&program)).unwrap();
     assert_eq!(interp, None, "bin/cross-hello is not static");
 
     // It runs in the aarch64 enclave.
-    let sections = p.path("sections");
-    eifbake_ok(&["describe", eif.to_str().unwrap(), "--extract", sections.to_str().unwrap()]);
-    let cmdline = fs::read_to_string(sections.join("cmdline")).unwrap();
-    let boot = common::qemu::boot_arch(
-        "arm64",
-        &sections.join("kernel"),
-        &[&sections.join("ramdisk0")],
-        &cmdline,
-        Duration::from_secs(180),
-    );
+    let boot = boot_arm64(&p, &eif);
     assert!(
         boot.console.contains("EIFBAKE-CROSS-42 on aarch64"),
         "the cross-compiled program did not print its marker:\n{}",

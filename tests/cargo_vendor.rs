@@ -115,8 +115,26 @@ fn cache_entries(store: &Path) -> Vec<PathBuf> {
     v
 }
 
-#[test]
-fn cargo_lock_source_locks_fetches_builds_offline_and_satisfies_cargo() {
+/// A project whose recipe `recipes/NAME/recipe.toml` vendors the crates of
+/// [`CRATES`] (`probe/Cargo.lock` beside it) and runs one busybox step: the
+/// loopback registry with the fixture images, the crates served over
+/// loopback HTTP, the config file naming that server, an empty store.
+struct CrateProject {
+    _reg: TestRegistry,
+    tmp: tempfile::TempDir,
+    store: PathBuf,
+    config: PathBuf,
+    server: HttpServer,
+    locked: Vec<LockedCrate>,
+    /// Each crate with its `.crate` bytes, as served.
+    crates: Vec<(LockedCrate, Vec<u8>)>,
+    recipe: PathBuf,
+}
+
+/// [`CrateProject`] `name` with `script` as its step; `more_sources` adds
+/// recipe text after `cargo_lock = "probe/Cargo.lock"` (it may serve files
+/// on the crate server first).
+fn crate_project(name: &str, script: &str, more_sources: impl FnOnce(&HttpServer) -> String) -> CrateProject {
     let locked: Vec<LockedCrate> = CRATES.iter().map(|n| own_locked(n)).collect();
     let crates: Vec<(LockedCrate, Vec<u8>)> = locked.iter().map(|c| (c.clone(), cached_crate(c))).collect();
     let reg = TestRegistry::start();
@@ -125,16 +143,32 @@ fn cargo_lock_source_locks_fetches_builds_offline_and_satisfies_cargo() {
     let (store, config) = (tmp.path().join("store"), tmp.path().join("eifbake.toml"));
     let server = HttpServer::start();
     serve_crates(&server, &crates, &config);
-    let rdir = tmp.path().join("recipes/rusty");
+    let sources = format!("cargo_lock = \"probe/Cargo.lock\"{}", more_sources(&server));
+    let rdir = tmp.path().join("recipes").join(name);
     write_probe(&rdir.join("probe"), &locked);
-    let script = "mkdir /out/r && ls /src/app/vendor > /out/r/crates && cat /src/app/cargo/config.toml >> /out/r/crates";
     let recipe = rdir.join("recipe.toml");
-    let source = "cargo_lock = \"probe/Cargo.lock\"";
-    fs::write(
-        &recipe,
-        common::busybox_step_recipe("rusty", "0.1.0", &reg.image("fx/busybox:1"), source, script),
-    )
-    .unwrap();
+    let text = common::busybox_step_recipe(name, "0.1.0", &reg.image("fx/busybox:1"), &sources, script);
+    fs::write(&recipe, text).unwrap();
+    CrateProject { _reg: reg, tmp, store, config, server, locked, crates, recipe }
+}
+
+/// `vendor` of one crate `c` served as `bytes` into a fresh `tree`: the
+/// scratch directory (holding `tree`), the tree's path and the result.
+fn vendor_one(c: &LockedCrate, bytes: Vec<u8>) -> (tempfile::TempDir, PathBuf, anyhow::Result<Digest>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = HttpServer::start();
+    let template = serve_crates(&server, &[(c.clone(), bytes)], &tmp.path().join("cfg.toml"));
+    let dest = tmp.path().join("tree");
+    let tree = vendor("deps", "Cargo.lock", std::slice::from_ref(c), &template, &dest);
+    (tmp, dest, tree)
+}
+
+#[test]
+fn cargo_lock_source_locks_fetches_builds_offline_and_satisfies_cargo() {
+    let script = "mkdir /out/r && ls /src/app/vendor > /out/r/crates && cat /src/app/cargo/config.toml >> /out/r/crates";
+    let CrateProject { _reg, tmp, store, config, server, locked, crates, recipe } =
+        crate_project("rusty", script, |_| String::new());
+    let rdir = recipe.parent().unwrap();
 
     let (code, log) = run(&store, &config, &["lock", s(&recipe)]);
     assert_eq!(code, 0, "lock: {log}");
@@ -237,11 +271,8 @@ fn cargo_lock_source_locks_fetches_builds_offline_and_satisfies_cargo() {
 fn vendored_crates_carry_cargo_checksums() {
     let c = own_locked("cfg-if");
     let bytes = cached_crate(&c);
-    let tmp = tempfile::tempdir().unwrap();
-    let server = HttpServer::start();
-    let template = serve_crates(&server, &[(c.clone(), bytes)], &tmp.path().join("cfg.toml"));
-    let dest = tmp.path().join("tree");
-    let tree = vendor("deps", "Cargo.lock", std::slice::from_ref(&c), &template, &dest).unwrap();
+    let (_tmp, dest, tree) = vendor_one(&c, bytes);
+    let tree = tree.unwrap();
     assert_eq!(tree, eifbake::sources::tree_hash(&dest, &[]).unwrap());
     let dir = dest.join(format!("vendor/cfg-if-{}", c.version));
     let sums: serde_json::Value =
@@ -279,8 +310,6 @@ fn evil_crate(entries: &[RawEntry]) -> Vec<u8> {
 #[test]
 fn crates_that_climb_out_or_carry_links_are_refused() {
     use tar::EntryType::{Regular, Symlink};
-    let tmp = tempfile::tempdir().unwrap();
-    let server = HttpServer::start();
     let cases: [(&str, Vec<RawEntry>, &str); 4] = [
         (
             "dotdot",
@@ -301,16 +330,14 @@ fn crates_that_climb_out_or_carry_links_are_refused() {
     for (label, entries, why) in cases {
         let bytes = evil_crate(&entries);
         let c = LockedCrate { name: "evil".into(), version: "1.0.0".into(), checksum: Digest::of(&bytes) };
-        let template = serve_crates(&server, &[(c.clone(), bytes)], &tmp.path().join("cfg.toml"));
-        let dest = tmp.path().join(label).join("tree");
-        fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        let err = format!("{:#}", vendor("deps", "Cargo.lock", &[c], &template, &dest).unwrap_err());
+        let (tmp, _dest, tree) = vendor_one(&c, bytes);
+        let err = format!("{:#}", tree.unwrap_err());
         assert!(err.starts_with("sources.deps: crate evil 1.0.0") && err.contains(why), "{label}: {err}");
         assert!(
             err.contains(&format!("entry {:?} of the .crate", entries.last().unwrap().0)),
             "{label}: {err}"
         );
-        assert!(!tmp.path().join(label).join("escaped").exists(), "{label}: wrote outside the tree");
+        assert!(!tmp.path().join("escaped").exists(), "{label}: wrote outside the tree");
     }
     assert!(!Path::new("/tmp/escaped-by-eifbake-test").exists());
 }
@@ -327,12 +354,9 @@ fn a_crate_that_would_unpack_too_large_is_refused() {
     h.set_cksum();
     b.append(&h, &b"only a few bytes"[..]).unwrap();
     let bytes = b.into_inner().unwrap().finish().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let server = HttpServer::start();
     let c = LockedCrate { name: "big".into(), version: "1.0.0".into(), checksum: Digest::of(&bytes) };
-    let template = serve_crates(&server, &[(c.clone(), bytes)], &tmp.path().join("cfg.toml"));
-    let dest = tmp.path().join("tree");
-    let err = format!("{:#}", vendor("deps", "Cargo.lock", &[c], &template, &dest).unwrap_err());
+    let (_tmp, dest, tree) = vendor_one(&c, bytes);
+    let err = format!("{:#}", tree.unwrap_err());
     assert!(err.contains("the crate unpacks to more than 536870912 bytes"), "{err}");
     assert!(!dest.join("vendor/big-1.0.0/blob").exists());
 }
@@ -342,16 +366,13 @@ fn a_crate_that_would_unpack_too_large_is_refused() {
 #[test]
 fn a_crates_own_checksum_file_is_replaced() {
     use tar::EntryType::Regular;
-    let tmp = tempfile::tempdir().unwrap();
-    let server = HttpServer::start();
     let bytes = evil_crate(&[
         ("own-1.0.0/Cargo.toml", Regular, "", b"[package]\n"),
         ("own-1.0.0/.cargo-checksum.json", Regular, "", b"{\"files\":{},\"package\":\"forged\"}"),
     ]);
     let c = LockedCrate { name: "own".into(), version: "1.0.0".into(), checksum: Digest::of(&bytes) };
-    let template = serve_crates(&server, &[(c.clone(), bytes)], &tmp.path().join("cfg.toml"));
-    let dest = tmp.path().join("tree");
-    vendor("deps", "Cargo.lock", std::slice::from_ref(&c), &template, &dest).unwrap();
+    let (_tmp, dest, tree) = vendor_one(&c, bytes);
+    tree.unwrap();
     let sums: serde_json::Value =
         serde_json::from_slice(&fs::read(dest.join("vendor/own-1.0.0/.cargo-checksum.json")).unwrap())
             .unwrap();
@@ -416,29 +437,15 @@ fn cargo_lock_entries_that_cannot_be_vendored_are_refused() {
 /// the source, what it would download and `eifbake lock` without --offline.
 #[test]
 fn lock_offline_uses_the_stores_copies_and_never_downloads() {
-    let locked: Vec<LockedCrate> = CRATES.iter().map(|n| own_locked(n)).collect();
-    let crates: Vec<(LockedCrate, Vec<u8>)> = locked.iter().map(|c| (c.clone(), cached_crate(c))).collect();
-    let reg = TestRegistry::start();
-    common::push_fixtures(&reg);
-    let tmp = tempfile::tempdir().unwrap();
-    let (store, config) = (tmp.path().join("store"), tmp.path().join("eifbake.toml"));
-    let server = HttpServer::start();
-    serve_crates(&server, &crates, &config);
     let data = b"offline data\n";
-    let data_url = server.serve("/data.txt", data);
-    let rdir = tmp.path().join("recipes/airgap");
-    write_probe(&rdir.join("probe"), &locked);
-    let sources = format!(
-        "cargo_lock = \"probe/Cargo.lock\"\n\n[sources.data]\nurl = \"{data_url}\"\nsha256 = \"{}\"",
-        Digest::of(data)
-    );
+    let mut data_url = String::new();
     let script = "mkdir /out/r && ls /src/app/vendor > /out/r/crates";
-    let recipe = rdir.join("recipe.toml");
-    fs::write(
-        &recipe,
-        common::busybox_step_recipe("airgap", "0.1.0", &reg.image("fx/busybox:1"), &sources, script),
-    )
-    .unwrap();
+    let CrateProject { _reg, tmp, store, config, server, recipe, .. } =
+        crate_project("airgap", script, |server| {
+            data_url = server.serve("/data.txt", data);
+            format!("\n\n[sources.data]\nurl = \"{data_url}\"\nsha256 = \"{}\"", Digest::of(data))
+        });
+    let rdir = recipe.parent().unwrap();
     let lockfile = tmp.path().join("lockfiles/airgap.lock");
     let (code, log) = run(&store, &config, &["lock", s(&recipe)]);
     assert_eq!(code, 0, "lock: {log}");

@@ -204,6 +204,26 @@ fn project(w: &World, keyring: &Path, threshold: u32, lookaside: &str) -> (tempf
     (proj, recipe)
 }
 
+/// `eifbake lock` of a fresh project whose lookaside holds only `sigs`:
+/// refused (exit 2, no lockfile written); its stderr. `what` names the case
+/// in every failure message.
+fn lock_refused<S: AsRef<[u8]>>(w: &World, keyring: &Path, threshold: u32, sigs: &[S], what: &str) -> String {
+    let sigdir = w.dir.path().join("lookaside");
+    lookaside(&sigdir, "fx/busybox", &w.digest, sigs);
+    let (proj, recipe) = project(w, keyring, threshold, s(&sigdir));
+    let (code, _, err) = eifbake(&["--store", s(&proj.path().join("store")), "lock", s(&recipe)]);
+    assert_eq!(code, 2, "{what}: {err}");
+    assert!(!proj.path().join("lockfiles/t.lock").exists(), "{what}: a refused lock was written");
+    err
+}
+
+/// `eifbake --offline build` of `recipe` with `store`, unsigned: exit code and stderr.
+fn offline_build(store: &Path, recipe: &Path, out: &Path) -> (i32, String) {
+    let (code, _, err) =
+        eifbake(&["--offline", "--store", s(store), "build", s(recipe), "--out", s(out), "--unsigned"]);
+    (code, err)
+}
+
 #[test]
 fn signatures_by_gpg_and_skopeo_meet_the_threshold_and_each_refusal_is_named() {
     let w = world();
@@ -260,23 +280,15 @@ fn signatures_by_gpg_and_skopeo_meet_the_threshold_and_each_refusal_is_named() {
         ("threshold not met", vec![&sig_b], "below its threshold of 2"),
     ];
     for (what, sigs, why) in cases {
-        lookaside(&sigdir, repo, &w.digest, &sigs);
-        let (proj, recipe) = project(&w, &keyring, 2, s(&sigdir));
-        let store = proj.path().join("store");
-        let (code, _, err) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
-        assert_eq!(code, 2, "{what}: {err}");
+        let err = lock_refused(&w, &keyring, 2, &sigs, what);
         assert!(err.contains("image \"busybox\"") && err.contains(why), "{what}: {err}");
         assert!(
             err.contains("1 valid signature(s)") && err.contains("below its threshold of 2"),
             "{what}: {err}"
         );
-        assert!(!proj.path().join("lockfiles/t.lock").exists(), "{what}: a refused lock was written");
     }
     // The expired key's reason names when it expired; the outsider's names it.
-    lookaside(&sigdir, repo, &w.digest, &[&by_outsider]);
-    let (proj, recipe) = project(&w, &keyring, 1, s(&sigdir));
-    let (code, _, err) = eifbake(&["--store", s(&proj.path().join("store")), "lock", s(&recipe)]);
-    assert_eq!(code, 2);
+    let err = lock_refused(&w, &keyring, 1, &[&by_outsider], "outsider alone");
     assert!(err.contains(&w.outsider) || err.contains(&w.outsider[24..]), "{err}");
 }
 
@@ -312,16 +324,7 @@ fn kept_signatures_are_checked_offline_and_a_tampered_store_is_refused() {
     // An offline build passes the signature check (and stops later: the
     // fixture recipe's init is a symlink).
     let out_dir = proj.path().join("out");
-    let (code, _, err) = eifbake(&[
-        "--offline",
-        "--store",
-        s(&store),
-        "build",
-        s(&recipe),
-        "--out",
-        s(&out_dir),
-        "--unsigned",
-    ]);
+    let (code, err) = offline_build(&store, &recipe, &out_dir);
     assert_eq!(code, 2);
     assert!(!err.contains("threshold") && err.contains("is a symlink"), "{err}");
 
@@ -330,31 +333,13 @@ fn kept_signatures_are_checked_offline_and_a_tampered_store_is_refused() {
     let n = bytes.len();
     bytes[n - 5] ^= 0x55;
     std::fs::write(&files[0], &bytes).unwrap();
-    let (code, _, err) = eifbake(&[
-        "--offline",
-        "--store",
-        s(&store),
-        "build",
-        s(&recipe),
-        "--out",
-        s(&out_dir),
-        "--unsigned",
-    ]);
+    let (code, err) = offline_build(&store, &recipe, &out_dir);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("image \"busybox\"") && err.contains("tampered or damaged"), "{err}");
     assert!(err.contains("1 valid signature(s)") && err.contains(s(&files[0])), "{err}");
     // Deleted: refused too.
     std::fs::remove_file(&files[0]).unwrap();
-    let (code, _, err) = eifbake(&[
-        "--offline",
-        "--store",
-        s(&store),
-        "build",
-        s(&recipe),
-        "--out",
-        s(&out_dir),
-        "--unsigned",
-    ]);
+    let (code, err) = offline_build(&store, &recipe, &out_dir);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("image \"busybox\"") && err.contains("below its threshold of 2"), "{err}");
     assert!(err.contains("--offline"), "{err}");

@@ -20,7 +20,8 @@ use eifbake::oci::layer::{apply_layers, ApplyOptions, DevicePolicy, LayerSource}
 use eifbake::progress::Progress;
 
 /// Every target, by the name `run` and the corpus directories use.
-pub const TARGETS: [&str; 6] = ["eif", "cpio", "layers", "recipe", "lock", "attestation"];
+pub const TARGETS: [&str; 8] =
+    ["eif", "cpio", "layers", "recipe", "lock", "attestation", "containerfile", "signature"];
 
 /// Run target `name` on one input. Panics on an unknown name.
 pub fn run(name: &str, data: &[u8]) {
@@ -31,6 +32,8 @@ pub fn run(name: &str, data: &[u8]) {
         "recipe" => recipe(data),
         "lock" => lock(data),
         "attestation" => attestation(data),
+        "containerfile" => containerfile(data),
+        "signature" => signature(data),
         _ => panic!("no fuzz target {name}; the targets are {TARGETS:?}"),
     }
 }
@@ -163,4 +166,32 @@ pub fn attestation(data: &[u8]) {
     let _ = attestation::verify(&doc, &policy);
     let again = Document::from_cbor(&doc.document.to_cbor()).expect("a payload eifbake wrote must parse");
     assert_eq!(again, doc.document, "re-encoding an attestation document's payload is not stable");
+}
+
+/// Target `containerfile`: the Containerfile parser on arbitrary text (logical
+/// lines, continuations, directives, flags, exec and shell forms).
+pub fn containerfile(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = eifbake::containerfile::Containerfile::parse(text, "Containerfile");
+}
+
+/// The keyring and the manifest `make-seeds.sh` signed the `signature` seeds
+/// with (a throwaway gpg key; the image is named [`SIGNED_REFERENCE`]).
+const SIGNATURE_KEYRING: &[u8] = include_bytes!("../signature-key/keyring.asc");
+const SIGNED_MANIFEST: &[u8] = include_bytes!("../signature-key/manifest.json");
+const SIGNED_REFERENCE: &str = "registry.example/fuzz/image:1";
+
+/// Target `signature`: a signature file as a lookaside serves it, through
+/// `trust::check_signature` (OpenPGP message parsing, decompression, the
+/// verification against the seeds' keyring, key validity, and, for a message
+/// the key signed, the simple-signing payload).
+pub fn signature(data: &[u8]) {
+    use eifbake::digest::Digest;
+    use eifbake::trust::{check_signature, Keyring};
+    static KEYRING: OnceLock<Keyring> = OnceLock::new();
+    let keyring = KEYRING.get_or_init(|| {
+        Keyring::load(&file("keyring.asc", SIGNATURE_KEYRING)).expect("the seeds' keyring loads")
+    });
+    let reference = SIGNED_REFERENCE.parse().expect("the signed reference parses");
+    let _ = check_signature(data, keyring, &Digest::of(SIGNED_MANIFEST), &reference);
 }

@@ -50,6 +50,14 @@ pub fn boot(kernel: &Path, ramdisks: &[&Path], cmdline: &str, timeout: Duration)
     boot_arch("amd64", kernel, ramdisks, cmdline, timeout)
 }
 
+/// Boot an EIF's sections as `eifbake describe --extract` wrote them into
+/// `sections`: its `kernel` with its `ramdisk0` and `cmdline`, on `arch`
+/// ([`boot_arch`]).
+pub fn boot_sections(arch: &str, sections: &Path, timeout: Duration) -> Boot {
+    let cmdline = std::fs::read_to_string(sections.join("cmdline")).unwrap();
+    boot_arch(arch, &sections.join("kernel"), &[&sections.join("ramdisk0")], &cmdline, timeout)
+}
+
 /// [`boot`] on an `amd64` or `arm64` machine; the console (`ttyS0` or
 /// `ttyAMA0`) and `panic=-1` are appended to `cmdline`, so a kernel command
 /// line written for Nitro (`console=ttyS0`) boots as it is.
