@@ -39,16 +39,17 @@ const RECIPE: &str = "recipes/rust-server";
 const APP_FILES: [&str; 4] = ["Cargo.toml", "Cargo.lock", "src/main.rs", "static/index.html"];
 
 /// The Containerfile buildah builds: the recipe's step and enclave as
-/// stages; `REG` is replaced by the loopback registry's address.
+/// stages; `REG` is replaced by the loopback registry's address. The two
+/// images buildah adds layers to are the `-history` copies ([`with_history`]).
 pub const CONTAINERFILE: &str = r#"FROM REG/eifbake-demo/linux-cloud:6.1 AS kernel
 FROM REG/eifbake-demo/init:1 AS init
-FROM REG/eifbake-demo/rust:1.96 AS build
+FROM REG/eifbake-demo/rust:1.96-history AS build
 COPY crates /src/crates
 COPY app /src/app
 WORKDIR /src/app
 ENV CARGO_HOME=/tmp/cargo-home CARGO_TARGET_DIR=/tmp/target RUSTFLAGS="-C target-feature=+crt-static" SOURCE_DATE_EPOCH=1700000000
 RUN cargo build --release --offline --locked --config /src/crates/cargo/config.toml && mkdir -p /out/bin && cp /tmp/target/release/rust-server /out/bin/rust-server
-FROM REG/eifbake-demo/busybox:1.35
+FROM REG/eifbake-demo/busybox:1.35-history
 COPY --from=build /out/bin/rust-server /usr/bin/rust-server
 COPY --from=init /init /init
 COPY --from=kernel /bzImage /linux.config /boot/
@@ -118,9 +119,17 @@ fn prepare(ctx: &mut Ctx, aw: &Path, reg: &str) -> Result<()> {
         ("init", "init", "1"),
         ("rust", "rust", "1.96"),
     ] {
-        let src = format!("oci:{}:{tag}", aw.join("images").join(name).display());
+        let layout = aw.join("images").join(name);
+        let src = format!("oci:{}:{tag}", layout.display());
         let dst = format!("docker://{reg}/eifbake-demo/{repo}:{tag}");
         try_skopeo(&["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", &src, &dst])?;
+        if matches!(name, "busybox" | "rust") {
+            let copy = aw.join("images").join(format!("{name}-history"));
+            with_history(&layout, &copy)?;
+            let src = format!("oci:{}:{tag}", copy.display());
+            let dst = format!("docker://{reg}/eifbake-demo/{repo}:{tag}-history");
+            try_skopeo(&["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", &src, &dst])?;
+        }
     }
     let src = ctx.root.join(RECIPE);
     let dest = aw.join("project").join(RECIPE);
@@ -141,6 +150,44 @@ fn prepare(ctx: &mut Ctx, aw: &Path, reg: &str) -> Result<()> {
     copy_app(&src.join("app"), &bc.join("app"))?;
     vendor("crates", "app/Cargo.lock", &crates, &template, &bc.join("crates"))?;
     fs::write(bc.join("Containerfile"), CONTAINERFILE.replace("REG", reg))?;
+    Ok(())
+}
+
+/// A copy at `to` of the one-manifest OCI layout `from` whose config gains a
+/// `history` entry per layer. buildah 1.28 with `--layers` cannot commit a
+/// step on a base image without history ("history lists 2 non-empty
+/// layers, but we have 3 layers on disk"), and the fixture images have
+/// none. The layer blobs are the same: only the config, and so the
+/// manifest and its digest, differ.
+fn with_history(from: &Path, to: &Path) -> Result<()> {
+    remove(to)?;
+    let cp = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status()?;
+    if !cp.success() {
+        bail!("cp -a {} {} failed", from.display(), to.display());
+    }
+    let blob = |d: &str| to.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let put = |bytes: Vec<u8>| -> Result<serde_json::Value> {
+        let hex = eifbake::digest::Digest::of(&bytes).hex();
+        fs::write(to.join("blobs/sha256").join(&hex), &bytes)?;
+        Ok(serde_json::json!({"digest": format!("sha256:{hex}"), "size": bytes.len()}))
+    };
+    let read = |p: &Path| -> Result<serde_json::Value> {
+        Ok(serde_json::from_slice(&fs::read(p).with_context(|| format!("read {}", p.display()))?)?)
+    };
+    let mut index = read(&to.join("index.json"))?;
+    let entry = &mut index["manifests"][0];
+    let mut manifest = read(&blob(entry["digest"].as_str().context("index.json: no manifest digest")?))?;
+    let mut config = read(&blob(manifest["config"]["digest"].as_str().context("manifest: no config")?))?;
+    let layers = manifest["layers"].as_array().map_or(0, Vec::len);
+    let entries = vec![serde_json::json!({"created_by": "scripts/oci-layout-from-dir.sh"}); layers];
+    config["history"] = serde_json::Value::Array(entries);
+    let c = put(serde_json::to_vec(&config)?)?;
+    manifest["config"]["digest"] = c["digest"].clone();
+    manifest["config"]["size"] = c["size"].clone();
+    let m = put(serde_json::to_vec(&manifest)?)?;
+    entry["digest"] = m["digest"].clone();
+    entry["size"] = m["size"].clone();
+    fs::write(to.join("index.json"), serde_json::to_vec(&index)?)?;
     Ok(())
 }
 
