@@ -48,8 +48,7 @@ pub const APP_EB_VERIFY: &str = r#""$EB" --store "$AS" verify "$AO/rust-server.m
 pub const APP_BUILDAH: &str = r#"buildah --root "$BR/root" --runroot "$BR/run" --storage-driver overlay bud --quiet --layers --tls-verify=false --network none --runtime runc -f "$BC/Containerfile" -t localhost/rust-server:bench "$BC""#;
 pub const APP_BUILDAH_CHANGE: &str = r#"echo "// edited $(date +%s%N)" >>"$BC/app/src/main.rs" && buildah --root "$BR/root" --runroot "$BR/run" --storage-driver overlay bud --quiet --layers --tls-verify=false --network none --runtime runc -f "$BC/Containerfile" -t localhost/rust-server:bench "$BC""#;
 
-pub const ONEPASS_EB: &str =
-    r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$OD" --name onepass -o "$OP/e.eif" >/dev/null"#;
+pub const ONEPASS_EB: &str = r#""$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$OD" --name onepass -o "$OP/e.eif" >/dev/null"#;
 pub const ONEPASS_TWO_STEPS: &str = r#""$EB" ramdisk "$OD" -o "$OP/r.cpio" >/dev/null && "$EB" eif --kernel "$KERNEL" --cmdline "$CMDLINE" --ramdisk "$OP/r.cpio" --name onepass -o "$OP/e2.eif" >/dev/null"#;
 pub const ONEPASS_SHA384SUM: &str = r#"sha384sum "$OP/e.eif""#;
 pub const ONEPASS_SHA: &str = r#""$BENCH" tool sha384-pass "$OP/e.eif""#;
