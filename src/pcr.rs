@@ -8,17 +8,21 @@
 //! - PCR2: every ramdisk after the first,
 //! - PCR8: the DER signing certificate (signed images only).
 //!
-//! [`Measurer`] hashes every byte once per core: PCR1 is a snapshot of the
-//! PCR0 state taken when the first ramdisk ends, and PCR2 is hashed by a
-//! second thread fed the same buffers, so two cores share the work and the
-//! wall time stays close to one SHA-384 pass.
+//! [`Measurer`] hashes every byte once per register it belongs to, off the
+//! caller's thread: PCR0's hasher runs on a thread of its own from the first
+//! ramdisk on (PCR1 is a snapshot of its state taken when the first ramdisk
+//! ends), and PCR2's on another, fed the same buffers. The caller, reading
+//! or packing the bytes, overlaps with them, so the wall time stays close
+//! to one SHA-384 pass.
 //!
 //! Not for: reading or writing EIFs (see [`crate::eif`]), SHA-256 content
 //! digests (see [`crate::digest`]), or signing.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
@@ -195,39 +199,60 @@ enum Phase {
 ///
 /// Feed kernel and cmdline bytes with [`Measurer::boot`], then call
 /// [`Measurer::start_ramdisk`] before each ramdisk and hand its bytes over
-/// with [`Measurer::ramdisk`], which takes ownership of the buffer (it may go
-/// to the PCR2 thread) and gives back a buffer to fill next.
+/// with [`Measurer::ramdisk`], which takes ownership of the buffer (it goes
+/// to the hashing threads) and gives back a buffer to fill next.
+///
+/// Ramdisk bytes are hashed off the caller's thread: the PCR0 hasher moves
+/// to a thread of its own when the first ramdisk starts (PCR1 is a snapshot
+/// it takes when the second one starts), and PCR2's hasher has another. The
+/// caller, which reads or packs the bytes, overlaps with both. A buffer is
+/// shared by the threads it was sent to and comes back for reuse once each
+/// has acknowledged it, in order; at most [`IN_FLIGHT`] are out at once.
 pub struct Measurer {
-    image: Sha384,
+    /// The PCR0 hasher while the kernel and cmdline are fed, on this thread.
     boot: Option<Sha384>,
+    /// The PCR0 (and PCR1) hasher, from the first ramdisk on.
+    image: Option<Worker>,
+    /// The PCR2 hasher, from the second ramdisk on.
+    app: Option<Worker>,
     phase: Phase,
     ramdisks: usize,
-    app: Option<AppThread>,
+    /// Buffers with the workers, oldest first, and whether PCR2's has it too.
+    in_flight: VecDeque<(Arc<Vec<u8>>, bool)>,
     spare: Vec<Vec<u8>>,
     chunk: usize,
 }
 
-/// The PCR2 hasher on its own thread, fed owned buffers that it returns.
-struct AppThread {
-    to_worker: Option<SyncSender<Vec<u8>>>,
-    from_worker: Receiver<Vec<u8>>,
-    in_flight: usize,
-    handle: JoinHandle<[u8; 48]>,
+/// What a hashing thread is sent: bytes, or "remember the state now".
+enum Msg {
+    Data(Arc<Vec<u8>>),
+    Snapshot,
 }
 
-/// Buffers that may be with the PCR2 thread at once; bounds memory to
-/// `(IN_FLIGHT + 2) × chunk`.
-const IN_FLIGHT: usize = 2;
+/// A SHA-384 hasher on its own thread, fed shared buffers in order; it
+/// drops its share of each buffer, then acknowledges it on `done`.
+struct Worker {
+    what: &'static str,
+    to: Option<SyncSender<Msg>>,
+    done: Receiver<()>,
+    /// The final digest, and the digest at the snapshot if one was asked for.
+    handle: JoinHandle<([u8; 48], Option<[u8; 48]>)>,
+}
+
+/// Buffers that may be with the hashing threads at once; bounds memory to
+/// `(IN_FLIGHT + 1) × chunk`.
+const IN_FLIGHT: usize = 3;
 
 impl Measurer {
     /// A measurer whose buffers hold `chunk` bytes.
     pub fn new(chunk: usize) -> Self {
         Measurer {
-            image: Sha384::new(),
-            boot: None,
+            boot: Some(Sha384::new()),
+            image: None,
+            app: None,
             phase: Phase::Boot,
             ramdisks: 0,
-            app: None,
+            in_flight: VecDeque::new(),
             spare: Vec::new(),
             chunk,
         }
@@ -242,99 +267,123 @@ impl Measurer {
 
     /// Kernel or cmdline bytes (before any ramdisk).
     pub fn boot(&mut self, data: &[u8]) -> Result<()> {
-        if self.phase != Phase::Boot {
-            bail!("kernel and cmdline must come before the ramdisks to be measured");
+        match (&mut self.boot, self.phase) {
+            (Some(h), Phase::Boot) => h.update(data),
+            _ => bail!("kernel and cmdline must come before the ramdisks to be measured"),
         }
-        self.image.update(data);
         Ok(())
     }
 
     /// Mark the start of the next ramdisk.
-    pub fn start_ramdisk(&mut self) {
+    pub fn start_ramdisk(&mut self) -> Result<()> {
         self.ramdisks += 1;
-        if self.ramdisks == 1 {
-            self.phase = Phase::FirstRamdisk;
-        } else {
-            if self.phase == Phase::FirstRamdisk {
-                self.boot = Some(self.image.clone());
+        match self.phase {
+            Phase::Boot => {
+                let state = self.boot.take().expect("the boot hasher until the first ramdisk");
+                self.image = Some(Worker::spawn("PCR0", state)?);
+                self.phase = Phase::FirstRamdisk;
             }
-            self.phase = Phase::LaterRamdisk;
+            Phase::FirstRamdisk => {
+                self.image.as_ref().expect("started with the first ramdisk").send(Msg::Snapshot)?;
+                self.app = Some(Worker::spawn("PCR2", Sha384::new())?);
+                self.phase = Phase::LaterRamdisk;
+            }
+            Phase::LaterRamdisk => {}
         }
+        Ok(())
     }
 
     /// Ramdisk bytes: `buf[..len]` is measured. Returns a buffer to fill next.
     pub fn ramdisk(&mut self, mut buf: Vec<u8>, len: usize) -> Result<Vec<u8>> {
-        if self.phase == Phase::Boot {
-            bail!("ramdisk data given before start_ramdisk");
-        }
-        self.image.update(&buf[..len]);
-        if self.phase == Phase::FirstRamdisk || len == 0 {
+        let Some(image) = &self.image else { bail!("ramdisk data given before start_ramdisk") };
+        if len == 0 {
             return Ok(buf);
         }
         buf.truncate(len);
-        let app = match &mut self.app {
-            Some(a) => a,
-            None => self.app.insert(AppThread::spawn()?),
-        };
-        // Take back a finished buffer first when too many are out, so memory stays bounded.
-        let mut next = None;
-        if app.in_flight >= IN_FLIGHT {
-            let b = app.from_worker.recv().context("the PCR2 hashing thread stopped")?;
-            app.in_flight -= 1;
-            next = Some(b);
+        let shared = Arc::new(buf);
+        image.send(Msg::Data(shared.clone()))?;
+        if let Some(app) = &self.app {
+            app.send(Msg::Data(shared.clone()))?;
         }
-        app.to_worker
-            .as_ref()
-            .expect("sender present until finish")
-            .send(buf)
-            .map_err(|_| anyhow::anyhow!("the PCR2 hashing thread stopped"))?;
-        app.in_flight += 1;
-        while let Ok(b) = app.from_worker.try_recv() {
-            app.in_flight -= 1;
-            self.spare.push(b);
+        self.in_flight.push_back((shared, self.app.is_some()));
+        let mut next = if self.in_flight.len() > IN_FLIGHT { self.reclaim_oldest()? } else { self.buffer() };
+        next.resize(self.chunk, 0);
+        Ok(next)
+    }
+
+    /// Wait until every thread given the oldest buffer out has hashed it; return it.
+    fn reclaim_oldest(&mut self) -> Result<Vec<u8>> {
+        let (shared, to_app) = self.in_flight.pop_front().expect("a buffer in flight");
+        self.image.as_ref().expect("a buffer in flight went to it").wait()?;
+        if to_app {
+            self.app.as_ref().expect("a buffer in flight went to it").wait()?;
         }
-        let mut b = next.or_else(|| self.spare.pop()).unwrap_or_default();
-        b.resize(self.chunk, 0);
-        Ok(b)
+        Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("a hashing thread kept a buffer"))
     }
 
     /// Finish PCR0/1/2. PCR8 (`None` here) is the signature's business: the
     /// EIF writer and reader set it from the signing certificate.
-    pub fn finish(self) -> Result<Measurements> {
-        let image = self.image;
-        let pcr1 = match self.boot {
-            Some(b) => Pcr::from_hasher(b),
-            None => Pcr::from_hasher(image.clone()),
-        };
-        let pcr2 = match self.app {
-            Some(mut a) => {
-                drop(a.to_worker.take());
-                let d = a.handle.join().map_err(|_| anyhow::anyhow!("the PCR2 hashing thread panicked"))?;
-                Pcr::extend(d)
+    pub fn finish(mut self) -> Result<Measurements> {
+        self.in_flight.clear();
+        let (pcr0, pcr1) = match (self.image.take(), self.boot.take()) {
+            (Some(w), _) => {
+                let (all, snapshot) = w.join()?;
+                (Pcr::extend(all), Pcr::extend(snapshot.unwrap_or(all)))
             }
+            (None, Some(h)) => {
+                let p = Pcr::from_hasher(h);
+                (p, p)
+            }
+            (None, None) => unreachable!("one of the two hashers is always there"),
+        };
+        let pcr2 = match self.app.take() {
+            Some(w) => Pcr::extend(w.join()?.0),
             None => Pcr::from_hasher(Sha384::new()),
         };
-        Ok(Measurements { pcr0: Pcr::from_hasher(image), pcr1, pcr2, pcr8: None })
+        Ok(Measurements { pcr0, pcr1, pcr2, pcr8: None })
     }
 }
 
-impl AppThread {
-    fn spawn() -> Result<Self> {
-        let (to_worker, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
-        let (tx_back, from_worker) = mpsc::channel::<Vec<u8>>();
+impl Worker {
+    /// A thread hashing on from `state`.
+    fn spawn(what: &'static str, mut state: Sha384) -> Result<Self> {
+        let (to, rx) = mpsc::sync_channel::<Msg>(IN_FLIGHT + 1);
+        let (acks, done) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
-            .name("pcr2".into())
+            .name(format!("{what} hash"))
             .spawn(move || {
-                let mut h = Sha384::new();
-                for buf in rx {
-                    h.update(&buf);
-                    // The main thread may have finished already; then the buffer is just freed.
-                    let _ = tx_back.send(buf);
+                let mut snapshot = None;
+                for msg in rx {
+                    match msg {
+                        Msg::Data(b) => {
+                            state.update(&b[..]);
+                            drop(b);
+                            // The measurer may be gone already (an error); nothing waits then.
+                            let _ = acks.send(());
+                        }
+                        Msg::Snapshot => snapshot = Some(state.clone().finalize().into()),
+                    }
                 }
-                h.finalize().into()
+                (state.finalize().into(), snapshot)
             })
-            .context("cannot start the PCR2 hashing thread")?;
-        Ok(AppThread { to_worker: Some(to_worker), from_worker, in_flight: 0, handle })
+            .with_context(|| format!("cannot start the {what} hashing thread"))?;
+        Ok(Worker { what, to: Some(to), done, handle })
+    }
+
+    fn send(&self, msg: Msg) -> Result<()> {
+        let to = self.to.as_ref().expect("the sender lives until join");
+        to.send(msg).map_err(|_| anyhow::anyhow!("the {} hashing thread stopped", self.what))
+    }
+
+    /// Wait for the acknowledgement of the oldest buffer not yet waited for.
+    fn wait(&self) -> Result<()> {
+        self.done.recv().map_err(|_| anyhow::anyhow!("the {} hashing thread stopped", self.what))
+    }
+
+    /// Close the queue and take the digests.
+    fn join(mut self) -> Result<([u8; 48], Option<[u8; 48]>)> {
+        drop(self.to.take());
+        self.handle.join().map_err(|_| anyhow::anyhow!("the {} hashing thread panicked", self.what))
     }
 }
 
@@ -347,7 +396,7 @@ mod tests {
         m.boot(kernel).unwrap();
         m.boot(cmdline).unwrap();
         for r in ramdisks {
-            m.start_ramdisk();
+            m.start_ramdisk().unwrap();
             for piece in r.chunks(chunk) {
                 let mut b = m.buffer();
                 b[..piece.len()].copy_from_slice(piece);
@@ -376,6 +425,35 @@ mod tests {
         let one = measure(&kernel, cmd, &[&r1], 4096);
         assert_eq!(one.pcr0, one.pcr1);
         assert_eq!(one.pcr2, Pcr::of(b""));
+        // An empty first ramdisk: PCR1's snapshot holds kernel and cmdline alone.
+        let boot = [&kernel[..], cmd].concat();
+        let empty_first = measure(&kernel, cmd, &[b"", &r2], 4096);
+        assert_eq!(empty_first.pcr1, Pcr::of(&boot));
+        assert_eq!(empty_first.pcr0, Pcr::of(&[&boot[..], &r2].concat()));
+        // No ramdisk at all (an EIF always has one, but the engine must not hang or lie).
+        let none = measure(&kernel, cmd, &[], 4096);
+        assert_eq!((none.pcr0, none.pcr1, none.pcr2), (Pcr::of(&boot), Pcr::of(&boot), Pcr::of(b"")));
+    }
+
+    /// Buffers come back for reuse: a long ramdisk in small chunks never
+    /// has more than IN_FLIGHT + 1 of them allocated.
+    #[test]
+    fn buffers_are_reused() {
+        let chunk = 64;
+        let mut m = Measurer::new(chunk);
+        m.boot(b"k").unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut b = m.buffer();
+        for r in 0..2 {
+            m.start_ramdisk().unwrap();
+            for i in 0..1000u32 {
+                b.fill((i + r) as u8);
+                seen.insert(b.as_ptr() as usize);
+                b = m.ramdisk(b, chunk).unwrap();
+            }
+        }
+        assert!(seen.len() <= IN_FLIGHT + 1, "{} buffers allocated", seen.len());
+        m.finish().unwrap();
     }
 
     #[test]

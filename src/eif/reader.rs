@@ -246,7 +246,7 @@ impl Eif {
                     signature_data = Some(data);
                     continue;
                 }
-                SectionKind::Ramdisk => m.start_ramdisk(),
+                SectionKind::Ramdisk => m.start_ramdisk()?,
                 _ => {}
             }
             let mut pos = s.data_offset();

@@ -268,7 +268,7 @@ fn stream_sections<W: Write + Seek>(
     let mut sizes = Vec::with_capacity(sections.len());
     for (kind, src) in sections {
         if kind == SectionKind::Ramdisk {
-            measurer.start_ramdisk();
+            measurer.start_ramdisk()?;
         }
         if let Source::Dir(dir) = src {
             sizes.push(stream_dir(w, dir, epoch, body_crc, &mut measurer, progress)?);
