@@ -580,7 +580,8 @@ pub struct BuildArgs {
     /// OCI runtime that runs the steps.
     #[arg(long, value_enum, default_value_t = Runtime::Crun)]
     pub runtime: Runtime,
-    /// Run every step even when the step cache has its output.
+    /// Run every step even when the step cache has its output, each from a
+    /// fresh extraction of its image (not the root cache).
     #[arg(long)]
     pub no_cache: bool,
     /// Time limit of one step, in seconds.

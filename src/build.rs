@@ -92,7 +92,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::cache::StepCache;
+use crate::cache::{RootCache, StepCache};
 use crate::cpio::{Content, Node, Tree};
 use crate::digest::Digest;
 use crate::eif::kernel::KernelKind;
@@ -249,13 +249,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
 
     // Image root filesystems, extracted on demand.
     let apply_options = recipe.limits.apply_options();
-    let mut images = ImageTrees {
-        store: &store,
-        lock,
-        work: work.join("images"),
-        done: BTreeMap::new(),
-        limits: &apply_options,
-    };
+    let mut images = ImageTrees::new(&store, lock, &work, &apply_options, opts.no_cache);
     let kernel = checked_kernel(&loaded, &mut images)?;
     let cx = StepsContext {
         loaded: &loaded,
@@ -357,13 +351,7 @@ fn run_fetch_steps(
     let logs = logs_dir(&opts.out_dir)?;
     let source_dirs = materialise_sources(&store, loaded, recipe_path, opts.offline)?;
     let apply_options = loaded.recipe.limits.apply_options();
-    let images = ImageTrees {
-        store: &store,
-        lock: &loaded.lock,
-        work: work.join("images"),
-        done: BTreeMap::new(),
-        limits: &apply_options,
-    };
+    let images = ImageTrees::new(&store, &loaded.lock, &work, &apply_options, opts.no_cache);
     let cx = StepsContext {
         loaded,
         opts,
@@ -661,6 +649,7 @@ fn step_run(
         network,
         user: None,
         keep_out: false,
+        lower: None,
     }
 }
 
@@ -1071,8 +1060,18 @@ fn run_step(
         root::finish(&run.rootfs, &missing, &run.out_dir)?;
         return Ok(took);
     }
-    images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
-    let report = sandbox.run(run).with_context(|| {
+    // The image's root from the root cache, below an overlay; else a fresh copy.
+    let run = match images.step_root(sandbox, &step.image, &no_devices)? {
+        Some(lower) => {
+            fs::create_dir_all(&run.rootfs)?;
+            StepRun { lower: Some(lower), ..run.clone() }
+        }
+        None => {
+            images.extract_fresh(&step.image, &run.rootfs, &no_devices)?;
+            run.clone()
+        }
+    };
+    let report = sandbox.run(&run).with_context(|| {
         format!("step {:?} failed; its full output is in {}", step.name, run.log.display())
     })?;
     let _ = fs::remove_dir_all(&run.rootfs);
@@ -1422,8 +1421,39 @@ impl KeyHasher {
     }
 }
 
-/// Image root filesystems, extracted once per build for reading, or fresh
-/// for a step that writes into its root.
+/// The root cache key of the image `manifest` extracted with `opts`: every
+/// option that changes what the extraction writes (or refuses) is in it.
+fn root_key(manifest: &Digest, opts: &ApplyOptions) -> Digest {
+    let ApplyOptions {
+        max_total_bytes,
+        max_layer_expansion,
+        layer_floor,
+        max_entries,
+        max_path_length,
+        same_owner,
+        devices,
+        xattrs,
+    } = opts;
+    let mut key = KeyHasher::with_domain(b"eifbake-root-key-v1\0");
+    key.field("manifest", manifest.to_string().as_bytes());
+    for (label, v) in [
+        ("max_total_bytes", *max_total_bytes),
+        ("max_layer_expansion", *max_layer_expansion),
+        ("layer_floor", *layer_floor),
+        ("max_entries", *max_entries),
+        ("max_path_length", *max_path_length as u64),
+        ("same_owner", *same_owner as u64),
+        ("xattrs", *xattrs as u64),
+    ] {
+        key.field(label, &v.to_be_bytes());
+    }
+    key.field("devices", format!("{devices:?}").as_bytes());
+    key.finish()
+}
+
+/// Image root filesystems, extracted once per build for reading, fresh for
+/// a step that writes into its root, or (for an ordinary step) the root
+/// cache's verified copy below an overlay.
 struct ImageTrees<'a> {
     store: &'a Store,
     lock: &'a Lock,
@@ -1432,9 +1462,46 @@ struct ImageTrees<'a> {
     done: BTreeMap<String, (PathBuf, Vec<DeviceNode>)>,
     /// The recipe's `[limits]`.
     limits: &'a ApplyOptions,
+    /// The store's root cache; `None` with `--no-cache` (and so for
+    /// `verify`), which extracts every step's image afresh.
+    roots: Option<RootCache>,
+    /// Whether steps can have overlay roots here, asked once per build.
+    overlay: std::cell::OnceCell<bool>,
 }
 
-impl ImageTrees<'_> {
+impl<'a> ImageTrees<'a> {
+    fn new(store: &'a Store, lock: &'a Lock, work: &Path, limits: &'a ApplyOptions, no_cache: bool) -> Self {
+        ImageTrees {
+            store,
+            lock,
+            work: work.join("images"),
+            done: BTreeMap::new(),
+            limits,
+            roots: (!no_cache).then(|| RootCache::new(store.root())),
+            overlay: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The root cache's verified root of `image` as extracted with `opts`,
+    /// made first when the cache lacks it; `None` when steps cannot start
+    /// from it here (`--no-cache`, or no overlay: see [`Sandbox::overlay_usable`]).
+    fn step_root(&self, sandbox: &Sandbox, image: &str, opts: &ApplyOptions) -> Result<Option<PathBuf>> {
+        let Some(roots) = &self.roots else { return Ok(None) };
+        let scratch = self.work.parent().expect("the images directory is in the scratch directory");
+        if !*self.overlay.get_or_init(|| sandbox.overlay_usable(scratch)) {
+            return Ok(None);
+        }
+        let li =
+            self.lock.images.get(image).with_context(|| format!("image {image:?} is not in the lock"))?;
+        let key = root_key(&li.manifest, opts);
+        let root = roots.get(image, &key, |dest| {
+            apply_layers(&self.layers(image)?, dest, opts)
+                .with_context(|| format!("unpacking image {image:?}"))?;
+            Ok(())
+        })?;
+        Ok(Some(root))
+    }
+
     fn layers(&self, image: &str) -> Result<Vec<LayerSource>> {
         let li =
             self.lock.images.get(image).with_context(|| format!("image {image:?} is not in the lock"))?;

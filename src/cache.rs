@@ -14,12 +14,17 @@
 //!   carries a lock's trees to another store ([`export_fetched_tar`],
 //!   [`export_fetched_dir`]) and `store import` brings them in
 //!   ([`import_fetched`]), each checked against the hash it is named after.
+//! - `STORE/eifbake/roots/<key hex>/`: an image's root filesystem as a step
+//!   starts from it ([`RootCache`]), `root/` holding the extracted tree and
+//!   `tree` its root-tree hash ([`crate::sources::root_tree_hash`]: owners
+//!   and extended attributes included). Steps use it read-only, as the
+//!   lower layer of an overlay (`crate::sandbox`), so no step writes into it.
 //!
 //! What it is for: finding a cached entry, checking it, publishing a new one.
 //! Not for: computing step keys or running steps (`crate::build`), fetching
 //! sources (`crate::sources`), removing entries (`Store::gc_caches`).
 //!
-//! Invariants, the same for both caches:
+//! Invariants, the same for every cache:
 //!
 //! - **Published whole, by one sequence.** An entry is built under a
 //!   temporary `.incoming-` name in the cache directory, hashed, and renamed
@@ -36,7 +41,9 @@
 //! - **Verified on every use.** A source entry is re-hashed and compared
 //!   with its name (the lock's tree hash) every time a build uses it; a step
 //!   entry's `out/` is re-hashed and compared with its `tree` record every
-//!   time a build takes it from the cache instead of running the step.
+//!   time a build takes it from the cache instead of running the step; a
+//!   root entry's `root/` is re-hashed and compared with its `tree` record
+//!   every time a step is to start from it.
 //! - **A damaged entry is refused, not repaired.** An entry that fails its
 //!   check was changed after it was published (entries are never written in
 //!   place, so an interrupted build cannot be the cause). The build stops
@@ -59,7 +66,7 @@ use anyhow::{bail, Context, Result};
 use crate::digest::Digest;
 use crate::fsutil::{self, CopyModes};
 use crate::oci::layout::Layout;
-use crate::sources::output_tree_hash;
+use crate::sources::{output_tree_hash, root_tree_hash};
 
 /// A step entry's output tree, under the entry.
 const OUT: &str = "out";
@@ -150,6 +157,66 @@ impl StepCache {
             ),
         }
         Ok(())
+    }
+}
+
+/// An image root's tree under its entry.
+const ROOT: &str = "root";
+
+/// Extracted image roots by key: `ROOTS/<key hex>/{root/,tree}`. The key
+/// (made by the caller) names the image manifest and every option that
+/// changes what an extraction writes, so an entry is only ever used for
+/// the extraction it stands for.
+#[derive(Debug, Clone)]
+pub struct RootCache {
+    dir: PathBuf,
+}
+
+impl RootCache {
+    /// The root cache of the store at `store_root`.
+    pub fn new(store_root: &Path) -> RootCache {
+        RootCache { dir: Layout::new(store_root).roots() }
+    }
+
+    /// The entry of `key` (which may not exist).
+    pub fn entry(&self, key: &Digest) -> PathBuf {
+        self.dir.join(key.hex())
+    }
+
+    /// The verified root filesystem of `image` under `key`: checked against
+    /// its record when the cache has it, else made by `extract` (which
+    /// writes the tree at the path it is given, one that does not exist
+    /// yet), hashed and published. An entry that fails its check is
+    /// refused, naming it and the way out.
+    pub fn get(
+        &self,
+        image: &str,
+        key: &Digest,
+        extract: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let entry = self.entry(key);
+        if entry.symlink_metadata().is_err() {
+            let made = publish(&self.dir, &entry, |staged| {
+                fs::create_dir(staged).with_context(|| format!("cannot create {}", staged.display()))?;
+                extract(&staged.join(ROOT))?;
+                let hash = root_tree_hash(&staged.join(ROOT))?;
+                fs::write(staged.join(RECORD), format!("{hash}\n"))
+                    .with_context(|| format!("cannot write {}", staged.join(RECORD).display()))?;
+                Ok(hash)
+            })?;
+            if let Published::New(_) = made {
+                return Ok(entry.join(ROOT));
+            }
+        }
+        if let Err(why) = check_record(&entry, ROOT, root_tree_hash) {
+            bail!(
+                "image {image:?}: root cache entry {} is damaged: {why:#}; it was changed after it was \
+                 cached, so eifbake will not use it. Remove it with `eifbake store gc --caches` and build \
+                 again (or build with --no-cache, which extracts images afresh)",
+                entry.display()
+            );
+        }
+        Ok(entry.join(ROOT))
     }
 }
 
@@ -394,13 +461,20 @@ pub fn publish(dir: &Path, entry: &Path, build: impl FnOnce(&Path) -> Result<Dig
 /// The recorded output-tree hash of the step entry `entry`, after checking
 /// that its `out/` still hashes to it.
 fn check_entry(entry: &Path) -> Result<Digest> {
+    check_record(entry, OUT, output_tree_hash)
+}
+
+/// The hash an entry's `tree` record holds, after checking that its tree
+/// `entry/tree_dir` (hashed by `hash`) still hashes to it.
+fn check_record(entry: &Path, tree_dir: &str, hash: fn(&Path) -> Result<Digest>) -> Result<Digest> {
     let record = entry.join(RECORD);
     let text = fs::read_to_string(&record).with_context(|| format!("cannot read {}", record.display()))?;
     let recorded: Digest =
         text.trim_end().parse().with_context(|| format!("{}: not a sha256 digest", record.display()))?;
-    let found = output_tree_hash(&entry.join(OUT))?;
+    let tree = entry.join(tree_dir);
+    let found = hash(&tree)?;
     if found != recorded {
-        bail!("{} hashes to {found}, but {} says {recorded}", entry.join(OUT).display(), record.display());
+        bail!("{} hashes to {found}, but {} says {recorded}", tree.display(), record.display());
     }
     Ok(recorded)
 }

@@ -87,6 +87,18 @@
 //! hashes but the step cache, so the definition can change with the step
 //! key's version.
 //!
+//! # Root-tree hash (`eifbake-root-tree-v1`)
+//!
+//! What the root cache records for an extracted image root
+//! ([`root_tree_hash`], [`crate::cache::RootCache`]): a step starts from that
+//! tree, owners and extended attributes included, so they are covered too.
+//! It is the output-tree hash with the domain `eifbake-root-tree-v1\0` and,
+//! in every record after the mode (symbolic links get one too),
+//! `<uid>:<gid> <xattrs> `, where `<xattrs>` is `-` for an entry without
+//! extended attributes, else the sha256 (hex) of them sorted by name, each
+//! as the name, a NUL, the value's length (8 bytes, little-endian) and the
+//! value. Only the root cache reads it.
+//!
 //! # How sources are fetched
 //!
 //! Git goes through the git CLI with the host's and the user's git
@@ -119,6 +131,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -133,6 +146,8 @@ use crate::recipe::{Source, SourceKind};
 pub const TREE_HASH_DOMAIN: &[u8] = b"eifbake-tree-v1\0";
 /// The first bytes hashed into every output-tree hash (step outputs).
 pub const OUTPUT_TREE_HASH_DOMAIN: &[u8] = b"eifbake-output-tree-v1\0";
+/// The first bytes hashed into every root-tree hash (extracted image roots).
+pub const ROOT_TREE_HASH_DOMAIN: &[u8] = b"eifbake-root-tree-v1\0";
 
 /// What the lock records about one source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +183,12 @@ pub fn tree_hash(dir: &Path, ignore: &[String]) -> Result<Digest> {
 /// the module documentation): what the step cache records and checks.
 pub fn output_tree_hash(dir: &Path) -> Result<Digest> {
     Ok(hash_records(OUTPUT_TREE_HASH_DOMAIN, &tree_records(dir, &[], Rules::Output)?))
+}
+
+/// The root-tree hash of an extracted image root (`eifbake-root-tree-v1`,
+/// see the module documentation): what the root cache records and checks.
+pub fn root_tree_hash(dir: &Path) -> Result<Digest> {
+    Ok(hash_records(ROOT_TREE_HASH_DOMAIN, &tree_records(dir, &[], Rules::Root)?))
 }
 
 /// A step output's output-tree hash and its listing: one line per entry,
@@ -216,10 +237,14 @@ enum Rules {
     Source,
     /// `eifbake-output-tree-v1`: step outputs.
     Output,
+    /// `eifbake-root-tree-v1`: extracted image roots (the root cache).
+    Root,
 }
 
 /// One record of a tree: its path and its bytes (without the trailing NUL).
 type Record = (Vec<u8>, Vec<u8>);
+/// A file's (device, inode): which paths are hard links of one file.
+type InodeId = (u64, u64);
 
 /// The records of every entry below `dir`, sorted by path.
 fn tree_records(dir: &Path, ignore: &[String], rules: Rules) -> Result<Vec<Record>> {
@@ -228,8 +253,8 @@ fn tree_records(dir: &Path, ignore: &[String], rules: Rules) -> Result<Vec<Recor
     if !meta.is_dir() {
         bail!("{}: expected a directory", dir.display());
     }
-    let mut records = Vec::new();
-    let mut linked = Vec::new();
+    // The walk lists; the records (a sha256 of each file) are made in parallel.
+    let mut entries = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .follow_links(false)
@@ -237,20 +262,33 @@ fn tree_records(dir: &Path, ignore: &[String], rules: Rules) -> Result<Vec<Recor
         .filter_entry(|e| !ignore.contains(e.file_name()));
     for entry in walker {
         let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
-        let rel = entry.path().strip_prefix(dir).expect("walkdir yields paths under its root");
-        let path = rel.as_os_str().as_bytes().to_vec();
         let md = entry.metadata().with_context(|| format!("cannot stat {}", entry.path().display()))?;
-        let Some(record) = record(entry.path(), &path, &md, rules)? else { continue };
-        if rules == Rules::Output && md.nlink() > 1 && !md.is_dir() {
-            linked.push((path.clone(), (md.dev(), md.ino())));
+        entries.push((entry.into_path(), md));
+    }
+    let made: Vec<Option<(Record, Option<InodeId>)>> = entries
+        .par_iter()
+        .map(|(host, md)| {
+            let rel = host.strip_prefix(dir).expect("walkdir yields paths under its root");
+            let path = rel.as_os_str().as_bytes().to_vec();
+            let Some(record) = record(host, &path, md, rules)? else { return Ok(None) };
+            let link =
+                (rules != Rules::Source && md.nlink() > 1 && !md.is_dir()).then(|| (md.dev(), md.ino()));
+            Ok(Some(((path, record), link)))
+        })
+        .collect::<Result<_>>()?;
+    let mut records = Vec::with_capacity(made.len());
+    let mut linked = Vec::new();
+    for (record, link) in made.into_iter().flatten() {
+        if let Some(id) = link {
+            linked.push((record.0.clone(), id));
         }
-        records.push((path, record));
+        records.push(record);
     }
     records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    // Output trees: every link to an inode after the first (in path order)
-    // is recorded as a hard link to the first.
+    // Output and root trees: every link to an inode after the first (in
+    // path order) is recorded as a hard link to the first.
     linked.sort_unstable();
-    let mut first: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut first: HashMap<InodeId, Vec<u8>> = HashMap::new();
     for (path, id) in linked {
         if let Some(to) = first.get(&id) {
             let i = records.binary_search_by(|r| r.0.cmp(&path)).expect("recorded");
@@ -266,8 +304,11 @@ fn tree_records(dir: &Path, ignore: &[String], rules: Rules) -> Result<Vec<Recor
 /// entry the rules skip.
 fn record(host: &Path, path: &[u8], md: &fs::Metadata, rules: Rules) -> Result<Option<Vec<u8>>> {
     let ft = md.file_type();
-    let output = rules == Rules::Output;
-    let mode = if output { format!("{:o} ", md.mode() & 0o7777) } else { String::new() };
+    let output = rules != Rules::Source;
+    let mut mode = if output { format!("{:o} ", md.mode() & 0o7777) } else { String::new() };
+    if rules == Rules::Root {
+        mode.push_str(&format!("{}:{} {} ", md.uid(), md.gid(), xattrs_hex(host)?));
+    }
     let head: Vec<u8> = if ft.is_dir() {
         format!("d {mode}").into_bytes()
     } else if ft.is_file() {
@@ -284,7 +325,8 @@ fn record(host: &Path, path: &[u8], md: &fs::Metadata, rules: Rules) -> Result<O
         format!("{kind} {mode}{} ", d.hex()).into_bytes()
     } else if ft.is_symlink() {
         let target = fs::read_link(host).with_context(|| format!("cannot read link {}", host.display()))?;
-        format!("l {} ", Digest::of(target.as_os_str().as_bytes()).hex()).into_bytes()
+        let owner = if rules == Rules::Root { mode.as_str() } else { "" };
+        format!("l {owner}{} ", Digest::of(target.as_os_str().as_bytes()).hex()).into_bytes()
     } else if output && (ft.is_char_device() || ft.is_block_device()) {
         let kind = if ft.is_char_device() { "c" } else { "b" };
         format!("{kind} {mode}{} ", md.rdev()).into_bytes()
@@ -299,6 +341,45 @@ fn record(host: &Path, path: &[u8], md: &fs::Metadata, rules: Rules) -> Result<O
         );
     };
     Ok(Some([head, path.to_vec()].concat()))
+}
+
+/// `-` for an entry without extended attributes, else the sha256 (hex) of
+/// its attributes sorted by name, each `<name>\0<value length, 8 bytes
+/// little-endian><value>`: what a root tree's record says of them.
+fn xattrs_hex(host: &Path) -> Result<String> {
+    use rustix::fs::{lgetxattr, llistxattr};
+    let ctx = || format!("cannot read the extended attributes of {}", host.display());
+    let mut names = vec![0u8; 4096];
+    let n = loop {
+        match llistxattr(host, &mut names[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::OPNOTSUPP) => return Ok("-".into()),
+            Err(e) => return Err(std::io::Error::from(e)).with_context(ctx),
+        }
+    };
+    if n == 0 {
+        return Ok("-".into());
+    }
+    let mut list: Vec<&[u8]> = names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()).collect();
+    list.sort_unstable();
+    let mut h = Sha256::new();
+    for name in list {
+        let cname = std::ffi::CString::new(name).expect("split on NUL");
+        let mut value = vec![0u8; 4096];
+        let len = loop {
+            match lgetxattr(host, cname.as_c_str(), &mut value[..]) {
+                Ok(len) => break len,
+                Err(rustix::io::Errno::RANGE) => value.resize(value.len() * 4, 0),
+                Err(e) => return Err(std::io::Error::from(e)).with_context(ctx),
+            }
+        };
+        h.update(name);
+        h.update([0u8]);
+        h.update((len as u64).to_le_bytes());
+        h.update(&value[..len]);
+    }
+    Ok(Digest::from_bytes(h.finalize().into()).hex())
 }
 
 fn hash_records(domain: &[u8], records: &[Record]) -> Digest {

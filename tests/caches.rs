@@ -282,3 +282,188 @@ fn concurrent_builds_on_one_store_all_succeed_identically() {
     assert!(leftovers.is_empty(), "temporary entries left behind: {leftovers:?}");
     p.step_entry();
 }
+
+/// The first step tries to leave a changed root for the second, which
+/// starts from the same image: it edits, adds, removes, re-owns, re-modes
+/// and re-times files, re-modes an image file through a hard link and
+/// moves a directory. The second step reports what it sees of the image.
+const WRECK: &str = "echo evil > /bin/added\n/bin/busybox ln /bin/busybox /bin/linked\n\
+/bin/busybox chmod 0700 /bin/linked\n/bin/busybox rm /bin/cat\n/bin/busybox chown 1234:1234 /bin/ls\n\
+/bin/busybox chmod 0700 /bin/echo\n/bin/busybox touch -d @0 /bin/busybox\n\
+/bin/busybox mkdir /bin/sub\n/bin/busybox mv /bin/sub /moved\necho wrecked > /out/done";
+const LOOK: &str = "/bin/busybox mkdir -p /out/r\n\
+/bin/busybox stat -c '%n %a %u %g %s %Y' /bin/* > /out/r/bin\n\
+/bin/busybox sha256sum /bin/busybox >> /out/r/bin\n\
+/bin/busybox test ! -e /bin/added -a ! -e /bin/linked -a ! -e /moved -a -e /bin/cat";
+
+fn two_step_recipe(name: &str, image: &str, look: &str) -> String {
+    format!(
+        r#"name = "{name}"
+version = "0.1.0"
+source_date_epoch = 1700000000
+
+[images]
+bb = "{image}"
+
+[[steps]]
+name = "wreck"
+image = "bb"
+run = """
+{WRECK}
+"""
+
+[[steps]]
+name = "look"
+image = "bb"
+mounts = {{ "/wrecked" = "step:wreck" }}
+run = """
+{look}
+"""
+outputs = {{ "/out/r" = "/r" }}
+
+[enclave]
+rootfs = "bb"
+kernel = {{ image = "bb", path = "/bin/busybox" }}
+init = {{ image = "bb", path = "/bin/busybox" }}
+cmdline = "console=ttyS0"
+command = ["/bin/sh"]
+"#
+    )
+}
+
+/// A locked two-step project on its own store ([`two_step_recipe`]).
+fn wreck_project(name: &str, reg: &TestRegistry) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let rdir = dir.path().join("recipes").join(name);
+    fs::create_dir_all(&rdir).unwrap();
+    let recipe = rdir.join("recipe.toml");
+    fs::write(&recipe, two_step_recipe(name, &reg.image("fx/busybox:1"), LOOK)).unwrap();
+    let store = dir.path().join("store");
+    let (code, o, e) = eifbake(&["--store", s(&store), "lock", s(&recipe)]);
+    assert_eq!(code, 0, "lock: {o}{e}");
+    (dir, recipe)
+}
+
+/// What the `look` step reported: `/r/bin` in the EIF's ramdisks.
+fn looked(out: &Path, name: &str) -> String {
+    let eif = eifbake::eif::Eif::open(&out.join(format!("{name}.eif"))).unwrap();
+    for section in eif.ramdisks() {
+        let mut r = eifbake::cpio::Reader::new(eif.section_reader(section)).unwrap();
+        while let Some(e) = r.next_entry().unwrap() {
+            if e.name_lossy() == "r/bin" {
+                return String::from_utf8(r.data_to_vec(1 << 20).unwrap()).unwrap();
+            }
+        }
+    }
+    panic!("no r/bin in {}", out.display())
+}
+
+/// Steps start from the root cache's copy of their image below an
+/// overlay: whatever one step does to its root, the next step (and the
+/// next build) starts from the image as it is, the cache entry still
+/// checks, and the bytes are those of a build that extracts the image
+/// afresh for each step (`--no-cache`).
+#[test]
+fn a_step_that_wrecks_its_root_leaves_the_image_root_intact() {
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let (dir, recipe) = wreck_project("wreck", &reg);
+    let store = dir.path().join("store");
+    let build = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec!["--store", s(&store), "build", s(&recipe), "--out", s(&out)];
+        args.extend_from_slice(extra);
+        let (code, o, e) = eifbake(&args);
+        assert_eq!(code, 0, "build {extra:?}: {o}{e}");
+        (eif_sha(&out), looked(&out, "wreck"))
+    };
+    let cached = build("a", &[]);
+    let roots = Layout::new(&store).roots();
+    let entry = only_entry(&roots);
+    assert!(entry.join("root/bin/busybox").is_file() && entry.join("tree").is_file(), "{}", entry.display());
+    let busybox = fs::read(entry.join("root/bin/busybox")).unwrap();
+    assert_eq!(
+        busybox,
+        fs::read(eifbake_testkit::oci::BUSYBOX).unwrap(),
+        "the cached root's busybox changed"
+    );
+    assert!(cached.1.contains(&format!("{}  /bin/busybox", Digest::of(&busybox).hex())), "{}", cached.1);
+    assert!(cached.1.contains("/bin/ls 777 0 0") && !cached.1.contains("1234"), "{}", cached.1);
+
+    let fresh = build("b", &["--no-cache"]);
+    assert_eq!(fresh, cached, "a step saw another root with the root cache than with a fresh extraction");
+    // Run both steps again from the cached root (their step cache emptied):
+    // the entry still checks, and nothing leaked into it.
+    fs::remove_dir_all(Layout::new(&store).steps()).unwrap();
+    assert_eq!(build("c", &[]), cached);
+    assert_eq!(only_entry(&roots), entry);
+    for leaked in ["added", "linked"] {
+        assert!(!entry.join("root/bin").join(leaked).exists(), "{leaked} leaked into the cached root");
+    }
+    assert!(entry.join("root/bin/cat").symlink_metadata().is_ok() && !entry.join("root/moved").exists());
+}
+
+/// A root-cache entry edited after it was stored (a file's bytes, its
+/// owner, an extended attribute, an added file) is refused naming the
+/// entry and `store gc --caches`; `--no-cache` extracts the image afresh
+/// and builds; after the gc the build makes the same bytes again.
+#[test]
+fn tampered_root_cache_entry_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let (dir, recipe) = wreck_project("troot", &reg);
+    let store = dir.path().join("store");
+    let build = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["--store", s(&store), "build", s(&recipe), "--out", s(out)];
+        args.extend_from_slice(extra);
+        let (code, o, e) = eifbake(&args);
+        (code, format!("{o}{e}"))
+    };
+    let out = dir.path().join("out");
+    let (code, log) = build(&out, &[]);
+    assert_eq!(code, 0, "{log}");
+    let first = eif_sha(&out);
+    let entry = only_entry(&Layout::new(&store).roots());
+
+    let tampers: [(&str, Tamper); 4] = [
+        ("content", |e| {
+            let mut f = fs::OpenOptions::new().append(true).open(e.join("root/bin/busybox")).unwrap();
+            std::io::Write::write_all(&mut f, b"evil").unwrap();
+        }),
+        ("owner", |e| std::os::unix::fs::lchown(e.join("root/bin/busybox"), Some(1234), Some(1234)).unwrap()),
+        ("xattr", |e| {
+            let p = std::ffi::CString::new(e.join("root/bin/busybox").into_os_string().into_encoded_bytes())
+                .unwrap();
+            // SAFETY: valid NUL-terminated strings and a 4-byte buffer.
+            let r =
+                unsafe { libc::lsetxattr(p.as_ptr(), c"user.evil".as_ptr(), b"evil".as_ptr().cast(), 4, 0) };
+            assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+        }),
+        ("added file", |e| fs::write(e.join("root/bin/added"), "evil\n").unwrap()),
+    ];
+    for (i, (what, tamper)) in tampers.into_iter().enumerate() {
+        let before = fs::symlink_metadata(entry.join("root/bin/busybox")).unwrap();
+        tamper(&entry);
+        fs::remove_dir_all(Layout::new(&store).steps()).unwrap(); // the steps must run again
+        let other = dir.path().join(format!("out-tampered-{i}"));
+        let (code, log) = build(&other, &[]);
+        assert_eq!(code, 2, "{what}: {log}");
+        assert!(
+            log.contains(&format!("root cache entry {} is damaged", entry.display()))
+                && log.contains("`eifbake store gc --caches`"),
+            "{what}: {log}"
+        );
+        assert!(!other.join("troot.eif").exists(), "{what}: an EIF was written from a tampered root");
+        assert_eq!(fs::symlink_metadata(entry.join("root/bin/busybox")).unwrap().ino(), before.ino());
+
+        let (code, log) = build(&other, &["--no-cache"]);
+        assert_eq!((code, eif_sha(&other)), (0, first), "{what}: {log}");
+
+        let (code, o, e) = eifbake(&["--store", s(&store), "store", "gc", "--caches"]);
+        assert_eq!(code, 0, "{o}{e}");
+        assert!(!entry.exists(), "{what}: gc --caches left the root entry");
+        let (code, log) = build(&other, &[]);
+        assert_eq!((code, eif_sha(&other)), (0, first), "{what}: the rebuild after gc differs: {log}");
+    }
+}

@@ -107,6 +107,7 @@ fn busybox_image_is_deterministic_valid_and_runs_steps() {
         network: None,
         user: None,
         keep_out: false,
+        lower: None,
     };
     eifbake::sandbox::Sandbox::new(eifbake::sandbox::Runtime::Crun).run(&step).unwrap();
     assert_eq!(fs::read_to_string(tmp.path().join("out/passwd")).unwrap(), "root:x:0:0:root:/root:/bin/sh\n");

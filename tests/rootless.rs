@@ -124,6 +124,21 @@ impl World {
         cmd.output().unwrap()
     }
 
+    /// The build in `place` ran its step from the root cache's copy of the
+    /// image below an overlay (mounted in the runtime's user namespace when
+    /// not root), not from a fresh extraction: the cache holds the image's root.
+    fn started_from_the_root_cache(&self, place: &str) {
+        let roots = eifbake::oci::layout::Layout::new(self.dir.path().join(place).join("store")).roots();
+        let entries: Vec<_> = fs::read_dir(&roots)
+            .unwrap_or_else(|e| {
+                panic!("{place}: no root cache ({e}): the step did not start from an overlay")
+            })
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{place}: {entries:?}");
+        assert!(entries[0].join("root/bin/busybox").is_file(), "{place}: {}", entries[0].display());
+    }
+
     /// Build `recipe` in a fresh place as `runner`; returns the out directory.
     fn build(&self, recipe: &Path, place: &str, runner: Runner) -> PathBuf {
         self.build_with(recipe, place, runner, &[])
@@ -222,6 +237,9 @@ fn root_user_and_unshare_builds_are_byte_identical() {
     assert_eq!(text("r/owners"), "0:0 /bin/busybox\n0:0 /src/app/alpha\n0:0 /\n");
     same_outputs("probe", &root, &user, "root and plain-user builds");
     same_outputs("probe", &root, &unshare, "root and `unshare -r` builds");
+    for place in ["root", "user", "unshare"] {
+        w.started_from_the_root_cache(place);
+    }
 }
 
 /// runc runs rootless steps too, with the same result.
@@ -236,6 +254,9 @@ fn runc_builds_the_same_rootless() {
     let unshare = w.build_with(&recipe, "unshare", Runner::UserUnshare, &["--runtime", "runc"]);
     same_outputs("probe", &root, &user, "root (crun) and plain-user (runc) builds");
     same_outputs("probe", &root, &unshare, "root (crun) and `unshare -r` (runc) builds");
+    for place in ["user", "unshare"] {
+        w.started_from_the_root_cache(place);
+    }
 }
 
 /// A tar entry of [`odd_layer`]: path, type, mode, owner, device numbers.

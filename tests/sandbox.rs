@@ -44,6 +44,7 @@ impl Fixture {
             network: None,
             user: None,
             keep_out: false,
+            lower: None,
         }
     }
 }

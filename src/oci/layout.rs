@@ -10,6 +10,7 @@
 //! STORE/eifbake/sources/<tree hex>/        the source cache
 //! STORE/eifbake/steps/<key hex>/{out/,tree} the step cache
 //! STORE/eifbake/fetched/<tree hex>/{out/,tree} fetch steps' pinned outputs
+//! STORE/eifbake/roots/<key hex>/{root/,tree} image root filesystems steps start from
 //! STORE/eifbake/signatures/<manifest hex>/<sha256 hex>  image signatures kept
 //! ```
 //!
@@ -52,7 +53,7 @@ pub fn blob_name(digest: &Digest) -> String {
 }
 
 /// The caches eifbake keeps beside the layout, by the name `gc --caches` reports.
-pub const CACHES: [&str; 3] = ["steps", "sources", "fetched"];
+pub const CACHES: [&str; 4] = ["steps", "sources", "fetched", "roots"];
 
 /// The paths of one store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,12 @@ impl Layout {
         self.cache("fetched")
     }
 
+    /// Extracted image root filesystems, read-only lower layers of steps:
+    /// `<key hex>/` per image and extraction (see [`crate::cache::RootCache`]).
+    pub fn roots(&self) -> PathBuf {
+        self.cache("roots")
+    }
+
     /// The image signatures kept, `<manifest hex>/` per signed manifest.
     pub fn signatures_root(&self) -> PathBuf {
         self.caches().join("signatures")
@@ -160,6 +167,7 @@ mod tests {
         );
         assert_eq!((l.sources(), l.steps()), ("/s/eifbake/sources".into(), "/s/eifbake/steps".into()));
         assert_eq!(l.fetched(), Path::new("/s/eifbake/fetched"));
+        assert_eq!(l.roots(), Path::new("/s/eifbake/roots"));
         assert_eq!(l.signatures(&d), PathBuf::from(format!("/s/eifbake/signatures/{}", d.hex())));
         assert_eq!(BLOB_DIRS.concat(), "blobs/blobs/sha256/");
         assert_eq!(l.blob_tree(), Path::new("/s/blobs"));

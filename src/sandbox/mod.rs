@@ -40,8 +40,10 @@
 //!
 //! The root filesystem is used read-write in place: the caller makes a fresh
 //! copy per step (the layer extractor does, leaving out the image's device
-//! nodes, which crun would let a step open), so a step may write anywhere,
-//! but only `/out` is collected. The script runs as `/bin/sh -euc SCRIPT`,
+//! nodes, which crun would let a step open), or gives a read-only root the
+//! step starts from ([`StepRun::lower`]) below an overlay whose upper layer
+//! is the step's own directory ([`overlay`]). Either way a step may write
+//! anywhere, but only `/out` is collected. The script runs as `/bin/sh -euc SCRIPT`,
 //! as process 1 of the step, so its environment is exactly the one given
 //! (the shell itself then adds `PWD` and `SHLVL` for its children).
 //!
@@ -115,9 +117,12 @@ use crate::platform::Arch;
 use crate::userns::{Holder, Mapping, Privilege};
 
 pub mod network;
+mod overlay;
 pub mod policy;
 pub mod seccomp;
 mod supervise;
+
+use overlay::{OverlayRoot, MERGED};
 
 pub use network::{NetworkAccess, HOST_PORTS_ENV};
 
@@ -172,8 +177,15 @@ pub struct Bind {
 pub struct StepRun {
     /// The step's name, for messages.
     pub name: String,
-    /// The root filesystem directory, fresh for this step (it is written to).
+    /// The root filesystem directory, fresh for this step (it is written
+    /// to). With [`StepRun::lower`], the overlay's upper directory instead:
+    /// empty at the start, it receives every change the step makes.
     pub rootfs: PathBuf,
+    /// A root filesystem the step starts from without a copy: the read-only
+    /// lower layer of an overlay whose upper layer is `rootfs`, mounted in
+    /// the runtime's private mount namespace (see [`Sandbox::overlay_usable`]).
+    /// Nothing the step does writes into it.
+    pub lower: Option<PathBuf>,
     /// Sources and earlier steps' outputs (normally read-only).
     pub mounts: Vec<Bind>,
     /// Absolute working directory inside the sandbox.
@@ -239,23 +251,37 @@ impl Sandbox {
     /// The OCI runtime spec for a step, with `bundle_rootfs` as the root
     /// path and a fresh network namespace.
     pub fn spec(&self, step: &StepRun) -> Result<Spec> {
-        self.spec_in(step, None)
+        self.spec_in(step, None, None)
     }
 
     /// [`Sandbox::spec`] for a fetch step when `joined` is given (see
     /// [`network`]): joining that network namespace instead of making a
-    /// fresh one, with that `resolv.conf` bound read-only at `/etc/resolv.conf`.
-    pub fn spec_in(&self, step: &StepRun, joined: Option<&network::Joined>) -> Result<Spec> {
+    /// fresh one, with that `resolv.conf` bound read-only at `/etc/resolv.conf`;
+    /// a step with a [`StepRun::lower`] has its root at [`MERGED`] in `bundle`.
+    pub fn spec_in(
+        &self,
+        step: &StepRun,
+        joined: Option<&network::Joined>,
+        bundle: Option<&Path>,
+    ) -> Result<Spec> {
         let netns = joined.map(|j| j.netns.as_path());
         let at = format!("step {:?}", step.name);
         let env = step_env(&at, step)?;
         guest_path(&at, "workdir", &step.workdir)?;
         let rootfs = fs::canonicalize(&step.rootfs)
             .with_context(|| format!("{at}: rootfs {} is not accessible", step.rootfs.display()))?;
+        // What the step will see at / (an overlay's lower layer holds it all at the start).
+        let seen = step.lower.as_deref().unwrap_or(&rootfs);
         // Not followed: an absolute link such as /bin/sh -> /bin/busybox means the rootfs's file.
-        if rootfs.join("bin/sh").symlink_metadata().is_err() {
-            bail!("{at}: rootfs {} has no /bin/sh to run the step's script", rootfs.display());
+        if seen.join("bin/sh").symlink_metadata().is_err() {
+            bail!("{at}: rootfs {} has no /bin/sh to run the step's script", seen.display());
         }
+        // An overlay is mounted in the bundle, where the runtime finds it.
+        let rootfs = match (&step.lower, bundle) {
+            (Some(_), Some(b)) => b.join(MERGED),
+            (Some(_), None) => bail!("{at}: an overlay root needs the bundle it is mounted in"),
+            (None, _) => rootfs,
+        };
         let mut spec = Spec::default();
         spec.set_version("1.0.2".to_string())
             .set_hostname(Some(HOSTNAME.to_string()))
@@ -326,7 +352,11 @@ impl Sandbox {
         if attached.is_some() {
             joined.create()?;
         }
-        let spec = self.spec_in(step, attached.as_ref().map(|_| &joined))?;
+        let overlay = match &step.lower {
+            Some(lower) => Some(OverlayRoot::prepare(step, lower, bundle.path())?),
+            None => None,
+        };
+        let spec = self.spec_in(step, attached.as_ref().map(|_| &joined), Some(bundle.path()))?;
         let config = bundle.path().join("config.json");
         let json = config_json(&spec)?;
         fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
@@ -344,8 +374,14 @@ impl Sandbox {
         let started = Instant::now();
         let mut cmd = self.runtime_cmd(&state, ns);
         cmd.arg("run").arg("--bundle").arg(bundle.path()).arg(&id);
-        let holder_ns = attached.as_ref().map(network::Attached::netns_path);
-        supervise::die_with_parent(&mut cmd, holder_ns.as_deref().map(|from| (from, joined.netns.as_path())))
+        let mut mounts = supervise::PrivateMounts::default();
+        if let Some(from) = attached.as_ref().map(network::Attached::netns_path) {
+            mounts = mounts.bind(&from, &joined.netns)?;
+        }
+        if let Some(o) = &overlay {
+            mounts = o.mounts(mounts, !Privilege::detect().is_root())?;
+        }
+        supervise::die_with_parent(&mut cmd, mounts)
             .with_context(|| format!("step {:?}: cannot prepare its runtime", step.name))?;
         // One pipe for stdout and stderr, so the log keeps the order the step wrote in.
         let (reader, writer) = pipe()?;
@@ -951,6 +987,7 @@ mod tests {
             network: None,
             user: None,
             keep_out: false,
+            lower: None,
         }
     }
 
@@ -983,7 +1020,8 @@ mod tests {
         let joined = network::Joined::in_bundle(dir.path());
         let netns = &joined.netns;
         let mut fetch =
-            serde_json::to_value(Sandbox::new(Runtime::Crun).spec_in(&s, Some(&joined)).unwrap()).unwrap();
+            serde_json::to_value(Sandbox::new(Runtime::Crun).spec_in(&s, Some(&joined), None).unwrap())
+                .unwrap();
         // The one extra mount: the resolver pasta forwards, read-only.
         let mounts = fetch["mounts"].as_array_mut().unwrap();
         let resolv = mounts.pop().unwrap();

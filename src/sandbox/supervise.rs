@@ -45,52 +45,127 @@ use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
-/// Make the runtime `cmd` starts die with this process, in its own pid namespace.
-///
-/// `bind` (a fetch step's network namespace, `/proc/HOLDER/ns/net`, and an
-/// empty file in the bundle) is bind-mounted in the runtime's private mount
-/// namespace before its fresh `/proc` hides the host's pids, so the spec
-/// can name the namespace by a path the runtime sees; the host's mounts are
-/// untouched, and the mount goes with the runtime.
-pub fn die_with_parent(cmd: &mut Command, bind: Option<(&Path, &Path)>) -> io::Result<()> {
+/// Mounts made in the runtime's private mount namespace before it starts,
+/// so the spec can name what they show by paths the runtime sees; the
+/// host's mounts are untouched, and the mounts go with the runtime.
+#[derive(Debug, Default)]
+pub struct PrivateMounts {
+    /// A fetch step's network namespace (`/proc/HOLDER/ns/net`) bound onto
+    /// an empty file in the bundle, before the runtime's fresh `/proc`
+    /// hides the host's pids.
+    bind: Option<(CString, CString)>,
+    /// An overlay: mount point and option string.
+    overlay: Option<(CString, CString)>,
+}
+
+impl PrivateMounts {
+    /// Bind `from` onto `to`.
+    pub fn bind(mut self, from: &Path, to: &Path) -> io::Result<PrivateMounts> {
+        self.bind = Some((cstr(from)?, cstr(to)?));
+        Ok(self)
+    }
+
+    /// Mount an overlay at `at`: `lower` read-only below `upper`, with
+    /// `work` (empty, on `upper`'s filesystem) for the kernel's use. In a
+    /// user namespace (`userxattr`) its own attributes are `user.overlay.*`.
+    /// Paths holding `,` `:` or `\\` cannot be told apart in the option
+    /// string and are refused.
+    pub fn overlay(
+        mut self,
+        at: &Path,
+        lower: &Path,
+        upper: &Path,
+        work: &Path,
+        userxattr: bool,
+    ) -> io::Result<PrivateMounts> {
+        let mut opts = Vec::new();
+        for (key, p) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
+            let bytes = p.as_os_str().as_bytes();
+            if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
+                return Err(io::Error::other(format!(
+                    "{} holds `,`, `:` or `\\`, which an overlay's options cannot carry",
+                    p.display()
+                )));
+            }
+            opts.push([key.as_bytes(), b"=", bytes].concat());
+        }
+        if userxattr {
+            opts.push(b"userxattr".to_vec());
+        }
+        self.overlay = Some((cstr(at)?, CString::new(opts.join(&b","[..])).map_err(io::Error::other)?));
+        Ok(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bind.is_none() && self.overlay.is_none()
+    }
+
+    /// Make the mounts, in the mount namespace the caller just made.
+    ///
+    /// # Safety
+    ///
+    /// Call only between fork and exec: it makes only the async-signal-safe
+    /// mount(2) call, on C strings made before the fork.
+    unsafe fn make(&self) -> io::Result<()> {
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        if let Some((from, to)) = &self.bind {
+            check(libc::mount(
+                from.as_ptr(),
+                to.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
+        }
+        if let Some((at, opts)) = &self.overlay {
+            check(libc::mount(
+                c"overlay".as_ptr(),
+                at.as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            ))?;
+        }
+        Ok(())
+    }
+}
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+/// Make the runtime `cmd` starts die with this process, in its own pid
+/// namespace, after `mounts` are made in its private mount namespace.
+pub fn die_with_parent(cmd: &mut Command, mounts: PrivateMounts) -> io::Result<()> {
     let parent = std::process::id() as libc::pid_t;
-    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let bind = match bind {
-        Some((from, to)) => Some((cstr(from)?, cstr(to)?)),
-        None => None,
-    };
     // SAFETY: the closure runs in the forked child before exec. It calls only
     // async-signal-safe system calls (prctl, getppid, unshare, mount, pipe2,
     // fork, poll, close, dup2, close_range, waitpid, kill, signal, _exit) on
-    // constant strings, the two C strings of `bind` (made before the fork) and
+    // constant strings, the C strings of `mounts` (made before the fork) and
     // local variables, and never returns in the waiter.
-    // That is also the contract of `death_signal`, `runtime_side` and
-    // `waiter` (each runs between fork and exec, in a single-threaded child),
-    // and the descriptors handed to them are the pipe just created here.
+    // That is also the contract of `death_signal`, `runtime_side`,
+    // `PrivateMounts::make` and `waiter` (each runs between fork and exec, in
+    // a single-threaded child), and the descriptors handed to them are the
+    // pipe just created here.
     unsafe {
         cmd.pre_exec(move || {
             death_signal(parent)?;
             if libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) != 0 {
                 let e = io::Error::last_os_error();
-                // Without the namespaces a bind cannot be private: then fail.
-                return if e.raw_os_error() == Some(libc::EPERM) && bind.is_none() { Ok(()) } else { Err(e) };
+                // Without the namespaces a mount cannot be private: then fail.
+                return if e.raw_os_error() == Some(libc::EPERM) && mounts.is_empty() {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
             }
-            check(libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            if let Some((from, to)) = &bind {
-                check(libc::mount(
-                    from.as_ptr(),
-                    to.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                ))?;
-            }
+            mounts.make()?;
             let mut alive = [0 as libc::c_int; 2];
             check(libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC))?;
             match libc::fork() {
@@ -101,6 +176,26 @@ pub fn die_with_parent(cmd: &mut Command, bind: Option<(&Path, &Path)>) -> io::R
         });
     }
     Ok(())
+}
+
+/// Whether `mounts` can be made where `cmd` runs: `cmd` (a harmless
+/// command, such as the runtime's `--version`) is started after making
+/// them in a private mount namespace of its own. The answer for a whole
+/// build: an overlay the kernel refuses (too old, an upper directory on a
+/// filesystem it cannot use, no privilege) says no.
+pub fn can_mount(mut cmd: Command, mounts: PrivateMounts) -> bool {
+    // SAFETY: as in `die_with_parent`: unshare and `PrivateMounts::make`
+    // only, in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            mounts.make()
+        });
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd.status().is_ok_and(|s| s.success())
 }
 
 /// In the process that becomes the runtime (pid 1 of the new namespace).
