@@ -249,7 +249,7 @@ pub fn build(recipe_path: &Path, opts: &BuildOptions) -> Result<BuildResult> {
 
     // Image root filesystems, extracted on demand.
     let apply_options = recipe.limits.apply_options();
-    let mut images = ImageTrees::new(&store, lock, &work, &apply_options, opts.no_cache);
+    let mut images = ImageTrees::new(&store, &loaded, &work, &apply_options, opts);
     let kernel = checked_kernel(&loaded, &mut images)?;
     let cx = StepsContext {
         loaded: &loaded,
@@ -351,7 +351,7 @@ fn run_fetch_steps(
     let logs = logs_dir(&opts.out_dir)?;
     let source_dirs = materialise_sources(&store, loaded, recipe_path, opts.offline)?;
     let apply_options = loaded.recipe.limits.apply_options();
-    let images = ImageTrees::new(&store, &loaded.lock, &work, &apply_options, opts.no_cache);
+    let images = ImageTrees::new(&store, loaded, &work, &apply_options, opts);
     let cx = StepsContext {
         loaded,
         opts,
@@ -1061,7 +1061,7 @@ fn run_step(
         return Ok(took);
     }
     // The image's root from the root cache, below an overlay; else a fresh copy.
-    let run = match images.step_root(sandbox, &step.image, &no_devices)? {
+    let run = match images.step_root(&step.image, &no_devices)? {
         Some(lower) => {
             fs::create_dir_all(&run.rootfs)?;
             StepRun { lower: Some(lower), ..run.clone() }
@@ -1421,6 +1421,15 @@ impl KeyHasher {
     }
 }
 
+impl Drop for ImageTrees<'_> {
+    /// The probe writes in the scratch directory: let it end before that goes.
+    fn drop(&mut self) {
+        if let Some(p) = self.probe.get_mut().ok().and_then(Option::take) {
+            let _ = p.join();
+        }
+    }
+}
+
 /// The root cache key of the image `manifest` extracted with `opts`: every
 /// option that changes what the extraction writes (or refuses) is in it.
 fn root_key(manifest: &Digest, opts: &ApplyOptions) -> Digest {
@@ -1465,30 +1474,54 @@ struct ImageTrees<'a> {
     /// The store's root cache; `None` with `--no-cache` (and so for
     /// `verify`), which extracts every step's image afresh.
     roots: Option<RootCache>,
-    /// Whether steps can have overlay roots here, asked once per build.
+    /// Whether steps can have overlay roots here: asked once per build, on
+    /// a thread started with the build (the probe's mount namespace takes
+    /// a while to go), its answer taken when the first step needs it.
     overlay: std::cell::OnceCell<bool>,
+    probe: std::sync::Mutex<Option<std::thread::JoinHandle<bool>>>,
 }
 
 impl<'a> ImageTrees<'a> {
-    fn new(store: &'a Store, lock: &'a Lock, work: &Path, limits: &'a ApplyOptions, no_cache: bool) -> Self {
+    fn new(
+        store: &'a Store,
+        loaded: &'a Loaded,
+        work: &Path,
+        limits: &'a ApplyOptions,
+        opts: &BuildOptions,
+    ) -> Self {
+        // Only ordinary steps start from the root cache (root steps write their root).
+        let ordinary = loaded.recipe.steps.iter().any(|s| s.root.is_none());
+        let roots = (!opts.no_cache && ordinary).then(|| RootCache::new(store.root()));
+        let probe = roots.as_ref().map(|_| {
+            let (sandbox, scratch) = (Sandbox::new(opts.runtime), work.to_path_buf());
+            std::thread::spawn(move || sandbox.overlay_usable(&scratch))
+        });
         ImageTrees {
             store,
-            lock,
+            lock: &loaded.lock,
             work: work.join("images"),
             done: BTreeMap::new(),
             limits,
-            roots: (!no_cache).then(|| RootCache::new(store.root())),
+            roots,
             overlay: std::cell::OnceCell::new(),
+            probe: std::sync::Mutex::new(probe),
         }
+    }
+
+    /// The probe's answer (waiting for it the first time).
+    fn overlay_usable(&self) -> bool {
+        *self.overlay.get_or_init(|| {
+            let probe = self.probe.lock().expect("not poisoned").take();
+            probe.is_some_and(|p| p.join().unwrap_or(false))
+        })
     }
 
     /// The root cache's verified root of `image` as extracted with `opts`,
     /// made first when the cache lacks it; `None` when steps cannot start
     /// from it here (`--no-cache`, or no overlay: see [`Sandbox::overlay_usable`]).
-    fn step_root(&self, sandbox: &Sandbox, image: &str, opts: &ApplyOptions) -> Result<Option<PathBuf>> {
+    fn step_root(&self, image: &str, opts: &ApplyOptions) -> Result<Option<PathBuf>> {
         let Some(roots) = &self.roots else { return Ok(None) };
-        let scratch = self.work.parent().expect("the images directory is in the scratch directory");
-        if !*self.overlay.get_or_init(|| sandbox.overlay_usable(scratch)) {
+        if !self.overlay_usable() {
             return Ok(None);
         }
         let li =
