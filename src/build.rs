@@ -1521,7 +1521,9 @@ impl<'a> ImageTrees<'a> {
     /// from it here (`--no-cache`, or no overlay: see [`Sandbox::overlay_usable`]).
     fn step_root(&self, image: &str, opts: &ApplyOptions) -> Result<Option<PathBuf>> {
         let Some(roots) = &self.roots else { return Ok(None) };
-        if !self.overlay_usable() {
+        // The overlay's options must be able to name the store's and the scratch directory's paths.
+        let named = [roots.dir(), self.work.as_path()].into_iter().all(crate::sandbox::overlay_can_name);
+        if !named || !self.overlay_usable() {
             return Ok(None);
         }
         let li =

@@ -183,6 +183,11 @@ impl RootCache {
         self.dir.join(key.hex())
     }
 
+    /// Where the entries are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The verified root filesystem of `image` under `key`: checked against
     /// its record when the cache has it, else made by `extract` (which
     /// writes the tree at the path it is given, one that does not exist

@@ -467,3 +467,24 @@ fn tampered_root_cache_entry_is_refused() {
         assert_eq!((code, eif_sha(&other)), (0, first), "{what}: the rebuild after gc differs: {log}");
     }
 }
+
+/// A store whose path an overlay's options cannot carry (a `:` in it)
+/// still builds, each step from a fresh extraction, with the same bytes.
+#[test]
+fn a_store_path_an_overlay_cannot_name_falls_back_to_fresh_extraction() {
+    let reg = TestRegistry::start();
+    let _f = common::push_fixtures(&reg);
+    let (dir, recipe) = wreck_project("colon", &reg);
+    let mut shas = Vec::new();
+    for (store, out) in [("store", "a"), ("st:ore", "b")] {
+        let (store, out) = (dir.path().join(store), dir.path().join(out));
+        let (code, o, e) = eifbake(&["--store", s(&store), "build", s(&recipe), "--out", s(&out)]);
+        assert_eq!(code, 0, "{}: {o}{e}", store.display());
+        shas.push(eif_sha(&out));
+    }
+    assert_eq!(shas[0], shas[1]);
+    assert!(
+        !Layout::new(dir.path().join("st:ore")).roots().exists(),
+        "a root entry under a store with a `:`"
+    );
+}

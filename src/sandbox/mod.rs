@@ -122,6 +122,7 @@ pub mod policy;
 pub mod seccomp;
 mod supervise;
 
+pub use overlay::can_name as overlay_can_name;
 use overlay::{OverlayRoot, MERGED};
 
 pub use network::{NetworkAccess, HOST_PORTS_ENV};

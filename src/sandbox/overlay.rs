@@ -44,6 +44,13 @@ use anyhow::{bail, Context, Result};
 use super::supervise::{self, PrivateMounts};
 use super::{step_namespace, Sandbox, StepRun};
 
+/// Whether an overlay's options can name `path`: `,` `:` and `\\` cannot
+/// be told apart from the option string's separators.
+pub fn can_name(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    !path.as_os_str().as_bytes().iter().any(|b| matches!(b, b',' | b':' | b'\\'))
+}
+
 /// Where in a step's bundle its overlay root is mounted.
 pub(super) const MERGED: &str = "rootfs";
 

@@ -80,14 +80,13 @@ impl PrivateMounts {
     ) -> io::Result<PrivateMounts> {
         let mut opts = Vec::new();
         for (key, p) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
-            let bytes = p.as_os_str().as_bytes();
-            if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
+            if !super::overlay::can_name(p) {
                 return Err(io::Error::other(format!(
                     "{} holds `,`, `:` or `\\`, which an overlay's options cannot carry",
                     p.display()
                 )));
             }
-            opts.push([key.as_bytes(), b"=", bytes].concat());
+            opts.push([key.as_bytes(), b"=", p.as_os_str().as_bytes()].concat());
         }
         if userxattr {
             opts.push(b"userxattr".to_vec());
