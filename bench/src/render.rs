@@ -459,7 +459,7 @@ A Rust HTTP server with two crates.io dependencies (httparse, itoa), compiled of
 Both tools start from the same four images (busybox, kernel, init, rust) in one loopback `docker-registry`, and compile with no network.\n\n\
 - eifbake: `eifbake build recipes/rust-server`, the crates from its `cargo_lock` source (downloaded from `file://` copies of the host's cargo cache, checked against the Cargo.lock, vendored); output: the EIF, PCRs, manifest and provenance.\n\
 - buildah: `buildah bud --layers --network none --runtime runc` (crun refuses this host's hybrid cgroups; eifbake runs crun with its cgroup manager disabled) in a private directory, from the Containerfile below (the recipe's step and enclave as stages; buildah 1.28 cannot add a layer to a base image whose config has no `history`, which the fixture images lack, so the two it builds on are given as `-history` copies: the same layers, a history entry per layer added to the config); buildah has no cargo_lock source, so its context holds a vendor directory assembled beforehand (untimed) by the same code (`eifbake::cargo_vendor::vendor`); output: an image in its storage (no EIF: nothing in buildah makes one).\n\
-- cold: an empty store (eifbake: images, sources, step cache) or empty storage (buildah: images, layer cache); no-op: the same build again, everything cached; change: one line appended to `src/main.rs` (a comment), then the build; eifbake needs `eifbake lock` first (the app's tree hash is pinned in the lock), which is timed with it. verify: `eifbake verify` of the last build's manifest (store warm with the images; verify never takes a step from the cache, so it compiles); buildah has no counterpart.\n\
+- cold: an empty store (eifbake: images, sources, step and image-root caches; the cold build extracts the toolchain image into the root cache and hashes it) or empty storage (buildah: images, layer cache); no-op: the same build again, everything cached; change: one line appended to `src/main.rs` (a comment), then the build; eifbake needs `eifbake lock` first (the app's tree hash is pinned in the lock), which is timed with it. verify: `eifbake verify` of the last build's manifest (store warm with the images; verify never takes a step or an image root from the cache, so it extracts the toolchain image and compiles); buildah has no counterpart.\n\
 - peak RSS: `ru_maxrss` of wait4(2): the largest single process of the command and every descendant it waited for (rustc or the linker in a compiling run).\n";
     section(intro, &r.apps, |a| {
         let mut out = format!("\n| command | wall s (best of {}) | CPU s | cores | peak RSS MiB | eifbake time ÷ buildah time |\n|---|---:|---:|---:|---:|---:|\n", a.runs);
@@ -501,7 +501,7 @@ Both tools start from the same four images (busybox, kernel, init, rust) in one 
             (a.eb_change.wall_ns[best] as f64 / 1e9, a.change_step_s.get(best).copied().unwrap_or(f64::NAN));
         let _ = write!(
             out,
-            "\nRebuild after a change: {wall:.2} s, of which the compile step {step:.2} s in the sandbox and {:.2} s the rest (lock, sources hashed, the toolchain image's root filesystem extracted, the ramdisk and EIF written).\n",
+            "\nRebuild after a change: {wall:.2} s, of which the compile step {step:.2} s in the sandbox and {:.2} s the rest (lock, sources hashed, the toolchain image's cached root filesystem re-hashed before the overlay is mounted, the enclave's images extracted, the ramdisk and EIF written).\n",
             wall - step
         );
         targets.add(
