@@ -316,7 +316,7 @@ fn stream_dir<W: Write + Seek>(
     let mut data_crc = crc32fast::Hasher::new();
     let buf = measurer.buffer();
     let mut sink = RamdiskSink { w: &mut *w, crc: &mut data_crc, measurer, buf, filled: 0, progress };
-    let summary = crate::cpio::write_host_dir("", dir, &mut sink, epoch, &Progress::hidden())
+    let summary = crate::cpio::write_host_dir_into("", dir, &mut sink, epoch, &Progress::hidden())
         .with_context(|| format!("packing ramdisk {}", dir.display()))?;
     sink.flush_buffer()?;
     let sh = SectionHeader::new(SectionKind::Ramdisk, summary.bytes).to_bytes();
@@ -370,6 +370,21 @@ impl<W: Write> Write for RamdiskSink<'_, W> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Host files' content is read straight into the measurer's buffer.
+impl<W: Write> crate::cpio::ArchiveOut for RamdiskSink<'_, W> {
+    fn spare(&mut self) -> std::io::Result<&mut [u8]> {
+        if self.filled == self.buf.len() {
+            self.flush_buffer()?;
+        }
+        Ok(&mut self.buf[self.filled..])
+    }
+
+    fn commit(&mut self, n: usize) -> std::io::Result<()> {
+        self.filled += n;
         Ok(())
     }
 }
