@@ -723,16 +723,12 @@ pub fn write_host_dir_into<W: ArchiveOut>(
 ) -> Result<WriteSummary> {
     let (prefix, dir) = (prefix.as_ref(), dir.as_ref());
     let mtime = u32::try_from(epoch.0).map_err(|_| CpioError::EpochRange(epoch.0))?;
+    let walk = HostWalk::new(prefix, dir)?;
     let mut group_size: HashMap<LinkKey, u32> = HashMap::new();
-    HostWalk::new(prefix, dir)?.run(&mut |_, node, _| {
-        if let Node::File { link: Some(l), .. } = node {
-            *group_size.entry(*l).or_default() += 1;
-        }
-        Ok(())
-    })?;
+    count_links(dir, &mut group_size)?;
     let mut entries = Entries::new(out, group_size.clone(), progress);
     let mut seen: HashMap<LinkKey, u32> = HashMap::new();
-    HostWalk::new(prefix, dir)?.run(&mut |key, node, nlink| {
+    walk.run(&mut |key, node, nlink| {
         if let Node::File { link: Some(l), .. } = node {
             *seen.entry(*l).or_default() += 1;
         }
@@ -746,6 +742,29 @@ pub fn write_host_dir_into<W: ArchiveOut>(
         });
     }
     entries.finish()
+}
+
+/// Count the names of each multiply-linked regular file below host
+/// directory `dir` into `counts`: the first of [`write_host_dir`]'s two
+/// walks. Order does not matter here, so it is a plain depth-first walk,
+/// stat'ing (relative to the directory, not following symlinks) only what
+/// `readdir` says is a regular file, the only kind a link group holds.
+fn count_links(dir: &Path, counts: &mut HashMap<LinkKey, u32>) -> Result<()> {
+    let err = |source| CpioError::Host { path: dir.to_path_buf(), what: "cannot read directory", source };
+    for item in std::fs::read_dir(dir).map_err(err)? {
+        let item = item.map_err(err)?;
+        let stat_err = |source| CpioError::Host { path: item.path(), what: "cannot stat", source };
+        let ft = item.file_type().map_err(stat_err)?;
+        if ft.is_dir() {
+            count_links(&item.path(), counts)?;
+        } else if ft.is_file() {
+            let md = item.metadata().map_err(stat_err)?;
+            if md.is_file() && md.nlink() > 1 {
+                *counts.entry(LinkKey::Host { dev: md.dev(), ino: md.ino() }).or_default() += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One name in a host directory listing.
@@ -1732,6 +1751,66 @@ mod tests {
         let err = t.write(io::sink(), Epoch(0)).unwrap_err();
         assert!(matches!(err, CpioError::TooLarge { size: 4294967296, .. }), "{err}");
         assert!(err.to_string().contains("sparse"), "{err}");
+    }
+
+    /// An output lending `room` bytes at a time, so a file's content takes
+    /// several reads, or exactly fills the room, or leaves room to spare.
+    struct Narrow {
+        out: Vec<u8>,
+        room: Vec<u8>,
+    }
+
+    impl Write for Narrow {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.out.write(data)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ArchiveOut for Narrow {
+        fn spare(&mut self) -> io::Result<&mut [u8]> {
+            Ok(&mut self.room)
+        }
+        fn commit(&mut self, n: usize) -> io::Result<()> {
+            self.out.extend_from_slice(&self.room[..n]);
+            Ok(())
+        }
+    }
+
+    fn copy_with_room(path: &Path, room: usize) -> Result<Vec<u8>> {
+        let mut f = File::open(path).unwrap();
+        let size = f.metadata().unwrap().len();
+        let mut w = CountingWriter { inner: Narrow { out: Vec::new(), room: vec![0; room] }, count: 0 };
+        copy_host_file(&mut w, &mut f, path, size, &Progress::hidden())?;
+        assert_eq!(w.count, w.inner.out.len() as u64);
+        Ok(w.inner.out)
+    }
+
+    /// Content read straight into the output's room: whole, whatever the
+    /// room; a file whose reads disagree with its size is refused, whether
+    /// it has more (procfs: size 0) or less (sysfs: size 4096) to read.
+    #[test]
+    fn host_files_that_change_size_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let (file, empty) = (dir.path().join("f"), dir.path().join("empty"));
+        std::fs::write(&file, &content).unwrap();
+        std::fs::write(&empty, b"").unwrap();
+        let grows = Path::new("/proc/self/status");
+        let shrinks = Path::new("/sys/kernel/uevent_seqnum");
+        assert_eq!(std::fs::metadata(grows).unwrap().len(), 0);
+        assert_eq!(std::fs::metadata(shrinks).unwrap().len(), 4096);
+        for room in [1, 3, 4096, 9_999, 10_000, 10_001, 256 * 1024] {
+            assert_eq!(copy_with_room(&file, room).unwrap(), content, "room {room}");
+            assert_eq!(copy_with_room(&empty, room).unwrap(), b"", "room {room}");
+            for path in [grows, shrinks] {
+                let err = copy_with_room(path, room).unwrap_err();
+                assert!(matches!(err, CpioError::Changed { .. }), "{}, room {room}: {err}", path.display());
+                assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -84,7 +84,12 @@ impl AtomicFile {
             .tempfile_in(&dir)
             .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
         let file = tmp.reopen().with_context(|| format!("cannot open {}", tmp.path().display()))?;
-        Ok(AtomicFile { target, tmp: Some(tmp), writer: Some(BufWriter::with_capacity(1 << 20, file)), unsynced: 0 })
+        Ok(AtomicFile {
+            target,
+            tmp: Some(tmp),
+            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+            unsynced: 0,
+        })
     }
 
     /// Flush, sync, give the file mode 0644 and rename it over the target.
