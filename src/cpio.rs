@@ -23,6 +23,10 @@
 //!   tree followed by [`Tree::write`], streamed: memory is bounded by the
 //!   directory listings being walked (and the multiply-linked files), not by
 //!   the number of entries. Invariant: the two give the same bytes.
+//!   [`write_host_dir_into`] is the same into an [`ArchiveOut`], an output
+//!   that lends room to read host files' content into (the EIF writer lends
+//!   its measurer's buffers, so content is copied once, by `read`); any
+//!   other writer is wrapped in [`Copying`], one buffer reused throughout.
 //! - [`Reader`]: iterate a newc archive (plain or gzip) entry by entry
 //!   ([`Reader::next_entry`] gives an [`Entry`]), reading each entry's content
 //!   as a stream ([`Reader::data`], [`Reader::data_sha256`],

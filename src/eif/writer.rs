@@ -11,7 +11,10 @@
 //!
 //! A ramdisk may also be given as a host directory: it is packed into a
 //! plain newc archive ([`crate::cpio::write_host_dir`], the same bytes as
-//! `eifbake ramdisk DIR`) straight into the EIF, with no intermediate file.
+//! `eifbake ramdisk DIR`) straight into the EIF, with no intermediate file;
+//! host files are read straight into the measurer's buffers
+//! ([`crate::cpio::write_host_dir_into`]), which are then written, CRC'd
+//! and hashed from there.
 //! Its size is known only once it is written, so its section header is
 //! written as a placeholder and patched afterwards, its bytes' CRC kept
 //! apart and combined in after the real section header's; every section's
