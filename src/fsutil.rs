@@ -52,7 +52,7 @@ pub fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
 /// A file being written under a temporary name, renamed into place on commit.
 ///
 /// Large files are sent to the disk while they are written (writeback is
-/// started every [`WRITEBACK_EVERY`] bytes), so the sync on commit finds
+/// started every 32 MiB written), so the sync on commit finds
 /// little left to do instead of the whole file.
 pub struct AtomicFile {
     target: PathBuf,
