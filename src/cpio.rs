@@ -23,6 +23,10 @@
 //!   tree followed by [`Tree::write`], streamed: memory is bounded by the
 //!   directory listings being walked (and the multiply-linked files), not by
 //!   the number of entries. Invariant: the two give the same bytes.
+//!   [`write_host_dir_into`] is the same into an [`ArchiveOut`], an output
+//!   that lends room to read host files' content into (the EIF writer lends
+//!   its measurer's buffers, so content is copied once, by `read`); any
+//!   other writer is wrapped in [`Copying`], one buffer reused throughout.
 //! - [`Reader`]: iterate a newc archive (plain or gzip) entry by entry
 //!   ([`Reader::next_entry`] gives an [`Entry`]), reading each entry's content
 //!   as a stream ([`Reader::data`], [`Reader::data_sha256`],
@@ -529,7 +533,7 @@ impl Tree {
             return Err(CpioError::UnknownOverride { path: lossy(path) });
         }
         let counts = self.link_counts();
-        let mut entries = Entries::new(out, counts.group_size, progress);
+        let mut entries = Entries::new(Copying::new(out), counts.group_size, progress);
         for (key, node) in &self.nodes {
             let mut h = Header { mode: self.mode_of(key, node), mtime, nlink: 1, ..Header::default() };
             if let Node::Dir = node {
@@ -578,7 +582,7 @@ struct Entries<'p, W> {
     progress: &'p Progress,
 }
 
-impl<'p, W: Write> Entries<'p, W> {
+impl<'p, W: ArchiveOut> Entries<'p, W> {
     fn new(out: W, group_size: HashMap<LinkKey, u32>, progress: &'p Progress) -> Self {
         Entries {
             w: CountingWriter { inner: out, count: 0 },
@@ -709,18 +713,26 @@ pub fn write_host_dir<W: Write>(
     epoch: Epoch,
     progress: &Progress,
 ) -> Result<WriteSummary> {
+    write_host_dir_into(prefix, dir, Copying::new(out), epoch, progress)
+}
+
+/// [`write_host_dir`] into an [`ArchiveOut`], which has host files' content
+/// read straight into its own buffer: the same bytes, one copy fewer.
+pub fn write_host_dir_into<W: ArchiveOut>(
+    prefix: impl AsRef<[u8]>,
+    dir: impl AsRef<Path>,
+    out: W,
+    epoch: Epoch,
+    progress: &Progress,
+) -> Result<WriteSummary> {
     let (prefix, dir) = (prefix.as_ref(), dir.as_ref());
     let mtime = u32::try_from(epoch.0).map_err(|_| CpioError::EpochRange(epoch.0))?;
+    let walk = HostWalk::new(prefix, dir)?;
     let mut group_size: HashMap<LinkKey, u32> = HashMap::new();
-    HostWalk::new(prefix, dir)?.run(&mut |_, node, _| {
-        if let Node::File { link: Some(l), .. } = node {
-            *group_size.entry(*l).or_default() += 1;
-        }
-        Ok(())
-    })?;
+    count_links(dir, &mut group_size)?;
     let mut entries = Entries::new(out, group_size.clone(), progress);
     let mut seen: HashMap<LinkKey, u32> = HashMap::new();
-    HostWalk::new(prefix, dir)?.run(&mut |key, node, nlink| {
+    walk.run(&mut |key, node, nlink| {
         if let Node::File { link: Some(l), .. } = node {
             *seen.entry(*l).or_default() += 1;
         }
@@ -734,6 +746,29 @@ pub fn write_host_dir<W: Write>(
         });
     }
     entries.finish()
+}
+
+/// Count the names of each multiply-linked regular file below host
+/// directory `dir` into `counts`: the first of [`write_host_dir`]'s two
+/// walks. Order does not matter here, so it is a plain depth-first walk,
+/// stat'ing (relative to the directory, not following symlinks) only what
+/// `readdir` says is a regular file, the only kind a link group holds.
+fn count_links(dir: &Path, counts: &mut HashMap<LinkKey, u32>) -> Result<()> {
+    let err = |source| CpioError::Host { path: dir.to_path_buf(), what: "cannot read directory", source };
+    for item in std::fs::read_dir(dir).map_err(err)? {
+        let item = item.map_err(err)?;
+        let stat_err = |source| CpioError::Host { path: item.path(), what: "cannot stat", source };
+        let ft = item.file_type().map_err(stat_err)?;
+        if ft.is_dir() {
+            count_links(&item.path(), counts)?;
+        } else if ft.is_file() {
+            let md = item.metadata().map_err(stat_err)?;
+            if md.is_file() && md.nlink() > 1 {
+                *counts.entry(LinkKey::Host { dev: md.dev(), ino: md.ino() }).or_default() += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One name in a host directory listing.
@@ -944,7 +979,7 @@ fn host_node(host: &Path, md: &std::fs::Metadata) -> Result<Option<Node>> {
 }
 
 /// Write a host file's header and content, checking that its size holds still.
-fn write_host_file<W: Write>(
+fn write_host_file<W: ArchiveOut>(
     w: &mut CountingWriter<W>,
     h: &mut Header,
     key: &[u8],
@@ -963,27 +998,56 @@ fn write_host_file<W: Write>(
     let size = md.len();
     h.filesize = u32::try_from(size).map_err(|_| CpioError::TooLarge { path: path.to_path_buf(), size })?;
     h.write(w, key)?;
-    let mut buf = vec![0u8; 256 * 1024.min(size as usize + 1)];
+    copy_host_file(w, &mut f, path, size, progress)?;
+    pad(w, size)?;
+    Ok(size)
+}
+
+/// Copy exactly `size` bytes of `f` into `w`, reading straight into the
+/// room `w` lends; a file that ends early or goes on past `size` is an error.
+///
+/// Each read asks for one byte more than is left where the room allows: a
+/// short answer then says the file ends at `size` (a regular file's read
+/// is short only at its end), so no extra read is needed to check that it
+/// did not grow; otherwise one more read must find nothing.
+fn copy_host_file<W: ArchiveOut>(
+    w: &mut CountingWriter<W>,
+    f: &mut File,
+    path: &Path,
+    size: u64,
+    progress: &Progress,
+) -> Result<()> {
+    let host_err = |what, source| CpioError::Host { path: path.to_path_buf(), what, source };
+    let changed = || CpioError::Changed { path: path.to_path_buf(), expected: size };
     let mut left = size;
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        let n = match f.read(&mut buf[..want]) {
-            Ok(0) => return Err(CpioError::Changed { path: path.to_path_buf(), expected: size }),
+    loop {
+        let room = w.spare().map_err(CpioError::Write)?;
+        let want = room.len().min(usize::try_from(left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = match f.read(&mut room[..want]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(host_err("cannot read", e)),
         };
-        w.write_all(&buf[..n]).map_err(CpioError::Write)?;
+        if n as u64 > left {
+            return Err(changed());
+        }
+        w.commit(n).map_err(CpioError::Write)?;
         progress.inc(n as u64);
         left -= n as u64;
+        match (n < want, left) {
+            // Short: the file's end. Right where expected, or too early.
+            (true, 0) => return Ok(()),
+            (true, _) if n == 0 => return Err(changed()),
+            // All `size` bytes read, with no room to look past them: look now.
+            (false, 0) => break,
+            _ => {}
+        }
     }
-    // A file that grew would be silently cut: check there is nothing more.
     let mut probe = [0u8; 1];
     if f.read(&mut probe).map_err(|e| host_err("cannot read", e))? != 0 {
-        return Err(CpioError::Changed { path: path.to_path_buf(), expected: size });
+        return Err(changed());
     }
-    pad(w, size)?;
-    Ok(size)
+    Ok(())
 }
 
 fn write_data<W: Write>(w: &mut CountingWriter<W>, data: &[u8]) -> Result<()> {
@@ -996,9 +1060,77 @@ fn pad<W: Write>(w: &mut CountingWriter<W>, len: u64) -> Result<()> {
     w.write_all(&[0u8; 3][..n as usize]).map_err(CpioError::Write)
 }
 
+/// Where an archive is written: a byte stream that also lends room to read
+/// host files' content into, so that it is not copied once more on its way.
+pub trait ArchiveOut: Write {
+    /// Room (never empty) at the end of what was written so far, to fill
+    /// and then hand over with [`ArchiveOut::commit`]; what is not
+    /// committed is not part of the output.
+    fn spare(&mut self) -> io::Result<&mut [u8]>;
+    /// The first `n` bytes of the last [`ArchiveOut::spare`] are output.
+    fn commit(&mut self, n: usize) -> io::Result<()>;
+}
+
+impl<T: ArchiveOut + ?Sized> ArchiveOut for &mut T {
+    fn spare(&mut self) -> io::Result<&mut [u8]> {
+        (**self).spare()
+    }
+    fn commit(&mut self, n: usize) -> io::Result<()> {
+        (**self).commit(n)
+    }
+}
+
+/// An [`ArchiveOut`] for any writer: host files are read into one buffer,
+/// reused from file to file, and written from there.
+pub struct Copying<W> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Copying<W> {
+    pub fn new(inner: W) -> Self {
+        Copying { inner, buf: Vec::new() }
+    }
+}
+
+impl<W: Write> Write for Copying<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.inner.write(data)
+    }
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.inner.write_all(data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> ArchiveOut for Copying<W> {
+    fn spare(&mut self) -> io::Result<&mut [u8]> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; 256 * 1024];
+        }
+        Ok(&mut self.buf)
+    }
+    fn commit(&mut self, n: usize) -> io::Result<()> {
+        self.inner.write_all(&self.buf[..n])
+    }
+}
+
 struct CountingWriter<W> {
     inner: W,
     count: u64,
+}
+
+impl<W: ArchiveOut> CountingWriter<W> {
+    fn spare(&mut self) -> io::Result<&mut [u8]> {
+        self.inner.spare()
+    }
+    fn commit(&mut self, n: usize) -> io::Result<()> {
+        self.inner.commit(n)?;
+        self.count += n as u64;
+        Ok(())
+    }
 }
 
 impl<W: Write> Write for CountingWriter<W> {
@@ -1046,7 +1178,7 @@ impl Header {
             namesize,
             check,
         ] {
-            write!(buf, "{v:08X}").expect("writing to a Vec");
+            buf.extend_from_slice(&hex8(v));
         }
         buf.extend_from_slice(name);
         buf.push(0);
@@ -1055,6 +1187,12 @@ impl Header {
         }
         w.write_all(&buf).map_err(CpioError::Write)
     }
+}
+
+/// `v` as 8 uppercase hex digits, as newc headers spell their fields.
+fn hex8(v: u32) -> [u8; 8] {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    std::array::from_fn(|i| DIGITS[((v >> (28 - 4 * i)) & 0xf) as usize])
 }
 
 /// What a newc entry's mode says it is.
@@ -1617,6 +1755,66 @@ mod tests {
         let err = t.write(io::sink(), Epoch(0)).unwrap_err();
         assert!(matches!(err, CpioError::TooLarge { size: 4294967296, .. }), "{err}");
         assert!(err.to_string().contains("sparse"), "{err}");
+    }
+
+    /// An output lending `room` bytes at a time, so a file's content takes
+    /// several reads, or exactly fills the room, or leaves room to spare.
+    struct Narrow {
+        out: Vec<u8>,
+        room: Vec<u8>,
+    }
+
+    impl Write for Narrow {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.out.write(data)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ArchiveOut for Narrow {
+        fn spare(&mut self) -> io::Result<&mut [u8]> {
+            Ok(&mut self.room)
+        }
+        fn commit(&mut self, n: usize) -> io::Result<()> {
+            self.out.extend_from_slice(&self.room[..n]);
+            Ok(())
+        }
+    }
+
+    fn copy_with_room(path: &Path, room: usize) -> Result<Vec<u8>> {
+        let mut f = File::open(path).unwrap();
+        let size = f.metadata().unwrap().len();
+        let mut w = CountingWriter { inner: Narrow { out: Vec::new(), room: vec![0; room] }, count: 0 };
+        copy_host_file(&mut w, &mut f, path, size, &Progress::hidden())?;
+        assert_eq!(w.count, w.inner.out.len() as u64);
+        Ok(w.inner.out)
+    }
+
+    /// Content read straight into the output's room: whole, whatever the
+    /// room; a file whose reads disagree with its size is refused, whether
+    /// it has more (procfs: size 0) or less (sysfs: size 4096) to read.
+    #[test]
+    fn host_files_that_change_size_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let (file, empty) = (dir.path().join("f"), dir.path().join("empty"));
+        std::fs::write(&file, &content).unwrap();
+        std::fs::write(&empty, b"").unwrap();
+        let grows = Path::new("/proc/self/status");
+        let shrinks = Path::new("/sys/kernel/uevent_seqnum");
+        assert_eq!(std::fs::metadata(grows).unwrap().len(), 0);
+        assert_eq!(std::fs::metadata(shrinks).unwrap().len(), 4096);
+        for room in [1, 3, 4096, 9_999, 10_000, 10_001, 256 * 1024] {
+            assert_eq!(copy_with_room(&file, room).unwrap(), content, "room {room}");
+            assert_eq!(copy_with_room(&empty, room).unwrap(), b"", "room {room}");
+            for path in [grows, shrinks] {
+                let err = copy_with_room(path, room).unwrap_err();
+                assert!(matches!(err, CpioError::Changed { .. }), "{}, room {room}: {err}", path.display());
+                assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!
 //! A ramdisk may also be given as a host directory: it is packed into a
 //! plain newc archive ([`crate::cpio::write_host_dir`], the same bytes as
-//! `eifbake ramdisk DIR`) straight into the EIF, with no intermediate file.
+//! `eifbake ramdisk DIR`) straight into the EIF, with no intermediate file;
+//! host files are read straight into the measurer's buffers
+//! ([`crate::cpio::write_host_dir_into`]), which are then written, CRC'd
+//! and hashed from there.
 //! Its size is known only once it is written, so its section header is
 //! written as a placeholder and patched afterwards, its bytes' CRC kept
 //! apart and combined in after the real section header's; every section's
@@ -316,7 +319,7 @@ fn stream_dir<W: Write + Seek>(
     let mut data_crc = crc32fast::Hasher::new();
     let buf = measurer.buffer();
     let mut sink = RamdiskSink { w: &mut *w, crc: &mut data_crc, measurer, buf, filled: 0, progress };
-    let summary = crate::cpio::write_host_dir("", dir, &mut sink, epoch, &Progress::hidden())
+    let summary = crate::cpio::write_host_dir_into("", dir, &mut sink, epoch, &Progress::hidden())
         .with_context(|| format!("packing ramdisk {}", dir.display()))?;
     sink.flush_buffer()?;
     let sh = SectionHeader::new(SectionKind::Ramdisk, summary.bytes).to_bytes();
@@ -370,6 +373,21 @@ impl<W: Write> Write for RamdiskSink<'_, W> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Host files' content is read straight into the measurer's buffer.
+impl<W: Write> crate::cpio::ArchiveOut for RamdiskSink<'_, W> {
+    fn spare(&mut self) -> std::io::Result<&mut [u8]> {
+        if self.filled == self.buf.len() {
+            self.flush_buffer()?;
+        }
+        Ok(&mut self.buf[self.filled..])
+    }
+
+    fn commit(&mut self, n: usize) -> std::io::Result<()> {
+        self.filled += n;
         Ok(())
     }
 }
