@@ -1472,7 +1472,9 @@ struct ImageTrees<'a> {
     /// The recipe's `[limits]`.
     limits: &'a ApplyOptions,
     /// The store's root cache; `None` with `--no-cache` (and so for
-    /// `verify`), which extracts every step's image afresh.
+    /// `verify`), for a recipe without ordinary steps, and where an
+    /// overlay's options cannot name the paths: every step's image is then
+    /// extracted afresh.
     roots: Option<RootCache>,
     /// Whether steps can have overlay roots here: asked once per build, on
     /// a thread started with the build (the probe's mount namespace takes
@@ -1491,10 +1493,14 @@ impl<'a> ImageTrees<'a> {
     ) -> Self {
         // Only ordinary steps start from the root cache (root steps write their root).
         let ordinary = loaded.recipe.steps.iter().any(|s| s.root.is_none());
-        let roots = (!opts.no_cache && ordinary).then(|| RootCache::new(store.root()));
-        let probe = roots.as_ref().map(|_| {
-            let (sandbox, scratch) = (Sandbox::new(opts.runtime), work.to_path_buf());
-            std::thread::spawn(move || sandbox.overlay_usable(&scratch))
+        // And only where the overlay's options can name the store's and the scratch directory's paths.
+        let roots = Some(RootCache::new(store.root())).filter(|r| {
+            !opts.no_cache && ordinary && [r.dir(), work].into_iter().all(crate::sandbox::overlay_can_name)
+        });
+        let probe = roots.as_ref().map(|roots| {
+            let (sandbox, scratch, lowers) =
+                (Sandbox::new(opts.runtime), work.to_path_buf(), roots.dir().to_path_buf());
+            std::thread::spawn(move || sandbox.overlay_usable(&scratch, &lowers))
         });
         ImageTrees {
             store,
@@ -1518,12 +1524,10 @@ impl<'a> ImageTrees<'a> {
 
     /// The root cache's verified root of `image` as extracted with `opts`,
     /// made first when the cache lacks it; `None` when steps cannot start
-    /// from it here (`--no-cache`, or no overlay: see [`Sandbox::overlay_usable`]).
+    /// from it here (no root cache, or no overlay: see [`Sandbox::overlay_usable`]).
     fn step_root(&self, image: &str, opts: &ApplyOptions) -> Result<Option<PathBuf>> {
         let Some(roots) = &self.roots else { return Ok(None) };
-        // The overlay's options must be able to name the store's and the scratch directory's paths.
-        let named = [roots.dir(), self.work.as_path()].into_iter().all(crate::sandbox::overlay_can_name);
-        if !named || !self.overlay_usable() {
+        if !self.overlay_usable() {
             return Ok(None);
         }
         let li =

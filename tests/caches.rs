@@ -344,6 +344,14 @@ fn wreck_project(name: &str, reg: &TestRegistry) -> (tempfile::TempDir, PathBuf)
     (dir, recipe)
 }
 
+/// `eifbake --store STORE build RECIPE --out OUT EXTRA…`: (exit code, output).
+fn build_with(store: &Path, recipe: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["--store", s(store), "build", s(recipe), "--out", s(out)];
+    args.extend_from_slice(extra);
+    let (code, o, e) = eifbake(&args);
+    (code, format!("{o}{e}"))
+}
+
 /// What the `look` step reported: `/r/bin` in the EIF's ramdisks.
 fn looked(out: &Path, name: &str) -> String {
     let eif = eifbake::eif::Eif::open(&out.join(format!("{name}.eif"))).unwrap();
@@ -371,10 +379,8 @@ fn a_step_that_wrecks_its_root_leaves_the_image_root_intact() {
     let store = dir.path().join("store");
     let build = |out: &str, extra: &[&str]| {
         let out = dir.path().join(out);
-        let mut args = vec!["--store", s(&store), "build", s(&recipe), "--out", s(&out)];
-        args.extend_from_slice(extra);
-        let (code, o, e) = eifbake(&args);
-        assert_eq!(code, 0, "build {extra:?}: {o}{e}");
+        let (code, log) = build_with(&store, &recipe, &out, extra);
+        assert_eq!(code, 0, "build {extra:?}: {log}");
         (eif_sha(&out), looked(&out, "wreck"))
     };
     let cached = build("a", &[]);
@@ -414,12 +420,7 @@ fn tampered_root_cache_entry_is_refused() {
     let _f = common::push_fixtures(&reg);
     let (dir, recipe) = wreck_project("troot", &reg);
     let store = dir.path().join("store");
-    let build = |out: &Path, extra: &[&str]| {
-        let mut args = vec!["--store", s(&store), "build", s(&recipe), "--out", s(out)];
-        args.extend_from_slice(extra);
-        let (code, o, e) = eifbake(&args);
-        (code, format!("{o}{e}"))
-    };
+    let build = |out: &Path, extra: &[&str]| build_with(&store, &recipe, out, extra);
     let out = dir.path().join("out");
     let (code, log) = build(&out, &[]);
     assert_eq!(code, 0, "{log}");
@@ -478,8 +479,8 @@ fn a_store_path_an_overlay_cannot_name_falls_back_to_fresh_extraction() {
     let mut shas = Vec::new();
     for (store, out) in [("store", "a"), ("st:ore", "b")] {
         let (store, out) = (dir.path().join(store), dir.path().join(out));
-        let (code, o, e) = eifbake(&["--store", s(&store), "build", s(&recipe), "--out", s(&out)]);
-        assert_eq!(code, 0, "{}: {o}{e}", store.display());
+        let (code, log) = build_with(&store, &recipe, &out, &[]);
+        assert_eq!(code, 0, "{}: {log}", store.display());
         shas.push(eif_sha(&out));
     }
     assert_eq!(shas[0], shas[1]);

@@ -102,15 +102,22 @@ impl Drop for OverlayRoot {
 impl Sandbox {
     /// Whether steps can have overlay roots here: an overlay is mounted
     /// in a private mount namespace (in the user namespace steps would run
-    /// in) over empty directories in `scratch` before the runtime's
-    /// `--version` runs. No when the kernel lacks overlayfs, refuses it to
-    /// this user, or cannot use `scratch`'s filesystem as an upper layer.
-    pub fn overlay_usable(&self, scratch: &Path) -> bool {
-        let Ok(dir) = tempfile::Builder::new().prefix(".overlay-probe-").tempdir_in(scratch) else {
-            return false;
-        };
-        let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.path().join(d));
-        if [&lower, &upper, &work, &merged].iter().any(|d| fs::create_dir(d).is_err()) {
+    /// in) over an empty lower directory made in `lowers` and empty upper
+    /// directories in `scratch` before the runtime's `--version` runs. No
+    /// when the kernel lacks overlayfs, refuses it to this user, or cannot
+    /// use those filesystems as lower and upper layers.
+    pub fn overlay_usable(&self, scratch: &Path, lowers: &Path) -> bool {
+        let made = fs::create_dir_all(lowers).and_then(|()| {
+            let prefix = ".overlay-probe-";
+            Ok((
+                tempfile::Builder::new().prefix(prefix).tempdir_in(lowers)?,
+                tempfile::Builder::new().prefix(prefix).tempdir_in(scratch)?,
+            ))
+        });
+        let Ok((low, dir)) = made else { return false };
+        let lower = low.path().to_path_buf();
+        let [upper, work, merged] = ["upper", "work", "merged"].map(|d| dir.path().join(d));
+        if [&upper, &work, &merged].iter().any(|d| fs::create_dir(d).is_err()) {
             return false;
         }
         let Ok(ns) = step_namespace() else { return false };
